@@ -1,0 +1,137 @@
+//! Account profiles: who the customer is, their size tier and owner.
+
+use crate::ids::{AccountId, Segment};
+use crate::input::{input_error, object, opt_string, InputError};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountProfile {
+    pub account: AccountId,
+    pub name: String,
+    pub segment: Segment,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onboarding_date: Option<NaiveDate>,
+    /// External ids by system, e.g. `{"hubspot_company_id": "5123"}`.
+    #[serde(default)]
+    pub crm_ids: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const FIELDS: &[&str] = &["name", "segment", "owner_email", "onboarding_date", "crm_ids"];
+
+/// Validates a `PUT /v1/accounts/{account}` body into the profile to store.
+pub fn profile_from_body(
+    account: AccountId,
+    body: &[u8],
+    now: DateTime<Utc>,
+    existing: Option<&AccountProfile>,
+) -> Result<AccountProfile, InputError> {
+    let map = object(body, FIELDS)?;
+    let name = opt_string(&map, "name", 200, "invalid_name")?
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| input_error("missing_name", "name is required"))?;
+    let segment = match opt_string(&map, "segment", 32, "invalid_segment")? {
+        None => return Err(input_error("missing_segment", "segment is required (smb, mid_market, enterprise or strategic)")),
+        Some(s) => match Segment::parse(&s) {
+            Some(seg) if seg != Segment::Unassigned => seg,
+            _ => {
+                return Err(input_error(
+                    "invalid_segment",
+                    format!("segment '{s}' is not one of smb, mid_market, enterprise, strategic"),
+                ))
+            }
+        },
+    };
+    let owner_email = opt_string(&map, "owner_email", 254, "invalid_owner_email")?;
+    if let Some(e) = &owner_email {
+        if !looks_like_email(e) {
+            return Err(input_error("invalid_owner_email", format!("'{e}' is not an email address")));
+        }
+    }
+    let onboarding_date = match opt_string(&map, "onboarding_date", 10, "invalid_onboarding_date")? {
+        None => None,
+        Some(d) => Some(NaiveDate::parse_from_str(&d, "%Y-%m-%d").map_err(|_| {
+            input_error("invalid_onboarding_date", format!("onboarding_date '{d}' is not a YYYY-MM-DD date"))
+        })?),
+    };
+    let mut crm_ids = BTreeMap::new();
+    match map.get("crm_ids") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Object(ids)) => {
+            if ids.len() > 20 {
+                return Err(input_error("invalid_crm_ids", "at most 20 CRM ids"));
+            }
+            for (k, v) in ids {
+                let v = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    _ => return Err(input_error("invalid_crm_ids", format!("crm_ids.{k} must be a string"))),
+                };
+                if k.is_empty() || k.len() > 64 || v.is_empty() || v.len() > 128 {
+                    return Err(input_error("invalid_crm_ids", format!("crm_ids.{k} is empty or too long")));
+                }
+                crm_ids.insert(k.clone(), v);
+            }
+        }
+        Some(_) => return Err(input_error("invalid_crm_ids", "crm_ids must be an object of strings")),
+    }
+    Ok(AccountProfile {
+        account,
+        name,
+        segment,
+        owner_email,
+        onboarding_date,
+        crm_ids,
+        created_at: existing.map_or(now, |e| e.created_at),
+        updated_at: now,
+    })
+}
+
+fn looks_like_email(e: &str) -> bool {
+    match e.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !e.contains(char::is_whitespace)
+                && !domain.contains('@')
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(body: &str) -> Result<AccountProfile, &'static str> {
+        profile_from_body(AccountId::parse("42").unwrap(), body.as_bytes(), Utc::now(), None).map_err(|e| e.code)
+    }
+
+    #[test]
+    fn a_complete_profile_is_accepted() {
+        let p = put(r#"{"name":"Acme","segment":"enterprise","owner_email":"csm@us.com","onboarding_date":"2026-01-31","crm_ids":{"hubspot_company_id":5123}}"#).unwrap();
+        assert_eq!(p.segment, Segment::Enterprise);
+        assert_eq!(p.crm_ids["hubspot_company_id"], "5123");
+    }
+
+    #[test]
+    fn bad_profiles_say_which_field_is_wrong() {
+        assert_eq!(put("{").err(), Some("malformed_json"));
+        assert_eq!(put("[]").err(), Some("invalid_body"));
+        assert_eq!(put(r#"{"segment":"smb"}"#).err(), Some("missing_name"));
+        assert_eq!(put(r#"{"name":"A"}"#).err(), Some("missing_segment"));
+        assert_eq!(put(r#"{"name":"A","segment":"huge"}"#).err(), Some("invalid_segment"));
+        assert_eq!(put(r#"{"name":"A","segment":"unassigned"}"#).err(), Some("invalid_segment"));
+        assert_eq!(put(r#"{"name":"A","segment":"smb","owner_email":"nope"}"#).err(), Some("invalid_owner_email"));
+        assert_eq!(put(r#"{"name":"A","segment":"smb","onboarding_date":"31/01/2026"}"#).err(), Some("invalid_onboarding_date"));
+        assert_eq!(put(r#"{"name":"A","segment":"smb","crm_ids":[1]}"#).err(), Some("invalid_crm_ids"));
+        assert_eq!(put(r#"{"name":"A","segment":"smb","tier":"x"}"#).err(), Some("unknown_field"));
+    }
+}

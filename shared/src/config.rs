@@ -1,0 +1,50 @@
+//! Configuration read from the environment (names per DESIGN §7).
+
+use std::env;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {message}")]
+    Invalid { name: &'static str, message: String },
+}
+
+pub fn required(name: &'static str) -> Result<String, ConfigError> {
+    env::var(name).ok().filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name))
+}
+
+pub fn number<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match env::var(name) {
+        Ok(v) if !v.is_empty() => v.parse().map_err(|e: T::Err| ConfigError::Invalid { name, message: e.to_string() }),
+        _ => Ok(default),
+    }
+}
+
+/// Resource names shared by all functions.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    pub table: String,
+    pub events_queue_url: String,
+}
+
+impl Resources {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self { table: required("USAGE_TABLE")?, events_queue_url: required("EVENTS_QUEUE_URL")? })
+    }
+}
+
+/// Days ledger records are kept (the dedupe horizon), `LEDGER_RETENTION_DAYS`.
+pub fn ledger_retention_days() -> Result<i64, ConfigError> {
+    let days: i64 = number("LEDGER_RETENTION_DAYS", 400)?;
+    if days < 30 {
+        return Err(ConfigError::Invalid {
+            name: "LEDGER_RETENTION_DAYS",
+            message: "must be at least 30 (SQS retention plus DLQ redrive)".into(),
+        });
+    }
+    Ok(days)
+}

@@ -1,0 +1,89 @@
+//! HTTP helpers shared by the ingest and API handlers: the JSON error envelope,
+//! JSON responses and bearer authentication.
+
+use crate::auth::{bearer, hash_key};
+use crate::ids::TenantId;
+use crate::store::{Directory, StoreError};
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+    pub fn not_found(what: &str) -> Self {
+        Self::new(404, "not_found", format!("{what} not found"))
+    }
+}
+
+impl From<crate::input::InputError> for ApiError {
+    fn from(e: crate::input::InputError) -> Self {
+        ApiError::new(400, e.code, e.message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::BadCursor => ApiError::new(400, "invalid_cursor", "the cursor is not one this API returned"),
+            StoreError::Throttled(_) | StoreError::Conflict(_) => {
+                tracing::warn!(error = %e, "store busy");
+                ApiError::new(503, "temporarily_unavailable", "storage is busy; retry shortly")
+            }
+            other => {
+                tracing::error!(error = %other, "store failure");
+                ApiError::new(500, "internal_error", "an internal error occurred; it has been logged")
+            }
+        }
+    }
+}
+
+pub fn json<T: Serialize>(status: u16, body: &T) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::Binary(bytes))
+        .unwrap_or_default()
+}
+
+pub fn error(e: &ApiError) -> Response<Body> {
+    json(e.status, &serde_json::json!({"error": {"code": e.code, "message": e.message}}))
+}
+
+/// The request body as bytes (API Gateway may deliver it base64-decoded as text).
+pub fn body_bytes(req: &Request) -> &[u8] {
+    match req.body() {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    }
+}
+
+/// Resolves the tenant of the request's API key: 401 when missing or unknown.
+pub async fn authenticate(dir: &dyn Directory, req: &Request) -> Result<TenantId, ApiError> {
+    let header = req.headers().get("authorization").and_then(|h| h.to_str().ok());
+    let key = bearer(header).ok_or_else(|| {
+        ApiError::new(401, "missing_api_key", "send your API key as 'Authorization: Bearer <key>'")
+    })?;
+    dir.tenant_for_key(&hash_key(key))
+        .await?
+        .ok_or_else(|| ApiError::new(401, "invalid_api_key", "the API key is not valid"))
+}
+
+/// Query-string pairs, percent-decoded, read from the URI so it works for every
+/// event source and the local runner alike.
+pub fn query_pairs(req: &Request) -> Vec<(String, String)> {
+    req.uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}

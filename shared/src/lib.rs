@@ -1,0 +1,20 @@
+//! The usage-intelligence suite's library: domain types, pure logic (validation,
+//! aggregation, the exactly-once protocol) and the AWS adapters behind small traits.
+
+pub mod account;
+pub mod auth;
+pub mod aws;
+pub mod chunk;
+pub mod config;
+pub mod definition;
+pub mod event;
+pub mod http;
+pub mod ids;
+pub mod input;
+pub mod keys;
+pub mod pipeline;
+pub mod queue;
+pub mod rollup;
+pub mod store;
+pub mod telemetry;
+pub mod usage;

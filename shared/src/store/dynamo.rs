@@ -1,0 +1,675 @@
+//! The DynamoDB adapter: one table, keys from [`crate::keys`], items via serde_dynamo.
+//! SDK errors are classified here once (conditional failure, throttling, conflict).
+
+use super::{AccountStore, DefinitionStore, Directory, Page, RollupRow, StoreError, UsageReader};
+use crate::account::AccountProfile;
+use crate::definition::Definition;
+use crate::event::{MeterRule, UsageEvent, TenantPolicy};
+use crate::ids::{AccountId, MeterName, Segment, Source, TenantId};
+use crate::keys::{self, Scope};
+use crate::pipeline::{Claim, LedgerEntry, LedgerStore, PartOutcome, PartRef};
+use crate::rollup::{Bucket, RollupDelta, RollupKey};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+use base64::Engine;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Write request units and request counts, computed from the items we send using
+/// DynamoDB's published sizing rules (see docs/adr/0002 and `item_size`).
+#[derive(Debug, Default)]
+pub struct WriteMeter {
+    /// Write request units, as DynamoDB bills them (transactional writes count twice).
+    pub write_units: AtomicU64,
+    pub requests: AtomicU64,
+}
+
+impl WriteMeter {
+    fn add(&self, units: u64) {
+        self.write_units.fetch_add(units, Ordering::Relaxed);
+    }
+    fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn snapshot(&self) -> (u64, u64) {
+        (self.write_units.load(Ordering::Relaxed), self.requests.load(Ordering::Relaxed))
+    }
+}
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    pub meter: Arc<WriteMeter>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("tenant '{0}' already exists")]
+    TenantExists(TenantId),
+    #[error("tenant '{0}' does not exist")]
+    NoSuchTenant(TenantId),
+    #[error("could not generate a key: {0}")]
+    Random(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn svc<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(op: &'static str, e: SdkError<E, R>) -> StoreError {
+    let code = e.code().unwrap_or_default().to_owned();
+    let message = e.message().map(str::to_owned).unwrap_or_else(|| format!("{e:?}"));
+    match code.as_str() {
+        "ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded" => {
+            StoreError::Throttled(format!("{op}: {message}"))
+        }
+        "TransactionConflictException" | "TransactionInProgressException" => {
+            StoreError::Conflict(format!("{op}: {message}"))
+        }
+        _ => StoreError::Service { op, message: format!("{code} {message}") },
+    }
+}
+
+fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { key: key.to_owned(), message: e.to_string() }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+#[derive(Serialize, Deserialize)]
+struct TenantItem {
+    pk: String,
+    sk: String,
+    tenant: TenantId,
+    name: String,
+    backfill_days: u32,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ApiKeyItem {
+    pk: String,
+    sk: String,
+    tenant: TenantId,
+    label: String,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DataItem<T> {
+    pk: String,
+    sk: String,
+    data: T,
+}
+
+#[derive(Serialize)]
+struct LedgerItem<'a> {
+    pk: String,
+    sk: &'static str,
+    tenant: &'a TenantId,
+    source: Source,
+    chunk: &'a str,
+    pos: u32,
+    segment: Segment,
+    received_at: DateTime<Utc>,
+    expires_at: i64,
+    event: &'a UsageEvent,
+}
+
+#[derive(Deserialize)]
+struct LedgerClaimView {
+    chunk: String,
+    pos: u32,
+    segment: Segment,
+}
+
+/// Approximate stored size of an item per DynamoDB's sizing rules.
+pub fn item_size(item: &Item) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+fn value_size(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(num) => number_size(num),
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::M(m) => 3 + m.iter().map(|(k, v)| 1 + k.len() + value_size(v)).sum::<usize>(),
+        AttributeValue::L(l) => 3 + l.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
+        AttributeValue::Ss(l) => l.iter().map(String::len).sum(),
+        AttributeValue::Ns(l) => l.iter().map(|x| number_size(x)).sum(),
+        _ => 0,
+    }
+}
+
+fn number_size(num: &str) -> usize {
+    let digits = num.trim_start_matches('-').replace('.', "");
+    let significant = digits.trim_start_matches('0').trim_end_matches('0').len().max(1);
+    significant.div_ceil(2) + 1
+}
+
+/// Write units of one item write of `size` bytes.
+pub fn write_units(size: usize) -> u64 {
+    size.div_ceil(1024).max(1) as u64
+}
+
+/// Largest a day-rollup item can grow: all 24 hour buckets at 15 significant digits.
+pub fn max_rollup_item_size(pk: &str, sk: &str) -> usize {
+    let wide = number_size("123456789012345.123456");
+    pk.len() + 2 + sk.len() + 2 + 2 * (1 + wide) + 48 * (3 + wide)
+}
+
+fn hour_names(h: u8) -> (String, String) {
+    (format!("q{h:02}"), format!("n{h:02}"))
+}
+
+fn dec(item: &Item, name: &str) -> Decimal {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => Decimal::from_str(v).or_else(|_| Decimal::from_scientific(v)).unwrap_or_default(),
+        _ => Decimal::ZERO,
+    }
+}
+
+fn int(item: &Item, name: &str) -> i64 {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v.parse().unwrap_or_default(),
+        _ => 0,
+    }
+}
+
+fn str_attr<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v),
+        _ => None,
+    }
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into(), meter: Arc::default() }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn get(&self, op: &'static str, pk: String, sk: &str, consistent: bool) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(consistent)
+            .send()
+            .await
+            .map_err(|e| svc(op, e))?;
+        Ok(out.item)
+    }
+
+    async fn put(&self, op: &'static str, item: Item, condition: Option<&str>) -> Result<bool, StoreError> {
+        let size = item_size(&item);
+        let mut req = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        if let Some(c) = condition {
+            req = req.condition_expression(c);
+        }
+        self.meter.request();
+        self.meter.add(write_units(size));
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(svc(op, e)),
+        }
+    }
+
+    /// Queries one partition (optionally a sort-key range), following pagination.
+    async fn query_all(&self, op: &'static str, pk: String, range: Option<(String, String)>) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut req = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .set_exclusive_start_key(start.take());
+            req = match &range {
+                Some((lo, hi)) => req
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                    .expression_attribute_values(":lo", s(lo.clone()))
+                    .expression_attribute_values(":hi", s(hi.clone())),
+                None => req.key_condition_expression("pk = :pk"),
+            };
+            let page = req.send().await.map_err(|e| svc(op, e))?;
+            out.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Creates a tenant (fails if it exists).
+    pub async fn create_tenant(&self, tenant: &TenantId, name: &str, backfill_days: u32) -> Result<(), AdminError> {
+        let item = TenantItem {
+            pk: keys::tenant_pk(tenant),
+            sk: keys::PROFILE_SK.into(),
+            tenant: tenant.clone(),
+            name: name.to_owned(),
+            backfill_days,
+            created_at: Utc::now(),
+        };
+        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("tenant", e))?;
+        if self.put("create_tenant", item, Some("attribute_not_exists(pk)")).await? {
+            Ok(())
+        } else {
+            Err(AdminError::TenantExists(tenant.clone()))
+        }
+    }
+
+    pub async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        Ok(self.get("get_tenant", keys::tenant_pk(tenant), keys::PROFILE_SK, true).await?.is_some())
+    }
+
+    /// Issues a new API key for a tenant; returns the key (shown once) and stores its hash.
+    pub async fn create_api_key(&self, tenant: &TenantId, label: &str) -> Result<String, AdminError> {
+        let key = crate::auth::generate_key().map_err(|e| AdminError::Random(e.to_string()))?;
+        self.register_api_key(tenant, &key, label).await?;
+        Ok(key)
+    }
+
+    /// Stores the hash of a caller-chosen key (used for `DEV_API_KEY` locally).
+    pub async fn register_api_key(&self, tenant: &TenantId, key: &str, label: &str) -> Result<(), AdminError> {
+        if !self.tenant_exists(tenant).await? {
+            return Err(AdminError::NoSuchTenant(tenant.clone()));
+        }
+        let item = ApiKeyItem {
+            pk: keys::api_key_pk(&crate::auth::hash_key(key)),
+            sk: keys::API_KEY_SK.into(),
+            tenant: tenant.clone(),
+            label: label.to_owned(),
+            created_at: Utc::now(),
+        };
+        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("api key", e))?;
+        self.put("register_api_key", item, None).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Directory for DynamoStore {
+    async fn tenant_for_key(&self, key_hash: &str) -> Result<Option<TenantId>, StoreError> {
+        let pk = keys::api_key_pk(key_hash);
+        match self.get("get_api_key", pk.clone(), keys::API_KEY_SK, false).await? {
+            None => Ok(None),
+            Some(item) => {
+                let k: ApiKeyItem = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
+                Ok(Some(k.tenant))
+            }
+        }
+    }
+
+    async fn tenant_policy(&self, tenant: &TenantId) -> Result<Option<TenantPolicy>, StoreError> {
+        let pk = keys::tenant_pk(tenant);
+        let items = self.query_all("tenant_policy", pk.clone(), None).await?;
+        let mut policy: Option<TenantPolicy> = None;
+        let mut meters = HashMap::new();
+        for item in items {
+            match str_attr(&item, "sk") {
+                Some(keys::PROFILE_SK) => {
+                    let t: TenantItem = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
+                    policy = Some(TenantPolicy { backfill_days: t.backfill_days, meters: HashMap::new() });
+                }
+                Some(sk) if sk.starts_with(keys::DEFINITION_PREFIX) => {
+                    let d: DataItem<Definition> = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
+                    meters.insert(d.data.meter.clone(), MeterRule::from(&d.data));
+                }
+                _ => {}
+            }
+        }
+        Ok(policy.map(|p| TenantPolicy { meters, ..p }))
+    }
+}
+
+#[async_trait]
+impl DefinitionStore for DynamoStore {
+    async fn put_definition(&self, tenant: &TenantId, def: &Definition) -> Result<(), StoreError> {
+        let item = DataItem { pk: keys::tenant_pk(tenant), sk: keys::definition_sk(&def.meter), data: def };
+        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("definition", e))?;
+        self.put("put_definition", item, None).await.map(|_| ())
+    }
+
+    async fn get_definition(&self, tenant: &TenantId, meter: &MeterName) -> Result<Option<Definition>, StoreError> {
+        let pk = keys::tenant_pk(tenant);
+        match self.get("get_definition", pk.clone(), &keys::definition_sk(meter), true).await? {
+            None => Ok(None),
+            Some(item) => {
+                let d: DataItem<Definition> = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
+                Ok(Some(d.data))
+            }
+        }
+    }
+
+    async fn list_definitions(&self, tenant: &TenantId) -> Result<Vec<Definition>, StoreError> {
+        let pk = keys::tenant_pk(tenant);
+        let items = self.query_all("list_definitions", pk.clone(), None).await?;
+        items
+            .into_iter()
+            .filter(|i| str_attr(i, "sk").is_some_and(|sk| sk.starts_with(keys::DEFINITION_PREFIX)))
+            .map(|i| serde_dynamo::from_item::<_, DataItem<Definition>>(i).map(|d| d.data).map_err(|e| corrupt(&pk, e)))
+            .collect()
+    }
+}
+
+fn encode_cursor(sk: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk)
+}
+
+fn decode_cursor(cursor: &str, prefix: &str) -> Result<String, StoreError> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| StoreError::BadCursor)?;
+    let sk = String::from_utf8(bytes).map_err(|_| StoreError::BadCursor)?;
+    if sk.starts_with(prefix) && sk.len() < 512 {
+        Ok(sk)
+    } else {
+        Err(StoreError::BadCursor)
+    }
+}
+
+#[async_trait]
+impl AccountStore for DynamoStore {
+    async fn put_account(&self, tenant: &TenantId, profile: &AccountProfile) -> Result<(), StoreError> {
+        let item = DataItem { pk: keys::accounts_pk(tenant), sk: keys::account_sk(&profile.account), data: profile };
+        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("account", e))?;
+        self.put("put_account", item, None).await.map(|_| ())
+    }
+
+    async fn get_account(&self, tenant: &TenantId, account: &AccountId) -> Result<Option<AccountProfile>, StoreError> {
+        let pk = keys::accounts_pk(tenant);
+        match self.get("get_account", pk.clone(), &keys::account_sk(account), true).await? {
+            None => Ok(None),
+            Some(item) => {
+                let d: DataItem<AccountProfile> = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
+                Ok(Some(d.data))
+            }
+        }
+    }
+
+    async fn list_accounts(
+        &self,
+        tenant: &TenantId,
+        segment: Option<Segment>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<AccountProfile>, StoreError> {
+        let pk = keys::accounts_pk(tenant);
+        let mut start: Option<Item> = match cursor {
+            None => None,
+            Some(c) => Some(HashMap::from([
+                ("pk".to_owned(), s(pk.clone())),
+                ("sk".to_owned(), s(decode_cursor(c, "ACCOUNT#")?)),
+            ])),
+        };
+        let mut items = Vec::new();
+        loop {
+            let mut req = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .limit((limit - items.len()) as i32)
+                .set_exclusive_start_key(start.take());
+            if let Some(seg) = segment {
+                req = req
+                    .filter_expression("#d.#s = :seg")
+                    .expression_attribute_names("#d", "data")
+                    .expression_attribute_names("#s", "segment")
+                    .expression_attribute_values(":seg", s(seg.as_str()));
+            }
+            let page = req.send().await.map_err(|e| svc("list_accounts", e))?;
+            for item in page.items.unwrap_or_default() {
+                let d: DataItem<AccountProfile> = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
+                items.push(d.data);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => {
+                    if items.len() >= limit {
+                        let next = str_attr(&k, "sk").map(encode_cursor);
+                        return Ok(Page { items, next });
+                    }
+                    start = Some(k);
+                }
+                _ => return Ok(Page { items, next: None }),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl UsageReader for DynamoStore {
+    async fn read_rollups(
+        &self,
+        tenant: &TenantId,
+        scope: &Scope,
+        from: NaiveDate,
+        to: NaiveDate,
+        meter: Option<&MeterName>,
+    ) -> Result<Vec<RollupRow>, StoreError> {
+        let pk = keys::usage_pk(tenant, scope);
+        let items = self.query_all("read_rollups", pk.clone(), Some(keys::usage_sk_range(from, to))).await?;
+        let mut rows = Vec::with_capacity(items.len());
+        for item in items {
+            let sk = str_attr(&item, "sk").unwrap_or_default();
+            let (day, m, stage, service_line) = keys::parse_usage_sk(sk).ok_or_else(|| corrupt(sk, "unparseable rollup sort key"))?;
+            if meter.is_some_and(|want| want != &m) {
+                continue;
+            }
+            let mut hours = [Bucket::default(); 24];
+            for (h, bucket) in hours.iter_mut().enumerate() {
+                let (q, c) = hour_names(h as u8);
+                *bucket = Bucket { quantity: dec(&item, &q), events: int(&item, &c) };
+            }
+            rows.push(RollupRow {
+                key: RollupKey { scope: scope.clone(), day, meter: m, stage, service_line },
+                total: Bucket { quantity: dec(&item, "q"), events: int(&item, "n") },
+                hours,
+            });
+        }
+        Ok(rows)
+    }
+}
+
+#[async_trait]
+impl LedgerStore for DynamoStore {
+    async fn segments(&self, tenant: &TenantId, accounts: &[AccountId]) -> Result<HashMap<AccountId, Segment>, StoreError> {
+        let pk = keys::accounts_pk(tenant);
+        let mut out = HashMap::new();
+        for group in accounts.chunks(100) {
+            let mut keys_left: Vec<Item> = group
+                .iter()
+                .map(|a| HashMap::from([("pk".to_owned(), s(pk.clone())), ("sk".to_owned(), s(keys::account_sk(a)))]))
+                .collect();
+            let mut rounds = 0;
+            while !keys_left.is_empty() {
+                rounds += 1;
+                let ka = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut keys_left)))
+                    .projection_expression("sk, #d.#s")
+                    .expression_attribute_names("#d", "data")
+                    .expression_attribute_names("#s", "segment")
+                    .build()
+                    .map_err(|e| StoreError::Service { op: "segments", message: e.to_string() })?;
+                let res = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, ka)
+                    .send()
+                    .await
+                    .map_err(|e| svc("segments", e))?;
+                for item in res.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                    let account = str_attr(&item, "sk").and_then(|sk| sk.strip_prefix("ACCOUNT#")).and_then(|a| AccountId::parse(a).ok());
+                    let segment = match item.get("data") {
+                        Some(AttributeValue::M(m)) => str_attr(m, "segment").and_then(Segment::parse),
+                        _ => None,
+                    };
+                    if let (Some(a), Some(seg)) = (account, segment) {
+                        out.insert(a, seg);
+                    }
+                }
+                if let Some(left) = res.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                    if rounds > 8 {
+                        return Err(StoreError::Throttled("segments: unprocessed keys".into()));
+                    }
+                    keys_left = left.keys;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * rounds)).await;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn claim(&self, e: &LedgerEntry<'_>) -> Result<Claim, StoreError> {
+        let pk = keys::ledger_pk(e.tenant, e.source, &e.event.id);
+        let item = LedgerItem {
+            pk: pk.clone(),
+            sk: keys::EVENT_SK,
+            tenant: e.tenant,
+            source: e.source,
+            chunk: e.chunk,
+            pos: e.pos,
+            segment: e.segment,
+            received_at: e.received_at,
+            expires_at: e.expires_at,
+            event: e.event,
+        };
+        let item: Item = serde_dynamo::to_item(item).map_err(|err| corrupt(&pk, err))?;
+        self.meter.request();
+        self.meter.add(write_units(item_size(&item)));
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let existing = match res {
+            Ok(_) => return Ok(Claim::New),
+            Err(err) if err.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
+                match err.into_service_error() {
+                    aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => c.item,
+                    _ => None,
+                }
+            }
+            Err(err) => return Err(svc("claim", err)),
+        };
+        let existing = match existing {
+            Some(i) if i.contains_key("chunk") => i,
+            // Emulators may not return the old item; read it.
+            _ => self
+                .get("claim_lookup", pk.clone(), keys::EVENT_SK, true)
+                .await?
+                .ok_or_else(|| StoreError::Conflict(format!("{pk} vanished after a failed condition")))?,
+        };
+        let view: LedgerClaimView = serde_dynamo::from_item(existing).map_err(|err| corrupt(&pk, err))?;
+        Ok(Claim::Existing { chunk: view.chunk, pos: view.pos, segment: view.segment })
+    }
+
+    async fn apply_part(&self, part: &PartRef<'_>, deltas: &[(RollupKey, RollupDelta)]) -> Result<PartOutcome, StoreError> {
+        let marker: Item = HashMap::from([
+            ("pk".to_owned(), s(keys::part_pk(part.tenant, part.chunk))),
+            ("sk".to_owned(), s(keys::part_sk(part.part))),
+            ("parts".to_owned(), n(part.parts)),
+            ("rollups".to_owned(), n(deltas.len())),
+            ("expires_at".to_owned(), n(part.expires_at)),
+        ]);
+        let mut units = write_units(item_size(&marker)) * 2;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(marker))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::Service { op: "apply_part", message: e.to_string() })?;
+        let mut actions = vec![TransactWriteItem::builder().put(put).build()];
+        for (key, delta) in deltas {
+            let pk = keys::usage_pk(part.tenant, &key.scope);
+            let sk = keys::usage_sk(key.day, &key.meter, key.stage, &key.service_line);
+            units += write_units(max_rollup_item_size(&pk, &sk)) * 2;
+            let total = delta.total();
+            let mut expr = vec!["#q :q".to_owned(), "#n :n".to_owned()];
+            let mut names = HashMap::from([("#q".to_owned(), "q".to_owned()), ("#n".to_owned(), "n".to_owned())]);
+            let mut values = HashMap::from([(":q".to_owned(), n(total.quantity)), (":n".to_owned(), n(total.events))]);
+            for (h, b) in &delta.hours {
+                let (qn, cn) = hour_names(*h);
+                expr.push(format!("#{qn} :{qn}"));
+                expr.push(format!("#{cn} :{cn}"));
+                values.insert(format!(":{qn}"), n(b.quantity));
+                values.insert(format!(":{cn}"), n(b.events));
+                names.insert(format!("#{qn}"), qn);
+                names.insert(format!("#{cn}"), cn);
+            }
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(pk))
+                .key("sk", s(sk))
+                .update_expression(format!("ADD {}", expr.join(", ")))
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .build()
+                .map_err(|e| StoreError::Service { op: "apply_part", message: e.to_string() })?;
+            actions.push(TransactWriteItem::builder().update(update).build());
+        }
+        self.meter.request();
+        let res = self.client.transact_write_items().set_transact_items(Some(actions)).send().await;
+        match res {
+            Ok(_) => {
+                self.meter.add(units);
+                Ok(PartOutcome::Applied)
+            }
+            Err(err) => {
+                let reasons: Vec<String> = match err.as_service_error() {
+                    Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
+                        c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_owned()).collect()
+                    }
+                    _ => return Err(svc("apply_part", err)),
+                };
+                // A failed transaction still consumes (non-doubled) units for the marker check.
+                self.meter.add(1);
+                if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") {
+                    return Ok(PartOutcome::AlreadyApplied);
+                }
+                if reasons.iter().any(|r| r == "TransactionConflict") {
+                    return Err(StoreError::Conflict(format!("apply_part: {reasons:?}")));
+                }
+                if reasons.iter().any(|r| r.contains("Throughput") || r.contains("Throttl")) {
+                    return Err(StoreError::Throttled(format!("apply_part: {reasons:?}")));
+                }
+                Err(StoreError::Service { op: "apply_part", message: format!("transaction cancelled: {reasons:?}") })
+            }
+        }
+    }
+}
+

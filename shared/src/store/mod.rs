@@ -1,0 +1,101 @@
+//! Storage traits and their adapters.
+
+pub mod dynamo;
+pub mod memory;
+
+use crate::account::AccountProfile;
+use crate::event::{MeterRule, TenantPolicy};
+use crate::ids::{AccountId, MeterName, Segment, TenantId};
+use crate::keys::Scope;
+use crate::rollup::{Bucket, RollupKey};
+use async_trait::async_trait;
+use chrono::NaiveDate;
+
+/// Storage failures, classified once in the adapter.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("throttled: {0}")]
+    Throttled(String),
+    #[error("transaction conflict: {0}")]
+    Conflict(String),
+    #[error("stored item {key} is unreadable: {message}")]
+    Corrupt { key: String, message: String },
+    #[error("invalid pagination cursor")]
+    BadCursor,
+    #[error("{op} failed: {message}")]
+    Service { op: &'static str, message: String },
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Throttled(_) | StoreError::Conflict(_))
+    }
+}
+
+/// Tenants, keys and policies: what ingest and the API check on every request.
+#[async_trait]
+pub trait Directory: Send + Sync {
+    async fn tenant_for_key(&self, key_hash: &str) -> Result<Option<TenantId>, StoreError>;
+    async fn tenant_policy(&self, tenant: &TenantId) -> Result<Option<TenantPolicy>, StoreError>;
+}
+
+/// A page of results and the opaque cursor for the next one.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    async fn put_account(&self, tenant: &TenantId, profile: &AccountProfile) -> Result<(), StoreError>;
+    async fn get_account(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+    ) -> Result<Option<AccountProfile>, StoreError>;
+    async fn list_accounts(
+        &self,
+        tenant: &TenantId,
+        segment: Option<Segment>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<AccountProfile>, StoreError>;
+}
+
+/// One stored day rollup with its hourly buckets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollupRow {
+    pub key: RollupKey,
+    pub total: Bucket,
+    pub hours: [Bucket; 24],
+}
+
+#[async_trait]
+pub trait UsageReader: Send + Sync {
+    async fn read_rollups(
+        &self,
+        tenant: &TenantId,
+        scope: &Scope,
+        from: NaiveDate,
+        to: NaiveDate,
+        meter: Option<&MeterName>,
+    ) -> Result<Vec<RollupRow>, StoreError>;
+}
+
+#[async_trait]
+pub trait DefinitionStore: Send + Sync {
+    async fn put_definition(&self, tenant: &TenantId, def: &crate::definition::Definition) -> Result<(), StoreError>;
+    async fn get_definition(
+        &self,
+        tenant: &TenantId,
+        meter: &MeterName,
+    ) -> Result<Option<crate::definition::Definition>, StoreError>;
+    async fn list_definitions(&self, tenant: &TenantId) -> Result<Vec<crate::definition::Definition>, StoreError>;
+}
+
+impl From<&crate::definition::Definition> for MeterRule {
+    fn from(d: &crate::definition::Definition) -> Self {
+        MeterRule { meter: d.meter.clone(), unit: d.unit.clone(), status: d.status }
+    }
+}
