@@ -1,1 +1,80 @@
+//! SQS consumer: counts each chunk's events exactly once into the rollups.
+//!
+//! Messages are processed independently and reported individually
+//! (`ReportBatchItemFailures`), so a poison message is retried alone and reaches the
+//! DLQ after the queue's `maxReceiveCount` while the rest of its batch is counted.
 
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::stream::{self, StreamExt};
+use shared::chunk::{Chunk, CHUNK_VERSION};
+use shared::pipeline::{process_chunk, LedgerStore, PipelineConfig};
+use std::sync::Arc;
+
+pub struct Rollup {
+    pub store: Arc<dyn LedgerStore>,
+    pub cfg: PipelineConfig,
+    /// Messages of one batch processed at the same time.
+    pub concurrency: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("message body is not a chunk: {0}")]
+    Poison(String),
+    #[error("chunk version {0} is not supported")]
+    Version(u8),
+    #[error(transparent)]
+    Store(#[from] shared::store::StoreError),
+}
+
+impl Rollup {
+    pub fn new(store: Arc<dyn LedgerStore>, cfg: PipelineConfig) -> Self {
+        Self { store, cfg, concurrency: 4 }
+    }
+
+    /// The Lambda entry point.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let results: Vec<(Option<String>, Result<(), MessageError>)> = stream::iter(event.records)
+            .map(|m| async move {
+                let id = m.message_id.clone();
+                (id, self.process(&m).await)
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        let mut response = SqsBatchResponse::default();
+        for (id, result) in results {
+            if let Err(e) = result {
+                let id = id.unwrap_or_default();
+                match &e {
+                    MessageError::Store(_) => tracing::warn!(message_id = %id, error = %e, "chunk will be retried"),
+                    _ => tracing::error!(message_id = %id, error = %e, "poison message; it goes to the DLQ after the last receive"),
+                }
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    async fn process(&self, m: &SqsMessage) -> Result<(), MessageError> {
+        let body = m.body.as_deref().unwrap_or_default();
+        let chunk: Chunk = serde_json::from_str(body).map_err(|e| MessageError::Poison(e.to_string()))?;
+        if chunk.v != CHUNK_VERSION {
+            return Err(MessageError::Version(chunk.v));
+        }
+        let outcome = process_chunk(self.store.as_ref(), &chunk, &self.cfg).await?;
+        tracing::info!(
+            tenant = %chunk.tenant,
+            chunk = %chunk.chunk,
+            events = chunk.events.len(),
+            counted = outcome.counted,
+            duplicates = outcome.duplicates,
+            parts_applied = outcome.parts_applied,
+            parts_already_applied = outcome.parts_already_applied,
+            "chunk counted"
+        );
+        Ok(())
+    }
+}

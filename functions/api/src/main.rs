@@ -1,0 +1,18 @@
+use api::Api;
+use lambda_http::{run, service_fn, Error, Request};
+use shared::store::dynamo::DynamoStore;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let table = shared::config::required("USAGE_TABLE")?;
+    let aws = shared::aws::load().await;
+    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
+    let api = Arc::new(Api::new(store));
+    run(service_fn(move |req: Request| {
+        let api = api.clone();
+        async move { Ok::<_, Error>(api.handle(req).await) }
+    }))
+    .await
+}

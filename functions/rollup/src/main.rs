@@ -1,0 +1,22 @@
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use rollup::Rollup;
+use shared::pipeline::PipelineConfig;
+use shared::store::dynamo::DynamoStore;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let table = shared::config::required("USAGE_TABLE")?;
+    let retention = shared::config::ledger_retention_days()?;
+    let aws = shared::aws::load().await;
+    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
+    let cfg = PipelineConfig { retention: chrono::Duration::days(retention), ..PipelineConfig::default() };
+    let rollup = Arc::new(Rollup::new(store, cfg));
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let rollup = rollup.clone();
+        async move { Ok::<_, Error>(rollup.handle(event.payload).await) }
+    }))
+    .await
+}
