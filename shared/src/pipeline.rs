@@ -139,7 +139,9 @@ pub async fn process_chunk(
     accounts.dedup();
     let segments = store.segments(&chunk.tenant, &accounts).await?;
 
-    let claims: Vec<Option<(&UsageEvent, Segment)>> = stream::iter(events.iter().map(|&(pos, ev)| {
+    // Futures are collected first (not mapped lazily) so the future stays `Send`.
+    let mut pending = Vec::with_capacity(events.len());
+    for &(pos, ev) in &events {
         let segment = segments.get(&ev.account).copied().unwrap_or(Segment::Unassigned);
         let entry = LedgerEntry {
             tenant: &chunk.tenant,
@@ -151,7 +153,7 @@ pub async fn process_chunk(
             received_at: chunk.received_at,
             expires_at,
         };
-        async move {
+        pending.push(async move {
             let claim = retry(cfg, || store.claim(&entry)).await?;
             Ok::<_, StoreError>(match claim {
                 Claim::New => Some((ev, segment)),
@@ -160,11 +162,10 @@ pub async fn process_chunk(
                 }
                 Claim::Existing { .. } => None,
             })
-        }
-    }))
-    .buffered(cfg.claim_concurrency.max(1))
-    .try_collect()
-    .await?;
+        });
+    }
+    let claims: Vec<Option<(&UsageEvent, Segment)>> =
+        stream::iter(pending).buffered(cfg.claim_concurrency.max(1)).try_collect().await?;
 
     let owned: Vec<(&UsageEvent, Segment)> = claims.iter().flatten().copied().collect();
     let mut outcome = ChunkOutcome {

@@ -1,0 +1,99 @@
+//! Scheduled jobs, as EventBridge would run them on AWS; locally also on demand through
+//! `POST /local/jobs/{name}`.
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::QueueAttributeName;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[async_trait]
+pub trait Job: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn every(&self) -> Duration;
+    async fn run(&self) -> anyhow::Result<serde_json::Value>;
+}
+
+/// Mirrors the `EventsDlqAlarm` CloudWatch alarm: reports and warns when the DLQ holds
+/// messages (events that could not be counted and need attention).
+pub struct DlqDepth {
+    pub sqs: aws_sdk_sqs::Client,
+    pub dlq_url: String,
+}
+
+#[async_trait]
+impl Job for DlqDepth {
+    fn name(&self) -> &'static str {
+        "dlq-depth"
+    }
+    fn every(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+    async fn run(&self) -> anyhow::Result<serde_json::Value> {
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.dlq_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?
+            .attributes
+            .unwrap_or_default();
+        let n = |k: QueueAttributeName| attrs.get(&k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let visible = n(QueueAttributeName::ApproximateNumberOfMessages);
+        let in_flight = n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
+        if visible + in_flight > 0 {
+            tracing::warn!(dlq_depth = visible + in_flight, "events DLQ holds messages: inspect and redrive them");
+        }
+        Ok(serde_json::json!({"dlq_depth": visible + in_flight, "alarm": visible + in_flight > 0}))
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Scheduler {
+    jobs: Vec<Arc<dyn Job>>,
+}
+
+impl Scheduler {
+    pub fn new(jobs: Vec<Arc<dyn Job>>) -> Self {
+        Self { jobs }
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.jobs.iter().map(|j| j.name()).collect()
+    }
+
+    pub async fn run_now(&self, name: &str) -> Option<anyhow::Result<serde_json::Value>> {
+        let job = self.jobs.iter().find(|j| j.name() == name)?;
+        Some(job.run().await)
+    }
+
+    /// Runs every job on its interval until shutdown.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let tasks: Vec<_> = self
+            .jobs
+            .into_iter()
+            .map(|job| {
+                let mut shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(job.every());
+                    tick.tick().await;
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.changed() => return,
+                            _ = tick.tick() => match job.run().await {
+                                Ok(report) => tracing::info!(job = job.name(), %report, "scheduled job ran"),
+                                Err(e) => tracing::error!(job = job.name(), error = %e, "scheduled job failed"),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! `usage-local`: runs the whole stack against the emulator, and manages tenants and
+//! API keys (locally, or on AWS with `--aws`).
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use local::provision::{provision, template_path, Overrides};
+use local::stack::Stack;
+use shared::ids::TenantId;
+use shared::pipeline::PipelineConfig;
+use shared::store::dynamo::DynamoStore;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(name = "usage-local", about = "Local runner and admin CLI of the usage-intelligence suite")]
+struct Cli {
+    /// Emulator endpoint.
+    #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:4566", global = true)]
+    endpoint: String,
+    /// Name prefix of local resources.
+    #[arg(long, env = "LOCAL_PREFIX", default_value = "usage-local", global = true)]
+    prefix: String,
+    /// Talk to real AWS (standard credential chain) and the table in USAGE_TABLE.
+    #[arg(long, global = true)]
+    aws: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Provision resources and serve every function locally (the default).
+    Serve {
+        #[arg(long, env = "LOCAL_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Dev tenant's API key; generated when unset.
+        #[arg(long, env = "DEV_API_KEY", hide_env_values = true)]
+        dev_api_key: Option<String>,
+        #[arg(long, env = "DEV_TENANT", default_value = "dev")]
+        dev_tenant: String,
+    },
+    /// Create the template's resources in the emulator and print their names.
+    Provision,
+    /// Tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant with the starter meter definitions.
+    Create {
+        tenant: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// How far back events may be timestamped.
+        #[arg(long, default_value_t = 35)]
+        backfill_days: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Issue a new API key for a tenant (printed once; only its hash is stored).
+    Create {
+        tenant: String,
+        #[arg(long, default_value = "cli")]
+        label: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    shared::telemetry::init();
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve {
+        addr: std::env::var("LOCAL_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into()),
+        dev_api_key: std::env::var("DEV_API_KEY").ok(),
+        dev_tenant: std::env::var("DEV_TENANT").unwrap_or_else(|_| "dev".into()),
+    });
+    let aws = if cli.aws { shared::aws::load().await } else { shared::aws::local(&cli.endpoint).await };
+    let stack = || async {
+        let p = provision(&aws, &template_path(), &cli.prefix, &Overrides::default())
+            .await
+            .with_context(|| format!("provisioning in the emulator at {} (is it running?)", cli.endpoint))?;
+        anyhow::Ok((Stack::new(&aws, &p, PipelineConfig::default())?, p))
+    };
+    match command {
+        Command::Serve { addr, dev_api_key, dev_tenant } => {
+            let (stack, p) = stack().await?;
+            serve(Arc::new(stack), &p, &addr, dev_api_key, &dev_tenant).await
+        }
+        Command::Provision => {
+            let (_, p) = stack().await?;
+            for (function, env) in &p.env {
+                println!("# {function}");
+                for (k, v) in env {
+                    println!("{k}={v}");
+                }
+            }
+            Ok(())
+        }
+        Command::Tenant { command: TenantCommand::Create { tenant, name, backfill_days } } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let created = if cli.aws {
+                let store = aws_store(&aws)?;
+                store.create_tenant(&tenant, name.as_deref().unwrap_or(tenant.as_str()), backfill_days).await.map(|_| true)?
+            } else {
+                let (stack, _) = stack().await?;
+                stack.ensure_tenant(&tenant, name.as_deref().unwrap_or(tenant.as_str()), backfill_days).await?
+            };
+            println!("{}", if created { format!("created tenant {tenant}") } else { format!("tenant {tenant} already exists") });
+            Ok(())
+        }
+        Command::Key { command: KeyCommand::Create { tenant, label } } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let store = if cli.aws { Arc::new(aws_store(&aws)?) } else { stack().await?.0.store };
+            println!("{}", store.create_api_key(&tenant, &label).await?);
+            Ok(())
+        }
+    }
+}
+
+fn aws_store(aws: &aws_config::SdkConfig) -> Result<DynamoStore> {
+    let table = shared::config::required("USAGE_TABLE")?;
+    Ok(DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), table))
+}
+
+async fn serve(stack: Arc<Stack>, p: &local::provision::Provisioned, addr: &str, dev_key: Option<String>, dev_tenant: &str) -> Result<()> {
+    let tenant = TenantId::parse(dev_tenant)?;
+    stack.ensure_tenant(&tenant, "Local development tenant", 35).await?;
+    let key = match dev_key.filter(|k| !k.is_empty()) {
+        Some(k) => {
+            stack.store.register_api_key(&tenant, &k, "DEV_API_KEY").await?;
+            k
+        }
+        None => stack.store.create_api_key(&tenant, "make run").await?,
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let poller = tokio::spawn(Arc::clone(&stack.poller).run_shared(stack.rollup_handler(), stop_rx.clone()));
+    let scheduler = tokio::spawn(stack.scheduler.clone().run(stop_rx.clone()));
+    banner(addr, &tenant, &key, p);
+    let mut server_stop = stop_rx.clone();
+    axum::serve(listener, local::server::router(stack.clone()))
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = server_stop.changed() => {}
+            }
+        })
+        .await?;
+    let _ = stop_tx.send(true);
+    let _ = tokio::join!(poller, scheduler);
+    eprintln!("usage-local stopped");
+    Ok(())
+}
+
+fn banner(addr: &str, tenant: &TenantId, key: &str, p: &local::provision::Provisioned) {
+    let base = format!("http://{addr}");
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
+    println!(
+        r#"
+usage-local is serving on {base}   (Ctrl-C stops it)
+  tenant:   {tenant}
+  API key:  {key}
+  table:    {table}
+  queue:    {queue}
+
+Try it:
+  export KEY={key}
+  curl -s -X PUT {base}/v1/accounts/acme -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \
+       -d '{{"name":"Acme Corp","segment":"mid_market","owner_email":"csm@example.com","onboarding_date":"2026-01-15"}}'
+  curl -s -X POST {base}/v1/events -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \
+       -d '[{{"id":"evt-1","account":"acme","meter":"api_calls","quantity":5,"timestamp":"{now}"}},
+            {{"id":"evt-2","account":"acme","meter":"tickets_resolved","stage":"delivered"}},
+            {{"id":"bad-1","account":"acme","meter":"api_calls","quantity":"lots"}},
+            {{"account":"acme","meter":"api_calls"}}]'
+  curl -s "{base}/v1/accounts/acme/usage?granularity=hour&group_by=meter" -H "Authorization: Bearer $KEY"
+  curl -s {base}/v1/definitions -H "Authorization: Bearer $KEY"
+  curl -s -X POST {base}/local/jobs/dlq-depth
+"#,
+        table = p.refs.get("UsageTable").map(String::as_str).unwrap_or("?"),
+        queue = p.refs.get("EventsQueue").map(String::as_str).unwrap_or("?"),
+    );
+}

@@ -1,0 +1,245 @@
+//! Creates the template's resources in the emulator, from `infra/template.json` itself,
+//! so the local stack and AWS cannot drift. Also resolves each function's environment
+//! variables from the template (`Ref`s to tables and queues become their local names).
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Path of the template, relative to the repository root.
+pub const TEMPLATE: &str = "infra/template.json";
+
+/// Finds `infra/template.json` from the current directory or the crate's location.
+pub fn template_path() -> PathBuf {
+    if let Ok(p) = std::env::var("TEMPLATE_PATH") {
+        return PathBuf::from(p);
+    }
+    let cwd = PathBuf::from(TEMPLATE);
+    if cwd.exists() {
+        return cwd;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(TEMPLATE)
+}
+
+/// Local adjustments for tests (short visibility timeouts, quick redrive).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub visibility_timeout: Option<i32>,
+    pub max_receive_count: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Provisioned {
+    /// Physical name (table, topic ARN) or URL (queue) by logical id.
+    pub refs: HashMap<String, String>,
+    /// ARNs by logical id (queues, topics).
+    pub arns: HashMap<String, String>,
+    /// Environment variables per function logical id, resolved from the template.
+    pub env: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Provisioned {
+    pub fn reference(&self, logical: &str) -> Result<&str> {
+        self.refs.get(logical).map(String::as_str).ok_or_else(|| anyhow!("template has no resource {logical}"))
+    }
+}
+
+fn resources(template: &Value) -> Result<&Map<String, Value>> {
+    template.get("Resources").and_then(Value::as_object).ok_or_else(|| anyhow!("template has no Resources"))
+}
+
+fn props<'a>(r: &'a Value) -> &'a Map<String, Value> {
+    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    r.get("Properties").and_then(Value::as_object).unwrap_or_else(|| EMPTY.get_or_init(Map::new))
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Parameter defaults, for resolving `Ref`s to parameters.
+fn parameters(template: &Value) -> HashMap<String, String> {
+    template
+        .get("Parameters")
+        .and_then(Value::as_object)
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|(k, p)| p.get("Default").and_then(scalar).map(|d| (k.clone(), d)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub async fn provision(aws: &SdkConfig, template: &Path, prefix: &str, overrides: &Overrides) -> Result<Provisioned> {
+    let text = std::fs::read_to_string(template).with_context(|| format!("reading {}", template.display()))?;
+    let template: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", template.display()))?;
+    let mut out = Provisioned::default();
+    let dynamo = aws_sdk_dynamodb::Client::new(aws);
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let sns = aws_sdk_sns::Client::new(aws);
+    let res = resources(&template)?;
+
+    for (id, r) in res.iter().filter(|(_, r)| r["Type"] == "AWS::DynamoDB::Table") {
+        let name = format!("{prefix}-{id}");
+        create_table(&dynamo, &name, props(r)).await.with_context(|| format!("creating table {id}"))?;
+        out.refs.insert(id.clone(), name);
+    }
+    // Queues without a redrive policy first: they are the DLQs others point at.
+    let mut queues: Vec<(&String, &Value)> = res.iter().filter(|(_, r)| r["Type"] == "AWS::SQS::Queue").collect();
+    queues.sort_by_key(|(_, r)| props(r).contains_key("RedrivePolicy"));
+    for (id, r) in queues {
+        let (url, arn) = create_queue(&sqs, &format!("{prefix}-{id}"), props(r), &out, overrides)
+            .await
+            .with_context(|| format!("creating queue {id}"))?;
+        out.refs.insert(id.clone(), url);
+        out.arns.insert(id.clone(), arn);
+    }
+    for (id, r) in res.iter().filter(|(_, r)| r["Type"] == "AWS::SNS::Topic") {
+        let name = format!("{prefix}-{id}");
+        let mut req = sns.create_topic().name(&name);
+        for (k, v) in props(r) {
+            if let (Some(v), true) = (scalar(v), ["FifoTopic", "ContentBasedDeduplication"].contains(&k.as_str())) {
+                req = req.attributes(k, v);
+            }
+        }
+        let arn = req.send().await.with_context(|| format!("creating topic {id}"))?.topic_arn.unwrap_or_default();
+        out.refs.insert(id.clone(), arn.clone());
+        out.arns.insert(id.clone(), arn);
+    }
+
+    let params = parameters(&template);
+    for (id, r) in res.iter().filter(|(_, r)| r["Type"] == "AWS::Serverless::Function") {
+        let vars = props(r).get("Environment").and_then(|e| e.get("Variables")).and_then(Value::as_object);
+        let mut env = BTreeMap::new();
+        for (k, v) in vars.into_iter().flatten() {
+            let resolved = match v.get("Ref").and_then(Value::as_str) {
+                Some(target) => out.refs.get(target).or_else(|| params.get(target)).cloned(),
+                None => scalar(v),
+            };
+            if let Some(val) = resolved {
+                env.insert(k.clone(), val);
+            }
+        }
+        out.env.insert(id.clone(), env);
+    }
+    Ok(out)
+}
+
+async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, p: &Map<String, Value>) -> Result<()> {
+    let mut req = client.create_table().table_name(name);
+    for a in p.get("AttributeDefinitions").and_then(Value::as_array).into_iter().flatten() {
+        let ty = ScalarAttributeType::from(a["AttributeType"].as_str().unwrap_or("S"));
+        req = req.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(a["AttributeName"].as_str().unwrap_or_default())
+                .attribute_type(ty)
+                .build()?,
+        );
+    }
+    for k in p.get("KeySchema").and_then(Value::as_array).into_iter().flatten() {
+        req = req.key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(k["AttributeName"].as_str().unwrap_or_default())
+                .key_type(KeyType::from(k["KeyType"].as_str().unwrap_or("HASH")))
+                .build()?,
+        );
+    }
+    if p.get("GlobalSecondaryIndexes").is_some() {
+        bail!("GlobalSecondaryIndexes are not provisioned locally yet; extend provision.rs");
+    }
+    req = req.billing_mode(BillingMode::from(p.get("BillingMode").and_then(Value::as_str).unwrap_or("PAY_PER_REQUEST")));
+    match req.send().await {
+        Ok(_) => {}
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => return Ok(()),
+        Err(e) => return Err(anyhow!(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())),
+    }
+    if let Some(ttl) = p.get("TimeToLiveSpecification") {
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(ttl["AttributeName"].as_str().unwrap_or_default())
+                    .enabled(ttl["Enabled"].as_bool().unwrap_or(true))
+                    .build()?,
+            )
+            .send()
+            .await
+            .map_err(|e| anyhow!(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
+    }
+    if let Some(pitr) = p.get("PointInTimeRecoverySpecification") {
+        let enabled = pitr["PointInTimeRecoveryEnabled"].as_bool().unwrap_or(false);
+        // The emulator may not implement backups; the setting matters only on AWS.
+        if let Err(e) = client
+            .update_continuous_backups()
+            .table_name(name)
+            .point_in_time_recovery_specification(
+                PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(enabled).build()?,
+            )
+            .send()
+            .await
+        {
+            tracing::debug!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(e), "point-in-time recovery not set locally");
+        }
+    }
+    Ok(())
+}
+
+async fn create_queue(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+    p: &Map<String, Value>,
+    done: &Provisioned,
+    o: &Overrides,
+) -> Result<(String, String)> {
+    let mut attrs: HashMap<QueueAttributeName, String> = HashMap::new();
+    for key in ["VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "MaximumMessageSize", "ReceiveMessageWaitTimeSeconds", "FifoQueue", "ContentBasedDeduplication"] {
+        if let Some(v) = p.get(key).and_then(scalar) {
+            attrs.insert(QueueAttributeName::from(key), v);
+        }
+    }
+    if let Some(v) = o.visibility_timeout {
+        attrs.insert(QueueAttributeName::VisibilityTimeout, v.to_string());
+    }
+    if let Some(rp) = p.get("RedrivePolicy") {
+        let target = rp["deadLetterTargetArn"]["Fn::GetAtt"][0].as_str().ok_or_else(|| anyhow!("RedrivePolicy needs Fn::GetAtt [Queue, Arn]"))?;
+        let arn = done.arns.get(target).ok_or_else(|| anyhow!("dead-letter queue {target} not provisioned"))?;
+        let max = o.max_receive_count.map(u64::from).or_else(|| rp["maxReceiveCount"].as_u64()).unwrap_or(5);
+        attrs.insert(
+            QueueAttributeName::RedrivePolicy,
+            serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max}).to_string(),
+        );
+    }
+    let url = client
+        .create_queue()
+        .queue_name(name)
+        .set_attributes(Some(attrs))
+        .send()
+        .await
+        .map_err(|e| anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?
+        .queue_url
+        .ok_or_else(|| anyhow!("no queue url"))?;
+    let arn = client
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .ok_or_else(|| anyhow!("no queue arn"))?;
+    Ok((url, arn))
+}

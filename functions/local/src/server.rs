@@ -1,0 +1,70 @@
+//! The local HTTP front door: what API Gateway does on AWS. `POST /v1/events` goes to
+//! ingest, `/local/jobs/{name}` runs a scheduled job now, everything else to the API.
+
+use crate::stack::Stack;
+use axum::body::{to_bytes, Body as AxumBody};
+use axum::extract::State;
+use axum::http::Request as HttpRequest;
+use axum::response::Response as AxumResponse;
+use lambda_http::Body;
+use std::sync::Arc;
+
+/// Lambda's synchronous payload limit; API Gateway refuses more.
+pub const MAX_REQUEST_BYTES: usize = 6 * 1024 * 1024;
+
+pub fn router(stack: Arc<Stack>) -> axum::Router {
+    axum::Router::new().fallback(dispatch).with_state(stack)
+}
+
+async fn dispatch(State(stack): State<Arc<Stack>>, req: HttpRequest<AxumBody>) -> AxumResponse {
+    let (parts, body) = req.into_parts();
+    let bytes = match to_bytes(body, MAX_REQUEST_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return to_axum(shared::http::error(&shared::http::ApiError::new(
+                413,
+                "payload_too_large",
+                format!("request body exceeds {MAX_REQUEST_BYTES} bytes"),
+            )))
+        }
+    };
+    let path = parts.uri.path().to_owned();
+    if let Some(job) = path.strip_prefix("/local/jobs/") {
+        return to_axum(run_job(&stack, &parts.method, job).await);
+    }
+    let body = if bytes.is_empty() { Body::Empty } else { Body::Binary(bytes.to_vec()) };
+    let req = lambda_http::Request::from_parts(parts, body);
+    let resp = if path == "/v1/events" || path == "/v1/events/" {
+        stack.ingest.handle(req).await
+    } else {
+        stack.api.handle(req).await
+    };
+    to_axum(resp)
+}
+
+async fn run_job(stack: &Stack, method: &axum::http::Method, name: &str) -> lambda_http::Response<Body> {
+    use shared::http::{error, json, ApiError};
+    if method != axum::http::Method::POST {
+        return error(&ApiError::new(405, "method_not_allowed", "use POST /local/jobs/{name}"));
+    }
+    match stack.scheduler.run_now(name).await {
+        None => error(&ApiError::new(
+            404,
+            "unknown_job",
+            format!("no job '{name}'; jobs: {}", stack.scheduler.names().join(", ")),
+        )),
+        Some(Ok(report)) => json(200, &serde_json::json!({"job": name, "report": report})),
+        Some(Err(e)) => error(&ApiError::new(500, "job_failed", e.to_string())),
+    }
+}
+
+fn to_axum(resp: lambda_http::Response<Body>) -> AxumResponse {
+    let (parts, body) = resp.into_parts();
+    let bytes = match body {
+        Body::Empty => Vec::new(),
+        Body::Text(t) => t.into_bytes(),
+        Body::Binary(b) => b,
+        _ => Vec::new(),
+    };
+    AxumResponse::from_parts(parts, AxumBody::from(bytes))
+}

@@ -1,0 +1,89 @@
+//! The whole system in one process: every handler wired to the provisioned resources,
+//! exactly as each function's `main.rs` wires it on Lambda.
+
+use crate::esm::{Mapping, Poller, SqsHandler};
+use crate::jobs::{DlqDepth, Job, Scheduler};
+use crate::provision::Provisioned;
+use anyhow::Result;
+use aws_config::SdkConfig;
+use shared::definition::Definition;
+use shared::ids::{MeterName, TenantId};
+use shared::pipeline::PipelineConfig;
+use shared::queue::SqsQueue;
+use shared::store::dynamo::{AdminError, DynamoStore};
+use shared::store::DefinitionStore;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Stack {
+    pub store: Arc<DynamoStore>,
+    pub queue: Arc<SqsQueue>,
+    pub ingest: Arc<ingest::Ingest>,
+    pub rollup: Arc<rollup::Rollup>,
+    pub api: Arc<api::Api>,
+    pub poller: Arc<Poller>,
+    pub scheduler: Scheduler,
+    pub sqs: aws_sdk_sqs::Client,
+    pub dlq_url: String,
+}
+
+impl Stack {
+    pub fn new(aws: &SdkConfig, p: &Provisioned, cfg: PipelineConfig) -> Result<Self> {
+        let sqs = aws_sdk_sqs::Client::new(aws);
+        let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), p.reference("UsageTable")?));
+        let queue_url = p.reference("EventsQueue")?.to_owned();
+        let queue = Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone()));
+        let ingest = Arc::new(ingest::Ingest::new(store.clone(), queue.clone()));
+        let rollup = Arc::new(rollup::Rollup::new(store.clone(), cfg));
+        let api = Arc::new(api::Api::new(store.clone()));
+        let poller = Arc::new(Poller {
+            sqs: sqs.clone(),
+            mapping: Mapping {
+                queue_url,
+                queue_arn: p.arns.get("EventsQueue").cloned().unwrap_or_default(),
+                batch_size: 10,
+                batching_window: Duration::from_secs(1),
+            },
+        });
+        let dlq_url = p.reference("EventsDLQ")?.to_owned();
+        let jobs: Vec<Arc<dyn Job>> = vec![Arc::new(DlqDepth { sqs: sqs.clone(), dlq_url: dlq_url.clone() })];
+        Ok(Self { store, queue, ingest, rollup, api, poller, scheduler: Scheduler::new(jobs), sqs, dlq_url })
+    }
+
+    pub fn rollup_handler(&self) -> Arc<dyn SqsHandler> {
+        self.rollup.clone()
+    }
+
+    /// Creates a tenant with the starter meter definitions, unless it exists.
+    pub async fn ensure_tenant(&self, tenant: &TenantId, name: &str, backfill_days: u32) -> Result<bool, AdminError> {
+        match self.store.create_tenant(tenant, name, backfill_days).await {
+            Ok(()) => {}
+            Err(AdminError::TenantExists(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let now = chrono::Utc::now();
+        for (meter, unit, description) in STARTER_METERS {
+            let def = Definition {
+                meter: MeterName::parse(meter).map_err(|e| AdminError::Random(e.to_string()))?,
+                description: Some((*description).to_owned()),
+                unit: Some((*unit).to_owned()),
+                status: Default::default(),
+                created_at: now,
+                updated_at: now,
+            };
+            self.store.put_definition(tenant, &def).await?;
+        }
+        Ok(true)
+    }
+}
+
+/// Meters every new local tenant starts with (more through `PUT /v1/definitions/{meter}`).
+pub const STARTER_METERS: &[(&str, &str, &str)] = &[
+    ("api_calls", "call", "Product API calls"),
+    ("seats_active", "seat", "Seats active in the period"),
+    ("storage_gb", "GB", "Storage used"),
+    ("tickets_opened", "ticket", "Support tickets opened"),
+    ("tickets_resolved", "ticket", "Support tickets resolved"),
+    ("meetings_logged", "meeting", "CS meetings held"),
+    ("calls_logged", "call", "CS calls held"),
+];
