@@ -1,0 +1,46 @@
+# The Makefile is the interface; CI (.ci/run) calls the same targets.
+SHELL := /bin/bash
+# A target directory outside the clone keeps repeated clean-clone builds incremental.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/usage-intel/target
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: run test test-unit lint fmt clippy bench build deploy tenant key clean-venvs
+
+## Start moto + every function locally on http://127.0.0.1:8080 (Ctrl-C stops all).
+run:
+	infra/local/run.sh
+
+## Every test: unit, property, handler and end-to-end (against a private moto).
+test:
+	infra/local/with-moto.sh cargo test --workspace --all-targets --locked
+
+## Pure tests only (no emulator needed).
+test-unit:
+	cargo test --workspace --lib --locked
+
+## fmt + clippy + cfn-lint on the template (and proof cfn-lint rejects a broken copy).
+lint: fmt clippy
+	infra/lint.sh
+
+fmt:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+## Benchmarks (figures named in the issues), against a private moto.
+bench:
+	infra/local/with-moto.sh cargo bench --locked -p e2e --bench pipeline
+
+## Lambda artifacts with cargo-lambda (ARCH=arm64 default; ARCH=x86_64 on this machine).
+build:
+	infra/build.sh
+
+deploy:
+	infra/deploy.sh
+
+## Admin against the running local stack: make tenant T=acme / make key T=acme
+tenant:
+	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} cargo run --quiet -p local --bin usage-local -- tenant create $(T)
+key:
+	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} cargo run --quiet -p local --bin usage-local -- key create $(T)
