@@ -22,7 +22,13 @@ pub struct AccountProfile {
     pub updated_at: DateTime<Utc>,
 }
 
-const FIELDS: &[&str] = &["name", "segment", "owner_email", "onboarding_date", "crm_ids"];
+const FIELDS: &[&str] = &[
+    "name",
+    "segment",
+    "owner_email",
+    "onboarding_date",
+    "crm_ids",
+];
 
 /// Validates a `PUT /v1/accounts/{account}` body into the profile to store.
 pub fn profile_from_body(
@@ -36,7 +42,12 @@ pub fn profile_from_body(
         .filter(|n| !n.is_empty())
         .ok_or_else(|| input_error("missing_name", "name is required"))?;
     let segment = match opt_string(&map, "segment", 32, "invalid_segment")? {
-        None => return Err(input_error("missing_segment", "segment is required (smb, mid_market, enterprise or strategic)")),
+        None => {
+            return Err(input_error(
+                "missing_segment",
+                "segment is required (smb, mid_market, enterprise or strategic)",
+            ))
+        }
         Some(s) => match Segment::parse(&s) {
             Some(seg) if seg != Segment::Unassigned => seg,
             _ => {
@@ -50,13 +61,20 @@ pub fn profile_from_body(
     let owner_email = opt_string(&map, "owner_email", 254, "invalid_owner_email")?;
     if let Some(e) = &owner_email {
         if !looks_like_email(e) {
-            return Err(input_error("invalid_owner_email", format!("'{e}' is not an email address")));
+            return Err(input_error(
+                "invalid_owner_email",
+                format!("'{e}' is not an email address"),
+            ));
         }
     }
-    let onboarding_date = match opt_string(&map, "onboarding_date", 10, "invalid_onboarding_date")? {
+    let onboarding_date = match opt_string(&map, "onboarding_date", 10, "invalid_onboarding_date")?
+    {
         None => None,
         Some(d) => Some(NaiveDate::parse_from_str(&d, "%Y-%m-%d").map_err(|_| {
-            input_error("invalid_onboarding_date", format!("onboarding_date '{d}' is not a YYYY-MM-DD date"))
+            input_error(
+                "invalid_onboarding_date",
+                format!("onboarding_date '{d}' is not a YYYY-MM-DD date"),
+            )
         })?),
     };
     let mut crm_ids = BTreeMap::new();
@@ -70,15 +88,28 @@ pub fn profile_from_body(
                 let v = match v {
                     serde_json::Value::String(s) => s.clone(),
                     serde_json::Value::Number(n) => n.to_string(),
-                    _ => return Err(input_error("invalid_crm_ids", format!("crm_ids.{k} must be a string"))),
+                    _ => {
+                        return Err(input_error(
+                            "invalid_crm_ids",
+                            format!("crm_ids.{k} must be a string"),
+                        ))
+                    }
                 };
                 if k.is_empty() || k.len() > 64 || v.is_empty() || v.len() > 128 {
-                    return Err(input_error("invalid_crm_ids", format!("crm_ids.{k} is empty or too long")));
+                    return Err(input_error(
+                        "invalid_crm_ids",
+                        format!("crm_ids.{k} is empty or too long"),
+                    ));
                 }
                 crm_ids.insert(k.clone(), v);
             }
         }
-        Some(_) => return Err(input_error("invalid_crm_ids", "crm_ids must be an object of strings")),
+        Some(_) => {
+            return Err(input_error(
+                "invalid_crm_ids",
+                "crm_ids must be an object of strings",
+            ))
+        }
     }
     Ok(AccountProfile {
         account,
@@ -111,7 +142,13 @@ mod tests {
     use super::*;
 
     fn put(body: &str) -> Result<AccountProfile, &'static str> {
-        profile_from_body(AccountId::parse("42").unwrap(), body.as_bytes(), Utc::now(), None).map_err(|e| e.code)
+        profile_from_body(
+            AccountId::parse("42").unwrap(),
+            body.as_bytes(),
+            Utc::now(),
+            None,
+        )
+        .map_err(|e| e.code)
     }
 
     #[test]
@@ -127,11 +164,29 @@ mod tests {
         assert_eq!(put("[]").err(), Some("invalid_body"));
         assert_eq!(put(r#"{"segment":"smb"}"#).err(), Some("missing_name"));
         assert_eq!(put(r#"{"name":"A"}"#).err(), Some("missing_segment"));
-        assert_eq!(put(r#"{"name":"A","segment":"huge"}"#).err(), Some("invalid_segment"));
-        assert_eq!(put(r#"{"name":"A","segment":"unassigned"}"#).err(), Some("invalid_segment"));
-        assert_eq!(put(r#"{"name":"A","segment":"smb","owner_email":"nope"}"#).err(), Some("invalid_owner_email"));
-        assert_eq!(put(r#"{"name":"A","segment":"smb","onboarding_date":"31/01/2026"}"#).err(), Some("invalid_onboarding_date"));
-        assert_eq!(put(r#"{"name":"A","segment":"smb","crm_ids":[1]}"#).err(), Some("invalid_crm_ids"));
-        assert_eq!(put(r#"{"name":"A","segment":"smb","tier":"x"}"#).err(), Some("unknown_field"));
+        assert_eq!(
+            put(r#"{"name":"A","segment":"huge"}"#).err(),
+            Some("invalid_segment")
+        );
+        assert_eq!(
+            put(r#"{"name":"A","segment":"unassigned"}"#).err(),
+            Some("invalid_segment")
+        );
+        assert_eq!(
+            put(r#"{"name":"A","segment":"smb","owner_email":"nope"}"#).err(),
+            Some("invalid_owner_email")
+        );
+        assert_eq!(
+            put(r#"{"name":"A","segment":"smb","onboarding_date":"31/01/2026"}"#).err(),
+            Some("invalid_onboarding_date")
+        );
+        assert_eq!(
+            put(r#"{"name":"A","segment":"smb","crm_ids":[1]}"#).err(),
+            Some("invalid_crm_ids")
+        );
+        assert_eq!(
+            put(r#"{"name":"A","segment":"smb","tier":"x"}"#).err(),
+            Some("unknown_field")
+        );
     }
 }

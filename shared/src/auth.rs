@@ -9,7 +9,10 @@ pub fn generate_key() -> Result<String, getrandom::Error> {
     use base64::Engine;
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
-    Ok(format!("{KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+    Ok(format!(
+        "{KEY_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
 }
 
 /// The stored form of a key. Keys carry 256 random bits, so a fast hash is safe.

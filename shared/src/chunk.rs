@@ -68,7 +68,13 @@ pub fn pack(
         loop {
             let (prefix, indices, body) = current.get_or_insert_with(|| {
                 let id = new_id();
-                let header = Header { v: CHUNK_VERSION, chunk: &id, tenant, source, received_at };
+                let header = Header {
+                    v: CHUNK_VERSION,
+                    chunk: &id,
+                    tenant,
+                    source,
+                    received_at,
+                };
                 let mut prefix = serde_json::to_string(&header).unwrap_or_default();
                 prefix.pop(); // drop the closing brace; events are appended
                 prefix.push_str(",\"events\":[");
@@ -98,7 +104,10 @@ pub fn pack(
 }
 
 fn finish((prefix, indices, events): (String, Vec<usize>, String)) -> PackedChunk {
-    PackedChunk { body: format!("{prefix}{events}]}}"), indices }
+    PackedChunk {
+        body: format!("{prefix}{events}]}}"),
+        indices,
+    }
 }
 
 /// Groups message bodies into `SendMessageBatch` calls within SQS's entry and byte caps.
@@ -169,7 +178,10 @@ mod tests {
     #[test]
     fn batch_calls_stay_under_ten_entries_and_the_byte_cap() {
         let calls = batch_calls(&[100; 25]);
-        assert_eq!(calls.iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10, 5]);
+        assert_eq!(
+            calls.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![10, 10, 5]
+        );
         let calls = batch_calls(&[200_000, 200_000, 10]);
         assert_eq!(calls, vec![vec![0], vec![1, 2]]);
     }

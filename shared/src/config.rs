@@ -11,7 +11,10 @@ pub enum ConfigError {
 }
 
 pub fn required(name: &'static str) -> Result<String, ConfigError> {
-    env::var(name).ok().filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name))
+    env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or(ConfigError::Missing(name))
 }
 
 pub fn number<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
@@ -19,7 +22,10 @@ where
     T::Err: std::fmt::Display,
 {
     match env::var(name) {
-        Ok(v) if !v.is_empty() => v.parse().map_err(|e: T::Err| ConfigError::Invalid { name, message: e.to_string() }),
+        Ok(v) if !v.is_empty() => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
+            name,
+            message: e.to_string(),
+        }),
         _ => Ok(default),
     }
 }
@@ -33,7 +39,10 @@ pub struct Resources {
 
 impl Resources {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self { table: required("USAGE_TABLE")?, events_queue_url: required("EVENTS_QUEUE_URL")? })
+        Ok(Self {
+            table: required("USAGE_TABLE")?,
+            events_queue_url: required("EVENTS_QUEUE_URL")?,
+        })
     }
 }
 

@@ -292,7 +292,10 @@ pub fn validate_all(
 }
 
 /// Validates and normalises one raw event.
-pub fn validate_event(raw: &RawValue, ctx: &ValidationContext<'_>) -> Result<UsageEvent, Rejection> {
+pub fn validate_event(
+    raw: &RawValue,
+    ctx: &ValidationContext<'_>,
+) -> Result<UsageEvent, Rejection> {
     let fields: BTreeMap<String, &RawValue> = match serde_json::from_str(raw.get()) {
         Ok(f) => f,
         Err(_) => {
@@ -359,7 +362,10 @@ fn build_event(
     if let Some(unknown) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(bad(
             RejectCode::UnknownField,
-            format!("unknown field '{unknown}'; expected one of {}", FIELDS.join(", ")),
+            format!(
+                "unknown field '{unknown}'; expected one of {}",
+                FIELDS.join(", ")
+            ),
         ));
     }
     use RejectCode as C;
@@ -370,12 +376,13 @@ fn build_event(
 
     let account = string_field(fields, "account", long, C::InvalidAccount)?
         .ok_or_else(|| bad(C::MissingAccount, "account is required"))?;
-    let account =
-        AccountId::parse(&account).map_err(|e| id_error(e, C::MissingAccount, C::InvalidAccount))?;
+    let account = AccountId::parse(&account)
+        .map_err(|e| id_error(e, C::MissingAccount, C::InvalidAccount))?;
 
     let meter = string_field(fields, "meter", long, C::InvalidMeter)?
         .ok_or_else(|| bad(C::MissingMeter, "meter is required"))?;
-    let meter = MeterName::parse(&meter).map_err(|e| id_error(e, C::MissingMeter, C::InvalidMeter))?;
+    let meter =
+        MeterName::parse(&meter).map_err(|e| id_error(e, C::MissingMeter, C::InvalidMeter))?;
     let rule = ctx.policy.meters.get(&meter).ok_or_else(|| {
         bad(
             C::UnknownMeter,
@@ -394,9 +401,13 @@ fn build_event(
         Some(raw) => parse_quantity(raw.get(), ctx.limits)?,
     };
 
-    let correction_reason =
-        string_field(fields, "correction_reason", ctx.limits.max_string_len, C::InvalidField)?
-            .filter(|r| !r.trim().is_empty());
+    let correction_reason = string_field(
+        fields,
+        "correction_reason",
+        ctx.limits.max_string_len,
+        C::InvalidField,
+    )?
+    .filter(|r| !r.trim().is_empty());
     if quantity.is_sign_negative() && !quantity.is_zero() && correction_reason.is_none() {
         return Err(bad(
             C::NegativeQuantityWithoutReason,
@@ -416,15 +427,19 @@ fn build_event(
         (None, expected) => expected.clone(),
     };
 
-    let (timestamp, timestamp_defaulted) = match string_field(fields, "timestamp", 64, C::InvalidTimestamp)? {
-        None => (ctx.received_at, true),
-        Some(ts) => {
-            let parsed = DateTime::parse_from_rfc3339(&ts).map_err(|e| {
-                bad(C::InvalidTimestamp, format!("timestamp '{ts}' is not RFC 3339: {e}"))
-            })?;
-            (parsed.with_timezone(&Utc), false)
-        }
-    };
+    let (timestamp, timestamp_defaulted) =
+        match string_field(fields, "timestamp", 64, C::InvalidTimestamp)? {
+            None => (ctx.received_at, true),
+            Some(ts) => {
+                let parsed = DateTime::parse_from_rfc3339(&ts).map_err(|e| {
+                    bad(
+                        C::InvalidTimestamp,
+                        format!("timestamp '{ts}' is not RFC 3339: {e}"),
+                    )
+                })?;
+                (parsed.with_timezone(&Utc), false)
+            }
+        };
     let timestamp = timestamp
         .duration_trunc(Duration::milliseconds(1))
         .unwrap_or(timestamp);
@@ -454,7 +469,10 @@ fn build_event(
     let stage = match string_field(fields, "stage", 32, C::InvalidStage)? {
         None => Stage::Delivered,
         Some(s) => Stage::parse(&s).ok_or_else(|| {
-            bad(C::InvalidStage, format!("stage '{s}' is not one of requested, delivered, billed"))
+            bad(
+                C::InvalidStage,
+                format!("stage '{s}' is not one of requested, delivered, billed"),
+            )
         })?,
     };
     let service_line = match string_field(fields, "service_line", long, C::InvalidServiceLine)? {
@@ -471,19 +489,33 @@ fn build_event(
             if raw.get().len() > ctx.limits.max_properties_bytes {
                 return Err(bad(
                     C::PropertiesTooLarge,
-                    format!("properties take {} bytes; the limit is {}", raw.get().len(), ctx.limits.max_properties_bytes),
+                    format!(
+                        "properties take {} bytes; the limit is {}",
+                        raw.get().len(),
+                        ctx.limits.max_properties_bytes
+                    ),
                 ));
             }
             let value: serde_json::Value = serde_json::from_str(raw.get()).map_err(|e| {
-                bad(C::PropertiesNotObject, format!("properties could not be read: {e}"))
+                bad(
+                    C::PropertiesNotObject,
+                    format!("properties could not be read: {e}"),
+                )
             })?;
             let serde_json::Value::Object(map) = value else {
-                return Err(bad(C::PropertiesNotObject, "properties must be a JSON object"));
+                return Err(bad(
+                    C::PropertiesNotObject,
+                    "properties must be a JSON object",
+                ));
             };
             if map.len() > ctx.limits.max_properties_keys {
                 return Err(bad(
                     C::PropertiesTooLarge,
-                    format!("properties has {} keys; the limit is {}", map.len(), ctx.limits.max_properties_keys),
+                    format!(
+                        "properties has {} keys; the limit is {}",
+                        map.len(),
+                        ctx.limits.max_properties_keys
+                    ),
                 ));
             }
             Some(map)
@@ -515,7 +547,10 @@ fn parse_quantity(text: &str, limits: &Limits) -> Result<Decimal, Bad> {
         .next()
         .is_some_and(|b| b == b'-' || b.is_ascii_digit());
     if !is_number {
-        return Err(bad(C::InvalidQuantity, format!("quantity must be a JSON number, got {text}")));
+        return Err(bad(
+            C::InvalidQuantity,
+            format!("quantity must be a JSON number, got {text}"),
+        ));
     }
     let parsed = if text.contains(['e', 'E']) {
         Decimal::from_scientific(text)
@@ -561,20 +596,33 @@ mod tests {
             let meter = MeterName::parse(m).unwrap();
             meters.insert(
                 meter.clone(),
-                MeterRule { meter, unit: unit.map(str::to_owned), status },
+                MeterRule {
+                    meter,
+                    unit: unit.map(str::to_owned),
+                    status,
+                },
             );
         }
-        TenantPolicy { backfill_days: 35, meters }
+        TenantPolicy {
+            backfill_days: 35,
+            meters,
+        }
     }
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn check(json: &str) -> Result<UsageEvent, RejectCode> {
         let policy = policy();
         let limits = Limits::default();
-        let ctx = ValidationContext { received_at: now(), policy: &policy, limits: &limits };
+        let ctx = ValidationContext {
+            received_at: now(),
+            policy: &policy,
+            limits: &limits,
+        };
         let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
         validate_event(&raw, &ctx).map_err(|r| r.code)
     }
@@ -595,31 +643,97 @@ mod tests {
         use RejectCode as C;
         let cases = [
             (r#"[1]"#, C::InvalidEvent),
-            (r#"{"id":"e","account":"a","meter":"api_calls","quantitiy":2}"#, C::UnknownField),
+            (
+                r#"{"id":"e","account":"a","meter":"api_calls","quantitiy":2}"#,
+                C::UnknownField,
+            ),
             (r#"{"account":"a","meter":"api_calls"}"#, C::MissingId),
-            (r#"{"id":"","account":"a","meter":"api_calls"}"#, C::MissingId),
-            (r#"{"id":"a b","account":"a","meter":"api_calls"}"#, C::InvalidId),
-            (r#"{"id":7,"account":"a","meter":"api_calls"}"#, C::InvalidId),
+            (
+                r#"{"id":"","account":"a","meter":"api_calls"}"#,
+                C::MissingId,
+            ),
+            (
+                r#"{"id":"a b","account":"a","meter":"api_calls"}"#,
+                C::InvalidId,
+            ),
+            (
+                r#"{"id":7,"account":"a","meter":"api_calls"}"#,
+                C::InvalidId,
+            ),
             (r#"{"id":"e","meter":"api_calls"}"#, C::MissingAccount),
-            (r#"{"id":"e","account":"a#b","meter":"api_calls"}"#, C::InvalidAccount),
+            (
+                r#"{"id":"e","account":"a#b","meter":"api_calls"}"#,
+                C::InvalidAccount,
+            ),
             (r#"{"id":"e","account":"a"}"#, C::MissingMeter),
-            (r#"{"id":"e","account":"a","meter":"Api Calls"}"#, C::InvalidMeter),
-            (r#"{"id":"e","account":"a","meter":"nope"}"#, C::UnknownMeter),
-            (r#"{"id":"e","account":"a","meter":"old_meter"}"#, C::MeterDeleted),
-            (r#"{"id":"e","account":"a","meter":"api_calls","quantity":"3"}"#, C::InvalidQuantity),
-            (r#"{"id":"e","account":"a","meter":"api_calls","quantity":true}"#, C::InvalidQuantity),
-            (r#"{"id":"e","account":"a","meter":"api_calls","quantity":1e400}"#, C::QuantityNotFinite),
-            (r#"{"id":"e","account":"a","meter":"api_calls","quantity":1e13}"#, C::QuantityOutOfRange),
-            (r#"{"id":"e","account":"a","meter":"api_calls","quantity":0.0000000001}"#, C::QuantityOutOfRange),
-            (r#"{"id":"e","account":"a","meter":"api_calls","quantity":-2}"#, C::NegativeQuantityWithoutReason),
-            (r#"{"id":"e","account":"a","meter":"api_calls","timestamp":"yesterday"}"#, C::InvalidTimestamp),
-            (r#"{"id":"e","account":"a","meter":"api_calls","timestamp":"2026-11-25T12:06:00Z"}"#, C::TimestampInFuture),
-            (r#"{"id":"e","account":"a","meter":"api_calls","timestamp":"2026-10-01T00:00:00Z"}"#, C::TimestampTooOld),
-            (r#"{"id":"e","account":"a","meter":"api_calls","stage":"shipped"}"#, C::InvalidStage),
-            (r#"{"id":"e","account":"a","meter":"api_calls","service_line":"a/b"}"#, C::InvalidServiceLine),
-            (r#"{"id":"e","account":"a","meter":"api_calls","unit":"byte"}"#, C::UnitMismatch),
-            (r#"{"id":"e","account":"a","meter":"api_calls","contact":"x\u0001"}"#, C::InvalidField),
-            (r#"{"id":"e","account":"a","meter":"api_calls","properties":[1]}"#, C::PropertiesNotObject),
+            (
+                r#"{"id":"e","account":"a","meter":"Api Calls"}"#,
+                C::InvalidMeter,
+            ),
+            (
+                r#"{"id":"e","account":"a","meter":"nope"}"#,
+                C::UnknownMeter,
+            ),
+            (
+                r#"{"id":"e","account":"a","meter":"old_meter"}"#,
+                C::MeterDeleted,
+            ),
+            (
+                r#"{"id":"e","account":"a","meter":"api_calls","quantity":"3"}"#,
+                C::InvalidQuantity,
+            ),
+            (
+                r#"{"id":"e","account":"a","meter":"api_calls","quantity":true}"#,
+                C::InvalidQuantity,
+            ),
+            (
+                r#"{"id":"e","account":"a","meter":"api_calls","quantity":1e400}"#,
+                C::QuantityNotFinite,
+            ),
+            (
+                r#"{"id":"e","account":"a","meter":"api_calls","quantity":1e13}"#,
+                C::QuantityOutOfRange,
+            ),
+            (
+                r#"{"id":"e","account":"a","meter":"api_calls","quantity":0.0000000001}"#,
+                C::QuantityOutOfRange,
+            ),
+            (
+                r#"{"id":"e","account":"a","meter":"api_calls","quantity":-2}"#,
+                C::NegativeQuantityWithoutReason,
+            ),
+            (
+                r#"{"id":"e","account":"a","meter":"api_calls","timestamp":"yesterday"}"#,
+                C::InvalidTimestamp,
+            ),
+            (
+                r#"{"id":"e","account":"a","meter":"api_calls","timestamp":"2026-11-25T12:06:00Z"}"#,
+                C::TimestampInFuture,
+            ),
+            (
+                r#"{"id":"e","account":"a","meter":"api_calls","timestamp":"2026-10-01T00:00:00Z"}"#,
+                C::TimestampTooOld,
+            ),
+            (
+                r#"{"id":"e","account":"a","meter":"api_calls","stage":"shipped"}"#,
+                C::InvalidStage,
+            ),
+            (
+                r#"{"id":"e","account":"a","meter":"api_calls","service_line":"a/b"}"#,
+                C::InvalidServiceLine,
+            ),
+            (
+                r#"{"id":"e","account":"a","meter":"api_calls","unit":"byte"}"#,
+                C::UnitMismatch,
+            ),
+            (
+                r#"{"id":"e","account":"a","meter":"api_calls","contact":"x\u0001"}"#,
+                C::InvalidField,
+            ),
+            (
+                r#"{"id":"e","account":"a","meter":"api_calls","properties":[1]}"#,
+                C::PropertiesNotObject,
+            ),
         ];
         for (json, code) in cases {
             assert_eq!(check(json).err(), Some(code), "{json}");
@@ -628,14 +742,26 @@ mod tests {
 
     #[test]
     fn strings_and_properties_over_their_limits_are_refused() {
-        let long_contact = format!(r#"{{"id":"e","account":"a","meter":"api_calls","contact":"{}"}}"#, "c".repeat(129));
+        let long_contact = format!(
+            r#"{{"id":"e","account":"a","meter":"api_calls","contact":"{}"}}"#,
+            "c".repeat(129)
+        );
         assert_eq!(check(&long_contact).err(), Some(RejectCode::FieldTooLong));
-        let long_id = format!(r#"{{"id":"{}","account":"a","meter":"api_calls"}}"#, "i".repeat(201));
+        let long_id = format!(
+            r#"{{"id":"{}","account":"a","meter":"api_calls"}}"#,
+            "i".repeat(201)
+        );
         assert_eq!(check(&long_id).err(), Some(RejectCode::FieldTooLong));
-        let big = format!(r#"{{"id":"e","account":"a","meter":"api_calls","properties":{{"k":"{}"}}}}"#, "v".repeat(5000));
+        let big = format!(
+            r#"{{"id":"e","account":"a","meter":"api_calls","properties":{{"k":"{}"}}}}"#,
+            "v".repeat(5000)
+        );
         assert_eq!(check(&big).err(), Some(RejectCode::PropertiesTooLarge));
         let keys: Vec<String> = (0..51).map(|i| format!(r#""k{i}":1"#)).collect();
-        let many = format!(r#"{{"id":"e","account":"a","meter":"api_calls","properties":{{{}}}}}"#, keys.join(","));
+        let many = format!(
+            r#"{{"id":"e","account":"a","meter":"api_calls","properties":{{{}}}}}"#,
+            keys.join(",")
+        );
         assert_eq!(check(&many).err(), Some(RejectCode::PropertiesTooLarge));
     }
 
@@ -657,11 +783,25 @@ mod tests {
     fn a_body_can_be_one_event_an_array_or_an_envelope() {
         let l = Limits::default();
         assert_eq!(split_body(br#"{"id":"a"}"#, &l).unwrap().len(), 1);
-        assert_eq!(split_body(br#"[{"id":"a"},{"id":"b"}]"#, &l).unwrap().len(), 2);
-        assert_eq!(split_body(br#" {"events":[{"id":"a"},{"id":"b"},1]}"#, &l).unwrap().len(), 3);
+        assert_eq!(
+            split_body(br#"[{"id":"a"},{"id":"b"}]"#, &l).unwrap().len(),
+            2
+        );
+        assert_eq!(
+            split_body(br#" {"events":[{"id":"a"},{"id":"b"},1]}"#, &l)
+                .unwrap()
+                .len(),
+            3
+        );
         assert_eq!(split_body(b"  ", &l).err(), Some(BodyError::Empty));
-        assert_eq!(split_body(br#"{"events":{}}"#, &l).err(), Some(BodyError::NotAnEventList));
-        assert_eq!(split_body(br#""x""#, &l).err(), Some(BodyError::NotAnEventList));
+        assert_eq!(
+            split_body(br#"{"events":{}}"#, &l).err(),
+            Some(BodyError::NotAnEventList)
+        );
+        assert_eq!(
+            split_body(br#""x""#, &l).err(),
+            Some(BodyError::NotAnEventList)
+        );
         assert!(matches!(
             split_body(b"[{\"id\":\n\"a\",}]", &l),
             Err(BodyError::Malformed { line: 2, .. })
@@ -677,7 +817,10 @@ mod tests {
 
     #[test]
     fn more_events_than_the_cap_is_refused_as_a_whole() {
-        let l = Limits { max_events: 2, ..Limits::default() };
+        let l = Limits {
+            max_events: 2,
+            ..Limits::default()
+        };
         assert_eq!(
             split_body(b"[{},{},{}]", &l).err(),
             Some(BodyError::TooManyEvents { count: 3, max: 2 })
@@ -688,7 +831,11 @@ mod tests {
     fn a_repeated_id_in_one_request_is_reported_not_double_counted() {
         let policy = policy();
         let limits = Limits::default();
-        let ctx = ValidationContext { received_at: now(), policy: &policy, limits: &limits };
+        let ctx = ValidationContext {
+            received_at: now(),
+            policy: &policy,
+            limits: &limits,
+        };
         let body = br#"[{"id":"a","account":"x","meter":"api_calls"},{"id":"a","account":"x","meter":"api_calls"}]"#;
         let raw = split_body(body, &limits).unwrap();
         let (ok, bad) = validate_all(&raw, &ctx);

@@ -16,7 +16,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     pub fn not_found(what: &str) -> Self {
         Self::new(404, "not_found", format!("{what} not found"))
@@ -32,14 +36,26 @@ impl From<crate::input::InputError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::BadCursor => ApiError::new(400, "invalid_cursor", "the cursor is not one this API returned"),
+            StoreError::BadCursor => ApiError::new(
+                400,
+                "invalid_cursor",
+                "the cursor is not one this API returned",
+            ),
             StoreError::Throttled(_) | StoreError::Conflict(_) => {
                 tracing::warn!(error = %e, "store busy");
-                ApiError::new(503, "temporarily_unavailable", "storage is busy; retry shortly")
+                ApiError::new(
+                    503,
+                    "temporarily_unavailable",
+                    "storage is busy; retry shortly",
+                )
             }
             other => {
                 tracing::error!(error = %other, "store failure");
-                ApiError::new(500, "internal_error", "an internal error occurred; it has been logged")
+                ApiError::new(
+                    500,
+                    "internal_error",
+                    "an internal error occurred; it has been logged",
+                )
             }
         }
     }
@@ -55,7 +71,10 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Response<Body> {
 }
 
 pub fn error(e: &ApiError) -> Response<Body> {
-    json(e.status, &serde_json::json!({"error": {"code": e.code, "message": e.message}}))
+    json(
+        e.status,
+        &serde_json::json!({"error": {"code": e.code, "message": e.message}}),
+    )
 }
 
 /// The request body as bytes (API Gateway may deliver it base64-decoded as text).
@@ -70,9 +89,16 @@ pub fn body_bytes(req: &Request) -> &[u8] {
 
 /// Resolves the tenant of the request's API key: 401 when missing or unknown.
 pub async fn authenticate(dir: &dyn Directory, req: &Request) -> Result<TenantId, ApiError> {
-    let header = req.headers().get("authorization").and_then(|h| h.to_str().ok());
+    let header = req
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok());
     let key = bearer(header).ok_or_else(|| {
-        ApiError::new(401, "missing_api_key", "send your API key as 'Authorization: Bearer <key>'")
+        ApiError::new(
+            401,
+            "missing_api_key",
+            "send your API key as 'Authorization: Bearer <key>'",
+        )
     })?;
     dir.tenant_for_key(&hash_key(key))
         .await?

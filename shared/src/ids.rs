@@ -101,9 +101,13 @@ newtype!(
 impl AccountId {
     pub const MAX: usize = 128;
     pub fn parse(v: &str) -> Result<Self, IdError> {
-        check(v, "account", Self::MAX, "A-Z a-z 0-9 - _ . : @ + / =", |_, c| {
-            id_char(c)
-        })?;
+        check(
+            v,
+            "account",
+            Self::MAX,
+            "A-Z a-z 0-9 - _ . : @ + / =",
+            |_, c| id_char(c),
+        )?;
         Ok(Self(v.to_owned()))
     }
 }

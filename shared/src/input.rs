@@ -11,7 +11,10 @@ pub struct InputError {
 }
 
 pub fn input_error(code: &'static str, message: impl Into<String>) -> InputError {
-    InputError { code, message: message.into() }
+    InputError {
+        code,
+        message: message.into(),
+    }
 }
 
 /// Parses a body as a JSON object, reporting the position of syntax errors and
@@ -20,16 +23,26 @@ pub fn object(body: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, Input
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         input_error(
             "malformed_json",
-            format!("malformed JSON at line {}, column {}: {e}", e.line(), e.column()),
+            format!(
+                "malformed JSON at line {}, column {}: {e}",
+                e.line(),
+                e.column()
+            ),
         )
     })?;
     let Value::Object(map) = value else {
-        return Err(input_error("invalid_body", "the body must be a JSON object"));
+        return Err(input_error(
+            "invalid_body",
+            "the body must be a JSON object",
+        ));
     };
     if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(input_error(
             "unknown_field",
-            format!("unknown field '{k}'; expected one of {}", allowed.join(", ")),
+            format!(
+                "unknown field '{k}'; expected one of {}",
+                allowed.join(", ")
+            ),
         ));
     }
     Ok(map)
@@ -46,9 +59,15 @@ pub fn opt_string(
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => {
             if s.chars().count() > max {
-                Err(input_error(code, format!("{name} is longer than {max} characters")))
+                Err(input_error(
+                    code,
+                    format!("{name} is longer than {max} characters"),
+                ))
             } else if s.chars().any(char::is_control) {
-                Err(input_error(code, format!("{name} contains control characters")))
+                Err(input_error(
+                    code,
+                    format!("{name} contains control characters"),
+                ))
             } else {
                 Ok(Some(s.trim().to_owned()))
             }

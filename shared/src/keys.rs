@@ -1,7 +1,7 @@
 //! Key builders for the single DynamoDB table. Every key in the system is built here,
 //! from validated newtypes, so keys cannot collide across tenants or item kinds.
 
-use crate::ids::{AccountId, MeterName, Segment, ServiceLine, Source, Stage, TenantId, EventId};
+use crate::ids::{AccountId, EventId, MeterName, Segment, ServiceLine, Source, Stage, TenantId};
 use chrono::NaiveDate;
 
 pub const PROFILE_SK: &str = "#PROFILE";
@@ -60,7 +60,11 @@ pub fn usage_pk(t: &TenantId, scope: &Scope) -> String {
 
 /// Sort key of a day rollup: day first so a date range is one key range.
 pub fn usage_sk(day: NaiveDate, meter: &MeterName, stage: Stage, line: &ServiceLine) -> String {
-    format!("{}#{meter}#{}#{line}", day.format("%Y-%m-%d"), stage.as_str())
+    format!(
+        "{}#{meter}#{}#{line}",
+        day.format("%Y-%m-%d"),
+        stage.as_str()
+    )
 }
 
 /// Lower and upper bounds (inclusive) of the sort keys for days `from..=to`.
@@ -92,7 +96,10 @@ mod tests {
         let l = ServiceLine::parse("support").unwrap();
         let sk = usage_sk(d, &m, Stage::Billed, &l);
         assert_eq!(sk, "2026-02-28#api_calls#billed#support");
-        assert_eq!(parse_usage_sk(&sk), Some((d, m.clone(), Stage::Billed, l.clone())));
+        assert_eq!(
+            parse_usage_sk(&sk),
+            Some((d, m.clone(), Stage::Billed, l.clone()))
+        );
         let (lo, hi) = usage_sk_range(d, d);
         assert!(lo.as_str() < sk.as_str() && sk.as_str() < hi.as_str());
         let next = usage_sk(d.succ_opt().unwrap(), &m, Stage::Billed, &l);

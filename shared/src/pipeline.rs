@@ -142,7 +142,10 @@ pub async fn process_chunk(
     // Futures are collected first (not mapped lazily) so the future stays `Send`.
     let mut pending = Vec::with_capacity(events.len());
     for &(pos, ev) in &events {
-        let segment = segments.get(&ev.account).copied().unwrap_or(Segment::Unassigned);
+        let segment = segments
+            .get(&ev.account)
+            .copied()
+            .unwrap_or(Segment::Unassigned);
         let entry = LedgerEntry {
             tenant: &chunk.tenant,
             source: chunk.source,
@@ -157,15 +160,19 @@ pub async fn process_chunk(
             let claim = retry(cfg, || store.claim(&entry)).await?;
             Ok::<_, StoreError>(match claim {
                 Claim::New => Some((ev, segment)),
-                Claim::Existing { chunk: c, pos: p, segment: s } if c == chunk.chunk && p == pos => {
-                    Some((ev, s))
-                }
+                Claim::Existing {
+                    chunk: c,
+                    pos: p,
+                    segment: s,
+                } if c == chunk.chunk && p == pos => Some((ev, s)),
                 Claim::Existing { .. } => None,
             })
         });
     }
-    let claims: Vec<Option<(&UsageEvent, Segment)>> =
-        stream::iter(pending).buffered(cfg.claim_concurrency.max(1)).try_collect().await?;
+    let claims: Vec<Option<(&UsageEvent, Segment)>> = stream::iter(pending)
+        .buffered(cfg.claim_concurrency.max(1))
+        .try_collect()
+        .await?;
 
     let owned: Vec<(&UsageEvent, Segment)> = claims.iter().flatten().copied().collect();
     let mut outcome = ChunkOutcome {
@@ -176,7 +183,13 @@ pub async fn process_chunk(
     let parts = partition(aggregate(owned), cfg.part_size.clamp(1, 99));
     let total = parts.len();
     for (i, deltas) in parts.iter().enumerate() {
-        let part = PartRef { tenant: &chunk.tenant, chunk: &chunk.chunk, part: i, parts: total, expires_at };
+        let part = PartRef {
+            tenant: &chunk.tenant,
+            chunk: &chunk.chunk,
+            part: i,
+            parts: total,
+            expires_at,
+        };
         match retry(cfg, || store.apply_part(&part, deltas)).await? {
             PartOutcome::Applied => outcome.parts_applied += 1,
             PartOutcome::AlreadyApplied => outcome.parts_already_applied += 1,

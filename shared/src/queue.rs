@@ -29,17 +29,34 @@ pub struct SqsQueue {
 
 impl SqsQueue {
     pub fn new(client: Client, url: impl Into<String>) -> Self {
-        Self { client, url: url.into(), requests: Arc::default() }
+        Self {
+            client,
+            url: url.into(),
+            requests: Arc::default(),
+        }
     }
 
     async fn send_batch(&self, bodies: &[(usize, &String)]) -> HashMap<usize, String> {
         let entries: Vec<SendMessageBatchRequestEntry> = bodies
             .iter()
-            .filter_map(|(i, b)| SendMessageBatchRequestEntry::builder().id(format!("m{i}")).message_body(*b).build().ok())
+            .filter_map(|(i, b)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .message_body(*b)
+                    .build()
+                    .ok()
+            })
             .collect();
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut failed = HashMap::new();
-        match self.client.send_message_batch().queue_url(&self.url).set_entries(Some(entries)).send().await {
+        match self
+            .client
+            .send_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
             Ok(out) => {
                 for f in out.failed {
                     if let Some(i) = f.id.strip_prefix('m').and_then(|i| i.parse().ok()) {
@@ -65,7 +82,8 @@ impl EventQueue for SqsQueue {
         let mut results: Vec<Result<(), QueueError>> = bodies.iter().map(|_| Ok(())).collect();
         for call in batch_calls(&sizes) {
             debug_assert!(call.len() <= SQS_MAX_BATCH);
-            let mut pending: Vec<(usize, &String)> = call.iter().map(|&i| (i, &bodies[i])).collect();
+            let mut pending: Vec<(usize, &String)> =
+                call.iter().map(|&i| (i, &bodies[i])).collect();
             // One retry of the entries SQS refused (throttling, transient errors).
             for attempt in 0..2 {
                 let failed = self.send_batch(&pending).await;

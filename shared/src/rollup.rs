@@ -65,7 +65,10 @@ pub fn keys_for(ev: &UsageEvent, segment: Segment) -> [RollupKey; 2] {
         stage: ev.stage,
         service_line: ev.service_line.clone(),
     };
-    [mk(Scope::Account(ev.account.clone())), mk(Scope::Segment(segment))]
+    [
+        mk(Scope::Account(ev.account.clone())),
+        mk(Scope::Segment(segment)),
+    ]
 }
 
 /// Sums events into deltas keyed by rollup item, in a deterministic order.
@@ -76,10 +79,15 @@ pub fn aggregate<'a>(
     for (ev, segment) in events {
         let hour = ev.timestamp.hour() as u8;
         for key in keys_for(ev, segment) {
-            out.entry(key).or_default().hours.entry(hour).or_default().add(Bucket {
-                quantity: ev.quantity,
-                events: 1,
-            });
+            out.entry(key)
+                .or_default()
+                .hours
+                .entry(hour)
+                .or_default()
+                .add(Bucket {
+                    quantity: ev.quantity,
+                    events: 1,
+                });
         }
     }
     out
@@ -119,7 +127,9 @@ mod tests {
             meter: MeterName::parse("api_calls").unwrap(),
             quantity: Decimal::from(q),
             unit: None,
-            timestamp: DateTime::parse_from_rfc3339(ts).unwrap().with_timezone(&Utc),
+            timestamp: DateTime::parse_from_rfc3339(ts)
+                .unwrap()
+                .with_timezone(&Utc),
             timestamp_defaulted: false,
             stage: Stage::Delivered,
             service_line: ServiceLine::default_line(),
@@ -144,15 +154,34 @@ mod tests {
             stage: Stage::Delivered,
             service_line: ServiceLine::default_line(),
         };
-        assert_eq!(d[&key(24)].hours[&23], Bucket { quantity: Decimal::from(2), events: 1 });
-        assert_eq!(d[&key(25)].hours[&0], Bucket { quantity: Decimal::from(7), events: 2 });
+        assert_eq!(
+            d[&key(24)].hours[&23],
+            Bucket {
+                quantity: Decimal::from(2),
+                events: 1
+            }
+        );
+        assert_eq!(
+            d[&key(25)].hours[&0],
+            Bucket {
+                quantity: Decimal::from(7),
+                events: 2
+            }
+        );
         assert_eq!(d[&key(25)].total().quantity, Decimal::from(7));
     }
 
     #[test]
     fn partitions_are_deterministic_and_bounded() {
         let events: Vec<UsageEvent> = (0..50)
-            .map(|i| ev(&i.to_string(), &format!("acct{i}"), "2026-11-25T10:00:00Z", 1))
+            .map(|i| {
+                ev(
+                    &i.to_string(),
+                    &format!("acct{i}"),
+                    "2026-11-25T10:00:00Z",
+                    1,
+                )
+            })
             .collect();
         let deltas = aggregate(events.iter().map(|e| (e, Segment::Smb)));
         let a = partition(deltas.clone(), 7);

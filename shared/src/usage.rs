@@ -40,7 +40,15 @@ pub struct UsageQuery {
 /// Most windows one query may return.
 pub const MAX_WINDOWS: i64 = 2000;
 
-const PARAMS: &[&str] = &["meter", "from", "to", "granularity", "stage", "service_line", "group_by"];
+const PARAMS: &[&str] = &[
+    "meter",
+    "from",
+    "to",
+    "granularity",
+    "stage",
+    "service_line",
+    "group_by",
+];
 
 fn instant(name: &str, v: &str) -> Result<DateTime<Utc>, InputError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
@@ -48,7 +56,12 @@ fn instant(name: &str, v: &str) -> Result<DateTime<Utc>, InputError> {
     }
     NaiveDate::parse_from_str(v, "%Y-%m-%d")
         .map(|d| Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN)))
-        .map_err(|_| input_error("invalid_parameter", format!("{name} '{v}' is neither RFC 3339 nor YYYY-MM-DD")))
+        .map_err(|_| {
+            input_error(
+                "invalid_parameter",
+                format!("{name} '{v}' is neither RFC 3339 nor YYYY-MM-DD"),
+            )
+        })
 }
 
 impl UsageQuery {
@@ -57,34 +70,67 @@ impl UsageQuery {
         let mut map = BTreeMap::new();
         for (k, v) in params {
             if !PARAMS.contains(&k.as_str()) {
-                return Err(input_error("unknown_parameter", format!("unknown parameter '{k}'; expected one of {}", PARAMS.join(", "))));
+                return Err(input_error(
+                    "unknown_parameter",
+                    format!(
+                        "unknown parameter '{k}'; expected one of {}",
+                        PARAMS.join(", ")
+                    ),
+                ));
             }
             if map.insert(k.as_str(), v.as_str()).is_some() {
-                return Err(input_error("invalid_parameter", format!("parameter '{k}' given twice")));
+                return Err(input_error(
+                    "invalid_parameter",
+                    format!("parameter '{k}' given twice"),
+                ));
             }
         }
         let granularity = match map.get("granularity").copied() {
             None | Some("day") => Granularity::Day,
             Some("hour") => Granularity::Hour,
             Some("month") => Granularity::Month,
-            Some(g) => return Err(input_error("invalid_parameter", format!("granularity '{g}' is not one of hour, day, month"))),
+            Some(g) => {
+                return Err(input_error(
+                    "invalid_parameter",
+                    format!("granularity '{g}' is not one of hour, day, month"),
+                ))
+            }
         };
-        let to = map.get("to").map(|v| instant("to", v)).transpose()?.unwrap_or(now);
-        let from = map.get("from").map(|v| instant("from", v)).transpose()?.unwrap_or(to - Duration::days(30));
+        let to = map
+            .get("to")
+            .map(|v| instant("to", v))
+            .transpose()?
+            .unwrap_or(now);
+        let from = map
+            .get("from")
+            .map(|v| instant("from", v))
+            .transpose()?
+            .unwrap_or(to - Duration::days(30));
         if from >= to {
             return Err(input_error("invalid_parameter", "from must be before to"));
         }
         let meter = map
             .get("meter")
-            .map(|m| MeterName::parse(m).map_err(|e| input_error("invalid_parameter", e.to_string())))
+            .map(|m| {
+                MeterName::parse(m).map_err(|e| input_error("invalid_parameter", e.to_string()))
+            })
             .transpose()?;
         let stage = map
             .get("stage")
-            .map(|s| Stage::parse(s).ok_or_else(|| input_error("invalid_parameter", format!("stage '{s}' is not one of requested, delivered, billed"))))
+            .map(|s| {
+                Stage::parse(s).ok_or_else(|| {
+                    input_error(
+                        "invalid_parameter",
+                        format!("stage '{s}' is not one of requested, delivered, billed"),
+                    )
+                })
+            })
             .transpose()?;
         let service_line = map
             .get("service_line")
-            .map(|s| ServiceLine::parse(s).map_err(|e| input_error("invalid_parameter", e.to_string())))
+            .map(|s| {
+                ServiceLine::parse(s).map_err(|e| input_error("invalid_parameter", e.to_string()))
+            })
             .transpose()?;
         let mut group_by = Vec::new();
         if let Some(g) = map.get("group_by") {
@@ -93,13 +139,26 @@ impl UsageQuery {
                     "meter" => Dimension::Meter,
                     "stage" => Dimension::Stage,
                     "service_line" => Dimension::ServiceLine,
-                    _ => return Err(input_error("invalid_parameter", format!("group_by '{d}' is not one of meter, stage, service_line"))),
+                    _ => {
+                        return Err(input_error(
+                            "invalid_parameter",
+                            format!("group_by '{d}' is not one of meter, stage, service_line"),
+                        ))
+                    }
                 });
             }
             group_by.sort();
             group_by.dedup();
         }
-        let q = UsageQuery { from: floor(from, granularity), to, granularity, meter, stage, service_line, group_by };
+        let q = UsageQuery {
+            from: floor(from, granularity),
+            to,
+            granularity,
+            meter,
+            stage,
+            service_line,
+            group_by,
+        };
         let windows = q.window_count();
         if windows > MAX_WINDOWS {
             return Err(input_error(
@@ -121,7 +180,10 @@ impl UsageQuery {
 
     /// Inclusive day range of rollup items to read.
     pub fn days(&self) -> (NaiveDate, NaiveDate) {
-        (self.from.date_naive(), (self.to - Duration::milliseconds(1)).date_naive())
+        (
+            self.from.date_naive(),
+            (self.to - Duration::milliseconds(1)).date_naive(),
+        )
     }
 
     /// Window starts from `from` (floored) up to, not including, `to`.
@@ -151,7 +213,9 @@ fn next(t: DateTime<Utc>, g: Granularity) -> DateTime<Utc> {
     match g {
         Granularity::Hour => t + Duration::hours(1),
         Granularity::Day => t + Duration::days(1),
-        Granularity::Month => t.checked_add_months(chrono::Months::new(1)).unwrap_or(t + Duration::days(31)),
+        Granularity::Month => t
+            .checked_add_months(chrono::Months::new(1))
+            .unwrap_or(t + Duration::days(31)),
     }
 }
 
@@ -187,7 +251,9 @@ pub fn summarize(rows: &[RollupRow], q: &UsageQuery) -> (Vec<Point>, Totals) {
         let k = &row.key;
         if q.meter.as_ref().is_some_and(|m| m != &k.meter)
             || q.stage.is_some_and(|s| s != k.stage)
-            || q.service_line.as_ref().is_some_and(|l| l != &k.service_line)
+            || q.service_line
+                .as_ref()
+                .is_some_and(|l| l != &k.service_line)
         {
             continue;
         }
@@ -202,12 +268,17 @@ pub fn summarize(rows: &[RollupRow], q: &UsageQuery) -> (Vec<Point>, Totals) {
         for (h, b) in row.hours.iter().enumerate() {
             let start = day_start + Duration::hours(h as i64);
             if start >= q.from && start < q.to {
-                acc.entry((floor(start, q.granularity), group.clone())).or_default().add(*b);
+                acc.entry((floor(start, q.granularity), group.clone()))
+                    .or_default()
+                    .add(*b);
             }
         }
     }
     acc.retain(|_, b| b.events != 0 || !b.quantity.is_zero());
-    let mut totals = Totals { quantity: Decimal::ZERO, events: 0 };
+    let mut totals = Totals {
+        quantity: Decimal::ZERO,
+        events: 0,
+    };
     let point = |start: DateTime<Utc>, g: &GroupKey, b: Bucket| Point {
         start,
         end: next(start, q.granularity),
@@ -226,10 +297,18 @@ pub fn summarize(rows: &[RollupRow], q: &UsageQuery) -> (Vec<Point>, Totals) {
         let empty: GroupKey = (None, None, None);
         q.windows()
             .into_iter()
-            .map(|w| point(w, &empty, acc.get(&(w, empty.clone())).copied().unwrap_or_default()))
+            .map(|w| {
+                point(
+                    w,
+                    &empty,
+                    acc.get(&(w, empty.clone())).copied().unwrap_or_default(),
+                )
+            })
             .collect()
     } else {
-        acc.iter().map(|((start, g), b)| point(*start, g, *b)).collect()
+        acc.iter()
+            .map(|((start, g), b)| point(*start, g, *b))
+            .collect()
     };
     (points, totals)
 }
@@ -242,7 +321,9 @@ mod tests {
     use crate::rollup::RollupKey;
 
     fn params(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn now() -> DateTime<Utc> {
@@ -253,7 +334,10 @@ mod tests {
         let mut hs = [Bucket::default(); 24];
         let mut total = Bucket::default();
         for &(h, q) in hours {
-            hs[h] = Bucket { quantity: Decimal::from(q), events: 1 };
+            hs[h] = Bucket {
+                quantity: Decimal::from(q),
+                events: 1,
+            };
             total.add(hs[h]);
         }
         RollupRow {
@@ -282,12 +366,22 @@ mod tests {
         for (p, code) in [
             (vec![("granularity", "week")], "invalid_parameter"),
             (vec![("from", "monday")], "invalid_parameter"),
-            (vec![("from", "2026-11-02"), ("to", "2026-11-01")], "invalid_parameter"),
+            (
+                vec![("from", "2026-11-02"), ("to", "2026-11-01")],
+                "invalid_parameter",
+            ),
             (vec![("stage", "x")], "invalid_parameter"),
             (vec![("metre", "x")], "unknown_parameter"),
-            (vec![("granularity", "hour"), ("from", "2026-01-01")], "range_too_large"),
+            (
+                vec![("granularity", "hour"), ("from", "2026-01-01")],
+                "range_too_large",
+            ),
         ] {
-            assert_eq!(UsageQuery::parse(&params(&p), now()).unwrap_err().code, code, "{p:?}");
+            assert_eq!(
+                UsageQuery::parse(&params(&p), now()).unwrap_err().code,
+                code,
+                "{p:?}"
+            );
         }
     }
 
@@ -299,7 +393,12 @@ mod tests {
             row(25, "api_calls", Stage::Billed, &[(0, 7)]),
             row(25, "storage_gb", Stage::Delivered, &[(0, 100)]),
         ];
-        let base = [("from", "2026-11-24"), ("to", "2026-11-26"), ("meter", "api_calls"), ("stage", "delivered")];
+        let base = [
+            ("from", "2026-11-24"),
+            ("to", "2026-11-26"),
+            ("meter", "api_calls"),
+            ("stage", "delivered"),
+        ];
         let mut p = base.to_vec();
         p.push(("granularity", "hour"));
         let q = UsageQuery::parse(&params(&p), now()).unwrap();
@@ -311,12 +410,18 @@ mod tests {
         let mut p = base.to_vec();
         p.push(("granularity", "day"));
         let (points, _) = summarize(&rows, &UsageQuery::parse(&params(&p), now()).unwrap());
-        assert_eq!(points.iter().map(|p| p.quantity).collect::<Vec<_>>(), vec![Decimal::from(5), Decimal::from(5)]);
+        assert_eq!(
+            points.iter().map(|p| p.quantity).collect::<Vec<_>>(),
+            vec![Decimal::from(5), Decimal::from(5)]
+        );
         let mut p = base.to_vec();
         p.push(("granularity", "month"));
         let (points, totals) = summarize(&rows, &UsageQuery::parse(&params(&p), now()).unwrap());
         assert_eq!(points.len(), 1);
-        assert_eq!(points[0].start, Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap());
+        assert_eq!(
+            points[0].start,
+            Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap()
+        );
         assert_eq!(totals.quantity, Decimal::from(10));
     }
 
@@ -326,7 +431,15 @@ mod tests {
             row(25, "api_calls", Stage::Delivered, &[(0, 5)]),
             row(25, "api_calls", Stage::Billed, &[(0, 7)]),
         ];
-        let q = UsageQuery::parse(&params(&[("from", "2026-11-25"), ("to", "2026-11-26"), ("group_by", "stage")]), now()).unwrap();
+        let q = UsageQuery::parse(
+            &params(&[
+                ("from", "2026-11-25"),
+                ("to", "2026-11-26"),
+                ("group_by", "stage"),
+            ]),
+            now(),
+        )
+        .unwrap();
         let (points, totals) = summarize(&rows, &q);
         assert_eq!(points.len(), 2);
         assert_eq!(points[0].stage, Some(Stage::Delivered));
@@ -336,7 +449,15 @@ mod tests {
     #[test]
     fn a_range_starting_mid_day_counts_only_the_hours_inside_it() {
         let rows = vec![row(25, "api_calls", Stage::Delivered, &[(1, 2), (13, 3)])];
-        let q = UsageQuery::parse(&params(&[("from", "2026-11-25T12:00:00Z"), ("to", "2026-11-26T00:00:00Z"), ("granularity", "hour")]), now()).unwrap();
+        let q = UsageQuery::parse(
+            &params(&[
+                ("from", "2026-11-25T12:00:00Z"),
+                ("to", "2026-11-26T00:00:00Z"),
+                ("granularity", "hour"),
+            ]),
+            now(),
+        )
+        .unwrap();
         let (_, totals) = summarize(&rows, &q);
         assert_eq!(totals.quantity, Decimal::from(3));
     }

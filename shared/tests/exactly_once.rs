@@ -65,15 +65,28 @@ fn chunk(id: usize, events: Vec<UsageEvent>) -> Chunk {
 }
 
 fn cfg() -> PipelineConfig {
-    PipelineConfig { max_attempts: 1, claim_concurrency: 3, part_size: 4, ..PipelineConfig::default() }
+    PipelineConfig {
+        max_attempts: 1,
+        claim_concurrency: 3,
+        part_size: 4,
+        ..PipelineConfig::default()
+    }
 }
 
-fn expected(events: &[UsageEvent]) -> Vec<(shared::rollup::RollupKey, shared::rollup::RollupDelta)> {
-    aggregate(events.iter().map(|e| (e, segment_of(&e.account)))).into_iter().collect()
+fn expected(
+    events: &[UsageEvent],
+) -> Vec<(shared::rollup::RollupKey, shared::rollup::RollupDelta)> {
+    aggregate(events.iter().map(|e| (e, segment_of(&e.account))))
+        .into_iter()
+        .collect()
 }
 
 fn counted(store: &MemoryLedger) -> Vec<(shared::rollup::RollupKey, shared::rollup::RollupDelta)> {
-    store.rollups().into_iter().map(|((_, k), d)| (k, d)).collect()
+    store
+        .rollups()
+        .into_iter()
+        .map(|((_, k), d)| (k, d))
+        .collect()
 }
 
 /// Delivers chunks like SQS would: a failed chunk goes back on the queue.
@@ -91,7 +104,11 @@ async fn deliver_until_done(store: &MemoryLedger, chunks: Vec<Chunk>) -> usize {
 }
 
 fn arb_events() -> impl Strategy<Value = Vec<UsageEvent>> {
-    prop::collection::vec((0u8..3, 0u8..2, 0u8..3, 0i64..(3 * 24 * 60), -20i64..200), 1..40).prop_map(|v| {
+    prop::collection::vec(
+        (0u8..3, 0u8..2, 0u8..3, 0i64..(3 * 24 * 60), -20i64..200),
+        1..40,
+    )
+    .prop_map(|v| {
         v.into_iter()
             .enumerate()
             .map(|(i, (a, m, s, t, q))| event(i, a, m, s, t, q))
@@ -100,7 +117,10 @@ fn arb_events() -> impl Strategy<Value = Vec<UsageEvent>> {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
 }
 
 proptest! {
@@ -153,7 +173,9 @@ proptest! {
 
 #[tokio::test]
 async fn a_crash_after_claiming_but_before_the_rollup_is_finished_by_the_redelivery() {
-    let events: Vec<UsageEvent> = (0..10).map(|i| event(i, (i % 2) as u8, 0, 1, i as i64 * 90, 10)).collect();
+    let events: Vec<UsageEvent> = (0..10)
+        .map(|i| event(i, (i % 2) as u8, 0, 1, i as i64 * 90, 10))
+        .collect();
     let s = store();
     let c = chunk(0, events.clone());
     // Calls: 10 claims, then parts. Fail the first part after it lands and the second before.
@@ -164,7 +186,10 @@ async fn a_crash_after_claiming_but_before_the_rollup_is_finished_by_the_redeliv
     assert!(process_chunk(&s, &c, &cfg()).await.is_err());
     assert!(s.calls() > before);
     let out = process_chunk(&s, &c, &cfg()).await.unwrap();
-    assert_eq!(out.counted, 10, "the chunk's own claims are still its to count");
+    assert_eq!(
+        out.counted, 10,
+        "the chunk's own claims are still its to count"
+    );
     assert!(out.parts_already_applied >= 1);
     assert_eq!(counted(&s), expected(&events));
 }
@@ -173,8 +198,12 @@ async fn a_crash_after_claiming_but_before_the_rollup_is_finished_by_the_redeliv
 async fn the_same_event_in_two_requests_is_counted_by_the_first_only() {
     let e = event(1, 0, 0, 0, 10, 30);
     let s = store();
-    let first = process_chunk(&s, &chunk(1, vec![e.clone()]), &cfg()).await.unwrap();
-    let second = process_chunk(&s, &chunk(2, vec![e.clone()]), &cfg()).await.unwrap();
+    let first = process_chunk(&s, &chunk(1, vec![e.clone()]), &cfg())
+        .await
+        .unwrap();
+    let second = process_chunk(&s, &chunk(2, vec![e.clone()]), &cfg())
+        .await
+        .unwrap();
     assert_eq!((first.counted, first.duplicates), (1, 0));
     assert_eq!((second.counted, second.duplicates), (0, 1));
     assert_eq!(counted(&s), expected(&[e]));

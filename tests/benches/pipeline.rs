@@ -1,1 +1,280 @@
-fn main() {}
+//! `make bench`: the figures issue #2 asks for.
+//!
+//! 1. Ingest handler throughput on one core (current-thread runtime) for a 1,000-event
+//!    request, beside `serde_json::from_slice::<Value>` of the same bytes.
+//! 2. DynamoDB write request units per accepted event, 10,000 events over
+//!    50 accounts x 3 meters x 2 stages, through ingest -> SQS -> rollup on the emulator.
+//! 3. SQS requests per accepted event (sends, and with the poller's receives/deletes).
+//! 4. Peak heap of the ingest and rollup handlers (counting allocator).
+
+use async_trait::async_trait;
+use e2e::TestStack;
+use serde_json::{json, Value};
+use shared::event::{MeterRule, TenantPolicy};
+use shared::ids::{MeterName, TenantId};
+use shared::queue::{EventQueue, QueueError};
+use shared::store::{Directory, StoreError};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Counting;
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            let now = CURRENT.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) };
+        CURRENT.fetch_sub(l.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Peak heap growth while `f` runs, in bytes above the level at its start.
+async fn peak_during<F: std::future::Future>(f: F) -> (F::Output, usize) {
+    let base = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let out = f.await;
+    (out, PEAK.load(Ordering::Relaxed).saturating_sub(base))
+}
+
+const METERS: [&str; 3] = ["api_calls", "tickets_resolved", "storage_gb"];
+const STAGES: [&str; 2] = ["delivered", "billed"];
+
+/// A request of `n` events; `offset` makes ids unique across requests.
+fn request_body(n: usize, offset: usize, ts: &str) -> String {
+    let events: Vec<Value> = (offset..offset + n)
+        .map(|i| {
+            let unit = if METERS[i % 3] == "storage_gb" {
+                "GB"
+            } else if METERS[i % 3] == "api_calls" {
+                "call"
+            } else {
+                "ticket"
+            };
+            json!({
+                "id": format!("evt-{i:08}"),
+                "account": format!("account-{:03}", (i / 6) % 50),
+                "meter": METERS[i % 3],
+                "stage": STAGES[(i / 3) % 2],
+                "quantity": (i % 17) + 1,
+                "unit": unit,
+                "timestamp": ts,
+                "service_line": "platform",
+                "properties": {"region": "eu-west-1", "plan": "growth"}
+            })
+        })
+        .collect();
+    serde_json::to_string(&events).unwrap_or_default()
+}
+
+/// In-memory directory and queue: the throughput figure measures the handler's own
+/// work (auth lookup, parsing, validation, packing), not the emulator's network.
+struct FixedDirectory(TenantPolicy);
+
+#[async_trait]
+impl Directory for FixedDirectory {
+    async fn tenant_for_key(&self, _: &str) -> Result<Option<TenantId>, StoreError> {
+        Ok(TenantId::parse("bench").ok())
+    }
+    async fn tenant_policy(&self, _: &TenantId) -> Result<Option<TenantPolicy>, StoreError> {
+        Ok(Some(self.0.clone()))
+    }
+}
+
+struct NullQueue;
+
+#[async_trait]
+impl EventQueue for NullQueue {
+    async fn send(&self, bodies: &[String]) -> Vec<Result<(), QueueError>> {
+        bodies
+            .iter()
+            .map(|b| {
+                std::hint::black_box(b)
+                    .is_empty()
+                    .then_some(())
+                    .map_or(Ok(()), Ok)
+            })
+            .collect()
+    }
+}
+
+fn policy() -> TenantPolicy {
+    let mut meters = HashMap::new();
+    for (m, u) in [
+        ("api_calls", "call"),
+        ("tickets_resolved", "ticket"),
+        ("storage_gb", "GB"),
+    ] {
+        let meter = MeterName::parse(m).unwrap_or_else(|_| unreachable!());
+        meters.insert(
+            meter.clone(),
+            MeterRule {
+                meter,
+                unit: Some(u.into()),
+                status: Default::default(),
+            },
+        );
+    }
+    TenantPolicy {
+        backfill_days: 35,
+        meters,
+    }
+}
+
+fn post(body: &str, key: &str) -> lambda_http::Request {
+    lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/v1/events")
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(lambda_http::Body::Binary(body.as_bytes().to_vec()))
+        .unwrap_or_default()
+}
+
+fn throughput(rt: &tokio::runtime::Runtime) {
+    let ingest = ingest::Ingest::new(Arc::new(FixedDirectory(policy())), Arc::new(NullQueue));
+    let body = request_body(1000, 0, &e2e::now_rfc3339());
+    let bytes = body.as_bytes();
+    let budget = Duration::from_secs(3);
+
+    // Warm up, then time each side for the same wall budget.
+    for _ in 0..5 {
+        let r = rt.block_on(ingest.handle(post(&body, "k")));
+        assert_eq!(r.status(), 202);
+    }
+    let (mut n, start) = (0u32, Instant::now());
+    while start.elapsed() < budget {
+        std::hint::black_box(rt.block_on(ingest.handle(post(&body, "k"))));
+        n += 1;
+    }
+    let handler = start.elapsed() / n;
+    let (mut m, start) = (0u32, Instant::now());
+    while start.elapsed() < budget {
+        std::hint::black_box(
+            serde_json::from_slice::<Value>(bytes)
+                .map(|v| v.is_array())
+                .unwrap_or(false),
+        );
+        m += 1;
+    }
+    let floor = start.elapsed() / m;
+    let eps = |d: Duration| 1000.0 / d.as_secs_f64();
+    println!(
+        "ingest throughput (one core, 1,000-event request of {} bytes)",
+        bytes.len()
+    );
+    println!(
+        "  ingest handler:                {:>10.0} events/s  ({:>7.3} ms/request, {n} runs)",
+        eps(handler),
+        handler.as_secs_f64() * 1e3
+    );
+    println!(
+        "  serde_json::from_slice<Value>: {:>10.0} events/s  ({:>7.3} ms/request, {m} runs)",
+        eps(floor),
+        floor.as_secs_f64() * 1e3
+    );
+    println!(
+        "  ratio handler / parse floor:   {:>10.2}x  (target <= 3x)",
+        handler.as_secs_f64() / floor.as_secs_f64()
+    );
+}
+
+async fn costs() {
+    let t = TestStack::as_deployed().await;
+    for a in 0..50 {
+        let seg = ["smb", "mid_market", "enterprise", "strategic"][a % 4];
+        t.put_account(&format!("account-{a:03}"), seg).await;
+    }
+    t.put_account("warmup", "smb").await;
+    let ts = e2e::now_rfc3339();
+    let (w0, _) = t.stack.store.meter.snapshot();
+    let sends0 = t.stack.queue.requests.load(Ordering::Relaxed);
+    let polls0 = t.stack.poller.requests.load(Ordering::Relaxed);
+
+    let mut accepted = 0i64;
+    let mut ingest_peak = 0;
+    for r in 0..10 {
+        let body = request_body(1000, r * 1000, &ts);
+        let ((status, out), peak) = peak_during(t.post_events(&body)).await;
+        assert_eq!(status, 202, "{out}");
+        accepted += out["accepted"].as_i64().unwrap_or(0);
+        ingest_peak = ingest_peak.max(peak);
+    }
+    let started = Instant::now();
+    let (_, rollup_peak) = peak_during(t.drain()).await;
+    let rollup_time = started.elapsed();
+    let (w1, dynamo_requests) = t.stack.store.meter.snapshot();
+    let sends = t.stack.queue.requests.load(Ordering::Relaxed) - sends0;
+    let polls = t.stack.poller.requests.load(Ordering::Relaxed) - polls0;
+    let wru = (w1 - w0) as f64;
+
+    // Cross-check: every event counted exactly once.
+    let mut counted = 0;
+    for a in 0..50 {
+        counted += e2e::total(&t.usage(&format!("account-{a:03}"), "").await).1;
+    }
+    assert_eq!(counted, accepted);
+
+    println!("\ncost per accepted event ({accepted} events, 50 accounts x 3 meters x 2 stages, one hour; counted: {counted})");
+    println!(
+        "  DynamoDB write request units:  {:>8.3} per event  ({wru} WRU; target <= 2.2)",
+        wru / accepted as f64
+    );
+    println!("    counted from the items sent, by DynamoDB's sizing rules: ceil(size/1 KB) per item write,");
+    println!(
+        "    x2 inside TransactWriteItems; rollup updates sized at their largest possible item"
+    );
+    println!(
+        "  DynamoDB requests:             {:>8.3} per event  ({dynamo_requests} write requests)",
+        dynamo_requests as f64 / accepted as f64
+    );
+    println!("  SQS requests, ingest sends:    {:>8.4} per event  ({sends} SendMessageBatch calls; target <= 0.05)", sends as f64 / accepted as f64);
+    println!("  SQS requests, incl. consumer:  {:>8.4} per event  (+{polls} receive/delete calls by the poller)", (sends + polls) as f64 / accepted as f64);
+    println!(
+        "  rollup drain on the emulator:  {:>8.2} s",
+        rollup_time.as_secs_f64()
+    );
+    println!("\npeak heap above baseline");
+    println!(
+        "  ingest handler, one 1,000-event request: {:>8.2} MiB",
+        ingest_peak as f64 / 1048576.0
+    );
+    println!(
+        "  rollup handler, draining 10,000 events:  {:>8.2} MiB",
+        rollup_peak as f64 / 1048576.0
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; any other argument filters nothing here.
+    let one_core = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    throughput(&one_core);
+    one_core.block_on(costs());
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM")) {
+            println!(
+                "  whole bench process peak RSS ({})",
+                line.split_whitespace()
+                    .skip(1)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+    }
+}

@@ -37,45 +37,100 @@ pub fn unique(prefix: &str) -> String {
 }
 
 fn uuid_suffix() -> String {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     format!("{:x}", t.as_nanos() % 0xffff_ffff)
 }
 
 impl TestStack {
     /// Provisions fresh resources from the template and a tenant with an API key.
+    /// Short visibility timeouts and a quick redrive make retries observable in tests.
     pub async fn fresh() -> Self {
+        Self::with(Overrides {
+            visibility_timeout: Some(TEST_VISIBILITY_SECS),
+            max_receive_count: Some(TEST_MAX_RECEIVES),
+        })
+        .await
+    }
+
+    /// Fresh resources exactly as the template defines them (benchmarks).
+    pub async fn as_deployed() -> Self {
+        Self::with(Overrides::default()).await
+    }
+
+    async fn with(overrides: Overrides) -> Self {
         let aws = shared::aws::local(&endpoint()).await;
-        let overrides = Overrides { visibility_timeout: Some(TEST_VISIBILITY_SECS), max_receive_count: Some(TEST_MAX_RECEIVES) };
         let provisioned = provision(&aws, &template_path(), &unique("t"), &overrides)
             .await
             .expect("provisioning in the emulator (run tests through `make test`)");
-        let cfg = PipelineConfig { backoff: Duration::from_millis(5), ..PipelineConfig::default() };
+        let cfg = PipelineConfig {
+            backoff: Duration::from_millis(5),
+            ..PipelineConfig::default()
+        };
         let stack = Stack::new(&aws, &provisioned, cfg).expect("stack");
         let tenant = TenantId::parse("acme").unwrap();
-        stack.ensure_tenant(&tenant, "Acme", 35).await.expect("tenant");
-        let key = stack.store.create_api_key(&tenant, "test").await.expect("key");
-        Self { aws, provisioned, stack, tenant, key }
+        stack
+            .ensure_tenant(&tenant, "Acme", 35)
+            .await
+            .expect("tenant");
+        let key = stack
+            .store
+            .create_api_key(&tenant, "test")
+            .await
+            .expect("key");
+        Self {
+            aws,
+            provisioned,
+            stack,
+            tenant,
+            key,
+        }
     }
 
     /// Another tenant in the same stack, with its own key.
     pub async fn second_tenant(&self, id: &str) -> String {
         let t = TenantId::parse(id).unwrap();
         self.stack.ensure_tenant(&t, id, 35).await.expect("tenant");
-        self.stack.store.create_api_key(&t, "test").await.expect("key")
+        self.stack
+            .store
+            .create_api_key(&t, "test")
+            .await
+            .expect("key")
     }
 
-    pub fn request(&self, method: &str, path: &str, key: Option<&str>, body: Option<&[u8]>) -> Request {
-        let mut b = lambda_http::http::Request::builder().method(method).uri(path).header("content-type", "application/json");
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Request {
+        let mut b = lambda_http::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json");
         if let Some(k) = key {
             b = b.header("authorization", format!("Bearer {k}"));
         }
-        b.body(body.map_or(Body::Empty, |b| Body::Binary(b.to_vec()))).expect("request")
+        b.body(body.map_or(Body::Empty, |b| Body::Binary(b.to_vec())))
+            .expect("request")
     }
 
     /// Sends a request through the same front door as the local runner.
-    pub async fn call_as(&self, key: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    pub async fn call_as(
+        &self,
+        key: &str,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, Value) {
         let req = self.request(method, path, Some(key), body.map(str::as_bytes));
-        let resp = if path.starts_with("/v1/events") { self.stack.ingest.handle(req).await } else { self.stack.api.handle(req).await };
+        let resp = if path.starts_with("/v1/events") {
+            self.stack.ingest.handle(req).await
+        } else {
+            self.stack.api.handle(req).await
+        };
         decode(resp)
     }
 
@@ -88,8 +143,12 @@ impl TestStack {
     }
 
     pub async fn put_account(&self, account: &str, segment: &str) {
-        let body = format!(r#"{{"name":"{account} Inc","segment":"{segment}","owner_email":"csm@example.com"}}"#);
-        let (status, v) = self.call("PUT", &format!("/v1/accounts/{account}"), Some(&body)).await;
+        let body = format!(
+            r#"{{"name":"{account} Inc","segment":"{segment}","owner_email":"csm@example.com"}}"#
+        );
+        let (status, v) = self
+            .call("PUT", &format!("/v1/accounts/{account}"), Some(&body))
+            .await;
         assert!(status == 201 || status == 200, "{status} {v}");
     }
 
@@ -98,7 +157,12 @@ impl TestStack {
         let mut total = PollStats::default();
         let mut idle = 0;
         while idle < 2 {
-            let s = self.stack.poller.poll_once(self.stack.rollup.as_ref(), Duration::from_millis(0)).await.expect("poll");
+            let s = self
+                .stack
+                .poller
+                .poll_once(self.stack.rollup.as_ref(), Duration::from_millis(0))
+                .await
+                .expect("poll");
             if s.received == 0 {
                 idle += 1;
             } else {
@@ -112,7 +176,13 @@ impl TestStack {
     }
 
     pub async fn usage(&self, account: &str, query: &str) -> Value {
-        let (status, v) = self.call("GET", &format!("/v1/accounts/{account}/usage?{query}"), None).await;
+        let (status, v) = self
+            .call(
+                "GET",
+                &format!("/v1/accounts/{account}/usage?{query}"),
+                None,
+            )
+            .await;
         assert_eq!(status, 200, "{v}");
         v
     }
@@ -132,10 +202,18 @@ impl TestStack {
             .expect("attributes")
             .attributes
             .unwrap_or_default();
-        [A::ApproximateNumberOfMessages, A::ApproximateNumberOfMessagesNotVisible]
-            .iter()
-            .map(|k| attrs.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
-            .sum()
+        [
+            A::ApproximateNumberOfMessages,
+            A::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|k| {
+            attrs
+                .get(k)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
     }
 }
 
@@ -147,13 +225,19 @@ pub fn decode(resp: lambda_http::Response<Body>) -> (u16, Value) {
         Body::Binary(b) => b,
         _ => Vec::new(),
     };
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// Total quantity of a usage report as a string (decimal, exact).
 pub fn total(report: &Value) -> (String, i64) {
     (
-        report["total"]["quantity"].as_str().unwrap_or("?").to_owned(),
+        report["total"]["quantity"]
+            .as_str()
+            .unwrap_or("?")
+            .to_owned(),
         report["total"]["events"].as_i64().unwrap_or(-1),
     )
 }

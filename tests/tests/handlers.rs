@@ -13,7 +13,11 @@ fn apigw(mut v: Value, key: &str, body: Option<&str>, base64: bool) -> lambda_ht
     v["headers"]["authorization"] = json!(format!("Bearer {key}"));
     if let Some(b) = body {
         v["headers"]["content-length"] = json!(b.len().to_string());
-        v["body"] = if base64 { json!(base64::engine::general_purpose::STANDARD.encode(b)) } else { json!(b) };
+        v["body"] = if base64 {
+            json!(base64::engine::general_purpose::STANDARD.encode(b))
+        } else {
+            json!(b)
+        };
         v["isBase64Encoded"] = json!(base64);
     }
     lambda_http::request::from_str(&v.to_string()).expect("API Gateway v2 event")
@@ -25,7 +29,12 @@ async fn ingest_accepts_an_api_gateway_v2_event_in_plain_and_base64_bodies() {
     let ts = now_rfc3339();
     for (i, b64) in [(0, false), (1, true)] {
         let body = json!([{"id": format!("gw-{i}"), "account": "acme", "meter": "api_calls", "quantity": 2, "timestamp": ts}]).to_string();
-        let req = apigw(fixture("apigw_v2_post_events.json"), &t.key, Some(&body), b64);
+        let req = apigw(
+            fixture("apigw_v2_post_events.json"),
+            &t.key,
+            Some(&body),
+            b64,
+        );
         let (status, out) = decode(t.stack.ingest.handle(req).await);
         assert_eq!((status, out["accepted"].as_i64()), (202, Some(1)), "{out}");
     }
@@ -51,14 +60,30 @@ async fn rollup_reports_only_the_poison_record_of_an_sqs_event_as_failed() {
     event["Records"][1]["body"] = json!("{\"v\": 1, \"chunk\": 42}");
     let sqs: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(event.clone()).unwrap();
     let resp = t.stack.rollup.handle(sqs).await;
-    let failed: Vec<_> = resp.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
-    assert_eq!(failed, vec!["2e1424d4-f796-459a-8184-9c92662be6da".to_owned()]);
+    let failed: Vec<_> = resp
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(
+        failed,
+        vec!["2e1424d4-f796-459a-8184-9c92662be6da".to_owned()]
+    );
     // The response serialises in the shape Lambda expects.
     let wire = serde_json::to_value(&resp).unwrap();
-    assert_eq!(wire["batchItemFailures"][0]["itemIdentifier"], "2e1424d4-f796-459a-8184-9c92662be6da");
-    assert_eq!(total(&t.usage("acme", "meter=api_calls").await), ("6".into(), 1));
+    assert_eq!(
+        wire["batchItemFailures"][0]["itemIdentifier"],
+        "2e1424d4-f796-459a-8184-9c92662be6da"
+    );
+    assert_eq!(
+        total(&t.usage("acme", "meter=api_calls").await),
+        ("6".into(), 1)
+    );
     // Lambda retries the whole event after a timeout: still counted once.
     let sqs: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(event).unwrap();
     t.stack.rollup.handle(sqs).await;
-    assert_eq!(total(&t.usage("acme", "meter=api_calls").await), ("6".into(), 1));
+    assert_eq!(
+        total(&t.usage("acme", "meter=api_calls").await),
+        ("6".into(), 1)
+    );
 }

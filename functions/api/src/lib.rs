@@ -51,7 +51,13 @@ impl Api {
             // methods) are refused by the router and harmless.
             let _ = router.insert(*p, *p);
         }
-        Self { directory: store.clone(), accounts: store.clone(), usage: store.clone(), definitions: store, router }
+        Self {
+            directory: store.clone(),
+            accounts: store.clone(),
+            usage: store.clone(),
+            definitions: store,
+            router,
+        }
     }
 
     /// The Lambda entry point: never fails; every problem is an HTTP response.
@@ -64,69 +70,144 @@ impl Api {
 
     async fn route(&self, req: Request) -> Result<Response<Body>, ApiError> {
         let path = req.uri().path().to_owned();
-        let matched = self.router.at(&path).map_err(|_| ApiError::not_found("route"))?;
-        let params: Vec<(String, String)> = matched.params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-        let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+        let matched = self
+            .router
+            .at(&path)
+            .map_err(|_| ApiError::not_found("route"))?;
+        let params: Vec<(String, String)> = matched
+            .params
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
         let template = *matched.value;
         let method = req.method().as_str().to_owned();
         if !ROUTES.iter().any(|(m, p)| *m == method && *p == template) {
-            let allowed: Vec<&str> = ROUTES.iter().filter(|(_, p)| *p == template).map(|(m, _)| *m).collect();
-            return Err(ApiError::new(405, "method_not_allowed", format!("{method} is not allowed here; use {}", allowed.join(" or "))));
+            let allowed: Vec<&str> = ROUTES
+                .iter()
+                .filter(|(_, p)| *p == template)
+                .map(|(m, _)| *m)
+                .collect();
+            return Err(ApiError::new(
+                405,
+                "method_not_allowed",
+                format!("{method} is not allowed here; use {}", allowed.join(" or ")),
+            ));
         }
         if template == "/healthz" {
             return Ok(json(200, &json!({"status": "ok"})));
         }
         if body_bytes(&req).len() > MAX_BODY_BYTES {
-            return Err(ApiError::new(413, "payload_too_large", format!("request body is larger than {MAX_BODY_BYTES} bytes")));
+            return Err(ApiError::new(
+                413,
+                "payload_too_large",
+                format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+            ));
         }
         let tenant = authenticate(self.directory.as_ref(), &req).await?;
         match (method.as_str(), template) {
             ("GET", "/v1/accounts") => self.list_accounts(&tenant, &req).await,
             ("GET", "/v1/accounts/{account}") => self.get_account(&tenant, &param("account")).await,
-            ("PUT", "/v1/accounts/{account}") => self.put_account(&tenant, &param("account"), &req).await,
-            ("GET", "/v1/accounts/{account}/usage") => self.account_usage(&tenant, &param("account"), &req).await,
-            ("GET", "/v1/segments/{segment}/usage") => self.segment_usage(&tenant, &param("segment"), &req).await,
+            ("PUT", "/v1/accounts/{account}") => {
+                self.put_account(&tenant, &param("account"), &req).await
+            }
+            ("GET", "/v1/accounts/{account}/usage") => {
+                self.account_usage(&tenant, &param("account"), &req).await
+            }
+            ("GET", "/v1/segments/{segment}/usage") => {
+                self.segment_usage(&tenant, &param("segment"), &req).await
+            }
             ("GET", "/v1/definitions") => self.list_definitions(&tenant).await,
-            ("GET", "/v1/definitions/{meter}") => self.get_definition(&tenant, &param("meter")).await,
-            ("PUT", "/v1/definitions/{meter}") => self.put_definition(&tenant, &param("meter"), &req).await,
+            ("GET", "/v1/definitions/{meter}") => {
+                self.get_definition(&tenant, &param("meter")).await
+            }
+            ("PUT", "/v1/definitions/{meter}") => {
+                self.put_definition(&tenant, &param("meter"), &req).await
+            }
             _ => Err(ApiError::not_found("route")),
         }
     }
 
-    async fn list_accounts(&self, tenant: &TenantId, req: &Request) -> Result<Response<Body>, ApiError> {
+    async fn list_accounts(
+        &self,
+        tenant: &TenantId,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
         let mut segment = None;
         let mut limit = 50usize;
         let mut cursor = None;
         for (k, v) in query_pairs(req) {
             match k.as_str() {
-                "segment" => {
-                    segment = Some(Segment::parse(&v).ok_or_else(|| {
-                        ApiError::new(400, "invalid_parameter", format!("segment '{v}' is not one of smb, mid_market, enterprise, strategic"))
-                    })?)
-                }
+                "segment" => segment = Some(Segment::parse(&v).ok_or_else(|| {
+                    ApiError::new(
+                        400,
+                        "invalid_parameter",
+                        format!(
+                            "segment '{v}' is not one of smb, mid_market, enterprise, strategic"
+                        ),
+                    )
+                })?),
                 "limit" => {
                     limit = v
                         .parse()
                         .ok()
                         .filter(|l| (1..=200).contains(l))
-                        .ok_or_else(|| ApiError::new(400, "invalid_parameter", "limit must be between 1 and 200"))?
+                        .ok_or_else(|| {
+                            ApiError::new(
+                                400,
+                                "invalid_parameter",
+                                "limit must be between 1 and 200",
+                            )
+                        })?
                 }
                 "cursor" => cursor = Some(v),
-                other => return Err(ApiError::new(400, "unknown_parameter", format!("unknown parameter '{other}'; expected segment, limit, cursor"))),
+                other => {
+                    return Err(ApiError::new(
+                        400,
+                        "unknown_parameter",
+                        format!("unknown parameter '{other}'; expected segment, limit, cursor"),
+                    ))
+                }
             }
         }
-        let page = self.accounts.list_accounts(tenant, segment, limit, cursor.as_deref()).await?;
-        Ok(json(200, &json!({"accounts": page.items, "next_cursor": page.next})))
+        let page = self
+            .accounts
+            .list_accounts(tenant, segment, limit, cursor.as_deref())
+            .await?;
+        Ok(json(
+            200,
+            &json!({"accounts": page.items, "next_cursor": page.next}),
+        ))
     }
 
-    async fn get_account(&self, tenant: &TenantId, account: &str) -> Result<Response<Body>, ApiError> {
+    async fn get_account(
+        &self,
+        tenant: &TenantId,
+        account: &str,
+    ) -> Result<Response<Body>, ApiError> {
         let account = AccountId::parse(account).map_err(|_| ApiError::not_found("account"))?;
-        let profile = self.accounts.get_account(tenant, &account).await?.ok_or_else(|| ApiError::not_found("account"))?;
+        let profile = self
+            .accounts
+            .get_account(tenant, &account)
+            .await?
+            .ok_or_else(|| ApiError::not_found("account"))?;
         Ok(json(200, &profile))
     }
 
-    async fn put_account(&self, tenant: &TenantId, account: &str, req: &Request) -> Result<Response<Body>, ApiError> {
-        let account = AccountId::parse(account).map_err(|e| ApiError::new(400, "invalid_account", e.to_string()))?;
+    async fn put_account(
+        &self,
+        tenant: &TenantId,
+        account: &str,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let account = AccountId::parse(account)
+            .map_err(|e| ApiError::new(400, "invalid_account", e.to_string()))?;
         let existing = self.accounts.get_account(tenant, &account).await?;
         let profile = profile_from_body(account, body_bytes(req), Utc::now(), existing.as_ref())?;
         self.accounts.put_account(tenant, &profile).await?;
@@ -134,11 +215,25 @@ impl Api {
         Ok(json(if existing.is_some() { 200 } else { 201 }, &profile))
     }
 
-    async fn account_usage(&self, tenant: &TenantId, account: &str, req: &Request) -> Result<Response<Body>, ApiError> {
+    async fn account_usage(
+        &self,
+        tenant: &TenantId,
+        account: &str,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
         let account = AccountId::parse(account).map_err(|_| ApiError::not_found("account"))?;
         let q = UsageQuery::parse(&query_pairs(req), Utc::now())?;
         let (from, to) = q.days();
-        let rows = self.usage.read_rollups(tenant, &Scope::Account(account.clone()), from, to, q.meter.as_ref()).await?;
+        let rows = self
+            .usage
+            .read_rollups(
+                tenant,
+                &Scope::Account(account.clone()),
+                from,
+                to,
+                q.meter.as_ref(),
+            )
+            .await?;
         // An account is known if it has a profile or any usage; otherwise 404, which is
         // also what another tenant's account looks like.
         if rows.is_empty() && self.accounts.get_account(tenant, &account).await?.is_none() {
@@ -147,11 +242,19 @@ impl Api {
         Ok(json(200, &report(json!({"account": account}), &q, &rows)))
     }
 
-    async fn segment_usage(&self, tenant: &TenantId, segment: &str, req: &Request) -> Result<Response<Body>, ApiError> {
+    async fn segment_usage(
+        &self,
+        tenant: &TenantId,
+        segment: &str,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
         let segment = Segment::parse(segment).ok_or_else(|| ApiError::not_found("segment"))?;
         let q = UsageQuery::parse(&query_pairs(req), Utc::now())?;
         let (from, to) = q.days();
-        let rows = self.usage.read_rollups(tenant, &Scope::Segment(segment), from, to, q.meter.as_ref()).await?;
+        let rows = self
+            .usage
+            .read_rollups(tenant, &Scope::Segment(segment), from, to, q.meter.as_ref())
+            .await?;
         Ok(json(200, &report(json!({"segment": segment}), &q, &rows)))
     }
 
@@ -160,14 +263,28 @@ impl Api {
         Ok(json(200, &json!({"definitions": defs})))
     }
 
-    async fn get_definition(&self, tenant: &TenantId, meter: &str) -> Result<Response<Body>, ApiError> {
+    async fn get_definition(
+        &self,
+        tenant: &TenantId,
+        meter: &str,
+    ) -> Result<Response<Body>, ApiError> {
         let meter = MeterName::parse(meter).map_err(|_| ApiError::not_found("definition"))?;
-        let def = self.definitions.get_definition(tenant, &meter).await?.ok_or_else(|| ApiError::not_found("definition"))?;
+        let def = self
+            .definitions
+            .get_definition(tenant, &meter)
+            .await?
+            .ok_or_else(|| ApiError::not_found("definition"))?;
         Ok(json(200, &def))
     }
 
-    async fn put_definition(&self, tenant: &TenantId, meter: &str, req: &Request) -> Result<Response<Body>, ApiError> {
-        let meter = MeterName::parse(meter).map_err(|e| ApiError::new(400, "invalid_meter", e.to_string()))?;
+    async fn put_definition(
+        &self,
+        tenant: &TenantId,
+        meter: &str,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let meter = MeterName::parse(meter)
+            .map_err(|e| ApiError::new(400, "invalid_meter", e.to_string()))?;
         let existing = self.definitions.get_definition(tenant, &meter).await?;
         let def = definition_from_body(meter, body_bytes(req), Utc::now(), existing.as_ref())?;
         self.definitions.put_definition(tenant, &def).await?;
@@ -176,13 +293,20 @@ impl Api {
     }
 }
 
-fn report(mut head: serde_json::Value, q: &UsageQuery, rows: &[shared::store::RollupRow]) -> serde_json::Value {
+fn report(
+    mut head: serde_json::Value,
+    q: &UsageQuery,
+    rows: &[shared::store::RollupRow],
+) -> serde_json::Value {
     let (series, total) = summarize(rows, q);
     if let Some(obj) = head.as_object_mut() {
         obj.insert("granularity".into(), json!(q.granularity));
         obj.insert("from".into(), json!(q.from));
         obj.insert("to".into(), json!(q.to));
-        obj.insert("filters".into(), json!({"meter": q.meter, "stage": q.stage, "service_line": q.service_line}));
+        obj.insert(
+            "filters".into(),
+            json!({"meter": q.meter, "stage": q.stage, "service_line": q.service_line}),
+        );
         obj.insert("group_by".into(), json!(q.group_by));
         obj.insert("total".into(), json!(total));
         obj.insert("series".into(), json!(series));

@@ -8,7 +8,9 @@ use chrono::Utc;
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use shared::chunk::{pack, SQS_MAX_BYTES};
-use shared::event::{split_body, validate_all, BodyError, Limits, RejectCode, Rejection, ValidationContext};
+use shared::event::{
+    split_body, validate_all, BodyError, Limits, RejectCode, Rejection, ValidationContext,
+};
 use shared::http::{authenticate, body_bytes, error, json, ApiError};
 use shared::ids::Source;
 use shared::queue::EventQueue;
@@ -44,7 +46,12 @@ pub struct Outcome {
 
 impl Ingest {
     pub fn new(directory: Arc<dyn Directory>, queue: Arc<dyn EventQueue>) -> Self {
-        Self { directory, queue, limits: Limits::default(), max_message_bytes: SQS_MAX_BYTES - 1024 }
+        Self {
+            directory,
+            queue,
+            limits: Limits::default(),
+            max_message_bytes: SQS_MAX_BYTES - 1024,
+        }
     }
 
     /// The Lambda entry point: never fails; every problem is an HTTP response.
@@ -60,7 +67,11 @@ impl Ingest {
             return Err(ApiError::not_found("route"));
         }
         if req.method() != "POST" {
-            return Err(ApiError::new(405, "method_not_allowed", "use POST /v1/events"));
+            return Err(ApiError::new(
+                405,
+                "method_not_allowed",
+                "use POST /v1/events",
+            ));
         }
         self.post_events(req).await
     }
@@ -77,12 +88,23 @@ impl Ingest {
             return Err(ApiError::new(
                 413,
                 "payload_too_large",
-                format!("request body is {size} bytes; the limit is {} bytes", self.limits.max_body_bytes),
+                format!(
+                    "request body is {size} bytes; the limit is {} bytes",
+                    self.limits.max_body_bytes
+                ),
             ));
         }
-        if let Some(ct) = req.headers().get("content-type").and_then(|v| v.to_str().ok()) {
+        if let Some(ct) = req
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+        {
             if !ct.to_ascii_lowercase().contains("json") {
-                return Err(ApiError::new(415, "unsupported_media_type", format!("content-type '{ct}' is not JSON")));
+                return Err(ApiError::new(
+                    415,
+                    "unsupported_media_type",
+                    format!("content-type '{ct}' is not JSON"),
+                ));
             }
         }
         let tenant = authenticate(self.directory.as_ref(), &req).await?;
@@ -90,7 +112,13 @@ impl Ingest {
             .directory
             .tenant_policy(&tenant)
             .await?
-            .ok_or_else(|| ApiError::new(401, "invalid_api_key", "the API key's tenant no longer exists"))?;
+            .ok_or_else(|| {
+                ApiError::new(
+                    401,
+                    "invalid_api_key",
+                    "the API key's tenant no longer exists",
+                )
+            })?;
 
         let raw = split_body(body, &self.limits).map_err(|e| match e {
             BodyError::Empty => ApiError::new(400, "empty_body", e.to_string()),
@@ -99,34 +127,58 @@ impl Ingest {
             BodyError::TooManyEvents { .. } => ApiError::new(413, "too_many_events", e.to_string()),
         })?;
         let received_at = Utc::now();
-        let ctx = ValidationContext { received_at, policy: &policy, limits: &self.limits };
+        let ctx = ValidationContext {
+            received_at,
+            policy: &policy,
+            limits: &self.limits,
+        };
         let (valid, mut rejected) = validate_all(&raw, &ctx);
         let flagged: Vec<Flag> = valid
             .iter()
             .filter(|(_, e)| e.timestamp_defaulted)
-            .map(|(i, e)| Flag { index: *i, id: e.id.to_string(), flag: "timestamp_defaulted" })
+            .map(|(i, e)| Flag {
+                index: *i,
+                id: e.id.to_string(),
+                flag: "timestamp_defaulted",
+            })
             .collect();
         let ids: Vec<(usize, String)> = valid.iter().map(|(i, e)| (*i, e.id.to_string())).collect();
         let mut accepted = valid.len();
 
         let mut new_id = || uuid::Uuid::now_v7().to_string();
-        let chunks = pack(&tenant, Source::Api, received_at, valid, self.max_message_bytes, &mut new_id)
-            .map_err(|e| {
-                tracing::error!(error = %e, "packing failed");
-                ApiError::new(500, "internal_error", "events could not be prepared for queuing")
-            })?;
+        let chunks = pack(
+            &tenant,
+            Source::Api,
+            received_at,
+            valid,
+            self.max_message_bytes,
+            &mut new_id,
+        )
+        .map_err(|e| {
+            tracing::error!(error = %e, "packing failed");
+            ApiError::new(
+                500,
+                "internal_error",
+                "events could not be prepared for queuing",
+            )
+        })?;
         let bodies: Vec<String> = chunks.iter().map(|c| c.body.clone()).collect();
         let sent = self.queue.send(&bodies).await;
         let mut unavailable = 0;
         for (chunk, result) in chunks.iter().zip(sent) {
             if result.is_err() {
                 for &index in &chunk.indices {
-                    let id = ids.iter().find(|(i, _)| *i == index).map(|(_, id)| id.clone());
+                    let id = ids
+                        .iter()
+                        .find(|(i, _)| *i == index)
+                        .map(|(_, id)| id.clone());
                     rejected.push(Rejection {
                         index,
                         id,
                         code: RejectCode::TemporarilyUnavailable,
-                        message: "the event could not be queued; it was not recorded, send it again".into(),
+                        message:
+                            "the event could not be queued; it was not recorded, send it again"
+                                .into(),
                     });
                     unavailable += 1;
                 }
@@ -142,8 +194,22 @@ impl Ingest {
             messages = bodies.len(),
             "events ingested"
         );
-        let status = if accepted == 0 && unavailable > 0 { 503 } else { 202 };
-        let flagged = flagged.into_iter().filter(|f| !rejected.iter().any(|r| r.index == f.index)).collect();
-        Ok(json(status, &Outcome { accepted, rejected, flagged }))
+        let status = if accepted == 0 && unavailable > 0 {
+            503
+        } else {
+            202
+        };
+        let flagged = flagged
+            .into_iter()
+            .filter(|f| !rejected.iter().any(|r| r.index == f.index))
+            .collect();
+        Ok(json(
+            status,
+            &Outcome {
+                accepted,
+                rejected,
+                flagged,
+            },
+        ))
     }
 }

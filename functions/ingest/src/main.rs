@@ -10,8 +10,14 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let res = Resources::from_env()?;
     let aws = shared::aws::load().await;
-    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), res.table));
-    let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws), res.events_queue_url));
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        res.table,
+    ));
+    let queue = Arc::new(SqsQueue::new(
+        aws_sdk_sqs::Client::new(&aws),
+        res.events_queue_url,
+    ));
     let ingest = Arc::new(Ingest::new(store, queue));
     run(service_fn(move |req: Request| {
         let ingest = ingest.clone();

@@ -41,21 +41,33 @@ pub struct PollStats {
 pub struct Poller {
     pub sqs: aws_sdk_sqs::Client,
     pub mapping: Mapping,
+    /// SQS API requests made (receives and deletes), for the cost benchmark.
+    pub requests: std::sync::atomic::AtomicU64,
 }
 
 impl Poller {
     /// Receives one batch (waiting up to the batching window), invokes the handler and
     /// deletes the messages it did not report as failed.
-    pub async fn poll_once(&self, handler: &dyn SqsHandler, wait: Duration) -> anyhow::Result<PollStats> {
+    pub async fn poll_once(
+        &self,
+        handler: &dyn SqsHandler,
+        wait: Duration,
+    ) -> anyhow::Result<PollStats> {
         let m = &self.mapping;
         let started = Instant::now();
         let mut messages = Vec::new();
         let mut first = true;
         while messages.len() < m.batch_size as usize {
-            let remaining = if first { wait } else { m.batching_window.saturating_sub(started.elapsed()) };
+            let remaining = if first {
+                wait
+            } else {
+                m.batching_window.saturating_sub(started.elapsed())
+            };
             if !first && remaining.is_zero() {
                 break;
             }
+            self.requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let out = self
                 .sqs
                 .receive_message()
@@ -65,7 +77,9 @@ impl Poller {
                 .message_system_attribute_names(MessageSystemAttributeName::All)
                 .send()
                 .await
-                .map_err(|e| anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+                .map_err(|e| {
+                    anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+                })?;
             let got = out.messages.unwrap_or_default();
             if got.is_empty() && (first || remaining.is_zero()) {
                 if first && messages.is_empty() {
@@ -81,7 +95,11 @@ impl Poller {
         let mut event = SqsEvent::default();
         event.records = records;
         let response = handler.handle(event).await;
-        let failed: HashSet<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+        let failed: HashSet<String> = response
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
         let entries: Vec<DeleteMessageBatchRequestEntry> = messages
             .iter()
             .filter(|msg| !failed.contains(msg.message_id().unwrap_or_default()))
@@ -96,15 +114,23 @@ impl Poller {
             .collect();
         let deleted = entries.len();
         for batch in entries.chunks(10) {
+            self.requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.sqs
                 .delete_message_batch()
                 .queue_url(&m.queue_url)
                 .set_entries(Some(batch.to_vec()))
                 .send()
                 .await
-                .map_err(|e| anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+                .map_err(|e| {
+                    anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+                })?;
         }
-        Ok(PollStats { received, failed: failed.len(), deleted })
+        Ok(PollStats {
+            received,
+            failed: failed.len(),
+            deleted,
+        })
     }
 
     fn to_record(&self, msg: &aws_sdk_sqs::types::Message) -> SqsMessage {
@@ -126,7 +152,11 @@ impl Poller {
     }
 
     /// Polls until `shutdown` turns true.
-    pub async fn run_shared(self: std::sync::Arc<Self>, handler: std::sync::Arc<dyn SqsHandler>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run_shared(
+        self: std::sync::Arc<Self>,
+        handler: std::sync::Arc<dyn SqsHandler>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
             if *shutdown.borrow() {
                 return;

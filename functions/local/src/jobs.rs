@@ -41,11 +41,19 @@ impl Job for DlqDepth {
             .map_err(|e| anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?
             .attributes
             .unwrap_or_default();
-        let n = |k: QueueAttributeName| attrs.get(&k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let n = |k: QueueAttributeName| {
+            attrs
+                .get(&k)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         let visible = n(QueueAttributeName::ApproximateNumberOfMessages);
         let in_flight = n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
         if visible + in_flight > 0 {
-            tracing::warn!(dlq_depth = visible + in_flight, "events DLQ holds messages: inspect and redrive them");
+            tracing::warn!(
+                dlq_depth = visible + in_flight,
+                "events DLQ holds messages: inspect and redrive them"
+            );
         }
         Ok(serde_json::json!({"dlq_depth": visible + in_flight, "alarm": visible + in_flight > 0}))
     }

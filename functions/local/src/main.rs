@@ -12,13 +12,26 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 #[derive(Parser)]
-#[command(name = "usage-local", about = "Local runner and admin CLI of the usage-intelligence suite")]
+#[command(
+    name = "usage-local",
+    about = "Local runner and admin CLI of the usage-intelligence suite"
+)]
 struct Cli {
     /// Emulator endpoint.
-    #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:4566", global = true)]
+    #[arg(
+        long,
+        env = "AWS_ENDPOINT_URL",
+        default_value = "http://127.0.0.1:4566",
+        global = true
+    )]
     endpoint: String,
     /// Name prefix of local resources.
-    #[arg(long, env = "LOCAL_PREFIX", default_value = "usage-local", global = true)]
+    #[arg(
+        long,
+        env = "LOCAL_PREFIX",
+        default_value = "usage-local",
+        global = true
+    )]
     prefix: String,
     /// Talk to real AWS (standard credential chain) and the table in USAGE_TABLE.
     #[arg(long, global = true)]
@@ -85,15 +98,28 @@ async fn main() -> Result<()> {
         dev_api_key: std::env::var("DEV_API_KEY").ok(),
         dev_tenant: std::env::var("DEV_TENANT").unwrap_or_else(|_| "dev".into()),
     });
-    let aws = if cli.aws { shared::aws::load().await } else { shared::aws::local(&cli.endpoint).await };
+    let aws = if cli.aws {
+        shared::aws::load().await
+    } else {
+        shared::aws::local(&cli.endpoint).await
+    };
     let stack = || async {
         let p = provision(&aws, &template_path(), &cli.prefix, &Overrides::default())
             .await
-            .with_context(|| format!("provisioning in the emulator at {} (is it running?)", cli.endpoint))?;
+            .with_context(|| {
+                format!(
+                    "provisioning in the emulator at {} (is it running?)",
+                    cli.endpoint
+                )
+            })?;
         anyhow::Ok((Stack::new(&aws, &p, PipelineConfig::default())?, p))
     };
     match command {
-        Command::Serve { addr, dev_api_key, dev_tenant } => {
+        Command::Serve {
+            addr,
+            dev_api_key,
+            dev_tenant,
+        } => {
             let (stack, p) = stack().await?;
             serve(Arc::new(stack), &p, &addr, dev_api_key, &dev_tenant).await
         }
@@ -107,21 +133,54 @@ async fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Tenant { command: TenantCommand::Create { tenant, name, backfill_days } } => {
+        Command::Tenant {
+            command:
+                TenantCommand::Create {
+                    tenant,
+                    name,
+                    backfill_days,
+                },
+        } => {
             let tenant = TenantId::parse(&tenant)?;
             let created = if cli.aws {
                 let store = aws_store(&aws)?;
-                store.create_tenant(&tenant, name.as_deref().unwrap_or(tenant.as_str()), backfill_days).await.map(|_| true)?
+                store
+                    .create_tenant(
+                        &tenant,
+                        name.as_deref().unwrap_or(tenant.as_str()),
+                        backfill_days,
+                    )
+                    .await
+                    .map(|_| true)?
             } else {
                 let (stack, _) = stack().await?;
-                stack.ensure_tenant(&tenant, name.as_deref().unwrap_or(tenant.as_str()), backfill_days).await?
+                stack
+                    .ensure_tenant(
+                        &tenant,
+                        name.as_deref().unwrap_or(tenant.as_str()),
+                        backfill_days,
+                    )
+                    .await?
             };
-            println!("{}", if created { format!("created tenant {tenant}") } else { format!("tenant {tenant} already exists") });
+            println!(
+                "{}",
+                if created {
+                    format!("created tenant {tenant}")
+                } else {
+                    format!("tenant {tenant} already exists")
+                }
+            );
             Ok(())
         }
-        Command::Key { command: KeyCommand::Create { tenant, label } } => {
+        Command::Key {
+            command: KeyCommand::Create { tenant, label },
+        } => {
             let tenant = TenantId::parse(&tenant)?;
-            let store = if cli.aws { Arc::new(aws_store(&aws)?) } else { stack().await?.0.store };
+            let store = if cli.aws {
+                Arc::new(aws_store(&aws)?)
+            } else {
+                stack().await?.0.store
+            };
             println!("{}", store.create_api_key(&tenant, &label).await?);
             Ok(())
         }
@@ -133,19 +192,33 @@ fn aws_store(aws: &aws_config::SdkConfig) -> Result<DynamoStore> {
     Ok(DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), table))
 }
 
-async fn serve(stack: Arc<Stack>, p: &local::provision::Provisioned, addr: &str, dev_key: Option<String>, dev_tenant: &str) -> Result<()> {
+async fn serve(
+    stack: Arc<Stack>,
+    p: &local::provision::Provisioned,
+    addr: &str,
+    dev_key: Option<String>,
+    dev_tenant: &str,
+) -> Result<()> {
     let tenant = TenantId::parse(dev_tenant)?;
-    stack.ensure_tenant(&tenant, "Local development tenant", 35).await?;
+    stack
+        .ensure_tenant(&tenant, "Local development tenant", 35)
+        .await?;
     let key = match dev_key.filter(|k| !k.is_empty()) {
         Some(k) => {
-            stack.store.register_api_key(&tenant, &k, "DEV_API_KEY").await?;
+            stack
+                .store
+                .register_api_key(&tenant, &k, "DEV_API_KEY")
+                .await?;
             k
         }
         None => stack.store.create_api_key(&tenant, "make run").await?,
     };
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let poller = tokio::spawn(Arc::clone(&stack.poller).run_shared(stack.rollup_handler(), stop_rx.clone()));
+    let poller =
+        tokio::spawn(Arc::clone(&stack.poller).run_shared(stack.rollup_handler(), stop_rx.clone()));
     let scheduler = tokio::spawn(stack.scheduler.clone().run(stop_rx.clone()));
     banner(addr, &tenant, &key, p);
     let mut server_stop = stop_rx.clone();

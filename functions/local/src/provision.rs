@@ -5,8 +5,8 @@
 use anyhow::{anyhow, bail, Context, Result};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Map, Value};
@@ -25,7 +25,9 @@ pub fn template_path() -> PathBuf {
     if cwd.exists() {
         return cwd;
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(TEMPLATE)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(TEMPLATE)
 }
 
 /// Local adjustments for tests (short visibility timeouts, quick redrive).
@@ -47,17 +49,25 @@ pub struct Provisioned {
 
 impl Provisioned {
     pub fn reference(&self, logical: &str) -> Result<&str> {
-        self.refs.get(logical).map(String::as_str).ok_or_else(|| anyhow!("template has no resource {logical}"))
+        self.refs
+            .get(logical)
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("template has no resource {logical}"))
     }
 }
 
 fn resources(template: &Value) -> Result<&Map<String, Value>> {
-    template.get("Resources").and_then(Value::as_object).ok_or_else(|| anyhow!("template has no Resources"))
+    template
+        .get("Resources")
+        .and_then(Value::as_object)
+        .ok_or_else(|| anyhow!("template has no Resources"))
 }
 
-fn props<'a>(r: &'a Value) -> &'a Map<String, Value> {
+fn props(r: &Value) -> &Map<String, Value> {
     static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
-    r.get("Properties").and_then(Value::as_object).unwrap_or_else(|| EMPTY.get_or_init(Map::new))
+    r.get("Properties")
+        .and_then(Value::as_object)
+        .unwrap_or_else(|| EMPTY.get_or_init(Map::new))
 }
 
 fn scalar(v: &Value) -> Option<String> {
@@ -82,22 +92,37 @@ fn parameters(template: &Value) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
-pub async fn provision(aws: &SdkConfig, template: &Path, prefix: &str, overrides: &Overrides) -> Result<Provisioned> {
-    let text = std::fs::read_to_string(template).with_context(|| format!("reading {}", template.display()))?;
-    let template: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", template.display()))?;
+pub async fn provision(
+    aws: &SdkConfig,
+    template: &Path,
+    prefix: &str,
+    overrides: &Overrides,
+) -> Result<Provisioned> {
+    let text = std::fs::read_to_string(template)
+        .with_context(|| format!("reading {}", template.display()))?;
+    let template: Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", template.display()))?;
     let mut out = Provisioned::default();
     let dynamo = aws_sdk_dynamodb::Client::new(aws);
     let sqs = aws_sdk_sqs::Client::new(aws);
     let sns = aws_sdk_sns::Client::new(aws);
     let res = resources(&template)?;
 
-    for (id, r) in res.iter().filter(|(_, r)| r["Type"] == "AWS::DynamoDB::Table") {
+    for (id, r) in res
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::DynamoDB::Table")
+    {
         let name = format!("{prefix}-{id}");
-        create_table(&dynamo, &name, props(r)).await.with_context(|| format!("creating table {id}"))?;
+        create_table(&dynamo, &name, props(r))
+            .await
+            .with_context(|| format!("creating table {id}"))?;
         out.refs.insert(id.clone(), name);
     }
     // Queues without a redrive policy first: they are the DLQs others point at.
-    let mut queues: Vec<(&String, &Value)> = res.iter().filter(|(_, r)| r["Type"] == "AWS::SQS::Queue").collect();
+    let mut queues: Vec<(&String, &Value)> = res
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::SQS::Queue")
+        .collect();
     queues.sort_by_key(|(_, r)| props(r).contains_key("RedrivePolicy"));
     for (id, r) in queues {
         let (url, arn) = create_queue(&sqs, &format!("{prefix}-{id}"), props(r), &out, overrides)
@@ -110,18 +135,32 @@ pub async fn provision(aws: &SdkConfig, template: &Path, prefix: &str, overrides
         let name = format!("{prefix}-{id}");
         let mut req = sns.create_topic().name(&name);
         for (k, v) in props(r) {
-            if let (Some(v), true) = (scalar(v), ["FifoTopic", "ContentBasedDeduplication"].contains(&k.as_str())) {
+            if let (Some(v), true) = (
+                scalar(v),
+                ["FifoTopic", "ContentBasedDeduplication"].contains(&k.as_str()),
+            ) {
                 req = req.attributes(k, v);
             }
         }
-        let arn = req.send().await.with_context(|| format!("creating topic {id}"))?.topic_arn.unwrap_or_default();
+        let arn = req
+            .send()
+            .await
+            .with_context(|| format!("creating topic {id}"))?
+            .topic_arn
+            .unwrap_or_default();
         out.refs.insert(id.clone(), arn.clone());
         out.arns.insert(id.clone(), arn);
     }
 
     let params = parameters(&template);
-    for (id, r) in res.iter().filter(|(_, r)| r["Type"] == "AWS::Serverless::Function") {
-        let vars = props(r).get("Environment").and_then(|e| e.get("Variables")).and_then(Value::as_object);
+    for (id, r) in res
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+    {
+        let vars = props(r)
+            .get("Environment")
+            .and_then(|e| e.get("Variables"))
+            .and_then(Value::as_object);
         let mut env = BTreeMap::new();
         for (k, v) in vars.into_iter().flatten() {
             let resolved = match v.get("Ref").and_then(Value::as_str) {
@@ -137,9 +176,18 @@ pub async fn provision(aws: &SdkConfig, template: &Path, prefix: &str, overrides
     Ok(out)
 }
 
-async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, p: &Map<String, Value>) -> Result<()> {
+async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    p: &Map<String, Value>,
+) -> Result<()> {
     let mut req = client.create_table().table_name(name);
-    for a in p.get("AttributeDefinitions").and_then(Value::as_array).into_iter().flatten() {
+    for a in p
+        .get("AttributeDefinitions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let ty = ScalarAttributeType::from(a["AttributeType"].as_str().unwrap_or("S"));
         req = req.attribute_definitions(
             AttributeDefinition::builder()
@@ -148,7 +196,12 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, p: &Map<Str
                 .build()?,
         );
     }
-    for k in p.get("KeySchema").and_then(Value::as_array).into_iter().flatten() {
+    for k in p
+        .get("KeySchema")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         req = req.key_schema(
             KeySchemaElement::builder()
                 .attribute_name(k["AttributeName"].as_str().unwrap_or_default())
@@ -159,11 +212,24 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, p: &Map<Str
     if p.get("GlobalSecondaryIndexes").is_some() {
         bail!("GlobalSecondaryIndexes are not provisioned locally yet; extend provision.rs");
     }
-    req = req.billing_mode(BillingMode::from(p.get("BillingMode").and_then(Value::as_str).unwrap_or("PAY_PER_REQUEST")));
+    req = req.billing_mode(BillingMode::from(
+        p.get("BillingMode")
+            .and_then(Value::as_str)
+            .unwrap_or("PAY_PER_REQUEST"),
+    ));
     match req.send().await {
         Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => return Ok(()),
-        Err(e) => return Err(anyhow!(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) =>
+        {
+            return Ok(())
+        }
+        Err(e) => {
+            return Err(anyhow!(
+                aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()
+            ))
+        }
     }
     if let Some(ttl) = p.get("TimeToLiveSpecification") {
         client
@@ -180,13 +246,17 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, p: &Map<Str
             .map_err(|e| anyhow!(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
     }
     if let Some(pitr) = p.get("PointInTimeRecoverySpecification") {
-        let enabled = pitr["PointInTimeRecoveryEnabled"].as_bool().unwrap_or(false);
+        let enabled = pitr["PointInTimeRecoveryEnabled"]
+            .as_bool()
+            .unwrap_or(false);
         // The emulator may not implement backups; the setting matters only on AWS.
         if let Err(e) = client
             .update_continuous_backups()
             .table_name(name)
             .point_in_time_recovery_specification(
-                PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(enabled).build()?,
+                PointInTimeRecoverySpecification::builder()
+                    .point_in_time_recovery_enabled(enabled)
+                    .build()?,
             )
             .send()
             .await
@@ -205,7 +275,15 @@ async fn create_queue(
     o: &Overrides,
 ) -> Result<(String, String)> {
     let mut attrs: HashMap<QueueAttributeName, String> = HashMap::new();
-    for key in ["VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "MaximumMessageSize", "ReceiveMessageWaitTimeSeconds", "FifoQueue", "ContentBasedDeduplication"] {
+    for key in [
+        "VisibilityTimeout",
+        "MessageRetentionPeriod",
+        "DelaySeconds",
+        "MaximumMessageSize",
+        "ReceiveMessageWaitTimeSeconds",
+        "FifoQueue",
+        "ContentBasedDeduplication",
+    ] {
         if let Some(v) = p.get(key).and_then(scalar) {
             attrs.insert(QueueAttributeName::from(key), v);
         }
@@ -214,9 +292,18 @@ async fn create_queue(
         attrs.insert(QueueAttributeName::VisibilityTimeout, v.to_string());
     }
     if let Some(rp) = p.get("RedrivePolicy") {
-        let target = rp["deadLetterTargetArn"]["Fn::GetAtt"][0].as_str().ok_or_else(|| anyhow!("RedrivePolicy needs Fn::GetAtt [Queue, Arn]"))?;
-        let arn = done.arns.get(target).ok_or_else(|| anyhow!("dead-letter queue {target} not provisioned"))?;
-        let max = o.max_receive_count.map(u64::from).or_else(|| rp["maxReceiveCount"].as_u64()).unwrap_or(5);
+        let target = rp["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            .as_str()
+            .ok_or_else(|| anyhow!("RedrivePolicy needs Fn::GetAtt [Queue, Arn]"))?;
+        let arn = done
+            .arns
+            .get(target)
+            .ok_or_else(|| anyhow!("dead-letter queue {target} not provisioned"))?;
+        let max = o
+            .max_receive_count
+            .map(u64::from)
+            .or_else(|| rp["maxReceiveCount"].as_u64())
+            .unwrap_or(5);
         attrs.insert(
             QueueAttributeName::RedrivePolicy,
             serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max}).to_string(),

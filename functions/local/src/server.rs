@@ -32,7 +32,11 @@ async fn dispatch(State(stack): State<Arc<Stack>>, req: HttpRequest<AxumBody>) -
     if let Some(job) = path.strip_prefix("/local/jobs/") {
         return to_axum(run_job(&stack, &parts.method, job).await);
     }
-    let body = if bytes.is_empty() { Body::Empty } else { Body::Binary(bytes.to_vec()) };
+    let body = if bytes.is_empty() {
+        Body::Empty
+    } else {
+        Body::Binary(bytes.to_vec())
+    };
     let req = lambda_http::Request::from_parts(parts, body);
     let resp = if path == "/v1/events" || path == "/v1/events/" {
         stack.ingest.handle(req).await
@@ -42,16 +46,27 @@ async fn dispatch(State(stack): State<Arc<Stack>>, req: HttpRequest<AxumBody>) -
     to_axum(resp)
 }
 
-async fn run_job(stack: &Stack, method: &axum::http::Method, name: &str) -> lambda_http::Response<Body> {
+async fn run_job(
+    stack: &Stack,
+    method: &axum::http::Method,
+    name: &str,
+) -> lambda_http::Response<Body> {
     use shared::http::{error, json, ApiError};
     if method != axum::http::Method::POST {
-        return error(&ApiError::new(405, "method_not_allowed", "use POST /local/jobs/{name}"));
+        return error(&ApiError::new(
+            405,
+            "method_not_allowed",
+            "use POST /local/jobs/{name}",
+        ));
     }
     match stack.scheduler.run_now(name).await {
         None => error(&ApiError::new(
             404,
             "unknown_job",
-            format!("no job '{name}'; jobs: {}", stack.scheduler.names().join(", ")),
+            format!(
+                "no job '{name}'; jobs: {}",
+                stack.scheduler.names().join(", ")
+            ),
         )),
         Some(Ok(report)) => json(200, &serde_json::json!({"job": name, "report": report})),
         Some(Err(e)) => error(&ApiError::new(500, "job_failed", e.to_string())),

@@ -30,7 +30,10 @@ pub struct Stack {
 impl Stack {
     pub fn new(aws: &SdkConfig, p: &Provisioned, cfg: PipelineConfig) -> Result<Self> {
         let sqs = aws_sdk_sqs::Client::new(aws);
-        let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), p.reference("UsageTable")?));
+        let store = Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(aws),
+            p.reference("UsageTable")?,
+        ));
         let queue_url = p.reference("EventsQueue")?.to_owned();
         let queue = Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone()));
         let ingest = Arc::new(ingest::Ingest::new(store.clone(), queue.clone()));
@@ -44,10 +47,24 @@ impl Stack {
                 batch_size: 10,
                 batching_window: Duration::from_secs(1),
             },
+            requests: Default::default(),
         });
         let dlq_url = p.reference("EventsDLQ")?.to_owned();
-        let jobs: Vec<Arc<dyn Job>> = vec![Arc::new(DlqDepth { sqs: sqs.clone(), dlq_url: dlq_url.clone() })];
-        Ok(Self { store, queue, ingest, rollup, api, poller, scheduler: Scheduler::new(jobs), sqs, dlq_url })
+        let jobs: Vec<Arc<dyn Job>> = vec![Arc::new(DlqDepth {
+            sqs: sqs.clone(),
+            dlq_url: dlq_url.clone(),
+        })];
+        Ok(Self {
+            store,
+            queue,
+            ingest,
+            rollup,
+            api,
+            poller,
+            scheduler: Scheduler::new(jobs),
+            sqs,
+            dlq_url,
+        })
     }
 
     pub fn rollup_handler(&self) -> Arc<dyn SqsHandler> {
@@ -55,7 +72,12 @@ impl Stack {
     }
 
     /// Creates a tenant with the starter meter definitions, unless it exists.
-    pub async fn ensure_tenant(&self, tenant: &TenantId, name: &str, backfill_days: u32) -> Result<bool, AdminError> {
+    pub async fn ensure_tenant(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        backfill_days: u32,
+    ) -> Result<bool, AdminError> {
         match self.store.create_tenant(tenant, name, backfill_days).await {
             Ok(()) => {}
             Err(AdminError::TenantExists(_)) => return Ok(false),

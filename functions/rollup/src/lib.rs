@@ -29,7 +29,11 @@ pub enum MessageError {
 
 impl Rollup {
     pub fn new(store: Arc<dyn LedgerStore>, cfg: PipelineConfig) -> Self {
-        Self { store, cfg, concurrency: 4 }
+        Self {
+            store,
+            cfg,
+            concurrency: 4,
+        }
     }
 
     /// The Lambda entry point.
@@ -47,8 +51,12 @@ impl Rollup {
             if let Err(e) = result {
                 let id = id.unwrap_or_default();
                 match &e {
-                    MessageError::Store(_) => tracing::warn!(message_id = %id, error = %e, "chunk will be retried"),
-                    _ => tracing::error!(message_id = %id, error = %e, "poison message; it goes to the DLQ after the last receive"),
+                    MessageError::Store(_) => {
+                        tracing::warn!(message_id = %id, error = %e, "chunk will be retried")
+                    }
+                    _ => {
+                        tracing::error!(message_id = %id, error = %e, "poison message; it goes to the DLQ after the last receive")
+                    }
                 }
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id;
@@ -60,7 +68,8 @@ impl Rollup {
 
     async fn process(&self, m: &SqsMessage) -> Result<(), MessageError> {
         let body = m.body.as_deref().unwrap_or_default();
-        let chunk: Chunk = serde_json::from_str(body).map_err(|e| MessageError::Poison(e.to_string()))?;
+        let chunk: Chunk =
+            serde_json::from_str(body).map_err(|e| MessageError::Poison(e.to_string()))?;
         if chunk.v != CHUNK_VERSION {
             return Err(MessageError::Version(chunk.v));
         }

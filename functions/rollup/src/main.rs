@@ -12,7 +12,10 @@ async fn main() -> Result<(), Error> {
     let retention = shared::config::ledger_retention_days()?;
     let aws = shared::aws::load().await;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
-    let cfg = PipelineConfig { retention: chrono::Duration::days(retention), ..PipelineConfig::default() };
+    let cfg = PipelineConfig {
+        retention: chrono::Duration::days(retention),
+        ..PipelineConfig::default()
+    };
     let rollup = Arc::new(Rollup::new(store, cfg));
     run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let rollup = rollup.clone();

@@ -4,7 +4,7 @@
 use super::{AccountStore, DefinitionStore, Directory, Page, RollupRow, StoreError, UsageReader};
 use crate::account::AccountProfile;
 use crate::definition::Definition;
-use crate::event::{MeterRule, UsageEvent, TenantPolicy};
+use crate::event::{MeterRule, TenantPolicy, UsageEvent};
 use crate::ids::{AccountId, MeterName, Segment, Source, TenantId};
 use crate::keys::{self, Scope};
 use crate::pipeline::{Claim, LedgerEntry, LedgerStore, PartOutcome, PartRef};
@@ -12,7 +12,8 @@ use crate::rollup::{Bucket, RollupDelta, RollupKey};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
 };
 use aws_sdk_dynamodb::Client;
 use base64::Engine;
@@ -43,7 +44,10 @@ impl WriteMeter {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
     pub fn snapshot(&self) -> (u64, u64) {
-        (self.write_units.load(Ordering::Relaxed), self.requests.load(Ordering::Relaxed))
+        (
+            self.write_units.load(Ordering::Relaxed),
+            self.requests.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -66,22 +70,34 @@ pub enum AdminError {
     Store(#[from] StoreError),
 }
 
-fn svc<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(op: &'static str, e: SdkError<E, R>) -> StoreError {
+fn svc<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    op: &'static str,
+    e: SdkError<E, R>,
+) -> StoreError {
     let code = e.code().unwrap_or_default().to_owned();
-    let message = e.message().map(str::to_owned).unwrap_or_else(|| format!("{e:?}"));
+    let message = e
+        .message()
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{e:?}"));
     match code.as_str() {
-        "ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded" => {
-            StoreError::Throttled(format!("{op}: {message}"))
-        }
+        "ProvisionedThroughputExceededException"
+        | "ThrottlingException"
+        | "RequestLimitExceeded" => StoreError::Throttled(format!("{op}: {message}")),
         "TransactionConflictException" | "TransactionInProgressException" => {
             StoreError::Conflict(format!("{op}: {message}"))
         }
-        _ => StoreError::Service { op, message: format!("{code} {message}") },
+        _ => StoreError::Service {
+            op,
+            message: format!("{code} {message}"),
+        },
     }
 }
 
 fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt { key: key.to_owned(), message: e.to_string() }
+    StoreError::Corrupt {
+        key: key.to_owned(),
+        message: e.to_string(),
+    }
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -150,7 +166,12 @@ fn value_size(v: &AttributeValue) -> usize {
         AttributeValue::N(num) => number_size(num),
         AttributeValue::B(b) => b.as_ref().len(),
         AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
-        AttributeValue::M(m) => 3 + m.iter().map(|(k, v)| 1 + k.len() + value_size(v)).sum::<usize>(),
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, v)| 1 + k.len() + value_size(v))
+                .sum::<usize>()
+        }
         AttributeValue::L(l) => 3 + l.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
         AttributeValue::Ss(l) => l.iter().map(String::len).sum(),
         AttributeValue::Ns(l) => l.iter().map(|x| number_size(x)).sum(),
@@ -160,7 +181,11 @@ fn value_size(v: &AttributeValue) -> usize {
 
 fn number_size(num: &str) -> usize {
     let digits = num.trim_start_matches('-').replace('.', "");
-    let significant = digits.trim_start_matches('0').trim_end_matches('0').len().max(1);
+    let significant = digits
+        .trim_start_matches('0')
+        .trim_end_matches('0')
+        .len()
+        .max(1);
     significant.div_ceil(2) + 1
 }
 
@@ -181,7 +206,9 @@ fn hour_names(h: u8) -> (String, String) {
 
 fn dec(item: &Item, name: &str) -> Decimal {
     match item.get(name) {
-        Some(AttributeValue::N(v)) => Decimal::from_str(v).or_else(|_| Decimal::from_scientific(v)).unwrap_or_default(),
+        Some(AttributeValue::N(v)) => Decimal::from_str(v)
+            .or_else(|_| Decimal::from_scientific(v))
+            .unwrap_or_default(),
         _ => Decimal::ZERO,
     }
 }
@@ -202,7 +229,11 @@ fn str_attr<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), meter: Arc::default() }
+        Self {
+            client,
+            table: table.into(),
+            meter: Arc::default(),
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -213,7 +244,13 @@ impl DynamoStore {
         &self.table
     }
 
-    async fn get(&self, op: &'static str, pk: String, sk: &str, consistent: bool) -> Result<Option<Item>, StoreError> {
+    async fn get(
+        &self,
+        op: &'static str,
+        pk: String,
+        sk: &str,
+        consistent: bool,
+    ) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -227,9 +264,18 @@ impl DynamoStore {
         Ok(out.item)
     }
 
-    async fn put(&self, op: &'static str, item: Item, condition: Option<&str>) -> Result<bool, StoreError> {
+    async fn put(
+        &self,
+        op: &'static str,
+        item: Item,
+        condition: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let size = item_size(&item);
-        let mut req = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
         if let Some(c) = condition {
             req = req.condition_expression(c);
         }
@@ -237,13 +283,23 @@ impl DynamoStore {
         self.meter.add(write_units(size));
         match req.send().await {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(svc(op, e)),
         }
     }
 
     /// Queries one partition (optionally a sort-key range), following pagination.
-    async fn query_all(&self, op: &'static str, pk: String, range: Option<(String, String)>) -> Result<Vec<Item>, StoreError> {
+    async fn query_all(
+        &self,
+        op: &'static str,
+        pk: String,
+        range: Option<(String, String)>,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -270,7 +326,12 @@ impl DynamoStore {
     }
 
     /// Creates a tenant (fails if it exists).
-    pub async fn create_tenant(&self, tenant: &TenantId, name: &str, backfill_days: u32) -> Result<(), AdminError> {
+    pub async fn create_tenant(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        backfill_days: u32,
+    ) -> Result<(), AdminError> {
         let item = TenantItem {
             pk: keys::tenant_pk(tenant),
             sk: keys::PROFILE_SK.into(),
@@ -280,7 +341,10 @@ impl DynamoStore {
             created_at: Utc::now(),
         };
         let item = serde_dynamo::to_item(item).map_err(|e| corrupt("tenant", e))?;
-        if self.put("create_tenant", item, Some("attribute_not_exists(pk)")).await? {
+        if self
+            .put("create_tenant", item, Some("attribute_not_exists(pk)"))
+            .await?
+        {
             Ok(())
         } else {
             Err(AdminError::TenantExists(tenant.clone()))
@@ -288,18 +352,35 @@ impl DynamoStore {
     }
 
     pub async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
-        Ok(self.get("get_tenant", keys::tenant_pk(tenant), keys::PROFILE_SK, true).await?.is_some())
+        Ok(self
+            .get(
+                "get_tenant",
+                keys::tenant_pk(tenant),
+                keys::PROFILE_SK,
+                true,
+            )
+            .await?
+            .is_some())
     }
 
     /// Issues a new API key for a tenant; returns the key (shown once) and stores its hash.
-    pub async fn create_api_key(&self, tenant: &TenantId, label: &str) -> Result<String, AdminError> {
+    pub async fn create_api_key(
+        &self,
+        tenant: &TenantId,
+        label: &str,
+    ) -> Result<String, AdminError> {
         let key = crate::auth::generate_key().map_err(|e| AdminError::Random(e.to_string()))?;
         self.register_api_key(tenant, &key, label).await?;
         Ok(key)
     }
 
     /// Stores the hash of a caller-chosen key (used for `DEV_API_KEY` locally).
-    pub async fn register_api_key(&self, tenant: &TenantId, key: &str, label: &str) -> Result<(), AdminError> {
+    pub async fn register_api_key(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        label: &str,
+    ) -> Result<(), AdminError> {
         if !self.tenant_exists(tenant).await? {
             return Err(AdminError::NoSuchTenant(tenant.clone()));
         }
@@ -320,7 +401,10 @@ impl DynamoStore {
 impl Directory for DynamoStore {
     async fn tenant_for_key(&self, key_hash: &str) -> Result<Option<TenantId>, StoreError> {
         let pk = keys::api_key_pk(key_hash);
-        match self.get("get_api_key", pk.clone(), keys::API_KEY_SK, false).await? {
+        match self
+            .get("get_api_key", pk.clone(), keys::API_KEY_SK, false)
+            .await?
+        {
             None => Ok(None),
             Some(item) => {
                 let k: ApiKeyItem = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
@@ -337,11 +421,16 @@ impl Directory for DynamoStore {
         for item in items {
             match str_attr(&item, "sk") {
                 Some(keys::PROFILE_SK) => {
-                    let t: TenantItem = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
-                    policy = Some(TenantPolicy { backfill_days: t.backfill_days, meters: HashMap::new() });
+                    let t: TenantItem =
+                        serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
+                    policy = Some(TenantPolicy {
+                        backfill_days: t.backfill_days,
+                        meters: HashMap::new(),
+                    });
                 }
                 Some(sk) if sk.starts_with(keys::DEFINITION_PREFIX) => {
-                    let d: DataItem<Definition> = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
+                    let d: DataItem<Definition> =
+                        serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
                     meters.insert(d.data.meter.clone(), MeterRule::from(&d.data));
                 }
                 _ => {}
@@ -354,17 +443,34 @@ impl Directory for DynamoStore {
 #[async_trait]
 impl DefinitionStore for DynamoStore {
     async fn put_definition(&self, tenant: &TenantId, def: &Definition) -> Result<(), StoreError> {
-        let item = DataItem { pk: keys::tenant_pk(tenant), sk: keys::definition_sk(&def.meter), data: def };
+        let item = DataItem {
+            pk: keys::tenant_pk(tenant),
+            sk: keys::definition_sk(&def.meter),
+            data: def,
+        };
         let item = serde_dynamo::to_item(item).map_err(|e| corrupt("definition", e))?;
         self.put("put_definition", item, None).await.map(|_| ())
     }
 
-    async fn get_definition(&self, tenant: &TenantId, meter: &MeterName) -> Result<Option<Definition>, StoreError> {
+    async fn get_definition(
+        &self,
+        tenant: &TenantId,
+        meter: &MeterName,
+    ) -> Result<Option<Definition>, StoreError> {
         let pk = keys::tenant_pk(tenant);
-        match self.get("get_definition", pk.clone(), &keys::definition_sk(meter), true).await? {
+        match self
+            .get(
+                "get_definition",
+                pk.clone(),
+                &keys::definition_sk(meter),
+                true,
+            )
+            .await?
+        {
             None => Ok(None),
             Some(item) => {
-                let d: DataItem<Definition> = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
+                let d: DataItem<Definition> =
+                    serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
                 Ok(Some(d.data))
             }
         }
@@ -376,7 +482,11 @@ impl DefinitionStore for DynamoStore {
         items
             .into_iter()
             .filter(|i| str_attr(i, "sk").is_some_and(|sk| sk.starts_with(keys::DEFINITION_PREFIX)))
-            .map(|i| serde_dynamo::from_item::<_, DataItem<Definition>>(i).map(|d| d.data).map_err(|e| corrupt(&pk, e)))
+            .map(|i| {
+                serde_dynamo::from_item::<_, DataItem<Definition>>(i)
+                    .map(|d| d.data)
+                    .map_err(|e| corrupt(&pk, e))
+            })
             .collect()
     }
 }
@@ -399,18 +509,34 @@ fn decode_cursor(cursor: &str, prefix: &str) -> Result<String, StoreError> {
 
 #[async_trait]
 impl AccountStore for DynamoStore {
-    async fn put_account(&self, tenant: &TenantId, profile: &AccountProfile) -> Result<(), StoreError> {
-        let item = DataItem { pk: keys::accounts_pk(tenant), sk: keys::account_sk(&profile.account), data: profile };
+    async fn put_account(
+        &self,
+        tenant: &TenantId,
+        profile: &AccountProfile,
+    ) -> Result<(), StoreError> {
+        let item = DataItem {
+            pk: keys::accounts_pk(tenant),
+            sk: keys::account_sk(&profile.account),
+            data: profile,
+        };
         let item = serde_dynamo::to_item(item).map_err(|e| corrupt("account", e))?;
         self.put("put_account", item, None).await.map(|_| ())
     }
 
-    async fn get_account(&self, tenant: &TenantId, account: &AccountId) -> Result<Option<AccountProfile>, StoreError> {
+    async fn get_account(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+    ) -> Result<Option<AccountProfile>, StoreError> {
         let pk = keys::accounts_pk(tenant);
-        match self.get("get_account", pk.clone(), &keys::account_sk(account), true).await? {
+        match self
+            .get("get_account", pk.clone(), &keys::account_sk(account), true)
+            .await?
+        {
             None => Ok(None),
             Some(item) => {
-                let d: DataItem<AccountProfile> = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
+                let d: DataItem<AccountProfile> =
+                    serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
                 Ok(Some(d.data))
             }
         }
@@ -450,7 +576,8 @@ impl AccountStore for DynamoStore {
             }
             let page = req.send().await.map_err(|e| svc("list_accounts", e))?;
             for item in page.items.unwrap_or_default() {
-                let d: DataItem<AccountProfile> = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
+                let d: DataItem<AccountProfile> =
+                    serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
                 items.push(d.data);
             }
             match page.last_evaluated_key {
@@ -478,22 +605,41 @@ impl UsageReader for DynamoStore {
         meter: Option<&MeterName>,
     ) -> Result<Vec<RollupRow>, StoreError> {
         let pk = keys::usage_pk(tenant, scope);
-        let items = self.query_all("read_rollups", pk.clone(), Some(keys::usage_sk_range(from, to))).await?;
+        let items = self
+            .query_all(
+                "read_rollups",
+                pk.clone(),
+                Some(keys::usage_sk_range(from, to)),
+            )
+            .await?;
         let mut rows = Vec::with_capacity(items.len());
         for item in items {
             let sk = str_attr(&item, "sk").unwrap_or_default();
-            let (day, m, stage, service_line) = keys::parse_usage_sk(sk).ok_or_else(|| corrupt(sk, "unparseable rollup sort key"))?;
+            let (day, m, stage, service_line) = keys::parse_usage_sk(sk)
+                .ok_or_else(|| corrupt(sk, "unparseable rollup sort key"))?;
             if meter.is_some_and(|want| want != &m) {
                 continue;
             }
             let mut hours = [Bucket::default(); 24];
             for (h, bucket) in hours.iter_mut().enumerate() {
                 let (q, c) = hour_names(h as u8);
-                *bucket = Bucket { quantity: dec(&item, &q), events: int(&item, &c) };
+                *bucket = Bucket {
+                    quantity: dec(&item, &q),
+                    events: int(&item, &c),
+                };
             }
             rows.push(RollupRow {
-                key: RollupKey { scope: scope.clone(), day, meter: m, stage, service_line },
-                total: Bucket { quantity: dec(&item, "q"), events: int(&item, "n") },
+                key: RollupKey {
+                    scope: scope.clone(),
+                    day,
+                    meter: m,
+                    stage,
+                    service_line,
+                },
+                total: Bucket {
+                    quantity: dec(&item, "q"),
+                    events: int(&item, "n"),
+                },
                 hours,
             });
         }
@@ -503,13 +649,22 @@ impl UsageReader for DynamoStore {
 
 #[async_trait]
 impl LedgerStore for DynamoStore {
-    async fn segments(&self, tenant: &TenantId, accounts: &[AccountId]) -> Result<HashMap<AccountId, Segment>, StoreError> {
+    async fn segments(
+        &self,
+        tenant: &TenantId,
+        accounts: &[AccountId],
+    ) -> Result<HashMap<AccountId, Segment>, StoreError> {
         let pk = keys::accounts_pk(tenant);
         let mut out = HashMap::new();
         for group in accounts.chunks(100) {
             let mut keys_left: Vec<Item> = group
                 .iter()
-                .map(|a| HashMap::from([("pk".to_owned(), s(pk.clone())), ("sk".to_owned(), s(keys::account_sk(a)))]))
+                .map(|a| {
+                    HashMap::from([
+                        ("pk".to_owned(), s(pk.clone())),
+                        ("sk".to_owned(), s(keys::account_sk(a))),
+                    ])
+                })
                 .collect();
             let mut rounds = 0;
             while !keys_left.is_empty() {
@@ -520,7 +675,10 @@ impl LedgerStore for DynamoStore {
                     .expression_attribute_names("#d", "data")
                     .expression_attribute_names("#s", "segment")
                     .build()
-                    .map_err(|e| StoreError::Service { op: "segments", message: e.to_string() })?;
+                    .map_err(|e| StoreError::Service {
+                        op: "segments",
+                        message: e.to_string(),
+                    })?;
                 let res = self
                     .client
                     .batch_get_item()
@@ -528,10 +686,19 @@ impl LedgerStore for DynamoStore {
                     .send()
                     .await
                     .map_err(|e| svc("segments", e))?;
-                for item in res.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
-                    let account = str_attr(&item, "sk").and_then(|sk| sk.strip_prefix("ACCOUNT#")).and_then(|a| AccountId::parse(a).ok());
+                for item in res
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    let account = str_attr(&item, "sk")
+                        .and_then(|sk| sk.strip_prefix("ACCOUNT#"))
+                        .and_then(|a| AccountId::parse(a).ok());
                     let segment = match item.get("data") {
-                        Some(AttributeValue::M(m)) => str_attr(m, "segment").and_then(Segment::parse),
+                        Some(AttributeValue::M(m)) => {
+                            str_attr(m, "segment").and_then(Segment::parse)
+                        }
                         _ => None,
                     };
                     if let (Some(a), Some(seg)) = (account, segment) {
@@ -578,7 +745,11 @@ impl LedgerStore for DynamoStore {
             .await;
         let existing = match res {
             Ok(_) => return Ok(Claim::New),
-            Err(err) if err.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
                 match err.into_service_error() {
                     aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => c.item,
                     _ => None,
@@ -592,13 +763,24 @@ impl LedgerStore for DynamoStore {
             _ => self
                 .get("claim_lookup", pk.clone(), keys::EVENT_SK, true)
                 .await?
-                .ok_or_else(|| StoreError::Conflict(format!("{pk} vanished after a failed condition")))?,
+                .ok_or_else(|| {
+                    StoreError::Conflict(format!("{pk} vanished after a failed condition"))
+                })?,
         };
-        let view: LedgerClaimView = serde_dynamo::from_item(existing).map_err(|err| corrupt(&pk, err))?;
-        Ok(Claim::Existing { chunk: view.chunk, pos: view.pos, segment: view.segment })
+        let view: LedgerClaimView =
+            serde_dynamo::from_item(existing).map_err(|err| corrupt(&pk, err))?;
+        Ok(Claim::Existing {
+            chunk: view.chunk,
+            pos: view.pos,
+            segment: view.segment,
+        })
     }
 
-    async fn apply_part(&self, part: &PartRef<'_>, deltas: &[(RollupKey, RollupDelta)]) -> Result<PartOutcome, StoreError> {
+    async fn apply_part(
+        &self,
+        part: &PartRef<'_>,
+        deltas: &[(RollupKey, RollupDelta)],
+    ) -> Result<PartOutcome, StoreError> {
         let marker: Item = HashMap::from([
             ("pk".to_owned(), s(keys::part_pk(part.tenant, part.chunk))),
             ("sk".to_owned(), s(keys::part_sk(part.part))),
@@ -612,7 +794,10 @@ impl LedgerStore for DynamoStore {
             .set_item(Some(marker))
             .condition_expression("attribute_not_exists(pk)")
             .build()
-            .map_err(|e| StoreError::Service { op: "apply_part", message: e.to_string() })?;
+            .map_err(|e| StoreError::Service {
+                op: "apply_part",
+                message: e.to_string(),
+            })?;
         let mut actions = vec![TransactWriteItem::builder().put(put).build()];
         for (key, delta) in deltas {
             let pk = keys::usage_pk(part.tenant, &key.scope);
@@ -620,8 +805,14 @@ impl LedgerStore for DynamoStore {
             units += write_units(max_rollup_item_size(&pk, &sk)) * 2;
             let total = delta.total();
             let mut expr = vec!["#q :q".to_owned(), "#n :n".to_owned()];
-            let mut names = HashMap::from([("#q".to_owned(), "q".to_owned()), ("#n".to_owned(), "n".to_owned())]);
-            let mut values = HashMap::from([(":q".to_owned(), n(total.quantity)), (":n".to_owned(), n(total.events))]);
+            let mut names = HashMap::from([
+                ("#q".to_owned(), "q".to_owned()),
+                ("#n".to_owned(), "n".to_owned()),
+            ]);
+            let mut values = HashMap::from([
+                (":q".to_owned(), n(total.quantity)),
+                (":n".to_owned(), n(total.events)),
+            ]);
             for (h, b) in &delta.hours {
                 let (qn, cn) = hour_names(*h);
                 expr.push(format!("#{qn} :{qn}"));
@@ -639,11 +830,19 @@ impl LedgerStore for DynamoStore {
                 .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values))
                 .build()
-                .map_err(|e| StoreError::Service { op: "apply_part", message: e.to_string() })?;
+                .map_err(|e| StoreError::Service {
+                    op: "apply_part",
+                    message: e.to_string(),
+                })?;
             actions.push(TransactWriteItem::builder().update(update).build());
         }
         self.meter.request();
-        let res = self.client.transact_write_items().set_transact_items(Some(actions)).send().await;
+        let res = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await;
         match res {
             Ok(_) => {
                 self.meter.add(units);
@@ -664,12 +863,17 @@ impl LedgerStore for DynamoStore {
                 if reasons.iter().any(|r| r == "TransactionConflict") {
                     return Err(StoreError::Conflict(format!("apply_part: {reasons:?}")));
                 }
-                if reasons.iter().any(|r| r.contains("Throughput") || r.contains("Throttl")) {
+                if reasons
+                    .iter()
+                    .any(|r| r.contains("Throughput") || r.contains("Throttl"))
+                {
                     return Err(StoreError::Throttled(format!("apply_part: {reasons:?}")));
                 }
-                Err(StoreError::Service { op: "apply_part", message: format!("transaction cancelled: {reasons:?}") })
+                Err(StoreError::Service {
+                    op: "apply_part",
+                    message: format!("transaction cancelled: {reasons:?}"),
+                })
             }
         }
     }
 }
-

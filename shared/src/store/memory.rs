@@ -41,7 +41,9 @@ impl MemoryLedger {
     }
 
     pub fn set_segment(&self, tenant: &TenantId, account: &AccountId, segment: Segment) {
-        self.lock().segments.insert((tenant.clone(), account.clone()), segment);
+        self.lock()
+            .segments
+            .insert((tenant.clone(), account.clone()), segment);
     }
 
     /// Makes the `n`-th store call from now (0-based) fail.
@@ -65,7 +67,10 @@ impl MemoryLedger {
 }
 
 fn injected() -> StoreError {
-    StoreError::Service { op: "memory", message: "injected fault".into() }
+    StoreError::Service {
+        op: "memory",
+        message: "injected fault".into(),
+    }
 }
 
 impl State {
@@ -86,7 +91,11 @@ impl LedgerStore for MemoryLedger {
         let s = self.lock();
         Ok(accounts
             .iter()
-            .filter_map(|a| s.segments.get(&(tenant.clone(), a.clone())).map(|seg| (a.clone(), *seg)))
+            .filter_map(|a| {
+                s.segments
+                    .get(&(tenant.clone(), a.clone()))
+                    .map(|seg| (a.clone(), *seg))
+            })
             .collect())
     }
 
@@ -98,7 +107,11 @@ impl LedgerStore for MemoryLedger {
         }
         let key = ledger_pk(e.tenant, e.source, &e.event.id);
         let result = match s.ledger.get(&key) {
-            Some((chunk, pos, segment)) => Claim::Existing { chunk: chunk.clone(), pos: *pos, segment: *segment },
+            Some((chunk, pos, segment)) => Claim::Existing {
+                chunk: chunk.clone(),
+                pos: *pos,
+                segment: *segment,
+            },
             None => {
                 s.ledger.insert(key, (e.chunk.to_owned(), e.pos, e.segment));
                 Claim::New
@@ -123,7 +136,10 @@ impl LedgerStore for MemoryLedger {
         let marker = (part_pk(part.tenant, part.chunk), part_sk(part.part));
         let result = if s.parts.insert(marker) {
             for (k, d) in deltas {
-                s.rollups.entry((part.tenant.clone(), k.clone())).or_default().merge(d);
+                s.rollups
+                    .entry((part.tenant.clone(), k.clone()))
+                    .or_default()
+                    .merge(d);
             }
             PartOutcome::Applied
         } else {

@@ -48,7 +48,11 @@ pub struct Page<T> {
 
 #[async_trait]
 pub trait AccountStore: Send + Sync {
-    async fn put_account(&self, tenant: &TenantId, profile: &AccountProfile) -> Result<(), StoreError>;
+    async fn put_account(
+        &self,
+        tenant: &TenantId,
+        profile: &AccountProfile,
+    ) -> Result<(), StoreError>;
     async fn get_account(
         &self,
         tenant: &TenantId,
@@ -85,17 +89,28 @@ pub trait UsageReader: Send + Sync {
 
 #[async_trait]
 pub trait DefinitionStore: Send + Sync {
-    async fn put_definition(&self, tenant: &TenantId, def: &crate::definition::Definition) -> Result<(), StoreError>;
+    async fn put_definition(
+        &self,
+        tenant: &TenantId,
+        def: &crate::definition::Definition,
+    ) -> Result<(), StoreError>;
     async fn get_definition(
         &self,
         tenant: &TenantId,
         meter: &MeterName,
     ) -> Result<Option<crate::definition::Definition>, StoreError>;
-    async fn list_definitions(&self, tenant: &TenantId) -> Result<Vec<crate::definition::Definition>, StoreError>;
+    async fn list_definitions(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<crate::definition::Definition>, StoreError>;
 }
 
 impl From<&crate::definition::Definition> for MeterRule {
     fn from(d: &crate::definition::Definition) -> Self {
-        MeterRule { meter: d.meter.clone(), unit: d.unit.clone(), status: d.status }
+        MeterRule {
+            meter: d.meter.clone(),
+            unit: d.unit.clone(),
+            status: d.status,
+        }
     }
 }
