@@ -144,15 +144,17 @@ impl Api {
         let mut cursor = None;
         for (k, v) in query_pairs(req) {
             match k.as_str() {
-                "segment" => segment = Some(Segment::parse(&v).ok_or_else(|| {
-                    ApiError::new(
-                        400,
-                        "invalid_parameter",
-                        format!(
+                "segment" => {
+                    segment = Some(Segment::parse(&v).ok_or_else(|| {
+                        ApiError::new(
+                            400,
+                            "invalid_parameter",
+                            format!(
                             "segment '{v}' is not one of smb, mid_market, enterprise, strategic"
                         ),
-                    )
-                })?),
+                        )
+                    })?)
+                }
                 "limit" => {
                     limit = v
                         .parse()

@@ -30,10 +30,13 @@ pub struct Stack {
 impl Stack {
     pub fn new(aws: &SdkConfig, p: &Provisioned, cfg: PipelineConfig) -> Result<Self> {
         let sqs = aws_sdk_sqs::Client::new(aws);
-        let store = Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(aws),
-            p.reference("UsageTable")?,
-        ));
+        let store = Arc::new(
+            DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(aws),
+                p.reference("UsageTable")?,
+            )
+            .with_ledger_table(p.reference("LedgerTable")?),
+        );
         let queue_url = p.reference("EventsQueue")?.to_owned();
         let queue = Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone()));
         let ingest = Arc::new(ingest::Ingest::new(store.clone(), queue.clone()));

@@ -9,9 +9,13 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let table = shared::config::required("USAGE_TABLE")?;
+    let ledger_table = shared::config::required("LEDGER_TABLE")?;
     let retention = shared::config::ledger_retention_days()?;
     let aws = shared::aws::load().await;
-    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
+    let store = Arc::new(
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table)
+            .with_ledger_table(ledger_table),
+    );
     let cfg = PipelineConfig {
         retention: chrono::Duration::days(retention),
         ..PipelineConfig::default()

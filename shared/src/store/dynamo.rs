@@ -55,6 +55,9 @@ impl WriteMeter {
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// Ledger records live in their own table (ADR 0001): write-once, TTL-expired,
+    /// never read on request paths, and kept out of the rollup transactions.
+    ledger_table: String,
     pub meter: Arc<WriteMeter>,
 }
 
@@ -229,11 +232,19 @@ fn str_attr<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
+        let table = table.into();
         Self {
             client,
-            table: table.into(),
+            ledger_table: table.clone(),
+            table,
             meter: Arc::default(),
         }
+    }
+
+    /// Keeps ledger records in `ledger_table` instead of the main table.
+    pub fn with_ledger_table(mut self, ledger_table: impl Into<String>) -> Self {
+        self.ledger_table = ledger_table.into();
+        self
     }
 
     pub fn client(&self) -> &Client {
@@ -251,10 +262,21 @@ impl DynamoStore {
         sk: &str,
         consistent: bool,
     ) -> Result<Option<Item>, StoreError> {
+        self.get_from(&self.table, op, pk, sk, consistent).await
+    }
+
+    async fn get_from(
+        &self,
+        table: &str,
+        op: &'static str,
+        pk: String,
+        sk: &str,
+        consistent: bool,
+    ) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
-            .table_name(&self.table)
+            .table_name(table)
             .key("pk", s(pk))
             .key("sk", s(sk))
             .consistent_read(consistent)
@@ -737,7 +759,7 @@ impl LedgerStore for DynamoStore {
         let res = self
             .client
             .put_item()
-            .table_name(&self.table)
+            .table_name(&self.ledger_table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -761,7 +783,13 @@ impl LedgerStore for DynamoStore {
             Some(i) if i.contains_key("chunk") => i,
             // Emulators may not return the old item; read it.
             _ => self
-                .get("claim_lookup", pk.clone(), keys::EVENT_SK, true)
+                .get_from(
+                    &self.ledger_table,
+                    "claim_lookup",
+                    pk.clone(),
+                    keys::EVENT_SK,
+                    true,
+                )
                 .await?
                 .ok_or_else(|| {
                     StoreError::Conflict(format!("{pk} vanished after a failed condition"))
