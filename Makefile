@@ -12,7 +12,7 @@ run:
 
 ## Every test: unit, property, handler and end-to-end (against a private moto).
 test:
-	infra/local/with-moto.sh cargo test --workspace --all-targets --locked
+	infra/local/with-moto.sh cargo test --workspace --lib --bins --tests --locked
 
 ## Pure tests only (no emulator needed).
 test-unit:
