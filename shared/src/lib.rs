@@ -9,6 +9,7 @@ pub mod config;
 pub mod definition;
 pub mod event;
 pub mod http;
+pub mod hubspot;
 pub mod ids;
 pub mod input;
 pub mod keys;

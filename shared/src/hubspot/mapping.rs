@@ -1,0 +1,131 @@
+//! Mapping HubSpot changes to usage, as data: a rule matches a subscription type
+//! (plus optional object type, property name and values) and says which meter, stage,
+//! service line and quantity the change counts as.
+
+use super::webhook::AppEvent;
+use crate::ids::{MeterName, ServiceLine, Stage};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuantityRule {
+    /// Every matching change counts this much.
+    Constant(#[serde(with = "rust_decimal::serde::str")] Decimal),
+    /// The changed property's new value is the quantity (must be numeric).
+    PropertyValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MappingRule {
+    pub subscription_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_type_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property_name: Option<String>,
+    /// Any of these new values matches; empty means any value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub property_values: Vec<String>,
+    pub meter: MeterName,
+    pub quantity: QuantityRule,
+    pub stage: Stage,
+    pub service_line: ServiceLine,
+}
+
+fn rule(sub: &str, object_type: Option<&str>, prop: Option<(&str, &[&str])>, meter: &str, stage: Stage, line: &str) -> Option<MappingRule> {
+    Some(MappingRule {
+        subscription_type: sub.to_owned(),
+        object_type_id: object_type.map(str::to_owned),
+        property_name: prop.map(|(p, _)| p.to_owned()),
+        property_values: prop.map(|(_, v)| v.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
+        meter: MeterName::parse(meter).ok()?,
+        quantity: QuantityRule::Constant(Decimal::ONE),
+        stage,
+        service_line: ServiceLine::parse(line).ok()?,
+    })
+}
+
+/// Sensible defaults for service usage. HubSpot's default support pipeline closes
+/// tickets in stage "4"; meetings and calls are object types 0-47 and 0-48.
+pub fn default_rules() -> Vec<MappingRule> {
+    [
+        rule("ticket.creation", None, None, "tickets_opened", Stage::Requested, "support"),
+        rule("ticket.propertyChange", None, Some(("hs_pipeline_stage", &["4", "closed"])), "tickets_resolved", Stage::Delivered, "support"),
+        rule("object.creation", Some("0-47"), None, "meetings_logged", Stage::Delivered, "customer_success"),
+        rule("object.creation", Some("0-48"), None, "calls_logged", Stage::Delivered, "customer_success"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// What a change maps to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mapped<'a> {
+    Usage { rule: &'a MappingRule, quantity: Decimal },
+    /// No rule matches: counted for the audit, not silently dropped.
+    Unmapped,
+    /// A rule matches but the property value is not a usable quantity.
+    BadQuantity(String),
+}
+
+pub fn map_event<'a>(rules: &'a [MappingRule], ev: &AppEvent) -> Mapped<'a> {
+    let found = rules.iter().find(|r| {
+        r.subscription_type == ev.subscription_type
+            && r.object_type_id.as_ref().is_none_or(|t| ev.object_type_id.as_ref() == Some(t))
+            && r.property_name.as_ref().is_none_or(|p| ev.property_name.as_ref() == Some(p))
+            && (r.property_values.is_empty() || ev.property_value.as_ref().is_some_and(|v| r.property_values.contains(v)))
+    });
+    let Some(rule) = found else { return Mapped::Unmapped };
+    match &rule.quantity {
+        QuantityRule::Constant(q) => Mapped::Usage { rule, quantity: *q },
+        QuantityRule::PropertyValue => match ev.property_value.as_deref().map(Decimal::from_str) {
+            Some(Ok(q)) => Mapped::Usage { rule, quantity: q },
+            _ => Mapped::BadQuantity(format!("property value {:?} is not a number", ev.property_value)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(sub: &str, prop: Option<(&str, &str)>, object_type: Option<&str>) -> AppEvent {
+        AppEvent {
+            portal_id: 1,
+            occurred_at: 1,
+            subscription_type: sub.into(),
+            object_id: Some(5),
+            object_type_id: object_type.map(str::to_owned),
+            property_name: prop.map(|p| p.0.to_owned()),
+            property_value: prop.map(|p| p.1.to_owned()),
+            ..AppEvent::default()
+        }
+    }
+
+    #[test]
+    fn the_default_rules_map_ticket_lifecycle_and_touchpoints() {
+        let rules = default_rules();
+        let meter = |e: &AppEvent| match map_event(&rules, e) {
+            Mapped::Usage { rule, .. } => Some(rule.meter.to_string()),
+            _ => None,
+        };
+        assert_eq!(meter(&ev("ticket.creation", None, None)).as_deref(), Some("tickets_opened"));
+        assert_eq!(meter(&ev("ticket.propertyChange", Some(("hs_pipeline_stage", "4")), None)).as_deref(), Some("tickets_resolved"));
+        assert_eq!(meter(&ev("ticket.propertyChange", Some(("hs_pipeline_stage", "2")), None)), None);
+        assert_eq!(meter(&ev("object.creation", None, Some("0-47"))).as_deref(), Some("meetings_logged"));
+        assert_eq!(map_event(&rules, &ev("deal.creation", None, None)), Mapped::Unmapped);
+    }
+
+    #[test]
+    fn a_property_value_rule_reads_the_quantity_from_the_change() {
+        let mut r = default_rules().remove(0);
+        r.subscription_type = "company.propertyChange".into();
+        r.property_name = Some("seats_used".into());
+        r.quantity = QuantityRule::PropertyValue;
+        let rules = vec![r];
+        assert!(matches!(map_event(&rules, &ev("company.propertyChange", Some(("seats_used", "42")), None)), Mapped::Usage { quantity, .. } if quantity == Decimal::from(42)));
+        assert!(matches!(map_event(&rules, &ev("company.propertyChange", Some(("seats_used", "many")), None)), Mapped::BadQuantity(_)));
+    }
+}

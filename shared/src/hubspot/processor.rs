@@ -1,0 +1,219 @@
+//! After the queue: turns a verified HubSpot webhook batch into usage events.
+//!
+//! Identity facts (associations, merges) are applied first; each usage change is
+//! mapped by the tenant's rules and attributed to a company, or held as unassociated
+//! until its association arrives (in either order). Attributed events are queued as a
+//! normal chunk, so they are counted by the same exactly-once path as API events:
+//! their ids are the change's idempotency key, so redeliveries and HubSpot retries
+//! count once.
+
+use super::attribution::{facts, subject, Fact, ObjectRef};
+use super::mapping::{default_rules, map_event, Mapped, MappingRule};
+use super::webhook::AppEvent;
+use crate::chunk::{pack, SQS_MAX_BYTES};
+use crate::event::UsageEvent;
+use crate::ids::{AccountId, EventId, Source, TenantId};
+use crate::queue::EventQueue;
+use crate::store::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchKind {
+    HubspotWebhook,
+}
+
+/// The queue message the webhook endpoint sends: verified, parsed, tenant resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookBatch {
+    pub kind: BatchKind,
+    pub id: String,
+    pub tenant: TenantId,
+    pub received_at: DateTime<Utc>,
+    pub events: Vec<AppEvent>,
+}
+
+/// A usage change waiting for its object's company.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Held {
+    /// The event as it will be counted, with a placeholder account.
+    pub event: UsageEvent,
+    pub reason: String,
+}
+
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
+    async fn company_of(&self, tenant: &TenantId, object: &ObjectRef) -> Result<Option<u64>, StoreError>;
+    async fn associate(&self, tenant: &TenantId, object: &ObjectRef, company: u64) -> Result<(), StoreError>;
+    async fn dissociate(&self, tenant: &TenantId, object: &ObjectRef, company: u64) -> Result<(), StoreError>;
+    async fn merge_company(&self, tenant: &TenantId, merged: u64, into: u64) -> Result<(), StoreError>;
+    /// The surviving company id after merges.
+    async fn survivor(&self, tenant: &TenantId, company: u64) -> Result<u64, StoreError>;
+    async fn hold(&self, tenant: &TenantId, object: &ObjectRef, held: &Held) -> Result<(), StoreError>;
+    async fn held(&self, tenant: &TenantId, object: &ObjectRef) -> Result<Vec<Held>, StoreError>;
+    async fn release(&self, tenant: &TenantId, object: &ObjectRef, ids: &[EventId]) -> Result<(), StoreError>;
+    async fn record_unmapped(&self, tenant: &TenantId, ev: &AppEvent, reason: &str) -> Result<(), StoreError>;
+    async fn mapping_rules(&self, tenant: &TenantId) -> Result<Option<Vec<MappingRule>>, StoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("queuing attributed events failed: {0}")]
+    Queue(String),
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub attributed: usize,
+    pub released: usize,
+    pub held: usize,
+    pub unmapped: usize,
+    pub facts: usize,
+}
+
+pub struct Processor {
+    pub store: Arc<dyn IdentityStore>,
+    pub queue: Arc<dyn EventQueue>,
+}
+
+fn usage(ev: &AppEvent, rule: &MappingRule, quantity: rust_decimal::Decimal, account: AccountId) -> Option<UsageEvent> {
+    let object = subject(ev);
+    let mut props = serde_json::Map::new();
+    props.insert(
+        "hubspot".into(),
+        json!({"portal_id": ev.portal_id, "subscription_type": ev.subscription_type, "object": object.as_ref().map(|o| format!("{}:{}", o.kind, o.id))}),
+    );
+    Some(UsageEvent {
+        id: EventId::parse(&ev.idempotency_key()).ok()?,
+        account,
+        meter: rule.meter.clone(),
+        quantity,
+        unit: None,
+        timestamp: DateTime::from_timestamp_millis(ev.occurred_at)?,
+        timestamp_defaulted: false,
+        stage: rule.stage,
+        service_line: rule.service_line.clone(),
+        contact: None,
+        entitlement: None,
+        correction_reason: None,
+        properties: Some(props),
+    })
+}
+
+/// Accounts of HubSpot-attributed usage are keyed by the company id.
+fn account_for(company: u64) -> Option<AccountId> {
+    AccountId::parse(&company.to_string()).ok()
+}
+
+/// Placeholder account of a held event, replaced when it is released.
+const UNATTRIBUTED: &str = "unattributed";
+
+impl Processor {
+    pub async fn process(&self, batch: &WebhookBatch) -> Result<Report, ProcessError> {
+        let t = &batch.tenant;
+        let mut report = Report::default();
+        let rules = self.store.mapping_rules(t).await?.unwrap_or_else(default_rules);
+
+        // 1. Identity first, so changes in the same batch attribute.
+        let mut newly_linked: Vec<(ObjectRef, u64)> = Vec::new();
+        for ev in &batch.events {
+            for fact in facts(ev) {
+                report.facts += 1;
+                match fact {
+                    Fact::Associate { object, company } => {
+                        self.store.associate(t, &object, company).await?;
+                        newly_linked.push((object, company));
+                    }
+                    Fact::Dissociate { object, company } => self.store.dissociate(t, &object, company).await?,
+                    Fact::CompanyMerged { merged, into } => self.store.merge_company(t, merged, into).await?,
+                }
+            }
+        }
+
+        // 2. Map and attribute each usage change.
+        let mut out: Vec<UsageEvent> = Vec::new();
+        let mut releases: BTreeMap<ObjectRef, Vec<EventId>> = BTreeMap::new();
+        for ev in &batch.events {
+            if ev.subscription_type.ends_with(".associationChange") || ev.subscription_type.ends_with(".merge") {
+                continue;
+            }
+            let (rule, quantity) = match map_event(&rules, ev) {
+                Mapped::Usage { rule, quantity } => (rule, quantity),
+                Mapped::Unmapped => {
+                    report.unmapped += 1;
+                    self.store.record_unmapped(t, ev, "no_mapping_rule").await?;
+                    continue;
+                }
+                Mapped::BadQuantity(why) => {
+                    report.unmapped += 1;
+                    self.store.record_unmapped(t, ev, &format!("invalid_quantity: {why}")).await?;
+                    continue;
+                }
+            };
+            let Some(object) = subject(ev) else {
+                report.unmapped += 1;
+                self.store.record_unmapped(t, ev, "no_object_id").await?;
+                continue;
+            };
+            let company = if object.kind == "company" { Some(object.id) } else { self.store.company_of(t, &object).await? };
+            match company {
+                Some(c) => {
+                    let c = self.store.survivor(t, c).await?;
+                    if let Some(u) = account_for(c).and_then(|a| usage(ev, rule, quantity, a)) {
+                        out.push(u);
+                        report.attributed += 1;
+                    }
+                }
+                None => {
+                    let Some(placeholder) = AccountId::parse(UNATTRIBUTED).ok().and_then(|a| usage(ev, rule, quantity, a)) else {
+                        continue;
+                    };
+                    let held = Held { event: placeholder, reason: format!("no company associated with {} {} yet", object.kind, object.id) };
+                    self.store.hold(t, &object, &held).await?;
+                    report.held += 1;
+                    // The association may have landed while we held it: check again so a
+                    // concurrent association never misses this event.
+                    if let Some(c) = self.store.company_of(t, &object).await? {
+                        newly_linked.push((object, c));
+                    }
+                }
+            }
+        }
+
+        // 3. Release what newly linked objects were holding.
+        for (object, company) in newly_linked {
+            let c = self.store.survivor(t, company).await?;
+            let Some(account) = account_for(c) else { continue };
+            for held in self.store.held(t, &object).await? {
+                releases.entry(object.clone()).or_default().push(held.event.id.clone());
+                out.push(UsageEvent { account: account.clone(), ..held.event });
+                report.released += 1;
+            }
+        }
+
+        // 4. Queue, then forget what was released. A failure retries the whole batch.
+        if !out.is_empty() {
+            let indexed: Vec<(usize, UsageEvent)> = out.into_iter().enumerate().collect();
+            // Fresh chunk ids: a redelivered batch may attribute a different set of
+            // events, and a chunk id must always name one immutable set (ADR 0001).
+            let mut new_id = || uuid::Uuid::now_v7().to_string();
+            let chunks = pack(t, Source::Hubspot, batch.received_at, indexed, SQS_MAX_BYTES - 1024, &mut new_id)
+                .map_err(|e| ProcessError::Queue(e.to_string()))?;
+            let bodies: Vec<String> = chunks.into_iter().map(|c| c.body).collect();
+            for r in self.queue.send(&bodies).await {
+                r.map_err(|e| ProcessError::Queue(e.to_string()))?;
+            }
+        }
+        for (object, ids) in releases {
+            self.store.release(t, &object, &ids).await?;
+        }
+        Ok(report)
+    }
+}

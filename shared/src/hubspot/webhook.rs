@@ -1,0 +1,176 @@
+//! HubSpot webhook payloads: app webhook batches and workflow "Send a webhook" bodies,
+//! parsed into one normalised change each, with an idempotency key that survives
+//! HubSpot's retries and its non-unique `eventId`.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// HubSpot sends at most 100 events per app webhook request.
+pub const MAX_BATCH: usize = 100;
+
+/// One app webhook event, as HubSpot sends it (unknown fields are ignored: HubSpot
+/// adds fields over time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AppEvent {
+    #[serde(default)]
+    pub event_id: Option<u64>,
+    #[serde(default)]
+    pub subscription_id: Option<u64>,
+    pub portal_id: u64,
+    #[serde(default)]
+    pub app_id: Option<u64>,
+    pub occurred_at: i64,
+    pub subscription_type: String,
+    #[serde(default)]
+    pub attempt_number: Option<u32>,
+    #[serde(default)]
+    pub object_id: Option<u64>,
+    #[serde(default)]
+    pub object_type_id: Option<String>,
+    #[serde(default)]
+    pub property_name: Option<String>,
+    #[serde(default)]
+    pub property_value: Option<String>,
+    #[serde(default)]
+    pub change_source: Option<String>,
+    #[serde(default)]
+    pub association_type: Option<String>,
+    #[serde(default)]
+    pub from_object_id: Option<u64>,
+    #[serde(default)]
+    pub to_object_id: Option<u64>,
+    #[serde(default)]
+    pub association_removed: Option<bool>,
+    #[serde(default)]
+    pub primary_object_id: Option<u64>,
+    #[serde(default)]
+    pub merged_object_ids: Option<Vec<u64>>,
+    #[serde(default)]
+    pub new_object_id: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WebhookError {
+    #[error("malformed JSON at line {line}, column {column}: {message}")]
+    Malformed { line: usize, column: usize, message: String },
+    #[error("event {index}: {message}")]
+    InvalidEvent { index: usize, message: String },
+    #[error("{0} events in one request; HubSpot sends at most 100")]
+    TooMany(usize),
+    #[error("the body is empty")]
+    Empty,
+}
+
+impl WebhookError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            WebhookError::Malformed { .. } => "malformed_json",
+            WebhookError::InvalidEvent { .. } => "invalid_webhook_event",
+            WebhookError::TooMany(_) => "too_many_events",
+            WebhookError::Empty => "empty_body",
+        }
+    }
+}
+
+/// Parses an app webhook batch (a JSON array of events).
+pub fn parse_batch(body: &[u8]) -> Result<Vec<AppEvent>, WebhookError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(WebhookError::Empty);
+    }
+    let raw: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed {
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })?;
+    if raw.len() > MAX_BATCH {
+        return Err(WebhookError::TooMany(raw.len()));
+    }
+    raw.into_iter()
+        .enumerate()
+        .map(|(index, v)| {
+            let ev: AppEvent = serde_json::from_value(v).map_err(|e| WebhookError::InvalidEvent { index, message: e.to_string() })?;
+            if ev.subscription_type.is_empty() || ev.subscription_type.len() > 100 {
+                return Err(WebhookError::InvalidEvent { index, message: "subscriptionType is empty or too long".into() });
+            }
+            Ok(ev)
+        })
+        .collect()
+}
+
+/// The object kind a subscription type is about (`ticket.creation` -> `ticket`).
+pub fn object_kind(subscription_type: &str) -> &str {
+    subscription_type.split('.').next().unwrap_or_default()
+}
+
+impl AppEvent {
+    /// The idempotency key: a hash of the fields that identify the change itself.
+    /// `eventId` (not guaranteed unique) and `attemptNumber` (changes on every retry)
+    /// are deliberately left out.
+    pub fn idempotency_key(&self) -> String {
+        let merged = self
+            .merged_object_ids
+            .as_ref()
+            .map(|ids| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(","))
+            .unwrap_or_default();
+        let parts = [
+            self.portal_id.to_string(),
+            self.subscription_type.clone(),
+            opt(self.object_id),
+            self.object_type_id.clone().unwrap_or_default(),
+            self.property_name.clone().unwrap_or_default(),
+            self.property_value.clone().unwrap_or_default(),
+            self.occurred_at.to_string(),
+            self.association_type.clone().unwrap_or_default(),
+            opt(self.from_object_id),
+            opt(self.to_object_id),
+            self.association_removed.map(|b| b.to_string()).unwrap_or_default(),
+            opt(self.primary_object_id),
+            merged,
+            opt(self.new_object_id),
+        ];
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update(p.as_bytes());
+            h.update([0x1f]);
+        }
+        format!("hs-{}", &hex::encode(h.finalize())[..40])
+    }
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(json: &str) -> AppEvent {
+        parse_batch(format!("[{json}]").as_bytes()).unwrap().remove(0)
+    }
+
+    #[test]
+    fn retries_share_a_key_even_with_new_attempt_numbers_and_event_ids() {
+        let a = ev(r#"{"eventId":1,"portalId":7,"occurredAt":100,"subscriptionType":"ticket.creation","attemptNumber":0,"objectId":9}"#);
+        let b = ev(r#"{"eventId":555,"portalId":7,"occurredAt":100,"subscriptionType":"ticket.creation","attemptNumber":3,"objectId":9}"#);
+        assert_eq!(a.idempotency_key(), b.idempotency_key());
+    }
+
+    #[test]
+    fn distinct_changes_with_the_same_event_id_get_distinct_keys() {
+        let a = ev(r#"{"eventId":1,"portalId":7,"occurredAt":100,"subscriptionType":"ticket.propertyChange","objectId":9,"propertyName":"hs_pipeline_stage","propertyValue":"2"}"#);
+        let b = ev(r#"{"eventId":1,"portalId":7,"occurredAt":100,"subscriptionType":"ticket.propertyChange","objectId":9,"propertyName":"hs_pipeline_stage","propertyValue":"4"}"#);
+        assert_ne!(a.idempotency_key(), b.idempotency_key());
+    }
+
+    #[test]
+    fn bad_batches_are_refused_with_a_reason() {
+        assert_eq!(parse_batch(b"").unwrap_err().code(), "empty_body");
+        assert_eq!(parse_batch(b"[{").unwrap_err().code(), "malformed_json");
+        assert_eq!(parse_batch(br#"[{"portalId":"x"}]"#).unwrap_err().code(), "invalid_webhook_event");
+        assert_eq!(parse_batch(br#"{"portalId":1}"#).unwrap_err().code(), "malformed_json");
+        let many = format!("[{}]", vec![r#"{"portalId":1,"occurredAt":1,"subscriptionType":"a.b"}"#; 101].join(","));
+        assert_eq!(parse_batch(many.as_bytes()).unwrap_err().code(), "too_many_events");
+    }
+}
