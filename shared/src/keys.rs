@@ -85,6 +85,25 @@ pub fn parse_usage_sk(sk: &str) -> Option<(NaiveDate, MeterName, Stage, ServiceL
     Some((day, meter, stage, line))
 }
 
+/// Everything known about one HubSpot object: its company, merges, held events.
+pub fn hubspot_object_pk(t: &TenantId, kind: &str, id: u64) -> String {
+    format!("TENANT#{t}#HUBSPOT#{kind}#{id}")
+}
+pub const HUBSPOT_COMPANY_SK: &str = "#COMPANY";
+pub const HUBSPOT_MERGED_SK: &str = "#MERGED_INTO";
+pub const HUBSPOT_PENDING_PREFIX: &str = "PENDING#";
+pub const HUBSPOT_RULES_SK: &str = "HUBSPOT#RULES";
+
+/// HubSpot changes no rule mapped, per day (for the audit).
+pub fn hubspot_unmapped_pk(t: &TenantId, day: NaiveDate) -> String {
+    format!("TENANT#{t}#HUBSPOT#UNMAPPED#{}", day.format("%Y-%m-%d"))
+}
+
+pub fn hubspot_portal_pk(portal: u64) -> String {
+    format!("HUBSPOT#PORTAL#{portal}")
+}
+pub const HUBSPOT_PORTAL_SK: &str = "#TENANT";
+
 #[cfg(test)]
 mod tests {
     use super::*;

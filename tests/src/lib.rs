@@ -21,6 +21,10 @@ pub const TEST_VISIBILITY_SECS: i32 = 2;
 /// Receives before a message is moved to the DLQ in tests.
 pub const TEST_MAX_RECEIVES: u32 = 2;
 
+/// HubSpot client secrets of test stacks (current, and one being rotated out).
+pub const HUBSPOT_SECRET: &str = "test-client-secret";
+pub const HUBSPOT_OLD_SECRET: &str = "old-client-secret";
+
 pub struct TestStack {
     pub aws: SdkConfig,
     pub provisioned: Provisioned,
@@ -68,7 +72,11 @@ impl TestStack {
             backoff: Duration::from_millis(5),
             ..PipelineConfig::default()
         };
-        let stack = Stack::new(&aws, &provisioned, cfg).expect("stack");
+        let hubspot = local::stack::HubspotSettings {
+            secrets: vec![HUBSPOT_SECRET.to_owned(), HUBSPOT_OLD_SECRET.to_owned()],
+            public_base_url: "https://hooks.example.com".to_owned(),
+        };
+        let stack = Stack::new(&aws, &provisioned, cfg, Some(hubspot)).expect("stack");
         let tenant = TenantId::parse("acme").unwrap();
         stack
             .ensure_tenant(&tenant, "Acme", 35)

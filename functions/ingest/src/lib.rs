@@ -12,15 +12,28 @@ use shared::event::{
     split_body, validate_all, BodyError, Limits, RejectCode, Rejection, ValidationContext,
 };
 use shared::http::{authenticate, body_bytes, error, json, ApiError};
+use shared::hubspot::processor::{BatchKind, WebhookBatch};
+use shared::hubspot::signature::{verify, Signed};
+use shared::hubspot::webhook::{parse_batch, AppEvent};
 use shared::ids::Source;
 use shared::queue::EventQueue;
-use shared::store::Directory;
+use shared::store::{Directory, PortalDirectory};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Routes this function serves, as (method, OpenAPI path).
-pub const ROUTES: &[(&str, &str)] = &[("POST", "/v1/events")];
+pub const ROUTES: &[(&str, &str)] = &[("POST", "/v1/events"), ("POST", "/v1/webhooks/hubspot")];
+
+/// HubSpot webhook settings: client secrets (current first, then the one being
+/// rotated out), the public base URL HubSpot calls, and the portal directory.
+pub struct HubspotConfig {
+    pub secrets: Vec<String>,
+    pub public_base_url: String,
+    pub portals: Arc<dyn PortalDirectory>,
+}
 
 pub struct Ingest {
+    pub hubspot: Option<HubspotConfig>,
     pub directory: Arc<dyn Directory>,
     pub queue: Arc<dyn EventQueue>,
     pub limits: Limits,
@@ -47,6 +60,7 @@ pub struct Outcome {
 impl Ingest {
     pub fn new(directory: Arc<dyn Directory>, queue: Arc<dyn EventQueue>) -> Self {
         Self {
+            hubspot: None,
             directory,
             queue,
             limits: Limits::default(),
@@ -63,15 +77,19 @@ impl Ingest {
     }
 
     async fn route(&self, req: Request) -> Result<Response<Body>, ApiError> {
-        if req.uri().path().trim_end_matches('/') != "/v1/events" {
+        let path = req.uri().path().trim_end_matches('/').to_owned();
+        if path != "/v1/events" && path != "/v1/webhooks/hubspot" {
             return Err(ApiError::not_found("route"));
         }
         if req.method() != "POST" {
             return Err(ApiError::new(
                 405,
                 "method_not_allowed",
-                "use POST /v1/events",
+                format!("use POST {path}"),
             ));
+        }
+        if path == "/v1/webhooks/hubspot" {
+            return self.hubspot_webhook(req).await;
         }
         self.post_events(req).await
     }
@@ -210,6 +228,125 @@ impl Ingest {
                 rejected,
                 flagged,
             },
+        ))
+    }
+
+    /// `POST /v1/webhooks/hubspot`: verify, parse, resolve portals, queue. Mapping and
+    /// attribution happen after the queue so HubSpot gets its answer in milliseconds.
+    async fn hubspot_webhook(&self, req: Request) -> Result<Response<Body>, ApiError> {
+        let hs = self.hubspot.as_ref().ok_or_else(|| {
+            ApiError::new(
+                503,
+                "webhooks_not_configured",
+                "HUBSPOT_CLIENT_SECRET is not set for this deployment",
+            )
+        })?;
+        let body = body_bytes(&req);
+        if body.len() > self.limits.max_body_bytes {
+            return Err(ApiError::new(
+                413,
+                "payload_too_large",
+                format!(
+                    "request body is larger than {} bytes",
+                    self.limits.max_body_bytes
+                ),
+            ));
+        }
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let uri = match req.uri().query() {
+            Some(q) => format!(
+                "{}{}?{q}",
+                hs.public_base_url.trim_end_matches('/'),
+                req.uri().path()
+            ),
+            None => format!(
+                "{}{}",
+                hs.public_base_url.trim_end_matches('/'),
+                req.uri().path()
+            ),
+        };
+        let signed = Signed {
+            method: req.method().as_str(),
+            uri: &uri,
+            body,
+            v3: header("x-hubspot-signature-v3"),
+            timestamp: header("x-hubspot-request-timestamp"),
+            legacy: header("x-hubspot-signature"),
+            version: header("x-hubspot-signature-version"),
+        };
+        let version = verify(&signed, &hs.secrets, Utc::now().timestamp_millis()).map_err(|e| {
+            tracing::warn!(error = %e, "HubSpot webhook refused");
+            ApiError::new(401, e.code(), e.to_string())
+        })?;
+        let events = parse_batch(body).map_err(|e| {
+            let status = if matches!(e, shared::hubspot::webhook::WebhookError::TooMany(_)) {
+                413
+            } else {
+                400
+            };
+            ApiError::new(status, e.code(), e.to_string())
+        })?;
+        let received = events.len();
+        let mut by_portal: BTreeMap<u64, Vec<AppEvent>> = BTreeMap::new();
+        for ev in events {
+            by_portal.entry(ev.portal_id).or_default().push(ev);
+        }
+        let received_at = Utc::now();
+        let mut bodies = Vec::new();
+        let mut refused = Vec::new();
+        for (portal, events) in by_portal {
+            match hs.portals.tenant_for_portal(portal).await? {
+                Some(tenant) => {
+                    let batch = WebhookBatch {
+                        kind: BatchKind::HubspotWebhook,
+                        id: uuid::Uuid::now_v7().to_string(),
+                        tenant,
+                        received_at,
+                        events,
+                    };
+                    bodies.push(
+                        serde_json::to_string(&batch)
+                            .map_err(|e| ApiError::new(500, "internal_error", e.to_string()))?,
+                    );
+                }
+                None => {
+                    hs.portals
+                        .record_unknown_portal(portal, events.len())
+                        .await?;
+                    tracing::warn!(
+                        portal,
+                        events = events.len(),
+                        "HubSpot portal is not mapped to a tenant"
+                    );
+                    refused.push(serde_json::json!({"portal_id": portal, "events": events.len(), "code": "unknown_portal"}));
+                }
+            }
+        }
+        if bodies.is_empty() && !refused.is_empty() {
+            return Ok(json(
+                403,
+                &serde_json::json!({"error": {"code": "unknown_portal", "message": "no tenant is mapped to this HubSpot portal"}, "refused": refused}),
+            ));
+        }
+        for r in self.queue.send(&bodies).await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "HubSpot batch could not be queued");
+                return Err(ApiError::new(
+                    503,
+                    "temporarily_unavailable",
+                    "the webhook could not be queued; HubSpot will retry",
+                ));
+            }
+        }
+        tracing::info!(
+            received,
+            queued_batches = bodies.len(),
+            signature = version,
+            "HubSpot webhook accepted"
+        );
+        Ok(json(
+            200,
+            &serde_json::json!({"received": received, "queued": received - refused.iter().filter_map(|r| r["events"].as_u64()).sum::<u64>() as usize, "refused": refused}),
         ))
     }
 }

@@ -18,7 +18,19 @@ async fn main() -> Result<(), Error> {
         aws_sdk_sqs::Client::new(&aws),
         res.events_queue_url,
     ));
-    let ingest = Arc::new(Ingest::new(store, queue));
+    let mut ingest = Ingest::new(store.clone(), queue);
+    let secrets: Vec<String> = ["HUBSPOT_CLIENT_SECRET", "HUBSPOT_CLIENT_SECRET_PREVIOUS"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .collect();
+    if !secrets.is_empty() {
+        ingest.hubspot = Some(ingest::HubspotConfig {
+            secrets,
+            public_base_url: shared::config::required("PUBLIC_BASE_URL")?,
+            portals: store,
+        });
+    }
+    let ingest = Arc::new(ingest);
     run(service_fn(move |req: Request| {
         let ingest = ingest.clone();
         async move { Ok::<_, Error>(ingest.handle(req).await) }

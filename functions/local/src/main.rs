@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use local::provision::{provision, template_path, Overrides};
-use local::stack::Stack;
+use local::stack::{HubspotSettings, Stack};
 use shared::ids::TenantId;
 use shared::pipeline::PipelineConfig;
 use shared::store::dynamo::DynamoStore;
@@ -103,6 +103,10 @@ async fn main() -> Result<()> {
     } else {
         shared::aws::local(&cli.endpoint).await
     };
+    let public_default = format!(
+        "http://{}",
+        std::env::var("LOCAL_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into())
+    );
     let stack = || async {
         let p = provision(&aws, &template_path(), &cli.prefix, &Overrides::default())
             .await
@@ -112,7 +116,15 @@ async fn main() -> Result<()> {
                     cli.endpoint
                 )
             })?;
-        anyhow::Ok((Stack::new(&aws, &p, PipelineConfig::default())?, p))
+        anyhow::Ok((
+            Stack::new(
+                &aws,
+                &p,
+                PipelineConfig::default(),
+                HubspotSettings::from_env(&public_default),
+            )?,
+            p,
+        ))
     };
     match command {
         Command::Serve {
@@ -213,6 +225,16 @@ async fn serve(
         }
         None => stack.store.create_api_key(&tenant, "make run").await?,
     };
+    if let Some(portal) = std::env::var("DEV_HUBSPOT_PORTAL_ID")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        let portal: u64 = portal
+            .parse()
+            .context("DEV_HUBSPOT_PORTAL_ID must be a number")?;
+        stack.store.map_portal(portal, &tenant).await?;
+        println!("HubSpot portal {portal} -> tenant {tenant}");
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;

@@ -27,8 +27,38 @@ pub struct Stack {
     pub dlq_url: String,
 }
 
+/// HubSpot webhook settings of the local stack.
+#[derive(Debug, Clone)]
+pub struct HubspotSettings {
+    pub secrets: Vec<String>,
+    pub public_base_url: String,
+}
+
+impl HubspotSettings {
+    /// `HUBSPOT_CLIENT_SECRET` (+ `HUBSPOT_CLIENT_SECRET_PREVIOUS` during a rotation) and
+    /// `PUBLIC_BASE_URL`; `None` when no secret is set.
+    pub fn from_env(default_base_url: &str) -> Option<Self> {
+        let secrets: Vec<String> = ["HUBSPOT_CLIENT_SECRET", "HUBSPOT_CLIENT_SECRET_PREVIOUS"]
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+            .collect();
+        (!secrets.is_empty()).then(|| Self {
+            secrets,
+            public_base_url: std::env::var("PUBLIC_BASE_URL")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default_base_url.to_owned()),
+        })
+    }
+}
+
 impl Stack {
-    pub fn new(aws: &SdkConfig, p: &Provisioned, cfg: PipelineConfig) -> Result<Self> {
+    pub fn new(
+        aws: &SdkConfig,
+        p: &Provisioned,
+        cfg: PipelineConfig,
+        hubspot: Option<HubspotSettings>,
+    ) -> Result<Self> {
         let sqs = aws_sdk_sqs::Client::new(aws);
         let store = Arc::new(
             DynamoStore::new(
@@ -39,8 +69,19 @@ impl Stack {
         );
         let queue_url = p.reference("EventsQueue")?.to_owned();
         let queue = Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone()));
-        let ingest = Arc::new(ingest::Ingest::new(store.clone(), queue.clone()));
-        let rollup = Arc::new(rollup::Rollup::new(store.clone(), cfg));
+        let mut ingest = ingest::Ingest::new(store.clone(), queue.clone());
+        ingest.hubspot = hubspot.map(|h| ingest::HubspotConfig {
+            secrets: h.secrets,
+            public_base_url: h.public_base_url,
+            portals: store.clone(),
+        });
+        let ingest = Arc::new(ingest);
+        let mut rollup = rollup::Rollup::new(store.clone(), cfg);
+        rollup.hubspot = Some(shared::hubspot::processor::Processor {
+            store: store.clone(),
+            queue: queue.clone(),
+        });
+        let rollup = Arc::new(rollup);
         let api = Arc::new(api::Api::new(store.clone()));
         let poller = Arc::new(Poller {
             sqs: sqs.clone(),

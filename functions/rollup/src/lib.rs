@@ -7,10 +7,21 @@
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
 use shared::chunk::{Chunk, CHUNK_VERSION};
+use shared::hubspot::processor::{ProcessError, Processor, WebhookBatch};
 use shared::pipeline::{process_chunk, LedgerStore, PipelineConfig};
 use std::sync::Arc;
 
+/// What travels on the events queue.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Message {
+    Hubspot(WebhookBatch),
+    Chunk(Chunk),
+}
+
 pub struct Rollup {
+    /// Turns HubSpot webhook batches into usage chunks (absent: they fail as poison).
+    pub hubspot: Option<Processor>,
     pub store: Arc<dyn LedgerStore>,
     pub cfg: PipelineConfig,
     /// Messages of one batch processed at the same time.
@@ -25,11 +36,14 @@ pub enum MessageError {
     Version(u8),
     #[error(transparent)]
     Store(#[from] shared::store::StoreError),
+    #[error("HubSpot batch: {0}")]
+    Hubspot(#[from] ProcessError),
 }
 
 impl Rollup {
     pub fn new(store: Arc<dyn LedgerStore>, cfg: PipelineConfig) -> Self {
         Self {
+            hubspot: None,
             store,
             cfg,
             concurrency: 4,
@@ -51,7 +65,7 @@ impl Rollup {
             if let Err(e) = result {
                 let id = id.unwrap_or_default();
                 match &e {
-                    MessageError::Store(_) => {
+                    MessageError::Store(_) | MessageError::Hubspot(_) => {
                         tracing::warn!(message_id = %id, error = %e, "chunk will be retried")
                     }
                     _ => {
@@ -68,8 +82,20 @@ impl Rollup {
 
     async fn process(&self, m: &SqsMessage) -> Result<(), MessageError> {
         let body = m.body.as_deref().unwrap_or_default();
-        let chunk: Chunk =
-            serde_json::from_str(body).map_err(|e| MessageError::Poison(e.to_string()))?;
+        let chunk = match serde_json::from_str(body)
+            .map_err(|e| MessageError::Poison(e.to_string()))?
+        {
+            Message::Chunk(c) => c,
+            Message::Hubspot(batch) => {
+                let processor = self.hubspot.as_ref().ok_or_else(|| {
+                    MessageError::Poison("HubSpot batch but no HubSpot processor configured".into())
+                })?;
+                let report = processor.process(&batch).await?;
+                tracing::info!(tenant = %batch.tenant, batch = %batch.id, attributed = report.attributed, released = report.released,
+                    held = report.held, unmapped = report.unmapped, facts = report.facts, "HubSpot batch processed");
+                return Ok(());
+            }
+        };
         if chunk.v != CHUNK_VERSION {
             return Err(MessageError::Version(chunk.v));
         }

@@ -20,7 +20,13 @@ async fn main() -> Result<(), Error> {
         retention: chrono::Duration::days(retention),
         ..PipelineConfig::default()
     };
-    let rollup = Arc::new(Rollup::new(store, cfg));
+    let queue = Arc::new(shared::queue::SqsQueue::new(
+        aws_sdk_sqs::Client::new(&aws),
+        shared::config::required("EVENTS_QUEUE_URL")?,
+    ));
+    let mut rollup = Rollup::new(store.clone(), cfg);
+    rollup.hubspot = Some(shared::hubspot::processor::Processor { store, queue });
+    let rollup = Arc::new(rollup);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let rollup = rollup.clone();
         async move { Ok::<_, Error>(rollup.handle(event.payload).await) }

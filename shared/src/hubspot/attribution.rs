@@ -13,10 +13,19 @@ pub struct ObjectRef {
 /// What an association or merge event teaches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fact {
-    Associate { object: ObjectRef, company: u64 },
-    Dissociate { object: ObjectRef, company: u64 },
+    Associate {
+        object: ObjectRef,
+        company: u64,
+    },
+    Dissociate {
+        object: ObjectRef,
+        company: u64,
+    },
     /// `merged` no longer exists; its usage belongs to `into` from now on.
-    CompanyMerged { merged: u64, into: u64 },
+    CompanyMerged {
+        merged: u64,
+        into: u64,
+    },
 }
 
 fn kind_of_type_id(id: &str) -> Option<&'static str> {
@@ -42,25 +51,54 @@ pub fn subject(ev: &AppEvent) -> Option<ObjectRef> {
     } else {
         prefix.to_ascii_lowercase()
     };
-    Some(ObjectRef { kind, id: ev.object_id? })
+    // Kinds become part of storage keys: only plain lowercase names are accepted.
+    let plain = !kind.is_empty()
+        && kind.len() <= 32
+        && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    plain.then_some(ObjectRef {
+        kind,
+        id: ev.object_id?,
+    })
 }
 
 /// Identity facts carried by an association-change or merge event.
 pub fn facts(ev: &AppEvent) -> Vec<Fact> {
     let sub = ev.subscription_type.as_str();
     if sub.ends_with(".associationChange") {
-        let (Some(kind), Some(from), Some(to)) = (ev.association_type.as_deref(), ev.from_object_id, ev.to_object_id) else {
+        let (Some(kind), Some(from), Some(to)) = (
+            ev.association_type.as_deref(),
+            ev.from_object_id,
+            ev.to_object_id,
+        ) else {
             return Vec::new();
         };
         let upper = kind.to_ascii_uppercase();
         let (object, company) = if let Some(obj) = upper.strip_suffix("_TO_COMPANY") {
-            (ObjectRef { kind: obj.to_ascii_lowercase(), id: from }, to)
+            (
+                ObjectRef {
+                    kind: obj.to_ascii_lowercase(),
+                    id: from,
+                },
+                to,
+            )
         } else if let Some(obj) = upper.strip_prefix("COMPANY_TO_") {
-            (ObjectRef { kind: obj.to_ascii_lowercase(), id: to }, from)
+            (
+                ObjectRef {
+                    kind: obj.to_ascii_lowercase(),
+                    id: to,
+                },
+                from,
+            )
         } else {
             return Vec::new();
         };
-        if object.kind == "company" {
+        let plain = !object.kind.is_empty()
+            && object.kind.len() <= 32
+            && object
+                .kind
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_');
+        if object.kind == "company" || !plain {
             return Vec::new(); // company-to-company (parent/child) does not attribute usage
         }
         return vec![if ev.association_removed == Some(true) {
@@ -103,10 +141,31 @@ mod tests {
 
     #[test]
     fn associations_in_either_direction_link_an_object_to_its_company() {
-        let t = ObjectRef { kind: "ticket".into(), id: 9 };
-        assert_eq!(facts(&assoc("TICKET_TO_COMPANY", 9, 100, false)), vec![Fact::Associate { object: t.clone(), company: 100 }]);
-        assert_eq!(facts(&assoc("COMPANY_TO_TICKET", 100, 9, false)), vec![Fact::Associate { object: t.clone(), company: 100 }]);
-        assert_eq!(facts(&assoc("TICKET_TO_COMPANY", 9, 100, true)), vec![Fact::Dissociate { object: t, company: 100 }]);
+        let t = ObjectRef {
+            kind: "ticket".into(),
+            id: 9,
+        };
+        assert_eq!(
+            facts(&assoc("TICKET_TO_COMPANY", 9, 100, false)),
+            vec![Fact::Associate {
+                object: t.clone(),
+                company: 100
+            }]
+        );
+        assert_eq!(
+            facts(&assoc("COMPANY_TO_TICKET", 100, 9, false)),
+            vec![Fact::Associate {
+                object: t.clone(),
+                company: 100
+            }]
+        );
+        assert_eq!(
+            facts(&assoc("TICKET_TO_COMPANY", 9, 100, true)),
+            vec![Fact::Dissociate {
+                object: t,
+                company: 100
+            }]
+        );
         assert!(facts(&assoc("CONTACT_TO_DEAL", 1, 2, false)).is_empty());
         assert!(facts(&assoc("COMPANY_TO_COMPANY", 1, 2, false)).is_empty());
     }
@@ -122,14 +181,47 @@ mod tests {
             merged_object_ids: Some(vec![100, 200, 300]),
             ..AppEvent::default()
         };
-        assert_eq!(facts(&ev), vec![Fact::CompanyMerged { merged: 200, into: 100 }, Fact::CompanyMerged { merged: 300, into: 100 }]);
+        assert_eq!(
+            facts(&ev),
+            vec![
+                Fact::CompanyMerged {
+                    merged: 200,
+                    into: 100
+                },
+                Fact::CompanyMerged {
+                    merged: 300,
+                    into: 100
+                }
+            ]
+        );
     }
 
     #[test]
     fn generic_object_events_name_their_kind_by_type_id() {
-        let ev = AppEvent { subscription_type: "object.creation".into(), object_type_id: Some("0-47".into()), object_id: Some(5), ..AppEvent::default() };
-        assert_eq!(subject(&ev), Some(ObjectRef { kind: "meeting".into(), id: 5 }));
-        let ev = AppEvent { subscription_type: "ticket.creation".into(), object_id: Some(6), ..AppEvent::default() };
-        assert_eq!(subject(&ev), Some(ObjectRef { kind: "ticket".into(), id: 6 }));
+        let ev = AppEvent {
+            subscription_type: "object.creation".into(),
+            object_type_id: Some("0-47".into()),
+            object_id: Some(5),
+            ..AppEvent::default()
+        };
+        assert_eq!(
+            subject(&ev),
+            Some(ObjectRef {
+                kind: "meeting".into(),
+                id: 5
+            })
+        );
+        let ev = AppEvent {
+            subscription_type: "ticket.creation".into(),
+            object_id: Some(6),
+            ..AppEvent::default()
+        };
+        assert_eq!(
+            subject(&ev),
+            Some(ObjectRef {
+                kind: "ticket".into(),
+                id: 6
+            })
+        );
     }
 }

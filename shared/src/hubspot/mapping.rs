@@ -33,12 +33,21 @@ pub struct MappingRule {
     pub service_line: ServiceLine,
 }
 
-fn rule(sub: &str, object_type: Option<&str>, prop: Option<(&str, &[&str])>, meter: &str, stage: Stage, line: &str) -> Option<MappingRule> {
+fn rule(
+    sub: &str,
+    object_type: Option<&str>,
+    prop: Option<(&str, &[&str])>,
+    meter: &str,
+    stage: Stage,
+    line: &str,
+) -> Option<MappingRule> {
     Some(MappingRule {
         subscription_type: sub.to_owned(),
         object_type_id: object_type.map(str::to_owned),
         property_name: prop.map(|(p, _)| p.to_owned()),
-        property_values: prop.map(|(_, v)| v.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
+        property_values: prop
+            .map(|(_, v)| v.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default(),
         meter: MeterName::parse(meter).ok()?,
         quantity: QuantityRule::Constant(Decimal::ONE),
         stage,
@@ -50,10 +59,38 @@ fn rule(sub: &str, object_type: Option<&str>, prop: Option<(&str, &[&str])>, met
 /// tickets in stage "4"; meetings and calls are object types 0-47 and 0-48.
 pub fn default_rules() -> Vec<MappingRule> {
     [
-        rule("ticket.creation", None, None, "tickets_opened", Stage::Requested, "support"),
-        rule("ticket.propertyChange", None, Some(("hs_pipeline_stage", &["4", "closed"])), "tickets_resolved", Stage::Delivered, "support"),
-        rule("object.creation", Some("0-47"), None, "meetings_logged", Stage::Delivered, "customer_success"),
-        rule("object.creation", Some("0-48"), None, "calls_logged", Stage::Delivered, "customer_success"),
+        rule(
+            "ticket.creation",
+            None,
+            None,
+            "tickets_opened",
+            Stage::Requested,
+            "support",
+        ),
+        rule(
+            "ticket.propertyChange",
+            None,
+            Some(("hs_pipeline_stage", &["4", "closed"])),
+            "tickets_resolved",
+            Stage::Delivered,
+            "support",
+        ),
+        rule(
+            "object.creation",
+            Some("0-47"),
+            None,
+            "meetings_logged",
+            Stage::Delivered,
+            "customer_success",
+        ),
+        rule(
+            "object.creation",
+            Some("0-48"),
+            None,
+            "calls_logged",
+            Stage::Delivered,
+            "customer_success",
+        ),
     ]
     .into_iter()
     .flatten()
@@ -63,7 +100,10 @@ pub fn default_rules() -> Vec<MappingRule> {
 /// What a change maps to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mapped<'a> {
-    Usage { rule: &'a MappingRule, quantity: Decimal },
+    Usage {
+        rule: &'a MappingRule,
+        quantity: Decimal,
+    },
     /// No rule matches: counted for the audit, not silently dropped.
     Unmapped,
     /// A rule matches but the property value is not a usable quantity.
@@ -73,16 +113,29 @@ pub enum Mapped<'a> {
 pub fn map_event<'a>(rules: &'a [MappingRule], ev: &AppEvent) -> Mapped<'a> {
     let found = rules.iter().find(|r| {
         r.subscription_type == ev.subscription_type
-            && r.object_type_id.as_ref().is_none_or(|t| ev.object_type_id.as_ref() == Some(t))
-            && r.property_name.as_ref().is_none_or(|p| ev.property_name.as_ref() == Some(p))
-            && (r.property_values.is_empty() || ev.property_value.as_ref().is_some_and(|v| r.property_values.contains(v)))
+            && r.object_type_id
+                .as_ref()
+                .is_none_or(|t| ev.object_type_id.as_ref() == Some(t))
+            && r.property_name
+                .as_ref()
+                .is_none_or(|p| ev.property_name.as_ref() == Some(p))
+            && (r.property_values.is_empty()
+                || ev
+                    .property_value
+                    .as_ref()
+                    .is_some_and(|v| r.property_values.contains(v)))
     });
-    let Some(rule) = found else { return Mapped::Unmapped };
+    let Some(rule) = found else {
+        return Mapped::Unmapped;
+    };
     match &rule.quantity {
         QuantityRule::Constant(q) => Mapped::Usage { rule, quantity: *q },
         QuantityRule::PropertyValue => match ev.property_value.as_deref().map(Decimal::from_str) {
             Some(Ok(q)) => Mapped::Usage { rule, quantity: q },
-            _ => Mapped::BadQuantity(format!("property value {:?} is not a number", ev.property_value)),
+            _ => Mapped::BadQuantity(format!(
+                "property value {:?} is not a number",
+                ev.property_value
+            )),
         },
     }
 }
@@ -111,11 +164,35 @@ mod tests {
             Mapped::Usage { rule, .. } => Some(rule.meter.to_string()),
             _ => None,
         };
-        assert_eq!(meter(&ev("ticket.creation", None, None)).as_deref(), Some("tickets_opened"));
-        assert_eq!(meter(&ev("ticket.propertyChange", Some(("hs_pipeline_stage", "4")), None)).as_deref(), Some("tickets_resolved"));
-        assert_eq!(meter(&ev("ticket.propertyChange", Some(("hs_pipeline_stage", "2")), None)), None);
-        assert_eq!(meter(&ev("object.creation", None, Some("0-47"))).as_deref(), Some("meetings_logged"));
-        assert_eq!(map_event(&rules, &ev("deal.creation", None, None)), Mapped::Unmapped);
+        assert_eq!(
+            meter(&ev("ticket.creation", None, None)).as_deref(),
+            Some("tickets_opened")
+        );
+        assert_eq!(
+            meter(&ev(
+                "ticket.propertyChange",
+                Some(("hs_pipeline_stage", "4")),
+                None
+            ))
+            .as_deref(),
+            Some("tickets_resolved")
+        );
+        assert_eq!(
+            meter(&ev(
+                "ticket.propertyChange",
+                Some(("hs_pipeline_stage", "2")),
+                None
+            )),
+            None
+        );
+        assert_eq!(
+            meter(&ev("object.creation", None, Some("0-47"))).as_deref(),
+            Some("meetings_logged")
+        );
+        assert_eq!(
+            map_event(&rules, &ev("deal.creation", None, None)),
+            Mapped::Unmapped
+        );
     }
 
     #[test]
@@ -125,7 +202,15 @@ mod tests {
         r.property_name = Some("seats_used".into());
         r.quantity = QuantityRule::PropertyValue;
         let rules = vec![r];
-        assert!(matches!(map_event(&rules, &ev("company.propertyChange", Some(("seats_used", "42")), None)), Mapped::Usage { quantity, .. } if quantity == Decimal::from(42)));
-        assert!(matches!(map_event(&rules, &ev("company.propertyChange", Some(("seats_used", "many")), None)), Mapped::BadQuantity(_)));
+        assert!(
+            matches!(map_event(&rules, &ev("company.propertyChange", Some(("seats_used", "42")), None)), Mapped::Usage { quantity, .. } if quantity == Decimal::from(42))
+        );
+        assert!(matches!(
+            map_event(
+                &rules,
+                &ev("company.propertyChange", Some(("seats_used", "many")), None)
+            ),
+            Mapped::BadQuantity(_)
+        ));
     }
 }

@@ -48,17 +48,54 @@ pub struct Held {
 
 #[async_trait]
 pub trait IdentityStore: Send + Sync {
-    async fn company_of(&self, tenant: &TenantId, object: &ObjectRef) -> Result<Option<u64>, StoreError>;
-    async fn associate(&self, tenant: &TenantId, object: &ObjectRef, company: u64) -> Result<(), StoreError>;
-    async fn dissociate(&self, tenant: &TenantId, object: &ObjectRef, company: u64) -> Result<(), StoreError>;
-    async fn merge_company(&self, tenant: &TenantId, merged: u64, into: u64) -> Result<(), StoreError>;
+    async fn company_of(
+        &self,
+        tenant: &TenantId,
+        object: &ObjectRef,
+    ) -> Result<Option<u64>, StoreError>;
+    async fn associate(
+        &self,
+        tenant: &TenantId,
+        object: &ObjectRef,
+        company: u64,
+    ) -> Result<(), StoreError>;
+    async fn dissociate(
+        &self,
+        tenant: &TenantId,
+        object: &ObjectRef,
+        company: u64,
+    ) -> Result<(), StoreError>;
+    async fn merge_company(
+        &self,
+        tenant: &TenantId,
+        merged: u64,
+        into: u64,
+    ) -> Result<(), StoreError>;
     /// The surviving company id after merges.
     async fn survivor(&self, tenant: &TenantId, company: u64) -> Result<u64, StoreError>;
-    async fn hold(&self, tenant: &TenantId, object: &ObjectRef, held: &Held) -> Result<(), StoreError>;
+    async fn hold(
+        &self,
+        tenant: &TenantId,
+        object: &ObjectRef,
+        held: &Held,
+    ) -> Result<(), StoreError>;
     async fn held(&self, tenant: &TenantId, object: &ObjectRef) -> Result<Vec<Held>, StoreError>;
-    async fn release(&self, tenant: &TenantId, object: &ObjectRef, ids: &[EventId]) -> Result<(), StoreError>;
-    async fn record_unmapped(&self, tenant: &TenantId, ev: &AppEvent, reason: &str) -> Result<(), StoreError>;
-    async fn mapping_rules(&self, tenant: &TenantId) -> Result<Option<Vec<MappingRule>>, StoreError>;
+    async fn release(
+        &self,
+        tenant: &TenantId,
+        object: &ObjectRef,
+        ids: &[EventId],
+    ) -> Result<(), StoreError>;
+    async fn record_unmapped(
+        &self,
+        tenant: &TenantId,
+        ev: &AppEvent,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+    async fn mapping_rules(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<Vec<MappingRule>>, StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +120,12 @@ pub struct Processor {
     pub queue: Arc<dyn EventQueue>,
 }
 
-fn usage(ev: &AppEvent, rule: &MappingRule, quantity: rust_decimal::Decimal, account: AccountId) -> Option<UsageEvent> {
+fn usage(
+    ev: &AppEvent,
+    rule: &MappingRule,
+    quantity: rust_decimal::Decimal,
+    account: AccountId,
+) -> Option<UsageEvent> {
     let object = subject(ev);
     let mut props = serde_json::Map::new();
     props.insert(
@@ -119,7 +161,11 @@ impl Processor {
     pub async fn process(&self, batch: &WebhookBatch) -> Result<Report, ProcessError> {
         let t = &batch.tenant;
         let mut report = Report::default();
-        let rules = self.store.mapping_rules(t).await?.unwrap_or_else(default_rules);
+        let rules = self
+            .store
+            .mapping_rules(t)
+            .await?
+            .unwrap_or_else(default_rules);
 
         // 1. Identity first, so changes in the same batch attribute.
         let mut newly_linked: Vec<(ObjectRef, u64)> = Vec::new();
@@ -131,8 +177,12 @@ impl Processor {
                         self.store.associate(t, &object, company).await?;
                         newly_linked.push((object, company));
                     }
-                    Fact::Dissociate { object, company } => self.store.dissociate(t, &object, company).await?,
-                    Fact::CompanyMerged { merged, into } => self.store.merge_company(t, merged, into).await?,
+                    Fact::Dissociate { object, company } => {
+                        self.store.dissociate(t, &object, company).await?
+                    }
+                    Fact::CompanyMerged { merged, into } => {
+                        self.store.merge_company(t, merged, into).await?
+                    }
                 }
             }
         }
@@ -141,7 +191,9 @@ impl Processor {
         let mut out: Vec<UsageEvent> = Vec::new();
         let mut releases: BTreeMap<ObjectRef, Vec<EventId>> = BTreeMap::new();
         for ev in &batch.events {
-            if ev.subscription_type.ends_with(".associationChange") || ev.subscription_type.ends_with(".merge") {
+            if ev.subscription_type.ends_with(".associationChange")
+                || ev.subscription_type.ends_with(".merge")
+            {
                 continue;
             }
             let (rule, quantity) = match map_event(&rules, ev) {
@@ -153,7 +205,9 @@ impl Processor {
                 }
                 Mapped::BadQuantity(why) => {
                     report.unmapped += 1;
-                    self.store.record_unmapped(t, ev, &format!("invalid_quantity: {why}")).await?;
+                    self.store
+                        .record_unmapped(t, ev, &format!("invalid_quantity: {why}"))
+                        .await?;
                     continue;
                 }
             };
@@ -162,7 +216,11 @@ impl Processor {
                 self.store.record_unmapped(t, ev, "no_object_id").await?;
                 continue;
             };
-            let company = if object.kind == "company" { Some(object.id) } else { self.store.company_of(t, &object).await? };
+            let company = if object.kind == "company" {
+                Some(object.id)
+            } else {
+                self.store.company_of(t, &object).await?
+            };
             match company {
                 Some(c) => {
                     let c = self.store.survivor(t, c).await?;
@@ -172,10 +230,19 @@ impl Processor {
                     }
                 }
                 None => {
-                    let Some(placeholder) = AccountId::parse(UNATTRIBUTED).ok().and_then(|a| usage(ev, rule, quantity, a)) else {
+                    let Some(placeholder) = AccountId::parse(UNATTRIBUTED)
+                        .ok()
+                        .and_then(|a| usage(ev, rule, quantity, a))
+                    else {
                         continue;
                     };
-                    let held = Held { event: placeholder, reason: format!("no company associated with {} {} yet", object.kind, object.id) };
+                    let held = Held {
+                        event: placeholder,
+                        reason: format!(
+                            "no company associated with {} {} yet",
+                            object.kind, object.id
+                        ),
+                    };
                     self.store.hold(t, &object, &held).await?;
                     report.held += 1;
                     // The association may have landed while we held it: check again so a
@@ -190,10 +257,18 @@ impl Processor {
         // 3. Release what newly linked objects were holding.
         for (object, company) in newly_linked {
             let c = self.store.survivor(t, company).await?;
-            let Some(account) = account_for(c) else { continue };
+            let Some(account) = account_for(c) else {
+                continue;
+            };
             for held in self.store.held(t, &object).await? {
-                releases.entry(object.clone()).or_default().push(held.event.id.clone());
-                out.push(UsageEvent { account: account.clone(), ..held.event });
+                releases
+                    .entry(object.clone())
+                    .or_default()
+                    .push(held.event.id.clone());
+                out.push(UsageEvent {
+                    account: account.clone(),
+                    ..held.event
+                });
                 report.released += 1;
             }
         }
@@ -204,8 +279,15 @@ impl Processor {
             // Fresh chunk ids: a redelivered batch may attribute a different set of
             // events, and a chunk id must always name one immutable set (ADR 0001).
             let mut new_id = || uuid::Uuid::now_v7().to_string();
-            let chunks = pack(t, Source::Hubspot, batch.received_at, indexed, SQS_MAX_BYTES - 1024, &mut new_id)
-                .map_err(|e| ProcessError::Queue(e.to_string()))?;
+            let chunks = pack(
+                t,
+                Source::Hubspot,
+                batch.received_at,
+                indexed,
+                SQS_MAX_BYTES - 1024,
+                &mut new_id,
+            )
+            .map_err(|e| ProcessError::Queue(e.to_string()))?;
             let bodies: Vec<String> = chunks.into_iter().map(|c| c.body).collect();
             for r in self.queue.send(&bodies).await {
                 r.map_err(|e| ProcessError::Queue(e.to_string()))?;

@@ -61,18 +61,31 @@ pub struct Signed<'a> {
 /// HubSpot decodes these escapes in the URI before signing (v3).
 fn decode_uri(uri: &str) -> String {
     const MAP: [(&str, &str); 12] = [
-        ("%3A", ":"), ("%2F", "/"), ("%3F", "?"), ("%40", "@"), ("%21", "!"), ("%24", "$"),
-        ("%27", "'"), ("%28", "("), ("%29", ")"), ("%2A", "*"), ("%2C", ","), ("%3B", ";"),
+        ("%3A", ":"),
+        ("%2F", "/"),
+        ("%3F", "?"),
+        ("%40", "@"),
+        ("%21", "!"),
+        ("%24", "$"),
+        ("%27", "'"),
+        ("%28", "("),
+        ("%29", ")"),
+        ("%2A", "*"),
+        ("%2C", ","),
+        ("%3B", ";"),
     ];
     let mut out = uri.to_owned();
     for (from, to) in MAP {
-        out = out.replace(from, to).replace(&from.to_ascii_lowercase(), to);
+        out = out
+            .replace(from, to)
+            .replace(&from.to_ascii_lowercase(), to);
     }
     out
 }
 
 pub fn v3_signature(secret: &str, method: &str, uri: &str, body: &[u8], timestamp: &str) -> String {
-    let mut mac = <Hmac<Sha256>>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac = <Hmac<Sha256>>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(method.as_bytes());
     mac.update(decode_uri(uri).as_bytes());
     mac.update(body);
@@ -102,13 +115,20 @@ fn same(a: &str, b: &str) -> bool {
 
 /// Verifies a request against any of `secrets` (current first, then the one being
 /// rotated out). `now_ms` is the current time in epoch milliseconds.
-pub fn verify(req: &Signed<'_>, secrets: &[String], now_ms: i64) -> Result<&'static str, SignatureError> {
+pub fn verify(
+    req: &Signed<'_>,
+    secrets: &[String],
+    now_ms: i64,
+) -> Result<&'static str, SignatureError> {
     if secrets.is_empty() {
         return Err(SignatureError::NotConfigured);
     }
     if let Some(given) = req.v3 {
         let ts = req.timestamp.ok_or(SignatureError::BadTimestamp)?;
-        let ms: i64 = ts.trim().parse().map_err(|_| SignatureError::BadTimestamp)?;
+        let ms: i64 = ts
+            .trim()
+            .parse()
+            .map_err(|_| SignatureError::BadTimestamp)?;
         if now_ms - ms > MAX_AGE_MS {
             return Err(SignatureError::Expired);
         }
@@ -122,7 +142,11 @@ pub fn verify(req: &Signed<'_>, secrets: &[String], now_ms: i64) -> Result<&'sta
             .then_some("v3")
             .ok_or(SignatureError::Mismatch);
     }
-    let given = req.legacy.ok_or(SignatureError::Missing)?.trim().to_ascii_lowercase();
+    let given = req
+        .legacy
+        .ok_or(SignatureError::Missing)?
+        .trim()
+        .to_ascii_lowercase();
     let version = req.version.map(str::trim).unwrap_or("v1");
     let expected: Box<dyn Fn(&str) -> String> = match version {
         "v1" => Box::new(|s| v1_signature(s, req.body)),
@@ -152,7 +176,15 @@ mod tests {
     const NOW: i64 = 1_795_608_060_000;
 
     fn v3<'a>(body: &'a str, uri: &'a str, sig: &'a str, ts: &'a str) -> Signed<'a> {
-        Signed { method: "POST", uri, body: body.as_bytes(), v3: Some(sig), timestamp: Some(ts), legacy: None, version: None }
+        Signed {
+            method: "POST",
+            uri,
+            body: body.as_bytes(),
+            v3: Some(sig),
+            timestamp: Some(ts),
+            legacy: None,
+            version: None,
+        }
     }
 
     fn secrets(s: &[&str]) -> Vec<String> {
@@ -171,40 +203,98 @@ mod tests {
         let ok = secrets(&[SECRET]);
         assert_eq!(verify(&v3(BODY, URI, V3, TS), &ok, NOW), Ok("v3"));
         let tampered_body = BODY.replace("901", "902");
-        assert_eq!(verify(&v3(&tampered_body, URI, V3, TS), &ok, NOW), Err(SignatureError::Mismatch));
-        assert_eq!(verify(&v3(BODY, "https://evil.example.com/v1/webhooks/hubspot", V3, TS), &ok, NOW), Err(SignatureError::Mismatch));
-        assert_eq!(verify(&v3(BODY, URI, V3, "1795608000001"), &ok, NOW), Err(SignatureError::Mismatch));
-        assert_eq!(verify(&v3(BODY, URI, V3, TS), &secrets(&["other"]), NOW), Err(SignatureError::Mismatch));
-        assert_eq!(verify(&v3(BODY, URI, V3, TS), &ok, NOW + MAX_AGE_MS), Err(SignatureError::Expired));
-        assert_eq!(verify(&v3(BODY, URI, V3, TS), &ok, NOW - 10 * 60 * 1000), Err(SignatureError::FromTheFuture));
-        assert_eq!(verify(&v3(BODY, URI, V3, "yesterday"), &ok, NOW), Err(SignatureError::BadTimestamp));
+        assert_eq!(
+            verify(&v3(&tampered_body, URI, V3, TS), &ok, NOW),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(
+                &v3(BODY, "https://evil.example.com/v1/webhooks/hubspot", V3, TS),
+                &ok,
+                NOW
+            ),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(&v3(BODY, URI, V3, "1795608000001"), &ok, NOW),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(&v3(BODY, URI, V3, TS), &secrets(&["other"]), NOW),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(&v3(BODY, URI, V3, TS), &ok, NOW + MAX_AGE_MS),
+            Err(SignatureError::Expired)
+        );
+        assert_eq!(
+            verify(&v3(BODY, URI, V3, TS), &ok, NOW - 10 * 60 * 1000),
+            Err(SignatureError::FromTheFuture)
+        );
+        assert_eq!(
+            verify(&v3(BODY, URI, V3, "yesterday"), &ok, NOW),
+            Err(SignatureError::BadTimestamp)
+        );
     }
 
     #[test]
     fn the_old_secret_still_verifies_during_a_rotation() {
-        assert_eq!(verify(&v3(BODY, URI, V3, TS), &secrets(&["new-secret", SECRET]), NOW), Ok("v3"));
+        assert_eq!(
+            verify(
+                &v3(BODY, URI, V3, TS),
+                &secrets(&["new-secret", SECRET]),
+                NOW
+            ),
+            Ok("v3")
+        );
     }
 
     #[test]
     fn legacy_v1_and_v2_signatures_are_checked_by_their_version_header() {
         let ok = secrets(&[SECRET]);
         let legacy = |sig: &'static str, version: Option<&'static str>| Signed {
-            method: "POST", uri: URI, body: BODY.as_bytes(), v3: None, timestamp: None, legacy: Some(sig), version,
+            method: "POST",
+            uri: URI,
+            body: BODY.as_bytes(),
+            v3: None,
+            timestamp: None,
+            legacy: Some(sig),
+            version,
         };
         assert_eq!(verify(&legacy(V1, None), &ok, NOW), Ok("v1"));
         assert_eq!(verify(&legacy(V1, Some("v1")), &ok, NOW), Ok("v1"));
         assert_eq!(verify(&legacy(V2, Some("v2")), &ok, NOW), Ok("v2"));
-        assert_eq!(verify(&legacy(V1, Some("v2")), &ok, NOW), Err(SignatureError::Mismatch));
-        assert_eq!(verify(&legacy(V2, Some("v9")), &ok, NOW), Err(SignatureError::UnknownVersion));
-        let none = Signed { method: "POST", uri: URI, body: b"", v3: None, timestamp: None, legacy: None, version: None };
+        assert_eq!(
+            verify(&legacy(V1, Some("v2")), &ok, NOW),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(&legacy(V2, Some("v9")), &ok, NOW),
+            Err(SignatureError::UnknownVersion)
+        );
+        let none = Signed {
+            method: "POST",
+            uri: URI,
+            body: b"",
+            v3: None,
+            timestamp: None,
+            legacy: None,
+            version: None,
+        };
         assert_eq!(verify(&none, &ok, NOW), Err(SignatureError::Missing));
-        assert_eq!(verify(&legacy(V1, None), &[], NOW), Err(SignatureError::NotConfigured));
+        assert_eq!(
+            verify(&legacy(V1, None), &[], NOW),
+            Err(SignatureError::NotConfigured)
+        );
     }
 
     #[test]
     fn encoded_characters_in_the_uri_are_decoded_before_signing() {
         let encoded = "https://hooks.example.com/v1/webhooks/hubspot%3Fat%3A1%40x";
         let plain = "https://hooks.example.com/v1/webhooks/hubspot?at:1@x";
-        assert_eq!(v3_signature(SECRET, "POST", encoded, b"", TS), v3_signature(SECRET, "POST", plain, b"", TS));
+        assert_eq!(
+            v3_signature(SECRET, "POST", encoded, b"", TS),
+            v3_signature(SECRET, "POST", plain, b"", TS)
+        );
     }
 }

@@ -53,7 +53,11 @@ pub struct AppEvent {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum WebhookError {
     #[error("malformed JSON at line {line}, column {column}: {message}")]
-    Malformed { line: usize, column: usize, message: String },
+    Malformed {
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("event {index}: {message}")]
     InvalidEvent { index: usize, message: String },
     #[error("{0} events in one request; HubSpot sends at most 100")]
@@ -78,20 +82,28 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<AppEvent>, WebhookError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(WebhookError::Empty);
     }
-    let raw: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed {
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
-    })?;
+    let raw: Vec<serde_json::Value> =
+        serde_json::from_slice(body).map_err(|e| WebhookError::Malformed {
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?;
     if raw.len() > MAX_BATCH {
         return Err(WebhookError::TooMany(raw.len()));
     }
     raw.into_iter()
         .enumerate()
         .map(|(index, v)| {
-            let ev: AppEvent = serde_json::from_value(v).map_err(|e| WebhookError::InvalidEvent { index, message: e.to_string() })?;
+            let ev: AppEvent =
+                serde_json::from_value(v).map_err(|e| WebhookError::InvalidEvent {
+                    index,
+                    message: e.to_string(),
+                })?;
             if ev.subscription_type.is_empty() || ev.subscription_type.len() > 100 {
-                return Err(WebhookError::InvalidEvent { index, message: "subscriptionType is empty or too long".into() });
+                return Err(WebhookError::InvalidEvent {
+                    index,
+                    message: "subscriptionType is empty or too long".into(),
+                });
             }
             Ok(ev)
         })
@@ -124,7 +136,9 @@ impl AppEvent {
             self.association_type.clone().unwrap_or_default(),
             opt(self.from_object_id),
             opt(self.to_object_id),
-            self.association_removed.map(|b| b.to_string()).unwrap_or_default(),
+            self.association_removed
+                .map(|b| b.to_string())
+                .unwrap_or_default(),
             opt(self.primary_object_id),
             merged,
             opt(self.new_object_id),
@@ -147,20 +161,30 @@ mod tests {
     use super::*;
 
     fn ev(json: &str) -> AppEvent {
-        parse_batch(format!("[{json}]").as_bytes()).unwrap().remove(0)
+        parse_batch(format!("[{json}]").as_bytes())
+            .unwrap()
+            .remove(0)
     }
 
     #[test]
     fn retries_share_a_key_even_with_new_attempt_numbers_and_event_ids() {
-        let a = ev(r#"{"eventId":1,"portalId":7,"occurredAt":100,"subscriptionType":"ticket.creation","attemptNumber":0,"objectId":9}"#);
-        let b = ev(r#"{"eventId":555,"portalId":7,"occurredAt":100,"subscriptionType":"ticket.creation","attemptNumber":3,"objectId":9}"#);
+        let a = ev(
+            r#"{"eventId":1,"portalId":7,"occurredAt":100,"subscriptionType":"ticket.creation","attemptNumber":0,"objectId":9}"#,
+        );
+        let b = ev(
+            r#"{"eventId":555,"portalId":7,"occurredAt":100,"subscriptionType":"ticket.creation","attemptNumber":3,"objectId":9}"#,
+        );
         assert_eq!(a.idempotency_key(), b.idempotency_key());
     }
 
     #[test]
     fn distinct_changes_with_the_same_event_id_get_distinct_keys() {
-        let a = ev(r#"{"eventId":1,"portalId":7,"occurredAt":100,"subscriptionType":"ticket.propertyChange","objectId":9,"propertyName":"hs_pipeline_stage","propertyValue":"2"}"#);
-        let b = ev(r#"{"eventId":1,"portalId":7,"occurredAt":100,"subscriptionType":"ticket.propertyChange","objectId":9,"propertyName":"hs_pipeline_stage","propertyValue":"4"}"#);
+        let a = ev(
+            r#"{"eventId":1,"portalId":7,"occurredAt":100,"subscriptionType":"ticket.propertyChange","objectId":9,"propertyName":"hs_pipeline_stage","propertyValue":"2"}"#,
+        );
+        let b = ev(
+            r#"{"eventId":1,"portalId":7,"occurredAt":100,"subscriptionType":"ticket.propertyChange","objectId":9,"propertyName":"hs_pipeline_stage","propertyValue":"4"}"#,
+        );
         assert_ne!(a.idempotency_key(), b.idempotency_key());
     }
 
@@ -168,9 +192,21 @@ mod tests {
     fn bad_batches_are_refused_with_a_reason() {
         assert_eq!(parse_batch(b"").unwrap_err().code(), "empty_body");
         assert_eq!(parse_batch(b"[{").unwrap_err().code(), "malformed_json");
-        assert_eq!(parse_batch(br#"[{"portalId":"x"}]"#).unwrap_err().code(), "invalid_webhook_event");
-        assert_eq!(parse_batch(br#"{"portalId":1}"#).unwrap_err().code(), "malformed_json");
-        let many = format!("[{}]", vec![r#"{"portalId":1,"occurredAt":1,"subscriptionType":"a.b"}"#; 101].join(","));
-        assert_eq!(parse_batch(many.as_bytes()).unwrap_err().code(), "too_many_events");
+        assert_eq!(
+            parse_batch(br#"[{"portalId":"x"}]"#).unwrap_err().code(),
+            "invalid_webhook_event"
+        );
+        assert_eq!(
+            parse_batch(br#"{"portalId":1}"#).unwrap_err().code(),
+            "malformed_json"
+        );
+        let many = format!(
+            "[{}]",
+            vec![r#"{"portalId":1,"occurredAt":1,"subscriptionType":"a.b"}"#; 101].join(",")
+        );
+        assert_eq!(
+            parse_batch(many.as_bytes()).unwrap_err().code(),
+            "too_many_events"
+        );
     }
 }

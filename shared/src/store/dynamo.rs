@@ -905,3 +905,320 @@ impl LedgerStore for DynamoStore {
         }
     }
 }
+
+#[derive(Serialize, Deserialize)]
+struct PortalItem {
+    pk: String,
+    sk: String,
+    tenant: TenantId,
+    portal: u64,
+}
+
+impl DynamoStore {
+    /// Maps a HubSpot portal (account) id to a tenant.
+    pub async fn map_portal(&self, portal: u64, tenant: &TenantId) -> Result<(), AdminError> {
+        if !self.tenant_exists(tenant).await? {
+            return Err(AdminError::NoSuchTenant(tenant.clone()));
+        }
+        let item = PortalItem {
+            pk: keys::hubspot_portal_pk(portal),
+            sk: keys::HUBSPOT_PORTAL_SK.into(),
+            tenant: tenant.clone(),
+            portal,
+        };
+        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("portal", e))?;
+        self.put("map_portal", item, None).await?;
+        Ok(())
+    }
+
+    async fn delete(
+        &self,
+        op: &'static str,
+        pk: String,
+        sk: String,
+        condition: Option<(&str, &str, AttributeValue)>,
+    ) -> Result<(), StoreError> {
+        let mut req = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk));
+        if let Some((expr, name, value)) = condition {
+            req = req
+                .condition_expression(expr)
+                .expression_attribute_values(name, value);
+        }
+        self.meter.request();
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(svc(op, e)),
+        }
+    }
+}
+
+#[async_trait]
+impl super::PortalDirectory for DynamoStore {
+    async fn tenant_for_portal(&self, portal: u64) -> Result<Option<TenantId>, StoreError> {
+        let pk = keys::hubspot_portal_pk(portal);
+        match self
+            .get(
+                "tenant_for_portal",
+                pk.clone(),
+                keys::HUBSPOT_PORTAL_SK,
+                false,
+            )
+            .await?
+        {
+            None => Ok(None),
+            Some(item) => Ok(Some(
+                serde_dynamo::from_item::<_, PortalItem>(item)
+                    .map_err(|e| corrupt(&pk, e))?
+                    .tenant,
+            )),
+        }
+    }
+
+    async fn record_unknown_portal(&self, portal: u64, events: usize) -> Result<(), StoreError> {
+        let day = Utc::now().format("%Y-%m-%d").to_string();
+        self.meter.request();
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("HUBSPOT#UNKNOWN_PORTAL#{portal}")))
+            .key("sk", s(day))
+            .update_expression("ADD refused :n")
+            .expression_attribute_values(":n", n(events))
+            .send()
+            .await
+            .map_err(|e| svc("record_unknown_portal", e))?;
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CompanyLink {
+    pk: String,
+    sk: String,
+    company: u64,
+}
+
+#[async_trait]
+impl crate::hubspot::processor::IdentityStore for DynamoStore {
+    async fn company_of(
+        &self,
+        t: &TenantId,
+        o: &crate::hubspot::attribution::ObjectRef,
+    ) -> Result<Option<u64>, StoreError> {
+        let pk = keys::hubspot_object_pk(t, &o.kind, o.id);
+        match self
+            .get("company_of", pk.clone(), keys::HUBSPOT_COMPANY_SK, true)
+            .await?
+        {
+            None => Ok(None),
+            Some(item) => Ok(Some(
+                serde_dynamo::from_item::<_, CompanyLink>(item)
+                    .map_err(|e| corrupt(&pk, e))?
+                    .company,
+            )),
+        }
+    }
+
+    async fn associate(
+        &self,
+        t: &TenantId,
+        o: &crate::hubspot::attribution::ObjectRef,
+        company: u64,
+    ) -> Result<(), StoreError> {
+        let item = CompanyLink {
+            pk: keys::hubspot_object_pk(t, &o.kind, o.id),
+            sk: keys::HUBSPOT_COMPANY_SK.into(),
+            company,
+        };
+        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("company link", e))?;
+        self.put("associate", item, None).await.map(|_| ())
+    }
+
+    async fn dissociate(
+        &self,
+        t: &TenantId,
+        o: &crate::hubspot::attribution::ObjectRef,
+        company: u64,
+    ) -> Result<(), StoreError> {
+        self.delete(
+            "dissociate",
+            keys::hubspot_object_pk(t, &o.kind, o.id),
+            keys::HUBSPOT_COMPANY_SK.into(),
+            Some(("company = :c", ":c", n(company))),
+        )
+        .await
+    }
+
+    async fn merge_company(&self, t: &TenantId, merged: u64, into: u64) -> Result<(), StoreError> {
+        let item = CompanyLink {
+            pk: keys::hubspot_object_pk(t, "company", merged),
+            sk: keys::HUBSPOT_MERGED_SK.into(),
+            company: into,
+        };
+        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("merge", e))?;
+        self.put("merge_company", item, None).await.map(|_| ())
+    }
+
+    async fn survivor(&self, t: &TenantId, company: u64) -> Result<u64, StoreError> {
+        let mut current = company;
+        // Merge chains are short; the bound also stops a cycle.
+        for _ in 0..8 {
+            let pk = keys::hubspot_object_pk(t, "company", current);
+            match self
+                .get("survivor", pk.clone(), keys::HUBSPOT_MERGED_SK, true)
+                .await?
+            {
+                Some(item) => {
+                    current = serde_dynamo::from_item::<_, CompanyLink>(item)
+                        .map_err(|e| corrupt(&pk, e))?
+                        .company
+                }
+                None => break,
+            }
+        }
+        Ok(current)
+    }
+
+    async fn hold(
+        &self,
+        t: &TenantId,
+        o: &crate::hubspot::attribution::ObjectRef,
+        held: &crate::hubspot::processor::Held,
+    ) -> Result<(), StoreError> {
+        let item = DataItem {
+            pk: keys::hubspot_object_pk(t, &o.kind, o.id),
+            sk: format!("{}{}", keys::HUBSPOT_PENDING_PREFIX, held.event.id),
+            data: held,
+        };
+        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("held event", e))?;
+        self.put("hold", item, None).await.map(|_| ())
+    }
+
+    async fn held(
+        &self,
+        t: &TenantId,
+        o: &crate::hubspot::attribution::ObjectRef,
+    ) -> Result<Vec<crate::hubspot::processor::Held>, StoreError> {
+        let pk = keys::hubspot_object_pk(t, &o.kind, o.id);
+        let items = self
+            .query_all(
+                "held",
+                pk.clone(),
+                Some((
+                    keys::HUBSPOT_PENDING_PREFIX.to_owned(),
+                    format!("{}~", keys::HUBSPOT_PENDING_PREFIX),
+                )),
+            )
+            .await?;
+        items
+            .into_iter()
+            .map(|i| {
+                serde_dynamo::from_item::<_, DataItem<crate::hubspot::processor::Held>>(i)
+                    .map(|d| d.data)
+                    .map_err(|e| corrupt(&pk, e))
+            })
+            .collect()
+    }
+
+    async fn release(
+        &self,
+        t: &TenantId,
+        o: &crate::hubspot::attribution::ObjectRef,
+        ids: &[crate::ids::EventId],
+    ) -> Result<(), StoreError> {
+        for id in ids {
+            self.delete(
+                "release",
+                keys::hubspot_object_pk(t, &o.kind, o.id),
+                format!("{}{id}", keys::HUBSPOT_PENDING_PREFIX),
+                None,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn record_unmapped(
+        &self,
+        t: &TenantId,
+        ev: &crate::hubspot::webhook::AppEvent,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let day = DateTime::from_timestamp_millis(ev.occurred_at)
+            .unwrap_or_else(Utc::now)
+            .date_naive();
+        let item: Item = HashMap::from([
+            ("pk".to_owned(), s(keys::hubspot_unmapped_pk(t, day))),
+            ("sk".to_owned(), s(ev.idempotency_key())),
+            (
+                "subscription_type".to_owned(),
+                s(ev.subscription_type.chars().take(100).collect::<String>()),
+            ),
+            (
+                "reason".to_owned(),
+                s(reason.chars().take(300).collect::<String>()),
+            ),
+            (
+                "expires_at".to_owned(),
+                n((Utc::now() + chrono::Duration::days(400)).timestamp()),
+            ),
+        ]);
+        self.put("record_unmapped", item, None).await.map(|_| ())
+    }
+
+    async fn mapping_rules(
+        &self,
+        t: &TenantId,
+    ) -> Result<Option<Vec<crate::hubspot::mapping::MappingRule>>, StoreError> {
+        let pk = keys::tenant_pk(t);
+        match self
+            .get("mapping_rules", pk.clone(), keys::HUBSPOT_RULES_SK, false)
+            .await?
+        {
+            None => Ok(None),
+            Some(item) => Ok(Some(
+                serde_dynamo::from_item::<_, DataItem<Vec<crate::hubspot::mapping::MappingRule>>>(
+                    item,
+                )
+                .map_err(|e| corrupt(&pk, e))?
+                .data,
+            )),
+        }
+    }
+}
+
+impl DynamoStore {
+    /// Replaces a tenant's HubSpot mapping rules.
+    pub async fn put_mapping_rules(
+        &self,
+        t: &TenantId,
+        rules: &[crate::hubspot::mapping::MappingRule],
+    ) -> Result<(), StoreError> {
+        let item = DataItem {
+            pk: keys::tenant_pk(t),
+            sk: keys::HUBSPOT_RULES_SK.to_owned(),
+            data: rules,
+        };
+        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("mapping rules", e))?;
+        self.put("put_mapping_rules", item, None).await.map(|_| ())
+    }
+
+    /// Counts HubSpot changes no rule mapped on a day (for audits and tests).
+    pub async fn unmapped_count(&self, t: &TenantId, day: NaiveDate) -> Result<usize, StoreError> {
+        Ok(self
+            .query_all("unmapped_count", keys::hubspot_unmapped_pk(t, day), None)
+            .await?
+            .len())
+    }
+}

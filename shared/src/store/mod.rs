@@ -39,6 +39,14 @@ pub trait Directory: Send + Sync {
     async fn tenant_policy(&self, tenant: &TenantId) -> Result<Option<TenantPolicy>, StoreError>;
 }
 
+/// HubSpot portal (account) id -> tenant.
+#[async_trait]
+pub trait PortalDirectory: Send + Sync {
+    async fn tenant_for_portal(&self, portal: u64) -> Result<Option<TenantId>, StoreError>;
+    /// Records refused events of a portal no tenant claims (visible to operators).
+    async fn record_unknown_portal(&self, portal: u64, events: usize) -> Result<(), StoreError>;
+}
+
 /// A page of results and the opaque cursor for the next one.
 #[derive(Debug, Clone)]
 pub struct Page<T> {

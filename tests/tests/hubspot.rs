@@ -1,0 +1,201 @@
+//! HubSpot webhooks end to end: signed batches in, attributed usage counted once.
+
+use e2e::{decode, total, TestStack, HUBSPOT_OLD_SECRET, HUBSPOT_SECRET};
+use serde_json::{json, Value};
+use shared::hubspot::signature::v3_signature;
+
+const PORTAL: u64 = 62515;
+const URI: &str = "https://hooks.example.com/v1/webhooks/hubspot";
+
+async fn stack() -> TestStack {
+    let t = TestStack::fresh().await;
+    t.stack
+        .store
+        .map_portal(PORTAL, &t.tenant)
+        .await
+        .expect("portal");
+    t
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+async fn post_signed(
+    t: &TestStack,
+    body: &str,
+    secret: &str,
+    ts: i64,
+    tamper: Option<&str>,
+) -> (u16, Value) {
+    let ts = ts.to_string();
+    let sig = v3_signature(secret, "POST", URI, body.as_bytes(), &ts);
+    let sent = tamper.unwrap_or(body);
+    let req = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/v1/webhooks/hubspot")
+        .header("content-type", "application/json")
+        .header("x-hubspot-signature-v3", sig)
+        .header("x-hubspot-request-timestamp", ts)
+        .body(lambda_http::Body::Binary(sent.as_bytes().to_vec()))
+        .unwrap();
+    decode(t.stack.ingest.handle(req).await)
+}
+
+async fn post(t: &TestStack, events: &[Value]) -> (u16, Value) {
+    post_signed(
+        t,
+        &json!(events).to_string(),
+        HUBSPOT_SECRET,
+        now_ms(),
+        None,
+    )
+    .await
+}
+
+fn ticket_created(event_id: u64, ticket: u64, occurred: i64, attempt: u32) -> Value {
+    json!({"eventId": event_id, "subscriptionId": 11, "portalId": PORTAL, "appId": 77, "occurredAt": occurred,
+           "subscriptionType": "ticket.creation", "attemptNumber": attempt, "objectId": ticket, "changeSource": "CRM_UI"})
+}
+
+fn ticket_to_company(ticket: u64, company: u64, occurred: i64) -> Value {
+    json!({"eventId": 9_000_000 + ticket, "subscriptionId": 12, "portalId": PORTAL, "appId": 77, "occurredAt": occurred,
+           "subscriptionType": "ticket.associationChange", "attemptNumber": 0, "associationType": "TICKET_TO_COMPANY",
+           "fromObjectId": ticket, "toObjectId": company, "associationRemoved": false, "isPrimaryAssociation": true})
+}
+
+async fn tickets_opened(t: &TestStack, account: &str) -> (String, i64) {
+    let (s, v) = t
+        .call(
+            "GET",
+            &format!("/v1/accounts/{account}/usage?meter=tickets_opened"),
+            None,
+        )
+        .await;
+    if s == 404 {
+        return ("0".into(), 0);
+    }
+    total(&v)
+}
+
+#[tokio::test]
+async fn a_hundred_event_batch_with_retries_and_reused_event_ids_is_counted_once() {
+    let t = stack().await;
+    let base = now_ms() - 60_000;
+    let links: Vec<Value> = (1..=100).map(|i| ticket_to_company(i, 500, base)).collect();
+    assert_eq!(post(&t, &links).await.0, 200);
+    // 100 distinct ticket creations; HubSpot reuses eventId 1 for all of them.
+    let batch: Vec<Value> = (1..=100)
+        .map(|i| ticket_created(1, i, base + i as i64, 0))
+        .collect();
+    let (status, out) = post(&t, &batch).await;
+    assert_eq!(
+        (status, out["received"].as_u64()),
+        (200, Some(100)),
+        "{out}"
+    );
+    // HubSpot retries the whole batch (new attempt numbers), twice.
+    let retry: Vec<Value> = (1..=100)
+        .map(|i| ticket_created(1, i, base + i as i64, 1))
+        .collect();
+    post(&t, &retry).await;
+    post(&t, &retry).await;
+    t.drain().await;
+    assert_eq!(tickets_opened(&t, "500").await, ("100".into(), 100));
+}
+
+#[tokio::test]
+async fn a_ticket_created_before_its_association_is_held_then_counted_once() {
+    let t = stack().await;
+    let at = now_ms() - 30_000;
+    post(&t, &[ticket_created(5, 77, at, 0)]).await;
+    t.drain().await;
+    assert_eq!(
+        tickets_opened(&t, "900").await,
+        ("0".into(), 0),
+        "held, not guessed"
+    );
+    post(&t, &[ticket_to_company(77, 900, at + 10)]).await;
+    t.drain().await;
+    assert_eq!(tickets_opened(&t, "900").await, ("1".into(), 1));
+    // The association and the creation arrive again (retries): nothing changes.
+    post(
+        &t,
+        &[
+            ticket_to_company(77, 900, at + 10),
+            ticket_created(5, 77, at, 2),
+        ],
+    )
+    .await;
+    t.drain().await;
+    assert_eq!(tickets_opened(&t, "900").await, ("1".into(), 1));
+}
+
+#[tokio::test]
+async fn usage_of_a_merged_company_moves_to_the_surviving_company() {
+    let t = stack().await;
+    let at = now_ms() - 30_000;
+    let merge = json!({"eventId": 3, "portalId": PORTAL, "occurredAt": at, "subscriptionType": "company.merge",
+                       "objectId": 500, "primaryObjectId": 500, "mergedObjectIds": [500, 600]});
+    post(&t, &[ticket_to_company(31, 600, at), merge]).await;
+    post(&t, &[ticket_created(8, 31, at + 5, 0)]).await;
+    t.drain().await;
+    assert_eq!(tickets_opened(&t, "500").await, ("1".into(), 1));
+    assert_eq!(tickets_opened(&t, "600").await, ("0".into(), 0));
+}
+
+#[tokio::test]
+async fn changes_no_rule_maps_are_counted_as_unmapped_not_dropped() {
+    let t = stack().await;
+    let at = now_ms() - 30_000;
+    let deals: Vec<Value> = (1..=3)
+        .map(|i| json!({"eventId": i, "portalId": PORTAL, "occurredAt": at + i as i64, "subscriptionType": "deal.creation", "objectId": 40 + i}))
+        .collect();
+    post(&t, &deals).await;
+    t.drain().await;
+    let day = chrono::DateTime::from_timestamp_millis(at)
+        .unwrap()
+        .date_naive();
+    assert_eq!(
+        t.stack.store.unmapped_count(&t.tenant, day).await.unwrap(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn bad_signatures_and_unknown_portals_are_refused_and_nothing_is_queued() {
+    let t = stack().await;
+    let body = json!([ticket_created(1, 1, now_ms(), 0)]).to_string();
+    let code = |r: &(u16, Value)| (r.0, r.1["error"]["code"].as_str().map(str::to_owned));
+    let tampered = body.replace("\"objectId\":1", "\"objectId\":2");
+    assert_eq!(
+        code(&post_signed(&t, &body, HUBSPOT_SECRET, now_ms(), Some(&tampered)).await),
+        (401, Some("invalid_signature".into()))
+    );
+    assert_eq!(
+        code(&post_signed(&t, &body, "wrong-secret", now_ms(), None).await),
+        (401, Some("invalid_signature".into()))
+    );
+    assert_eq!(
+        code(&post_signed(&t, &body, HUBSPOT_SECRET, now_ms() - 6 * 60_000, None).await),
+        (401, Some("expired_timestamp".into()))
+    );
+    let unsigned = t.request("POST", "/v1/webhooks/hubspot", None, Some(body.as_bytes()));
+    assert_eq!(
+        code(&decode(t.stack.ingest.handle(unsigned).await)),
+        (401, Some("missing_signature".into()))
+    );
+    assert_eq!(t.queue_depth("EventsQueue").await, 0);
+    // The previous secret still works during a rotation.
+    assert_eq!(
+        post_signed(&t, &body, HUBSPOT_OLD_SECRET, now_ms(), None)
+            .await
+            .0,
+        200
+    );
+    let other = json!([{"eventId": 1, "portalId": 999, "occurredAt": now_ms(), "subscriptionType": "ticket.creation", "objectId": 1}]).to_string();
+    assert_eq!(
+        code(&post_signed(&t, &other, HUBSPOT_SECRET, now_ms(), None).await),
+        (403, Some("unknown_portal".into()))
+    );
+}
