@@ -199,3 +199,42 @@ async fn bad_signatures_and_unknown_portals_are_refused_and_nothing_is_queued() 
         (403, Some("unknown_portal".into()))
     );
 }
+
+#[tokio::test]
+async fn tenant_mapping_rules_are_managed_through_the_api_and_applied_to_webhooks() {
+    let t = stack().await;
+    let (s, defaults) = t.call("GET", "/v1/hubspot/mappings", None).await;
+    assert_eq!((s, defaults["source"].as_str()), (200, Some("defaults")));
+    let rules = json!({"rules": [{"subscription_type": "company.propertyChange", "property_name": "seats_used",
+        "meter": "seats_active", "quantity": "property_value", "stage": "delivered", "service_line": "platform"}]});
+    let (s, saved) = t
+        .call("PUT", "/v1/hubspot/mappings", Some(&rules.to_string()))
+        .await;
+    assert_eq!(
+        (s, saved["source"].as_str()),
+        (200, Some("tenant")),
+        "{saved}"
+    );
+    let bad = json!({"rules": [{"subscription_type": "company.propertyChange", "meter": "no_such_meter",
+        "quantity": {"constant": "1"}, "stage": "delivered", "service_line": "platform"}]});
+    let (s, err) = t
+        .call("PUT", "/v1/hubspot/mappings", Some(&bad.to_string()))
+        .await;
+    assert_eq!(
+        (s, err["error"]["code"].as_str()),
+        (400, Some("unknown_meter"))
+    );
+
+    let change = json!({"eventId": 4, "portalId": PORTAL, "occurredAt": now_ms() - 1000, "subscriptionType": "company.propertyChange",
+                        "objectId": 700, "propertyName": "seats_used", "propertyValue": "42"});
+    post(&t, &[change]).await;
+    t.drain().await;
+    let (_, usage) = t
+        .call("GET", "/v1/accounts/700/usage?meter=seats_active", None)
+        .await;
+    assert_eq!(
+        total(&usage),
+        ("42".into(), 1),
+        "company events attribute to the company itself"
+    );
+}

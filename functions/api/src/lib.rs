@@ -11,7 +11,7 @@ use shared::definition::definition_from_body;
 use shared::http::{authenticate, body_bytes, error, json, query_pairs, ApiError};
 use shared::ids::{AccountId, MeterName, Segment, TenantId};
 use shared::keys::Scope;
-use shared::store::{AccountStore, DefinitionStore, Directory, UsageReader};
+use shared::store::{AccountStore, DefinitionStore, Directory, MappingStore, UsageReader};
 use shared::usage::{summarize, UsageQuery};
 use std::sync::Arc;
 
@@ -26,6 +26,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/definitions"),
     ("GET", "/v1/definitions/{meter}"),
     ("PUT", "/v1/definitions/{meter}"),
+    ("GET", "/v1/hubspot/mappings"),
+    ("PUT", "/v1/hubspot/mappings"),
 ];
 
 /// Largest admin request body.
@@ -36,6 +38,7 @@ pub struct Api {
     pub accounts: Arc<dyn AccountStore>,
     pub usage: Arc<dyn UsageReader>,
     pub definitions: Arc<dyn DefinitionStore>,
+    pub mappings: Arc<dyn MappingStore>,
     /// Maps a request path to its route template.
     router: matchit::Router<&'static str>,
 }
@@ -43,7 +46,7 @@ pub struct Api {
 impl Api {
     pub fn new<S>(store: Arc<S>) -> Self
     where
-        S: Directory + AccountStore + UsageReader + DefinitionStore + 'static,
+        S: Directory + AccountStore + UsageReader + DefinitionStore + MappingStore + 'static,
     {
         let mut router = matchit::Router::new();
         for (_, p) in ROUTES {
@@ -52,6 +55,7 @@ impl Api {
             let _ = router.insert(*p, *p);
         }
         Self {
+            mappings: store.clone(),
             directory: store.clone(),
             accounts: store.clone(),
             usage: store.clone(),
@@ -127,6 +131,8 @@ impl Api {
             ("GET", "/v1/definitions/{meter}") => {
                 self.get_definition(&tenant, &param("meter")).await
             }
+            ("GET", "/v1/hubspot/mappings") => self.get_mappings(&tenant).await,
+            ("PUT", "/v1/hubspot/mappings") => self.put_mappings(&tenant, &req).await,
             ("PUT", "/v1/definitions/{meter}") => {
                 self.put_definition(&tenant, &param("meter"), &req).await
             }
@@ -292,6 +298,36 @@ impl Api {
         self.definitions.put_definition(tenant, &def).await?;
         tracing::info!(tenant = %tenant, meter = %def.meter, "definition saved");
         Ok(json(if existing.is_some() { 200 } else { 201 }, &def))
+    }
+}
+
+impl Api {
+    async fn get_mappings(&self, tenant: &TenantId) -> Result<Response<Body>, ApiError> {
+        let (rules, source) = match self.mappings.get_mapping_rules(tenant).await? {
+            Some(r) => (r, "tenant"),
+            None => (shared::hubspot::mapping::default_rules(), "defaults"),
+        };
+        Ok(json(200, &json!({"rules": rules, "source": source})))
+    }
+
+    async fn put_mappings(
+        &self,
+        tenant: &TenantId,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let defined: std::collections::HashSet<MeterName> = self
+            .definitions
+            .list_definitions(tenant)
+            .await?
+            .into_iter()
+            .filter(|d| d.status != shared::event::DefinitionStatus::Deleted)
+            .map(|d| d.meter)
+            .collect();
+        let rules =
+            shared::hubspot::mapping::rules_from_body(body_bytes(req), &|m| defined.contains(m))?;
+        self.mappings.put_mapping_rules(tenant, &rules).await?;
+        tracing::info!(tenant = %tenant, rules = rules.len(), "HubSpot mapping rules replaced");
+        Ok(json(200, &json!({"rules": rules, "source": "tenant"})))
     }
 }
 

@@ -140,6 +140,93 @@ pub fn map_event<'a>(rules: &'a [MappingRule], ev: &AppEvent) -> Mapped<'a> {
     }
 }
 
+/// Most rules one tenant may have.
+pub const MAX_RULES: usize = 200;
+
+/// Validates a `PUT /v1/hubspot/mappings` body (`{"rules": [...]}`) against the
+/// tenant's defined meters.
+pub fn rules_from_body(
+    body: &[u8],
+    defined: &dyn Fn(&MeterName) -> bool,
+) -> Result<Vec<MappingRule>, crate::input::InputError> {
+    use crate::input::input_error;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        rules: Vec<MappingRule>,
+    }
+    let parsed: Body = serde_json::from_slice(body).map_err(|e| {
+        input_error(
+            "invalid_mapping",
+            format!(
+                "rules could not be read (line {}, column {}): {e}",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    if parsed.rules.len() > MAX_RULES {
+        return Err(input_error(
+            "invalid_mapping",
+            format!("{} rules; at most {MAX_RULES}", parsed.rules.len()),
+        ));
+    }
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 100
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    };
+    for (i, r) in parsed.rules.iter().enumerate() {
+        if !plain(&r.subscription_type) || !r.subscription_type.contains('.') {
+            return Err(input_error(
+                "invalid_mapping",
+                format!(
+                    "rule {i}: subscription_type '{}' is not like 'ticket.creation'",
+                    r.subscription_type
+                ),
+            ));
+        }
+        if r.object_type_id.as_deref().is_some_and(|t| !plain(t))
+            || r.property_name.as_deref().is_some_and(|p| !plain(p))
+        {
+            return Err(input_error(
+                "invalid_mapping",
+                format!(
+                    "rule {i}: object_type_id or property_name has characters that are not allowed"
+                ),
+            ));
+        }
+        if r.property_values.len() > 50 || r.property_values.iter().any(|v| v.len() > 200) {
+            return Err(input_error(
+                "invalid_mapping",
+                format!("rule {i}: too many or too long property_values"),
+            ));
+        }
+        if (!r.property_values.is_empty() || r.quantity == QuantityRule::PropertyValue)
+            && r.property_name.is_none()
+        {
+            return Err(input_error("invalid_mapping", format!("rule {i}: property_values and quantity from property_value need a property_name")));
+        }
+        if matches!(r.quantity, QuantityRule::Constant(q) if q.is_sign_negative()) {
+            return Err(input_error(
+                "invalid_mapping",
+                format!("rule {i}: a constant quantity must not be negative"),
+            ));
+        }
+        if !defined(&r.meter) {
+            return Err(input_error(
+                "unknown_meter",
+                format!(
+                    "rule {i}: meter '{}' is not defined for this tenant",
+                    r.meter
+                ),
+            ));
+        }
+    }
+    Ok(parsed.rules)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +279,23 @@ mod tests {
         assert_eq!(
             map_event(&rules, &ev("deal.creation", None, None)),
             Mapped::Unmapped
+        );
+    }
+
+    #[test]
+    fn mapping_rule_bodies_are_validated() {
+        let all = |_: &MeterName| true;
+        let ok = br#"{"rules":[{"subscription_type":"ticket.creation","meter":"tickets_opened","quantity":{"constant":"1"},"stage":"requested","service_line":"support"}]}"#;
+        assert_eq!(rules_from_body(ok, &all).unwrap().len(), 1);
+        let bad = |b: &[u8]| rules_from_body(b, &all).unwrap_err().code;
+        assert_eq!(bad(b"{"), "invalid_mapping");
+        assert_eq!(bad(br#"{"rules":[{"subscription_type":"ticket","meter":"tickets_opened","quantity":{"constant":"1"},"stage":"requested","service_line":"support"}]}"#), "invalid_mapping");
+        assert_eq!(bad(br#"{"rules":[{"subscription_type":"ticket.creation","meter":"tickets_opened","quantity":"property_value","stage":"requested","service_line":"support"}]}"#), "invalid_mapping");
+        assert_eq!(bad(br#"{"rules":[{"subscription_type":"ticket.creation","meter":"Bad","quantity":{"constant":"1"},"stage":"requested","service_line":"support"}]}"#), "invalid_mapping");
+        let none = |_: &MeterName| false;
+        assert_eq!(
+            rules_from_body(ok, &none).unwrap_err().code,
+            "unknown_meter"
         );
     }
 

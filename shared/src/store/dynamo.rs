@@ -1181,6 +1181,26 @@ impl crate::hubspot::processor::IdentityStore for DynamoStore {
         &self,
         t: &TenantId,
     ) -> Result<Option<Vec<crate::hubspot::mapping::MappingRule>>, StoreError> {
+        super::MappingStore::get_mapping_rules(self, t).await
+    }
+}
+
+impl DynamoStore {
+    /// Counts HubSpot changes no rule mapped on a day (for audits and tests).
+    pub async fn unmapped_count(&self, t: &TenantId, day: NaiveDate) -> Result<usize, StoreError> {
+        Ok(self
+            .query_all("unmapped_count", keys::hubspot_unmapped_pk(t, day), None)
+            .await?
+            .len())
+    }
+}
+
+#[async_trait]
+impl super::MappingStore for DynamoStore {
+    async fn get_mapping_rules(
+        &self,
+        t: &TenantId,
+    ) -> Result<Option<Vec<crate::hubspot::mapping::MappingRule>>, StoreError> {
         let pk = keys::tenant_pk(t);
         match self
             .get("mapping_rules", pk.clone(), keys::HUBSPOT_RULES_SK, false)
@@ -1196,11 +1216,8 @@ impl crate::hubspot::processor::IdentityStore for DynamoStore {
             )),
         }
     }
-}
 
-impl DynamoStore {
-    /// Replaces a tenant's HubSpot mapping rules.
-    pub async fn put_mapping_rules(
+    async fn put_mapping_rules(
         &self,
         t: &TenantId,
         rules: &[crate::hubspot::mapping::MappingRule],
@@ -1212,13 +1229,5 @@ impl DynamoStore {
         };
         let item = serde_dynamo::to_item(item).map_err(|e| corrupt("mapping rules", e))?;
         self.put("put_mapping_rules", item, None).await.map(|_| ())
-    }
-
-    /// Counts HubSpot changes no rule mapped on a day (for audits and tests).
-    pub async fn unmapped_count(&self, t: &TenantId, day: NaiveDate) -> Result<usize, StoreError> {
-        Ok(self
-            .query_all("unmapped_count", keys::hubspot_unmapped_pk(t, day), None)
-            .await?
-            .len())
     }
 }

@@ -47,6 +47,20 @@ pub trait PortalDirectory: Send + Sync {
     async fn record_unknown_portal(&self, portal: u64, events: usize) -> Result<(), StoreError>;
 }
 
+/// Per-tenant HubSpot mapping rules (absent: the defaults apply).
+#[async_trait]
+pub trait MappingStore: Send + Sync {
+    async fn get_mapping_rules(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<Vec<crate::hubspot::mapping::MappingRule>>, StoreError>;
+    async fn put_mapping_rules(
+        &self,
+        tenant: &TenantId,
+        rules: &[crate::hubspot::mapping::MappingRule],
+    ) -> Result<(), StoreError>;
+}
+
 /// A page of results and the opaque cursor for the next one.
 #[derive(Debug, Clone)]
 pub struct Page<T> {
