@@ -210,3 +210,41 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod no_panic {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_parser(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(events) = parse_batch(&bytes) {
+                for e in events {
+                    let _ = e.idempotency_key();
+                    let _ = crate::hubspot::attribution::facts(&e);
+                    let _ = crate::hubspot::attribution::subject(&e);
+                }
+            }
+        }
+
+        #[test]
+        fn json_shaped_garbage_never_panics_the_parser(
+            portal in any::<i64>(), occurred in any::<i64>(), sub in "[a-z]{0,8}\\.?[a-zA-Z]{0,12}",
+            obj in proptest::option::of(any::<u64>()), from in proptest::option::of(any::<u64>()),
+            assoc in proptest::option::of("[A-Z_]{0,20}"), merged in proptest::option::of(prop::collection::vec(any::<u64>(), 0..4)),
+        ) {
+            let body = serde_json::json!([{"portalId": portal, "occurredAt": occurred, "subscriptionType": sub, "objectId": obj,
+                "fromObjectId": from, "toObjectId": obj, "associationType": assoc, "mergedObjectIds": merged, "primaryObjectId": obj}]);
+            if let Ok(events) = parse_batch(body.to_string().as_bytes()) {
+                for e in events {
+                    let _ = e.idempotency_key();
+                    let _ = crate::hubspot::attribution::facts(&e);
+                    let _ = crate::hubspot::attribution::subject(&e);
+                }
+            }
+        }
+    }
+}
