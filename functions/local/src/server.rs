@@ -38,7 +38,9 @@ async fn dispatch(State(stack): State<Arc<Stack>>, req: HttpRequest<AxumBody>) -
         Body::Binary(bytes.to_vec())
     };
     let req = lambda_http::Request::from_parts(parts, body);
-    let resp = if path == "/v1/events" || path == "/v1/events/" {
+    // API Gateway's routes: ingest's own paths go to ingest, the rest to the API.
+    let trimmed = path.trim_end_matches('/');
+    let resp = if ingest::ROUTES.iter().any(|(_, p)| *p == trimmed) {
         stack.ingest.handle(req).await
     } else {
         stack.api.handle(req).await

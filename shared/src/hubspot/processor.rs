@@ -198,7 +198,9 @@ impl Processor {
             }
             if DateTime::from_timestamp_millis(ev.occurred_at).is_none() {
                 report.unmapped += 1;
-                self.store.record_unmapped(t, ev, "invalid_occurred_at").await?;
+                self.store
+                    .record_unmapped(t, ev, "invalid_occurred_at")
+                    .await?;
                 continue;
             }
             let (rule, quantity) = match map_event(&rules, ev) {
