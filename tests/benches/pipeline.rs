@@ -193,7 +193,7 @@ fn throughput(rt: &tokio::runtime::Runtime) {
 }
 
 async fn costs() {
-    let t = TestStack::as_deployed().await;
+    let t = TestStack::for_benchmarks().await;
     for a in 0..50 {
         let seg = ["smb", "mid_market", "enterprise", "strategic"][a % 4];
         t.put_account(&format!("account-{a:03}"), seg).await;
@@ -214,7 +214,7 @@ async fn costs() {
         ingest_peak = ingest_peak.max(peak);
     }
     let started = Instant::now();
-    let (_, rollup_peak) = peak_during(t.drain()).await;
+    let (stats, rollup_peak) = peak_during(t.drain_all(Duration::from_secs(300))).await;
     let rollup_time = started.elapsed();
     let (w1, dynamo_requests) = t.stack.store.meter.snapshot();
     let sends = t.stack.queue.requests.load(Ordering::Relaxed) - sends0;
@@ -244,8 +244,10 @@ async fn costs() {
     println!("  SQS requests, ingest sends:    {:>8.4} per event  ({sends} SendMessageBatch calls; target <= 0.05)", sends as f64 / accepted as f64);
     println!("  SQS requests, incl. consumer:  {:>8.4} per event  (+{polls} receive/delete calls by the poller)", (sends + polls) as f64 / accepted as f64);
     println!(
-        "  rollup drain on the emulator:  {:>8.2} s",
-        rollup_time.as_secs_f64()
+        "  rollup drain on the emulator:  {:>8.2} s  ({} messages received, {} failed and redelivered)",
+        rollup_time.as_secs_f64(),
+        stats.received,
+        stats.failed
     );
     println!("\npeak heap above baseline");
     println!(
@@ -342,6 +344,11 @@ fn hubspot_throughput() {
 }
 
 fn main() {
+    // Warnings (retries, failed chunks) go to stderr so a slow or failed run explains itself.
+    if std::env::var("RUST_LOG").is_err() {
+        std::env::set_var("RUST_LOG", "warn");
+    }
+    shared::telemetry::init();
     // `cargo bench` passes --bench; any other argument filters nothing here.
     let one_core = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -73,9 +73,9 @@ pub enum AdminError {
     Store(#[from] StoreError),
 }
 
-fn svc<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+fn svc<E: ProvideErrorMetadata + std::fmt::Debug>(
     op: &'static str,
-    e: SdkError<E, R>,
+    e: SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
 ) -> StoreError {
     let code = e.code().unwrap_or_default().to_owned();
     let message = e
@@ -88,6 +88,12 @@ fn svc<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
         | "RequestLimitExceeded" => StoreError::Throttled(format!("{op}: {message}")),
         "TransactionConflictException" | "TransactionInProgressException" => {
             StoreError::Conflict(format!("{op}: {message}"))
+        }
+        _ if e
+            .raw_response()
+            .is_some_and(|r| r.status().is_server_error()) =>
+        {
+            StoreError::Unavailable(format!("{op}: {code} {message}"))
         }
         _ => StoreError::Service {
             op,

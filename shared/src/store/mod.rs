@@ -18,6 +18,9 @@ pub enum StoreError {
     Throttled(String),
     #[error("transaction conflict: {0}")]
     Conflict(String),
+    /// A 5xx the SDK's own retries did not get past.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
     #[error("stored item {key} is unreadable: {message}")]
     Corrupt { key: String, message: String },
     #[error("invalid pagination cursor")]
@@ -28,7 +31,10 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Throttled(_) | StoreError::Conflict(_))
+        matches!(
+            self,
+            StoreError::Throttled(_) | StoreError::Conflict(_) | StoreError::Unavailable(_)
+        )
     }
 }
 
