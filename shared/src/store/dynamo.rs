@@ -1,7 +1,12 @@
 //! The DynamoDB adapter: one table, keys from [`crate::keys`], items via serde_dynamo.
 //! SDK errors are classified here once (conditional failure, throttling, conflict).
 
-use super::{AccountStore, DefinitionStore, Directory, Page, RollupRow, StoreError, UsageReader};
+use super::{
+    AccountStore, DefinitionStore, Directory, EntitlementStore, MarkerClaim, MarkerKind, MarkerStore,
+    Page, RollupRow, StoreError, UsageReader,
+};
+use crate::entitlement::Entitlement;
+use crate::ids::EntitlementId;
 use crate::account::AccountProfile;
 use crate::definition::Definition;
 use crate::event::{MeterRule, TenantPolicy, UsageEvent};
@@ -307,6 +312,7 @@ impl DynamoStore {
                 .client
                 .query()
                 .table_name(&self.table)
+                .consistent_read(true)
                 .expression_attribute_values(":pk", s(pk.clone()))
                 .set_exclusive_start_key(start.take());
             req = match &range {
@@ -875,5 +881,161 @@ impl LedgerStore for DynamoStore {
                 })
             }
         }
+    }
+}
+
+
+#[derive(Serialize, Deserialize)]
+struct PointerItem {
+    pk: String,
+    sk: String,
+    account: AccountId,
+}
+
+#[async_trait]
+impl EntitlementStore for DynamoStore {
+    async fn put_entitlement(&self, tenant: &TenantId, ent: &Entitlement) -> Result<(), StoreError> {
+        let pointer = PointerItem {
+            pk: keys::entitlement_pointer_pk(tenant, &ent.id),
+            sk: keys::ENTITLEMENT_POINTER_SK.into(),
+            account: ent.account.clone(),
+        };
+        let pointer = serde_dynamo::to_item(pointer).map_err(|e| corrupt("entitlement", e))?;
+        self.put("put_entitlement_pointer", pointer, None).await?;
+        let item = DataItem {
+            pk: keys::entitlements_pk(tenant, &ent.account),
+            sk: keys::entitlement_sk(&ent.id),
+            data: ent,
+        };
+        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("entitlement", e))?;
+        self.put("put_entitlement", item, None).await.map(|_| ())
+    }
+
+    async fn get_entitlement(
+        &self,
+        tenant: &TenantId,
+        id: &EntitlementId,
+    ) -> Result<Option<Entitlement>, StoreError> {
+        let pk = keys::entitlement_pointer_pk(tenant, id);
+        let Some(item) = self
+            .get("get_entitlement_pointer", pk.clone(), keys::ENTITLEMENT_POINTER_SK, true)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let ptr: PointerItem = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
+        let pk = keys::entitlements_pk(tenant, &ptr.account);
+        match self
+            .get("get_entitlement", pk.clone(), &keys::entitlement_sk(id), true)
+            .await?
+        {
+            None => Ok(None),
+            Some(item) => {
+                let d: DataItem<Entitlement> =
+                    serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
+                Ok(Some(d.data))
+            }
+        }
+    }
+
+    async fn delete_entitlement(&self, tenant: &TenantId, ent: &Entitlement) -> Result<(), StoreError> {
+        for (pk, sk) in [
+            (keys::entitlements_pk(tenant, &ent.account), keys::entitlement_sk(&ent.id)),
+            (
+                keys::entitlement_pointer_pk(tenant, &ent.id),
+                keys::ENTITLEMENT_POINTER_SK.to_owned(),
+            ),
+        ] {
+            self.meter.request();
+            self.meter.add(1);
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", s(pk))
+                .key("sk", s(sk))
+                .send()
+                .await
+                .map_err(|e| svc("delete_entitlement", e))?;
+        }
+        Ok(())
+    }
+
+    async fn list_entitlements(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+    ) -> Result<Vec<Entitlement>, StoreError> {
+        let pk = keys::entitlements_pk(tenant, account);
+        let items = self.query_all("list_entitlements", pk.clone(), None).await?;
+        items
+            .into_iter()
+            .map(|i| {
+                serde_dynamo::from_item::<_, DataItem<Entitlement>>(i)
+                    .map(|d| d.data)
+                    .map_err(|e| corrupt(&pk, e))
+            })
+            .collect()
+    }
+}
+
+fn marker_kind(kind: MarkerKind) -> &'static str {
+    match kind {
+        MarkerKind::Raised => "ALERT",
+        MarkerKind::Published => "NOTIFIED",
+    }
+}
+
+#[async_trait]
+impl MarkerStore for DynamoStore {
+    async fn claim_marker(
+        &self,
+        tenant: &TenantId,
+        kind: MarkerKind,
+        key: &str,
+        owner: &str,
+        expires_at: i64,
+    ) -> Result<MarkerClaim, StoreError> {
+        let pk = keys::marker_pk(tenant, marker_kind(kind), key);
+        let item: Item = HashMap::from([
+            ("pk".to_owned(), s(pk.clone())),
+            ("sk".to_owned(), s(keys::MARKER_SK)),
+            ("owner".to_owned(), s(owner)),
+            ("done".to_owned(), AttributeValue::Bool(false)),
+            ("claimed_at".to_owned(), s(Utc::now().to_rfc3339())),
+            ("expires_at".to_owned(), n(expires_at)),
+        ]);
+        if self
+            .put("claim_marker", item, Some("attribute_not_exists(pk)"))
+            .await?
+        {
+            return Ok(MarkerClaim::New);
+        }
+        let existing = self
+            .get("claim_marker_lookup", pk.clone(), keys::MARKER_SK, true)
+            .await?
+            .ok_or_else(|| StoreError::Conflict(format!("{pk} vanished after a failed condition")))?;
+        if str_attr(&existing, "owner") != Some(owner) {
+            return Ok(MarkerClaim::Other);
+        }
+        let done = matches!(existing.get("done"), Some(AttributeValue::Bool(true)));
+        Ok(MarkerClaim::Mine { done })
+    }
+
+    async fn finish_marker(&self, tenant: &TenantId, kind: MarkerKind, key: &str) -> Result<(), StoreError> {
+        let pk = keys::marker_pk(tenant, marker_kind(kind), key);
+        self.meter.request();
+        self.meter.add(1);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(keys::MARKER_SK))
+            .update_expression("SET #d = :t")
+            .expression_attribute_names("#d", "done")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| svc("finish_marker", e))?;
+        Ok(())
     }
 }
