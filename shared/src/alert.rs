@@ -85,7 +85,7 @@ pub struct Alert {
 /// An alert rendered for people (email) and machines (JSON).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
-    /// At most 100 characters (SNS's limit for email subjects).
+    /// ASCII, under 100 characters (SNS's rule for subjects).
     pub subject: String,
     pub body: String,
     pub json: serde_json::Value,
@@ -132,11 +132,15 @@ fn next_step(a: &Alert) -> &'static str {
 }
 
 fn truncate(s: &str, max: usize) -> String {
+    let s: String = s
+        .chars()
+        .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' })
+        .collect();
     if s.chars().count() <= max {
-        return s.to_owned();
+        return s;
     }
-    let mut out: String = s.chars().take(max - 1).collect();
-    out.push('…');
+    let mut out: String = s.chars().take(max - 3).collect();
+    out.push_str("...");
     out
 }
 
@@ -145,12 +149,12 @@ pub fn render(a: &Alert) -> Rendered {
     let late = if a.late { " (late, closed period)" } else { "" };
     let subject = truncate(
         &format!(
-            "[{}] {} — period {}{late}",
+            "[{}] {} - period {}{late}",
             a.severity.as_str(),
             headline(a),
             a.period_start.format("%Y-%m-%d")
         ),
-        100,
+        99,
     );
     let mut body = String::new();
     body.push_str(&format!("{}.\n\n", headline(a)));
@@ -227,7 +231,7 @@ mod tests {
         let r = render(&sample());
         assert_eq!(
             r.subject,
-            "[warning] Acme Corp (acme) reached 80% of its api_calls limit — period 2026-11-01"
+            "[warning] Acme Corp (acme) reached 80% of its api_calls limit - period 2026-11-01"
         );
         assert_eq!(
             r.body,
@@ -256,7 +260,7 @@ CRM record:  https://app.hubspot.com/contacts/1/company/5123\n\
         a.late = true;
         a.account_name = Some("A very long customer name that goes on and on, Incorporated".into());
         let r = render(&a);
-        assert!(r.subject.chars().count() <= 100, "{}", r.subject);
+        assert!(r.subject.len() < 100 && r.subject.is_ascii(), "{}", r.subject);
         assert!(r.subject.starts_with("[critical] A very long customer name"));
         assert!(r.body.contains("(late, closed period)"));
         assert!(r.body.contains("overage invoice"));

@@ -16,6 +16,7 @@ pub mod input;
 pub mod keys;
 pub mod limits;
 pub mod pipeline;
+pub mod publish;
 pub mod queue;
 pub mod rollup;
 pub mod store;

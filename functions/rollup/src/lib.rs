@@ -7,12 +7,15 @@
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
 use shared::chunk::{Chunk, CHUNK_VERSION};
+use shared::limits::LimitWatch;
 use shared::pipeline::{process_chunk, LedgerStore, PipelineConfig};
 use std::sync::Arc;
 
 pub struct Rollup {
     pub store: Arc<dyn LedgerStore>,
     pub cfg: PipelineConfig,
+    /// Entitlement threshold checks after counting; `None` counts only.
+    pub limits: Option<LimitWatch>,
     /// Messages of one batch processed at the same time.
     pub concurrency: usize,
 }
@@ -25,6 +28,8 @@ pub enum MessageError {
     Version(u8),
     #[error(transparent)]
     Store(#[from] shared::store::StoreError),
+    #[error(transparent)]
+    Limits(#[from] shared::limits::LimitError),
 }
 
 impl Rollup {
@@ -32,8 +37,15 @@ impl Rollup {
         Self {
             store,
             cfg,
+            limits: None,
             concurrency: 4,
         }
+    }
+
+    /// Also raise entitlement threshold alerts after each chunk is counted.
+    pub fn with_limits(mut self, limits: LimitWatch) -> Self {
+        self.limits = Some(limits);
+        self
     }
 
     /// The Lambda entry point.
@@ -51,7 +63,7 @@ impl Rollup {
             if let Err(e) = result {
                 let id = id.unwrap_or_default();
                 match &e {
-                    MessageError::Store(_) => {
+                    MessageError::Store(_) | MessageError::Limits(_) => {
                         tracing::warn!(message_id = %id, error = %e, "chunk will be retried")
                     }
                     _ => {
@@ -84,6 +96,22 @@ impl Rollup {
             parts_already_applied = outcome.parts_already_applied,
             "chunk counted"
         );
+        if let Some(limits) = &self.limits {
+            // Runs on every delivery, also when every part was already applied: a
+            // crash between counting and alerting is finished by the redelivery.
+            let expires_at = (chunk.received_at + self.cfg.retention).timestamp();
+            let l = limits
+                .check(&chunk.tenant, &chunk.chunk, &outcome.touched, chrono::Utc::now(), expires_at)
+                .await?;
+            tracing::info!(
+                tenant = %chunk.tenant,
+                chunk = %chunk.chunk,
+                entitlement_periods = l.entitlements_checked,
+                alerts_queued = l.alerts_queued,
+                already_raised = l.already_raised,
+                "limits checked"
+            );
+        }
         Ok(())
     }
 }

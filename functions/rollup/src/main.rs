@@ -16,7 +16,19 @@ async fn main() -> Result<(), Error> {
         retention: chrono::Duration::days(retention),
         ..PipelineConfig::default()
     };
-    let rollup = Arc::new(Rollup::new(store, cfg));
+    let alerts_url = shared::config::required("ALERTS_QUEUE_URL")?;
+    let alerts = Arc::new(shared::queue::SqsQueue::new(
+        aws_sdk_sqs::Client::new(&aws),
+        alerts_url,
+    ));
+    let limits = shared::limits::LimitWatch {
+        entitlements: store.clone(),
+        usage: store.clone(),
+        accounts: store.clone(),
+        markers: store.clone(),
+        alerts,
+    };
+    let rollup = Arc::new(Rollup::new(store, cfg).with_limits(limits));
     run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let rollup = rollup.clone();
         async move { Ok::<_, Error>(rollup.handle(event.payload).await) }
