@@ -299,7 +299,9 @@ pub fn balance(
 pub enum Crossing {
     /// `used >= limit * pct / 100`.
     Threshold(u32),
-    /// `used > limit`: the balance is negative.
+    /// `used > limit` under a hard limit: the balance is negative. (With overage
+    /// allowed, usage past the limit is billable overage, which the 100 % threshold
+    /// alert already reports.)
     NegativeBalance,
     /// Corrections took the period's usage below zero (a data-quality problem).
     NegativeUsage,
@@ -325,7 +327,7 @@ pub fn crossings(ent: &Entitlement, b: &Balance) -> Vec<Crossing> {
         .filter(|_| b.used > Decimal::ZERO)
         .map(|&t| Crossing::Threshold(t))
         .collect();
-    if b.used > b.limit {
+    if b.used > b.limit && ent.overage == Overage::Hard {
         out.push(Crossing::NegativeBalance);
     }
     if b.used < Decimal::ZERO {
@@ -580,12 +582,20 @@ mod tests {
         assert_eq!(b.remaining, Decimal::from(40));
         assert_eq!(crossings(&e, &b), vec![]);
         let p = e.period_at(t("2026-11-16T00:00:00Z")).unwrap();
-        let b = balance(&e, p, Decimal::from(105), None, t("2026-11-16T00:00:00Z"));
+        let b = balance(&e, p.clone(), Decimal::from(105), None, t("2026-11-16T00:00:00Z"));
         assert_eq!(b.overage, Decimal::from(5));
+        assert_eq!(b.remaining, Decimal::from(-5));
         assert_eq!(
             crossings(&e, &b),
+            vec![Crossing::Threshold(80), Crossing::Threshold(100)]
+        );
+        let hard = Entitlement { overage: Overage::Hard, ..e.clone() };
+        assert_eq!(
+            crossings(&hard, &b),
             vec![Crossing::Threshold(80), Crossing::Threshold(100), Crossing::NegativeBalance]
         );
+        let b = balance(&e, p, Decimal::from(-3), None, t("2026-11-16T00:00:00Z"));
+        assert_eq!(crossings(&e, &b), vec![Crossing::NegativeUsage]);
     }
 
     #[test]

@@ -83,9 +83,18 @@ pub fn crm_url(crm_ids: &BTreeMap<String, String>) -> Option<String> {
 }
 
 impl LimitWatch {
-    /// Usage of `ent` in `period` (and in the previous one, when it rolls over).
     pub async fn usage_of(
         &self,
+        tenant: &TenantId,
+        ent: &Entitlement,
+        period: &Period,
+    ) -> Result<(Decimal, Option<Decimal>), StoreError> {
+        Self::usage_for(self.usage.as_ref(), tenant, ent, period).await
+    }
+
+    /// Usage of `ent` in `period` (and in the previous one, when it rolls over).
+    pub async fn usage_for(
+        usage: &dyn UsageReader,
         tenant: &TenantId,
         ent: &Entitlement,
         period: &Period,
@@ -94,8 +103,7 @@ impl LimitWatch {
         let from = previous.as_ref().map_or(period.start, |p| p.start);
         let (d0, d1) = days_for(from, period.end);
         let meter = if ent.meters.len() == 1 { ent.meters.first() } else { None };
-        let rows = self
-            .usage
+        let rows = usage
             .read_rollups(tenant, &Scope::Account(ent.account.clone()), d0, d1, meter)
             .await?;
         let used = usage_in(&rows, ent, period.start, period.end);
