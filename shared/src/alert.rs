@@ -134,7 +134,13 @@ fn next_step(a: &Alert) -> &'static str {
 fn truncate(s: &str, max: usize) -> String {
     let s: String = s
         .chars()
-        .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     if s.chars().count() <= max {
         return s;
@@ -145,7 +151,11 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 pub fn render(a: &Alert) -> Rendered {
-    let period = format!("{} to {}", a.period_start, a.period_end.pred_opt().unwrap_or(a.period_end));
+    let period = format!(
+        "{} to {}",
+        a.period_start,
+        a.period_end.pred_opt().unwrap_or(a.period_end)
+    );
     let late = if a.late { " (late, closed period)" } else { "" };
     let subject = truncate(
         &format!(
@@ -260,8 +270,14 @@ CRM record:  https://app.hubspot.com/contacts/1/company/5123\n\
         a.late = true;
         a.account_name = Some("A very long customer name that goes on and on, Incorporated".into());
         let r = render(&a);
-        assert!(r.subject.len() < 100 && r.subject.is_ascii(), "{}", r.subject);
-        assert!(r.subject.starts_with("[critical] A very long customer name"));
+        assert!(
+            r.subject.len() < 100 && r.subject.is_ascii(),
+            "{}",
+            r.subject
+        );
+        assert!(r
+            .subject
+            .starts_with("[critical] A very long customer name"));
         assert!(r.body.contains("(late, closed period)"));
         assert!(r.body.contains("overage invoice"));
     }

@@ -213,7 +213,12 @@ impl Entitlement {
 /// Usage an entitlement counts in `[start, end)`, from account day rollups. Hour
 /// buckets are attributed by their start instant, so period boundaries are exact for
 /// time zones with whole-hour offsets (see docs/adr/0004).
-pub fn usage_in(rows: &[RollupRow], ent: &Entitlement, start: DateTime<Utc>, end: DateTime<Utc>) -> Decimal {
+pub fn usage_in(
+    rows: &[RollupRow],
+    ent: &Entitlement,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Decimal {
     let mut total = Decimal::ZERO;
     for row in rows {
         if !ent.counts(&row.key.meter, row.key.stage) {
@@ -344,12 +349,20 @@ pub fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap_or(at)
 }
 
-fn date_field(map: &serde_json::Map<String, Value>, name: &str) -> Result<Option<NaiveDate>, InputError> {
+fn date_field(
+    map: &serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<Option<NaiveDate>, InputError> {
     match opt_string(map, name, 10, "invalid_period")? {
         None => Ok(None),
         Some(d) => NaiveDate::parse_from_str(&d, "%Y-%m-%d")
             .map(Some)
-            .map_err(|_| input_error("invalid_period", format!("{name} '{d}' is not a YYYY-MM-DD date"))),
+            .map_err(|_| {
+                input_error(
+                    "invalid_period",
+                    format!("{name} '{d}' is not a YYYY-MM-DD date"),
+                )
+            }),
     }
 }
 
@@ -364,7 +377,8 @@ pub fn entitlement_from_body(
     let map = object(body, FIELDS)?;
     let account = opt_string(&map, "account", AccountId::MAX, "invalid_account")?
         .ok_or_else(|| input_error("missing_account", "account is required"))?;
-    let account = AccountId::parse(&account).map_err(|e| input_error("invalid_account", e.to_string()))?;
+    let account =
+        AccountId::parse(&account).map_err(|e| input_error("invalid_account", e.to_string()))?;
     let mut meters = Vec::new();
     if let Some(m) = opt_string(&map, "meter", MeterName::MAX, "invalid_meter")? {
         meters.push(m);
@@ -379,10 +393,18 @@ pub fn entitlement_from_body(
                 meters.push(s.to_owned());
             }
         }
-        Some(_) => return Err(input_error("invalid_meter", "meters must be an array of meter names")),
+        Some(_) => {
+            return Err(input_error(
+                "invalid_meter",
+                "meters must be an array of meter names",
+            ))
+        }
     }
     if meters.is_empty() {
-        return Err(input_error("missing_meter", "meter (or meters) is required"));
+        return Err(input_error(
+            "missing_meter",
+            "meter (or meters) is required",
+        ));
     }
     let mut meters = meters
         .iter()
@@ -391,12 +413,18 @@ pub fn entitlement_from_body(
     meters.sort();
     meters.dedup();
     if meters.len() > 20 {
-        return Err(input_error("invalid_meter", "at most 20 meters per entitlement"));
+        return Err(input_error(
+            "invalid_meter",
+            "at most 20 meters per entitlement",
+        ));
     }
     let stage = match opt_string(&map, "stage", 16, "invalid_stage")? {
         None => Stage::Delivered,
         Some(s) => Stage::parse(&s).ok_or_else(|| {
-            input_error("invalid_stage", format!("stage '{s}' is not requested, delivered or billed"))
+            input_error(
+                "invalid_stage",
+                format!("stage '{s}' is not requested, delivered or billed"),
+            )
         })?,
     };
     let limit = match map.get("limit") {
@@ -409,7 +437,10 @@ pub fn entitlement_from_body(
         Some(_) => return Err(input_error("invalid_limit", "limit must be a JSON number")),
     };
     if limit <= Decimal::ZERO {
-        return Err(input_error("invalid_limit", "limit must be greater than zero"));
+        return Err(input_error(
+            "invalid_limit",
+            "limit must be greater than zero",
+        ));
     }
     let period = match opt_string(&map, "period", 32, "invalid_period")? {
         None => return Err(input_error("missing_period", "period is required (calendar_month, anniversary_month, quarter, year, fixed_term)")),
@@ -420,7 +451,8 @@ pub fn entitlement_from_body(
             )
         })?,
     };
-    let time_zone = opt_string(&map, "time_zone", 64, "invalid_time_zone")?.unwrap_or_else(|| "UTC".into());
+    let time_zone =
+        opt_string(&map, "time_zone", 64, "invalid_time_zone")?.unwrap_or_else(|| "UTC".into());
     if parse_tz(&time_zone).is_none() {
         return Err(input_error(
             "invalid_time_zone",
@@ -431,17 +463,26 @@ pub fn entitlement_from_body(
     let ends_on = date_field(&map, "ends_on")?;
     let starts_on = match (period, starts_on) {
         (PeriodKind::AnniversaryMonth | PeriodKind::FixedTerm, None) => {
-            return Err(input_error("invalid_period", "starts_on is required for anniversary_month and fixed_term"))
+            return Err(input_error(
+                "invalid_period",
+                "starts_on is required for anniversary_month and fixed_term",
+            ))
         }
         (_, Some(d)) => d,
         (_, None) => existing.map_or_else(|| now.date_naive(), |e| e.starts_on),
     };
     if period == PeriodKind::FixedTerm && ends_on.is_none() {
-        return Err(input_error("invalid_period", "ends_on is required for fixed_term"));
+        return Err(input_error(
+            "invalid_period",
+            "ends_on is required for fixed_term",
+        ));
     }
     if let Some(e) = ends_on {
         if e <= starts_on {
-            return Err(input_error("invalid_period", "ends_on must be after starts_on"));
+            return Err(input_error(
+                "invalid_period",
+                "ends_on must be after starts_on",
+            ));
         }
     }
     let thresholds = match map.get("thresholds") {
@@ -453,7 +494,12 @@ pub fn entitlement_from_body(
                     v.as_u64()
                         .filter(|p| (1..=1000).contains(p))
                         .map(|p| p as u32)
-                        .ok_or_else(|| input_error("invalid_thresholds", "thresholds are whole percentages from 1 to 1000"))
+                        .ok_or_else(|| {
+                            input_error(
+                                "invalid_thresholds",
+                                "thresholds are whole percentages from 1 to 1000",
+                            )
+                        })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             t.sort_unstable();
@@ -463,17 +509,31 @@ pub fn entitlement_from_body(
             }
             t
         }
-        Some(_) => return Err(input_error("invalid_thresholds", "thresholds must be an array of percentages")),
+        Some(_) => {
+            return Err(input_error(
+                "invalid_thresholds",
+                "thresholds must be an array of percentages",
+            ))
+        }
     };
     let rollover = match map.get("rollover") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(input_error("invalid_rollover", "rollover must be true or false")),
+        Some(_) => {
+            return Err(input_error(
+                "invalid_rollover",
+                "rollover must be true or false",
+            ))
+        }
     };
     let overage = match opt_string(&map, "overage", 16, "invalid_overage")? {
         None => Overage::Allowed,
-        Some(o) => serde_json::from_value::<Overage>(Value::String(o.clone()))
-            .map_err(|_| input_error("invalid_overage", format!("overage '{o}' is not allowed or hard")))?,
+        Some(o) => serde_json::from_value::<Overage>(Value::String(o.clone())).map_err(|_| {
+            input_error(
+                "invalid_overage",
+                format!("overage '{o}' is not allowed or hard"),
+            )
+        })?,
     };
     Ok(Entitlement {
         id,
@@ -537,39 +597,69 @@ mod tests {
     fn a_leap_day_belongs_to_february_and_the_anniversary_of_the_29th_clamps() {
         let e = ent(PeriodKind::CalendarMonth, "2028-01-01", "Europe/Berlin");
         let p = e.period_at(t("2028-02-29T22:59:59Z")).unwrap();
-        assert_eq!((p.start_date, p.end_date), (d("2028-02-01"), d("2028-03-01")));
+        assert_eq!(
+            (p.start_date, p.end_date),
+            (d("2028-02-01"), d("2028-03-01"))
+        );
         let a = ent(PeriodKind::AnniversaryMonth, "2028-01-29", "UTC");
         let p = a.period_at(t("2028-02-29T12:00:00Z")).unwrap();
-        assert_eq!((p.start_date, p.end_date), (d("2028-02-29"), d("2028-03-29")));
+        assert_eq!(
+            (p.start_date, p.end_date),
+            (d("2028-02-29"), d("2028-03-29"))
+        );
         let p = a.period_at(t("2029-02-28T12:00:00Z")).unwrap();
-        assert_eq!((p.start_date, p.end_date), (d("2029-02-28"), d("2029-03-29")));
+        assert_eq!(
+            (p.start_date, p.end_date),
+            (d("2029-02-28"), d("2029-03-29"))
+        );
     }
 
     #[test]
     fn an_anniversary_on_the_31st_falls_on_each_months_last_day() {
         let e = ent(PeriodKind::AnniversaryMonth, "2026-01-31", "Asia/Tokyo");
         let p = e.period_at(t("2026-02-15T00:00:00Z")).unwrap();
-        assert_eq!((p.start_date, p.end_date), (d("2026-01-31"), d("2026-02-28")));
+        assert_eq!(
+            (p.start_date, p.end_date),
+            (d("2026-01-31"), d("2026-02-28"))
+        );
         let p = e.period_at(t("2026-03-30T00:00:00Z")).unwrap();
-        assert_eq!((p.start_date, p.end_date), (d("2026-02-28"), d("2026-03-31")));
+        assert_eq!(
+            (p.start_date, p.end_date),
+            (d("2026-02-28"), d("2026-03-31"))
+        );
         let p = e.period_at(t("2026-04-30T16:00:00Z")).unwrap(); // May 1st in Tokyo
-        assert_eq!((p.start_date, p.end_date), (d("2026-04-30"), d("2026-05-31")));
+        assert_eq!(
+            (p.start_date, p.end_date),
+            (d("2026-04-30"), d("2026-05-31"))
+        );
         assert_eq!(p.start, t("2026-04-29T15:00:00Z"));
-        assert!(e.period_at(t("2026-01-30T12:00:00Z")).is_none(), "before starts_on");
+        assert!(
+            e.period_at(t("2026-01-30T12:00:00Z")).is_none(),
+            "before starts_on"
+        );
     }
 
     #[test]
     fn quarters_years_and_fixed_terms_have_their_bounds() {
         let q = ent(PeriodKind::Quarter, "2026-01-01", "UTC");
         let p = q.period_at(t("2026-08-15T00:00:00Z")).unwrap();
-        assert_eq!((p.start_date, p.end_date), (d("2026-07-01"), d("2026-10-01")));
+        assert_eq!(
+            (p.start_date, p.end_date),
+            (d("2026-07-01"), d("2026-10-01"))
+        );
         let y = ent(PeriodKind::Year, "2026-03-10", "UTC");
         let p = y.period_at(t("2026-08-15T00:00:00Z")).unwrap();
-        assert_eq!((p.start_date, p.end_date), (d("2026-03-10"), d("2027-01-01")));
+        assert_eq!(
+            (p.start_date, p.end_date),
+            (d("2026-03-10"), d("2027-01-01"))
+        );
         let mut f = ent(PeriodKind::FixedTerm, "2026-02-10", "UTC");
         f.ends_on = Some(d("2026-05-10"));
         let p = f.period_at(t("2026-04-01T00:00:00Z")).unwrap();
-        assert_eq!((p.start_date, p.end_date), (d("2026-02-10"), d("2026-05-10")));
+        assert_eq!(
+            (p.start_date, p.end_date),
+            (d("2026-02-10"), d("2026-05-10"))
+        );
         assert!(f.period_at(t("2026-05-10T00:00:00Z")).is_none());
     }
 
@@ -582,17 +672,30 @@ mod tests {
         assert_eq!(b.remaining, Decimal::from(40));
         assert_eq!(crossings(&e, &b), vec![]);
         let p = e.period_at(t("2026-11-16T00:00:00Z")).unwrap();
-        let b = balance(&e, p.clone(), Decimal::from(105), None, t("2026-11-16T00:00:00Z"));
+        let b = balance(
+            &e,
+            p.clone(),
+            Decimal::from(105),
+            None,
+            t("2026-11-16T00:00:00Z"),
+        );
         assert_eq!(b.overage, Decimal::from(5));
         assert_eq!(b.remaining, Decimal::from(-5));
         assert_eq!(
             crossings(&e, &b),
             vec![Crossing::Threshold(80), Crossing::Threshold(100)]
         );
-        let hard = Entitlement { overage: Overage::Hard, ..e.clone() };
+        let hard = Entitlement {
+            overage: Overage::Hard,
+            ..e.clone()
+        };
         assert_eq!(
             crossings(&hard, &b),
-            vec![Crossing::Threshold(80), Crossing::Threshold(100), Crossing::NegativeBalance]
+            vec![
+                Crossing::Threshold(80),
+                Crossing::Threshold(100),
+                Crossing::NegativeBalance
+            ]
         );
         let b = balance(&e, p, Decimal::from(-3), None, t("2026-11-16T00:00:00Z"));
         assert_eq!(crossings(&e, &b), vec![Crossing::NegativeUsage]);
@@ -603,7 +706,13 @@ mod tests {
         let mut e = ent(PeriodKind::CalendarMonth, "2026-01-01", "UTC");
         e.rollover = true;
         let p = e.period_at(t("2026-11-16T00:00:00Z")).unwrap();
-        let b = balance(&e, p, Decimal::from(90), Some(Decimal::from(70)), t("2026-11-16T00:00:00Z"));
+        let b = balance(
+            &e,
+            p,
+            Decimal::from(90),
+            Some(Decimal::from(70)),
+            t("2026-11-16T00:00:00Z"),
+        );
         assert_eq!(b.limit, Decimal::from(130));
         assert_eq!(crossings(&e, &b), vec![]);
     }
@@ -626,13 +735,40 @@ mod tests {
     fn bodies_with_bad_periods_are_refused_with_codes() {
         let id = EntitlementId::parse("e1").unwrap();
         let now = t("2026-11-25T00:00:00Z");
-        let code = |body: &str| entitlement_from_body(id.clone(), body.as_bytes(), now, None).map(|_| ()).unwrap_err().code;
-        assert_eq!(code(r#"{"account":"a","meter":"m","limit":10,"period":"weekly"}"#), "invalid_period");
-        assert_eq!(code(r#"{"account":"a","meter":"m","limit":10,"period":"fixed_term","starts_on":"2026-01-01"}"#), "invalid_period");
-        assert_eq!(code(r#"{"account":"a","meter":"m","limit":10,"period":"anniversary_month"}"#), "invalid_period");
-        assert_eq!(code(r#"{"account":"a","meter":"m","limit":10,"period":"year","time_zone":"Mars/Base"}"#), "invalid_time_zone");
-        assert_eq!(code(r#"{"account":"a","meter":"m","limit":0,"period":"year"}"#), "invalid_limit");
-        assert_eq!(code(r#"{"account":"a","limit":1,"period":"year"}"#), "missing_meter");
+        let code = |body: &str| {
+            entitlement_from_body(id.clone(), body.as_bytes(), now, None)
+                .map(|_| ())
+                .unwrap_err()
+                .code
+        };
+        assert_eq!(
+            code(r#"{"account":"a","meter":"m","limit":10,"period":"weekly"}"#),
+            "invalid_period"
+        );
+        assert_eq!(
+            code(
+                r#"{"account":"a","meter":"m","limit":10,"period":"fixed_term","starts_on":"2026-01-01"}"#
+            ),
+            "invalid_period"
+        );
+        assert_eq!(
+            code(r#"{"account":"a","meter":"m","limit":10,"period":"anniversary_month"}"#),
+            "invalid_period"
+        );
+        assert_eq!(
+            code(
+                r#"{"account":"a","meter":"m","limit":10,"period":"year","time_zone":"Mars/Base"}"#
+            ),
+            "invalid_time_zone"
+        );
+        assert_eq!(
+            code(r#"{"account":"a","meter":"m","limit":0,"period":"year"}"#),
+            "invalid_limit"
+        );
+        assert_eq!(
+            code(r#"{"account":"a","limit":1,"period":"year"}"#),
+            "missing_meter"
+        );
         let ok = entitlement_from_body(id, br#"{"account":"a","meters":["m","n"],"limit":100,"period":"calendar_month","thresholds":[100,50,80]}"#, now, None).unwrap();
         assert_eq!(ok.thresholds, vec![50, 80, 100]);
         assert_eq!(ok.starts_on, d("2026-11-25"));

@@ -11,11 +11,15 @@
 //! own unfinished marker and queues it (the ledger's own-claim rule, docs/adr/0001).
 
 use crate::alert::{Alert, AlertKind, Severity};
-use crate::entitlement::{balance, crossings, days_for, usage_in, Crossing, Entitlement, Overage, Period};
+use crate::entitlement::{
+    balance, crossings, days_for, usage_in, Crossing, Entitlement, Overage, Period,
+};
 use crate::ids::{AccountId, MeterName, Stage, TenantId};
 use crate::keys::Scope;
 use crate::queue::EventQueue;
-use crate::store::{AccountStore, EntitlementStore, MarkerClaim, MarkerKind, MarkerStore, StoreError, UsageReader};
+use crate::store::{
+    AccountStore, EntitlementStore, MarkerClaim, MarkerKind, MarkerStore, StoreError, UsageReader,
+};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,7 +37,13 @@ pub enum LimitError {
     Queue(String),
     #[error("alert could not be encoded: {0}")]
     Encode(String),
+    #[error("alert {0} is being queued by another delivery of this chunk; retry later")]
+    InFlight(String),
 }
+
+/// How long an unfinished alert marker is presumed to be worked on by the delivery
+/// that claimed it. Shorter than any visibility timeout, far longer than a send.
+pub const IN_FLIGHT_LEASE: chrono::Duration = chrono::Duration::seconds(15);
 
 /// The rollup's view of entitlements and alerts.
 #[derive(Clone)]
@@ -58,16 +68,40 @@ pub fn alert_key(ent: &Entitlement, period: &Period, c: Crossing) -> String {
 
 fn severity(ent: &Entitlement, c: Crossing) -> (AlertKind, &'static str, Severity, Option<u32>) {
     match c {
-        Crossing::Threshold(t) if t >= 100 => (AlertKind::Limit, "threshold_crossed", Severity::Critical, Some(t)),
-        Crossing::Threshold(t) if t >= 80 => (AlertKind::Limit, "threshold_crossed", Severity::Warning, Some(t)),
-        Crossing::Threshold(t) => (AlertKind::Limit, "threshold_crossed", Severity::Info, Some(t)),
+        Crossing::Threshold(t) if t >= 100 => (
+            AlertKind::Limit,
+            "threshold_crossed",
+            Severity::Critical,
+            Some(t),
+        ),
+        Crossing::Threshold(t) if t >= 80 => (
+            AlertKind::Limit,
+            "threshold_crossed",
+            Severity::Warning,
+            Some(t),
+        ),
+        Crossing::Threshold(t) => (
+            AlertKind::Limit,
+            "threshold_crossed",
+            Severity::Info,
+            Some(t),
+        ),
         Crossing::NegativeBalance => (
             AlertKind::Limit,
             "negative_balance",
-            if ent.overage == Overage::Hard { Severity::Critical } else { Severity::Warning },
+            if ent.overage == Overage::Hard {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
             None,
         ),
-        Crossing::NegativeUsage => (AlertKind::DataQuality, "negative_usage", Severity::Warning, None),
+        Crossing::NegativeUsage => (
+            AlertKind::DataQuality,
+            "negative_usage",
+            Severity::Warning,
+            None,
+        ),
     }
 }
 
@@ -76,7 +110,10 @@ pub fn crm_url(crm_ids: &BTreeMap<String, String>) -> Option<String> {
     if let Some(u) = crm_ids.get("url") {
         return Some(u.clone());
     }
-    match (crm_ids.get("hubspot_portal_id"), crm_ids.get("hubspot_company_id")) {
+    match (
+        crm_ids.get("hubspot_portal_id"),
+        crm_ids.get("hubspot_company_id"),
+    ) {
         (Some(p), Some(c)) => Some(format!("https://app.hubspot.com/contacts/{p}/company/{c}")),
         _ => None,
     }
@@ -99,10 +136,18 @@ impl LimitWatch {
         ent: &Entitlement,
         period: &Period,
     ) -> Result<(Decimal, Option<Decimal>), StoreError> {
-        let previous = if ent.rollover { ent.previous_period(period) } else { None };
+        let previous = if ent.rollover {
+            ent.previous_period(period)
+        } else {
+            None
+        };
         let from = previous.as_ref().map_or(period.start, |p| p.start);
         let (d0, d1) = days_for(from, period.end);
-        let meter = if ent.meters.len() == 1 { ent.meters.first() } else { None };
+        let meter = if ent.meters.len() == 1 {
+            ent.meters.first()
+        } else {
+            None
+        };
         let rows = usage
             .read_rollups(tenant, &Scope::Account(ent.account.clone()), d0, d1, meter)
             .await?;
@@ -143,8 +188,12 @@ impl LimitWatch {
                             .claim_marker(tenant, MarkerKind::Raised, &key, chunk, expires_at)
                             .await?
                         {
-                            MarkerClaim::New | MarkerClaim::Mine { done: false } => {}
-                            MarkerClaim::Mine { done: true } | MarkerClaim::Other => {
+                            MarkerClaim::New => {}
+                            MarkerClaim::Mine { done: false, age } if age >= IN_FLIGHT_LEASE => {}
+                            MarkerClaim::Mine { done: false, .. } => {
+                                return Err(LimitError::InFlight(key));
+                            }
+                            MarkerClaim::Mine { done: true, .. } | MarkerClaim::Other => {
                                 out.already_raised += 1;
                                 continue;
                             }
@@ -195,7 +244,9 @@ impl LimitWatch {
         for (alert, r) in to_send.iter().zip(results) {
             match r {
                 Ok(()) => {
-                    self.markers.finish_marker(tenant, MarkerKind::Raised, &alert.key).await?;
+                    self.markers
+                        .finish_marker(tenant, MarkerKind::Raised, &alert.key)
+                        .await?;
                     out.alerts_queued += 1;
                     tracing::info!(
                         tenant = %tenant,
@@ -219,8 +270,16 @@ impl LimitWatch {
 }
 
 /// Adds an event's hour to the touched set.
-pub fn touch(t: &mut Touched, account: &AccountId, meter: &MeterName, stage: Stage, at: DateTime<Utc>) {
-    t.entry(account.clone())
-        .or_default()
-        .insert((meter.clone(), stage, crate::entitlement::hour_of(at)));
+pub fn touch(
+    t: &mut Touched,
+    account: &AccountId,
+    meter: &MeterName,
+    stage: Stage,
+    at: DateTime<Utc>,
+) {
+    t.entry(account.clone()).or_default().insert((
+        meter.clone(),
+        stage,
+        crate::entitlement::hour_of(at),
+    ));
 }

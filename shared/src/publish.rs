@@ -79,9 +79,9 @@ impl AlertPublisher for SnsPublisher {
                 .map_err(|e| PublishError::Encode(e.to_string()))?;
             req = req.message_attributes(k, attr);
         }
-        req.send()
-            .await
-            .map_err(|e| PublishError::Sns(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))?;
+        req.send().await.map_err(|e| {
+            PublishError::Sns(aws_sdk_sns::error::DisplayErrorContext(e).to_string())
+        })?;
         Ok(())
     }
 }

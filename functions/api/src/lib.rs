@@ -8,12 +8,12 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::account::profile_from_body;
 use shared::definition::definition_from_body;
-use shared::http::{authenticate, body_bytes, error, json, query_pairs, ApiError};
-use shared::ids::{AccountId, MeterName, Segment, TenantId};
-use shared::keys::Scope;
 use shared::entitlement::{balance, entitlement_from_body, Entitlement};
 use shared::event::DefinitionStatus;
+use shared::http::{authenticate, body_bytes, error, json, query_pairs, ApiError};
 use shared::ids::EntitlementId;
+use shared::ids::{AccountId, MeterName, Segment, TenantId};
+use shared::keys::Scope;
 use shared::limits::LimitWatch;
 use shared::store::{AccountStore, DefinitionStore, Directory, EntitlementStore, UsageReader};
 use shared::usage::{summarize, UsageQuery};
@@ -171,7 +171,11 @@ impl Api {
         };
         let mut v = serde_json::to_value(ent).map_err(|e| {
             tracing::error!(error = %e, "entitlement not serializable");
-            ApiError::new(500, "internal_error", "an internal error occurred; it has been logged")
+            ApiError::new(
+                500,
+                "internal_error",
+                "an internal error occurred; it has been logged",
+            )
         })?;
         if let Some(obj) = v.as_object_mut() {
             obj.insert("balance".into(), json!(balance));
@@ -185,7 +189,10 @@ impl Api {
         account: &str,
     ) -> Result<Response<Body>, ApiError> {
         let account = AccountId::parse(account).map_err(|_| ApiError::not_found("account"))?;
-        let ents = self.entitlements.list_entitlements(tenant, &account).await?;
+        let ents = self
+            .entitlements
+            .list_entitlements(tenant, &account)
+            .await?;
         if ents.is_empty() && self.accounts.get_account(tenant, &account).await?.is_none() {
             return Err(ApiError::not_found("account"));
         }
@@ -196,7 +203,11 @@ impl Api {
         Ok(json(200, &json!({"account": account, "entitlements": out})))
     }
 
-    async fn get_entitlement(&self, tenant: &TenantId, id: &str) -> Result<Response<Body>, ApiError> {
+    async fn get_entitlement(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Response<Body>, ApiError> {
         let id = EntitlementId::parse(id).map_err(|_| ApiError::not_found("entitlement"))?;
         let ent = self
             .entitlements
@@ -206,7 +217,11 @@ impl Api {
         Ok(json(200, &self.with_balance(tenant, &ent).await?))
     }
 
-    async fn delete_entitlement(&self, tenant: &TenantId, id: &str) -> Result<Response<Body>, ApiError> {
+    async fn delete_entitlement(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Response<Body>, ApiError> {
         let id = EntitlementId::parse(id).map_err(|_| ApiError::not_found("entitlement"))?;
         let ent = self
             .entitlements
@@ -240,11 +255,19 @@ impl Api {
                 ));
             }
         }
-        if self.accounts.get_account(tenant, &ent.account).await?.is_none() {
+        if self
+            .accounts
+            .get_account(tenant, &ent.account)
+            .await?
+            .is_none()
+        {
             return Err(ApiError::new(
                 422,
                 "unknown_account",
-                format!("account '{}' has no profile; PUT /v1/accounts/{} first", ent.account, ent.account),
+                format!(
+                    "account '{}' has no profile; PUT /v1/accounts/{} first",
+                    ent.account, ent.account
+                ),
             ));
         }
         for m in &ent.meters {
@@ -259,7 +282,10 @@ impl Api {
                 }
             }
         }
-        let others = self.entitlements.list_entitlements(tenant, &ent.account).await?;
+        let others = self
+            .entitlements
+            .list_entitlements(tenant, &ent.account)
+            .await?;
         if let Some(clash) = others.iter().find(|o| o.id != ent.id && o.overlaps(&ent)) {
             return Err(ApiError::new(
                 409,
@@ -286,15 +312,17 @@ impl Api {
         let mut cursor = None;
         for (k, v) in query_pairs(req) {
             match k.as_str() {
-                "segment" => segment = Some(Segment::parse(&v).ok_or_else(|| {
-                    ApiError::new(
-                        400,
-                        "invalid_parameter",
-                        format!(
+                "segment" => {
+                    segment = Some(Segment::parse(&v).ok_or_else(|| {
+                        ApiError::new(
+                            400,
+                            "invalid_parameter",
+                            format!(
                             "segment '{v}' is not one of smb, mid_market, enterprise, strategic"
                         ),
-                    )
-                })?),
+                        )
+                    })?)
+                }
                 "limit" => {
                     limit = v
                         .parse()

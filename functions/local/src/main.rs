@@ -121,7 +121,15 @@ async fn main() -> Result<()> {
             dev_tenant,
         } => {
             let (stack, p) = stack().await?;
-            serve(Arc::new(stack), &p, &addr, dev_api_key, &dev_tenant, &cli.prefix).await
+            serve(
+                Arc::new(stack),
+                &p,
+                &addr,
+                dev_api_key,
+                &dev_tenant,
+                &cli.prefix,
+            )
+            .await
         }
         Command::Provision => {
             let (_, p) = stack().await?;
@@ -284,7 +292,12 @@ async fn print_inbox(sqs: aws_sdk_sqs::Client, url: String, mut stop: watch::Rec
                 .unwrap_or_else(|| body.to_owned());
             println!("\n=== alerts-inbox ===\n{shown}\n");
             if let Some(h) = m.receipt_handle {
-                let _ = sqs.delete_message().queue_url(&url).receipt_handle(h).send().await;
+                let _ = sqs
+                    .delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(h)
+                    .send()
+                    .await;
             }
         }
     }

@@ -29,6 +29,8 @@ pub enum NotifyError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error("alert {0} is being published by another delivery of this message; retry later")]
+    InFlight(String),
 }
 
 /// What happened to one alert message.
@@ -87,11 +89,19 @@ impl Notify {
         let expires_at = (chrono::Utc::now() + self.retention).timestamp();
         match self
             .markers
-            .claim_marker(&alert.tenant, MarkerKind::Published, &alert.key, owner, expires_at)
+            .claim_marker(
+                &alert.tenant,
+                MarkerKind::Published,
+                &alert.key,
+                owner,
+                expires_at,
+            )
             .await?
         {
-            MarkerClaim::New | MarkerClaim::Mine { done: false } => {}
-            MarkerClaim::Mine { done: true } | MarkerClaim::Other => {
+            MarkerClaim::New => {}
+            MarkerClaim::Mine { done: false, age } if age >= shared::limits::IN_FLIGHT_LEASE => {}
+            MarkerClaim::Mine { done: false, .. } => return Err(NotifyError::InFlight(alert.key)),
+            MarkerClaim::Mine { done: true, .. } | MarkerClaim::Other => {
                 tracing::info!(tenant = %alert.tenant, alert = %alert.key, "duplicate alert dropped");
                 return Ok(Delivery::Duplicate);
             }

@@ -101,7 +101,13 @@ impl Rollup {
             // crash between counting and alerting is finished by the redelivery.
             let expires_at = (chunk.received_at + self.cfg.retention).timestamp();
             let l = limits
-                .check(&chunk.tenant, &chunk.chunk, &outcome.touched, chrono::Utc::now(), expires_at)
+                .check(
+                    &chunk.tenant,
+                    &chunk.chunk,
+                    &outcome.touched,
+                    chrono::Utc::now(),
+                    expires_at,
+                )
                 .await?;
             tracing::info!(
                 tenant = %chunk.tenant,

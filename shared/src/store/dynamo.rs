@@ -2,14 +2,14 @@
 //! SDK errors are classified here once (conditional failure, throttling, conflict).
 
 use super::{
-    AccountStore, DefinitionStore, Directory, EntitlementStore, MarkerClaim, MarkerKind, MarkerStore,
-    Page, RollupRow, StoreError, UsageReader,
+    AccountStore, DefinitionStore, Directory, EntitlementStore, MarkerClaim, MarkerKind,
+    MarkerStore, Page, RollupRow, StoreError, UsageReader,
 };
-use crate::entitlement::Entitlement;
-use crate::ids::EntitlementId;
 use crate::account::AccountProfile;
 use crate::definition::Definition;
+use crate::entitlement::Entitlement;
 use crate::event::{MeterRule, TenantPolicy, UsageEvent};
+use crate::ids::EntitlementId;
 use crate::ids::{AccountId, MeterName, Segment, Source, TenantId};
 use crate::keys::{self, Scope};
 use crate::pipeline::{Claim, LedgerEntry, LedgerStore, PartOutcome, PartRef};
@@ -884,7 +884,6 @@ impl LedgerStore for DynamoStore {
     }
 }
 
-
 #[derive(Serialize, Deserialize)]
 struct PointerItem {
     pk: String,
@@ -894,7 +893,11 @@ struct PointerItem {
 
 #[async_trait]
 impl EntitlementStore for DynamoStore {
-    async fn put_entitlement(&self, tenant: &TenantId, ent: &Entitlement) -> Result<(), StoreError> {
+    async fn put_entitlement(
+        &self,
+        tenant: &TenantId,
+        ent: &Entitlement,
+    ) -> Result<(), StoreError> {
         let pointer = PointerItem {
             pk: keys::entitlement_pointer_pk(tenant, &ent.id),
             sk: keys::ENTITLEMENT_POINTER_SK.into(),
@@ -918,7 +921,12 @@ impl EntitlementStore for DynamoStore {
     ) -> Result<Option<Entitlement>, StoreError> {
         let pk = keys::entitlement_pointer_pk(tenant, id);
         let Some(item) = self
-            .get("get_entitlement_pointer", pk.clone(), keys::ENTITLEMENT_POINTER_SK, true)
+            .get(
+                "get_entitlement_pointer",
+                pk.clone(),
+                keys::ENTITLEMENT_POINTER_SK,
+                true,
+            )
             .await?
         else {
             return Ok(None);
@@ -926,7 +934,12 @@ impl EntitlementStore for DynamoStore {
         let ptr: PointerItem = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
         let pk = keys::entitlements_pk(tenant, &ptr.account);
         match self
-            .get("get_entitlement", pk.clone(), &keys::entitlement_sk(id), true)
+            .get(
+                "get_entitlement",
+                pk.clone(),
+                &keys::entitlement_sk(id),
+                true,
+            )
             .await?
         {
             None => Ok(None),
@@ -938,9 +951,16 @@ impl EntitlementStore for DynamoStore {
         }
     }
 
-    async fn delete_entitlement(&self, tenant: &TenantId, ent: &Entitlement) -> Result<(), StoreError> {
+    async fn delete_entitlement(
+        &self,
+        tenant: &TenantId,
+        ent: &Entitlement,
+    ) -> Result<(), StoreError> {
         for (pk, sk) in [
-            (keys::entitlements_pk(tenant, &ent.account), keys::entitlement_sk(&ent.id)),
+            (
+                keys::entitlements_pk(tenant, &ent.account),
+                keys::entitlement_sk(&ent.id),
+            ),
             (
                 keys::entitlement_pointer_pk(tenant, &ent.id),
                 keys::ENTITLEMENT_POINTER_SK.to_owned(),
@@ -966,7 +986,9 @@ impl EntitlementStore for DynamoStore {
         account: &AccountId,
     ) -> Result<Vec<Entitlement>, StoreError> {
         let pk = keys::entitlements_pk(tenant, account);
-        let items = self.query_all("list_entitlements", pk.clone(), None).await?;
+        let items = self
+            .query_all("list_entitlements", pk.clone(), None)
+            .await?;
         items
             .into_iter()
             .map(|i| {
@@ -1013,15 +1035,27 @@ impl MarkerStore for DynamoStore {
         let existing = self
             .get("claim_marker_lookup", pk.clone(), keys::MARKER_SK, true)
             .await?
-            .ok_or_else(|| StoreError::Conflict(format!("{pk} vanished after a failed condition")))?;
+            .ok_or_else(|| {
+                StoreError::Conflict(format!("{pk} vanished after a failed condition"))
+            })?;
         if str_attr(&existing, "owner") != Some(owner) {
             return Ok(MarkerClaim::Other);
         }
         let done = matches!(existing.get("done"), Some(AttributeValue::Bool(true)));
-        Ok(MarkerClaim::Mine { done })
+        let age = str_attr(&existing, "claimed_at")
+            .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
+            .map_or(chrono::Duration::days(36_500), |c| {
+                Utc::now() - c.with_timezone(&Utc)
+            });
+        Ok(MarkerClaim::Mine { done, age })
     }
 
-    async fn finish_marker(&self, tenant: &TenantId, kind: MarkerKind, key: &str) -> Result<(), StoreError> {
+    async fn finish_marker(
+        &self,
+        tenant: &TenantId,
+        kind: MarkerKind,
+        key: &str,
+    ) -> Result<(), StoreError> {
         let pk = keys::marker_pk(tenant, marker_kind(kind), key);
         self.meter.request();
         self.meter.add(1);

@@ -152,8 +152,10 @@ pub enum MarkerKind {
 pub enum MarkerClaim {
     /// Claimed now by this owner.
     New,
-    /// Claimed earlier by this same owner; `done` once its work was completed.
-    Mine { done: bool },
+    /// Claimed earlier by this same owner (`age` ago); `done` once its work was
+    /// completed. Not done and recent means another delivery of the same owner may
+    /// still be doing it: the caller should fail and retry later, not do it twice.
+    Mine { done: bool, age: chrono::Duration },
     /// Claimed by someone else: not ours to do.
     Other,
 }
