@@ -459,7 +459,7 @@ pub fn entitlement_from_body(
             format!("time_zone '{time_zone}' is not an IANA time zone (e.g. Europe/Berlin)"),
         ));
     }
-    let starts_on = date_field(&map, "starts_on")?;
+    let starts_on = date_field(&map, "starts_on")?; // default: see below
     let ends_on = date_field(&map, "ends_on")?;
     let starts_on = match (period, starts_on) {
         (PeriodKind::AnniversaryMonth | PeriodKind::FixedTerm, None) => {
@@ -469,7 +469,20 @@ pub fn entitlement_from_body(
             ))
         }
         (_, Some(d)) => d,
-        (_, None) => existing.map_or_else(|| now.date_naive(), |e| e.starts_on),
+        (_, None) => match existing {
+            Some(e) => e.starts_on,
+            // The current calendar period's first day, in the entitlement's zone.
+            None => {
+                let today = parse_tz(&time_zone)
+                    .map_or(now.date_naive(), |tz| now.with_timezone(&tz).date_naive());
+                let m0 = match period {
+                    PeriodKind::Quarter => today.month0() / 3 * 3,
+                    PeriodKind::Year => 0,
+                    _ => today.month0(),
+                };
+                first_of(today.year(), m0).unwrap_or(today)
+            }
+        },
     };
     if period == PeriodKind::FixedTerm && ends_on.is_none() {
         return Err(input_error(
@@ -771,6 +784,10 @@ mod tests {
         );
         let ok = entitlement_from_body(id, br#"{"account":"a","meters":["m","n"],"limit":100,"period":"calendar_month","thresholds":[100,50,80]}"#, now, None).unwrap();
         assert_eq!(ok.thresholds, vec![50, 80, 100]);
-        assert_eq!(ok.starts_on, d("2026-11-25"));
+        assert_eq!(
+            ok.starts_on,
+            d("2026-11-01"),
+            "the current period's first day"
+        );
     }
 }
