@@ -790,4 +790,80 @@ mod tests {
             "the current period's first day"
         );
     }
+
+    mod props {
+        use super::*;
+        use crate::ids::ServiceLine;
+        use crate::keys::Scope;
+        use crate::rollup::{Bucket, RollupKey};
+        use proptest::prelude::*;
+
+        const ZONES: [&str; 5] = [
+            "UTC",
+            "America/New_York",
+            "Europe/Berlin",
+            "Asia/Tokyo",
+            "Australia/Sydney",
+        ];
+
+        fn rows(cells: &[(u32, usize, i64)]) -> Vec<RollupRow> {
+            let mut by_day: BTreeMap<u32, [Bucket; 24]> = BTreeMap::new();
+            for &(day, hour, q) in cells {
+                let b = &mut by_day.entry(day).or_insert([Bucket::default(); 24])[hour];
+                b.quantity += Decimal::from(q);
+                b.events += 1;
+            }
+            by_day
+                .into_iter()
+                .map(|(day, hours)| RollupRow {
+                    key: RollupKey {
+                        scope: Scope::Account(AccountId::parse("acme").unwrap()),
+                        day: d("2028-01-01") + Duration::days(i64::from(day)),
+                        meter: MeterName::parse("api_calls").unwrap(),
+                        stage: Stage::Delivered,
+                        service_line: ServiceLine::default_line(),
+                    },
+                    total: Bucket::default(),
+                    hours,
+                })
+                .collect()
+        }
+
+        use std::collections::BTreeMap;
+
+        proptest! {
+            /// Periods tile time: consecutive periods are contiguous, and the usage
+            /// summed per period adds up to all usage, in any zone and for any
+            /// anniversary day (leap February included).
+            #[test]
+            fn usage_split_by_periods_adds_up_to_the_total(
+                cells in proptest::collection::vec((0u32..140, 0usize..24, -50i64..50), 0..200),
+                anchor in 1u32..=31,
+                zone in 0usize..ZONES.len(),
+                kind in 0usize..3,
+            ) {
+                let period = [PeriodKind::AnniversaryMonth, PeriodKind::CalendarMonth, PeriodKind::Quarter][kind];
+                let start = NaiveDate::from_ymd_opt(2027, 12, anchor).unwrap();
+                let mut e = ent(period, "2027-12-01", ZONES[zone]);
+                e.starts_on = start;
+                let rows = rows(&cells);
+                let first = t("2028-01-01T00:00:00Z");
+                let last = first + Duration::days(141);
+                let mut p = e.period_at(first).unwrap();
+                let mut sum = Decimal::ZERO;
+                loop {
+                    prop_assert!(p.start < p.end);
+                    sum += usage_in(&rows, &e, p.start, p.end);
+                    if p.end > last {
+                        break;
+                    }
+                    let next = e.period_at(p.end).unwrap();
+                    prop_assert_eq!(next.start, p.end);
+                    p = next;
+                }
+                let total: Decimal = cells.iter().map(|c| Decimal::from(c.2)).sum();
+                prop_assert_eq!(sum, total);
+            }
+        }
+    }
 }
