@@ -74,7 +74,11 @@ async fn run(entitlements: bool, requests: usize) -> Run {
     let (w1, _) = t.stack.store.meter.snapshot();
     let alerts = t.raised_alerts().await.len();
     // moto copies a table on every transaction; free this one before the next run.
-    let table = t.provisioned.reference("UsageTable").unwrap_or_default().to_owned();
+    let table = t
+        .provisioned
+        .reference("UsageTable")
+        .unwrap_or_default()
+        .to_owned();
     let _ = aws_sdk_dynamodb::Client::new(&t.aws)
         .delete_table()
         .table_name(table)

@@ -299,11 +299,14 @@ impl DynamoStore {
     }
 
     /// Queries one partition (optionally a sort-key range), following pagination.
+    /// Rollups and entitlements are read consistently: threshold checks must see the
+    /// writes committed just before them (docs/adr/0004).
     async fn query_all(
         &self,
         op: &'static str,
         pk: String,
         range: Option<(String, String)>,
+        consistent: bool,
     ) -> Result<Vec<Item>, StoreError> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
@@ -312,7 +315,7 @@ impl DynamoStore {
                 .client
                 .query()
                 .table_name(&self.table)
-                .consistent_read(true)
+                .consistent_read(consistent)
                 .expression_attribute_values(":pk", s(pk.clone()))
                 .set_exclusive_start_key(start.take());
             req = match &range {
@@ -421,7 +424,9 @@ impl Directory for DynamoStore {
 
     async fn tenant_policy(&self, tenant: &TenantId) -> Result<Option<TenantPolicy>, StoreError> {
         let pk = keys::tenant_pk(tenant);
-        let items = self.query_all("tenant_policy", pk.clone(), None).await?;
+        let items = self
+            .query_all("tenant_policy", pk.clone(), None, false)
+            .await?;
         let mut policy: Option<TenantPolicy> = None;
         let mut meters = HashMap::new();
         for item in items {
@@ -484,7 +489,9 @@ impl DefinitionStore for DynamoStore {
 
     async fn list_definitions(&self, tenant: &TenantId) -> Result<Vec<Definition>, StoreError> {
         let pk = keys::tenant_pk(tenant);
-        let items = self.query_all("list_definitions", pk.clone(), None).await?;
+        let items = self
+            .query_all("list_definitions", pk.clone(), None, false)
+            .await?;
         items
             .into_iter()
             .filter(|i| str_attr(i, "sk").is_some_and(|sk| sk.starts_with(keys::DEFINITION_PREFIX)))
@@ -616,6 +623,7 @@ impl UsageReader for DynamoStore {
                 "read_rollups",
                 pk.clone(),
                 Some(keys::usage_sk_range(from, to)),
+                true,
             )
             .await?;
         let mut rows = Vec::with_capacity(items.len());
@@ -987,7 +995,7 @@ impl EntitlementStore for DynamoStore {
     ) -> Result<Vec<Entitlement>, StoreError> {
         let pk = keys::entitlements_pk(tenant, account);
         let items = self
-            .query_all("list_entitlements", pk.clone(), None)
+            .query_all("list_entitlements", pk.clone(), None, true)
             .await?;
         items
             .into_iter()
