@@ -31,6 +31,8 @@ clippy:
 ## Benchmarks (figures named in the issues), against a private moto.
 bench:
 	infra/local/with-moto.sh cargo bench --locked -p e2e --bench pipeline
+	# A second private moto: it keeps memory from the first bench's tables.
+	infra/local/with-moto.sh cargo bench --locked -p e2e --bench entitlements
 
 ## Lambda artifacts with cargo-lambda (ARCH=arm64 default; ARCH=x86_64 on this machine).
 build:

@@ -7,6 +7,7 @@
 #   LOG_LEVEL              LogLevel parameter / RUST_LOG (default info)
 #   LEDGER_RETENTION_DAYS  LedgerRetentionDays parameter (default 400)
 #   ALARM_EMAIL            AlarmEmail parameter (default empty: no e-mail subscription)
+#   ALERT_EMAIL            AlertEmail parameter: CS alerts by e-mail (default empty: none)
 #   AWS_REGION             region (else the profile's / AWS_DEFAULT_REGION)
 #   DEPLOY_VENV            virtualenv for aws-sam-cli (default .venv-deploy; pin in infra/requirements-deploy.txt)
 #   Extra arguments are passed through to `sam deploy` (e.g. --no-execute-changeset).
@@ -24,11 +25,12 @@ STAGE="${STAGE:-prod}"
 LOG_LEVEL="${LOG_LEVEL:-info}"
 LEDGER_RETENTION_DAYS="${LEDGER_RETENTION_DAYS:-400}"
 ALARM_EMAIL="${ALARM_EMAIL:-}"
+ALERT_EMAIL="${ALERT_EMAIL:-}"
 VENV="${DEPLOY_VENV:-.venv-deploy}"
 [[ "$VENV" == /* ]] || VENV="$ROOT/$VENV"
 REQS="infra/requirements-deploy.txt"
 TEMPLATE="infra/template.json"
-FUNCTIONS=(ingest rollup api)
+FUNCTIONS=(ingest rollup api notify)
 
 die() { echo "deploy: $*" >&2; exit 1; }
 
@@ -83,6 +85,7 @@ params=(
   "LedgerRetentionDays=$LEDGER_RETENTION_DAYS"
 )
 [[ -n "$ALARM_EMAIL" ]] && params+=("AlarmEmail=$ALARM_EMAIL")
+[[ -n "$ALERT_EMAIL" ]] && params+=("AlertEmail=$ALERT_EMAIL")
 region_args=()
 [[ -n "${AWS_REGION:-}" ]] && region_args=(--region "$AWS_REGION")
 

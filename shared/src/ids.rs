@@ -295,3 +295,21 @@ mod tests {
         assert_eq!(Stage::parse("shipped"), None);
     }
 }
+
+newtype!(
+    /// An entitlement id, chosen by the caller (e.g. a contract line id).
+    EntitlementId
+);
+impl EntitlementId {
+    pub const MAX: usize = 128;
+    pub fn parse(v: &str) -> Result<Self, IdError> {
+        check(
+            v,
+            "entitlement",
+            Self::MAX,
+            "A-Z a-z 0-9 - _ . : @ + / =",
+            |_, c| id_char(c),
+        )?;
+        Ok(Self(v.to_owned()))
+    }
+}

@@ -103,6 +103,27 @@ pub fn hubspot_portal_pk(portal: u64) -> String {
     format!("HUBSPOT#PORTAL#{portal}")
 }
 pub const HUBSPOT_PORTAL_SK: &str = "#TENANT";
+pub fn entitlements_pk(t: &TenantId, a: &AccountId) -> String {
+    format!("TENANT#{t}#ACCOUNT#{a}#ENTITLEMENTS")
+}
+
+pub fn entitlement_sk(id: &crate::ids::EntitlementId) -> String {
+    format!("ENT#{id}")
+}
+
+/// Pointer from an entitlement id to its account's partition.
+pub fn entitlement_pointer_pk(t: &TenantId, id: &crate::ids::EntitlementId) -> String {
+    format!("TENANT#{t}#ENTITLEMENT#{id}")
+}
+
+pub const ENTITLEMENT_POINTER_SK: &str = "#ENTITLEMENT";
+
+/// A once-only marker (alert raised / alert published); `key` is an alert key.
+pub fn marker_pk(t: &TenantId, kind: &str, key: &str) -> String {
+    format!("TENANT#{t}#{kind}#{key}")
+}
+
+pub const MARKER_SK: &str = "#MARKER";
 
 #[cfg(test)]
 mod tests {

@@ -2,18 +2,22 @@
 //! aggregation, the exactly-once protocol) and the AWS adapters behind small traits.
 
 pub mod account;
+pub mod alert;
 pub mod auth;
 pub mod aws;
 pub mod chunk;
 pub mod config;
 pub mod definition;
+pub mod entitlement;
 pub mod event;
 pub mod http;
 pub mod hubspot;
 pub mod ids;
 pub mod input;
 pub mod keys;
+pub mod limits;
 pub mod pipeline;
+pub mod publish;
 pub mod queue;
 pub mod rollup;
 pub mod store;

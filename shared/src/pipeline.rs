@@ -114,6 +114,8 @@ pub struct ChunkOutcome {
     pub duplicates: usize,
     pub parts_applied: usize,
     pub parts_already_applied: usize,
+    /// Accounts, meters, stages and hours this chunk counted (for entitlement checks).
+    pub touched: crate::limits::Touched,
 }
 
 /// Runs the protocol for one chunk. Returns an error when any step could not be
@@ -175,7 +177,12 @@ pub async fn process_chunk(
         .await?;
 
     let owned: Vec<(&UsageEvent, Segment)> = claims.iter().flatten().copied().collect();
+    let mut touched = crate::limits::Touched::new();
+    for (ev, _) in &owned {
+        crate::limits::touch(&mut touched, &ev.account, &ev.meter, ev.stage, ev.timestamp);
+    }
     let mut outcome = ChunkOutcome {
+        touched,
         counted: owned.len(),
         duplicates: events.len() - owned.len(),
         ..Default::default()

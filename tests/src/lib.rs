@@ -60,6 +60,11 @@ impl TestStack {
 
     /// Fresh resources as the template defines them, but with a visibility timeout
     /// short enough that a failed batch is retried within a benchmark run.
+    pub async fn as_deployed() -> Self {
+        Self::for_benchmarks().await
+    }
+
+    /// Same as [`Self::as_deployed`]; named for what benchmarks need.
     pub async fn for_benchmarks() -> Self {
         Self::with(Overrides {
             visibility_timeout: Some(60),
@@ -201,6 +206,94 @@ impl TestStack {
             total.deleted += s.deleted;
         }
         total
+    }
+
+    /// Runs notify on the alerts queue until nothing is visible.
+    pub async fn drain_alerts(&self) -> PollStats {
+        let mut total = PollStats::default();
+        let mut idle = 0;
+        while idle < 2 {
+            let s = self
+                .stack
+                .alerts_poller
+                .poll_once(self.stack.notify.as_ref(), Duration::from_millis(0))
+                .await
+                .expect("poll alerts");
+            if s.received == 0 {
+                idle += 1;
+            } else {
+                idle = 0;
+            }
+            total.received += s.received;
+            total.failed += s.failed;
+            total.deleted += s.deleted;
+        }
+        total
+    }
+
+    /// Takes every visible message off a queue (by URL) and returns the JSON bodies.
+    pub async fn take_all(&self, url: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let msgs = self
+                .stack
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive")
+                .messages
+                .unwrap_or_default();
+            if msgs.is_empty() {
+                return out;
+            }
+            for m in msgs {
+                out.push(serde_json::from_str(m.body().unwrap_or_default()).unwrap_or(Value::Null));
+                self.stack
+                    .sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+    }
+
+    /// Alerts the rollup raised (taken off the alerts queue, so notify never sees them).
+    pub async fn raised_alerts(&self) -> Vec<Value> {
+        let url = self
+            .provisioned
+            .reference("AlertsQueue")
+            .unwrap()
+            .to_owned();
+        self.take_all(&url).await
+    }
+
+    /// Sorted alert keys of alert JSON values (raw alerts or notify's JSON form).
+    pub fn keys(alerts: &[Value]) -> Vec<String> {
+        let mut k: Vec<String> = alerts
+            .iter()
+            .map(|a| {
+                a.get("alert")
+                    .unwrap_or(a)
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_owned()
+            })
+            .collect();
+        k.sort();
+        k
+    }
+
+    pub async fn put_entitlement(&self, id: &str, body: &str) -> (u16, Value) {
+        self.call("PUT", &format!("/v1/entitlements/{id}"), Some(body))
+            .await
     }
 
     pub async fn usage(&self, account: &str, query: &str) -> Value {

@@ -8,10 +8,16 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::account::profile_from_body;
 use shared::definition::definition_from_body;
+use shared::entitlement::{balance, entitlement_from_body, Entitlement};
+use shared::event::DefinitionStatus;
 use shared::http::{authenticate, body_bytes, error, json, query_pairs, ApiError};
+use shared::ids::EntitlementId;
 use shared::ids::{AccountId, MeterName, Segment, TenantId};
 use shared::keys::Scope;
-use shared::store::{AccountStore, DefinitionStore, Directory, MappingStore, UsageReader};
+use shared::limits::LimitWatch;
+use shared::store::{
+    AccountStore, DefinitionStore, Directory, EntitlementStore, MappingStore, UsageReader,
+};
 use shared::usage::{summarize, UsageQuery};
 use std::sync::Arc;
 
@@ -28,6 +34,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/definitions/{meter}"),
     ("GET", "/v1/hubspot/mappings"),
     ("PUT", "/v1/hubspot/mappings"),
+    ("GET", "/v1/accounts/{account}/entitlements"),
+    ("GET", "/v1/entitlements/{id}"),
+    ("PUT", "/v1/entitlements/{id}"),
+    ("DELETE", "/v1/entitlements/{id}"),
 ];
 
 /// Largest admin request body.
@@ -39,6 +49,7 @@ pub struct Api {
     pub usage: Arc<dyn UsageReader>,
     pub definitions: Arc<dyn DefinitionStore>,
     pub mappings: Arc<dyn MappingStore>,
+    pub entitlements: Arc<dyn EntitlementStore>,
     /// Maps a request path to its route template.
     router: matchit::Router<&'static str>,
 }
@@ -46,7 +57,13 @@ pub struct Api {
 impl Api {
     pub fn new<S>(store: Arc<S>) -> Self
     where
-        S: Directory + AccountStore + UsageReader + DefinitionStore + MappingStore + 'static,
+        S: Directory
+            + AccountStore
+            + UsageReader
+            + DefinitionStore
+            + MappingStore
+            + EntitlementStore
+            + 'static,
     {
         let mut router = matchit::Router::new();
         for (_, p) in ROUTES {
@@ -59,7 +76,8 @@ impl Api {
             directory: store.clone(),
             accounts: store.clone(),
             usage: store.clone(),
-            definitions: store,
+            definitions: store.clone(),
+            entitlements: store,
             router,
         }
     }
@@ -136,8 +154,166 @@ impl Api {
             ("PUT", "/v1/definitions/{meter}") => {
                 self.put_definition(&tenant, &param("meter"), &req).await
             }
+            ("GET", "/v1/accounts/{account}/entitlements") => {
+                self.list_entitlements(&tenant, &param("account")).await
+            }
+            ("GET", "/v1/entitlements/{id}") => self.get_entitlement(&tenant, &param("id")).await,
+            ("PUT", "/v1/entitlements/{id}") => {
+                self.put_entitlement(&tenant, &param("id"), &req).await
+            }
+            ("DELETE", "/v1/entitlements/{id}") => {
+                self.delete_entitlement(&tenant, &param("id")).await
+            }
             _ => Err(ApiError::not_found("route")),
         }
+    }
+
+    /// An entitlement with the balance of its current period (`null` when not in force).
+    async fn with_balance(
+        &self,
+        tenant: &TenantId,
+        ent: &Entitlement,
+    ) -> Result<serde_json::Value, ApiError> {
+        let now = Utc::now();
+        let balance = match ent.period_at(now) {
+            None => None,
+            Some(period) => {
+                let (used, prev) =
+                    LimitWatch::usage_for(self.usage.as_ref(), tenant, ent, &period).await?;
+                Some(balance(ent, period, used, prev, now))
+            }
+        };
+        let mut v = serde_json::to_value(ent).map_err(|e| {
+            tracing::error!(error = %e, "entitlement not serializable");
+            ApiError::new(
+                500,
+                "internal_error",
+                "an internal error occurred; it has been logged",
+            )
+        })?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("balance".into(), json!(balance));
+        }
+        Ok(v)
+    }
+
+    async fn list_entitlements(
+        &self,
+        tenant: &TenantId,
+        account: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let account = AccountId::parse(account).map_err(|_| ApiError::not_found("account"))?;
+        let ents = self
+            .entitlements
+            .list_entitlements(tenant, &account)
+            .await?;
+        if ents.is_empty() && self.accounts.get_account(tenant, &account).await?.is_none() {
+            return Err(ApiError::not_found("account"));
+        }
+        let mut out = Vec::with_capacity(ents.len());
+        for e in &ents {
+            out.push(self.with_balance(tenant, e).await?);
+        }
+        Ok(json(200, &json!({"account": account, "entitlements": out})))
+    }
+
+    async fn get_entitlement(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let id = EntitlementId::parse(id).map_err(|_| ApiError::not_found("entitlement"))?;
+        let ent = self
+            .entitlements
+            .get_entitlement(tenant, &id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("entitlement"))?;
+        Ok(json(200, &self.with_balance(tenant, &ent).await?))
+    }
+
+    async fn delete_entitlement(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let id = EntitlementId::parse(id).map_err(|_| ApiError::not_found("entitlement"))?;
+        let ent = self
+            .entitlements
+            .get_entitlement(tenant, &id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("entitlement"))?;
+        self.entitlements.delete_entitlement(tenant, &ent).await?;
+        tracing::info!(tenant = %tenant, entitlement = %id, "entitlement deleted");
+        Ok(json(200, &json!({"deleted": id})))
+    }
+
+    async fn put_entitlement(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let id = EntitlementId::parse(id)
+            .map_err(|e| ApiError::new(400, "invalid_entitlement", e.to_string()))?;
+        let existing = self.entitlements.get_entitlement(tenant, &id).await?;
+        let ent = entitlement_from_body(id, body_bytes(req), Utc::now(), existing.as_ref())?;
+        if let Some(old) = &existing {
+            if old.account != ent.account {
+                return Err(ApiError::new(
+                    409,
+                    "account_changed",
+                    format!(
+                        "entitlement {} belongs to account {}; delete it to move it",
+                        old.id, old.account
+                    ),
+                ));
+            }
+        }
+        if self
+            .accounts
+            .get_account(tenant, &ent.account)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::new(
+                422,
+                "unknown_account",
+                format!(
+                    "account '{}' has no profile; PUT /v1/accounts/{} first",
+                    ent.account, ent.account
+                ),
+            ));
+        }
+        for m in &ent.meters {
+            match self.definitions.get_definition(tenant, m).await? {
+                Some(d) if d.status != DefinitionStatus::Deleted => {}
+                _ => {
+                    return Err(ApiError::new(
+                        422,
+                        "unknown_meter",
+                        format!("meter '{m}' is not defined (PUT /v1/definitions/{m})"),
+                    ))
+                }
+            }
+        }
+        let others = self
+            .entitlements
+            .list_entitlements(tenant, &ent.account)
+            .await?;
+        if let Some(clash) = others.iter().find(|o| o.id != ent.id && o.overlaps(&ent)) {
+            return Err(ApiError::new(
+                409,
+                "overlapping_entitlement",
+                format!(
+                    "entitlement {} already counts {} usage of a meter in these dates",
+                    clash.id, clash.stage
+                ),
+            ));
+        }
+        self.entitlements.put_entitlement(tenant, &ent).await?;
+        tracing::info!(tenant = %tenant, entitlement = %ent.id, account = %ent.account, created = existing.is_none(), "entitlement saved");
+        let body = self.with_balance(tenant, &ent).await?;
+        Ok(json(if existing.is_some() { 200 } else { 201 }, &body))
     }
 
     async fn list_accounts(

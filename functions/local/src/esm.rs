@@ -23,6 +23,13 @@ impl SqsHandler for rollup::Rollup {
     }
 }
 
+#[async_trait]
+impl SqsHandler for notify::Notify {
+    async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        notify::Notify::handle(self, event).await
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Mapping {
     pub queue_url: String,

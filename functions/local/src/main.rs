@@ -133,7 +133,15 @@ async fn main() -> Result<()> {
             dev_tenant,
         } => {
             let (stack, p) = stack().await?;
-            serve(Arc::new(stack), &p, &addr, dev_api_key, &dev_tenant).await
+            serve(
+                Arc::new(stack),
+                &p,
+                &addr,
+                dev_api_key,
+                &dev_tenant,
+                &cli.prefix,
+            )
+            .await
         }
         Command::Provision => {
             let (_, p) = stack().await?;
@@ -210,6 +218,7 @@ async fn serve(
     addr: &str,
     dev_key: Option<String>,
     dev_tenant: &str,
+    prefix: &str,
 ) -> Result<()> {
     let tenant = TenantId::parse(dev_tenant)?;
     stack
@@ -241,6 +250,14 @@ async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let poller =
         tokio::spawn(Arc::clone(&stack.poller).run_shared(stack.rollup_handler(), stop_rx.clone()));
+    let alerts_poller = tokio::spawn(
+        Arc::clone(&stack.alerts_poller).run_shared(stack.notify_handler(), stop_rx.clone()),
+    );
+    let inbox_url = stack
+        .subscribe_queue(&format!("{}-alerts-inbox", prefix), None)
+        .await
+        .context("subscribing alerts-inbox to the alerts topic")?;
+    let inbox = tokio::spawn(print_inbox(stack.sqs.clone(), inbox_url, stop_rx.clone()));
     let scheduler = tokio::spawn(stack.scheduler.clone().run(stop_rx.clone()));
     banner(addr, &tenant, &key, p);
     let mut server_stop = stop_rx.clone();
@@ -253,9 +270,59 @@ async fn serve(
         })
         .await?;
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(poller, scheduler);
+    let _ = tokio::join!(poller, alerts_poller, inbox, scheduler);
     eprintln!("usage-local stopped");
     Ok(())
+}
+
+/// Prints every alert delivered to the local `alerts-inbox` queue (an SNS
+/// subscription of the alerts topic), then deletes it.
+async fn print_inbox(sqs: aws_sdk_sqs::Client, url: String, mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let recv = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send();
+        let out = tokio::select! {
+            _ = stop.changed() => return,
+            out = recv => out,
+        };
+        let messages = match out {
+            Ok(o) => o.messages.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "alerts-inbox receive failed");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        for m in messages {
+            let body = m.body.as_deref().unwrap_or_default();
+            let shown = serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .map(|v| {
+                    format!(
+                        "{}\n{}",
+                        v["subject"].as_str().unwrap_or("(no subject)"),
+                        serde_json::to_string_pretty(&v["alert"]).unwrap_or_default()
+                    )
+                })
+                .unwrap_or_else(|| body.to_owned());
+            println!("\n=== alerts-inbox ===\n{shown}\n");
+            if let Some(h) = m.receipt_handle {
+                let _ = sqs
+                    .delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(h)
+                    .send()
+                    .await;
+            }
+        }
+    }
 }
 
 fn banner(addr: &str, tenant: &TenantId, key: &str, p: &local::provision::Provisioned) {
@@ -280,6 +347,15 @@ Try it:
             {{"account":"acme","meter":"api_calls"}}]'
   curl -s "{base}/v1/accounts/acme/usage?granularity=hour&group_by=meter" -H "Authorization: Bearer $KEY"
   curl -s {base}/v1/definitions -H "Authorization: Bearer $KEY"
+
+Entitlements and alerts (alerts delivered to alerts-inbox are printed here):
+  curl -s -X PUT {base}/v1/entitlements/acme-api -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \
+       -d '{{"account":"acme","meter":"api_calls","limit":100,"period":"calendar_month","time_zone":"UTC"}}'
+  curl -s -X POST {base}/v1/events -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \
+       -d '[{{"id":"lim-1","account":"acme","meter":"api_calls","quantity":85}}]'     # one 80% alert
+  curl -s -X POST {base}/v1/events -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \
+       -d '[{{"id":"lim-2","account":"acme","meter":"api_calls","quantity":20}}]'     # one 100% alert
+  curl -s {base}/v1/accounts/acme/entitlements -H "Authorization: Bearer $KEY"
   curl -s -X POST {base}/local/jobs/dlq-depth
 "#,
         table = p.refs.get("UsageTable").map(String::as_str).unwrap_or("?"),

@@ -21,7 +21,12 @@ pub struct Stack {
     pub ingest: Arc<ingest::Ingest>,
     pub rollup: Arc<rollup::Rollup>,
     pub api: Arc<api::Api>,
+    pub notify: Arc<notify::Notify>,
     pub poller: Arc<Poller>,
+    /// Event source mapping of the alerts queue onto notify.
+    pub alerts_poller: Arc<Poller>,
+    pub sns: aws_sdk_sns::Client,
+    pub alerts_topic_arn: String,
     pub scheduler: Scheduler,
     pub sqs: aws_sdk_sqs::Client,
     pub dlq_url: String,
@@ -76,12 +81,40 @@ impl Stack {
             portals: store.clone(),
         });
         let ingest = Arc::new(ingest);
-        let mut rollup = rollup::Rollup::new(store.clone(), cfg);
+        let alerts_url = p.reference("AlertsQueue")?.to_owned();
+        let alerts = Arc::new(SqsQueue::new(sqs.clone(), alerts_url.clone()));
+        let limits = shared::limits::LimitWatch {
+            entitlements: store.clone(),
+            usage: store.clone(),
+            accounts: store.clone(),
+            markers: store.clone(),
+            alerts,
+        };
+        let mut rollup = rollup::Rollup::new(store.clone(), cfg).with_limits(limits);
         rollup.hubspot = Some(shared::hubspot::processor::Processor {
             store: store.clone(),
             queue: queue.clone(),
         });
         let rollup = Arc::new(rollup);
+        let sns = aws_sdk_sns::Client::new(aws);
+        let alerts_topic_arn = p.reference("AlertsTopic")?.to_owned();
+        let notify = Arc::new(notify::Notify::new(
+            store.clone(),
+            Arc::new(shared::publish::SnsPublisher::new(
+                sns.clone(),
+                alerts_topic_arn.clone(),
+            )),
+        ));
+        let alerts_poller = Arc::new(Poller {
+            sqs: sqs.clone(),
+            mapping: Mapping {
+                queue_url: alerts_url,
+                queue_arn: p.arns.get("AlertsQueue").cloned().unwrap_or_default(),
+                batch_size: 10,
+                batching_window: Duration::from_secs(1),
+            },
+            requests: Default::default(),
+        });
         let api = Arc::new(api::Api::new(store.clone()));
         let poller = Arc::new(Poller {
             sqs: sqs.clone(),
@@ -104,7 +137,11 @@ impl Stack {
             ingest,
             rollup,
             api,
+            notify,
             poller,
+            alerts_poller,
+            sns,
+            alerts_topic_arn,
             scheduler: Scheduler::new(jobs),
             sqs,
             dlq_url,
@@ -113,6 +150,52 @@ impl Stack {
 
     pub fn rollup_handler(&self) -> Arc<dyn SqsHandler> {
         self.rollup.clone()
+    }
+
+    pub fn notify_handler(&self) -> Arc<dyn SqsHandler> {
+        self.notify.clone()
+    }
+
+    /// Creates an SQS queue `name`, subscribes it to the alerts topic with raw
+    /// delivery (and an optional filter policy on message attributes) and returns its
+    /// URL. `make run` does this for `alerts-inbox` so every alert is visible locally.
+    pub async fn subscribe_queue(&self, name: &str, filter_policy: Option<&str>) -> Result<String> {
+        let url = self
+            .sqs
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?
+            .queue_url
+            .unwrap_or_default();
+        let arn = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?
+            .attributes
+            .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .unwrap_or_default();
+        let mut req = self
+            .sns
+            .subscribe()
+            .topic_arn(&self.alerts_topic_arn)
+            .protocol("sqs")
+            .endpoint(arn)
+            .attributes("RawMessageDelivery", "true");
+        if let Some(f) = filter_policy {
+            req = req
+                .attributes("FilterPolicy", f)
+                .attributes("FilterPolicyScope", "MessageAttributes");
+        }
+        req.send()
+            .await
+            .map_err(|e| anyhow::anyhow!(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))?;
+        Ok(url)
     }
 
     /// Creates a tenant with the starter meter definitions, unless it exists.

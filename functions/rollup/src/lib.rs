@@ -8,6 +8,7 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use futures::stream::{self, StreamExt};
 use shared::chunk::{Chunk, CHUNK_VERSION};
 use shared::hubspot::processor::{ProcessError, Processor, WebhookBatch};
+use shared::limits::LimitWatch;
 use shared::pipeline::{process_chunk, LedgerStore, PipelineConfig};
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ pub struct Rollup {
     pub hubspot: Option<Processor>,
     pub store: Arc<dyn LedgerStore>,
     pub cfg: PipelineConfig,
+    /// Entitlement threshold checks after counting; `None` counts only.
+    pub limits: Option<LimitWatch>,
     /// Messages of one batch processed at the same time.
     pub concurrency: usize,
 }
@@ -38,6 +41,8 @@ pub enum MessageError {
     Store(#[from] shared::store::StoreError),
     #[error("HubSpot batch: {0}")]
     Hubspot(#[from] ProcessError),
+    #[error(transparent)]
+    Limits(#[from] shared::limits::LimitError),
 }
 
 impl Rollup {
@@ -46,8 +51,15 @@ impl Rollup {
             hubspot: None,
             store,
             cfg,
+            limits: None,
             concurrency: 4,
         }
+    }
+
+    /// Also raise entitlement threshold alerts after each chunk is counted.
+    pub fn with_limits(mut self, limits: LimitWatch) -> Self {
+        self.limits = Some(limits);
+        self
     }
 
     /// The Lambda entry point.
@@ -65,7 +77,7 @@ impl Rollup {
             if let Err(e) = result {
                 let id = id.unwrap_or_default();
                 match &e {
-                    MessageError::Store(_) | MessageError::Hubspot(_) => {
+                    MessageError::Store(_) | MessageError::Hubspot(_) | MessageError::Limits(_) => {
                         tracing::warn!(message_id = %id, error = %e, "chunk will be retried")
                     }
                     _ => {
@@ -110,6 +122,28 @@ impl Rollup {
             parts_already_applied = outcome.parts_already_applied,
             "chunk counted"
         );
+        if let Some(limits) = &self.limits {
+            // Runs on every delivery, also when every part was already applied: a
+            // crash between counting and alerting is finished by the redelivery.
+            let expires_at = (chunk.received_at + self.cfg.retention).timestamp();
+            let l = limits
+                .check(
+                    &chunk.tenant,
+                    &chunk.chunk,
+                    &outcome.touched,
+                    chrono::Utc::now(),
+                    expires_at,
+                )
+                .await?;
+            tracing::info!(
+                tenant = %chunk.tenant,
+                chunk = %chunk.chunk,
+                entitlement_periods = l.entitlements_checked,
+                alerts_queued = l.alerts_queued,
+                already_raised = l.already_raised,
+                "limits checked"
+            );
+        }
         Ok(())
     }
 }

@@ -20,12 +20,26 @@ async fn main() -> Result<(), Error> {
         retention: chrono::Duration::days(retention),
         ..PipelineConfig::default()
     };
-    let queue = Arc::new(shared::queue::SqsQueue::new(
+    let events = Arc::new(shared::queue::SqsQueue::new(
         aws_sdk_sqs::Client::new(&aws),
         shared::config::required("EVENTS_QUEUE_URL")?,
     ));
-    let mut rollup = Rollup::new(store.clone(), cfg);
-    rollup.hubspot = Some(shared::hubspot::processor::Processor { store, queue });
+    let alerts = Arc::new(shared::queue::SqsQueue::new(
+        aws_sdk_sqs::Client::new(&aws),
+        shared::config::required("ALERTS_QUEUE_URL")?,
+    ));
+    let limits = shared::limits::LimitWatch {
+        entitlements: store.clone(),
+        usage: store.clone(),
+        accounts: store.clone(),
+        markers: store.clone(),
+        alerts,
+    };
+    let mut rollup = Rollup::new(store.clone(), cfg).with_limits(limits);
+    rollup.hubspot = Some(shared::hubspot::processor::Processor {
+        store,
+        queue: events,
+    });
     let rollup = Arc::new(rollup);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let rollup = rollup.clone();

@@ -1,10 +1,15 @@
 //! The DynamoDB adapter: one table, keys from [`crate::keys`], items via serde_dynamo.
 //! SDK errors are classified here once (conditional failure, throttling, conflict).
 
-use super::{AccountStore, DefinitionStore, Directory, Page, RollupRow, StoreError, UsageReader};
+use super::{
+    AccountStore, DefinitionStore, Directory, EntitlementStore, MarkerClaim, MarkerKind,
+    MarkerStore, Page, RollupRow, StoreError, UsageReader,
+};
 use crate::account::AccountProfile;
 use crate::definition::Definition;
+use crate::entitlement::Entitlement;
 use crate::event::{MeterRule, TenantPolicy, UsageEvent};
+use crate::ids::EntitlementId;
 use crate::ids::{AccountId, MeterName, Segment, Source, TenantId};
 use crate::keys::{self, Scope};
 use crate::pipeline::{Claim, LedgerEntry, LedgerStore, PartOutcome, PartRef};
@@ -322,11 +327,14 @@ impl DynamoStore {
     }
 
     /// Queries one partition (optionally a sort-key range), following pagination.
+    /// Rollups and entitlements are read consistently: threshold checks must see the
+    /// writes committed just before them (docs/adr/0004).
     async fn query_all(
         &self,
         op: &'static str,
         pk: String,
         range: Option<(String, String)>,
+        consistent: bool,
     ) -> Result<Vec<Item>, StoreError> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
@@ -335,6 +343,7 @@ impl DynamoStore {
                 .client
                 .query()
                 .table_name(&self.table)
+                .consistent_read(consistent)
                 .expression_attribute_values(":pk", s(pk.clone()))
                 .set_exclusive_start_key(start.take());
             req = match &range {
@@ -443,7 +452,9 @@ impl Directory for DynamoStore {
 
     async fn tenant_policy(&self, tenant: &TenantId) -> Result<Option<TenantPolicy>, StoreError> {
         let pk = keys::tenant_pk(tenant);
-        let items = self.query_all("tenant_policy", pk.clone(), None).await?;
+        let items = self
+            .query_all("tenant_policy", pk.clone(), None, false)
+            .await?;
         let mut policy: Option<TenantPolicy> = None;
         let mut meters = HashMap::new();
         for item in items {
@@ -506,7 +517,9 @@ impl DefinitionStore for DynamoStore {
 
     async fn list_definitions(&self, tenant: &TenantId) -> Result<Vec<Definition>, StoreError> {
         let pk = keys::tenant_pk(tenant);
-        let items = self.query_all("list_definitions", pk.clone(), None).await?;
+        let items = self
+            .query_all("list_definitions", pk.clone(), None, false)
+            .await?;
         items
             .into_iter()
             .filter(|i| str_attr(i, "sk").is_some_and(|sk| sk.starts_with(keys::DEFINITION_PREFIX)))
@@ -638,6 +651,7 @@ impl UsageReader for DynamoStore {
                 "read_rollups",
                 pk.clone(),
                 Some(keys::usage_sk_range(from, to)),
+                true,
             )
             .await?;
         let mut rows = Vec::with_capacity(items.len());
@@ -1125,6 +1139,7 @@ impl crate::hubspot::processor::IdentityStore for DynamoStore {
                     keys::HUBSPOT_PENDING_PREFIX.to_owned(),
                     format!("{}~", keys::HUBSPOT_PENDING_PREFIX),
                 )),
+                true,
             )
             .await?;
         items
@@ -1195,7 +1210,12 @@ impl DynamoStore {
     /// Counts HubSpot changes no rule mapped on a day (for audits and tests).
     pub async fn unmapped_count(&self, t: &TenantId, day: NaiveDate) -> Result<usize, StoreError> {
         Ok(self
-            .query_all("unmapped_count", keys::hubspot_unmapped_pk(t, day), None)
+            .query_all(
+                "unmapped_count",
+                keys::hubspot_unmapped_pk(t, day),
+                None,
+                false,
+            )
             .await?
             .len())
     }
@@ -1235,5 +1255,195 @@ impl super::MappingStore for DynamoStore {
         };
         let item = serde_dynamo::to_item(item).map_err(|e| corrupt("mapping rules", e))?;
         self.put("put_mapping_rules", item, None).await.map(|_| ())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct PointerItem {
+    pk: String,
+    sk: String,
+    account: AccountId,
+}
+
+#[async_trait]
+impl EntitlementStore for DynamoStore {
+    async fn put_entitlement(
+        &self,
+        tenant: &TenantId,
+        ent: &Entitlement,
+    ) -> Result<(), StoreError> {
+        let pointer = PointerItem {
+            pk: keys::entitlement_pointer_pk(tenant, &ent.id),
+            sk: keys::ENTITLEMENT_POINTER_SK.into(),
+            account: ent.account.clone(),
+        };
+        let pointer = serde_dynamo::to_item(pointer).map_err(|e| corrupt("entitlement", e))?;
+        self.put("put_entitlement_pointer", pointer, None).await?;
+        let item = DataItem {
+            pk: keys::entitlements_pk(tenant, &ent.account),
+            sk: keys::entitlement_sk(&ent.id),
+            data: ent,
+        };
+        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("entitlement", e))?;
+        self.put("put_entitlement", item, None).await.map(|_| ())
+    }
+
+    async fn get_entitlement(
+        &self,
+        tenant: &TenantId,
+        id: &EntitlementId,
+    ) -> Result<Option<Entitlement>, StoreError> {
+        let pk = keys::entitlement_pointer_pk(tenant, id);
+        let Some(item) = self
+            .get(
+                "get_entitlement_pointer",
+                pk.clone(),
+                keys::ENTITLEMENT_POINTER_SK,
+                true,
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let ptr: PointerItem = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
+        let pk = keys::entitlements_pk(tenant, &ptr.account);
+        match self
+            .get(
+                "get_entitlement",
+                pk.clone(),
+                &keys::entitlement_sk(id),
+                true,
+            )
+            .await?
+        {
+            None => Ok(None),
+            Some(item) => {
+                let d: DataItem<Entitlement> =
+                    serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
+                Ok(Some(d.data))
+            }
+        }
+    }
+
+    async fn delete_entitlement(
+        &self,
+        tenant: &TenantId,
+        ent: &Entitlement,
+    ) -> Result<(), StoreError> {
+        for (pk, sk) in [
+            (
+                keys::entitlements_pk(tenant, &ent.account),
+                keys::entitlement_sk(&ent.id),
+            ),
+            (
+                keys::entitlement_pointer_pk(tenant, &ent.id),
+                keys::ENTITLEMENT_POINTER_SK.to_owned(),
+            ),
+        ] {
+            self.meter.request();
+            self.meter.add(1);
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", s(pk))
+                .key("sk", s(sk))
+                .send()
+                .await
+                .map_err(|e| svc("delete_entitlement", e))?;
+        }
+        Ok(())
+    }
+
+    async fn list_entitlements(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+    ) -> Result<Vec<Entitlement>, StoreError> {
+        let pk = keys::entitlements_pk(tenant, account);
+        let items = self
+            .query_all("list_entitlements", pk.clone(), None, true)
+            .await?;
+        items
+            .into_iter()
+            .map(|i| {
+                serde_dynamo::from_item::<_, DataItem<Entitlement>>(i)
+                    .map(|d| d.data)
+                    .map_err(|e| corrupt(&pk, e))
+            })
+            .collect()
+    }
+}
+
+fn marker_kind(kind: MarkerKind) -> &'static str {
+    match kind {
+        MarkerKind::Raised => "ALERT",
+        MarkerKind::Published => "NOTIFIED",
+    }
+}
+
+#[async_trait]
+impl MarkerStore for DynamoStore {
+    async fn claim_marker(
+        &self,
+        tenant: &TenantId,
+        kind: MarkerKind,
+        key: &str,
+        owner: &str,
+        expires_at: i64,
+    ) -> Result<MarkerClaim, StoreError> {
+        let pk = keys::marker_pk(tenant, marker_kind(kind), key);
+        let item: Item = HashMap::from([
+            ("pk".to_owned(), s(pk.clone())),
+            ("sk".to_owned(), s(keys::MARKER_SK)),
+            ("owner".to_owned(), s(owner)),
+            ("done".to_owned(), AttributeValue::Bool(false)),
+            ("claimed_at".to_owned(), s(Utc::now().to_rfc3339())),
+            ("expires_at".to_owned(), n(expires_at)),
+        ]);
+        if self
+            .put("claim_marker", item, Some("attribute_not_exists(pk)"))
+            .await?
+        {
+            return Ok(MarkerClaim::New);
+        }
+        let existing = self
+            .get("claim_marker_lookup", pk.clone(), keys::MARKER_SK, true)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Conflict(format!("{pk} vanished after a failed condition"))
+            })?;
+        if str_attr(&existing, "owner") != Some(owner) {
+            return Ok(MarkerClaim::Other);
+        }
+        let done = matches!(existing.get("done"), Some(AttributeValue::Bool(true)));
+        let age = str_attr(&existing, "claimed_at")
+            .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
+            .map_or(chrono::Duration::days(36_500), |c| {
+                Utc::now() - c.with_timezone(&Utc)
+            });
+        Ok(MarkerClaim::Mine { done, age })
+    }
+
+    async fn finish_marker(
+        &self,
+        tenant: &TenantId,
+        kind: MarkerKind,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        let pk = keys::marker_pk(tenant, marker_kind(kind), key);
+        self.meter.request();
+        self.meter.add(1);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(keys::MARKER_SK))
+            .update_expression("SET #d = :t")
+            .expression_attribute_names("#d", "done")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| svc("finish_marker", e))?;
+        Ok(())
     }
 }

@@ -142,3 +142,66 @@ impl From<&crate::definition::Definition> for MeterRule {
         }
     }
 }
+
+#[async_trait]
+pub trait EntitlementStore: Send + Sync {
+    async fn put_entitlement(
+        &self,
+        tenant: &TenantId,
+        ent: &crate::entitlement::Entitlement,
+    ) -> Result<(), StoreError>;
+    async fn get_entitlement(
+        &self,
+        tenant: &TenantId,
+        id: &crate::ids::EntitlementId,
+    ) -> Result<Option<crate::entitlement::Entitlement>, StoreError>;
+    async fn delete_entitlement(
+        &self,
+        tenant: &TenantId,
+        ent: &crate::entitlement::Entitlement,
+    ) -> Result<(), StoreError>;
+    async fn list_entitlements(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+    ) -> Result<Vec<crate::entitlement::Entitlement>, StoreError>;
+}
+
+/// Which "done once" marker: an alert raised by the rollup, or published by notify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerKind {
+    Raised,
+    Published,
+}
+
+/// Result of claiming a once-only marker, ledger style: the owner (a chunk id or an
+/// SQS message id) that claimed it first is the one that must finish the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerClaim {
+    /// Claimed now by this owner.
+    New,
+    /// Claimed earlier by this same owner (`age` ago); `done` once its work was
+    /// completed. Not done and recent means another delivery of the same owner may
+    /// still be doing it: the caller should fail and retry later, not do it twice.
+    Mine { done: bool, age: chrono::Duration },
+    /// Claimed by someone else: not ours to do.
+    Other,
+}
+
+#[async_trait]
+pub trait MarkerStore: Send + Sync {
+    async fn claim_marker(
+        &self,
+        tenant: &TenantId,
+        kind: MarkerKind,
+        key: &str,
+        owner: &str,
+        expires_at: i64,
+    ) -> Result<MarkerClaim, StoreError>;
+    async fn finish_marker(
+        &self,
+        tenant: &TenantId,
+        kind: MarkerKind,
+        key: &str,
+    ) -> Result<(), StoreError>;
+}

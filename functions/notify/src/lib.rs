@@ -1,0 +1,274 @@
+//! SQS consumer of the alerts queue: publishes each alert key at most once (a marker
+//! claimed per key and owned by the SQS message that claimed it), rendered for email
+//! and as JSON, to the SNS alerts topic with filterable message attributes.
+//!
+//! Messages are handled one by one and reported individually
+//! (`ReportBatchItemFailures`); a body that is not an alert goes to the DLQ after the
+//! queue's `maxReceiveCount`.
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::stream::{self, StreamExt};
+use shared::alert::{render, Alert};
+use shared::publish::{AlertPublisher, PublishError};
+use shared::store::{MarkerClaim, MarkerKind, MarkerStore, StoreError};
+use std::sync::Arc;
+
+pub struct Notify {
+    pub markers: Arc<dyn MarkerStore>,
+    pub publisher: Arc<dyn AlertPublisher>,
+    /// How long published-alert markers are kept (dedupe memory).
+    pub retention: chrono::Duration,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("message body is not an alert: {0}")]
+    Poison(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("alert {0} is being published by another delivery of this message; retry later")]
+    InFlight(String),
+}
+
+/// What happened to one alert message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Published,
+    Duplicate,
+}
+
+impl Notify {
+    pub fn new(markers: Arc<dyn MarkerStore>, publisher: Arc<dyn AlertPublisher>) -> Self {
+        Self {
+            markers,
+            publisher,
+            retention: chrono::Duration::days(400),
+            concurrency: 4,
+        }
+    }
+
+    /// The Lambda entry point.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let results: Vec<(String, Result<Delivery, NotifyError>)> = stream::iter(event.records)
+            .map(|m| async move {
+                let id = m.message_id.clone().unwrap_or_default();
+                let r = self.process(&m).await;
+                (id, r)
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        let mut response = SqsBatchResponse::default();
+        for (id, r) in results {
+            if let Err(e) = r {
+                match &e {
+                    NotifyError::Poison(_) => {
+                        tracing::error!(message_id = %id, error = %e, "poison alert message")
+                    }
+                    _ => tracing::warn!(message_id = %id, error = %e, "alert will be retried"),
+                }
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = id;
+                response.batch_item_failures.push(f);
+            }
+        }
+        response
+    }
+
+    pub async fn process(&self, m: &SqsMessage) -> Result<Delivery, NotifyError> {
+        let body = m.body.as_deref().unwrap_or_default();
+        let alert: Alert =
+            serde_json::from_str(body).map_err(|e| NotifyError::Poison(e.to_string()))?;
+        // The SQS message id is stable across redeliveries of one message, so a retry
+        // after a failed publish finds its own claim; another message with the same
+        // alert key (the rollup re-sending after a crash) is a duplicate.
+        let owner = m.message_id.as_deref().unwrap_or(&alert.key);
+        let expires_at = (chrono::Utc::now() + self.retention).timestamp();
+        match self
+            .markers
+            .claim_marker(
+                &alert.tenant,
+                MarkerKind::Published,
+                &alert.key,
+                owner,
+                expires_at,
+            )
+            .await?
+        {
+            MarkerClaim::New => {}
+            MarkerClaim::Mine { done: false, age } if age >= shared::limits::IN_FLIGHT_LEASE => {}
+            MarkerClaim::Mine { done: false, .. } => return Err(NotifyError::InFlight(alert.key)),
+            MarkerClaim::Mine { done: true, .. } | MarkerClaim::Other => {
+                tracing::info!(tenant = %alert.tenant, alert = %alert.key, "duplicate alert dropped");
+                return Ok(Delivery::Duplicate);
+            }
+        }
+        let rendered = render(&alert);
+        self.publisher.publish(&alert, &rendered).await?;
+        self.markers
+            .finish_marker(&alert.tenant, MarkerKind::Published, &alert.key)
+            .await?;
+        tracing::info!(
+            tenant = %alert.tenant,
+            account = %alert.account,
+            alert = %alert.key,
+            kind = alert.kind.as_str(),
+            severity = alert.severity.as_str(),
+            subject = %rendered.subject,
+            "alert published"
+        );
+        Ok(Delivery::Published)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use shared::alert::{AlertKind, Rendered, Severity};
+    use shared::ids::{AccountId, Segment, TenantId};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Markers(Mutex<HashMap<String, (String, bool)>>);
+
+    #[async_trait]
+    impl MarkerStore for Markers {
+        async fn claim_marker(
+            &self,
+            _: &TenantId,
+            _: MarkerKind,
+            key: &str,
+            owner: &str,
+            _: i64,
+        ) -> Result<MarkerClaim, StoreError> {
+            let mut m = self.0.lock().unwrap();
+            match m.get(key) {
+                None => {
+                    m.insert(key.to_owned(), (owner.to_owned(), false));
+                    Ok(MarkerClaim::New)
+                }
+                Some((o, done)) if o == owner => Ok(MarkerClaim::Mine {
+                    done: *done,
+                    age: chrono::Duration::minutes(5),
+                }),
+                Some(_) => Ok(MarkerClaim::Other),
+            }
+        }
+        async fn finish_marker(
+            &self,
+            _: &TenantId,
+            _: MarkerKind,
+            key: &str,
+        ) -> Result<(), StoreError> {
+            if let Some(v) = self.0.lock().unwrap().get_mut(key) {
+                v.1 = true;
+            }
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct Recorder {
+        published: Mutex<Vec<String>>,
+        fail_next: Mutex<bool>,
+    }
+
+    #[async_trait]
+    impl AlertPublisher for Recorder {
+        async fn publish(&self, alert: &Alert, r: &Rendered) -> Result<(), PublishError> {
+            let mut fail = self.fail_next.lock().unwrap();
+            if *fail {
+                *fail = false;
+                return Err(PublishError::Sns("throttled".into()));
+            }
+            assert!(r.subject.len() < 100);
+            self.published.lock().unwrap().push(alert.key.clone());
+            Ok(())
+        }
+    }
+
+    fn alert(key: &str) -> Alert {
+        Alert {
+            key: key.into(),
+            kind: AlertKind::Limit,
+            code: "threshold_crossed".into(),
+            severity: Severity::Warning,
+            tenant: TenantId::parse("dev").unwrap(),
+            account: AccountId::parse("acme").unwrap(),
+            account_name: None,
+            segment: Segment::Smb,
+            owner: None,
+            crm_url: None,
+            entitlement: Some("e".into()),
+            meters: vec![],
+            threshold: Some(80),
+            period_start: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+            period_end: chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+            time_zone: "UTC".into(),
+            used: 85.into(),
+            limit: 100.into(),
+            percent: 85.into(),
+            projected: 100.into(),
+            late: false,
+            raised_at: chrono::Utc::now(),
+        }
+    }
+
+    fn msg(id: &str, body: &str) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.into());
+        m.body = Some(body.into());
+        m
+    }
+
+    fn event(records: Vec<SqsMessage>) -> SqsEvent {
+        let mut e = SqsEvent::default();
+        e.records = records;
+        e
+    }
+
+    #[tokio::test]
+    async fn the_same_alert_in_two_messages_is_published_once_and_poison_is_reported() {
+        let rec = Arc::new(Recorder::default());
+        let n = Notify::new(Arc::new(Markers::default()), rec.clone());
+        let body = serde_json::to_string(&alert("k1")).unwrap();
+        let resp = n
+            .handle(event(vec![
+                msg("m1", &body),
+                msg("m2", &body),
+                msg("m3", "not an alert"),
+            ]))
+            .await;
+        let failed: Vec<_> = resp
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        assert_eq!(failed, vec!["m3".to_owned()]);
+        assert_eq!(*rec.published.lock().unwrap(), vec!["k1".to_owned()]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_publish_is_retried_by_the_same_message_and_then_published() {
+        let rec = Arc::new(Recorder::default());
+        *rec.fail_next.lock().unwrap() = true;
+        let n = Notify::new(Arc::new(Markers::default()), rec.clone());
+        let body = serde_json::to_string(&alert("k2")).unwrap();
+        let first = n.handle(event(vec![msg("m1", &body)])).await;
+        assert_eq!(first.batch_item_failures.len(), 1);
+        assert!(rec.published.lock().unwrap().is_empty());
+        // Another message with the same key is a duplicate: the claim is m1's.
+        let dup = n.handle(event(vec![msg("m9", &body)])).await;
+        assert!(dup.batch_item_failures.is_empty());
+        assert!(rec.published.lock().unwrap().is_empty());
+        // SQS redelivers m1 (same message id): it owns the claim and publishes.
+        let again = n.handle(event(vec![msg("m1", &body)])).await;
+        assert!(again.batch_item_failures.is_empty());
+        assert_eq!(*rec.published.lock().unwrap(), vec!["k2".to_owned()]);
+    }
+}

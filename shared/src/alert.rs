@@ -1,0 +1,284 @@
+//! Alerts: what the rollup (and later score and audit) raise on the alerts queue, and
+//! how notify renders them for email and for machines. Pure.
+
+use crate::ids::{AccountId, MeterName, Segment, TenantId};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    Limit,
+    Risk,
+    DataQuality,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Limit => "limit",
+            AlertKind::Risk => "risk",
+            AlertKind::DataQuality => "data_quality",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// One alert. `key` names it uniquely: notify publishes each key at most once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub key: String,
+    pub kind: AlertKind,
+    /// `threshold_crossed`, `negative_balance`, `negative_usage`, ...
+    pub code: String,
+    pub severity: Severity,
+    pub tenant: TenantId,
+    pub account: AccountId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
+    pub segment: Segment,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crm_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitlement: Option<String>,
+    #[serde(default)]
+    pub meters: Vec<MeterName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u32>,
+    pub period_start: NaiveDate,
+    /// Exclusive.
+    pub period_end: NaiveDate,
+    pub time_zone: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub used: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub limit: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub percent: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub projected: Decimal,
+    /// Raised after its period had ended (late events).
+    pub late: bool,
+    pub raised_at: DateTime<Utc>,
+}
+
+/// An alert rendered for people (email) and machines (JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// ASCII, under 100 characters (SNS's rule for subjects).
+    pub subject: String,
+    pub body: String,
+    pub json: serde_json::Value,
+}
+
+fn who(a: &Alert) -> String {
+    match &a.account_name {
+        Some(n) => format!("{n} ({})", a.account),
+        None => a.account.to_string(),
+    }
+}
+
+fn meters(a: &Alert) -> String {
+    a.meters
+        .iter()
+        .map(MeterName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn headline(a: &Alert) -> String {
+    let what = match (a.code.as_str(), a.threshold) {
+        ("threshold_crossed", Some(t)) => format!("reached {t}% of its {} limit", meters(a)),
+        ("negative_balance", _) => format!("is over its {} limit", meters(a)),
+        ("negative_usage", _) => format!("has negative {} usage", meters(a)),
+        (code, _) => code.replace('_', " "),
+    };
+    format!("{} {what}", who(a))
+}
+
+fn next_step(a: &Alert) -> &'static str {
+    match (a.code.as_str(), a.threshold) {
+        ("negative_usage", _) => {
+            "Check the corrections sent for this account: usage cannot be below zero."
+        }
+        ("negative_balance", _) => {
+            "Confirm the overage with the customer and raise an expansion or overage invoice."
+        }
+        (_, Some(t)) if t >= 100 => {
+            "Contact the customer about an upgrade before the period ends; review overage terms."
+        }
+        _ => "Reach out to discuss their usage trend and whether the plan still fits.",
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let s: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if s.chars().count() <= max {
+        return s;
+    }
+    let mut out: String = s.chars().take(max - 3).collect();
+    out.push_str("...");
+    out
+}
+
+pub fn render(a: &Alert) -> Rendered {
+    let period = format!(
+        "{} to {}",
+        a.period_start,
+        a.period_end.pred_opt().unwrap_or(a.period_end)
+    );
+    let late = if a.late { " (late, closed period)" } else { "" };
+    let subject = truncate(
+        &format!(
+            "[{}] {} - period {}{late}",
+            a.severity.as_str(),
+            headline(a),
+            a.period_start.format("%Y-%m-%d")
+        ),
+        99,
+    );
+    let mut body = String::new();
+    body.push_str(&format!("{}.\n\n", headline(a)));
+    body.push_str(&format!("Account:     {}\n", who(a)));
+    body.push_str(&format!("Segment:     {}\n", a.segment));
+    if let Some(e) = &a.entitlement {
+        body.push_str(&format!("Entitlement: {e}\n"));
+    }
+    body.push_str(&format!("Period:      {period} ({}){late}\n", a.time_zone));
+    body.push_str(&format!(
+        "Usage:       {} of {} ({}%)\n",
+        a.used, a.limit, a.percent
+    ));
+    body.push_str(&format!(
+        "Trend:       {} projected by the end of the period at the current rate\n",
+        a.projected
+    ));
+    body.push_str(&format!(
+        "Owner:       {}\n",
+        a.owner.as_deref().unwrap_or("unassigned")
+    ));
+    if let Some(url) = &a.crm_url {
+        body.push_str(&format!("CRM record:  {url}\n"));
+    }
+    body.push_str(&format!("\nSuggested next step: {}\n", next_step(a)));
+    body.push_str(&format!("\nAlert key: {}\n", a.key));
+    let json = serde_json::json!({
+        "subject": subject,
+        "suggested_next_step": next_step(a),
+        "alert": a,
+    });
+    Rendered {
+        subject,
+        body,
+        json,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn sample() -> Alert {
+        Alert {
+            key: "limit:ent-1:2026-11-01:threshold:80".into(),
+            kind: AlertKind::Limit,
+            code: "threshold_crossed".into(),
+            severity: Severity::Warning,
+            tenant: TenantId::parse("dev").unwrap(),
+            account: AccountId::parse("acme").unwrap(),
+            account_name: Some("Acme Corp".into()),
+            segment: Segment::MidMarket,
+            owner: Some("csm@example.com".into()),
+            crm_url: Some("https://app.hubspot.com/contacts/1/company/5123".into()),
+            entitlement: Some("ent-1".into()),
+            meters: vec![MeterName::parse("api_calls").unwrap()],
+            threshold: Some(80),
+            period_start: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+            period_end: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+            time_zone: "Europe/Berlin".into(),
+            used: Decimal::from(85),
+            limit: Decimal::from(100),
+            percent: Decimal::from(85),
+            projected: Decimal::new(10625, 2),
+            late: false,
+            raised_at: DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        }
+    }
+
+    #[test]
+    fn a_threshold_alert_renders_subject_and_body_exactly() {
+        let r = render(&sample());
+        assert_eq!(
+            r.subject,
+            "[warning] Acme Corp (acme) reached 80% of its api_calls limit - period 2026-11-01"
+        );
+        assert_eq!(
+            r.body,
+            "Acme Corp (acme) reached 80% of its api_calls limit.\n\n\
+Account:     Acme Corp (acme)\n\
+Segment:     mid_market\n\
+Entitlement: ent-1\n\
+Period:      2026-11-01 to 2026-11-30 (Europe/Berlin)\n\
+Usage:       85 of 100 (85%)\n\
+Trend:       106.25 projected by the end of the period at the current rate\n\
+Owner:       csm@example.com\n\
+CRM record:  https://app.hubspot.com/contacts/1/company/5123\n\
+\nSuggested next step: Reach out to discuss their usage trend and whether the plan still fits.\n\
+\nAlert key: limit:ent-1:2026-11-01:threshold:80\n"
+        );
+        assert_eq!(r.json["alert"]["used"], "85");
+        assert_eq!(r.json["alert"]["kind"], "limit");
+    }
+
+    #[test]
+    fn a_late_negative_balance_alert_says_so_and_keeps_the_subject_short() {
+        let mut a = sample();
+        a.code = "negative_balance".into();
+        a.threshold = None;
+        a.severity = Severity::Critical;
+        a.late = true;
+        a.account_name = Some("A very long customer name that goes on and on, Incorporated".into());
+        let r = render(&a);
+        assert!(
+            r.subject.len() < 100 && r.subject.is_ascii(),
+            "{}",
+            r.subject
+        );
+        assert!(r
+            .subject
+            .starts_with("[critical] A very long customer name"));
+        assert!(r.body.contains("(late, closed period)"));
+        assert!(r.body.contains("overage invoice"));
+    }
+}

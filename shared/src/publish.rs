@@ -1,0 +1,87 @@
+//! The alerts topic: SNS behind a small trait. Message attributes carry what
+//! subscribers filter on (`kind`, `severity`, `segment`, `owner`, `tenant`).
+
+use crate::alert::{Alert, Rendered};
+use async_trait::async_trait;
+use aws_sdk_sns::types::MessageAttributeValue;
+use aws_sdk_sns::Client;
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("publishing to SNS failed: {0}")]
+    Sns(String),
+    #[error("message could not be encoded: {0}")]
+    Encode(String),
+}
+
+/// The attributes subscribers' filter policies see.
+pub fn attributes(a: &Alert) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("kind", a.kind.as_str().to_owned()),
+        ("severity", a.severity.as_str().to_owned()),
+        ("segment", a.segment.as_str().to_owned()),
+        (
+            "owner",
+            a.owner.clone().unwrap_or_else(|| "unassigned".to_owned()),
+        ),
+        ("tenant", a.tenant.to_string()),
+    ])
+}
+
+/// The SNS message: the email body for email subscribers, the JSON form for all
+/// others (SNS `MessageStructure=json`).
+pub fn message(r: &Rendered) -> Result<String, PublishError> {
+    let json = serde_json::to_string(&r.json).map_err(|e| PublishError::Encode(e.to_string()))?;
+    serde_json::to_string(&serde_json::json!({
+        "default": json,
+        "email": r.body,
+        "email-json": json,
+        "sqs": json,
+    }))
+    .map_err(|e| PublishError::Encode(e.to_string()))
+}
+
+#[async_trait]
+pub trait AlertPublisher: Send + Sync {
+    async fn publish(&self, alert: &Alert, rendered: &Rendered) -> Result<(), PublishError>;
+}
+
+pub struct SnsPublisher {
+    client: Client,
+    topic_arn: String,
+}
+
+impl SnsPublisher {
+    pub fn new(client: Client, topic_arn: impl Into<String>) -> Self {
+        Self {
+            client,
+            topic_arn: topic_arn.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl AlertPublisher for SnsPublisher {
+    async fn publish(&self, alert: &Alert, rendered: &Rendered) -> Result<(), PublishError> {
+        let mut req = self
+            .client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .subject(&rendered.subject)
+            .message_structure("json")
+            .message(message(rendered)?);
+        for (k, v) in attributes(alert) {
+            let attr = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(v)
+                .build()
+                .map_err(|e| PublishError::Encode(e.to_string()))?;
+            req = req.message_attributes(k, attr);
+        }
+        req.send().await.map_err(|e| {
+            PublishError::Sns(aws_sdk_sns::error::DisplayErrorContext(e).to_string())
+        })?;
+        Ok(())
+    }
+}
