@@ -41,7 +41,7 @@ pub struct WebhookBatch {
 /// A usage change waiting for its object's company.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Held {
-    /// The event as it will be counted, with a placeholder account.
+    /// The event as it will be counted, with the account still unknown (`unattributed`).
     pub event: UsageEvent,
     pub reason: String,
 }
@@ -154,7 +154,7 @@ fn account_for(company: u64) -> Option<AccountId> {
     AccountId::parse(&company.to_string()).ok()
 }
 
-/// Placeholder account of a held event, replaced when it is released.
+/// Account of a held event until its company is known, replaced when it is released.
 const UNATTRIBUTED: &str = "unattributed";
 
 impl Processor {
@@ -237,14 +237,14 @@ impl Processor {
                     }
                 }
                 None => {
-                    let Some(placeholder) = AccountId::parse(UNATTRIBUTED)
+                    let Some(pending_event) = AccountId::parse(UNATTRIBUTED)
                         .ok()
                         .and_then(|a| usage(ev, rule, quantity, a))
                     else {
                         continue;
                     };
                     let held = Held {
-                        event: placeholder,
+                        event: pending_event,
                         reason: format!(
                             "no company associated with {} {} yet",
                             object.kind, object.id
