@@ -172,25 +172,7 @@ impl TestStack {
 
     /// Runs the rollup poller until the queue has nothing visible left.
     pub async fn drain(&self) -> PollStats {
-        let mut total = PollStats::default();
-        let mut idle = 0;
-        while idle < 2 {
-            let s = self
-                .stack
-                .poller
-                .poll_once(self.stack.rollup.as_ref(), Duration::from_millis(0))
-                .await
-                .expect("poll");
-            if s.received == 0 {
-                idle += 1;
-            } else {
-                idle = 0;
-            }
-            total.received += s.received;
-            total.failed += s.failed;
-            total.deleted += s.deleted;
-        }
-        total
+        drain_with(&self.stack.poller, self.stack.rollup.as_ref()).await
     }
 
     /// Polls until the queue holds nothing at all (visible or in flight), so messages
@@ -200,35 +182,14 @@ impl TestStack {
         let mut total = self.drain().await;
         while self.queue_depth("EventsQueue").await > 0 && started.elapsed() < patience {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            let s = self.drain().await;
-            total.received += s.received;
-            total.failed += s.failed;
-            total.deleted += s.deleted;
+            total = add(total, self.drain().await);
         }
         total
     }
 
     /// Runs notify on the alerts queue until nothing is visible.
     pub async fn drain_alerts(&self) -> PollStats {
-        let mut total = PollStats::default();
-        let mut idle = 0;
-        while idle < 2 {
-            let s = self
-                .stack
-                .alerts_poller
-                .poll_once(self.stack.notify.as_ref(), Duration::from_millis(0))
-                .await
-                .expect("poll alerts");
-            if s.received == 0 {
-                idle += 1;
-            } else {
-                idle = 0;
-            }
-            total.received += s.received;
-            total.failed += s.failed;
-            total.deleted += s.deleted;
-        }
-        total
+        drain_with(&self.stack.alerts_poller, self.stack.notify.as_ref()).await
     }
 
     /// Takes every visible message off a queue (by URL) and returns the JSON bodies.
@@ -336,6 +297,32 @@ impl TestStack {
         })
         .sum()
     }
+}
+
+fn add(a: PollStats, b: PollStats) -> PollStats {
+    PollStats {
+        received: a.received + b.received,
+        failed: a.failed + b.failed,
+        deleted: a.deleted + b.deleted,
+    }
+}
+
+/// Polls one queue into its handler until two polls in a row find nothing visible.
+async fn drain_with(
+    poller: &local::esm::Poller,
+    handler: &dyn local::esm::SqsHandler,
+) -> PollStats {
+    let mut total = PollStats::default();
+    let mut idle = 0;
+    while idle < 2 {
+        let s = poller
+            .poll_once(handler, Duration::from_millis(0))
+            .await
+            .expect("poll");
+        idle = if s.received == 0 { idle + 1 } else { 0 };
+        total = add(total, s);
+    }
+    total
 }
 
 pub fn decode(resp: lambda_http::Response<Body>) -> (u16, Value) {
