@@ -18,9 +18,16 @@ pub struct AccountProfile {
     /// External ids by system, e.g. `{"hubspot_company_id": "5123"}`.
     #[serde(default)]
     pub crm_ids: BTreeMap<String, String>,
+    /// Facts synced from the CRM by field (`seats`, `plan`, `employees`,
+    /// `annual_revenue`), newest change wins; read-only through the API.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub crm_properties: BTreeMap<String, crate::hubspot::profile::CrmProperty>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+/// The `crm_ids` key that links an account to its HubSpot company.
+pub const HUBSPOT_COMPANY_ID: &str = "hubspot_company_id";
 
 const FIELDS: &[&str] = &[
     "name",
@@ -101,6 +108,12 @@ pub fn profile_from_body(
                         format!("crm_ids.{k} is empty or too long"),
                     ));
                 }
+                if k == HUBSPOT_COMPANY_ID && v.parse::<u64>().is_err() {
+                    return Err(input_error(
+                        "invalid_crm_ids",
+                        format!("crm_ids.{k} must be a HubSpot company id (digits), not '{v}'"),
+                    ));
+                }
                 crm_ids.insert(k.clone(), v);
             }
         }
@@ -118,6 +131,9 @@ pub fn profile_from_body(
         owner_email,
         onboarding_date,
         crm_ids,
+        crm_properties: existing
+            .map(|e| e.crm_properties.clone())
+            .unwrap_or_default(),
         created_at: existing.map_or(now, |e| e.created_at),
         updated_at: now,
     })

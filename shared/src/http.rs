@@ -41,6 +41,7 @@ impl From<StoreError> for ApiError {
                 "invalid_cursor",
                 "the cursor is not one this API returned",
             ),
+            StoreError::Taken { code, message } => ApiError::new(409, code, message),
             StoreError::Throttled(_) | StoreError::Conflict(_) | StoreError::Unavailable(_) => {
                 tracing::warn!(error = %e, "store busy");
                 ApiError::new(

@@ -91,8 +91,13 @@ pub fn hubspot_object_pk(t: &TenantId, kind: &str, id: u64) -> String {
 }
 pub const HUBSPOT_COMPANY_SK: &str = "#COMPANY";
 pub const HUBSPOT_MERGED_SK: &str = "#MERGED_INTO";
+/// On a company: the account whose profile names it.
+pub const HUBSPOT_ACCOUNT_SK: &str = "#ACCOUNT";
 pub const HUBSPOT_PENDING_PREFIX: &str = "PENDING#";
 pub const HUBSPOT_RULES_SK: &str = "HUBSPOT#RULES";
+pub const HUBSPOT_PROFILE_SYNC_SK: &str = "HUBSPOT#PROFILE_SYNC";
+/// On a company: one synced CRM property per profile field.
+pub const HUBSPOT_PROPERTY_PREFIX: &str = "#PROP#";
 
 /// HubSpot changes no rule mapped, per day (for the audit).
 pub fn hubspot_unmapped_pk(t: &TenantId, day: NaiveDate) -> String {

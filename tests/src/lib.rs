@@ -144,7 +144,8 @@ impl TestStack {
         body: Option<&str>,
     ) -> (u16, Value) {
         let req = self.request(method, path, Some(key), body.map(str::as_bytes));
-        let resp = if path.starts_with("/v1/events") {
+        let route = path.split('?').next().unwrap_or_default();
+        let resp = if ingest::ROUTES.iter().any(|(_, p)| *p == route) {
             self.stack.ingest.handle(req).await
         } else {
             self.stack.api.handle(req).await

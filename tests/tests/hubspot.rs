@@ -238,3 +238,292 @@ async fn tenant_mapping_rules_are_managed_through_the_api_and_applied_to_webhook
         "company events attribute to the company itself"
     );
 }
+
+const WORKFLOW_URI: &str = "https://hooks.example.com/v1/webhooks/hubspot/workflow";
+
+/// Posts a workflow "Send a webhook" payload signed with the v2 scheme workflow
+/// senders use (SHA-256 of secret + method + URI + body).
+async fn post_workflow(t: &TestStack, query: &str, body: &Value) -> (u16, Value) {
+    let body = body.to_string();
+    let path = format!("/v1/webhooks/hubspot/workflow{query}");
+    let uri = format!("{WORKFLOW_URI}{query}");
+    let sig =
+        shared::hubspot::signature::v2_signature(HUBSPOT_SECRET, "POST", &uri, body.as_bytes());
+    let req = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/json")
+        .header("x-hubspot-signature", sig)
+        .header("x-hubspot-signature-version", "v2")
+        .body(lambda_http::Body::Binary(body.into_bytes()))
+        .unwrap();
+    decode(t.stack.ingest.handle(req).await)
+}
+
+async fn usage_total(t: &TestStack, account: &str, meter: &str) -> (String, i64) {
+    let (s, v) = t
+        .call(
+            "GET",
+            &format!("/v1/accounts/{account}/usage?meter={meter}"),
+            None,
+        )
+        .await;
+    if s == 404 {
+        return ("0".into(), 0);
+    }
+    total(&v)
+}
+
+#[tokio::test]
+async fn workflow_webhooks_are_verified_mapped_by_the_same_rules_and_counted_once() {
+    let t = stack().await;
+    let (s, _) = t
+        .call(
+            "PUT",
+            "/v1/definitions/escalations",
+            Some(r#"{"unit":"escalations"}"#),
+        )
+        .await;
+    assert!(s == 200 || s == 201);
+    let rules = json!({"rules": [{"subscription_type": "workflow.ticket_escalated", "property_name": "hs_ticket_priority",
+        "property_values": ["HIGH", "URGENT"], "meter": "escalations", "quantity": {"constant": "1"},
+        "stage": "delivered", "service_line": "support"},
+        {"subscription_type": "ticket.creation", "meter": "tickets_opened", "quantity": {"constant": "1"},
+        "stage": "requested", "service_line": "support"}]});
+    let (s, saved) = t
+        .call("PUT", "/v1/hubspot/mappings", Some(&rules.to_string()))
+        .await;
+    assert_eq!(s, 200, "{saved}");
+
+    // Portal and event in the query string, the record and its company in the body.
+    let query = format!("?portalId={PORTAL}&event=ticket_escalated");
+    let payload = json!({"objectType": "TICKET", "objectId": 4242, "associatedCompanyId": 810,
+        "properties": {"hs_ticket_priority": "URGENT", "subject": "Cannot log in"}});
+    let (s, out) = post_workflow(&t, &query, &payload).await;
+    assert_eq!((s, out["received"].as_u64()), (200, Some(1)), "{out}");
+    // HubSpot retries the same payload (no timestamp in it): counted once.
+    post_workflow(&t, &query, &payload).await;
+    // A low-priority escalation matches no rule and is counted as unmapped.
+    let low = json!({"objectType": "TICKET", "objectId": 4243, "associatedCompanyId": 810,
+        "properties": {"hs_ticket_priority": "LOW"}});
+    post_workflow(&t, &query, &low).await;
+    t.drain().await;
+    assert_eq!(usage_total(&t, "810", "escalations").await, ("1".into(), 1));
+    let unmapped = t
+        .stack
+        .store
+        .unmapped_count(&t.tenant, chrono::Utc::now().date_naive())
+        .await
+        .unwrap();
+    assert_eq!(unmapped, 1);
+
+    // The workflow's company link also attributes the ticket's later app webhooks.
+    post(&t, &[ticket_created(3, 4242, now_ms() - 500, 0)]).await;
+    t.drain().await;
+    assert_eq!(tickets_opened(&t, "810").await, ("1".into(), 1));
+
+    // Tampered body, wrong secret and a missing event are refused.
+    let mut tampered = payload.clone();
+    tampered["objectId"] = json!(1);
+    let sig = shared::hubspot::signature::v2_signature(
+        HUBSPOT_SECRET,
+        "POST",
+        &format!("{WORKFLOW_URI}{query}"),
+        payload.to_string().as_bytes(),
+    );
+    let req = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri(format!("/v1/webhooks/hubspot/workflow{query}"))
+        .header("x-hubspot-signature", sig)
+        .header("x-hubspot-signature-version", "v2")
+        .body(lambda_http::Body::Binary(tampered.to_string().into_bytes()))
+        .unwrap();
+    let (s, err) = decode(t.stack.ingest.handle(req).await);
+    assert_eq!(s, 401, "{err}");
+    let (s, err) = post_workflow(&t, &format!("?portalId={PORTAL}"), &payload).await;
+    assert_eq!(
+        (s, err["error"]["code"].as_str()),
+        (400, Some("invalid_webhook_event")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_account_naming_its_hubspot_company_receives_that_companys_usage() {
+    let t = stack().await;
+    let body =
+        json!({"name": "Acme", "segment": "enterprise", "crm_ids": {"hubspot_company_id": "5123"}});
+    let (s, v) = t
+        .call("PUT", "/v1/accounts/acme", Some(&body.to_string()))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let at = now_ms() - 20_000;
+    post(
+        &t,
+        &[
+            ticket_to_company(31, 5123, at),
+            ticket_created(1, 31, at + 1, 0),
+        ],
+    )
+    .await;
+    t.drain().await;
+    assert_eq!(tickets_opened(&t, "acme").await, ("1".into(), 1));
+    assert_eq!(tickets_opened(&t, "5123").await, ("0".into(), 0));
+
+    // Another account cannot claim the same company.
+    let (s, err) = t
+        .call(
+            "PUT",
+            "/v1/accounts/acme-dup",
+            Some(&json!({"name": "Dup", "segment": "smb", "crm_ids": {"hubspot_company_id": "5123"}}).to_string()),
+        )
+        .await;
+    assert_eq!(
+        (s, err["error"]["code"].as_str()),
+        (409, Some("hubspot_company_taken")),
+        "{err}"
+    );
+
+    // Unlinking sends the company's later usage back to its own id.
+    let (s, _) = t
+        .call(
+            "PUT",
+            "/v1/accounts/acme",
+            Some(r#"{"name":"Acme","segment":"enterprise"}"#),
+        )
+        .await;
+    assert_eq!(s, 200);
+    post(
+        &t,
+        &[
+            ticket_created(2, 32, at + 2, 0),
+            ticket_to_company(32, 5123, at + 3),
+        ],
+    )
+    .await;
+    t.drain().await;
+    assert_eq!(tickets_opened(&t, "acme").await, ("1".into(), 1));
+    assert_eq!(tickets_opened(&t, "5123").await, ("1".into(), 1));
+}
+
+#[tokio::test]
+async fn bulk_imported_associations_release_held_usage_exactly_once() {
+    let t = stack().await;
+    let at = now_ms() - 40_000;
+    post(
+        &t,
+        &[
+            ticket_created(1, 61, at, 0),
+            ticket_created(2, 62, at + 1, 0),
+        ],
+    )
+    .await;
+    t.drain().await;
+    assert_eq!(tickets_opened(&t, "640").await, ("0".into(), 0));
+
+    let import = json!({"associations": [
+        {"object_type": "ticket", "object_id": 61, "company_id": 640},
+        {"object_type": "tickets", "object_id": 62, "company_id": 640}]});
+    let (s, out) = t
+        .call(
+            "POST",
+            "/v1/hubspot/associations",
+            Some(&import.to_string()),
+        )
+        .await;
+    assert_eq!((s, out["queued"].as_u64()), (202, Some(2)), "{out}");
+    // Re-running the import changes nothing.
+    t.call(
+        "POST",
+        "/v1/hubspot/associations",
+        Some(&import.to_string()),
+    )
+    .await;
+    t.drain().await;
+    assert_eq!(tickets_opened(&t, "640").await, ("2".into(), 2));
+
+    let (s, err) = t
+        .call(
+            "POST",
+            "/v1/hubspot/associations",
+            Some(r#"{"associations":[{"object_type":"widget","object_id":1,"company_id":2}]}"#),
+        )
+        .await;
+    assert_eq!(
+        (s, err["error"]["code"].as_str()),
+        (400, Some("invalid_associations"))
+    );
+    let (s, _) = t
+        .call_as(
+            "not-a-key",
+            "POST",
+            "/v1/hubspot/associations",
+            Some(&import.to_string()),
+        )
+        .await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn company_property_changes_update_the_linked_account_profile_newest_first() {
+    let t = stack().await;
+    let base = now_ms() - 100_000;
+    let change = |id: u64, prop: &str, value: &str, at: i64| {
+        json!({"eventId": id, "portalId": PORTAL, "occurredAt": at, "subscriptionType": "company.propertyChange",
+               "objectId": 777, "propertyName": prop, "propertyValue": value})
+    };
+    // Before any account names the company: remembered on the company.
+    post(&t, &[change(1, "numberofemployees", "120", base)]).await;
+    t.drain().await;
+    let (s, acct) = t
+        .call(
+            "PUT",
+            "/v1/accounts/globex",
+            Some(r#"{"name":"Globex","segment":"mid_market","crm_ids":{"hubspot_company_id":"777"}}"#),
+        )
+        .await;
+    assert_eq!(s, 201, "{acct}");
+    assert_eq!(acct["crm_properties"]["employees"]["value"], "120");
+
+    // Newer seats arrive before older ones: the newest wins.
+    post(
+        &t,
+        &[
+            change(2, "seats", "40", base + 2000),
+            change(3, "seats", "25", base + 1000),
+            change(4, "plan", "Enterprise", base + 3000),
+            change(5, "seats", "many", base + 4000),
+        ],
+    )
+    .await;
+    t.drain().await;
+    let (_, acct) = t.call("GET", "/v1/accounts/globex", None).await;
+    assert_eq!(acct["crm_properties"]["seats"]["value"], "40", "{acct}");
+    assert_eq!(acct["crm_properties"]["plan"]["value"], "Enterprise");
+    assert_eq!(acct["crm_properties"]["seats"]["source"], "seats");
+    // The unusable value is recorded for the audit, not applied.
+    let unmapped = t
+        .stack
+        .store
+        .unmapped_count(
+            &t.tenant,
+            chrono::DateTime::from_timestamp_millis(base + 4000)
+                .unwrap()
+                .date_naive(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(unmapped, 1);
+
+    // Tenants choose which property feeds which field.
+    let cfg = json!({"rules": [], "profile_properties": {"num_licenses": "seats"}});
+    let (s, saved) = t
+        .call("PUT", "/v1/hubspot/mappings", Some(&cfg.to_string()))
+        .await;
+    assert_eq!(s, 200, "{saved}");
+    assert_eq!(saved["profile_properties"]["num_licenses"], "seats");
+    post(&t, &[change(6, "num_licenses", "55", base + 5000)]).await;
+    t.drain().await;
+    let (_, acct) = t.call("GET", "/v1/accounts/globex", None).await;
+    assert_eq!(acct["crm_properties"]["seats"]["value"], "55");
+}

@@ -394,7 +394,7 @@ impl Api {
             .map_err(|e| ApiError::new(400, "invalid_account", e.to_string()))?;
         let existing = self.accounts.get_account(tenant, &account).await?;
         let profile = profile_from_body(account, body_bytes(req), Utc::now(), existing.as_ref())?;
-        self.accounts.put_account(tenant, &profile).await?;
+        let profile = self.accounts.put_account(tenant, &profile).await?;
         tracing::info!(tenant = %tenant, account = %profile.account, segment = %profile.segment, created = existing.is_none(), "account saved");
         Ok(json(if existing.is_some() { 200 } else { 201 }, &profile))
     }
@@ -483,7 +483,14 @@ impl Api {
             Some(r) => (r, "tenant"),
             None => (shared::hubspot::mapping::default_rules(), "defaults"),
         };
-        Ok(json(200, &json!({"rules": rules, "source": source})))
+        let (profile, profile_source) = match self.mappings.get_profile_sync(tenant).await? {
+            Some(p) => (p, "tenant"),
+            None => (shared::hubspot::profile::default_profile_sync(), "defaults"),
+        };
+        Ok(json(
+            200,
+            &json!({"rules": rules, "source": source, "profile_properties": profile, "profile_properties_source": profile_source}),
+        ))
     }
 
     async fn put_mappings(
@@ -501,9 +508,24 @@ impl Api {
             .collect();
         let rules =
             shared::hubspot::mapping::rules_from_body(body_bytes(req), &|m| defined.contains(m))?;
+        let profile = shared::hubspot::profile::profile_sync_from_body(body_bytes(req))?;
         self.mappings.put_mapping_rules(tenant, &rules).await?;
-        tracing::info!(tenant = %tenant, rules = rules.len(), "HubSpot mapping rules replaced");
-        Ok(json(200, &json!({"rules": rules, "source": "tenant"})))
+        let profile = match profile {
+            Some(p) => {
+                self.mappings.put_profile_sync(tenant, &p).await?;
+                p
+            }
+            None => self
+                .mappings
+                .get_profile_sync(tenant)
+                .await?
+                .unwrap_or_else(shared::hubspot::profile::default_profile_sync),
+        };
+        tracing::info!(tenant = %tenant, rules = rules.len(), profile_properties = profile.len(), "HubSpot mapping rules replaced");
+        Ok(json(
+            200,
+            &json!({"rules": rules, "source": "tenant", "profile_properties": profile}),
+        ))
     }
 }
 

@@ -15,6 +15,7 @@ use shared::http::{authenticate, body_bytes, error, json, ApiError};
 use shared::hubspot::processor::{BatchKind, WebhookBatch};
 use shared::hubspot::signature::{verify, Signed};
 use shared::hubspot::webhook::{parse_batch, AppEvent};
+use shared::hubspot::workflow::{parse_workflow, WorkflowQuery};
 use shared::ids::Source;
 use shared::queue::EventQueue;
 use shared::store::{Directory, PortalDirectory};
@@ -22,7 +23,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Routes this function serves, as (method, OpenAPI path).
-pub const ROUTES: &[(&str, &str)] = &[("POST", "/v1/events"), ("POST", "/v1/webhooks/hubspot")];
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/events"),
+    ("POST", "/v1/webhooks/hubspot"),
+    ("POST", "/v1/webhooks/hubspot/workflow"),
+    ("POST", "/v1/hubspot/associations"),
+];
 
 /// HubSpot webhook settings: client secrets (current first, then the one being
 /// rotated out), the public base URL HubSpot calls, and the portal directory.
@@ -30,6 +36,15 @@ pub struct HubspotConfig {
     pub secrets: Vec<String>,
     pub public_base_url: String,
     pub portals: Arc<dyn PortalDirectory>,
+}
+
+/// Which HubSpot sender a webhook request comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Payload {
+    /// An app's webhook subscription: a JSON array of up to 100 changes.
+    AppBatch,
+    /// A workflow "Send a webhook" action: one JSON object.
+    Workflow,
 }
 
 pub struct Ingest {
@@ -78,7 +93,7 @@ impl Ingest {
 
     async fn route(&self, req: Request) -> Result<Response<Body>, ApiError> {
         let path = req.uri().path().trim_end_matches('/').to_owned();
-        if path != "/v1/events" && path != "/v1/webhooks/hubspot" {
+        if !ROUTES.iter().any(|(_, p)| *p == path) {
             return Err(ApiError::not_found("route"));
         }
         if req.method() != "POST" {
@@ -88,10 +103,12 @@ impl Ingest {
                 format!("use POST {path}"),
             ));
         }
-        if path == "/v1/webhooks/hubspot" {
-            return self.hubspot_webhook(req).await;
+        match path.as_str() {
+            "/v1/webhooks/hubspot" => self.hubspot_webhook(req, Payload::AppBatch).await,
+            "/v1/webhooks/hubspot/workflow" => self.hubspot_webhook(req, Payload::Workflow).await,
+            "/v1/hubspot/associations" => self.import_associations(req).await,
+            _ => self.post_events(req).await,
         }
-        self.post_events(req).await
     }
 
     async fn post_events(&self, req: Request) -> Result<Response<Body>, ApiError> {
@@ -233,7 +250,11 @@ impl Ingest {
 
     /// `POST /v1/webhooks/hubspot`: verify, parse, resolve portals, queue. Mapping and
     /// attribution happen after the queue so HubSpot gets its answer in milliseconds.
-    async fn hubspot_webhook(&self, req: Request) -> Result<Response<Body>, ApiError> {
+    async fn hubspot_webhook(
+        &self,
+        req: Request,
+        payload: Payload,
+    ) -> Result<Response<Body>, ApiError> {
         let hs = self.hubspot.as_ref().ok_or_else(|| {
             ApiError::new(
                 503,
@@ -278,7 +299,16 @@ impl Ingest {
             tracing::warn!(error = %e, "HubSpot webhook refused");
             ApiError::new(401, e.code(), e.to_string())
         })?;
-        let events = parse_batch(body).map_err(|e| {
+        let parsed = match payload {
+            Payload::AppBatch => parse_batch(body),
+            Payload::Workflow => {
+                let pairs = shared::http::query_pairs(&req);
+                let query =
+                    WorkflowQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                parse_workflow(body, &query, Utc::now().timestamp_millis()).map(|e| vec![e])
+            }
+        };
+        let events = parsed.map_err(|e| {
             let status = if matches!(e, shared::hubspot::webhook::WebhookError::TooMany(_)) {
                 413
             } else {
@@ -298,7 +328,10 @@ impl Ingest {
             match hs.portals.tenant_for_portal(portal).await? {
                 Some(tenant) => {
                     let batch = WebhookBatch {
-                        kind: BatchKind::HubspotWebhook,
+                        kind: match payload {
+                            Payload::AppBatch => BatchKind::HubspotWebhook,
+                            Payload::Workflow => BatchKind::HubspotWorkflow,
+                        },
                         id: uuid::Uuid::now_v7().to_string(),
                         tenant,
                         received_at,
@@ -348,5 +381,56 @@ impl Ingest {
             200,
             &serde_json::json!({"received": received, "queued": received - refused.iter().filter_map(|r| r["events"].as_u64()).sum::<u64>() as usize, "refused": refused}),
         ))
+    }
+}
+
+impl Ingest {
+    /// `POST /v1/hubspot/associations`: bulk import of which company each HubSpot
+    /// record belongs to (e.g. exported from HubSpot when a tenant starts), with the
+    /// tenant's API key. The links are queued like association webhooks, so usage held
+    /// for those records is released and counted exactly once by the same path.
+    async fn import_associations(&self, req: Request) -> Result<Response<Body>, ApiError> {
+        let tenant = authenticate(self.directory.as_ref(), &req).await?;
+        let body = body_bytes(&req);
+        if body.len() > self.limits.max_body_bytes {
+            return Err(ApiError::new(
+                413,
+                "payload_too_large",
+                format!(
+                    "request body is larger than {} bytes",
+                    self.limits.max_body_bytes
+                ),
+            ));
+        }
+        let now = Utc::now();
+        let events = shared::hubspot::import::associations_from_body(body, now.timestamp_millis())?;
+        let count = events.len();
+        let mut bodies = Vec::new();
+        // Keep each queue message well under the SQS size limit.
+        for part in events.chunks(500) {
+            let batch = WebhookBatch {
+                kind: BatchKind::IdentityImport,
+                id: uuid::Uuid::now_v7().to_string(),
+                tenant: tenant.clone(),
+                received_at: now,
+                events: part.to_vec(),
+            };
+            bodies.push(
+                serde_json::to_string(&batch)
+                    .map_err(|e| ApiError::new(500, "internal_error", e.to_string()))?,
+            );
+        }
+        for r in self.queue.send(&bodies).await {
+            if let Err(e) = r {
+                tracing::error!(tenant = %tenant, error = %e, "association import could not be queued");
+                return Err(ApiError::new(
+                    503,
+                    "temporarily_unavailable",
+                    "the import could not be queued; retry it (it is idempotent)",
+                ));
+            }
+        }
+        tracing::info!(tenant = %tenant, associations = count, "HubSpot associations imported");
+        Ok(json(202, &serde_json::json!({"queued": count})))
     }
 }

@@ -46,7 +46,7 @@ fn kind_of_type_id(id: &str) -> Option<&'static str> {
 /// The object a change is about, if any.
 pub fn subject(ev: &AppEvent) -> Option<ObjectRef> {
     let prefix = super::webhook::object_kind(&ev.subscription_type);
-    let kind = if prefix == "object" {
+    let kind = if prefix == "object" || prefix == "workflow" {
         kind_of_type_id(ev.object_type_id.as_deref()?)?.to_owned()
     } else {
         prefix.to_ascii_lowercase()
@@ -106,6 +106,13 @@ pub fn facts(ev: &AppEvent) -> Vec<Fact> {
         } else {
             Fact::Associate { object, company }
         }];
+    }
+    if let Some(company) = ev.associated_company_id {
+        // A workflow payload names the company its record belongs to.
+        return match subject(ev) {
+            Some(object) if object.kind != "company" => vec![Fact::Associate { object, company }],
+            _ => Vec::new(),
+        };
     }
     if sub == "company.merge" {
         let into = ev.primary_object_id.or(ev.new_object_id).or(ev.object_id);

@@ -116,27 +116,25 @@ pub fn map_event<'a>(rules: &'a [MappingRule], ev: &AppEvent) -> Mapped<'a> {
             && r.object_type_id
                 .as_ref()
                 .is_none_or(|t| ev.object_type_id.as_ref() == Some(t))
-            && r.property_name
-                .as_ref()
-                .is_none_or(|p| ev.property_name.as_ref() == Some(p))
+            && r.property_name.as_deref().is_none_or(|p| ev.carries(p))
             && (r.property_values.is_empty()
-                || ev
-                    .property_value
-                    .as_ref()
-                    .is_some_and(|v| r.property_values.contains(v)))
+                || r.property_name
+                    .as_deref()
+                    .and_then(|p| ev.property(p))
+                    .is_some_and(|v| r.property_values.iter().any(|want| want == v)))
     });
     let Some(rule) = found else {
         return Mapped::Unmapped;
     };
     match &rule.quantity {
         QuantityRule::Constant(q) => Mapped::Usage { rule, quantity: *q },
-        QuantityRule::PropertyValue => match ev.property_value.as_deref().map(Decimal::from_str) {
-            Some(Ok(q)) => Mapped::Usage { rule, quantity: q },
-            _ => Mapped::BadQuantity(format!(
-                "property value {:?} is not a number",
-                ev.property_value
-            )),
-        },
+        QuantityRule::PropertyValue => {
+            let value = rule.property_name.as_deref().and_then(|p| ev.property(p));
+            match value.map(Decimal::from_str) {
+                Some(Ok(q)) => Mapped::Usage { rule, quantity: q },
+                _ => Mapped::BadQuantity(format!("property value {value:?} is not a number")),
+            }
+        }
     }
 }
 
@@ -154,6 +152,10 @@ pub fn rules_from_body(
     #[serde(deny_unknown_fields)]
     struct Body {
         rules: Vec<MappingRule>,
+        /// Read by [`super::profile::profile_sync_from_body`].
+        #[serde(default)]
+        #[allow(dead_code)]
+        profile_properties: Option<serde_json::Value>,
     }
     let parsed: Body = serde_json::from_slice(body).map_err(|e| {
         input_error(

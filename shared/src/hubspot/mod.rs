@@ -1,7 +1,10 @@
 //! HubSpot: webhook signatures, payloads, mapping rules and attribution.
 
 pub mod attribution;
+pub mod import;
 pub mod mapping;
 pub mod processor;
+pub mod profile;
 pub mod signature;
 pub mod webhook;
+pub mod workflow;

@@ -9,6 +9,7 @@
 
 use super::attribution::{facts, subject, Fact, ObjectRef};
 use super::mapping::{default_rules, map_event, Mapped, MappingRule};
+use super::profile::{default_profile_sync, profile_change, ProfileChange, ProfileSync};
 use super::webhook::AppEvent;
 use crate::chunk::{pack, SQS_MAX_BYTES};
 use crate::event::UsageEvent;
@@ -26,6 +27,10 @@ use std::sync::Arc;
 #[serde(rename_all = "snake_case")]
 pub enum BatchKind {
     HubspotWebhook,
+    /// A workflow "Send a webhook" action (one change).
+    HubspotWorkflow,
+    /// Associations imported in bulk through the API.
+    IdentityImport,
 }
 
 /// The queue message the webhook endpoint sends: verified, parsed, tenant resolved.
@@ -73,6 +78,12 @@ pub trait IdentityStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The surviving company id after merges.
     async fn survivor(&self, tenant: &TenantId, company: u64) -> Result<u64, StoreError>;
+    /// The account whose profile names this company (`crm_ids.hubspot_company_id`).
+    async fn account_of_company(
+        &self,
+        tenant: &TenantId,
+        company: u64,
+    ) -> Result<Option<AccountId>, StoreError>;
     async fn hold(
         &self,
         tenant: &TenantId,
@@ -96,6 +107,15 @@ pub trait IdentityStore: Send + Sync {
         &self,
         tenant: &TenantId,
     ) -> Result<Option<Vec<MappingRule>>, StoreError>;
+    async fn profile_sync(&self, tenant: &TenantId) -> Result<Option<ProfileSync>, StoreError>;
+    /// Keeps the newest value of a synced company property on the company's record
+    /// and, when `account` has a profile, on that profile.
+    async fn sync_company_property(
+        &self,
+        tenant: &TenantId,
+        change: &ProfileChange,
+        account: Option<&AccountId>,
+    ) -> Result<(), StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +133,8 @@ pub struct Report {
     pub held: usize,
     pub unmapped: usize,
     pub facts: usize,
+    /// Company property changes copied to account profiles.
+    pub profile_updates: usize,
 }
 
 pub struct Processor {
@@ -149,9 +171,21 @@ fn usage(
     })
 }
 
-/// Accounts of HubSpot-attributed usage are keyed by the company id.
-fn account_for(company: u64) -> Option<AccountId> {
-    AccountId::parse(&company.to_string()).ok()
+impl Processor {
+    /// The account HubSpot usage of a company counts for: the surviving company's
+    /// linked account (an account profile with `crm_ids.hubspot_company_id`), else an
+    /// account keyed by the company id itself.
+    async fn account_for(
+        &self,
+        t: &TenantId,
+        company: u64,
+    ) -> Result<Option<AccountId>, StoreError> {
+        let c = self.store.survivor(t, company).await?;
+        if let Some(a) = self.store.account_of_company(t, c).await? {
+            return Ok(Some(a));
+        }
+        Ok(AccountId::parse(&c.to_string()).ok())
+    }
 }
 
 /// Account of a held event until its company is known, replaced when it is released.
@@ -166,6 +200,11 @@ impl Processor {
             .mapping_rules(t)
             .await?
             .unwrap_or_else(default_rules);
+        let sync = self
+            .store
+            .profile_sync(t)
+            .await?
+            .unwrap_or_else(default_profile_sync);
 
         // 1. Identity first, so changes in the same batch attribute.
         let mut newly_linked: Vec<(ObjectRef, u64)> = Vec::new();
@@ -203,8 +242,28 @@ impl Processor {
                     .await?;
                 continue;
             }
+            let profile_synced = match profile_change(&sync, ev) {
+                None => false,
+                Some(Ok(mut change)) => {
+                    change.company = self.store.survivor(t, change.company).await?;
+                    let account = self.account_for(t, change.company).await?;
+                    self.store
+                        .sync_company_property(t, &change, account.as_ref())
+                        .await?;
+                    report.profile_updates += 1;
+                    true
+                }
+                Some(Err(why)) => {
+                    report.unmapped += 1;
+                    self.store
+                        .record_unmapped(t, ev, &format!("invalid_profile_value: {why}"))
+                        .await?;
+                    continue;
+                }
+            };
             let (rule, quantity) = match map_event(&rules, ev) {
                 Mapped::Usage { rule, quantity } => (rule, quantity),
+                Mapped::Unmapped if profile_synced => continue,
                 Mapped::Unmapped => {
                     report.unmapped += 1;
                     self.store.record_unmapped(t, ev, "no_mapping_rule").await?;
@@ -219,6 +278,18 @@ impl Processor {
                 }
             };
             let Some(object) = subject(ev) else {
+                // A workflow payload may name only the company.
+                if let Some(c) = ev.associated_company_id {
+                    if let Some(u) = self
+                        .account_for(t, c)
+                        .await?
+                        .and_then(|a| usage(ev, rule, quantity, a))
+                    {
+                        out.push(u);
+                        report.attributed += 1;
+                    }
+                    continue;
+                }
                 report.unmapped += 1;
                 self.store.record_unmapped(t, ev, "no_object_id").await?;
                 continue;
@@ -230,8 +301,11 @@ impl Processor {
             };
             match company {
                 Some(c) => {
-                    let c = self.store.survivor(t, c).await?;
-                    if let Some(u) = account_for(c).and_then(|a| usage(ev, rule, quantity, a)) {
+                    if let Some(u) = self
+                        .account_for(t, c)
+                        .await?
+                        .and_then(|a| usage(ev, rule, quantity, a))
+                    {
                         out.push(u);
                         report.attributed += 1;
                     }
@@ -263,8 +337,7 @@ impl Processor {
 
         // 3. Release what newly linked objects were holding.
         for (object, company) in newly_linked {
-            let c = self.store.survivor(t, company).await?;
-            let Some(account) = account_for(c) else {
+            let Some(account) = self.account_for(t, company).await? else {
                 continue;
             };
             for held in self.store.held(t, &object).await? {

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 /// HubSpot sends at most 100 events per app webhook request.
 pub const MAX_BATCH: usize = 100;
@@ -48,6 +49,17 @@ pub struct AppEvent {
     pub merged_object_ids: Option<Vec<u64>>,
     #[serde(default)]
     pub new_object_id: Option<u64>,
+    /// Workflow "Send a webhook" payloads only: the enrolled object's properties
+    /// (flattened to strings), matched by mapping rules like `propertyName`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+    /// Workflow payloads only: the company the object is associated with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub associated_company_id: Option<u64>,
+    /// True when the sender gave no time and `occurred_at` is the receipt time: the
+    /// idempotency key then leaves the time out, so a retry keeps its key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub occurred_at_defaulted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -125,14 +137,19 @@ impl AppEvent {
             .as_ref()
             .map(|ids| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(","))
             .unwrap_or_default();
-        let parts = [
+        let occurred = if self.occurred_at_defaulted {
+            String::new()
+        } else {
+            self.occurred_at.to_string()
+        };
+        let mut parts = vec![
             self.portal_id.to_string(),
             self.subscription_type.clone(),
             opt(self.object_id),
             self.object_type_id.clone().unwrap_or_default(),
             self.property_name.clone().unwrap_or_default(),
             self.property_value.clone().unwrap_or_default(),
-            self.occurred_at.to_string(),
+            occurred,
             self.association_type.clone().unwrap_or_default(),
             opt(self.from_object_id),
             opt(self.to_object_id),
@@ -143,12 +160,36 @@ impl AppEvent {
             merged,
             opt(self.new_object_id),
         ];
+        // Workflow-only fields join the key only when present, so app webhook keys
+        // stay what they always were.
+        if !self.properties.is_empty() || self.associated_company_id.is_some() {
+            parts.push(opt(self.associated_company_id));
+            for (k, v) in &self.properties {
+                parts.push(format!("{k}={v}"));
+            }
+        }
         let mut h = Sha256::new();
         for p in parts {
             h.update(p.as_bytes());
             h.update([0x1f]);
         }
         format!("hs-{}", &hex::encode(h.finalize())[..40])
+    }
+}
+
+impl AppEvent {
+    /// The value of a property this change carries: the changed property of an app
+    /// event, or any property of a workflow payload.
+    pub fn property(&self, name: &str) -> Option<&str> {
+        if self.property_name.as_deref() == Some(name) {
+            return self.property_value.as_deref();
+        }
+        self.properties.get(name).map(String::as_str)
+    }
+
+    /// Whether this change is about (app events) or carries (workflows) a property.
+    pub fn carries(&self, name: &str) -> bool {
+        self.property_name.as_deref() == Some(name) || self.properties.contains_key(name)
     }
 }
 

@@ -25,7 +25,7 @@ use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -554,14 +554,39 @@ impl AccountStore for DynamoStore {
         &self,
         tenant: &TenantId,
         profile: &AccountProfile,
-    ) -> Result<(), StoreError> {
+    ) -> Result<AccountProfile, StoreError> {
+        let mut profile = profile.clone();
+        let previous = self.get_account(tenant, &profile.account).await?;
+        let company = hubspot_company(&profile);
+        if let Some(c) = company {
+            self.link_company(tenant, c, &profile.account).await?;
+            // What HubSpot said about the company before this account named it.
+            for (field, prop) in self.company_properties(tenant, c).await? {
+                if prop.supersedes(profile.crm_properties.get(&field)) {
+                    profile.crm_properties.insert(field, prop);
+                }
+            }
+        }
         let item = DataItem {
             pk: keys::accounts_pk(tenant),
             sk: keys::account_sk(&profile.account),
-            data: profile,
+            data: &profile,
         };
         let item = serde_dynamo::to_item(item).map_err(|e| corrupt("account", e))?;
-        self.put("put_account", item, None).await.map(|_| ())
+        self.put("put_account", item, None).await?;
+        // A company the profile no longer names stops counting for it.
+        if let Some(old) = previous.as_ref().and_then(hubspot_company) {
+            if Some(old) != company {
+                self.delete(
+                    "unlink_company",
+                    keys::hubspot_object_pk(tenant, "company", old),
+                    keys::HUBSPOT_ACCOUNT_SK.into(),
+                    Some(("account = :a", ":a", s(profile.account.as_str()))),
+                )
+                .await?;
+            }
+        }
+        Ok(profile)
     }
 
     async fn get_account(
@@ -1022,6 +1047,114 @@ impl super::PortalDirectory for DynamoStore {
     }
 }
 
+/// The HubSpot company an account profile names, if it names a valid one.
+fn hubspot_company(p: &AccountProfile) -> Option<u64> {
+    p.crm_ids
+        .get(crate::account::HUBSPOT_COMPANY_ID)
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[derive(Serialize, Deserialize)]
+struct PropertyItem {
+    pk: String,
+    sk: String,
+    field: String,
+    data: crate::hubspot::profile::CrmProperty,
+    /// Epoch milliseconds of the change, for the newest-wins condition.
+    changed_ms: i64,
+}
+
+impl DynamoStore {
+    /// The synced CRM properties recorded on a company, by profile field.
+    async fn company_properties(
+        &self,
+        t: &TenantId,
+        company: u64,
+    ) -> Result<BTreeMap<String, crate::hubspot::profile::CrmProperty>, StoreError> {
+        let pk = keys::hubspot_object_pk(t, "company", company);
+        let items = self
+            .query_all(
+                "company_properties",
+                pk.clone(),
+                Some((
+                    keys::HUBSPOT_PROPERTY_PREFIX.to_owned(),
+                    format!("{}~", keys::HUBSPOT_PROPERTY_PREFIX),
+                )),
+                true,
+            )
+            .await?;
+        items
+            .into_iter()
+            .map(|i| {
+                serde_dynamo::from_item::<_, PropertyItem>(i)
+                    .map(|p| (p.field, p.data))
+                    .map_err(|e| corrupt(&pk, e))
+            })
+            .collect()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct AccountLink {
+    pk: String,
+    sk: String,
+    account: AccountId,
+}
+
+impl DynamoStore {
+    /// Links a HubSpot company to an account; refuses a company another account has.
+    async fn link_company(
+        &self,
+        t: &TenantId,
+        company: u64,
+        account: &AccountId,
+    ) -> Result<(), StoreError> {
+        let item = AccountLink {
+            pk: keys::hubspot_object_pk(t, "company", company),
+            sk: keys::HUBSPOT_ACCOUNT_SK.into(),
+            account: account.clone(),
+        };
+        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("account link", e))?;
+        self.meter.request();
+        self.meter.add(write_units(item_size(&item)));
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR account = :a")
+            .expression_attribute_values(":a", s(account.as_str()))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                let other = self
+                    .get(
+                        "link_company",
+                        keys::hubspot_object_pk(t, "company", company),
+                        keys::HUBSPOT_ACCOUNT_SK,
+                        true,
+                    )
+                    .await?
+                    .and_then(|i| serde_dynamo::from_item::<_, AccountLink>(i).ok())
+                    .map(|l| l.account.to_string())
+                    .unwrap_or_default();
+                Err(StoreError::Taken {
+                    code: "hubspot_company_taken",
+                    message: format!(
+                        "HubSpot company {company} is already linked to account '{other}'"
+                    ),
+                })
+            }
+            Err(e) => Err(svc("link_company", e)),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct CompanyLink {
     pk: String,
@@ -1108,6 +1241,98 @@ impl crate::hubspot::processor::IdentityStore for DynamoStore {
             }
         }
         Ok(current)
+    }
+
+    async fn profile_sync(
+        &self,
+        t: &TenantId,
+    ) -> Result<Option<crate::hubspot::profile::ProfileSync>, StoreError> {
+        super::MappingStore::get_profile_sync(self, t).await
+    }
+
+    async fn sync_company_property(
+        &self,
+        t: &TenantId,
+        change: &crate::hubspot::profile::ProfileChange,
+        account: Option<&AccountId>,
+    ) -> Result<(), StoreError> {
+        let field = change.field.as_str();
+        let changed_ms = change.property.changed_at.timestamp_millis();
+        let item = PropertyItem {
+            pk: keys::hubspot_object_pk(t, "company", change.company),
+            sk: format!("{}{field}", keys::HUBSPOT_PROPERTY_PREFIX),
+            field: field.to_owned(),
+            data: change.property.clone(),
+            changed_ms,
+        };
+        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("company property", e))?;
+        self.meter.request();
+        self.meter.add(write_units(item_size(&item)));
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR changed_ms < :t")
+            .expression_attribute_values(":t", n(changed_ms))
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                return Ok(()); // an equal or newer value is already recorded
+            }
+            Err(e) => return Err(svc("sync_company_property", e)),
+        }
+        let Some(account) = account else {
+            return Ok(());
+        };
+        let Some(mut profile) = self.get_account(t, account).await? else {
+            return Ok(()); // copied when the account is created and names the company
+        };
+        if change
+            .property
+            .supersedes(profile.crm_properties.get(field))
+        {
+            profile
+                .crm_properties
+                .insert(field.to_owned(), change.property.clone());
+            let item = DataItem {
+                pk: keys::accounts_pk(t),
+                sk: keys::account_sk(account),
+                data: &profile,
+            };
+            let item = serde_dynamo::to_item(item).map_err(|e| corrupt("account", e))?;
+            self.put("sync_profile", item, None).await?;
+        }
+        Ok(())
+    }
+
+    async fn account_of_company(
+        &self,
+        t: &TenantId,
+        company: u64,
+    ) -> Result<Option<AccountId>, StoreError> {
+        let pk = keys::hubspot_object_pk(t, "company", company);
+        match self
+            .get(
+                "account_of_company",
+                pk.clone(),
+                keys::HUBSPOT_ACCOUNT_SK,
+                true,
+            )
+            .await?
+        {
+            None => Ok(None),
+            Some(item) => Ok(Some(
+                serde_dynamo::from_item::<_, AccountLink>(item)
+                    .map_err(|e| corrupt(&pk, e))?
+                    .account,
+            )),
+        }
     }
 
     async fn hold(
@@ -1255,6 +1480,43 @@ impl super::MappingStore for DynamoStore {
         };
         let item = serde_dynamo::to_item(item).map_err(|e| corrupt("mapping rules", e))?;
         self.put("put_mapping_rules", item, None).await.map(|_| ())
+    }
+
+    async fn get_profile_sync(
+        &self,
+        t: &TenantId,
+    ) -> Result<Option<crate::hubspot::profile::ProfileSync>, StoreError> {
+        let pk = keys::tenant_pk(t);
+        match self
+            .get(
+                "profile_sync",
+                pk.clone(),
+                keys::HUBSPOT_PROFILE_SYNC_SK,
+                false,
+            )
+            .await?
+        {
+            None => Ok(None),
+            Some(item) => Ok(Some(
+                serde_dynamo::from_item::<_, DataItem<crate::hubspot::profile::ProfileSync>>(item)
+                    .map_err(|e| corrupt(&pk, e))?
+                    .data,
+            )),
+        }
+    }
+
+    async fn put_profile_sync(
+        &self,
+        t: &TenantId,
+        sync: &crate::hubspot::profile::ProfileSync,
+    ) -> Result<(), StoreError> {
+        let item = DataItem {
+            pk: keys::tenant_pk(t),
+            sk: keys::HUBSPOT_PROFILE_SYNC_SK.to_owned(),
+            data: sync,
+        };
+        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("profile sync", e))?;
+        self.put("put_profile_sync", item, None).await.map(|_| ())
     }
 }
 

@@ -25,6 +25,10 @@ pub enum StoreError {
     Corrupt { key: String, message: String },
     #[error("invalid pagination cursor")]
     BadCursor,
+    /// A unique claim (e.g. a HubSpot company linked to one account) is held by
+    /// another record.
+    #[error("{message}")]
+    Taken { code: &'static str, message: String },
     #[error("{op} failed: {message}")]
     Service { op: &'static str, message: String },
 }
@@ -65,6 +69,15 @@ pub trait MappingStore: Send + Sync {
         tenant: &TenantId,
         rules: &[crate::hubspot::mapping::MappingRule],
     ) -> Result<(), StoreError>;
+    async fn get_profile_sync(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<crate::hubspot::profile::ProfileSync>, StoreError>;
+    async fn put_profile_sync(
+        &self,
+        tenant: &TenantId,
+        sync: &crate::hubspot::profile::ProfileSync,
+    ) -> Result<(), StoreError>;
 }
 
 /// A page of results and the opaque cursor for the next one.
@@ -76,11 +89,13 @@ pub struct Page<T> {
 
 #[async_trait]
 pub trait AccountStore: Send + Sync {
+    /// Stores a profile and keeps its HubSpot company link; returns the profile as
+    /// stored (with the company's synced CRM properties merged in).
     async fn put_account(
         &self,
         tenant: &TenantId,
         profile: &AccountProfile,
-    ) -> Result<(), StoreError>;
+    ) -> Result<AccountProfile, StoreError>;
     async fn get_account(
         &self,
         tenant: &TenantId,
