@@ -130,6 +130,25 @@ pub fn marker_pk(t: &TenantId, kind: &str, key: &str) -> String {
 
 pub const MARKER_SK: &str = "#MARKER";
 
+/// A tenant's alert routing policy (digests, cooldowns).
+pub const ALERT_POLICY_SK: &str = "ALERTS#POLICY";
+
+/// When each cooldown scope (account, kind, code) last had an alert published.
+pub fn cooldown_pk(t: &TenantId) -> String {
+    format!("TENANT#{t}#COOLDOWN")
+}
+
+/// The alerts held in one digest.
+pub fn digest_pk(b: &crate::digest::DigestBucket) -> String {
+    format!("TENANT#{}#DIGEST#{}", b.tenant, b.key())
+}
+
+/// Every digest not yet sent, sorted by the day it becomes due.
+pub const DIGESTS_DUE_PK: &str = "DIGESTS#DUE";
+pub fn digest_due_sk(b: &crate::digest::DigestBucket) -> String {
+    format!("{}#{}#{}", b.end.format("%Y-%m-%d"), b.tenant, b.key())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

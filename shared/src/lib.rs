@@ -8,6 +8,7 @@ pub mod aws;
 pub mod chunk;
 pub mod config;
 pub mod definition;
+pub mod digest;
 pub mod entitlement;
 pub mod event;
 pub mod http;

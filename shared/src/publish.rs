@@ -26,6 +26,9 @@ pub fn attributes(a: &Alert) -> BTreeMap<&'static str, String> {
             a.owner.clone().unwrap_or_else(|| "unassigned".to_owned()),
         ),
         ("tenant", a.tenant.to_string()),
+        // Lets subscribers drop the rare duplicate (notify crashing between SNS
+        // accepting a message and recording it; SNS standard topics cannot dedupe).
+        ("alert_key", a.key.chars().take(256).collect()),
     ])
 }
 
@@ -44,7 +47,16 @@ pub fn message(r: &Rendered) -> Result<String, PublishError> {
 
 #[async_trait]
 pub trait AlertPublisher: Send + Sync {
-    async fn publish(&self, alert: &Alert, rendered: &Rendered) -> Result<(), PublishError>;
+    /// Publishes a rendered message with the given filterable attributes.
+    async fn publish_with(
+        &self,
+        attributes: BTreeMap<&'static str, String>,
+        rendered: &Rendered,
+    ) -> Result<(), PublishError>;
+
+    async fn publish(&self, alert: &Alert, rendered: &Rendered) -> Result<(), PublishError> {
+        self.publish_with(attributes(alert), rendered).await
+    }
 }
 
 pub struct SnsPublisher {
@@ -63,7 +75,11 @@ impl SnsPublisher {
 
 #[async_trait]
 impl AlertPublisher for SnsPublisher {
-    async fn publish(&self, alert: &Alert, rendered: &Rendered) -> Result<(), PublishError> {
+    async fn publish_with(
+        &self,
+        attributes: BTreeMap<&'static str, String>,
+        rendered: &Rendered,
+    ) -> Result<(), PublishError> {
         let mut req = self
             .client
             .publish()
@@ -71,7 +87,7 @@ impl AlertPublisher for SnsPublisher {
             .subject(&rendered.subject)
             .message_structure("json")
             .message(message(rendered)?);
-        for (k, v) in attributes(alert) {
+        for (k, v) in attributes {
             let attr = MessageAttributeValue::builder()
                 .data_type("String")
                 .string_value(v)

@@ -16,7 +16,8 @@ use shared::ids::{AccountId, MeterName, Segment, TenantId};
 use shared::keys::Scope;
 use shared::limits::LimitWatch;
 use shared::store::{
-    AccountStore, DefinitionStore, Directory, EntitlementStore, MappingStore, UsageReader,
+    AccountStore, DefinitionStore, DigestStore, Directory, EntitlementStore, MappingStore,
+    UsageReader,
 };
 use shared::usage::{summarize, UsageQuery};
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/entitlements/{id}"),
     ("PUT", "/v1/entitlements/{id}"),
     ("DELETE", "/v1/entitlements/{id}"),
+    ("GET", "/v1/alerts/policy"),
+    ("PUT", "/v1/alerts/policy"),
 ];
 
 /// Largest admin request body.
@@ -50,6 +53,7 @@ pub struct Api {
     pub definitions: Arc<dyn DefinitionStore>,
     pub mappings: Arc<dyn MappingStore>,
     pub entitlements: Arc<dyn EntitlementStore>,
+    pub alert_policies: Arc<dyn DigestStore>,
     /// Maps a request path to its route template.
     router: matchit::Router<&'static str>,
 }
@@ -63,6 +67,7 @@ impl Api {
             + DefinitionStore
             + MappingStore
             + EntitlementStore
+            + DigestStore
             + 'static,
     {
         let mut router = matchit::Router::new();
@@ -77,6 +82,7 @@ impl Api {
             accounts: store.clone(),
             usage: store.clone(),
             definitions: store.clone(),
+            alert_policies: store.clone(),
             entitlements: store,
             router,
         }
@@ -164,6 +170,8 @@ impl Api {
             ("DELETE", "/v1/entitlements/{id}") => {
                 self.delete_entitlement(&tenant, &param("id")).await
             }
+            ("GET", "/v1/alerts/policy") => self.get_alert_policy(&tenant).await,
+            ("PUT", "/v1/alerts/policy") => self.put_alert_policy(&tenant, &req).await,
             _ => Err(ApiError::not_found("route")),
         }
     }
@@ -548,6 +556,29 @@ fn report(
         obj.insert("series".into(), json!(series));
     }
     head
+}
+
+impl Api {
+    async fn get_alert_policy(&self, tenant: &TenantId) -> Result<Response<Body>, ApiError> {
+        let (policy, source) = match self.alert_policies.alert_policy(tenant).await? {
+            Some(p) => (p, "tenant"),
+            None => (shared::digest::AlertPolicy::default(), "defaults"),
+        };
+        Ok(json(200, &json!({"policy": policy, "source": source})))
+    }
+
+    async fn put_alert_policy(
+        &self,
+        tenant: &TenantId,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let policy = shared::digest::policy_from_body(body_bytes(req))?;
+        self.alert_policies
+            .put_alert_policy(tenant, &policy)
+            .await?;
+        tracing::info!(tenant = %tenant, "alert policy replaced");
+        Ok(json(200, &json!({"policy": policy, "source": "tenant"})))
+    }
 }
 
 #[cfg(test)]

@@ -105,3 +105,22 @@ impl Scheduler {
         }
     }
 }
+
+/// The notify function's daily schedule: sends every digest whose period has ended.
+pub struct Digests {
+    pub notify: Arc<notify::Notify>,
+}
+
+#[async_trait]
+impl Job for Digests {
+    fn name(&self) -> &'static str {
+        "digest"
+    }
+    fn every(&self) -> Duration {
+        Duration::from_secs(3600)
+    }
+    async fn run(&self) -> anyhow::Result<serde_json::Value> {
+        let run = self.notify.run_digests(chrono::Utc::now()).await?;
+        Ok(serde_json::to_value(run)?)
+    }
+}

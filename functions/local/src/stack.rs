@@ -104,6 +104,7 @@ impl Stack {
                 sns.clone(),
                 alerts_topic_arn.clone(),
             )),
+            store.clone(),
         ));
         let alerts_poller = Arc::new(Poller {
             sqs: sqs.clone(),
@@ -127,10 +128,15 @@ impl Stack {
             requests: Default::default(),
         });
         let dlq_url = p.reference("EventsDLQ")?.to_owned();
-        let jobs: Vec<Arc<dyn Job>> = vec![Arc::new(DlqDepth {
-            sqs: sqs.clone(),
-            dlq_url: dlq_url.clone(),
-        })];
+        let jobs: Vec<Arc<dyn Job>> = vec![
+            Arc::new(DlqDepth {
+                sqs: sqs.clone(),
+                dlq_url: dlq_url.clone(),
+            }),
+            Arc::new(crate::jobs::Digests {
+                notify: notify.clone(),
+            }),
+        ];
         Ok(Self {
             store,
             queue,

@@ -9,13 +9,17 @@
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
 use shared::alert::{render, Alert};
+use shared::digest::{cooldown_scope, render_digest, DigestBucket, Route};
 use shared::publish::{AlertPublisher, PublishError};
-use shared::store::{MarkerClaim, MarkerKind, MarkerStore, StoreError};
+use shared::store::{DigestStore, MarkerClaim, MarkerKind, MarkerStore, StoreError};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub struct Notify {
     pub markers: Arc<dyn MarkerStore>,
     pub publisher: Arc<dyn AlertPublisher>,
+    /// Policy, cooldown clocks and digest buckets.
+    pub digests: Arc<dyn DigestStore>,
     /// How long published-alert markers are kept (dedupe memory).
     pub retention: chrono::Duration,
     pub concurrency: usize,
@@ -37,14 +41,30 @@ pub enum NotifyError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
     Published,
+    /// Held for the segment's digest (low severity, or a repeat inside a cooldown).
+    Digested,
     Duplicate,
 }
 
+/// What one digest run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DigestRun {
+    pub due: usize,
+    pub published: usize,
+    pub alerts: usize,
+    pub already_sent: usize,
+}
+
 impl Notify {
-    pub fn new(markers: Arc<dyn MarkerStore>, publisher: Arc<dyn AlertPublisher>) -> Self {
+    pub fn new(
+        markers: Arc<dyn MarkerStore>,
+        publisher: Arc<dyn AlertPublisher>,
+        digests: Arc<dyn DigestStore>,
+    ) -> Self {
         Self {
             markers,
             publisher,
+            digests,
             retention: chrono::Duration::days(400),
             concurrency: 4,
         }
@@ -106,8 +126,42 @@ impl Notify {
                 return Ok(Delivery::Duplicate);
             }
         }
+        let policy = self
+            .digests
+            .alert_policy(&alert.tenant)
+            .await?
+            .unwrap_or_default();
+        let scope = cooldown_scope(&alert);
+        let cooldown = policy.cooldown_hours.get(&alert.kind).copied().unwrap_or(0);
+        let last = if cooldown > 0 {
+            self.digests.last_published(&alert.tenant, &scope).await?
+        } else {
+            None
+        };
+        if let Route::Digest { bucket, reason } = policy.route(&alert, last) {
+            self.digests
+                .hold_for_digest(&bucket, &alert, reason)
+                .await?;
+            self.markers
+                .finish_marker(&alert.tenant, MarkerKind::Published, &alert.key)
+                .await?;
+            tracing::info!(
+                tenant = %alert.tenant,
+                account = %alert.account,
+                alert = %alert.key,
+                reason,
+                digest = %bucket.key(),
+                "alert held for the digest"
+            );
+            return Ok(Delivery::Digested);
+        }
         let rendered = render(&alert);
         self.publisher.publish(&alert, &rendered).await?;
+        if cooldown > 0 {
+            self.digests
+                .record_published(&alert.tenant, &scope, alert.raised_at)
+                .await?;
+        }
         self.markers
             .finish_marker(&alert.tenant, MarkerKind::Published, &alert.key)
             .await?;
@@ -122,6 +176,97 @@ impl Notify {
         );
         Ok(Delivery::Published)
     }
+}
+
+impl Notify {
+    /// Sends every digest whose period has ended, once each (scheduled daily; also
+    /// `POST /local/jobs/digest` locally). A digest that fails is retried next run.
+    pub async fn run_digests(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<DigestRun, NotifyError> {
+        let mut run = DigestRun::default();
+        let due = self.digests.due_digests(now).await?;
+        run.due = due.len();
+        for bucket in due {
+            let key = format!("digest:{}", bucket.key());
+            let owner = bucket.key();
+            let expires_at = (now + self.retention).timestamp();
+            match self
+                .markers
+                .claim_marker(
+                    &bucket.tenant,
+                    MarkerKind::Published,
+                    &key,
+                    &owner,
+                    expires_at,
+                )
+                .await?
+            {
+                MarkerClaim::New | MarkerClaim::Mine { done: false, .. } => {}
+                MarkerClaim::Mine { done: true, .. } | MarkerClaim::Other => {
+                    run.already_sent += 1;
+                    self.digests.close_digest(&bucket).await?;
+                    continue;
+                }
+            }
+            let entries = self.digests.digest_entries(&bucket).await?;
+            if !entries.is_empty() {
+                let rendered = render_digest(&bucket, &entries);
+                self.publisher
+                    .publish_with(digest_attributes(&bucket, &entries), &rendered)
+                    .await?;
+                run.published += 1;
+                run.alerts += entries.len();
+                tracing::info!(tenant = %bucket.tenant, digest = %bucket.key(), alerts = entries.len(), subject = %rendered.subject, "digest published");
+            }
+            self.markers
+                .finish_marker(&bucket.tenant, MarkerKind::Published, &key)
+                .await?;
+            self.digests.close_digest(&bucket).await?;
+        }
+        Ok(run)
+    }
+}
+
+/// Routes one Lambda invocation: SQS records are alerts; anything else is the
+/// EventBridge schedule asking for due digests.
+pub async fn dispatch(
+    notify: &Notify,
+    payload: serde_json::Value,
+) -> Result<serde_json::Value, lambda_runtime::Error> {
+    if payload.get("Records").is_some() {
+        let event: SqsEvent = serde_json::from_value(payload)?;
+        return Ok(serde_json::to_value(notify.handle(event).await)?);
+    }
+    let run = notify.run_digests(chrono::Utc::now()).await?;
+    tracing::info!(
+        due = run.due,
+        published = run.published,
+        alerts = run.alerts,
+        "digest run"
+    );
+    Ok(serde_json::to_value(run)?)
+}
+
+/// Filterable attributes of a digest: `kind` = `digest`, the highest severity in it.
+fn digest_attributes(
+    b: &DigestBucket,
+    entries: &[(Alert, String)],
+) -> BTreeMap<&'static str, String> {
+    let severity = entries
+        .iter()
+        .map(|(a, _)| a.severity)
+        .max()
+        .unwrap_or(shared::alert::Severity::Info);
+    BTreeMap::from([
+        ("kind", "digest".to_owned()),
+        ("severity", severity.as_str().to_owned()),
+        ("segment", b.segment.as_str().to_owned()),
+        ("owner", "cs-team".to_owned()),
+        ("tenant", b.tenant.to_string()),
+        ("alert_key", format!("digest:{}", b.key())),
+    ])
 }
 
 #[cfg(test)]
@@ -180,14 +325,79 @@ mod tests {
 
     #[async_trait]
     impl AlertPublisher for Recorder {
-        async fn publish(&self, alert: &Alert, r: &Rendered) -> Result<(), PublishError> {
+        async fn publish_with(
+            &self,
+            attrs: std::collections::BTreeMap<&'static str, String>,
+            r: &Rendered,
+        ) -> Result<(), PublishError> {
             let mut fail = self.fail_next.lock().unwrap();
             if *fail {
                 *fail = false;
                 return Err(PublishError::Sns("throttled".into()));
             }
             assert!(r.subject.len() < 100);
-            self.published.lock().unwrap().push(alert.key.clone());
+            self.published
+                .lock()
+                .unwrap()
+                .push(attrs["alert_key"].clone());
+            Ok(())
+        }
+    }
+
+    /// The default policy, no cooldown history, and no digest expected.
+    struct NoDigests;
+
+    #[async_trait]
+    impl DigestStore for NoDigests {
+        async fn alert_policy(
+            &self,
+            _: &TenantId,
+        ) -> Result<Option<shared::digest::AlertPolicy>, StoreError> {
+            Ok(None)
+        }
+        async fn put_alert_policy(
+            &self,
+            _: &TenantId,
+            _: &shared::digest::AlertPolicy,
+        ) -> Result<(), StoreError> {
+            unreachable!("not used by notify")
+        }
+        async fn last_published(
+            &self,
+            _: &TenantId,
+            _: &str,
+        ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+            Ok(None)
+        }
+        async fn record_published(
+            &self,
+            _: &TenantId,
+            _: &str,
+            _: chrono::DateTime<chrono::Utc>,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn hold_for_digest(
+            &self,
+            _: &DigestBucket,
+            a: &Alert,
+            _: &str,
+        ) -> Result<(), StoreError> {
+            panic!("{} is a warning and must be published, not digested", a.key)
+        }
+        async fn due_digests(
+            &self,
+            _: chrono::DateTime<chrono::Utc>,
+        ) -> Result<Vec<DigestBucket>, StoreError> {
+            Ok(vec![])
+        }
+        async fn digest_entries(
+            &self,
+            _: &DigestBucket,
+        ) -> Result<Vec<(Alert, String)>, StoreError> {
+            Ok(vec![])
+        }
+        async fn close_digest(&self, _: &DigestBucket) -> Result<(), StoreError> {
             Ok(())
         }
     }
@@ -235,7 +445,11 @@ mod tests {
     #[tokio::test]
     async fn the_same_alert_in_two_messages_is_published_once_and_poison_is_reported() {
         let rec = Arc::new(Recorder::default());
-        let n = Notify::new(Arc::new(Markers::default()), rec.clone());
+        let n = Notify::new(
+            Arc::new(Markers::default()),
+            rec.clone(),
+            Arc::new(NoDigests),
+        );
         let body = serde_json::to_string(&alert("k1")).unwrap();
         let resp = n
             .handle(event(vec![
@@ -257,7 +471,11 @@ mod tests {
     async fn a_failed_publish_is_retried_by_the_same_message_and_then_published() {
         let rec = Arc::new(Recorder::default());
         *rec.fail_next.lock().unwrap() = true;
-        let n = Notify::new(Arc::new(Markers::default()), rec.clone());
+        let n = Notify::new(
+            Arc::new(Markers::default()),
+            rec.clone(),
+            Arc::new(NoDigests),
+        );
         let body = serde_json::to_string(&alert("k2")).unwrap();
         let first = n.handle(event(vec![msg("m1", &body)])).await;
         assert_eq!(first.batch_item_failures.len(), 1);

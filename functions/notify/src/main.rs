@@ -1,4 +1,3 @@
-use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use notify::Notify;
 use shared::publish::SnsPublisher;
@@ -13,10 +12,12 @@ async fn main() -> Result<(), Error> {
     let aws = shared::aws::load().await;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
     let publisher = Arc::new(SnsPublisher::new(aws_sdk_sns::Client::new(&aws), topic));
-    let notify = Arc::new(Notify::new(store, publisher));
-    run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+    let notify = Arc::new(Notify::new(store.clone(), publisher, store));
+    // One function, two triggers: the alerts queue (SQS records) and the daily
+    // EventBridge schedule that sends due digests.
+    run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let notify = notify.clone();
-        async move { Ok::<_, Error>(notify.handle(event.payload).await) }
+        async move { notify::dispatch(&notify, event.payload).await }
     }))
     .await
 }

@@ -1709,3 +1709,175 @@ impl MarkerStore for DynamoStore {
         Ok(())
     }
 }
+
+#[derive(Serialize, Deserialize)]
+struct CooldownItem {
+    pk: String,
+    sk: String,
+    at: DateTime<Utc>,
+    expires_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DigestEntry {
+    pk: String,
+    sk: String,
+    alert: crate::alert::Alert,
+    reason: String,
+    expires_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DigestDue {
+    pk: String,
+    sk: String,
+    bucket: crate::digest::DigestBucket,
+}
+
+#[async_trait]
+impl super::DigestStore for DynamoStore {
+    async fn alert_policy(
+        &self,
+        t: &TenantId,
+    ) -> Result<Option<crate::digest::AlertPolicy>, StoreError> {
+        let pk = keys::tenant_pk(t);
+        match self
+            .get("alert_policy", pk.clone(), keys::ALERT_POLICY_SK, false)
+            .await?
+        {
+            None => Ok(None),
+            Some(item) => Ok(Some(
+                serde_dynamo::from_item::<_, DataItem<crate::digest::AlertPolicy>>(item)
+                    .map_err(|e| corrupt(&pk, e))?
+                    .data,
+            )),
+        }
+    }
+
+    async fn put_alert_policy(
+        &self,
+        t: &TenantId,
+        policy: &crate::digest::AlertPolicy,
+    ) -> Result<(), StoreError> {
+        let item = DataItem {
+            pk: keys::tenant_pk(t),
+            sk: keys::ALERT_POLICY_SK.to_owned(),
+            data: policy,
+        };
+        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("alert policy", e))?;
+        self.put("put_alert_policy", item, None).await.map(|_| ())
+    }
+
+    async fn last_published(
+        &self,
+        t: &TenantId,
+        scope: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let pk = keys::cooldown_pk(t);
+        match self.get("last_published", pk.clone(), scope, true).await? {
+            None => Ok(None),
+            Some(item) => Ok(Some(
+                serde_dynamo::from_item::<_, CooldownItem>(item)
+                    .map_err(|e| corrupt(&pk, e))?
+                    .at,
+            )),
+        }
+    }
+
+    async fn record_published(
+        &self,
+        t: &TenantId,
+        scope: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let item = CooldownItem {
+            pk: keys::cooldown_pk(t),
+            sk: scope.to_owned(),
+            at,
+            expires_at: (at + chrono::Duration::days(62)).timestamp(),
+        };
+        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("cooldown", e))?;
+        self.put("record_published", item, None).await.map(|_| ())
+    }
+
+    async fn hold_for_digest(
+        &self,
+        bucket: &crate::digest::DigestBucket,
+        alert: &crate::alert::Alert,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let expires_at = bucket
+            .end
+            .and_hms_opt(0, 0, 0)
+            .map_or_else(|| Utc::now().timestamp(), |d| d.and_utc().timestamp())
+            + 400 * 86_400;
+        let entry = DigestEntry {
+            pk: keys::digest_pk(bucket),
+            sk: alert.key.clone(),
+            alert: alert.clone(),
+            reason: reason.to_owned(),
+            expires_at,
+        };
+        let entry = serde_dynamo::to_item(entry).map_err(|e| corrupt("digest entry", e))?;
+        self.put("hold_for_digest", entry, None).await?;
+        let due = DigestDue {
+            pk: keys::DIGESTS_DUE_PK.to_owned(),
+            sk: keys::digest_due_sk(bucket),
+            bucket: bucket.clone(),
+        };
+        let due = serde_dynamo::to_item(due).map_err(|e| corrupt("digest due", e))?;
+        self.put("digest_due", due, None).await.map(|_| ())
+    }
+
+    async fn due_digests(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::digest::DigestBucket>, StoreError> {
+        let hi = format!("{}#~", now.date_naive().format("%Y-%m-%d"));
+        let items = self
+            .query_all(
+                "due_digests",
+                keys::DIGESTS_DUE_PK.to_owned(),
+                Some(("0".to_owned(), hi)),
+                true,
+            )
+            .await?;
+        items
+            .into_iter()
+            .map(|i| {
+                serde_dynamo::from_item::<_, DigestDue>(i)
+                    .map(|d| d.bucket)
+                    .map_err(|e| corrupt(keys::DIGESTS_DUE_PK, e))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| v.into_iter().filter(|b| b.due(now)).collect())
+    }
+
+    async fn digest_entries(
+        &self,
+        bucket: &crate::digest::DigestBucket,
+    ) -> Result<Vec<(crate::alert::Alert, String)>, StoreError> {
+        let pk = keys::digest_pk(bucket);
+        let items = self
+            .query_all("digest_entries", pk.clone(), None, true)
+            .await?;
+        items
+            .into_iter()
+            .map(|i| {
+                serde_dynamo::from_item::<_, DigestEntry>(i)
+                    .map(|e| (e.alert, e.reason))
+                    .map_err(|e| corrupt(&pk, e))
+            })
+            .collect()
+    }
+
+    async fn close_digest(&self, bucket: &crate::digest::DigestBucket) -> Result<(), StoreError> {
+        self.delete(
+            "close_digest",
+            keys::DIGESTS_DUE_PK.to_owned(),
+            keys::digest_due_sk(bucket),
+            None,
+        )
+        .await
+    }
+}

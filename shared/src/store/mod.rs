@@ -220,3 +220,49 @@ pub trait MarkerStore: Send + Sync {
         key: &str,
     ) -> Result<(), StoreError>;
 }
+
+/// Alert routing state for notify: the tenant's policy, cooldown clocks and the
+/// digest buckets that hold alerts until their period ends.
+#[async_trait]
+pub trait DigestStore: Send + Sync {
+    async fn alert_policy(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<crate::digest::AlertPolicy>, StoreError>;
+    async fn put_alert_policy(
+        &self,
+        tenant: &TenantId,
+        policy: &crate::digest::AlertPolicy,
+    ) -> Result<(), StoreError>;
+    /// When an alert of this cooldown scope was last published.
+    async fn last_published(
+        &self,
+        tenant: &TenantId,
+        scope: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError>;
+    async fn record_published(
+        &self,
+        tenant: &TenantId,
+        scope: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError>;
+    /// Adds an alert to a digest (idempotent per alert key) and marks the digest due
+    /// at its end.
+    async fn hold_for_digest(
+        &self,
+        bucket: &crate::digest::DigestBucket,
+        alert: &crate::alert::Alert,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+    /// Digests whose period has ended by `now` and that were not sent yet.
+    async fn due_digests(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<crate::digest::DigestBucket>, StoreError>;
+    async fn digest_entries(
+        &self,
+        bucket: &crate::digest::DigestBucket,
+    ) -> Result<Vec<(crate::alert::Alert, String)>, StoreError>;
+    /// Marks a digest sent (its entries expire with their TTL).
+    async fn close_digest(&self, bucket: &crate::digest::DigestBucket) -> Result<(), StoreError>;
+}

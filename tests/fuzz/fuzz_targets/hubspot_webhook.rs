@@ -1,0 +1,50 @@
+//! Everything a HubSpot webhook request's bytes reach before the queue (signature
+//! checks, app batch and workflow parsing) and after it (idempotency keys, facts,
+//! mapping, profile sync), fed arbitrary input: nothing may panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use shared::hubspot::attribution::{facts, subject};
+use shared::hubspot::mapping::{default_rules, map_event};
+use shared::hubspot::profile::{default_profile_sync, profile_change};
+use shared::hubspot::signature::{verify, Signed};
+use shared::hubspot::webhook::{parse_batch, AppEvent};
+use shared::hubspot::workflow::{parse_workflow, WorkflowQuery};
+
+fn exercise(ev: &AppEvent) {
+    let _ = ev.idempotency_key();
+    let _ = facts(ev);
+    let _ = subject(ev);
+    let rules = default_rules();
+    let _ = map_event(&rules, ev);
+    let _ = profile_change(&default_profile_sync(), ev);
+}
+
+fuzz_target!(|data: &[u8]| {
+    // The first bytes steer the header values; the rest is the body.
+    let split = data.first().map_or(0, |b| (*b as usize).min(data.len().saturating_sub(1)));
+    let (head, body) = data.split_at(split.min(data.len()));
+    let head = String::from_utf8_lossy(head);
+    let mut parts = head.split('\n');
+    let signed = Signed {
+        method: "POST",
+        uri: parts.next().unwrap_or_default(),
+        body,
+        v3: parts.next(),
+        timestamp: parts.next(),
+        legacy: parts.next(),
+        version: parts.next(),
+    };
+    let _ = verify(&signed, &["secret".to_owned()], 1_764_000_000_000);
+
+    if let Ok(events) = parse_batch(body) {
+        for ev in &events {
+            exercise(ev);
+        }
+    }
+    let query = WorkflowQuery::from_pairs(head.split('&').filter_map(|kv| kv.split_once('=')));
+    if let Ok(ev) = parse_workflow(body, &query, 1_764_000_000_000) {
+        exercise(&ev);
+    }
+    let _ = shared::hubspot::import::associations_from_body(body, 0);
+});

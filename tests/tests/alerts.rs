@@ -1,0 +1,155 @@
+//! Alert routing end to end against the emulator: digests per segment, cooldowns per
+//! account, and the tenant's alert policy through the API.
+
+use chrono::{Duration as Days, Utc};
+use e2e::{now_rfc3339, TestStack};
+use serde_json::{json, Value};
+
+async fn setup(t: &TestStack, account: &str, segment: &str) {
+    t.put_account(account, segment).await;
+    let body = json!({"account": account, "meter": "api_calls", "limit": 100, "period": "calendar_month",
+                      "time_zone": "UTC", "thresholds": [50, 80, 100]});
+    let (status, v) = t
+        .put_entitlement(&format!("{account}-ent"), &body.to_string())
+        .await;
+    assert_eq!(status, 201, "{v}");
+}
+
+async fn send(t: &TestStack, id: &str, account: &str, qty: i64) {
+    let body = json!([{"id": id, "account": account, "meter": "api_calls", "quantity": qty, "timestamp": now_rfc3339()}]);
+    let (s, v) = t.post_events(&body.to_string()).await;
+    assert_eq!(s, 202, "{v}");
+    t.drain().await;
+    t.drain_alerts().await;
+}
+
+#[tokio::test]
+async fn low_severity_alerts_wait_for_the_segments_digest_which_is_sent_once() {
+    let t = TestStack::fresh().await;
+    setup(&t, "acme", "mid_market").await;
+    let inbox = t
+        .stack
+        .subscribe_queue(&e2e::unique("inbox"), None)
+        .await
+        .unwrap();
+    send(&t, "d1", "acme", 60).await; // crosses 50 %: informational
+    assert!(
+        t.take_all(&inbox).await.is_empty(),
+        "held for the monthly digest, not sent"
+    );
+    send(&t, "d2", "acme", 25).await; // crosses 80 %: a warning goes out at once
+    let now = t.take_all(&inbox).await;
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0]["alert"]["threshold"], 80);
+
+    let before_end = t.stack.notify.run_digests(Utc::now()).await.unwrap();
+    assert_eq!(before_end.published, 0, "the month has not ended");
+    let after_end = Utc::now() + Days::days(40);
+    let run = t.stack.notify.run_digests(after_end).await.unwrap();
+    assert_eq!((run.due, run.published, run.alerts), (1, 1, 1));
+    let digests = t.take_all(&inbox).await;
+    assert_eq!(digests.len(), 1, "{digests:?}");
+    let d = &digests[0];
+    assert_eq!(d["kind"], "digest");
+    assert_eq!(d["segment"], "mid_market");
+    assert_eq!(d["cadence"], "monthly");
+    assert_eq!(d["alerts"][0]["held_because"], "low_severity");
+    assert_eq!(d["alerts"][0]["alert"]["alert"]["threshold"], 50);
+    // Sent once: the next run finds nothing due.
+    let again = t.stack.notify.run_digests(after_end).await.unwrap();
+    assert_eq!((again.due, again.published), (0, 0));
+    assert!(t.take_all(&inbox).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_repeat_risk_alert_inside_the_cooldown_joins_the_digest_instead_of_paging() {
+    let t = TestStack::fresh().await;
+    setup(&t, "beta", "enterprise").await;
+    let inbox = t
+        .stack
+        .subscribe_queue(&e2e::unique("inbox"), Some(r#"{"kind":["risk"]}"#))
+        .await
+        .unwrap();
+    // Build two risk alerts for the same account from a real alert's shape.
+    let (_, _) = t
+        .post_events(
+            &json!([{"id": "r1", "account": "beta", "meter": "api_calls", "quantity": 85, "timestamp": now_rfc3339()}])
+                .to_string(),
+        )
+        .await;
+    t.drain().await;
+    let raised = t.raised_alerts().await;
+    let base: Value = raised
+        .into_iter()
+        .find(|a| a["threshold"] == 80)
+        .expect("80 % alert");
+    let alerts_url = t.provisioned.reference("AlertsQueue").unwrap().to_owned();
+    for (i, key) in ["risk:beta:1", "risk:beta:2"].iter().enumerate() {
+        let mut a = base.clone();
+        a["key"] = json!(key);
+        a["kind"] = json!("risk");
+        a["code"] = json!("usage_down_30d");
+        a["severity"] = json!("warning");
+        a["raised_at"] = json!((Utc::now() + Days::minutes(i as i64)).to_rfc3339());
+        t.stack
+            .sqs
+            .send_message()
+            .queue_url(&alerts_url)
+            .message_body(a.to_string())
+            .send()
+            .await
+            .unwrap();
+        t.drain_alerts().await;
+    }
+    let paged = t.take_all(&inbox).await;
+    assert_eq!(TestStack::keys(&paged), vec!["risk:beta:1".to_owned()]);
+    let run = t
+        .stack
+        .notify
+        .run_digests(Utc::now() + Days::days(8))
+        .await
+        .unwrap();
+    assert_eq!((run.published, run.alerts), (1, 1));
+}
+
+#[tokio::test]
+async fn tenants_set_their_alert_policy_through_the_api() {
+    let t = TestStack::fresh().await;
+    let (s, v) = t.call("GET", "/v1/alerts/policy", None).await;
+    assert_eq!((s, v["source"].as_str()), (200, Some("defaults")));
+    assert_eq!(v["policy"]["digest"]["enterprise"], "weekly");
+    let (s, v) = t
+        .call(
+            "PUT",
+            "/v1/alerts/policy",
+            Some(r#"{"digest":{"enterprise":"weekly"},"cooldown_hours":{"risk":48}}"#),
+        )
+        .await;
+    assert_eq!((s, v["source"].as_str()), (200, Some("tenant")), "{v}");
+    let (_, v) = t.call("GET", "/v1/alerts/policy", None).await;
+    assert_eq!(v["policy"]["cooldown_hours"]["risk"], 48);
+    assert!(v["policy"]["digest"].get("smb").is_none());
+    let (s, v) = t
+        .call(
+            "PUT",
+            "/v1/alerts/policy",
+            Some(r#"{"digest_max_severity":"critical"}"#),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_alert_policy"))
+    );
+
+    // With SMB digests off, an informational alert for an SMB account goes out at once.
+    setup(&t, "gamma", "smb").await;
+    let inbox = t
+        .stack
+        .subscribe_queue(&e2e::unique("inbox"), None)
+        .await
+        .unwrap();
+    send(&t, "g1", "gamma", 55).await;
+    let got = t.take_all(&inbox).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["alert"]["threshold"], 50);
+}
