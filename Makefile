@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/usage-intel/target
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-unit lint fmt clippy bench build deploy tenant key clean-venvs
+.PHONY: run test test-unit lint fmt clippy bench fuzz build deploy tenant key clean-venvs
 
 ## Start moto + every function locally on http://127.0.0.1:8080 (Ctrl-C stops all).
 run:
@@ -33,6 +33,12 @@ bench:
 	infra/local/with-moto.sh cargo bench --locked -p e2e --bench pipeline
 	# A second private moto: it keeps memory from the first bench's tables.
 	infra/local/with-moto.sh cargo bench --locked -p e2e --bench entitlements
+
+## Fuzz the HubSpot webhook parsers for FUZZ_SECONDS (default 60) with cargo-fuzz/libFuzzer.
+## The stable toolchain is enough: RUSTC_BOOTSTRAP=1 unlocks the sanitizer flags it ships.
+FUZZ_SECONDS ?= 60
+fuzz:
+	infra/fuzz.sh $(FUZZ_SECONDS)
 
 ## Lambda artifacts with cargo-lambda (ARCH=arm64 default; ARCH=x86_64 on this machine).
 build:

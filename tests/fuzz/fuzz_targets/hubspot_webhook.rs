@@ -21,9 +21,13 @@ fn exercise(ev: &AppEvent) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    // The first bytes steer the header values; the rest is the body.
-    let split = data.first().map_or(0, |b| (*b as usize).min(data.len().saturating_sub(1)));
-    let (head, body) = data.split_at(split.min(data.len()));
+    // The first byte is the length of a header block (URI, v3 signature, timestamp,
+    // legacy signature, version, one per line; also read as a query string); the rest
+    // is the body.
+    let Some((&n, rest)) = data.split_first() else {
+        return;
+    };
+    let (head, body) = rest.split_at((n as usize).min(rest.len()));
     let head = String::from_utf8_lossy(head);
     let mut parts = head.split('\n');
     let signed = Signed {
