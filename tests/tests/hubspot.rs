@@ -65,17 +65,7 @@ fn ticket_to_company(ticket: u64, company: u64, occurred: i64) -> Value {
 }
 
 async fn tickets_opened(t: &TestStack, account: &str) -> (String, i64) {
-    let (s, v) = t
-        .call(
-            "GET",
-            &format!("/v1/accounts/{account}/usage?meter=tickets_opened"),
-            None,
-        )
-        .await;
-    if s == 404 {
-        return ("0".into(), 0);
-    }
-    total(&v)
+    usage_total(t, account, "tickets_opened").await
 }
 
 #[tokio::test]

@@ -326,6 +326,22 @@ impl DynamoStore {
         }
     }
 
+    /// Queries the items of one partition whose sort key starts with `prefix` (all of
+    /// them for an empty prefix) and decodes each into `T`.
+    async fn query_prefix<T: serde::de::DeserializeOwned>(
+        &self,
+        op: &'static str,
+        pk: String,
+        prefix: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let range = (!prefix.is_empty()).then(|| (prefix.to_owned(), format!("{prefix}~")));
+        self.query_all(op, pk.clone(), range, true)
+            .await?
+            .into_iter()
+            .map(|i| serde_dynamo::from_item::<_, T>(i).map_err(|e| corrupt(&pk, e)))
+            .collect()
+    }
+
     /// Queries one partition (optionally a sort-key range), following pagination.
     /// Rollups and entitlements are read consistently: threshold checks must see the
     /// writes committed just before them (docs/adr/0004).
@@ -1071,26 +1087,14 @@ impl DynamoStore {
         t: &TenantId,
         company: u64,
     ) -> Result<BTreeMap<String, crate::hubspot::profile::CrmProperty>, StoreError> {
-        let pk = keys::hubspot_object_pk(t, "company", company);
-        let items = self
-            .query_all(
+        let items: Vec<PropertyItem> = self
+            .query_prefix(
                 "company_properties",
-                pk.clone(),
-                Some((
-                    keys::HUBSPOT_PROPERTY_PREFIX.to_owned(),
-                    format!("{}~", keys::HUBSPOT_PROPERTY_PREFIX),
-                )),
-                true,
+                keys::hubspot_object_pk(t, "company", company),
+                keys::HUBSPOT_PROPERTY_PREFIX,
             )
             .await?;
-        items
-            .into_iter()
-            .map(|i| {
-                serde_dynamo::from_item::<_, PropertyItem>(i)
-                    .map(|p| (p.field, p.data))
-                    .map_err(|e| corrupt(&pk, e))
-            })
-            .collect()
+        Ok(items.into_iter().map(|p| (p.field, p.data)).collect())
     }
 }
 
@@ -1355,26 +1359,14 @@ impl crate::hubspot::processor::IdentityStore for DynamoStore {
         t: &TenantId,
         o: &crate::hubspot::attribution::ObjectRef,
     ) -> Result<Vec<crate::hubspot::processor::Held>, StoreError> {
-        let pk = keys::hubspot_object_pk(t, &o.kind, o.id);
-        let items = self
-            .query_all(
+        let items: Vec<DataItem<crate::hubspot::processor::Held>> = self
+            .query_prefix(
                 "held",
-                pk.clone(),
-                Some((
-                    keys::HUBSPOT_PENDING_PREFIX.to_owned(),
-                    format!("{}~", keys::HUBSPOT_PENDING_PREFIX),
-                )),
-                true,
+                keys::hubspot_object_pk(t, &o.kind, o.id),
+                keys::HUBSPOT_PENDING_PREFIX,
             )
             .await?;
-        items
-            .into_iter()
-            .map(|i| {
-                serde_dynamo::from_item::<_, DataItem<crate::hubspot::processor::Held>>(i)
-                    .map(|d| d.data)
-                    .map_err(|e| corrupt(&pk, e))
-            })
-            .collect()
+        Ok(items.into_iter().map(|d| d.data).collect())
     }
 
     async fn release(
@@ -1857,18 +1849,10 @@ impl super::DigestStore for DynamoStore {
         &self,
         bucket: &crate::digest::DigestBucket,
     ) -> Result<Vec<(crate::alert::Alert, String)>, StoreError> {
-        let pk = keys::digest_pk(bucket);
-        let items = self
-            .query_all("digest_entries", pk.clone(), None, true)
+        let items: Vec<DigestEntry> = self
+            .query_prefix("digest_entries", keys::digest_pk(bucket), "")
             .await?;
-        items
-            .into_iter()
-            .map(|i| {
-                serde_dynamo::from_item::<_, DigestEntry>(i)
-                    .map(|e| (e.alert, e.reason))
-                    .map_err(|e| corrupt(&pk, e))
-            })
-            .collect()
+        Ok(items.into_iter().map(|e| (e.alert, e.reason)).collect())
     }
 
     async fn close_digest(&self, bucket: &crate::digest::DigestBucket) -> Result<(), StoreError> {
