@@ -23,3 +23,4 @@ pub mod rollup;
 pub mod store;
 pub mod telemetry;
 pub mod usage;
+pub mod health;

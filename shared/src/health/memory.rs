@@ -1,0 +1,258 @@
+//! In-memory [`HealthStore`] for pure tests and the simulated-store benchmark. It
+//! counts the requests the DynamoDB adapter would make for each call.
+
+use super::config::HealthConfig;
+use super::model::{Band, Baseline};
+use super::record::HealthRecord;
+use super::store::{HealthStore, RiskEntry, RunHeader, Save, ShardItem};
+use crate::ids::{AccountId, Segment, TenantId};
+use crate::keys;
+use crate::store::{Page, StoreError};
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct State {
+    configs: HashMap<TenantId, HealthConfig>,
+    tenants: Vec<TenantId>,
+    runs: HashMap<(TenantId, String), RunHeader>,
+    shards: HashMap<(TenantId, String), BTreeMap<u32, ShardItem>>,
+    baselines: HashMap<(TenantId, String), BTreeMap<Segment, Baseline>>,
+    latest: HashMap<(TenantId, AccountId), HealthRecord>,
+    history: HashMap<(TenantId, AccountId), BTreeMap<NaiveDate, HealthRecord>>,
+    /// (tenant, segment, band) -> sort key -> entry
+    risk: HashMap<(TenantId, Segment, Band), BTreeMap<String, RiskEntry>>,
+}
+
+#[derive(Default)]
+pub struct MemoryHealthStore {
+    state: Mutex<State>,
+    /// DynamoDB read / write requests the same calls would cost.
+    pub reads: AtomicU64,
+    pub writes: AtomicU64,
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Service {
+        op: "memory",
+        message: "lock poisoned".into(),
+    }
+}
+
+impl MemoryHealthStore {
+    pub fn with_tenants(tenants: &[TenantId]) -> Self {
+        let s = Self::default();
+        if let Ok(mut st) = s.state.lock() {
+            st.tenants = tenants.to_vec();
+        }
+        s
+    }
+    fn st(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {
+        self.state.lock().map_err(|_| poisoned())
+    }
+    fn read(&self, n: u64) {
+        self.reads.fetch_add(n, Ordering::Relaxed);
+    }
+    fn write(&self, n: u64) {
+        self.writes.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn all_latest(&self) -> Vec<HealthRecord> {
+        self.st()
+            .map(|s| s.latest.values().cloned().collect())
+            .unwrap_or_default()
+    }
+    pub fn risk_entries(&self) -> usize {
+        self.st()
+            .map(|s| s.risk.values().map(BTreeMap::len).sum())
+            .unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl HealthStore for MemoryHealthStore {
+    async fn get_health_config(&self, t: &TenantId) -> Result<Option<HealthConfig>, StoreError> {
+        self.read(1);
+        Ok(self.st()?.configs.get(t).cloned())
+    }
+    async fn put_health_config(&self, t: &TenantId, cfg: &HealthConfig) -> Result<(), StoreError> {
+        self.write(1);
+        self.st()?.configs.insert(t.clone(), cfg.clone());
+        Ok(())
+    }
+    async fn list_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        self.read(1);
+        Ok(self.st()?.tenants.clone())
+    }
+    async fn put_run(&self, t: &TenantId, run: &RunHeader) -> Result<(), StoreError> {
+        self.write(1);
+        self.st()?
+            .runs
+            .insert((t.clone(), run.run.clone()), run.clone());
+        Ok(())
+    }
+    async fn put_shard(&self, t: &TenantId, run: &str, shard: &ShardItem) -> Result<(), StoreError> {
+        self.write(1);
+        self.st()?
+            .shards
+            .entry((t.clone(), run.to_owned()))
+            .or_default()
+            .insert(shard.shard, shard.clone());
+        Ok(())
+    }
+    async fn get_shard(
+        &self,
+        t: &TenantId,
+        run: &str,
+        shard: u32,
+    ) -> Result<Option<ShardItem>, StoreError> {
+        self.read(1);
+        Ok(self
+            .st()?
+            .shards
+            .get(&(t.clone(), run.to_owned()))
+            .and_then(|s| s.get(&shard))
+            .cloned())
+    }
+    async fn count_shards(&self, t: &TenantId, run: &str) -> Result<usize, StoreError> {
+        self.read(1);
+        Ok(self
+            .st()?
+            .shards
+            .get(&(t.clone(), run.to_owned()))
+            .map_or(0, BTreeMap::len))
+    }
+    async fn list_shards(&self, t: &TenantId, run: &str) -> Result<Vec<ShardItem>, StoreError> {
+        let out: Vec<ShardItem> = self
+            .st()?
+            .shards
+            .get(&(t.clone(), run.to_owned()))
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default();
+        // One Query page per MB of items, ~25 KB per 100-account shard.
+        self.read((out.len() as u64).div_ceil(40).max(1));
+        Ok(out)
+    }
+    async fn put_baselines(
+        &self,
+        t: &TenantId,
+        run: &str,
+        b: &BTreeMap<Segment, Baseline>,
+    ) -> Result<(), StoreError> {
+        self.write(1);
+        self.st()?
+            .baselines
+            .insert((t.clone(), run.to_owned()), b.clone());
+        Ok(())
+    }
+    async fn get_baselines(
+        &self,
+        t: &TenantId,
+        run: &str,
+    ) -> Result<Option<BTreeMap<Segment, Baseline>>, StoreError> {
+        self.read(1);
+        Ok(self
+            .st()?
+            .baselines
+            .get(&(t.clone(), run.to_owned()))
+            .cloned())
+    }
+    async fn latest(
+        &self,
+        t: &TenantId,
+        accounts: &[AccountId],
+    ) -> Result<HashMap<AccountId, HealthRecord>, StoreError> {
+        self.read((accounts.len() as u64).div_ceil(100));
+        let st = self.st()?;
+        Ok(accounts
+            .iter()
+            .filter_map(|a| {
+                st.latest
+                    .get(&(t.clone(), a.clone()))
+                    .map(|r| (a.clone(), r.clone()))
+            })
+            .collect())
+    }
+    async fn save_records(&self, t: &TenantId, saves: &[Save<'_>]) -> Result<(), StoreError> {
+        let mut st = self.st()?;
+        let mut items = 0u64;
+        for s in saves {
+            let r = s.record;
+            st.history
+                .entry((t.clone(), r.account.clone()))
+                .or_default()
+                .insert(r.as_of, r.clone());
+            items += 2;
+            let new_slot = super::store::RiskSlot::of(r);
+            if let Some(old) = &s.previous_slot {
+                if Some(old) != new_slot.as_ref() {
+                    if let Some(p) = st.risk.get_mut(&(t.clone(), old.segment, old.band)) {
+                        p.remove(&keys::health_risk_sk(old.score, &r.account));
+                    }
+                    items += 1;
+                }
+            }
+            if let Some(e) = RiskEntry::of(r) {
+                st.risk
+                    .entry((t.clone(), e.segment, e.band))
+                    .or_default()
+                    .insert(keys::health_risk_sk(e.score, &r.account), e);
+                items += 1;
+            }
+            st.latest.insert((t.clone(), r.account.clone()), r.clone());
+        }
+        // BatchWriteItem: 25 items per request.
+        self.write(items.div_ceil(25));
+        Ok(())
+    }
+    async fn history(
+        &self,
+        t: &TenantId,
+        a: &AccountId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<HealthRecord>, StoreError> {
+        self.read(1);
+        Ok(self
+            .st()?
+            .history
+            .get(&(t.clone(), a.clone()))
+            .map(|h| h.range(from..=to).map(|(_, r)| r.clone()).collect())
+            .unwrap_or_default())
+    }
+    async fn list_risk(
+        &self,
+        t: &TenantId,
+        segment: Option<Segment>,
+        bands: &[Band],
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<RiskEntry>, StoreError> {
+        let st = self.st()?;
+        let mut all: Vec<(String, RiskEntry)> = Vec::new();
+        for ((tt, seg, band), p) in &st.risk {
+            if tt != t
+                || segment.is_some_and(|s| s != *seg)
+                || (!bands.is_empty() && !bands.contains(band))
+            {
+                continue;
+            }
+            self.read(1);
+            all.extend(
+                p.iter()
+                    .filter(|(k, _)| cursor.is_none_or(|c| k.as_str() > c))
+                    .map(|(k, e)| (k.clone(), e.clone())),
+            );
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let more = all.len() > limit;
+        all.truncate(limit);
+        let next = if more { all.last().map(|(k, _)| k.clone()) } else { None };
+        Ok(Page {
+            items: all.into_iter().map(|(_, e)| e).collect(),
+            next,
+        })
+    }
+}
