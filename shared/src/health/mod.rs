@@ -8,4 +8,8 @@ pub mod model;
 pub mod record;
 pub mod run;
 pub mod store;
+pub mod synth;
 pub mod writeback;
+
+#[cfg(test)]
+mod tests;

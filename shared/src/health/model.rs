@@ -723,6 +723,7 @@ fn r1(x: f64) -> f64 {
 }
 
 const PEN_UNADOPTED: f64 = 20.0;
+const PEN_OVERDUE: f64 = 15.0;
 const PEN_NO_ACTIVITY: f64 = 50.0;
 const PEN_BURST_GAP: f64 = 30.0;
 const PEN_FRICTION_RISING: f64 = 30.0;
@@ -763,6 +764,23 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
             "key_feature_not_adopted",
             (PEN_UNADOPTED * names.len() as f64).min(40.0),
             format!("no {} usage in the last {WINDOW_DAYS} d", names.join(", ")),
+        ));
+    }
+    if !sig.overdue.is_empty() && per_comp.contains_key(&Component::Milestones) {
+        let list: Vec<String> = sig
+            .overdue
+            .iter()
+            .map(|o| {
+                format!(
+                    "{} ({}) due by day {}, not reached at day {}",
+                    o.name, o.meter, o.due_days, o.age_days
+                )
+            })
+            .collect();
+        penalties.entry(Component::Milestones).or_default().push((
+            "milestone_overdue",
+            (PEN_OVERDUE * list.len() as f64).min(45.0),
+            list.join("; "),
         ));
     }
     if let Some(d) = sig.days_since_activity.filter(|d| *d >= 14) {
