@@ -253,6 +253,9 @@ async fn serve(
     let alerts_poller = tokio::spawn(
         Arc::clone(&stack.alerts_poller).run_shared(stack.notify_handler(), stop_rx.clone()),
     );
+    let score_poller = tokio::spawn(
+        Arc::clone(&stack.score_poller).run_shared(stack.score_handler(), stop_rx.clone()),
+    );
     let inbox_url = stack
         .subscribe_queue(&format!("{}-alerts-inbox", prefix), None)
         .await
@@ -270,7 +273,7 @@ async fn serve(
         })
         .await?;
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(poller, alerts_poller, inbox, scheduler);
+    let _ = tokio::join!(poller, alerts_poller, inbox, scheduler, score_poller);
     eprintln!("usage-local stopped");
     Ok(())
 }
@@ -357,6 +360,11 @@ Entitlements and alerts (alerts delivered to alerts-inbox are printed here):
        -d '[{{"id":"lim-2","account":"acme","meter":"api_calls","quantity":20}}]'     # one 100% alert
   curl -s {base}/v1/accounts/acme/entitlements -H "Authorization: Bearer $KEY"
   curl -s -X POST {base}/local/jobs/dlq-depth
+
+Health scores (after `usage-local demo` has loaded synthetic accounts, or your own data):
+  curl -s -X POST {base}/local/jobs/score
+  curl -s "{base}/v1/accounts?band=red" -H "Authorization: Bearer $KEY"
+  curl -s {base}/v1/accounts/acme/health -H "Authorization: Bearer $KEY"
 "#,
         table = p.refs.get("UsageTable").map(String::as_str).unwrap_or("?"),
         queue = p.refs.get("EventsQueue").map(String::as_str).unwrap_or("?"),

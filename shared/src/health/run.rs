@@ -248,10 +248,12 @@ impl HealthRunner {
         let ids: Vec<AccountId> = accounts.iter().map(|a| a.subject.account.clone()).collect();
         let previous = self.health.latest(tenant, &ids).await?;
         let (from, to) = Series::window(as_of);
-        let measured: Vec<Measured> = stream::iter(accounts)
-            .map(|a| {
-                let cfg = &cfg;
-                let previous = &previous;
+        let cfg_ref = &cfg;
+        let previous_ref = &previous;
+        let measured: Vec<Measured> = stream::iter(accounts.iter().cloned())
+            .map(move |a: ShardAccount| {
+                let cfg = cfg_ref;
+                let previous = previous_ref;
                 async move {
                     let rows = self
                         .usage
