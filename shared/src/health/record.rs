@@ -210,6 +210,20 @@ pub fn decide_alerts(
             ));
         }
     }
+    // First scored day already red: at risk from the start.
+    if earlier.is_empty() && band == Band::Red {
+        out.push(alert(
+            tenant,
+            rec,
+            AlertKind::Risk,
+            "at_risk",
+            Severity::Critical,
+            format!("health red on its first score ({score})"),
+            &reasons,
+            score,
+            now,
+        ));
+    }
     // Drop of N points against the best score of the window.
     let window_start = rec.as_of - Duration::days(cfg.drop_window_days as i64);
     let best = earlier

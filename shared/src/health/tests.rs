@@ -254,6 +254,12 @@ fn a_band_downgrade_and_a_large_drop_alert_once_per_change() {
     let mut again = rec_on(d0 + Duration::days(1), 60.0, Band::Yellow, Some(&r0));
     let keys = |v: &[crate::alert::Alert]| v.iter().map(|a| a.key.clone()).collect::<Vec<_>>();
     assert_eq!(keys(&record::decide_alerts(&t, &mut again, &c, Utc::now())), keys(&a1));
+    // An account first scored red is at risk once, not again while it stays red.
+    let mut red0 = rec_on(d0, 30.0, Band::Red, None);
+    let first = record::decide_alerts(&t, &mut red0, &c, Utc::now());
+    assert_eq!(first.iter().map(|a| a.code.as_str()).collect::<Vec<_>>(), ["at_risk"]);
+    let mut red1 = rec_on(d0 + Duration::days(1), 31.0, Band::Red, Some(&red0));
+    assert!(record::decide_alerts(&t, &mut red1, &c, Utc::now()).is_empty());
     // An upgrade raises nothing.
     let mut r3 = rec_on(d0 + Duration::days(3), 75.0, Band::Green, Some(&r2));
     assert!(record::decide_alerts(&t, &mut r3, &c, Utc::now()).is_empty());
