@@ -2,6 +2,7 @@
 //! and day, normalised against the account's segment, with reason codes, alerts,
 //! CRM write-back, a synthetic data generator and a backtest.
 
+pub mod backtest;
 pub mod config;
 pub mod memory;
 pub mod model;
