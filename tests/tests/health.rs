@@ -64,7 +64,6 @@ async fn load_usage(ts: &TestStack, key: &str) {
         assert_eq!(s, 201, "{v}");
         all.extend(events(a, DECAYING.contains(a), i));
     }
-    let t0 = std::time::Instant::now();
     for chunk in all.chunks(1000) {
         let (s, v) = ts
             .call_as(key, "POST", "/v1/events", Some(&Value::Array(chunk.to_vec()).to_string()))
@@ -72,7 +71,6 @@ async fn load_usage(ts: &TestStack, key: &str) {
         assert_eq!(s, 202, "{v}");
         assert_eq!(v["accepted"].as_u64(), Some(chunk.len() as u64), "{v}");
     }
-    eprintln!("TIMING ingest {:?}", t0.elapsed());
     ts.drain_all(std::time::Duration::from_secs(60)).await;
 }
 
@@ -85,9 +83,7 @@ async fn a_scheduled_run_scores_every_account_once_lists_decaying_accounts_first
                     "segments": {"mid_market": {"milestones": [{"name": "first_calls", "meter": "api_calls", "quantity": 100, "due_days": 14}]}}}"#))
         .await;
     assert_eq!(s, 200, "{v}");
-    let t0 = std::time::Instant::now();
     load_usage(&ts, &key).await;
-    eprintln!("TIMING load_usage {:?}", t0.elapsed());
     let inbox = ts
         .stack
         .subscribe_queue(&format!("{}-inbox", e2e::unique("h")), None)
@@ -108,7 +104,6 @@ async fn a_scheduled_run_scores_every_account_once_lists_decaying_accounts_first
     let started = runner.start(&t, today, Utc::now()).await.expect("start");
     assert_eq!((started.accounts, started.shards), (10, 4));
     let polled = ts.drain_score_with(&score).await;
-    eprintln!("TIMING scored {:?}", t0.elapsed());
     assert_eq!((polled.received, polled.failed), (8, 0), "4 measure + 4 score shards");
 
     // Fan-out covered every account exactly once.
@@ -161,8 +156,6 @@ async fn a_scheduled_run_scores_every_account_once_lists_decaying_accounts_first
     assert_eq!(hist["history"].as_array().unwrap().len(), 1, "{hist}");
     let (_, red2) = ts.call_as(&key, "GET", "/v1/accounts?band=red", None).await;
     assert_eq!(red2["accounts"].as_array().unwrap().len(), 3, "{red2}");
-
-    eprintln!("TIMING second run {:?}", t0.elapsed());
     // One risk alert per decaying account, with owner and reasons, through notify.
     ts.drain_alerts().await;
     let published = ts.take_all(&inbox).await;

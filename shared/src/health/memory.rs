@@ -256,3 +256,223 @@ impl HealthStore for MemoryHealthStore {
         })
     }
 }
+
+/// A simulated tenant for the fan-out benchmark and pure runner tests: accounts and
+/// their rollups come from the synthetic generator on demand (nothing is stored),
+/// markers and queues live in memory. Every call counts as the DynamoDB / SQS
+/// request it would be.
+pub struct Simulated {
+    pub tenant: TenantId,
+    pub synth: super::synth::Synth,
+    index: HashMap<AccountId, usize>,
+    markers: Mutex<HashMap<String, (String, bool)>>,
+    pub reads: AtomicU64,
+    pub writes: AtomicU64,
+}
+
+impl Simulated {
+    pub fn new(tenant: TenantId, synth: super::synth::Synth) -> Self {
+        let index = synth
+            .accounts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.subject.account.clone(), i))
+            .collect();
+        Self {
+            tenant,
+            synth,
+            index,
+            markers: Mutex::default(),
+            reads: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl crate::store::AccountStore for Simulated {
+    async fn put_account(
+        &self,
+        _: &TenantId,
+        _: &crate::account::AccountProfile,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Service {
+            op: "simulated",
+            message: "read-only".into(),
+        })
+    }
+    async fn get_account(
+        &self,
+        _: &TenantId,
+        a: &AccountId,
+    ) -> Result<Option<crate::account::AccountProfile>, StoreError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        Ok(self.index.get(a).map(|i| profile(&self.synth.accounts[*i])))
+    }
+    async fn list_accounts(
+        &self,
+        t: &TenantId,
+        _: Option<Segment>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<crate::account::AccountProfile>, StoreError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        if *t != self.tenant {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
+        let start: usize = match cursor {
+            None => 0,
+            Some(c) => c.parse().map_err(|_| StoreError::BadCursor)?,
+        };
+        let end = (start + limit).min(self.synth.accounts.len());
+        Ok(Page {
+            items: self.synth.accounts[start.min(end)..end]
+                .iter()
+                .map(profile)
+                .collect(),
+            next: (end < self.synth.accounts.len()).then(|| end.to_string()),
+        })
+    }
+}
+
+fn profile(a: &super::synth::SynthAccount) -> crate::account::AccountProfile {
+    let now = chrono::Utc::now();
+    crate::account::AccountProfile {
+        account: a.subject.account.clone(),
+        name: a.name.clone(),
+        segment: a.subject.segment,
+        owner_email: Some("csm@example.com".into()),
+        onboarding_date: a.subject.onboarding_date,
+        crm_ids: BTreeMap::from([(
+            "hubspot_company_id".to_owned(),
+            a.subject.account.as_str().trim_start_matches("acct-").to_owned(),
+        )]),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+#[async_trait]
+impl crate::store::UsageReader for Simulated {
+    async fn read_rollups(
+        &self,
+        _: &TenantId,
+        scope: &crate::keys::Scope,
+        from: NaiveDate,
+        to: NaiveDate,
+        _: Option<&crate::ids::MeterName>,
+    ) -> Result<Vec<crate::store::RollupRow>, StoreError> {
+        use crate::rollup::{Bucket, RollupKey};
+        // One Query; ~400 rows of ~500 bytes stay within one 1 MB page.
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let crate::keys::Scope::Account(a) = scope else {
+            return Ok(Vec::new());
+        };
+        let Some(i) = self.index.get(a) else {
+            return Ok(Vec::new());
+        };
+        let acct = &self.synth.accounts[*i];
+        let mut rows = Vec::new();
+        let mut day = from;
+        while day <= to {
+            for (m, q) in self.synth.meters().iter().zip(self.synth.day(acct, day)) {
+                if q > 0.0 {
+                    let quantity = rust_decimal::Decimal::from_f64_retain(q).unwrap_or_default();
+                    let mut hours = [Bucket::default(); 24];
+                    hours[12] = Bucket { quantity, events: 1 };
+                    rows.push(crate::store::RollupRow {
+                        key: RollupKey {
+                            scope: scope.clone(),
+                            day,
+                            meter: m.clone(),
+                            stage: crate::ids::Stage::Delivered,
+                            service_line: crate::ids::ServiceLine::default_line(),
+                        },
+                        total: Bucket { quantity, events: 1 },
+                        hours,
+                    });
+                }
+            }
+            day += chrono::Duration::days(1);
+        }
+        Ok(rows)
+    }
+}
+
+#[async_trait]
+impl crate::store::MarkerStore for Simulated {
+    async fn claim_marker(
+        &self,
+        _: &TenantId,
+        _: crate::store::MarkerKind,
+        key: &str,
+        owner: &str,
+        _: i64,
+    ) -> Result<crate::store::MarkerClaim, StoreError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        let mut m = self.markers.lock().map_err(|_| poisoned())?;
+        Ok(match m.get(key) {
+            None => {
+                m.insert(key.to_owned(), (owner.to_owned(), false));
+                crate::store::MarkerClaim::New
+            }
+            Some((o, done)) if o == owner => crate::store::MarkerClaim::Mine {
+                done: *done,
+                age: chrono::Duration::zero(),
+            },
+            Some(_) => crate::store::MarkerClaim::Other,
+        })
+    }
+    async fn finish_marker(
+        &self,
+        _: &TenantId,
+        _: crate::store::MarkerKind,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        if let Some(v) = self.markers.lock().map_err(|_| poisoned())?.get_mut(key) {
+            v.1 = true;
+        }
+        Ok(())
+    }
+}
+
+/// An in-memory queue: bodies sent are kept in order for the caller to drain.
+#[derive(Default)]
+pub struct MemoryQueue {
+    pub bodies: Mutex<std::collections::VecDeque<String>>,
+    pub requests: AtomicU64,
+}
+
+impl MemoryQueue {
+    pub fn pop(&self) -> Option<String> {
+        self.bodies.lock().ok()?.pop_front()
+    }
+    pub fn len(&self) -> usize {
+        self.bodies.lock().map(|b| b.len()).unwrap_or(0)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl crate::queue::EventQueue for MemoryQueue {
+    async fn send(&self, bodies: &[String]) -> Vec<Result<(), crate::queue::QueueError>> {
+        self.requests
+            .fetch_add(bodies.len().div_ceil(10) as u64, Ordering::Relaxed);
+        match self.bodies.lock() {
+            Ok(mut q) => {
+                q.extend(bodies.iter().cloned());
+                bodies.iter().map(|_| Ok(())).collect()
+            }
+            Err(_) => bodies
+                .iter()
+                .map(|_| Err(crate::queue::QueueError::Send("poisoned".into())))
+                .collect(),
+        }
+    }
+}
