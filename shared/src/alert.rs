@@ -214,7 +214,11 @@ pub fn render(a: &Alert) -> Rendered {
 
 /// Health alerts (risk and opportunity): score, reasons, owner.
 fn render_health(a: &Alert) -> Rendered {
-    let headline = a.reasons.first().cloned().unwrap_or_else(|| a.code.replace('_', " "));
+    let headline = a
+        .reasons
+        .first()
+        .cloned()
+        .unwrap_or_else(|| a.code.replace('_', " "));
     let subject = truncate(
         &format!(
             "[{}] {} {}: {}",
@@ -229,10 +233,7 @@ fn render_health(a: &Alert) -> Rendered {
     body.push_str(&format!("Account:     {}\n", who(a)));
     body.push_str(&format!("Segment:     {}\n", a.segment));
     body.push_str(&format!("Scored on:   {}\n", a.period_start));
-    body.push_str(&format!(
-        "Score:       {} (was {})\n",
-        a.used, a.projected
-    ));
+    body.push_str(&format!("Score:       {} (was {})\n", a.used, a.projected));
     body.push_str(&format!(
         "Owner:       {}\n",
         a.owner.as_deref().unwrap_or("unassigned")

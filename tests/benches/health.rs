@@ -82,7 +82,10 @@ fn rows(s: &Synth, as_of: NaiveDate) -> Vec<Vec<RollupRow>> {
                     // Every meter every day (zeros too): the 450-row worst case.
                     let quantity = rust_decimal::Decimal::from_f64_retain(q).unwrap_or_default();
                     let mut hours = [Bucket::default(); 24];
-                    hours[12] = Bucket { quantity, events: 1 };
+                    hours[12] = Bucket {
+                        quantity,
+                        events: 1,
+                    };
                     out.push(RollupRow {
                         key: RollupKey {
                             scope: Scope::Account(a.subject.account.clone()),
@@ -91,7 +94,10 @@ fn rows(s: &Synth, as_of: NaiveDate) -> Vec<Vec<RollupRow>> {
                             stage: Stage::Delivered,
                             service_line: shared::ids::ServiceLine::default_line(),
                         },
-                        total: Bucket { quantity, events: 1 },
+                        total: Bucket {
+                            quantity,
+                            events: 1,
+                        },
                         hours,
                     });
                 }
@@ -111,7 +117,13 @@ fn pure_scoring(n: usize, as_of: NaiveDate) {
         .iter()
         .zip(&all)
         .map(|(a, r)| {
-            model::measure(&a.subject, &Series::from_rows(as_of, r), as_of, &cfg, &BTreeMap::new())
+            model::measure(
+                &a.subject,
+                &Series::from_rows(as_of, r),
+                as_of,
+                &cfg,
+                &BTreeMap::new(),
+            )
         })
         .collect();
     let baselines = model::baselines(&ms, &cfg);
@@ -184,7 +196,8 @@ async fn fan_out(n: usize, as_of: NaiveDate) {
     println!(
         "  DynamoDB write requests: {} = {:.3} per account; SQS send requests {} (alerts {})",
         health.writes.load(Ordering::Relaxed) + sim.writes.load(Ordering::Relaxed),
-        (health.writes.load(Ordering::Relaxed) + sim.writes.load(Ordering::Relaxed)) as f64 / scored as f64,
+        (health.writes.load(Ordering::Relaxed) + sim.writes.load(Ordering::Relaxed)) as f64
+            / scored as f64,
         shards.requests.load(Ordering::Relaxed) + alerts.requests.load(Ordering::Relaxed),
         alerts.requests.load(Ordering::Relaxed),
     );

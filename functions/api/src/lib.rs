@@ -10,6 +10,7 @@ use shared::account::profile_from_body;
 use shared::definition::definition_from_body;
 use shared::entitlement::{balance, entitlement_from_body, Entitlement};
 use shared::event::DefinitionStatus;
+use shared::health::store::HealthStore;
 use shared::http::{authenticate, body_bytes, error, json, query_pairs, ApiError};
 use shared::ids::EntitlementId;
 use shared::ids::{AccountId, MeterName, Segment, TenantId};
@@ -18,7 +19,6 @@ use shared::limits::LimitWatch;
 use shared::store::{
     AccountStore, DefinitionStore, Directory, EntitlementStore, MappingStore, UsageReader,
 };
-use shared::health::store::HealthStore;
 use shared::usage::{summarize, UsageQuery};
 use std::sync::Arc;
 
@@ -389,13 +389,13 @@ impl Api {
                         format!("sort '{v}' is not supported; use sort=risk"),
                     ))
                 }
-                other => {
-                    return Err(ApiError::new(
-                        400,
-                        "unknown_parameter",
-                        format!("unknown parameter '{other}'; expected segment, band, sort, limit, cursor"),
-                    ))
-                }
+                other => return Err(ApiError::new(
+                    400,
+                    "unknown_parameter",
+                    format!(
+                        "unknown parameter '{other}'; expected segment, band, sort, limit, cursor"
+                    ),
+                )),
             }
         }
         if by_risk {
@@ -527,7 +527,11 @@ impl Api {
 }
 
 impl Api {
-    async fn get_health(&self, tenant: &TenantId, account: &str) -> Result<Response<Body>, ApiError> {
+    async fn get_health(
+        &self,
+        tenant: &TenantId,
+        account: &str,
+    ) -> Result<Response<Body>, ApiError> {
         let account = AccountId::parse(account).map_err(|_| ApiError::not_found("account"))?;
         let latest = self
             .health

@@ -160,7 +160,9 @@ pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<(
             .uri("/v1/events")
             .header("authorization", format!("Bearer {key}"))
             .header("content-type", "application/json")
-            .body(lambda_http::Body::Text(serde_json::Value::Array(chunk.to_vec()).to_string()))?;
+            .body(lambda_http::Body::Text(
+                serde_json::Value::Array(chunk.to_vec()).to_string(),
+            ))?;
         let resp = stack.ingest.handle(req).await;
         anyhow::ensure!(resp.status() == 202, "ingest answered {}", resp.status());
     }

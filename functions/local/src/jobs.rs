@@ -125,6 +125,8 @@ impl Job for ScoreJob {
             .scheduled(score::ScheduleInput::default())
             .await
             .map_err(|e| anyhow::anyhow!(e.to_string()))?;
-        Ok(serde_json::json!({"runs": runs, "note": "shards are processed by the score-queue poller"}))
+        Ok(
+            serde_json::json!({"runs": runs, "note": "shards are processed by the score-queue poller"}),
+        )
     }
 }

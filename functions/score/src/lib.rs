@@ -49,7 +49,10 @@ impl Score {
             stream::iter(event.records)
                 .map(|m| async move {
                     let id = m.message_id.clone().unwrap_or_default();
-                    let r = self.runner.process(m.body.as_deref().unwrap_or_default()).await;
+                    let r = self
+                        .runner
+                        .process(m.body.as_deref().unwrap_or_default())
+                        .await;
                     (id, r)
                 })
                 .buffer_unordered(self.concurrency.max(1))

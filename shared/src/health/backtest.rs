@@ -51,10 +51,7 @@ where
             .iter()
             .map(|(s, o)| {
                 let series = series_of(s, cutoff);
-                (
-                    model::measure(s, &series, cutoff, cfg, &BTreeMap::new()),
-                    o,
-                )
+                (model::measure(s, &series, cutoff, cfg, &BTreeMap::new()), o)
             })
             .collect();
         let baselines = model::baselines(measured.iter().map(|(m, _)| m), cfg);
@@ -168,7 +165,13 @@ fn opt(v: Option<f64>, pct: bool) -> String {
 pub fn render(report: &BTreeMap<Option<Segment>, Metrics>) -> String {
     let mut s = format!(
         "{:<12} {:>11} {:>9} {:>7} {:>13} {:>10} {:>16}\n",
-        "segment", "predictions", "churners", "AUC", "red precision", "red recall", "median lead (d)"
+        "segment",
+        "predictions",
+        "churners",
+        "AUC",
+        "red precision",
+        "red recall",
+        "median lead (d)"
     );
     for (seg, m) in report {
         s.push_str(&format!(

@@ -234,9 +234,7 @@ impl HealthConfig {
         if self.min_segment_population < 2 {
             return bad("min_segment_population must be at least 2".into());
         }
-        if !self.drop_alert_points.is_finite()
-            || !(1.0..=100.0).contains(&self.drop_alert_points)
-        {
+        if !self.drop_alert_points.is_finite() || !(1.0..=100.0).contains(&self.drop_alert_points) {
             return bad("drop_alert_points must be 1-100".into());
         }
         if !(1..=30).contains(&self.drop_window_days) {

@@ -101,7 +101,12 @@ impl HealthStore for MemoryHealthStore {
             .insert((t.clone(), run.run.clone()), run.clone());
         Ok(())
     }
-    async fn put_shard(&self, t: &TenantId, run: &str, shard: &ShardItem) -> Result<(), StoreError> {
+    async fn put_shard(
+        &self,
+        t: &TenantId,
+        run: &str,
+        shard: &ShardItem,
+    ) -> Result<(), StoreError> {
         self.write(1);
         self.st()?
             .shards
@@ -187,7 +192,10 @@ impl HealthStore for MemoryHealthStore {
         if self.discard_records {
             let items: usize = saves
                 .iter()
-                .map(|s| 2 + usize::from(s.record.score.is_some()) + usize::from(s.previous_slot.is_some()))
+                .map(|s| {
+                    2 + usize::from(s.record.score.is_some())
+                        + usize::from(s.previous_slot.is_some())
+                })
                 .sum();
             self.write((items as u64).div_ceil(25));
             return Ok(());
@@ -265,7 +273,11 @@ impl HealthStore for MemoryHealthStore {
         all.sort_by(|a, b| a.0.cmp(&b.0));
         let more = all.len() > limit;
         all.truncate(limit);
-        let next = if more { all.last().map(|(k, _)| k.clone()) } else { None };
+        let next = if more {
+            all.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
         Ok(Page {
             items: all.into_iter().map(|(_, e)| e).collect(),
             next,
@@ -364,7 +376,11 @@ fn profile(a: &super::synth::SynthAccount) -> crate::account::AccountProfile {
         onboarding_date: a.subject.onboarding_date,
         crm_ids: BTreeMap::from([(
             "hubspot_company_id".to_owned(),
-            a.subject.account.as_str().trim_start_matches("acct-").to_owned(),
+            a.subject
+                .account
+                .as_str()
+                .trim_start_matches("acct-")
+                .to_owned(),
         )]),
         created_at: now,
         updated_at: now,
@@ -398,7 +414,10 @@ impl crate::store::UsageReader for Simulated {
                 if q > 0.0 {
                     let quantity = rust_decimal::Decimal::from_f64_retain(q).unwrap_or_default();
                     let mut hours = [Bucket::default(); 24];
-                    hours[12] = Bucket { quantity, events: 1 };
+                    hours[12] = Bucket {
+                        quantity,
+                        events: 1,
+                    };
                     rows.push(crate::store::RollupRow {
                         key: RollupKey {
                             scope: scope.clone(),
@@ -407,7 +426,10 @@ impl crate::store::UsageReader for Simulated {
                             stage: crate::ids::Stage::Delivered,
                             service_line: crate::ids::ServiceLine::default_line(),
                         },
-                        total: Bucket { quantity, events: 1 },
+                        total: Bucket {
+                            quantity,
+                            events: 1,
+                        },
                         hours,
                     });
                 }

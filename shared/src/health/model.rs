@@ -450,7 +450,11 @@ pub fn measure(
         achieved: achieved.clone(),
         ..Signals::default()
     };
-    let ticket_meters = [&cfg.tickets_meter, &cfg.reopened_meter, &cfg.escalated_meter];
+    let ticket_meters = [
+        &cfg.tickets_meter,
+        &cfg.reopened_meter,
+        &cfg.escalated_meter,
+    ];
     // Activity: any non-ticket meter counts.
     let daily: Vec<f64> = (0..WINDOW_DAYS)
         .map(|i| series.day_total(i, &ticket_meters))
@@ -473,7 +477,9 @@ pub fn measure(
             "{} active days in the last {WINDOW_DAYS}; at least {} needed",
             sig.active_days, cfg.min_active_days
         )),
-        None if first_active.is_some_and(|i| WINDOW_DAYS - i < cfg.min_account_age_days as usize) => {
+        None if first_active
+            .is_some_and(|i| WINDOW_DAYS - i < cfg.min_account_age_days as usize) =>
+        {
             Some(format!(
                 "first usage {} days ago and no onboarding date; scoring starts after {} days",
                 WINDOW_DAYS - first_active.unwrap_or(0),
@@ -759,7 +765,11 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
     let mut penalties: BTreeMap<Component, Vec<(&'static str, f64, String)>> = BTreeMap::new();
     let usage_change = m.metrics.get(&Metric::UsageTrend).copied();
     if !sig.unadopted_key_meters.is_empty() && per_comp.contains_key(&Component::UsageTrend) {
-        let names: Vec<&str> = sig.unadopted_key_meters.iter().map(|m| m.as_str()).collect();
+        let names: Vec<&str> = sig
+            .unadopted_key_meters
+            .iter()
+            .map(|m| m.as_str())
+            .collect();
         penalties.entry(Component::UsageTrend).or_default().push((
             "key_feature_not_adopted",
             (PEN_UNADOPTED * names.len() as f64).min(40.0),
@@ -854,7 +864,11 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
         // Penalties scaled to what the clamp actually took off.
         let taken = (base - score).max(0.0);
         for (code, p, detail) in pens {
-            let part = if penalty > 0.0 { taken * p / penalty } else { 0.0 };
+            let part = if penalty > 0.0 {
+                taken * p / penalty
+            } else {
+                0.0
+            };
             add_reason(code, -share * part, detail);
         }
         components.insert(
@@ -893,7 +907,10 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
             None => "key usage growing".to_owned(),
         };
         if let Some(u) = utilisation {
-            detail.push_str(&format!(", {} of seats active", pct(u).trim_start_matches('+')));
+            detail.push_str(&format!(
+                ", {} of seats active",
+                pct(u).trim_start_matches('+')
+            ));
         }
         detail.push_str(", friction at or below the segment median");
         add_reason("expansion_signal", 0.0, detail);

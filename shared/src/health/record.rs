@@ -2,7 +2,7 @@
 //! new record raises compared with the account's previous one. Pure.
 
 use super::config::HealthConfig;
-use super::model::{Band, Baseline, ComponentValue, Component, Measurement, Reason, Scored};
+use super::model::{Band, Baseline, Component, ComponentValue, Measurement, Reason, Scored};
 use crate::alert::{Alert, AlertKind, Severity};
 use crate::ids::{AccountId, Segment, TenantId};
 use chrono::{DateTime, Duration, NaiveDate, Utc};

@@ -344,14 +344,14 @@ impl HealthRunner {
         shard: u32,
     ) -> Result<ShardOutcome, RunError> {
         let cfg = self.config(tenant).await?;
-        let baselines =
-            self.health
-                .get_baselines(tenant, run)
-                .await?
-                .ok_or_else(|| RunError::Missing {
-                    run: run.to_owned(),
-                    what: "baselines",
-                })?;
+        let baselines = self
+            .health
+            .get_baselines(tenant, run)
+            .await?
+            .ok_or_else(|| RunError::Missing {
+                run: run.to_owned(),
+                what: "baselines",
+            })?;
         let item = self
             .health
             .get_shard(tenant, run, shard)
@@ -394,10 +394,7 @@ impl HealthRunner {
         }
         // Alerts first: a retry after a crash re-sends the same keys (notify
         // publishes each once), while records written first would hide the change.
-        let bodies = alerts
-            .iter()
-            .map(to_json)
-            .collect::<Result<Vec<_>, _>>()?;
+        let bodies = alerts.iter().map(to_json).collect::<Result<Vec<_>, _>>()?;
         send_all(self.alerts.as_ref(), &bodies).await?;
         out.alerts = alerts.len();
         for a in &alerts {
@@ -413,8 +410,10 @@ impl HealthRunner {
         self.health.save_records(tenant, &saves).await?;
         if cfg.crm_writeback {
             if let Some(crm) = &self.crm {
-                let updates: Vec<CrmUpdate> =
-                    records.iter().filter_map(|(r, _)| CrmUpdate::of(r)).collect();
+                let updates: Vec<CrmUpdate> = records
+                    .iter()
+                    .filter_map(|(r, _)| CrmUpdate::of(r))
+                    .collect();
                 if !updates.is_empty() {
                     let report = crm.push(tenant, &updates).await;
                     out.crm_updated = report.updated;
@@ -495,7 +494,9 @@ mod tests {
             shard_size: 100,
             concurrency: 4,
         };
-        let (started, out) = run_in_memory(&runner, &shards, &t, as_of, true).await.unwrap();
+        let (started, out) = run_in_memory(&runner, &shards, &t, as_of, true)
+            .await
+            .unwrap();
         assert_eq!((started.accounts, started.shards), (1050, 11));
         // Redelivered: every shard measured and scored twice, results the same.
         assert_eq!(out.measured, 2 * 1050);
@@ -507,7 +508,11 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), 1050);
         let scored = latest.iter().filter(|r| r.score.is_some()).count();
-        assert_eq!(health.risk_entries(), scored, "one risk-index entry per scored account");
+        assert_eq!(
+            health.risk_entries(),
+            scored,
+            "one risk-index entry per scored account"
+        );
         // Alerts: each key raised by both deliveries, the same keys (notify dedupes).
         let mut keys: Vec<String> = std::iter::from_fn(|| alerts.pop())
             .map(|b| serde_json::from_str::<crate::alert::Alert>(&b).unwrap().key)

@@ -102,7 +102,8 @@ pub trait HealthStore: Send + Sync {
     async fn list_tenants(&self) -> Result<Vec<TenantId>, StoreError>;
 
     async fn put_run(&self, t: &TenantId, run: &RunHeader) -> Result<(), StoreError>;
-    async fn put_shard(&self, t: &TenantId, run: &str, shard: &ShardItem) -> Result<(), StoreError>;
+    async fn put_shard(&self, t: &TenantId, run: &str, shard: &ShardItem)
+        -> Result<(), StoreError>;
     async fn get_shard(
         &self,
         t: &TenantId,

@@ -114,9 +114,21 @@ fn seg_params(s: Segment, r: &mut Rng) -> (f64, f64, f64) {
     // seats, api calls per seat-day, tickets per seat-day
     match s {
         Segment::Smb => (r.range(3.0, 15.0), r.range(10.0, 40.0), r.range(0.02, 0.06)),
-        Segment::MidMarket => (r.range(20.0, 100.0), r.range(15.0, 50.0), r.range(0.01, 0.03)),
-        Segment::Enterprise => (r.range(150.0, 800.0), r.range(20.0, 60.0), r.range(0.004, 0.012)),
-        _ => (r.range(800.0, 3000.0), r.range(25.0, 70.0), r.range(0.002, 0.006)),
+        Segment::MidMarket => (
+            r.range(20.0, 100.0),
+            r.range(15.0, 50.0),
+            r.range(0.01, 0.03),
+        ),
+        Segment::Enterprise => (
+            r.range(150.0, 800.0),
+            r.range(20.0, 60.0),
+            r.range(0.004, 0.012),
+        ),
+        _ => (
+            r.range(800.0, 3000.0),
+            r.range(25.0, 70.0),
+            r.range(0.002, 0.006),
+        ),
     }
 }
 
@@ -145,9 +157,8 @@ impl Synth {
                 };
                 let onboarding = cfg.end - Duration::days(onboard_back as i64);
                 let churns = r.f() < cfg.churn_rate && span > 150;
-                let churn_date = churns.then(|| {
-                    cfg.start + Duration::days(r.range(120.0, span as f64) as i64)
-                });
+                let churn_date =
+                    churns.then(|| cfg.start + Duration::days(r.range(120.0, span as f64) as i64));
                 let decay_start =
                     churn_date.map(|c| c - Duration::days(r.range(40.0, 90.0) as i64));
                 let n_gaps = (r.f() * 3.0) as usize;
@@ -158,8 +169,8 @@ impl Synth {
                 let bursts = (0..n_bursts)
                     .map(|_| cfg.start + Duration::days(r.range(0.0, span as f64) as i64))
                     .collect();
-                let account = AccountId::parse(&format!("acct-{i:06}"))
-                    .unwrap_or_else(|_| unreachable_id());
+                let account =
+                    AccountId::parse(&format!("acct-{i:06}")).unwrap_or_else(|_| unreachable_id());
                 SynthAccount {
                     subject: Subject {
                         account,
@@ -201,7 +212,8 @@ impl Synth {
         if day < onboarded || a.truth.churn_date.is_some_and(|c| day >= c) {
             return out;
         }
-        let mut r = Rng::new(a.seed ^ (day.num_days_from_ce() as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let mut r =
+            Rng::new(a.seed ^ (day.num_days_from_ce() as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
         let age = (day - onboarded).num_days() as f64;
         let ramp = 1.0 - (-age / a.ramp_days).exp();
         let weekday = match day.weekday() {
@@ -236,7 +248,10 @@ impl Synth {
         let calls = (users * a.intensity * usage_factor.max(0.02) * month_end * burst * noise)
             .round()
             .max(0.0);
-        let tickets_mean = a.seats * a.ticket_rate * weekday * (1.0 + 2.0 * decay)
+        let tickets_mean = a.seats
+            * a.ticket_rate
+            * weekday
+            * (1.0 + 2.0 * decay)
             * if age < 30.0 { 1.8 } else { 1.0 };
         let opened = r.poisson(tickets_mean);
         let resolved = r.poisson(users * 0.08 * usage_factor * burst);

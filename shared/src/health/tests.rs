@@ -61,7 +61,12 @@ fn population(seg: Segment, prefix: &str, level: f64, trends: &[f64]) -> Vec<Mea
             measure_one(
                 &format!("{prefix}-{i}"),
                 seg,
-                &series(level * (1.0 + i as f64 / 10.0), trends[i % trends.len()], 10.0, 0.2),
+                &series(
+                    level * (1.0 + i as f64 / 10.0),
+                    trends[i % trends.len()],
+                    10.0,
+                    0.2,
+                ),
             )
         })
         .collect()
@@ -107,10 +112,19 @@ fn a_decaying_account_is_red_with_usage_down_first_and_the_numbers_behind_it() {
     assert_eq!(s.band, Band::Red, "{s:#?}");
     let first = &s.reasons[0];
     assert_eq!(first.code, "usage_down_30d");
-    assert!(first.detail.contains("\u{2212}42 % vs prior 30 d"), "{}", first.detail);
+    assert!(
+        first.detail.contains("\u{2212}42 % vs prior 30 d"),
+        "{}",
+        first.detail
+    );
     assert!(first.detail.contains("segment median"), "{}", first.detail);
     // Ordered by impact: harmful first, most harmful first.
-    let harmful: Vec<f64> = s.reasons.iter().take_while(|r| r.impact < 0.0).map(|r| r.impact).collect();
+    let harmful: Vec<f64> = s
+        .reasons
+        .iter()
+        .take_while(|r| r.impact < 0.0)
+        .map(|r| r.impact)
+        .collect();
     assert!(harmful.windows(2).all(|w| w[0] <= w[1]), "{:?}", s.reasons);
 }
 
@@ -118,10 +132,20 @@ fn a_decaying_account_is_red_with_usage_down_first_and_the_numbers_behind_it() {
 fn the_same_raw_usage_scores_differently_in_smb_and_enterprise() {
     // SMB accounts commonly swing ±30 %, enterprise ones stay within ±3 %.
     let mut pop = population(Segment::Smb, "smb", 50.0, &[0.7, 1.3, 0.75, 1.25, 1.0]);
-    pop.extend(population(Segment::Enterprise, "ent", 5000.0, &[0.97, 1.03, 1.0]));
+    pop.extend(population(
+        Segment::Enterprise,
+        "ent",
+        5000.0,
+        &[0.97, 1.03, 1.0],
+    ));
     let b = baselines(&pop, &cfg());
     let raw = series(100.0, 0.8, 10.0, 0.2);
-    let smb = score(&measure_one("x", Segment::Smb, &raw), &b[&Segment::Smb], &cfg()).unwrap();
+    let smb = score(
+        &measure_one("x", Segment::Smb, &raw),
+        &b[&Segment::Smb],
+        &cfg(),
+    )
+    .unwrap();
     let ent = score(
         &measure_one("x", Segment::Enterprise, &raw),
         &b[&Segment::Enterprise],
@@ -129,7 +153,12 @@ fn the_same_raw_usage_scores_differently_in_smb_and_enterprise() {
     )
     .unwrap();
     let u = |s: &Scored| s.components[&Component::UsageTrend].score;
-    assert!(u(&smb) > u(&ent) + 20.0, "smb {} vs enterprise {}", u(&smb), u(&ent));
+    assert!(
+        u(&smb) > u(&ent) + 20.0,
+        "smb {} vs enterprise {}",
+        u(&smb),
+        u(&ent)
+    );
     assert!(smb.score > ent.score);
     assert_eq!(
         b[&Segment::Smb].get(Metric::UsageTrend).source,
@@ -141,7 +170,11 @@ fn the_same_raw_usage_scores_differently_in_smb_and_enterprise() {
 fn a_small_segment_falls_back_to_the_whole_tenant_then_to_defaults() {
     let mut pop = population(Segment::Smb, "smb", 50.0, &[1.0]);
     pop.truncate(8);
-    pop.push(measure_one("s1", Segment::Strategic, &series(5000.0, 1.0, 10.0, 0.2)));
+    pop.push(measure_one(
+        "s1",
+        Segment::Strategic,
+        &series(5000.0, 1.0, 10.0, 0.2),
+    ));
     let b = baselines(&pop, &cfg());
     assert_eq!(
         b[&Segment::Strategic].get(Metric::UsageTrend).source,
@@ -161,14 +194,36 @@ fn a_small_segment_falls_back_to_the_whole_tenant_then_to_defaults() {
 fn new_or_silent_accounts_get_insufficient_data_instead_of_a_score() {
     let mut young = subject("young", Segment::Smb);
     young.onboarding_date = Some(d(AS_OF) - Duration::days(10));
-    let m1 = measure(&young, &series(10.0, 1.0, 3.0, 0.0), d(AS_OF), &cfg(), &BTreeMap::new());
-    assert!(m1.insufficient.as_deref().unwrap().contains("onboarded 10 days ago"));
+    let m1 = measure(
+        &young,
+        &series(10.0, 1.0, 3.0, 0.0),
+        d(AS_OF),
+        &cfg(),
+        &BTreeMap::new(),
+    );
+    assert!(m1
+        .insufficient
+        .as_deref()
+        .unwrap()
+        .contains("onboarded 10 days ago"));
     let silent = measure_one("silent", Segment::Smb, &Series::empty(d(AS_OF)));
-    assert!(silent.insufficient.as_deref().unwrap().contains("0 active days"));
+    assert!(silent
+        .insufficient
+        .as_deref()
+        .unwrap()
+        .contains("0 active days"));
     let b = baselines([&m1, &silent], &cfg());
     assert!(score(&m1, &b[&Segment::Smb], &cfg()).is_none());
     assert_eq!(b[&Segment::Smb].population, 0);
-    let rec = record::build(&m1, None, None, AccountInfo::default(), d(AS_OF), None, Utc::now());
+    let rec = record::build(
+        &m1,
+        None,
+        None,
+        AccountInfo::default(),
+        d(AS_OF),
+        None,
+        Utc::now(),
+    );
     assert_eq!(rec.state, record::HealthState::InsufficientData);
     assert!(rec.score.is_none() && rec.band.is_none());
 }
@@ -207,7 +262,12 @@ fn overdue_milestones_rising_tickets_and_silence_each_name_their_reason() {
     let b = baselines(&pop, &c);
     let sc = score(&meas, &b[&Segment::Smb], &c).unwrap();
     let codes: Vec<&str> = sc.reasons.iter().map(|r| r.code.as_str()).collect();
-    for c in ["usage_down_30d", "no_activity_14d", "ticket_friction_rising", "milestone_overdue"] {
+    for c in [
+        "usage_down_30d",
+        "no_activity_14d",
+        "ticket_friction_rising",
+        "milestone_overdue",
+    ] {
         assert!(codes.contains(&c), "{c} missing from {codes:?}");
     }
     assert_eq!(sc.band, Band::Red);
@@ -226,11 +286,23 @@ fn growing_high_adoption_low_friction_accounts_raise_an_expansion_signal() {
 
 fn rec_on(day: NaiveDate, score: f64, band: Band, prev: Option<&HealthRecord>) -> HealthRecord {
     let meas = measure_one("acct", Segment::Smb, &series(10.0, 1.0, 3.0, 0.0));
-    let mut r = record::build(&meas, None, None, AccountInfo::default(), day, prev, Utc::now());
+    let mut r = record::build(
+        &meas,
+        None,
+        None,
+        AccountInfo::default(),
+        day,
+        prev,
+        Utc::now(),
+    );
     r.state = record::HealthState::Scored;
     r.score = Some(score);
     r.band = Some(band);
-    r.recent.push(record::RecentScore { as_of: day, score, band });
+    r.recent.push(record::RecentScore {
+        as_of: day,
+        score,
+        band,
+    });
     r
 }
 
@@ -253,11 +325,17 @@ fn a_band_downgrade_and_a_large_drop_alert_once_per_change() {
     // A re-run of day 1 produces the same keys (notify publishes each once).
     let mut again = rec_on(d0 + Duration::days(1), 60.0, Band::Yellow, Some(&r0));
     let keys = |v: &[crate::alert::Alert]| v.iter().map(|a| a.key.clone()).collect::<Vec<_>>();
-    assert_eq!(keys(&record::decide_alerts(&t, &mut again, &c, Utc::now())), keys(&a1));
+    assert_eq!(
+        keys(&record::decide_alerts(&t, &mut again, &c, Utc::now())),
+        keys(&a1)
+    );
     // An account first scored red is at risk once, not again while it stays red.
     let mut red0 = rec_on(d0, 30.0, Band::Red, None);
     let first = record::decide_alerts(&t, &mut red0, &c, Utc::now());
-    assert_eq!(first.iter().map(|a| a.code.as_str()).collect::<Vec<_>>(), ["at_risk"]);
+    assert_eq!(
+        first.iter().map(|a| a.code.as_str()).collect::<Vec<_>>(),
+        ["at_risk"]
+    );
     let mut red1 = rec_on(d0 + Duration::days(1), 31.0, Band::Red, Some(&red0));
     assert!(record::decide_alerts(&t, &mut red1, &c, Utc::now()).is_empty());
     // An upgrade raises nothing.
@@ -291,7 +369,13 @@ fn risk_alerts_render_reasons_and_owner() {
     });
     let a = record::decide_alerts(&t, &mut r1, &cfg(), Utc::now());
     let rendered = crate::alert::render(&a[0]);
-    assert!(rendered.subject.starts_with("[critical] risk acct: health green -> red"), "{}", rendered.subject);
+    assert!(
+        rendered
+            .subject
+            .starts_with("[critical] risk acct: health green -> red"),
+        "{}",
+        rendered.subject
+    );
     assert!(rendered.body.contains("usage_down_30d: api_calls"));
     assert!(rendered.body.contains("Owner:       csm@example.com"));
 }

@@ -225,16 +225,26 @@ impl HubSpotWriteback {
                 Ok((429, retry_after, _)) => {
                     report.throttled += 1;
                     let wait = retry_after.map(Duration::from_secs).unwrap_or(delay);
-                    tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, "HubSpot rate limit (429); backing off");
+                    tracing::warn!(
+                        attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        "HubSpot rate limit (429); backing off"
+                    );
                     tokio::time::sleep(wait).await;
                 }
                 Ok((status, _, text)) if status >= 500 => {
-                    report.last_error = Some(format!("{status}: {}", text.chars().take(200).collect::<String>()));
+                    report.last_error = Some(format!(
+                        "{status}: {}",
+                        text.chars().take(200).collect::<String>()
+                    ));
                     tokio::time::sleep(delay).await;
                 }
                 Ok((status, _, text)) => {
                     report.failed += batch.len();
-                    report.last_error = Some(format!("{status}: {}", text.chars().take(300).collect::<String>()));
+                    report.last_error = Some(format!(
+                        "{status}: {}",
+                        text.chars().take(300).collect::<String>()
+                    ));
                     return;
                 }
                 Err(e) => {
@@ -245,7 +255,9 @@ impl HubSpotWriteback {
             delay = (delay * 2).min(Duration::from_secs(30));
         }
         report.failed += batch.len();
-        report.last_error.get_or_insert_with(|| "gave up after repeated 429s".into());
+        report
+            .last_error
+            .get_or_insert_with(|| "gave up after repeated 429s".into());
     }
 }
 

@@ -1,6 +1,6 @@
 //! DynamoDB adapter of [`HealthStore`] (docs/adr/0006 for the item layout).
 
-use super::{corrupt, s, str_attr, svc, write_units, item_size, DataItem, DynamoStore, Item};
+use super::{corrupt, item_size, s, str_attr, svc, write_units, DataItem, DynamoStore, Item};
 use crate::health::config::HealthConfig;
 use crate::health::model::{Band, Baseline};
 use crate::health::record::HealthRecord;
@@ -9,9 +9,7 @@ use crate::ids::{AccountId, Segment, TenantId};
 use crate::keys;
 use crate::store::{Page, StoreError};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{
-    DeleteRequest, KeysAndAttributes, PutRequest, Select, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, PutRequest, Select, WriteRequest};
 use base64::Engine;
 use chrono::NaiveDate;
 use serde::de::DeserializeOwned;
@@ -138,8 +136,13 @@ fn delete_req(pk: String, sk: String) -> Result<WriteRequest, StoreError> {
 #[async_trait]
 impl HealthStore for DynamoStore {
     async fn get_health_config(&self, t: &TenantId) -> Result<Option<HealthConfig>, StoreError> {
-        self.get_data("get_health_config", keys::tenant_pk(t), keys::HEALTH_CONFIG_SK, false)
-            .await
+        self.get_data(
+            "get_health_config",
+            keys::tenant_pk(t),
+            keys::HEALTH_CONFIG_SK,
+            false,
+        )
+        .await
     }
 
     async fn put_health_config(&self, t: &TenantId, cfg: &HealthConfig) -> Result<(), StoreError> {
@@ -174,7 +177,12 @@ impl HealthStore for DynamoStore {
         .await
     }
 
-    async fn put_shard(&self, t: &TenantId, run: &str, shard: &ShardItem) -> Result<(), StoreError> {
+    async fn put_shard(
+        &self,
+        t: &TenantId,
+        run: &str,
+        shard: &ShardItem,
+    ) -> Result<(), StoreError> {
         self.put_data(
             "put_shard",
             keys::health_run_pk(t, run),
@@ -308,7 +316,9 @@ impl HealthStore for DynamoStore {
                 }
                 if let Some(rest) = res.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
                     if round > 8 {
-                        return Err(StoreError::Throttled("latest_health: unprocessed keys".into()));
+                        return Err(StoreError::Throttled(
+                            "latest_health: unprocessed keys".into(),
+                        ));
                     }
                     left = rest.keys;
                     tokio::time::sleep(std::time::Duration::from_millis(20 * round)).await;
@@ -326,7 +336,11 @@ impl HealthStore for DynamoStore {
         for sv in saves {
             let r = sv.record;
             let pk = keys::health_pk(t, &r.account);
-            first.push(put_req(data_item(pk.clone(), keys::health_day_sk(r.as_of), r)?)?);
+            first.push(put_req(data_item(
+                pk.clone(),
+                keys::health_day_sk(r.as_of),
+                r,
+            )?)?);
             let new_slot = RiskSlot::of(r);
             if let Some(old) = &sv.previous_slot {
                 if Some(old) != new_slot.as_ref() {
@@ -343,7 +357,11 @@ impl HealthStore for DynamoStore {
                     &e,
                 )?)?);
             }
-            last.push(put_req(data_item(pk, keys::HEALTH_LATEST_SK.to_owned(), r)?)?);
+            last.push(put_req(data_item(
+                pk,
+                keys::HEALTH_LATEST_SK.to_owned(),
+                r,
+            )?)?);
         }
         self.batch_write("save_health_records", first).await?;
         self.batch_write("save_health_latest", last).await
@@ -407,9 +425,7 @@ impl HealthStore for DynamoStore {
                     .await
                     .map_err(|e| svc("list_risk", e))?;
                 let items = page.items.unwrap_or_default();
-                if items.len() > limit
-                    || page.last_evaluated_key.is_some_and(|k| !k.is_empty())
-                {
+                if items.len() > limit || page.last_evaluated_key.is_some_and(|k| !k.is_empty()) {
                     more = true;
                 }
                 for item in items {
@@ -467,12 +483,23 @@ mod tests {
             .collect();
         let b = model::baselines(&ms, &cfg);
         let item = data_item("p".into(), "s".into(), &b).unwrap();
-        assert_eq!(from_data::<BTreeMap<Segment, Baseline>>(item, "b").unwrap(), b);
+        assert_eq!(
+            from_data::<BTreeMap<Segment, Baseline>>(item, "b").unwrap(),
+            b
+        );
         let item = data_item("p".into(), "s".into(), &cfg).unwrap();
         assert_eq!(from_data::<HealthConfig>(item, "c").unwrap(), cfg);
         for m in &ms {
             let sc = model::score(m, &b[&m.segment], &cfg);
-            let r = record::build(m, sc, b.get(&m.segment), Default::default(), as_of, None, chrono::Utc::now());
+            let r = record::build(
+                m,
+                sc,
+                b.get(&m.segment),
+                Default::default(),
+                as_of,
+                None,
+                chrono::Utc::now(),
+            );
             let item = data_item("p".into(), "s".into(), &r).unwrap();
             assert!(item_size(&item) < 30_000, "{}", item_size(&item));
             assert_eq!(from_data::<HealthRecord>(item, "r").unwrap(), r);
