@@ -155,7 +155,7 @@ fn pure_scoring(n: usize, as_of: NaiveDate) {
 async fn fan_out(n: usize, as_of: NaiveDate) {
     let t = TenantId::parse("bench").unwrap();
     let sim = Arc::new(Simulated::new(t.clone(), synth(n, as_of)));
-    let health = Arc::new(MemoryHealthStore::discarding(&[t.clone()]));
+    let health = Arc::new(MemoryHealthStore::discarding(std::slice::from_ref(&t)));
     let shards = Arc::new(MemoryQueue::default());
     let alerts = Arc::new(MemoryQueue::default());
     let runner = HealthRunner {

@@ -389,13 +389,15 @@ impl Api {
                         format!("sort '{v}' is not supported; use sort=risk"),
                     ))
                 }
-                other => return Err(ApiError::new(
-                    400,
-                    "unknown_parameter",
-                    format!(
+                other => {
+                    return Err(ApiError::new(
+                        400,
+                        "unknown_parameter",
+                        format!(
                         "unknown parameter '{other}'; expected segment, band, sort, limit, cursor"
                     ),
-                )),
+                    ))
+                }
             }
         }
         if by_risk {

@@ -55,22 +55,12 @@ pub struct Milestone {
     pub due_days: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SegmentConfig {
     pub weights: Weights,
     pub bands: Bands,
     pub milestones: Vec<Milestone>,
-}
-
-impl Default for SegmentConfig {
-    fn default() -> Self {
-        Self {
-            weights: Weights::default(),
-            bands: Bands::default(),
-            milestones: Vec::new(),
-        }
-    }
 }
 
 /// What a segment with fewer than `min_segment_population` scoreable accounts is

@@ -480,7 +480,7 @@ mod tests {
     #[tokio::test]
     async fn the_fan_out_scores_every_account_exactly_once_even_when_shards_are_redelivered() {
         let (t, sim, as_of) = sim(1050);
-        let health = Arc::new(MemoryHealthStore::with_tenants(&[t.clone()]));
+        let health = Arc::new(MemoryHealthStore::with_tenants(std::slice::from_ref(&t)));
         let shards = Arc::new(MemoryQueue::default());
         let alerts = Arc::new(MemoryQueue::default());
         let runner = HealthRunner {
