@@ -57,6 +57,25 @@ impl Series {
         s
     }
 
+    /// Every meter's vector at exactly [`WINDOW_DAYS`] days (a hand-built series may
+    /// not be), non-finite quantities as zero.
+    fn normalised(&self) -> Self {
+        let mut s = self.clone();
+        for v in s.meters.values_mut() {
+            v.resize(WINDOW_DAYS, 0.0);
+            for x in v.iter_mut().filter(|x| !x.is_finite()) {
+                *x = 0.0;
+            }
+        }
+        s
+    }
+
+    fn is_normal(&self) -> bool {
+        self.meters
+            .values()
+            .all(|v| v.len() == WINDOW_DAYS && v.iter().all(|x| x.is_finite()))
+    }
+
     pub fn add(&mut self, meter: &MeterName, day: NaiveDate, quantity: f64) {
         let idx = (day - self.start).num_days();
         if (0..WINDOW_DAYS as i64).contains(&idx) {
@@ -444,6 +463,13 @@ pub fn measure(
     cfg: &HealthConfig,
     achieved: &BTreeMap<String, NaiveDate>,
 ) -> Measurement {
+    let fixed;
+    let series = if series.is_normal() {
+        series
+    } else {
+        fixed = series.normalised();
+        &fixed
+    };
     let seg_cfg = cfg.segment(subject.segment);
     let mut metrics = BTreeMap::new();
     let mut sig = Signals {

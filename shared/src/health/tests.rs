@@ -380,6 +380,15 @@ fn risk_alerts_render_reasons_and_owner() {
     assert!(rendered.body.contains("Owner:       csm@example.com"));
 }
 
+#[test]
+fn a_hand_built_series_of_the_wrong_length_or_with_nan_is_measured_without_panicking() {
+    let mut s = series(10.0, 1.0, 3.0, 0.5);
+    s.meters.insert(m("api_calls"), vec![1.0; 7]);
+    s.meters.insert(m("seats_active"), vec![f64::NAN; 200]);
+    let meas = measure_one("odd", Segment::Smb, &s);
+    assert!(meas.metrics.values().all(|v| v.is_finite()), "{meas:?}");
+}
+
 proptest! {
     #[test]
     fn the_baseline_median_stays_within_the_population_and_resists_one_outlier(
