@@ -166,6 +166,10 @@ pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<(
         let resp = stack.ingest.handle(req).await;
         anyhow::ensure!(resp.status() == 202, "ingest answered {}", resp.status());
     }
+    let base = format!(
+        "http://{}",
+        std::env::var("LOCAL_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into())
+    );
     let decaying: Vec<String> = synth
         .accounts
         .iter()
@@ -177,8 +181,8 @@ pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<(
          Decaying (for you to check, never read by the scorer): {}\n\n\
          export KEY={key}\n\
          # once the runner's console is quiet (rollup done):\n\
-         curl -s -X POST http://127.0.0.1:8080/local/jobs/score\n\
-         curl -s \"http://127.0.0.1:8080/v1/accounts?band=red\" -H \"Authorization: Bearer $KEY\"",
+         curl -s -X POST {base}/local/jobs/score\n\
+         curl -s \"{base}/v1/accounts?band=red\" -H \"Authorization: Bearer $KEY\"",
         if created { "Created" } else { "Reused" },
         synth.accounts.len(),
         decaying.join(", ")
