@@ -102,17 +102,18 @@ pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<(
     let mut synth = Synth::new(SynthConfig {
         accounts,
         seed: 7,
-        start: today - Duration::days(63),
+        start: today - Duration::days(200),
         end: today,
         churn_rate: 0.0,
     });
-    // Every fourth account starts decaying 35 days ago and churns in 25 days.
+    // Established customers (onboarded 200 days ago, past their ramp-up); every fourth
+    // one started decaying 45 days ago and would churn in 15 days.
     for (i, a) in synth.accounts.iter_mut().enumerate() {
-        a.subject.onboarding_date = Some(today - Duration::days(63));
+        a.subject.onboarding_date = Some(today - Duration::days(200));
         a.gaps.clear();
         if i % 4 == 1 {
-            a.truth.decay_start = Some(today - Duration::days(35));
-            a.truth.churn_date = Some(today + Duration::days(25));
+            a.truth.decay_start = Some(today - Duration::days(45));
+            a.truth.churn_date = Some(today + Duration::days(15));
         }
     }
     let mut cfg = HealthConfig {
