@@ -90,15 +90,10 @@ pub fn backtest(
     Ok(out)
 }
 
-/// Loads demo accounts and usage into the running local stack under `tenant`.
-pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<()> {
-    use shared::store::AccountStore;
-    let created = stack
-        .ensure_tenant(tenant, "Health demo", 100)
-        .await
-        .context("creating the demo tenant")?;
-    let key = stack.store.create_api_key(tenant, "demo").await?;
-    let today = Utc::now().date_naive();
+/// The demo tenant: established accounts (onboarded 200 days before `today`, past
+/// their ramp-up), every fourth one decaying for the last 45 days; and its config
+/// (small-segment friendly, one milestone per segment).
+pub fn demo_data(accounts: usize, today: chrono::NaiveDate) -> (Synth, HealthConfig) {
     let mut synth = Synth::new(SynthConfig {
         accounts,
         seed: 7,
@@ -106,8 +101,6 @@ pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<(
         end: today,
         churn_rate: 0.0,
     });
-    // Established customers (onboarded 200 days ago, past their ramp-up); every fourth
-    // one started decaying 45 days ago and would churn in 15 days.
     for (i, a) in synth.accounts.iter_mut().enumerate() {
         a.subject.onboarding_date = Some(today - Duration::days(200));
         a.gaps.clear();
@@ -126,6 +119,19 @@ pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<(
             ..c.clone()
         };
     }
+    (synth, cfg)
+}
+
+/// Loads demo accounts and usage into the running local stack under `tenant`.
+pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<()> {
+    use shared::store::AccountStore;
+    let created = stack
+        .ensure_tenant(tenant, "Health demo", 100)
+        .await
+        .context("creating the demo tenant")?;
+    let key = stack.store.create_api_key(tenant, "demo").await?;
+    let today = Utc::now().date_naive();
+    let (synth, cfg) = demo_data(accounts, today);
     stack.store.put_health_config(tenant, &cfg).await?;
     let now = Utc::now();
     let mut events = Vec::new();
@@ -189,4 +195,55 @@ pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<(
         decaying.join(", ")
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::health::model::{self, Band, Series};
+
+    #[test]
+    fn the_demo_data_puts_its_decaying_accounts_first_and_red() {
+        let today = Utc::now().date_naive();
+        let (synth, cfg) = demo_data(8, today);
+        // What the rollups will hold: the 62 days the demo sends, four meters.
+        let sent = [
+            "api_calls",
+            "tickets_resolved",
+            "seats_active",
+            "tickets_opened",
+        ];
+        let ms: Vec<_> = synth
+            .accounts
+            .iter()
+            .map(|a| {
+                let mut s = Series::empty(today);
+                for back in 1..=62 {
+                    let day = today - Duration::days(back);
+                    for (m, q) in synth.meters().iter().zip(synth.day(a, day)) {
+                        if sent.contains(&m.as_str()) && q > 0.0 {
+                            s.add(m, day, q);
+                        }
+                    }
+                }
+                model::measure(&a.subject, &s, today, &cfg, &BTreeMap::new())
+            })
+            .collect();
+        let b = model::baselines(&ms, &cfg);
+        let mut scored: Vec<(f64, Band, bool)> = ms
+            .iter()
+            .zip(&synth.accounts)
+            .filter_map(|(m, a)| {
+                model::score(m, &b[&m.segment], &cfg)
+                    .map(|s| (s.score, s.band, a.truth.decay_start.is_some()))
+            })
+            .collect();
+        scored.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let decaying = scored.iter().filter(|s| s.2).count();
+        assert_eq!(decaying, 2, "{scored:?}");
+        assert!(
+            scored[..decaying].iter().all(|s| s.2 && s.1 == Band::Red),
+            "{scored:?}"
+        );
+    }
 }

@@ -74,7 +74,7 @@ enum Command {
     /// Load generated demo accounts (a quarter of them decaying) and 63 days of usage
     /// into the local stack, through ingest, under tenant `demo` (printed key).
     Demo {
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 8)]
         accounts: usize,
         #[arg(long, default_value = "demo")]
         tenant: String,
