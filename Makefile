@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/usage-intel/target
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-unit lint fmt clippy bench fuzz build deploy tenant key clean-venvs
+.PHONY: run test test-unit lint fmt clippy bench fuzz build deploy tenant key clean-venvs backtest demo
 
 ## Start moto + every function locally on http://127.0.0.1:8080 (Ctrl-C stops all).
 run:
@@ -33,6 +33,8 @@ bench:
 	infra/local/with-moto.sh cargo bench --locked -p e2e --bench pipeline
 	# A second private moto: it keeps memory from the first bench's tables.
 	infra/local/with-moto.sh cargo bench --locked -p e2e --bench entitlements
+	# Health scoring: pure, against a simulated store (no emulator needed).
+	cargo bench --locked -p e2e --bench health
 
 ## Fuzz the HubSpot webhook parsers for FUZZ_SECONDS (default 60) with cargo-fuzz/libFuzzer.
 ## The stable toolchain is enough: RUSTC_BOOTSTRAP=1 unlocks the sanitizer flags it ships.
@@ -52,3 +54,11 @@ tenant:
 	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} cargo run --quiet -p local --bin usage-local -- tenant create $(T)
 key:
 	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} cargo run --quiet -p local --bin usage-local -- key create $(T)
+
+## Health-score backtest on generated accounts with known churn (ARGS="--fit --accounts 5000").
+backtest:
+	cargo run --quiet --locked -p local --bin usage-local -- backtest $(ARGS)
+
+## Load generated demo accounts (a quarter decaying) into the running local stack.
+demo:
+	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} cargo run --quiet --locked -p local --bin usage-local -- demo $(ARGS)

@@ -12,6 +12,8 @@ pub enum AlertKind {
     Limit,
     Risk,
     DataQuality,
+    /// An expansion signal from health scoring: good news for the account team.
+    Opportunity,
 }
 
 impl AlertKind {
@@ -20,6 +22,7 @@ impl AlertKind {
             AlertKind::Limit => "limit",
             AlertKind::Risk => "risk",
             AlertKind::DataQuality => "data_quality",
+            AlertKind::Opportunity => "opportunity",
         }
     }
 }
@@ -80,6 +83,9 @@ pub struct Alert {
     /// Raised after its period had ended (late events).
     pub late: bool,
     pub raised_at: DateTime<Utc>,
+    /// Health alerts: the headline and the reason codes with their numbers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
 }
 
 /// An alert rendered for people (email) and machines (JSON).
@@ -151,6 +157,9 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 pub fn render(a: &Alert) -> Rendered {
+    if matches!(a.kind, AlertKind::Risk | AlertKind::Opportunity) {
+        return render_health(a);
+    }
     let period = format!(
         "{} to {}",
         a.period_start,
@@ -203,6 +212,61 @@ pub fn render(a: &Alert) -> Rendered {
     }
 }
 
+/// Health alerts (risk and opportunity): score, reasons, owner.
+fn render_health(a: &Alert) -> Rendered {
+    let headline = a
+        .reasons
+        .first()
+        .cloned()
+        .unwrap_or_else(|| a.code.replace('_', " "));
+    let subject = truncate(
+        &format!(
+            "[{}] {} {}: {}",
+            a.severity.as_str(),
+            a.kind.as_str(),
+            who(a),
+            headline
+        ),
+        99,
+    );
+    let mut body = format!("{} - {headline}.\n\n", who(a));
+    body.push_str(&format!("Account:     {}\n", who(a)));
+    body.push_str(&format!("Segment:     {}\n", a.segment));
+    body.push_str(&format!("Scored on:   {}\n", a.period_start));
+    body.push_str(&format!("Score:       {} (was {})\n", a.used, a.projected));
+    body.push_str(&format!(
+        "Owner:       {}\n",
+        a.owner.as_deref().unwrap_or("unassigned")
+    ));
+    if let Some(url) = &a.crm_url {
+        body.push_str(&format!("CRM record:  {url}\n"));
+    }
+    if a.reasons.len() > 1 {
+        body.push_str("\nWhy:\n");
+        for r in &a.reasons[1..] {
+            body.push_str(&format!("  - {r}\n"));
+        }
+    }
+    let step = match a.kind {
+        AlertKind::Opportunity => {
+            "Talk to the customer about expanding: usage is growing with low friction."
+        }
+        _ => "Reach out this week: review the reasons above with the customer and agree a recovery plan.",
+    };
+    body.push_str(&format!("\nSuggested next step: {step}\n"));
+    body.push_str(&format!("\nAlert key: {}\n", a.key));
+    let json = serde_json::json!({
+        "subject": subject,
+        "suggested_next_step": step,
+        "alert": a,
+    });
+    Rendered {
+        subject,
+        body,
+        json,
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -233,6 +297,7 @@ pub(crate) mod tests {
             raised_at: DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
                 .unwrap()
                 .with_timezone(&Utc),
+            reasons: Vec::new(),
         }
     }
 

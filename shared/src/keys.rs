@@ -149,6 +149,38 @@ pub fn digest_due_sk(b: &crate::digest::DigestBucket) -> String {
     format!("{}#{}#{}", b.end.format("%Y-%m-%d"), b.tenant, b.key())
 }
 
+/// Health scoring (docs/adr/0006): per-account latest record and daily history.
+pub fn health_pk(t: &TenantId, a: &AccountId) -> String {
+    format!("TENANT#{t}#HEALTH#ACCOUNT#{a}")
+}
+pub const HEALTH_LATEST_SK: &str = "#LATEST";
+pub fn health_day_sk(day: NaiveDate) -> String {
+    format!("DAY#{}", day.format("%Y-%m-%d"))
+}
+/// Risk index: one partition per (segment, band), sorted by score (riskiest first).
+pub fn health_risk_pk(t: &TenantId, segment: Segment, band: &str) -> String {
+    format!("TENANT#{t}#HEALTH#RISK#{}#{band}", segment.as_str())
+}
+pub fn health_risk_sk(score: f64, a: &AccountId) -> String {
+    format!("{:04}#{a}", (score.clamp(0.0, 100.0) * 10.0).round() as u32)
+}
+/// One score run: its header, shard measurements and baselines.
+pub fn health_run_pk(t: &TenantId, run: &str) -> String {
+    format!("TENANT#{t}#HEALTHRUN#{run}")
+}
+pub const HEALTH_RUN_SK: &str = "#RUN";
+pub const HEALTH_BASELINE_SK: &str = "#BASELINE";
+pub const HEALTH_SHARD_PREFIX: &str = "SHARD#";
+pub fn health_shard_sk(shard: u32) -> String {
+    format!("{HEALTH_SHARD_PREFIX}{shard:06}")
+}
+pub const HEALTH_CONFIG_SK: &str = "HEALTH#CONFIG";
+/// Registry of tenants, so scheduled jobs can enumerate them without a Scan.
+pub const TENANTS_PK: &str = "TENANTS";
+pub fn tenant_registry_sk(t: &TenantId) -> String {
+    format!("TENANT#{t}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ pub mod definition;
 pub mod digest;
 pub mod entitlement;
 pub mod event;
+pub mod health;
 pub mod http;
 pub mod hubspot;
 pub mod ids;

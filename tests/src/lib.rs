@@ -354,3 +354,17 @@ pub fn total(report: &Value) -> (String, i64) {
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
+
+impl TestStack {
+    /// Runs the score function on its shard queue until nothing is visible (both
+    /// phases: measure shards enqueue score shards when the last one completes).
+    pub async fn drain_score(&self) -> PollStats {
+        drain_with(&self.stack.score_poller, self.stack.score.as_ref()).await
+    }
+
+    /// Drains the shard queue into another score handler (e.g. one with a small
+    /// shard size or a CRM stand-in).
+    pub async fn drain_score_with(&self, handler: &dyn local::esm::SqsHandler) -> PollStats {
+        drain_with(&self.stack.score_poller, handler).await
+    }
+}

@@ -10,6 +10,7 @@ use shared::account::profile_from_body;
 use shared::definition::definition_from_body;
 use shared::entitlement::{balance, entitlement_from_body, Entitlement};
 use shared::event::DefinitionStatus;
+use shared::health::store::HealthStore;
 use shared::http::{authenticate, body_bytes, error, json, query_pairs, ApiError};
 use shared::ids::EntitlementId;
 use shared::ids::{AccountId, MeterName, Segment, TenantId};
@@ -41,6 +42,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/entitlements/{id}"),
     ("GET", "/v1/alerts/policy"),
     ("PUT", "/v1/alerts/policy"),
+    ("GET", "/v1/accounts/{account}/health"),
+    ("GET", "/v1/accounts/{account}/health/history"),
+    ("GET", "/v1/health/config"),
+    ("PUT", "/v1/health/config"),
 ];
 
 /// Largest admin request body.
@@ -54,6 +59,7 @@ pub struct Api {
     pub mappings: Arc<dyn MappingStore>,
     pub entitlements: Arc<dyn EntitlementStore>,
     pub alert_policies: Arc<dyn DigestStore>,
+    pub health: Arc<dyn HealthStore>,
     /// Maps a request path to its route template.
     router: matchit::Router<&'static str>,
 }
@@ -68,6 +74,7 @@ impl Api {
             + MappingStore
             + EntitlementStore
             + DigestStore
+            + HealthStore
             + 'static,
     {
         let mut router = matchit::Router::new();
@@ -83,6 +90,7 @@ impl Api {
             usage: store.clone(),
             definitions: store.clone(),
             alert_policies: store.clone(),
+            health: store.clone(),
             entitlements: store,
             router,
         }
@@ -172,6 +180,14 @@ impl Api {
             }
             ("GET", "/v1/alerts/policy") => self.get_alert_policy(&tenant).await,
             ("PUT", "/v1/alerts/policy") => self.put_alert_policy(&tenant, &req).await,
+            ("GET", "/v1/accounts/{account}/health") => {
+                self.get_health(&tenant, &param("account")).await
+            }
+            ("GET", "/v1/accounts/{account}/health/history") => {
+                self.health_history(&tenant, &param("account"), &req).await
+            }
+            ("GET", "/v1/health/config") => self.get_health_config(&tenant).await,
+            ("PUT", "/v1/health/config") => self.put_health_config(&tenant, &req).await,
             _ => Err(ApiError::not_found("route")),
         }
     }
@@ -332,6 +348,8 @@ impl Api {
         let mut segment = None;
         let mut limit = 50usize;
         let mut cursor = None;
+        let mut bands = Vec::new();
+        let mut by_risk = false;
         for (k, v) in query_pairs(req) {
             match k.as_str() {
                 "segment" => {
@@ -359,14 +377,47 @@ impl Api {
                         })?
                 }
                 "cursor" => cursor = Some(v),
+                "band" => {
+                    for b in v.split(',').filter(|b| !b.is_empty()) {
+                        bands.push(shared::health::model::Band::parse(b).ok_or_else(|| {
+                            ApiError::new(
+                                400,
+                                "invalid_parameter",
+                                format!("band '{b}' is not one of red, yellow, green"),
+                            )
+                        })?);
+                    }
+                    by_risk = true;
+                }
+                "sort" if v == "risk" => by_risk = true,
+                "sort" => {
+                    return Err(ApiError::new(
+                        400,
+                        "invalid_parameter",
+                        format!("sort '{v}' is not supported; use sort=risk"),
+                    ))
+                }
                 other => {
                     return Err(ApiError::new(
                         400,
                         "unknown_parameter",
-                        format!("unknown parameter '{other}'; expected segment, limit, cursor"),
+                        format!(
+                        "unknown parameter '{other}'; expected segment, band, sort, limit, cursor"
+                    ),
                     ))
                 }
             }
+        }
+        if by_risk {
+            // Scored accounts from the risk index, lowest score (riskiest) first.
+            let page = self
+                .health
+                .list_risk(tenant, segment, &bands, limit, cursor.as_deref())
+                .await?;
+            return Ok(json(
+                200,
+                &json!({"accounts": page.items, "next_cursor": page.next, "sorted_by": "risk"}),
+            ));
         }
         let page = self
             .accounts
@@ -486,6 +537,112 @@ impl Api {
 }
 
 impl Api {
+    async fn get_health(
+        &self,
+        tenant: &TenantId,
+        account: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let account = AccountId::parse(account).map_err(|_| ApiError::not_found("account"))?;
+        let latest = self
+            .health
+            .latest(tenant, std::slice::from_ref(&account))
+            .await?
+            .remove(&account);
+        match latest {
+            Some(r) => Ok(json(200, &r)),
+            None if self.accounts.get_account(tenant, &account).await?.is_some() => {
+                Err(ApiError::new(
+                    404,
+                    "not_scored",
+                    format!("account '{account}' has no health score yet: the daily score run has not covered it"),
+                ))
+            }
+            None => Err(ApiError::not_found("account")),
+        }
+    }
+
+    async fn health_history(
+        &self,
+        tenant: &TenantId,
+        account: &str,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let account = AccountId::parse(account).map_err(|_| ApiError::not_found("account"))?;
+        let mut from = None;
+        let mut to = None;
+        for (k, v) in query_pairs(req) {
+            let day = || {
+                chrono::NaiveDate::parse_from_str(&v, "%Y-%m-%d").map_err(|_| {
+                    ApiError::new(
+                        400,
+                        "invalid_parameter",
+                        format!("{k} '{v}' is not a YYYY-MM-DD date"),
+                    )
+                })
+            };
+            match k.as_str() {
+                "from" => from = Some(day()?),
+                "to" => to = Some(day()?),
+                other => {
+                    return Err(ApiError::new(
+                        400,
+                        "unknown_parameter",
+                        format!("unknown parameter '{other}'; expected from, to"),
+                    ))
+                }
+            }
+        }
+        let to = to.unwrap_or_else(|| Utc::now().date_naive());
+        let from = from.unwrap_or(to - chrono::Duration::days(90));
+        if from > to || (to - from).num_days() > 400 {
+            return Err(ApiError::new(
+                400,
+                "invalid_parameter",
+                "from must not be after to, and the range at most 400 days",
+            ));
+        }
+        let history = self.health.history(tenant, &account, from, to).await?;
+        if history.is_empty() && self.accounts.get_account(tenant, &account).await?.is_none() {
+            return Err(ApiError::not_found("account"));
+        }
+        let days: Vec<serde_json::Value> = history
+            .iter()
+            .map(|r| {
+                json!({
+                    "as_of": r.as_of,
+                    "state": r.state,
+                    "score": r.score,
+                    "band": r.band,
+                    "components": r.components.iter().map(|(c, v)| (c, v.score)).collect::<std::collections::BTreeMap<_, _>>(),
+                    "reasons": r.reasons.iter().take(5).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        Ok(json(
+            200,
+            &json!({"account": account, "from": from, "to": to, "history": days}),
+        ))
+    }
+
+    async fn get_health_config(&self, tenant: &TenantId) -> Result<Response<Body>, ApiError> {
+        let (cfg, source) = match self.health.get_health_config(tenant).await? {
+            Some(c) => (c, "tenant"),
+            None => (shared::health::config::HealthConfig::default(), "defaults"),
+        };
+        Ok(json(200, &json!({"config": cfg, "source": source})))
+    }
+
+    async fn put_health_config(
+        &self,
+        tenant: &TenantId,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let cfg = shared::health::config::HealthConfig::from_body(body_bytes(req))?;
+        self.health.put_health_config(tenant, &cfg).await?;
+        tracing::info!(tenant = %tenant, crm_writeback = cfg.crm_writeback, "health config saved");
+        Ok(json(200, &json!({"config": cfg, "source": "tenant"})))
+    }
+
     async fn get_mappings(&self, tenant: &TenantId) -> Result<Response<Body>, ApiError> {
         let (rules, source) = match self.mappings.get_mapping_rules(tenant).await? {
             Some(r) => (r, "tenant"),

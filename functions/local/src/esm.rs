@@ -30,6 +30,13 @@ impl SqsHandler for notify::Notify {
     }
 }
 
+#[async_trait]
+impl SqsHandler for score::Score {
+    async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        score::Score::handle(self, event).await
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Mapping {
     pub queue_url: String,

@@ -54,6 +54,31 @@ enum Command {
     },
     /// Create the template's resources in the emulator and print their names.
     Provision,
+    /// Replay health scoring at past cut-offs on generated accounts with known
+    /// churn outcomes; print AUC, red precision/recall and lead time per segment.
+    Backtest {
+        #[arg(long, default_value_t = 2000)]
+        accounts: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Cut-off dates, 30 days apart, ending 60 days before the data ends.
+        #[arg(long, default_value_t = 6)]
+        cutoffs: usize,
+        /// A churn within this many days after a cut-off counts as predicted.
+        #[arg(long, default_value_t = 60)]
+        horizon_days: i64,
+        /// Also grid-search component weights and print the suggested configuration.
+        #[arg(long)]
+        fit: bool,
+    },
+    /// Load generated demo accounts (a quarter of them decaying) and 63 days of usage
+    /// into the local stack, through ingest, under tenant `demo` (printed key).
+    Demo {
+        #[arg(long, default_value_t = 8)]
+        accounts: usize,
+        #[arg(long, default_value = "demo")]
+        tenant: String,
+    },
     /// Tenants.
     Tenant {
         #[command(subcommand)]
@@ -142,6 +167,23 @@ async fn main() -> Result<()> {
                 &cli.prefix,
             )
             .await
+        }
+        Command::Backtest {
+            accounts,
+            seed,
+            cutoffs,
+            horizon_days,
+            fit,
+        } => {
+            print!(
+                "{}",
+                local::demo::backtest(accounts, seed, cutoffs, horizon_days, fit)?
+            );
+            Ok(())
+        }
+        Command::Demo { accounts, tenant } => {
+            let (stack, _) = stack().await?;
+            local::demo::load(&stack, &TenantId::parse(&tenant)?, accounts).await
         }
         Command::Provision => {
             let (_, p) = stack().await?;
@@ -253,6 +295,9 @@ async fn serve(
     let alerts_poller = tokio::spawn(
         Arc::clone(&stack.alerts_poller).run_shared(stack.notify_handler(), stop_rx.clone()),
     );
+    let score_poller = tokio::spawn(
+        Arc::clone(&stack.score_poller).run_shared(stack.score_handler(), stop_rx.clone()),
+    );
     let inbox_url = stack
         .subscribe_queue(&format!("{}-alerts-inbox", prefix), None)
         .await
@@ -270,7 +315,7 @@ async fn serve(
         })
         .await?;
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(poller, alerts_poller, inbox, scheduler);
+    let _ = tokio::join!(poller, alerts_poller, inbox, scheduler, score_poller);
     eprintln!("usage-local stopped");
     Ok(())
 }
@@ -357,6 +402,11 @@ Entitlements and alerts (alerts delivered to alerts-inbox are printed here):
        -d '[{{"id":"lim-2","account":"acme","meter":"api_calls","quantity":20}}]'     # one 100% alert
   curl -s {base}/v1/accounts/acme/entitlements -H "Authorization: Bearer $KEY"
   curl -s -X POST {base}/local/jobs/dlq-depth
+
+Health scores (after `usage-local demo` has loaded synthetic accounts, or your own data):
+  curl -s -X POST {base}/local/jobs/score
+  curl -s "{base}/v1/accounts?band=red" -H "Authorization: Bearer $KEY"
+  curl -s {base}/v1/accounts/acme/health -H "Authorization: Bearer $KEY"
 "#,
         table = p.refs.get("UsageTable").map(String::as_str).unwrap_or("?"),
         queue = p.refs.get("EventsQueue").map(String::as_str).unwrap_or("?"),

@@ -30,6 +30,9 @@ pub struct Stack {
     pub scheduler: Scheduler,
     pub sqs: aws_sdk_sqs::Client,
     pub dlq_url: String,
+    /// Health scoring: the score function and its shard-queue mapping.
+    pub score: Arc<score::Score>,
+    pub score_poller: Arc<Poller>,
 }
 
 /// HubSpot webhook settings of the local stack.
@@ -82,6 +85,7 @@ impl Stack {
         });
         let ingest = Arc::new(ingest);
         let alerts_url = p.reference("AlertsQueue")?.to_owned();
+        let alerts_url_for_score = alerts_url.clone();
         let alerts = Arc::new(SqsQueue::new(sqs.clone(), alerts_url.clone()));
         let limits = shared::limits::LimitWatch {
             entitlements: store.clone(),
@@ -128,6 +132,24 @@ impl Stack {
             requests: Default::default(),
         });
         let dlq_url = p.reference("EventsDLQ")?.to_owned();
+        let score_url = p.reference("ScoreQueue")?.to_owned();
+        let score = Arc::new(score::Score::new(Arc::new(health_runner(
+            &store,
+            &sqs,
+            &score_url,
+            &alerts_url_for_score,
+            crm_from_env()?,
+        ))));
+        let score_poller = Arc::new(Poller {
+            sqs: sqs.clone(),
+            mapping: Mapping {
+                queue_url: score_url,
+                queue_arn: p.arns.get("ScoreQueue").cloned().unwrap_or_default(),
+                batch_size: 1,
+                batching_window: Duration::from_millis(0),
+            },
+            requests: Default::default(),
+        });
         let jobs: Vec<Arc<dyn Job>> = vec![
             Arc::new(DlqDepth {
                 sqs: sqs.clone(),
@@ -135,6 +157,9 @@ impl Stack {
             }),
             Arc::new(crate::jobs::Digests {
                 notify: notify.clone(),
+            }),
+            Arc::new(crate::jobs::ScoreJob {
+                score: score.clone(),
             }),
         ];
         Ok(Self {
@@ -151,6 +176,8 @@ impl Stack {
             scheduler: Scheduler::new(jobs),
             sqs,
             dlq_url,
+            score,
+            score_poller,
         })
     }
 
@@ -160,6 +187,10 @@ impl Stack {
 
     pub fn notify_handler(&self) -> Arc<dyn SqsHandler> {
         self.notify.clone()
+    }
+
+    pub fn score_handler(&self) -> Arc<dyn SqsHandler> {
+        self.score.clone()
     }
 
     /// Creates an SQS queue `name`, subscribes it to the alerts topic with raw
@@ -241,4 +272,55 @@ pub const STARTER_METERS: &[(&str, &str, &str)] = &[
     ("tickets_resolved", "ticket", "Support tickets resolved"),
     ("meetings_logged", "meeting", "CS meetings held"),
     ("calls_logged", "call", "CS calls held"),
+    ("tickets_reopened", "ticket", "Support tickets reopened"),
+    ("tickets_escalated", "ticket", "Support tickets escalated"),
 ];
+
+/// The score function's runner wired to the stack's table and queues (tests swap the
+/// CRM sink for a stand-in).
+pub fn health_runner(
+    store: &Arc<DynamoStore>,
+    sqs: &aws_sdk_sqs::Client,
+    score_queue_url: &str,
+    alerts_queue_url: &str,
+    crm: Option<Arc<dyn shared::health::writeback::CrmSink>>,
+) -> shared::health::run::HealthRunner {
+    shared::health::run::HealthRunner {
+        health: store.clone(),
+        accounts: store.clone(),
+        usage: store.clone(),
+        markers: store.clone(),
+        shards: Arc::new(SqsQueue::new(sqs.clone(), score_queue_url)),
+        alerts: Arc::new(SqsQueue::new(sqs.clone(), alerts_queue_url)),
+        crm,
+        shard_size: std::env::var("SCORE_SHARD_SIZE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100usize)
+            .clamp(1, 500),
+        concurrency: 8,
+    }
+}
+
+/// HubSpot write-back from `HUBSPOT_WRITEBACK_TOKENS` (and `HUBSPOT_API_BASE_URL`,
+/// e.g. a local stand-in); `None` when no tokens are set.
+pub fn crm_from_env() -> Result<Option<Arc<dyn shared::health::writeback::CrmSink>>> {
+    use shared::health::writeback::{parse_tokens, HubSpotWriteback, HyperPost};
+    let tokens = std::env::var("HUBSPOT_WRITEBACK_TOKENS").unwrap_or_default();
+    if tokens.trim().is_empty() {
+        return Ok(None);
+    }
+    let base = std::env::var("HUBSPOT_API_BASE_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "https://api.hubapi.com".into());
+    Ok(Some(Arc::new(HubSpotWriteback::new(
+        base,
+        parse_tokens(&tokens).map_err(|e| anyhow::anyhow!("HUBSPOT_WRITEBACK_TOKENS: {e}"))?,
+        Arc::new(HyperPost::new().map_err(|e| anyhow::anyhow!(e))?),
+        std::env::var("HUBSPOT_REQUESTS_PER_10S")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100),
+    ))))
+}

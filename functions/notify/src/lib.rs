@@ -426,6 +426,7 @@ mod tests {
             projected: 100.into(),
             late: false,
             raised_at: chrono::Utc::now(),
+            reasons: Vec::new(),
         }
     }
 

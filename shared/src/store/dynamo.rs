@@ -30,6 +30,8 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+mod health;
+
 type Item = HashMap<String, AttributeValue>;
 
 /// Write request units and request counts, computed from the items we send using
@@ -398,6 +400,7 @@ impl DynamoStore {
             .put("create_tenant", item, Some("attribute_not_exists(pk)"))
             .await?
         {
+            self.register_tenant(tenant).await?;
             Ok(())
         } else {
             Err(AdminError::TenantExists(tenant.clone()))

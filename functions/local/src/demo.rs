@@ -1,0 +1,250 @@
+//! Synthetic data for the demo (`usage-local demo`) and the backtest
+//! (`usage-local backtest`, `make backtest`), from [`shared::health::synth`].
+
+use crate::stack::Stack;
+use anyhow::{Context, Result};
+use chrono::{Duration, Utc};
+use shared::health::backtest::{self, Outcome};
+use shared::health::config::{HealthConfig, SegmentConfig};
+use shared::health::model::Subject;
+use shared::health::store::HealthStore;
+use shared::health::synth::{Synth, SynthConfig, METERS};
+use shared::ids::TenantId;
+use std::collections::BTreeMap;
+
+/// Runs the backtest on `accounts` generated accounts and renders the report.
+pub fn backtest(
+    accounts: usize,
+    seed: u64,
+    cutoffs: usize,
+    horizon_days: i64,
+    fit: bool,
+) -> Result<String> {
+    let end = Utc::now().date_naive();
+    let span = 180 + 30 * cutoffs as i64 + horizon_days;
+    let synth = Synth::new(SynthConfig {
+        accounts,
+        seed,
+        start: end - Duration::days(span),
+        end,
+        churn_rate: 0.25,
+    });
+    let by_id: BTreeMap<_, _> = synth
+        .accounts
+        .iter()
+        .map(|a| (a.subject.account.clone(), a))
+        .collect();
+    let outcomes: Vec<(Subject, Outcome)> = synth
+        .accounts
+        .iter()
+        .map(|a| {
+            (
+                a.subject.clone(),
+                Outcome {
+                    churn_date: a.truth.churn_date,
+                },
+            )
+        })
+        .collect();
+    let dates: Vec<_> = (0..cutoffs.max(1))
+        .map(|i| end - Duration::days(horizon_days + 30 * i as i64))
+        .collect();
+    let cfg = HealthConfig::default();
+    let started = std::time::Instant::now();
+    let preds = backtest::replay(&outcomes, &dates, horizon_days, &cfg, |s, d| {
+        by_id
+            .get(&s.account)
+            .map(|a| synth.series(a, d))
+            .unwrap_or_else(|| shared::health::model::Series::empty(d))
+    });
+    let report = backtest::report(&preds);
+    let mut out = format!(
+        "Backtest: {accounts} generated accounts (seed {seed}), {} cut-offs {} .. {}, churn within {horizon_days} days, {} predictions in {:.1} s\n\n",
+        dates.len(),
+        dates.last().map(|d| d.to_string()).unwrap_or_default(),
+        dates.first().map(|d| d.to_string()).unwrap_or_default(),
+        preds.len(),
+        started.elapsed().as_secs_f64()
+    );
+    out.push_str(&backtest::render(&report));
+    if fit {
+        match backtest::fit_weights(&preds) {
+            Some((w, auc)) => {
+                let current = report.get(&None).and_then(|m| m.auc).unwrap_or(f64::NAN);
+                out.push_str(&format!(
+                    "\nFitted weights (AUC {auc:.3} vs {current:.3} with the current weights):\n"
+                ));
+                let mut suggested = HealthConfig::default();
+                for c in suggested.segments.values_mut() {
+                    c.weights = w;
+                }
+                let body = serde_json::json!({"segments": suggested.segments.iter().map(|(s, c)| (s.as_str().to_owned(), serde_json::json!({"weights": c.weights}))).collect::<BTreeMap<_, _>>()});
+                out.push_str(&format!(
+                    "PUT /v1/health/config\n{}\n",
+                    serde_json::to_string_pretty(&body)?
+                ));
+            }
+            None => out.push_str("\nNo churners in the window: nothing to fit.\n"),
+        }
+    }
+    Ok(out)
+}
+
+/// The demo tenant: established accounts (onboarded 200 days before `today`, past
+/// their ramp-up), every fourth one decaying for the last 45 days; and its config
+/// (small-segment friendly, one milestone per segment).
+pub fn demo_data(accounts: usize, today: chrono::NaiveDate) -> (Synth, HealthConfig) {
+    let mut synth = Synth::new(SynthConfig {
+        accounts,
+        seed: 7,
+        start: today - Duration::days(200),
+        end: today,
+        churn_rate: 0.0,
+    });
+    for (i, a) in synth.accounts.iter_mut().enumerate() {
+        a.subject.onboarding_date = Some(today - Duration::days(200));
+        a.gaps.clear();
+        if i % 4 == 1 {
+            a.truth.decay_start = Some(today - Duration::days(45));
+            a.truth.churn_date = Some(today + Duration::days(15));
+        }
+    }
+    let mut cfg = HealthConfig {
+        min_segment_population: 3,
+        ..HealthConfig::default()
+    };
+    for c in cfg.segments.values_mut() {
+        *c = SegmentConfig {
+            milestones: c.milestones.iter().take(1).cloned().collect(),
+            ..c.clone()
+        };
+    }
+    (synth, cfg)
+}
+
+/// Loads demo accounts and usage into the running local stack under `tenant`.
+pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<()> {
+    use shared::store::AccountStore;
+    let created = stack
+        .ensure_tenant(tenant, "Health demo", 100)
+        .await
+        .context("creating the demo tenant")?;
+    let key = stack.store.create_api_key(tenant, "demo").await?;
+    let today = Utc::now().date_naive();
+    let (synth, cfg) = demo_data(accounts, today);
+    stack.store.put_health_config(tenant, &cfg).await?;
+    let now = Utc::now();
+    let mut events = Vec::new();
+    for a in &synth.accounts {
+        let profile = shared::account::AccountProfile {
+            account: a.subject.account.clone(),
+            name: a.name.clone(),
+            segment: a.subject.segment,
+            owner_email: Some(format!("csm-{}@example.com", a.subject.segment.as_str())),
+            onboarding_date: a.subject.onboarding_date,
+            crm_ids: Default::default(),
+            crm_properties: Default::default(),
+            created_at: now,
+            updated_at: now,
+        };
+        stack.store.put_account(tenant, &profile).await?;
+        for back in 1..=62 {
+            let day = today - Duration::days(back);
+            for (m, q) in METERS.iter().zip(synth.day(a, day)) {
+                if q > 0.0 && *m != "tickets_reopened" && *m != "tickets_escalated" {
+                    events.push(serde_json::json!({
+                        "id": format!("demo-{}-{m}-{day}", a.subject.account),
+                        "account": a.subject.account, "meter": m, "quantity": q,
+                        "timestamp": format!("{day}T12:00:00Z"),
+                    }));
+                }
+            }
+        }
+    }
+    let total = events.len();
+    for chunk in events.chunks(1000) {
+        let req = lambda_http::http::Request::builder()
+            .method("POST")
+            .uri("/v1/events")
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/json")
+            .body(lambda_http::Body::Text(
+                serde_json::Value::Array(chunk.to_vec()).to_string(),
+            ))?;
+        let resp = stack.ingest.handle(req).await;
+        anyhow::ensure!(resp.status() == 202, "ingest answered {}", resp.status());
+    }
+    let base = format!(
+        "http://{}",
+        std::env::var("LOCAL_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into())
+    );
+    let decaying: Vec<String> = synth
+        .accounts
+        .iter()
+        .filter(|a| a.truth.decay_start.is_some())
+        .map(|a| a.subject.account.to_string())
+        .collect();
+    println!(
+        "{} tenant {tenant}: {} accounts, {total} usage events queued (the runner's rollup counts them).\n\
+         Decaying (for you to check, never read by the scorer): {}\n\n\
+         export KEY={key}\n\
+         # once the runner's console is quiet (rollup done):\n\
+         curl -s -X POST {base}/local/jobs/score\n\
+         curl -s \"{base}/v1/accounts?band=red\" -H \"Authorization: Bearer $KEY\"",
+        if created { "Created" } else { "Reused" },
+        synth.accounts.len(),
+        decaying.join(", ")
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::health::model::{self, Band, Series};
+
+    #[test]
+    fn the_demo_data_puts_its_decaying_accounts_first_and_red() {
+        let today = Utc::now().date_naive();
+        let (synth, cfg) = demo_data(8, today);
+        // What the rollups will hold: the 62 days the demo sends, four meters.
+        let sent = [
+            "api_calls",
+            "tickets_resolved",
+            "seats_active",
+            "tickets_opened",
+        ];
+        let ms: Vec<_> = synth
+            .accounts
+            .iter()
+            .map(|a| {
+                let mut s = Series::empty(today);
+                for back in 1..=62 {
+                    let day = today - Duration::days(back);
+                    for (m, q) in synth.meters().iter().zip(synth.day(a, day)) {
+                        if sent.contains(&m.as_str()) && q > 0.0 {
+                            s.add(m, day, q);
+                        }
+                    }
+                }
+                model::measure(&a.subject, &s, today, &cfg, &BTreeMap::new())
+            })
+            .collect();
+        let b = model::baselines(&ms, &cfg);
+        let mut scored: Vec<(f64, Band, bool)> = ms
+            .iter()
+            .zip(&synth.accounts)
+            .filter_map(|(m, a)| {
+                model::score(m, &b[&m.segment], &cfg)
+                    .map(|s| (s.score, s.band, a.truth.decay_start.is_some()))
+            })
+            .collect();
+        scored.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let decaying = scored.iter().filter(|s| s.2).count();
+        assert_eq!(decaying, 2, "{scored:?}");
+        assert!(
+            scored[..decaying].iter().all(|s| s.2 && s.1 == Band::Red),
+            "{scored:?}"
+        );
+    }
+}
