@@ -68,6 +68,8 @@ pub struct MeterRule {
 pub struct TenantPolicy {
     pub backfill_days: u32,
     pub meters: HashMap<MeterName, MeterRule>,
+    /// Aliases and schemas from the registry (docs/adr/0007).
+    pub governance: crate::governance::PolicyRules,
 }
 
 /// Why one event was refused. Serialised as its snake_case code.
@@ -102,6 +104,12 @@ pub enum RejectCode {
     PropertiesTooLarge,
     /// The event was valid but could not be queued; safe to retry.
     TemporarilyUnavailable,
+    /// The quantity does not fit the definition's value type.
+    ValueTypeMismatch,
+    /// A property the definition requires is absent.
+    MissingProperty,
+    /// A required property has the wrong JSON type.
+    PropertyTypeMismatch,
 }
 
 impl RejectCode {
@@ -135,7 +143,24 @@ impl RejectCode {
             PropertiesNotObject => "properties_not_object",
             PropertiesTooLarge => "properties_too_large",
             TemporarilyUnavailable => "temporarily_unavailable",
+            ValueTypeMismatch => "value_type_mismatch",
+            MissingProperty => "missing_property",
+            PropertyTypeMismatch => "property_type_mismatch",
         }
+    }
+
+    /// Violations of the event's definition (its schema), as the audit counts them.
+    pub fn is_schema_violation(self) -> bool {
+        use RejectCode::*;
+        matches!(
+            self,
+            UnitMismatch | InvalidUnit | ValueTypeMismatch | MissingProperty | PropertyTypeMismatch
+        )
+    }
+
+    /// Timestamps too far ahead or behind: clock skew at the sender.
+    pub fn is_timestamp_skew(self) -> bool {
+        matches!(self, RejectCode::TimestampInFuture | RejectCode::TimestampTooOld)
     }
 }
 
@@ -383,6 +408,11 @@ fn build_event(
         .ok_or_else(|| bad(C::MissingMeter, "meter is required"))?;
     let meter =
         MeterName::parse(&meter).map_err(|e| id_error(e, C::MissingMeter, C::InvalidMeter))?;
+    // Legacy names map to their current meter (registry aliases).
+    let meter = match ctx.policy.governance.aliases.get(&meter) {
+        Some(current) if !ctx.policy.meters.contains_key(&meter) => current.clone(),
+        _ => meter,
+    };
     let rule = ctx.policy.meters.get(&meter).ok_or_else(|| {
         bad(
             C::UnknownMeter,
@@ -522,6 +552,11 @@ fn build_event(
         }
     };
 
+    if let Some(schema) = ctx.policy.governance.schemas.get(&meter) {
+        crate::governance::check_schema(&meter, schema, quantity, properties.as_ref())
+            .map_err(|(code, message)| bad(code, message))?;
+    }
+
     Ok(UsageEvent {
         id,
         account,
@@ -606,6 +641,7 @@ mod tests {
         TenantPolicy {
             backfill_days: 35,
             meters,
+            ..Default::default()
         }
     }
 

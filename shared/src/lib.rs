@@ -23,3 +23,5 @@ pub mod rollup;
 pub mod store;
 pub mod telemetry;
 pub mod usage;
+pub mod governance;
+pub mod audit;

@@ -226,6 +226,7 @@ impl LimitWatch {
                             projected: b.projected,
                             late: period.end <= now,
                             raised_at: now,
+                            detail: None,
                         });
                     }
                 }

@@ -7,7 +7,6 @@ use chrono::Utc;
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::account::profile_from_body;
-use shared::definition::definition_from_body;
 use shared::entitlement::{balance, entitlement_from_body, Entitlement};
 use shared::event::DefinitionStatus;
 use shared::http::{authenticate, body_bytes, error, json, query_pairs, ApiError};
@@ -20,6 +19,8 @@ use shared::store::{
 };
 use shared::usage::{summarize, UsageQuery};
 use std::sync::Arc;
+
+pub mod governance;
 
 /// Routes this function serves, as (method, OpenAPI path).
 pub const ROUTES: &[(&str, &str)] = &[
@@ -38,6 +39,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/entitlements/{id}"),
     ("PUT", "/v1/entitlements/{id}"),
     ("DELETE", "/v1/entitlements/{id}"),
+    // Governance and audits (functions/api/src/governance.rs).
+    ("DELETE", "/v1/definitions/{meter}"),
+    ("POST", "/v1/definitions/{meter}/restore"),
+    ("GET", "/v1/definitions/{meter}/changes"),
+    ("GET", "/v1/audits/latest"),
+    ("GET", "/v1/audits"),
 ];
 
 /// Largest admin request body.
@@ -50,6 +57,9 @@ pub struct Api {
     pub definitions: Arc<dyn DefinitionStore>,
     pub mappings: Arc<dyn MappingStore>,
     pub entitlements: Arc<dyn EntitlementStore>,
+    /// Change log, notifications and audit reports (`None`: definitions are saved
+    /// without a change log and the audit routes answer 503).
+    pub governance: Option<governance::Governance>,
     /// Maps a request path to its route template.
     router: matchit::Router<&'static str>,
 }
@@ -78,8 +88,15 @@ impl Api {
             usage: store.clone(),
             definitions: store.clone(),
             entitlements: store,
+            governance: None,
             router,
         }
+    }
+
+    /// Adds the registry change log, notifications and audit reports.
+    pub fn with_governance(mut self, g: governance::Governance) -> Self {
+        self.governance = Some(g);
+        self
     }
 
     /// The Lambda entry point: never fails; every problem is an HTTP response.
@@ -164,6 +181,17 @@ impl Api {
             ("DELETE", "/v1/entitlements/{id}") => {
                 self.delete_entitlement(&tenant, &param("id")).await
             }
+            ("DELETE", "/v1/definitions/{meter}") => {
+                self.delete_definition(&tenant, &param("meter"), &req).await
+            }
+            ("POST", "/v1/definitions/{meter}/restore") => {
+                self.restore_definition(&tenant, &param("meter"), &req).await
+            }
+            ("GET", "/v1/definitions/{meter}/changes") => {
+                self.definition_changes(&tenant, &param("meter")).await
+            }
+            ("GET", "/v1/audits/latest") => self.latest_audit(&tenant).await,
+            ("GET", "/v1/audits") => self.list_audits(&tenant, &req).await,
             _ => Err(ApiError::not_found("route")),
         }
     }
@@ -461,20 +489,6 @@ impl Api {
         Ok(json(200, &def))
     }
 
-    async fn put_definition(
-        &self,
-        tenant: &TenantId,
-        meter: &str,
-        req: &Request,
-    ) -> Result<Response<Body>, ApiError> {
-        let meter = MeterName::parse(meter)
-            .map_err(|e| ApiError::new(400, "invalid_meter", e.to_string()))?;
-        let existing = self.definitions.get_definition(tenant, &meter).await?;
-        let def = definition_from_body(meter, body_bytes(req), Utc::now(), existing.as_ref())?;
-        self.definitions.put_definition(tenant, &def).await?;
-        tracing::info!(tenant = %tenant, meter = %def.meter, "definition saved");
-        Ok(json(if existing.is_some() { 200 } else { 201 }, &def))
-    }
 }
 
 impl Api {

@@ -212,14 +212,12 @@ impl Stack {
         }
         let now = chrono::Utc::now();
         for (meter, unit, description) in STARTER_METERS {
-            let def = Definition {
-                meter: MeterName::parse(meter).map_err(|e| AdminError::Random(e.to_string()))?,
-                description: Some((*description).to_owned()),
-                unit: Some((*unit).to_owned()),
-                status: Default::default(),
-                created_at: now,
-                updated_at: now,
-            };
+            let mut def = Definition::new(
+                MeterName::parse(meter).map_err(|e| AdminError::Random(e.to_string()))?,
+                now,
+            );
+            def.description = Some((*description).to_owned());
+            def.unit = Some((*unit).to_owned());
             self.store.put_definition(tenant, &def).await?;
         }
         Ok(true)

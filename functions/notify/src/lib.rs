@@ -216,6 +216,7 @@ mod tests {
             projected: 100.into(),
             late: false,
             raised_at: chrono::Utc::now(),
+            detail: None,
         }
     }
 

@@ -64,6 +64,8 @@ pub struct DynamoStore {
     /// never read on request paths, and kept out of the rollup transactions.
     ledger_table: String,
     pub meter: Arc<WriteMeter>,
+    /// Drift sample: events of one account in this many are copied (0: none).
+    pub audit_sample: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -249,6 +251,7 @@ impl DynamoStore {
             ledger_table: table.clone(),
             table,
             meter: Arc::default(),
+            audit_sample: audit::DEFAULT_AUDIT_SAMPLE,
         }
     }
 
@@ -382,6 +385,7 @@ impl DynamoStore {
             .put("create_tenant", item, Some("attribute_not_exists(pk)"))
             .await?
         {
+            self.index_tenant(tenant).await?;
             Ok(())
         } else {
             Err(AdminError::TenantExists(tenant.clone()))
@@ -457,6 +461,7 @@ impl Directory for DynamoStore {
             .await?;
         let mut policy: Option<TenantPolicy> = None;
         let mut meters = HashMap::new();
+        let mut defs = Vec::new();
         for item in items {
             match str_attr(&item, "sk") {
                 Some(keys::PROFILE_SK) => {
@@ -464,18 +469,24 @@ impl Directory for DynamoStore {
                         serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
                     policy = Some(TenantPolicy {
                         backfill_days: t.backfill_days,
-                        meters: HashMap::new(),
+                        ..Default::default()
                     });
                 }
                 Some(sk) if sk.starts_with(keys::DEFINITION_PREFIX) => {
                     let d: DataItem<Definition> =
                         serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
                     meters.insert(d.data.meter.clone(), MeterRule::from(&d.data));
+                    defs.push(d.data);
                 }
                 _ => {}
             }
         }
-        Ok(policy.map(|p| TenantPolicy { meters, ..p }))
+        let governance = crate::governance::PolicyRules::from_definitions(&defs);
+        Ok(policy.map(|p| TenantPolicy {
+            meters,
+            governance,
+            ..p
+        }))
     }
 }
 
@@ -786,7 +797,10 @@ impl LedgerStore for DynamoStore {
             .send()
             .await;
         let existing = match res {
-            Ok(_) => return Ok(Claim::New),
+            Ok(_) => {
+                self.sample(e).await?;
+                return Ok(Claim::New);
+            }
             Err(err)
                 if err
                     .as_service_error()
@@ -817,6 +831,10 @@ impl LedgerStore for DynamoStore {
         };
         let view: LedgerClaimView =
             serde_dynamo::from_item(existing).map_err(|err| corrupt(&pk, err))?;
+        if view.chunk == e.chunk && view.pos == e.pos {
+            // Our own earlier claim: make sure its sample copy exists too.
+            self.sample(e).await?;
+        }
         Ok(Claim::Existing {
             chunk: view.chunk,
             pos: view.pos,
@@ -1447,3 +1465,6 @@ impl MarkerStore for DynamoStore {
         Ok(())
     }
 }
+
+mod audit;
+pub use audit::DEFAULT_AUDIT_SAMPLE;
