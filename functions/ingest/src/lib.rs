@@ -21,7 +21,7 @@ use shared::store::{Directory, PortalDirectory};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-mod governance;
+pub mod governance;
 
 /// Routes this function serves, as (method, OpenAPI path).
 pub const ROUTES: &[(&str, &str)] = &[("POST", "/v1/events"), ("POST", "/v1/webhooks/hubspot")];

@@ -6,3 +6,4 @@ pub mod jobs;
 pub mod provision;
 pub mod server;
 pub mod stack;
+pub mod import;
