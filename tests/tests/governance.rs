@@ -158,6 +158,7 @@ async fn a_legacy_import_maps_aliases_counts_once_and_a_rerun_or_dry_run_adds_no
     let t = TestStack::fresh().await;
     let (s, _) = define(&t, "api_calls", json!({"unit": "call", "aliases": ["apicalls_v1"]})).await;
     assert_eq!(s, 200);
+    t.put_account("acme", "enterprise").await;
     let file = "\
 {\"id\":\"h1\",\"account\":\"acme\",\"meter\":\"apicalls_v1\",\"quantity\":3,\"timestamp\":\"2025-03-01T10:00:00Z\"}
 {\"id\":\"h2\",\"account\":\"acme\",\"meter\":\"api_calls\",\"quantity\":2,\"timestamp\":\"2025-03-01T11:00:00Z\"}
@@ -183,7 +184,7 @@ not json
     lines.sort();
     assert_eq!(lines, vec![4, 5]);
     assert_eq!(dry.aliases.get("apicalls_v1 -> api_calls"), Some(&1));
-    let march = "meter=api_calls&from=2025-03-01&to=2025-03-01&granularity=day";
+    let march = "meter=api_calls&from=2025-03-01&to=2025-03-02&granularity=day";
     assert_eq!(total(&t.usage("acme", march).await).1, 0, "a dry run writes nothing");
 
     let first = importer.run(&t.tenant, &policy, &records, &d, false, &noop).await.unwrap();

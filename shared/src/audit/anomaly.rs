@@ -126,11 +126,15 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// Median and robust scale of hour `i` from its seasonal peers.
-fn baseline(values: &[f64], i: usize) -> Option<(f64, f64, BaselineKind)> {
+/// Median and robust scale of hour `i` from its seasonal peers. Hours before the
+/// series' first event (`first`) are unknown history, not zeros: a meter defined last
+/// week has no hour-of-week baseline yet.
+fn baseline(values: &[f64], first: usize, i: usize) -> Option<(f64, f64, BaselineKind)> {
     let peers = |step: usize, max: usize| -> Vec<f64> {
         (1..=max)
-            .filter_map(|j| i.checked_sub(step * j).map(|p| values[p]))
+            .filter_map(|j| i.checked_sub(step * j))
+            .filter(|p| *p >= first)
+            .map(|p| values[p])
             .collect()
     };
     let (mut samples, kind) = {
@@ -165,11 +169,15 @@ pub fn detect(series: &HourlySeries, now: DateTime<Utc>, k: f64) -> Vec<Anomaly>
     }
     let last_complete = current - 1;
     let first_eval = (current + 1).saturating_sub(EVAL_HOURS);
+    let Some(first) = values.iter().position(|v| *v != 0.0) else {
+        return Vec::new();
+    };
+    let baseline = |i: usize| baseline(values, first, i);
     let mut out = Vec::new();
 
     // Spikes: the run of hours above range ending at the current (partial) hour or at
     // the last complete hour.
-    let above = |i: usize| baseline(values, i).is_some_and(|(m, s, _)| values[i] > m + k * s);
+    let above = |i: usize| baseline(i).is_some_and(|(m, s, _)| values[i] > m + k * s);
     let end = if above(current) {
         Some(current)
     } else if above(last_complete) {
@@ -182,7 +190,7 @@ pub fn detect(series: &HourlySeries, now: DateTime<Utc>, k: f64) -> Vec<Anomaly>
         while start > first_eval && above(start - 1) {
             start -= 1;
         }
-        out.push(run(series, FindingKind::Spike, start, end));
+        out.push(run(series, first, FindingKind::Spike, start, end));
     }
 
     // Silence: complete hours without events back from the last complete hour, while
@@ -193,35 +201,35 @@ pub fn detect(series: &HourlySeries, now: DateTime<Utc>, k: f64) -> Vec<Anomaly>
             start -= 1;
         }
         let expected: f64 = (start..=last_complete)
-            .filter_map(|i| baseline(values, i).map(|b| b.0))
+            .filter_map(|i| baseline(i).map(|b| b.0))
             .sum();
         if expected >= 3.0 * k {
-            out.push(run(series, FindingKind::Silence, start, last_complete));
+            out.push(run(series, first, FindingKind::Silence, start, last_complete));
             return out;
         }
     }
 
     // Drops: complete hours below range (but not empty) ending at the last complete hour.
     let below = |i: usize| {
-        baseline(values, i).is_some_and(|(m, s, _)| m - k * s > 0.0 && values[i] < m - k * s)
+        baseline(i).is_some_and(|(m, s, _)| m - k * s > 0.0 && values[i] < m - k * s)
     };
     if below(last_complete) {
         let mut start = last_complete;
         while start > first_eval && below(start - 1) {
             start -= 1;
         }
-        out.push(run(series, FindingKind::Drop, start, last_complete));
+        out.push(run(series, first, FindingKind::Drop, start, last_complete));
     }
     out
 }
 
-fn run(series: &HourlySeries, kind: FindingKind, start: usize, end: usize) -> Anomaly {
+fn run(series: &HourlySeries, first: usize, kind: FindingKind, start: usize, end: usize) -> Anomaly {
     let values = &series.values;
     let observed = values[start..=end].iter().sum();
     let expected = (start..=end)
-        .filter_map(|i| baseline(values, i).map(|b| b.0))
+        .filter_map(|i| baseline(values, first, i).map(|b| b.0))
         .sum();
-    let k_last = baseline(values, end);
+    let k_last = baseline(values, first, end);
     let (m, s, kind_b) = k_last.unwrap_or((0.0, 1.0, BaselineKind::HourOfDay));
     Anomaly {
         kind,
@@ -352,6 +360,22 @@ mod tests {
         }
         let f = detect(&s, at(&s, now_i), 4.0);
         assert_eq!(f[0].kind, FindingKind::Silence);
+    }
+
+    #[test]
+    fn hours_before_the_first_event_are_no_history() {
+        // Three weeks of nothing, then four days of 10 an hour: the hour-of-week
+        // baseline would see zeros and call every normal hour a spike.
+        let mut s = HourlySeries::zeros(start(), 24 * 7 * 3 + 24 * 4 + 5);
+        let first = 24 * 7 * 3;
+        for v in &mut s.values[first..] {
+            *v = 10.0;
+        }
+        let now_i = s.values.len() - 1;
+        assert!(detect(&s, at(&s, now_i), 4.0).is_empty());
+        s.values[now_i] = 80.0;
+        let f = detect(&s, at(&s, now_i), 4.0);
+        assert_eq!(f[0].baseline, BaselineKind::HourOfDay);
     }
 
     #[test]

@@ -347,7 +347,9 @@ impl AuditReader for DynamoStore {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<BTreeMap<String, Counts>, StoreError> {
-        let (lo, hi) = keys::usage_sk_range(from, to);
+        // Meter names sort after '#' ("~unknown" too): bound by the next day's prefix.
+        let lo = format!("{}#", from.format("%Y-%m-%d"));
+        let hi = format!("{}#", to.succ_opt().unwrap_or(to).format("%Y-%m-%d"));
         let items = self
             .query_table("quality", &self.table, keys::quality_pk(tenant), Some((lo, hi)), true, None)
             .await?;
