@@ -33,6 +33,8 @@ bench:
 	infra/local/with-moto.sh cargo bench --locked -p e2e --bench pipeline
 	# A second private moto: it keeps memory from the first bench's tables.
 	infra/local/with-moto.sh cargo bench --locked -p e2e --bench entitlements
+	# Issue #6: audit job on a simulated store, and import throughput (no emulator).
+	cargo bench --locked -p e2e --bench audit
 
 ## Lambda artifacts with cargo-lambda (ARCH=arm64 default; ARCH=x86_64 on this machine).
 build:

@@ -16,7 +16,7 @@ use shared::audit::store::{AuditReader, QueueDepth, ReportStore};
 use shared::alert::Severity;
 use shared::definition::Definition;
 use shared::event::DefinitionStatus;
-use shared::ids::{AccountId, Segment, TenantId};
+use shared::ids::{AccountId, MeterName, Segment, TenantId};
 use shared::keys::Scope;
 use shared::queue::EventQueue;
 use shared::store::{DefinitionStore, RollupRow, StoreError, UsageReader};
@@ -43,6 +43,9 @@ pub struct AuditConfig {
     pub drift_accounts: usize,
     /// Cadence of critical definitions that set none.
     pub default_cadence_hours: u32,
+    /// Days of history read per active account of a critical definition (one Query
+    /// per account covers every critical meter; the hour-of-day baseline needs 7).
+    pub account_lookback_days: u32,
 }
 
 impl Default for AuditConfig {
@@ -53,6 +56,7 @@ impl Default for AuditConfig {
             drift_days: 2,
             drift_accounts: 50,
             default_cadence_hours: 24,
+            account_lookback_days: 8,
         }
     }
 }
@@ -169,9 +173,13 @@ impl Audit {
         let mut gap_pairs = 0u64;
         let mut gaps = 0u64;
         let mut negatives: Vec<NegativeBalance> = Vec::new();
+        // Active accounts of critical definitions: account -> (definition, last seen,
+        // whether the whole definition is silent).
+        let mut critical: BTreeMap<AccountId, Vec<(&Definition, DateTime<Utc>, bool)>> =
+            BTreeMap::new();
         for def in &defs {
             let c = counts.get(def.meter.as_str()).cloned().unwrap_or_default();
-            let mut report = DefinitionReport {
+            let report = DefinitionReport {
                 meter: def.meter.clone(),
                 owner: def.owner.clone(),
                 criticality: def.criticality,
@@ -193,16 +201,29 @@ impl Audit {
                 findings.push(anomaly_finding(&def.meter, None, def.owner.as_deref(), def.criticality, a));
             }
             if def.is_critical() {
-                let (pairs, g, mut f, mut neg) = self
-                    .critical_accounts(tenant, def, now, series_start, hours, wide_silent)
-                    .await?;
-                gap_pairs += pairs;
-                gaps += g;
-                report.usage_gap_rate = Some(Rate::of(g, pairs));
-                findings.append(&mut f);
-                negatives.append(&mut neg);
+                let active_since = now - Duration::days(i64::from(cfg.lookback_days));
+                let accounts: Vec<(AccountId, DateTime<Utc>)> = self
+                    .reader
+                    .activity(tenant, &def.meter)
+                    .await?
+                    .into_iter()
+                    .filter(|(_, t)| *t >= active_since)
+                    .collect();
+                for (a, last) in accounts {
+                    critical.entry(a).or_default().push((def, last, wide_silent));
+                }
             }
             definitions.push(report);
+        }
+        let per_def = self
+            .critical_accounts(tenant, critical, now, &mut findings, &mut negatives)
+            .await?;
+        for d in &mut definitions {
+            if let Some((g, pairs)) = per_def.get(&d.meter) {
+                gaps += g;
+                gap_pairs += pairs;
+                d.usage_gap_rate = Some(Rate::of(*g, *pairs));
+            }
         }
 
         let (checked, drift, mut neg) = self.drift(tenant, today).await?;
@@ -284,56 +305,54 @@ impl Audit {
         Ok(report)
     }
 
-    /// Per-account anomalies and usage gaps of one critical definition.
+    /// Per-account anomalies and usage gaps of the critical definitions: one Query per
+    /// active account, shared by every critical meter of that account. Returns
+    /// (gaps, active accounts) per definition.
     async fn critical_accounts(
         &self,
         tenant: &TenantId,
-        def: &Definition,
+        critical: BTreeMap<AccountId, Vec<(&Definition, DateTime<Utc>, bool)>>,
         now: DateTime<Utc>,
-        series_start: DateTime<Utc>,
-        hours: usize,
-        wide_silent: bool,
-    ) -> Result<(u64, u64, Vec<Finding>, Vec<NegativeBalance>), StoreError> {
-        let cadence = Duration::hours(i64::from(
-            def.expected_cadence_hours.unwrap_or(self.cfg.default_cadence_hours),
-        ));
-        let active_since = now - Duration::days(i64::from(self.cfg.lookback_days));
-        let accounts = self.reader.activity(tenant, &def.meter).await?;
-        let mut pairs = 0;
-        let mut gaps = 0;
-        let mut findings = Vec::new();
-        let mut negatives = Vec::new();
-        let k = def.anomaly_sensitivity.k();
-        for (account, last_seen) in accounts.into_iter().filter(|(_, t)| *t >= active_since) {
-            pairs += 1;
+        findings: &mut Vec<Finding>,
+        negatives: &mut Vec<NegativeBalance>,
+    ) -> Result<BTreeMap<MeterName, (u64, u64)>, StoreError> {
+        let days = self.cfg.account_lookback_days.max(1);
+        let start = (now - Duration::days(i64::from(days)))
+            .duration_trunc(Duration::days(1))
+            .unwrap_or(now);
+        let hours = (days as usize + 1) * 24;
+        let mut out: BTreeMap<MeterName, (u64, u64)> = BTreeMap::new();
+        for (account, defs) in critical {
             let rows = self
                 .usage
-                .read_rollups(
-                    tenant,
-                    &Scope::Account(account.clone()),
-                    series_start.date_naive(),
-                    now.date_naive(),
-                    Some(&def.meter),
-                )
+                .read_rollups(tenant, &Scope::Account(account.clone()), start.date_naive(), now.date_naive(), None)
                 .await?;
-            negatives.extend(negative_balances(&account, &rows));
-            let mut s = HourlySeries::zeros(series_start, hours);
-            add_rows(&mut s, &rows);
-            let found = detect(&s, now, k);
-            let silent = found.iter().any(|a| a.kind == FindingKind::Silence);
-            for a in found {
-                findings.push(anomaly_finding(&def.meter, Some(&account), def.owner.as_deref(), def.criticality, a));
-            }
-            // A gap the whole definition shares is a source outage (reported once,
-            // tenant-wide), not this account's gap.
-            if now - last_seen > cadence && !wide_silent {
-                gaps += 1;
-                if !silent {
-                    findings.push(gap_finding(def, &account, last_seen, now, cadence));
+            for (def, last_seen, wide_silent) in defs {
+                let entry = out.entry(def.meter.clone()).or_default();
+                entry.1 += 1;
+                let mine: Vec<RollupRow> = rows.iter().filter(|r| r.key.meter == def.meter).cloned().collect();
+                negatives.extend(negative_balances(&account, &mine));
+                let mut s = HourlySeries::zeros(start, hours);
+                add_rows(&mut s, &mine);
+                let found = detect(&s, now, def.anomaly_sensitivity.k());
+                let silent = found.iter().any(|a| a.kind == FindingKind::Silence);
+                for a in found {
+                    findings.push(anomaly_finding(&def.meter, Some(&account), def.owner.as_deref(), def.criticality, a));
+                }
+                let cadence = Duration::hours(i64::from(
+                    def.expected_cadence_hours.unwrap_or(self.cfg.default_cadence_hours),
+                ));
+                // A gap the whole definition shares is a source outage (reported once,
+                // tenant-wide), not this account's gap.
+                if now - last_seen > cadence && !wide_silent {
+                    entry.0 += 1;
+                    if !silent {
+                        findings.push(gap_finding(def, &account, last_seen, now, cadence));
+                    }
                 }
             }
         }
-        Ok((pairs, gaps, findings, negatives))
+        Ok(out)
     }
 
     /// Re-sums sampled (account, day) windows from the ledger sample and compares.
