@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/usage-intel/target
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-unit lint fmt clippy bench build deploy tenant key clean-venvs
+.PHONY: run test test-unit lint fmt clippy bench build deploy tenant key import clean-venvs
 
 ## Start moto + every function locally on http://127.0.0.1:8080 (Ctrl-C stops all).
 run:
@@ -48,3 +48,6 @@ tenant:
 	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} cargo run --quiet -p local --bin usage-local -- tenant create $(T)
 key:
 	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} cargo run --quiet -p local --bin usage-local -- key create $(T)
+## Import history: make import T=dev F=history.jsonl [ARGS=--dry-run]
+import:
+	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} cargo run --quiet -p local --bin usage-local -- import $(T) $(F) $(ARGS)
