@@ -196,7 +196,11 @@ pub fn render(a: &Alert) -> Rendered {
             "suggested_next_step": next_step(a),
             "alert": a,
         });
-        return Rendered { subject, body, json };
+        return Rendered {
+            subject,
+            body,
+            json,
+        };
     }
     body.push_str(&format!("Account:     {}\n", who(a)));
     body.push_str(&format!("Segment:     {}\n", a.segment));
@@ -275,7 +279,10 @@ mod tests {
         a.severity = Severity::Critical;
         a.detail = Some("api_calls of account acme: no events since 2026-11-25 07:00 UTC (3 hour(s)), expected about 30 in that time".into());
         let r = render(&a);
-        assert_eq!(r.subject, "[critical] api_calls silence (Acme Corp (acme)) - period 2026-11-01");
+        assert_eq!(
+            r.subject,
+            "[critical] api_calls silence (Acme Corp (acme)) - period 2026-11-01"
+        );
         assert!(r.body.contains("no events since 2026-11-25 07:00 UTC"));
         assert!(!r.body.contains("Usage:"));
         assert!(r.body.contains("Check the sending integration"));

@@ -121,9 +121,8 @@ fn choice<T>(
 ) -> Result<T, InputError> {
     match opt_string(map, name, 32, code)? {
         None => Ok(default),
-        Some(v) => parse(&v).ok_or_else(|| {
-            input_error(code, format!("{name} '{v}' is not one of {options}"))
-        }),
+        Some(v) => parse(&v)
+            .ok_or_else(|| input_error(code, format!("{name} '{v}' is not one of {options}"))),
     }
 }
 
@@ -344,8 +343,14 @@ mod tests {
             (br#"{"anomaly_sensitivity":"max"}"#, "invalid_sensitivity"),
             (br#"{"expected_cadence_hours":0}"#, "invalid_cadence"),
             (br#"{"expected_cadence_hours":1.5}"#, "invalid_cadence"),
-            (br#"{"required_properties":{"a":"date"}}"#, "invalid_required_properties"),
-            (br#"{"required_properties":[]}"#, "invalid_required_properties"),
+            (
+                br#"{"required_properties":{"a":"date"}}"#,
+                "invalid_required_properties",
+            ),
+            (
+                br#"{"required_properties":[]}"#,
+                "invalid_required_properties",
+            ),
             (br#"{"aliases":["Bad Name"]}"#, "invalid_aliases"),
             (br#"{"aliases":["api_calls"]}"#, "invalid_aliases"),
             (br#"{"key_feature":"yes"}"#, "invalid_key_feature"),

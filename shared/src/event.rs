@@ -160,7 +160,10 @@ impl RejectCode {
 
     /// Timestamps too far ahead or behind: clock skew at the sender.
     pub fn is_timestamp_skew(self) -> bool {
-        matches!(self, RejectCode::TimestampInFuture | RejectCode::TimestampTooOld)
+        matches!(
+            self,
+            RejectCode::TimestampInFuture | RejectCode::TimestampTooOld
+        )
     }
 }
 

@@ -198,13 +198,19 @@ pub fn check_schema(
             None | Some(serde_json::Value::Null) => {
                 return Err((
                     RejectCode::MissingProperty,
-                    format!("meter '{meter}' requires the property '{name}' ({})", ty.as_str()),
+                    format!(
+                        "meter '{meter}' requires the property '{name}' ({})",
+                        ty.as_str()
+                    ),
                 ))
             }
             Some(v) if !ty.matches(v) => {
                 return Err((
                     RejectCode::PropertyTypeMismatch,
-                    format!("property '{name}' of meter '{meter}' must be a {}", ty.as_str()),
+                    format!(
+                        "property '{name}' of meter '{meter}' must be a {}",
+                        ty.as_str()
+                    ),
                 ))
             }
             Some(_) => {}
@@ -297,6 +303,60 @@ pub trait ChangeLog: Send + Sync {
     ) -> Result<Vec<ChangeEntry>, StoreError>;
 }
 
+/// The governance notification of a registry change (kind `data_quality`, code
+/// `definition_<action>`, routed to the definition's owner).
+pub fn change_alert(tenant: &TenantId, e: &ChangeEntry) -> Option<crate::alert::Alert> {
+    let account = crate::ids::AccountId::parse(crate::audit::report::TENANT_WIDE).ok()?;
+    let severity = match e.action {
+        ChangeAction::Deleted | ChangeAction::Deprecated => crate::alert::Severity::Warning,
+        _ => crate::alert::Severity::Info,
+    };
+    let changed = if e.changed.is_empty() {
+        "no field changed".to_owned()
+    } else {
+        format!("changed: {}", e.changed.join(", "))
+    };
+    Some(crate::alert::Alert {
+        key: format!(
+            "gov:{tenant}:{}:{}",
+            e.meter,
+            e.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        ),
+        kind: crate::alert::AlertKind::DataQuality,
+        code: format!("definition_{}", e.action.as_str()),
+        severity,
+        tenant: tenant.clone(),
+        account,
+        account_name: None,
+        segment: crate::ids::Segment::Unassigned,
+        owner: e
+            .after
+            .owner
+            .clone()
+            .or_else(|| e.before.as_ref().and_then(|b| b.owner.clone())),
+        crm_url: None,
+        entitlement: None,
+        meters: vec![e.meter.clone()],
+        threshold: None,
+        period_start: e.at.date_naive(),
+        period_end: e.at.date_naive().succ_opt().unwrap_or(e.at.date_naive()),
+        time_zone: "UTC".into(),
+        used: Decimal::ZERO,
+        limit: Decimal::ZERO,
+        percent: Decimal::ZERO,
+        projected: Decimal::ZERO,
+        late: false,
+        raised_at: e.at,
+        detail: Some(format!(
+            "definition {} {} by {} at {} ({changed})",
+            e.meter,
+            e.action.as_str(),
+            e.actor,
+            e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,13 +414,22 @@ mod tests {
         let active = def(DefinitionStatus::Active);
         let deleted = def(DefinitionStatus::Deleted);
         assert_eq!(ChangeAction::of(None, &active), ChangeAction::Created);
-        assert_eq!(ChangeAction::of(Some(&active), &deleted), ChangeAction::Deleted);
-        assert_eq!(ChangeAction::of(Some(&deleted), &active), ChangeAction::Restored);
+        assert_eq!(
+            ChangeAction::of(Some(&active), &deleted),
+            ChangeAction::Deleted
+        );
+        assert_eq!(
+            ChangeAction::of(Some(&deleted), &active),
+            ChangeAction::Restored
+        );
         assert_eq!(
             ChangeAction::of(Some(&active), &def(DefinitionStatus::Deprecated)),
             ChangeAction::Deprecated
         );
-        assert_eq!(ChangeAction::of(Some(&active), &active), ChangeAction::Updated);
+        assert_eq!(
+            ChangeAction::of(Some(&active), &active),
+            ChangeAction::Updated
+        );
     }
 
     #[test]
@@ -385,54 +454,4 @@ mod tests {
         a.status = DefinitionStatus::Deleted;
         assert!(PolicyRules::from_definitions([&a]).aliases.is_empty());
     }
-}
-
-/// The governance notification of a registry change (kind `data_quality`, code
-/// `definition_<action>`, routed to the definition's owner).
-pub fn change_alert(tenant: &TenantId, e: &ChangeEntry) -> Option<crate::alert::Alert> {
-    let account = crate::ids::AccountId::parse(crate::audit::report::TENANT_WIDE).ok()?;
-    let severity = match e.action {
-        ChangeAction::Deleted | ChangeAction::Deprecated => crate::alert::Severity::Warning,
-        _ => crate::alert::Severity::Info,
-    };
-    let changed = if e.changed.is_empty() {
-        "no field changed".to_owned()
-    } else {
-        format!("changed: {}", e.changed.join(", "))
-    };
-    Some(crate::alert::Alert {
-        key: format!(
-            "gov:{tenant}:{}:{}",
-            e.meter,
-            e.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-        ),
-        kind: crate::alert::AlertKind::DataQuality,
-        code: format!("definition_{}", e.action.as_str()),
-        severity,
-        tenant: tenant.clone(),
-        account,
-        account_name: None,
-        segment: crate::ids::Segment::Unassigned,
-        owner: e.after.owner.clone().or_else(|| e.before.as_ref().and_then(|b| b.owner.clone())),
-        crm_url: None,
-        entitlement: None,
-        meters: vec![e.meter.clone()],
-        threshold: None,
-        period_start: e.at.date_naive(),
-        period_end: e.at.date_naive().succ_opt().unwrap_or(e.at.date_naive()),
-        time_zone: "UTC".into(),
-        used: Decimal::ZERO,
-        limit: Decimal::ZERO,
-        percent: Decimal::ZERO,
-        projected: Decimal::ZERO,
-        late: false,
-        raised_at: e.at,
-        detail: Some(format!(
-            "definition {} {} by {} at {} ({changed})",
-            e.meter,
-            e.action.as_str(),
-            e.actor,
-            e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        )),
-    })
 }

@@ -125,7 +125,6 @@ pub fn marker_pk(t: &TenantId, kind: &str, key: &str) -> String {
 
 pub const MARKER_SK: &str = "#MARKER";
 
-
 // --- Governance and audits (docs/adr/0007) ---
 
 /// Change log of one definition; sort keys are `<at>#<unique>` so it reads in order.

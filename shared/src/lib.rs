@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod alert;
+pub mod audit;
 pub mod auth;
 pub mod aws;
 pub mod chunk;
@@ -10,6 +11,7 @@ pub mod config;
 pub mod definition;
 pub mod entitlement;
 pub mod event;
+pub mod governance;
 pub mod http;
 pub mod hubspot;
 pub mod ids;
@@ -23,5 +25,3 @@ pub mod rollup;
 pub mod store;
 pub mod telemetry;
 pub mod usage;
-pub mod governance;
-pub mod audit;

@@ -46,8 +46,10 @@ impl Sim {
         self.queries.fetch_add(1, Ordering::Relaxed);
         self.items.fetch_add(items, Ordering::Relaxed);
         // Strongly consistent Query: 1 RCU per 4 KB read, at least 1.
-        self.read_units
-            .fetch_add(((items * item_bytes).div_ceil(4096)).max(1), Ordering::Relaxed);
+        self.read_units.fetch_add(
+            ((items * item_bytes).div_ceil(4096)).max(1),
+            Ordering::Relaxed,
+        );
     }
 
     /// Events per hour of one account and meter: a working-hours shape.
@@ -75,7 +77,10 @@ impl UsageReader for Sim {
         let to = to.min(self.last_day);
         let (account, scale) = match scope {
             Scope::Account(a) => (
-                a.as_str().trim_start_matches("acct-").parse::<usize>().unwrap_or(0),
+                a.as_str()
+                    .trim_start_matches("acct-")
+                    .parse::<usize>()
+                    .unwrap_or(0),
                 1,
             ),
             Scope::Segment(Segment::Unassigned) => (0, 0),
@@ -98,7 +103,10 @@ impl UsageReader for Sim {
                         continue;
                     }
                     let n = self.per_hour(h, account, mi) * scale;
-                    *b = Bucket { quantity: n.into(), events: n };
+                    *b = Bucket {
+                        quantity: n.into(),
+                        events: n,
+                    };
                     total.add(*b);
                 }
                 rows.push(RollupRow {
@@ -126,7 +134,11 @@ impl DefinitionStore for Sim {
     async fn put_definition(&self, _: &TenantId, _: &Definition) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn get_definition(&self, _: &TenantId, m: &MeterName) -> Result<Option<Definition>, StoreError> {
+    async fn get_definition(
+        &self,
+        _: &TenantId,
+        m: &MeterName,
+    ) -> Result<Option<Definition>, StoreError> {
         Ok(self.defs.iter().find(|d| &d.meter == m).cloned())
     }
     async fn list_definitions(&self, _: &TenantId) -> Result<Vec<Definition>, StoreError> {
@@ -139,30 +151,58 @@ impl DefinitionStore for Sim {
 impl AuditReader for Sim {
     async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
         self.bill(1, 100);
-        Ok(vec![TenantId::parse("bench").unwrap_or_else(|_| unreachable!())])
+        Ok(vec![
+            TenantId::parse("bench").unwrap_or_else(|_| unreachable!())
+        ])
     }
-    async fn quality(&self, _: &TenantId, from: NaiveDate, to: NaiveDate) -> Result<BTreeMap<String, Counts>, StoreError> {
+    async fn quality(
+        &self,
+        _: &TenantId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<BTreeMap<String, Counts>, StoreError> {
         let days = (to - from).num_days().max(0) as u64 + 1;
         self.bill(days * self.defs.len() as u64, 300);
         Ok(self
             .defs
             .iter()
             .map(|d| {
-                let c = Counts { received: 1000 * days, counted: 990 * days, duplicates: 10 * days, unassociated: 5 * days, ..Default::default() };
+                let c = Counts {
+                    received: 1000 * days,
+                    counted: 990 * days,
+                    duplicates: 10 * days,
+                    unassociated: 5 * days,
+                    ..Default::default()
+                };
                 (d.meter.to_string(), c)
             })
             .collect())
     }
-    async fn activity(&self, _: &TenantId, _: &MeterName) -> Result<Vec<(AccountId, DateTime<Utc>)>, StoreError> {
+    async fn activity(
+        &self,
+        _: &TenantId,
+        _: &MeterName,
+    ) -> Result<Vec<(AccountId, DateTime<Utc>)>, StoreError> {
         self.bill(self.accounts as u64, 80);
         Ok((0..self.accounts)
             .map(|a| {
-                let last = if a % 100 == 0 { self.now - Duration::hours(30) } else { self.now - Duration::minutes(20) };
-                (AccountId::parse(&format!("acct-{a}")).unwrap_or_else(|_| unreachable!()), last)
+                let last = if a % 100 == 0 {
+                    self.now - Duration::hours(30)
+                } else {
+                    self.now - Duration::minutes(20)
+                };
+                (
+                    AccountId::parse(&format!("acct-{a}")).unwrap_or_else(|_| unreachable!()),
+                    last,
+                )
             })
             .collect())
     }
-    async fn sampled_events(&self, _: &TenantId, day: NaiveDate) -> Result<Vec<SampledEvent>, StoreError> {
+    async fn sampled_events(
+        &self,
+        _: &TenantId,
+        day: NaiveDate,
+    ) -> Result<Vec<SampledEvent>, StoreError> {
         // 1 account in 32 sampled: its events of the day, one per hour per meter here.
         let mut out = Vec::new();
         for a in (0..self.accounts).step_by(32).take(50) {
@@ -175,7 +215,8 @@ impl AuditReader for Sim {
                     let n = self.per_hour(usize::from(h), a, mi);
                     for _ in 0..n {
                         out.push(SampledEvent {
-                            account: AccountId::parse(&format!("acct-{a}")).unwrap_or_else(|_| unreachable!()),
+                            account: AccountId::parse(&format!("acct-{a}"))
+                                .unwrap_or_else(|_| unreachable!()),
                             day,
                             hour: h,
                             meter: d.meter.clone(),
@@ -207,7 +248,13 @@ impl ReportStore for Sim {
     async fn latest_report(&self, _: &TenantId) -> Result<Option<AuditReport>, StoreError> {
         Ok(None)
     }
-    async fn reports(&self, _: &TenantId, _: DateTime<Utc>, _: DateTime<Utc>, _: usize) -> Result<Vec<AuditReport>, StoreError> {
+    async fn reports(
+        &self,
+        _: &TenantId,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+        _: usize,
+    ) -> Result<Vec<AuditReport>, StoreError> {
         Ok(Vec::new())
     }
 }
@@ -222,10 +269,15 @@ impl shared::queue::EventQueue for NullQueue {
 }
 
 async fn audit_bench(definitions: usize, critical: usize, accounts: usize) {
-    let now = DateTime::parse_from_rfc3339("2026-11-25T14:20:00Z").unwrap_or_else(|_| unreachable!()).with_timezone(&Utc);
+    let now = DateTime::parse_from_rfc3339("2026-11-25T14:20:00Z")
+        .unwrap_or_else(|_| unreachable!())
+        .with_timezone(&Utc);
     let defs: Vec<Definition> = (0..definitions)
         .map(|i| {
-            let mut d = Definition::new(MeterName::parse(&format!("meter_{i:03}")).unwrap_or_else(|_| unreachable!()), now);
+            let mut d = Definition::new(
+                MeterName::parse(&format!("meter_{i:03}")).unwrap_or_else(|_| unreachable!()),
+                now,
+            );
             if i < critical {
                 d.criticality = Criticality::Critical;
                 d.expected_cadence_hours = Some(24);
@@ -267,14 +319,22 @@ async fn audit_bench(definitions: usize, critical: usize, accounts: usize) {
 async fn import_bench(events: usize) {
     use local::import::{digest, jsonl_records, Importer};
     let tenant = TenantId::parse("bench").unwrap_or_else(|_| unreachable!());
-    let mut policy = shared::event::TenantPolicy { backfill_days: 3650, ..Default::default() };
+    let mut policy = shared::event::TenantPolicy {
+        backfill_days: 3650,
+        ..Default::default()
+    };
     let mut defs = Vec::new();
     for m in ["api_calls", "storage_gb", "seats_active"] {
-        let mut d = Definition::new(MeterName::parse(m).unwrap_or_else(|_| unreachable!()), Utc::now());
+        let mut d = Definition::new(
+            MeterName::parse(m).unwrap_or_else(|_| unreachable!()),
+            Utc::now(),
+        );
         if m == "api_calls" {
             d.aliases = vec![MeterName::parse("apicalls_v1").unwrap_or_else(|_| unreachable!())];
         }
-        policy.meters.insert(d.meter.clone(), shared::event::MeterRule::from(&d));
+        policy
+            .meters
+            .insert(d.meter.clone(), shared::event::MeterRule::from(&d));
         defs.push(d);
     }
     policy.governance = shared::governance::PolicyRules::from_definitions(&defs);
@@ -291,15 +351,24 @@ async fn import_bench(events: usize) {
         })
         .collect();
     let ledger = shared::store::memory::MemoryLedger::new();
-    let importer = Importer { ledger: &ledger, quality: None, cfg: shared::pipeline::PipelineConfig::default(), batch: 1000 };
+    let importer = Importer {
+        ledger: &ledger,
+        quality: None,
+        cfg: shared::pipeline::PipelineConfig::default(),
+        batch: 1000,
+    };
     let records = jsonl_records(&text);
     let d = digest(text.as_bytes());
     let noop = |_: usize| {};
     let started = Instant::now();
-    let r = importer.run(&tenant, &policy, &records, &d, false, &noop).await;
+    let r = importer
+        .run(&tenant, &policy, &records, &d, false, &noop)
+        .await;
     let secs = started.elapsed().as_secs_f64();
     let again = Instant::now();
-    let r2 = importer.run(&tenant, &policy, &records, &d, false, &noop).await;
+    let r2 = importer
+        .run(&tenant, &policy, &records, &d, false, &noop)
+        .await;
     let secs2 = again.elapsed().as_secs_f64();
     match (r, r2) {
         (Ok(r), Ok(r2)) => println!(
@@ -312,7 +381,10 @@ async fn import_bench(events: usize) {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| panic!("runtime: {e}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
     rt.block_on(async {
         if full {
             audit_bench(200, 20, 5000).await;

@@ -34,7 +34,12 @@ async fn the_audit_reports_constructed_duplicate_unassociated_and_schema_rates_e
     let (s, v) = t.post_events(&Value::Array(first).to_string()).await;
     assert_eq!((s, v["accepted"].as_u64()), (202, Some(11)), "{v}");
     // Retries: 2 events sent again in a later request, and one id twice in a request.
-    let retry = json!([ev("k0", "known"), ev("u0", "stranger-0"), ev("k9", "known"), ev("k9", "known")]);
+    let retry = json!([
+        ev("k0", "known"),
+        ev("u0", "stranger-0"),
+        ev("k9", "known"),
+        ev("k9", "known")
+    ]);
     let (_, v) = t.post_events(&retry.to_string()).await;
     assert_eq!(v["accepted"], 3, "{v}");
     // A correction.
@@ -42,7 +47,12 @@ async fn the_audit_reports_constructed_duplicate_unassociated_and_schema_rates_e
     t.post_events(&fix.to_string()).await;
     t.drain().await;
 
-    let report = t.stack.audit.run_tenant(&t.tenant, Utc::now(), None).await.unwrap();
+    let report = t
+        .stack
+        .audit
+        .run_tenant(&t.tenant, Utc::now(), None)
+        .await
+        .unwrap();
     let k = serde_json::to_value(&report.kpis).unwrap();
     // counted: 10 + nots + k9 + fix = 13; duplicates: k0, u0 (ledger) + k9 (in request) = 3.
     assert_eq!(k["events_counted"], 13, "{k}");
@@ -56,13 +66,30 @@ async fn the_audit_reports_constructed_duplicate_unassociated_and_schema_rates_e
     assert_eq!(rate(&k["timestamp_defaulted_rate"]), (1, 13));
     assert_eq!(rate(&k["correction_rate"]), (1, 13));
     assert_eq!(k["correction_quantity"], "1");
-    let api = report.definitions.iter().find(|d| d.meter.as_str() == "api_calls").unwrap();
+    let api = report
+        .definitions
+        .iter()
+        .find(|d| d.meter.as_str() == "api_calls")
+        .unwrap();
     assert_eq!(api.kpis.unassociated_rate.numerator, 4);
-    assert!(report.summary.contains("duplicates 18.8% (3/16)"), "{}", report.summary);
-    assert!(report.summary.contains("unassociated 30.8% (4/13)"), "{}", report.summary);
+    assert!(
+        report.summary.contains("duplicates 18.8% (3/16)"),
+        "{}",
+        report.summary
+    );
+    assert!(
+        report.summary.contains("unassociated 30.8% (4/13)"),
+        "{}",
+        report.summary
+    );
 
     // Redelivering a counted chunk changes no counter.
-    let again = t.stack.audit.run_tenant(&t.tenant, Utc::now(), None).await.unwrap();
+    let again = t
+        .stack
+        .audit
+        .run_tenant(&t.tenant, Utc::now(), None)
+        .await
+        .unwrap();
     assert_eq!(again.kpis, report.kpis);
 }
 
@@ -90,7 +117,12 @@ async fn a_rollup_corrupted_on_purpose_is_reported_as_drift_against_the_ledger()
     ]);
     t.post_events(&body.to_string()).await;
     t.drain().await;
-    let clean = t.stack.audit.run_tenant(&t.tenant, Utc::now(), None).await.unwrap();
+    let clean = t
+        .stack
+        .audit
+        .run_tenant(&t.tenant, Utc::now(), None)
+        .await
+        .unwrap();
     assert!(clean.drift_windows_checked >= 1, "{clean:?}");
     assert!(clean.drift.is_empty(), "{:?}", clean.drift);
 
@@ -101,7 +133,12 @@ async fn a_rollup_corrupted_on_purpose_is_reported_as_drift_against_the_ledger()
         &t.tenant,
         &shared::keys::Scope::Account(shared::ids::AccountId::parse(&account).unwrap()),
     );
-    let sk = shared::keys::usage_sk(day, &meter, shared::ids::Stage::Delivered, &shared::ids::ServiceLine::default_line());
+    let sk = shared::keys::usage_sk(
+        day,
+        &meter,
+        shared::ids::Stage::Delivered,
+        &shared::ids::ServiceLine::default_line(),
+    );
     aws_sdk_dynamodb::Client::new(&t.aws)
         .update_item()
         .table_name(t.provisioned.reference("UsageTable").unwrap())
@@ -112,13 +149,34 @@ async fn a_rollup_corrupted_on_purpose_is_reported_as_drift_against_the_ledger()
         .send()
         .await
         .unwrap();
-    let dirty = t.stack.audit.run_tenant(&t.tenant, Utc::now(), None).await.unwrap();
+    let dirty = t
+        .stack
+        .audit
+        .run_tenant(&t.tenant, Utc::now(), None)
+        .await
+        .unwrap();
     assert_eq!(dirty.drift.len(), 1, "{:?}", dirty.drift);
     let d = &dirty.drift[0];
-    assert_eq!((d.ledger_quantity.to_string(), d.rollup_quantity.to_string()), ("5".to_owned(), "12".to_owned()));
-    let f = dirty.findings.iter().find(|f| f.code == "rollup_drift").unwrap();
-    assert!(f.explanation.contains("holds 12 in 2 events but its ledger sample sums to 5 in 2 events"), "{}", f.explanation);
-    assert!(t.raised_alerts().await.iter().any(|a| a["code"] == "rollup_drift"));
+    assert_eq!(
+        (d.ledger_quantity.to_string(), d.rollup_quantity.to_string()),
+        ("5".to_owned(), "12".to_owned())
+    );
+    let f = dirty
+        .findings
+        .iter()
+        .find(|f| f.code == "rollup_drift")
+        .unwrap();
+    assert!(
+        f.explanation
+            .contains("holds 12 in 2 events but its ledger sample sums to 5 in 2 events"),
+        "{}",
+        f.explanation
+    );
+    assert!(t
+        .raised_alerts()
+        .await
+        .iter()
+        .any(|a| a["code"] == "rollup_drift"));
 }
 
 #[tokio::test]
@@ -128,8 +186,11 @@ async fn a_silent_account_and_a_flooded_one_are_found_and_explained_and_listed_i
         .call(
             "PUT",
             "/v1/definitions/logins",
-            Some(&json!({"unit": "login", "value_type": "integer", "criticality": "critical",
-                          "expected_cadence_hours": 2, "owner": "cs@example.com"}).to_string()),
+            Some(
+                &json!({"unit": "login", "value_type": "integer", "criticality": "critical",
+                          "expected_cadence_hours": 2, "owner": "cs@example.com"})
+                .to_string(),
+            ),
         )
         .await;
     assert_eq!(s, 201, "{v}");
@@ -155,12 +216,23 @@ async fn a_silent_account_and_a_flooded_one_are_found_and_explained_and_listed_i
         events.push(json!({"id": format!("flood-{i}"), "account": "busy", "meter": "logins", "timestamp": ts(at)}));
     }
     for batch in events.chunks(1000) {
-        let (s, v) = t.post_events(&Value::Array(batch.to_vec()).to_string()).await;
-        assert_eq!((s, v["rejected"].as_array().map(Vec::len)), (202, Some(0)), "{v}");
+        let (s, v) = t
+            .post_events(&Value::Array(batch.to_vec()).to_string())
+            .await;
+        assert_eq!(
+            (s, v["rejected"].as_array().map(Vec::len)),
+            (202, Some(0)),
+            "{v}"
+        );
     }
     t.drain().await;
 
-    let report = t.stack.audit.run_tenant(&t.tenant, now, None).await.unwrap();
+    let report = t
+        .stack
+        .audit
+        .run_tenant(&t.tenant, now, None)
+        .await
+        .unwrap();
     let find = |code: &str, account: &str| {
         report
             .findings
@@ -172,33 +244,78 @@ async fn a_silent_account_and_a_flooded_one_are_found_and_explained_and_listed_i
     assert_eq!(silence.since, Some(hour - Duration::hours(3)));
     assert_eq!(silence.severity, shared::alert::Severity::Critical);
     assert_eq!(silence.owner.as_deref(), Some("cs@example.com"));
-    assert!(silence.explanation.contains("no events since"), "{}", silence.explanation);
-    assert!(silence.explanation.contains("expected about 12"), "{}", silence.explanation);
+    assert!(
+        silence.explanation.contains("no events since"),
+        "{}",
+        silence.explanation
+    );
+    assert!(
+        silence.explanation.contains("expected about 12"),
+        "{}",
+        silence.explanation
+    );
     let spike = find("spike", "busy");
     assert_eq!(spike.since, Some(hour));
-    assert!(spike.explanation.contains("80 events in 1 hour(s)"), "{}", spike.explanation);
-    assert!(report.findings.iter().all(|f| f.account.as_ref().map(|a| a.as_str()) != Some("busy") || f.code == "spike"));
+    assert!(
+        spike.explanation.contains("80 events in 1 hour(s)"),
+        "{}",
+        spike.explanation
+    );
+    assert!(report
+        .findings
+        .iter()
+        .all(|f| f.account.as_ref().map(|a| a.as_str()) != Some("busy") || f.code == "spike"));
     // One of the two active accounts is past the 2-hour cadence.
-    assert_eq!((report.critical_usage_gap_rate.numerator, report.critical_usage_gap_rate.denominator), (1, 2));
-    assert!(report.summary.starts_with(&format!("{} finding(s)", report.findings_total)), "{}", report.summary);
+    assert_eq!(
+        (
+            report.critical_usage_gap_rate.numerator,
+            report.critical_usage_gap_rate.denominator
+        ),
+        (1, 2)
+    );
+    assert!(
+        report
+            .summary
+            .starts_with(&format!("{} finding(s)", report.findings_total)),
+        "{}",
+        report.summary
+    );
 
     let alerts = t.raised_alerts().await;
-    let silence_alert = alerts.iter().find(|a| a["code"] == "silence" && a["account"] == "quiet").expect("silence alert");
+    let silence_alert = alerts
+        .iter()
+        .find(|a| a["code"] == "silence" && a["account"] == "quiet")
+        .expect("silence alert");
     assert_eq!(silence_alert["severity"], "critical");
-    assert!(silence_alert["detail"].as_str().unwrap().contains("no events since"));
+    assert!(silence_alert["detail"]
+        .as_str()
+        .unwrap()
+        .contains("no events since"));
 
     let (s, latest) = t.call("GET", "/v1/audits/latest", None).await;
     assert_eq!(s, 200, "{latest}");
-    assert_eq!(latest["findings_total"].as_u64(), Some(report.findings_total as u64));
+    assert_eq!(
+        latest["findings_total"].as_u64(),
+        Some(report.findings_total as u64)
+    );
     let later = now + Duration::minutes(1);
-    t.stack.audit.run_tenant(&t.tenant, later, None).await.unwrap();
+    t.stack
+        .audit
+        .run_tenant(&t.tenant, later, None)
+        .await
+        .unwrap();
     let from = (now - Duration::minutes(1)).format("%Y-%m-%dT%H:%M:%SZ");
     let to = (later + Duration::minutes(1)).format("%Y-%m-%dT%H:%M:%SZ");
-    let (s, runs) = t.call("GET", &format!("/v1/audits?from={from}&to={to}"), None).await;
+    let (s, runs) = t
+        .call("GET", &format!("/v1/audits?from={from}&to={to}"), None)
+        .await;
     assert_eq!(s, 200, "{runs}");
     assert_eq!(runs["runs"].as_array().map(Vec::len), Some(2), "{runs}");
     assert_eq!(runs["trend"]["findings"].as_array().map(Vec::len), Some(2));
     assert_eq!(runs["trend"]["critical_usage_gap_rate"][0]["value"], 0.5);
     let (s, v) = t.call("GET", "/v1/audits?from=tomorrow", None).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_parameter")));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_parameter"))
+    );
 }

@@ -5,21 +5,34 @@ use e2e::{now_rfc3339, total, TestStack};
 use serde_json::{json, Value};
 
 async fn define(t: &TestStack, meter: &str, body: Value) -> (u16, Value) {
-    t.call("PUT", &format!("/v1/definitions/{meter}"), Some(&body.to_string()))
-        .await
+    t.call(
+        "PUT",
+        &format!("/v1/definitions/{meter}"),
+        Some(&body.to_string()),
+    )
+    .await
 }
 
 fn codes(v: &Value) -> Vec<String> {
     v["rejected"]
         .as_array()
-        .map(|a| a.iter().map(|r| r["code"].as_str().unwrap_or("?").to_owned()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|r| r["code"].as_str().unwrap_or("?").to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 #[tokio::test]
 async fn every_definition_change_is_logged_with_who_when_before_and_after_and_notified() {
     let t = TestStack::fresh().await;
-    let (s, v) = define(&t, "exports", json!({"unit": "file", "owner": "data@example.com"})).await;
+    let (s, v) = define(
+        &t,
+        "exports",
+        json!({"unit": "file", "owner": "data@example.com"}),
+    )
+    .await;
     assert_eq!(s, 201, "{v}");
     let (s, v) = define(
         &t,
@@ -46,13 +59,21 @@ async fn every_definition_change_is_logged_with_who_when_before_and_after_and_no
     let alerts = t.raised_alerts().await;
     let mut notices: Vec<(String, String)> = alerts
         .iter()
-        .map(|a| (a["code"].as_str().unwrap_or("").to_owned(), a["owner"].as_str().unwrap_or("").to_owned()))
+        .map(|a| {
+            (
+                a["code"].as_str().unwrap_or("").to_owned(),
+                a["owner"].as_str().unwrap_or("").to_owned(),
+            )
+        })
         .collect();
     notices.sort();
     assert_eq!(
         notices,
         vec![
-            ("definition_created".to_owned(), "data@example.com".to_owned()),
+            (
+                "definition_created".to_owned(),
+                "data@example.com".to_owned()
+            ),
             ("definition_updated".to_owned(), "cs@example.com".to_owned()),
         ]
     );
@@ -86,21 +107,41 @@ async fn deleting_a_definition_is_soft_keeps_its_usage_and_restoring_it_accepts_
     let usage = t.usage("acme", "meter=storage_gb").await;
     assert_eq!(total(&usage), ("4".to_owned(), 1));
 
-    let (s, v) = t.call("POST", "/v1/definitions/storage_gb/restore", None).await;
+    let (s, v) = t
+        .call("POST", "/v1/definitions/storage_gb/restore", None)
+        .await;
     assert_eq!((s, v["status"].as_str()), (200, Some("active")), "{v}");
-    let (s, v) = t.call("POST", "/v1/definitions/storage_gb/restore", None).await;
+    let (s, v) = t
+        .call("POST", "/v1/definitions/storage_gb/restore", None)
+        .await;
     assert_eq!((s, v["error"]["code"].as_str()), (409, Some("not_deleted")));
     let (_, v) = t
         .post_events(&json!([{"id": "d2", "account": "acme", "meter": "storage_gb", "quantity": 1, "timestamp": ts}]).to_string())
         .await;
     assert_eq!(v["accepted"], 1, "{v}");
     t.drain().await;
-    assert_eq!(total(&t.usage("acme", "meter=storage_gb").await), ("5".to_owned(), 2));
+    assert_eq!(
+        total(&t.usage("acme", "meter=storage_gb").await),
+        ("5".to_owned(), 2)
+    );
 
-    let (_, log) = t.call("GET", "/v1/definitions/storage_gb/changes", None).await;
-    let actions: Vec<&str> = log["changes"].as_array().unwrap().iter().map(|c| c["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, vec!["deleted", "restored"], "starter meters are created without the API");
-    let (s, _) = t.call("DELETE", "/v1/definitions/never_defined", None).await;
+    let (_, log) = t
+        .call("GET", "/v1/definitions/storage_gb/changes", None)
+        .await;
+    let actions: Vec<&str> = log["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        vec!["deleted", "restored"],
+        "starter meters are created without the API"
+    );
+    let (s, _) = t
+        .call("DELETE", "/v1/definitions/never_defined", None)
+        .await;
     assert_eq!(s, 404);
 }
 
@@ -116,26 +157,48 @@ async fn ingest_checks_value_type_and_required_properties_and_maps_legacy_aliase
     .await;
     assert_eq!(s, 201, "{v}");
     let ts = now_rfc3339();
-    let ev = |id: &str, meter: &str, q: Value, props: Value| {
-        json!({"id": id, "account": "acme", "meter": meter, "quantity": q, "timestamp": ts, "properties": props})
-    };
+    let ev = |id: &str, meter: &str, q: Value, props: Value| json!({"id": id, "account": "acme", "meter": meter, "quantity": q, "timestamp": ts, "properties": props});
     let body = json!([
         ev("v1", "reports_run", json!(1.5), json!({"plan": "pro"})),
         ev("v2", "reports_run", json!(1), json!({})),
         ev("v3", "reports_run", json!(1), json!({"plan": 3})),
         ev("v4", "legacy_reports", json!(2), json!({"plan": "pro"})),
-        ev("v5", "reports_run", json!(1), json!({"plan": "pro", "extra": true})),
+        ev(
+            "v5",
+            "reports_run",
+            json!(1),
+            json!({"plan": "pro", "extra": true})
+        ),
     ]);
     let (s, v) = t.post_events(&body.to_string()).await;
     assert_eq!(s, 202, "{v}");
-    assert_eq!(codes(&v), vec!["value_type_mismatch", "missing_property", "property_type_mismatch"]);
+    assert_eq!(
+        codes(&v),
+        vec![
+            "value_type_mismatch",
+            "missing_property",
+            "property_type_mismatch"
+        ]
+    );
     assert_eq!(v["accepted"], 2);
     t.drain().await;
-    assert_eq!(total(&t.usage("acme", "meter=reports_run").await), ("3".to_owned(), 2));
+    assert_eq!(
+        total(&t.usage("acme", "meter=reports_run").await),
+        ("3".to_owned(), 2)
+    );
 
     // An alias may not shadow another definition.
-    let (s, v) = define(&t, "api_calls", json!({"unit": "call", "aliases": ["legacy_reports"]})).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("alias_conflict")), "{v}");
+    let (s, v) = define(
+        &t,
+        "api_calls",
+        json!({"unit": "call", "aliases": ["legacy_reports"]}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("alias_conflict")),
+        "{v}"
+    );
 }
 
 #[tokio::test]
@@ -147,7 +210,12 @@ async fn events_of_a_deprecated_definition_are_counted_and_flagged() {
         .post_events(&json!([{"id": "o1", "account": "acme", "meter": "old_exports"}]).to_string())
         .await;
     assert_eq!(v["accepted"], 1, "{v}");
-    let flags: Vec<&str> = v["flagged"].as_array().unwrap().iter().map(|f| f["flag"].as_str().unwrap()).collect();
+    let flags: Vec<&str> = v["flagged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["flag"].as_str().unwrap())
+        .collect();
     assert!(flags.contains(&"meter_deprecated"), "{v}");
 }
 
@@ -156,7 +224,12 @@ async fn a_legacy_import_maps_aliases_counts_once_and_a_rerun_or_dry_run_adds_no
     use local::import::{csv_records, digest, import_policy, jsonl_records, Importer};
     use shared::store::Directory;
     let t = TestStack::fresh().await;
-    let (s, _) = define(&t, "api_calls", json!({"unit": "call", "aliases": ["apicalls_v1"]})).await;
+    let (s, _) = define(
+        &t,
+        "api_calls",
+        json!({"unit": "call", "aliases": ["apicalls_v1"]}),
+    )
+    .await;
     assert_eq!(s, 200);
     t.put_account("acme", "enterprise").await;
     let file = "\
@@ -166,7 +239,15 @@ async fn a_legacy_import_maps_aliases_counts_once_and_a_rerun_or_dry_run_adds_no
 {\"id\":\"h3\",\"account\":\"acme\",\"meter\":\"nope\",\"timestamp\":\"2025-03-01T11:00:00Z\"}
 not json
 ";
-    let policy = import_policy(t.stack.store.tenant_policy(&t.tenant).await.unwrap().unwrap(), 3650);
+    let policy = import_policy(
+        t.stack
+            .store
+            .tenant_policy(&t.tenant)
+            .await
+            .unwrap()
+            .unwrap(),
+        3650,
+    );
     let importer = Importer {
         ledger: t.stack.store.as_ref(),
         quality: Some(t.stack.store.as_ref()),
@@ -176,8 +257,14 @@ not json
     let records = jsonl_records(file);
     let d = digest(file.as_bytes());
     let noop = |_: usize| {};
-    let dry = importer.run(&t.tenant, &policy, &records, &d, true, &noop).await.unwrap();
-    assert_eq!((dry.records, dry.valid, dry.refused, dry.counted), (4, 2, 2, 0));
+    let dry = importer
+        .run(&t.tenant, &policy, &records, &d, true, &noop)
+        .await
+        .unwrap();
+    assert_eq!(
+        (dry.records, dry.valid, dry.refused, dry.counted),
+        (4, 2, 2, 0)
+    );
     assert_eq!(dry.refused_by_code.get("unknown_meter"), Some(&1));
     assert_eq!(dry.refused_by_code.get("malformed_json"), Some(&1));
     let mut lines: Vec<usize> = dry.refusals.iter().map(|r| r.line).collect();
@@ -185,17 +272,34 @@ not json
     assert_eq!(lines, vec![4, 5]);
     assert_eq!(dry.aliases.get("apicalls_v1 -> api_calls"), Some(&1));
     let march = "meter=api_calls&from=2025-03-01&to=2025-03-02&granularity=day";
-    assert_eq!(total(&t.usage("acme", march).await).1, 0, "a dry run writes nothing");
+    assert_eq!(
+        total(&t.usage("acme", march).await).1,
+        0,
+        "a dry run writes nothing"
+    );
 
-    let first = importer.run(&t.tenant, &policy, &records, &d, false, &noop).await.unwrap();
+    let first = importer
+        .run(&t.tenant, &policy, &records, &d, false, &noop)
+        .await
+        .unwrap();
     assert_eq!((first.counted, first.already_imported), (2, 0));
     assert_eq!(total(&t.usage("acme", march).await), ("5".to_owned(), 2));
-    let again = importer.run(&t.tenant, &policy, &records, &d, false, &noop).await.unwrap();
+    let again = importer
+        .run(&t.tenant, &policy, &records, &d, false, &noop)
+        .await
+        .unwrap();
     assert_eq!((again.counted, again.already_imported), (0, 2));
     // The same events in another format (another digest) are recognised by their ids.
     let csv = "id,account,meter,quantity,timestamp\nh1,acme,apicalls_v1,3,2025-03-01T10:00:00Z\nh2,acme,api_calls,2,2025-03-01T11:00:00Z\n";
     let as_csv = importer
-        .run(&t.tenant, &policy, &csv_records(csv).unwrap(), &digest(csv.as_bytes()), false, &noop)
+        .run(
+            &t.tenant,
+            &policy,
+            &csv_records(csv).unwrap(),
+            &digest(csv.as_bytes()),
+            false,
+            &noop,
+        )
         .await
         .unwrap();
     assert_eq!((as_csv.counted, as_csv.already_imported), (0, 2));

@@ -78,7 +78,9 @@ impl Api {
         };
         match &self.governance {
             Some(g) => {
-                g.changes.save_with_change(tenant, &entry.after, &entry).await?;
+                g.changes
+                    .save_with_change(tenant, &entry.after, &entry)
+                    .await?;
                 if let (Some(q), Some(alert)) = (&g.alerts, change_alert(tenant, &entry)) {
                     if let Ok(body) = serde_json::to_string(&alert) {
                         if let Some(Err(e)) = q.send(&[body]).await.pop() {
@@ -88,7 +90,11 @@ impl Api {
                     }
                 }
             }
-            None => self.definitions.put_definition(tenant, &entry.after).await?,
+            None => {
+                self.definitions
+                    .put_definition(tenant, &entry.after)
+                    .await?
+            }
         }
         tracing::info!(tenant = %tenant, meter = %entry.meter, action = entry.action.as_str(), actor = %entry.actor, changed = ?entry.changed, "definition saved");
         Ok(entry)
@@ -105,7 +111,9 @@ impl Api {
         let existing = self.definitions.get_definition(tenant, &meter).await?;
         let def = definition_from_body(meter, body_bytes(req), Utc::now(), existing.as_ref())?;
         let created = existing.is_none();
-        let entry = self.save_definition(tenant, actor(req), existing, def).await?;
+        let entry = self
+            .save_definition(tenant, actor(req), existing, def)
+            .await?;
         Ok(json(if created { 201 } else { 200 }, &entry.after))
     }
 
@@ -153,7 +161,10 @@ impl Api {
             return Err(ApiError::new(
                 409,
                 "not_deleted",
-                format!("definition '{meter}' is {}, not deleted", status(existing.status)),
+                format!(
+                    "definition '{meter}' is {}, not deleted",
+                    status(existing.status)
+                ),
             ));
         }
         let mut after = existing.clone();
@@ -173,7 +184,13 @@ impl Api {
         let g = self.governance()?;
         let meter = MeterName::parse(meter).map_err(|_| ApiError::not_found("definition"))?;
         let changes = g.changes.changes(tenant, &meter).await?;
-        if changes.is_empty() && self.definitions.get_definition(tenant, &meter).await?.is_none() {
+        if changes.is_empty()
+            && self
+                .definitions
+                .get_definition(tenant, &meter)
+                .await?
+                .is_none()
+        {
             return Err(ApiError::not_found("definition"));
         }
         Ok(json(200, &json!({"meter": meter, "changes": changes})))
@@ -246,7 +263,13 @@ pub fn audit_range(
     let mut from = now - Duration::days(7);
     let mut to = now;
     for (k, v) in pairs {
-        let bad = || ApiError::new(400, "invalid_parameter", format!("{k} '{v}' is not an RFC 3339 time or a YYYY-MM-DD date"));
+        let bad = || {
+            ApiError::new(
+                400,
+                "invalid_parameter",
+                format!("{k} '{v}' is not an RFC 3339 time or a YYYY-MM-DD date"),
+            )
+        };
         match k.as_str() {
             "from" => from = instant(v, false).ok_or_else(bad)?,
             "to" => to = instant(v, true).ok_or_else(bad)?,
@@ -277,8 +300,16 @@ mod tests {
         assert_eq!(f.to_rfc3339(), "2026-11-01T00:00:00+00:00");
         let (_, t) = audit_range(&p("to", "2026-11-01"), now).unwrap();
         assert_eq!(t.to_rfc3339(), "2026-11-01T23:59:59+00:00");
-        assert_eq!(audit_range(&p("from", "yesterday"), now).unwrap_err().code, "invalid_parameter");
-        assert_eq!(audit_range(&p("since", "2026-11-01"), now).unwrap_err().code, "unknown_parameter");
+        assert_eq!(
+            audit_range(&p("from", "yesterday"), now).unwrap_err().code,
+            "invalid_parameter"
+        );
+        assert_eq!(
+            audit_range(&p("since", "2026-11-01"), now)
+                .unwrap_err()
+                .code,
+            "unknown_parameter"
+        );
         let mut both = p("from", "2026-11-02");
         both.extend(p("to", "2026-11-01"));
         assert_eq!(audit_range(&both, now).unwrap_err().code, "invalid_range");

@@ -185,7 +185,8 @@ impl Api {
                 self.delete_definition(&tenant, &param("meter"), &req).await
             }
             ("POST", "/v1/definitions/{meter}/restore") => {
-                self.restore_definition(&tenant, &param("meter"), &req).await
+                self.restore_definition(&tenant, &param("meter"), &req)
+                    .await
             }
             ("GET", "/v1/definitions/{meter}/changes") => {
                 self.definition_changes(&tenant, &param("meter")).await
@@ -488,7 +489,6 @@ impl Api {
             .ok_or_else(|| ApiError::not_found("definition"))?;
         Ok(json(200, &def))
     }
-
 }
 
 impl Api {

@@ -5,15 +5,17 @@
 //! See docs/adr/0007.
 
 use chrono::{DateTime, Duration, DurationRound, NaiveDate, Utc};
+use shared::alert::Severity;
 use shared::audit::anomaly::{detect, FindingKind, HourlySeries};
 use shared::audit::counters::Counts;
-use shared::audit::kpi::{compare_window, negative_balances, DriftMismatch, Kpis, NegativeBalance, Rate};
+use shared::audit::kpi::{
+    compare_window, negative_balances, DriftMismatch, Kpis, NegativeBalance, Rate,
+};
 use shared::audit::report::{
     anomaly_finding, finding_alert, summarize, AuditReport, DefinitionReport, Finding,
     MAX_STORED_FINDINGS,
 };
 use shared::audit::store::{AuditReader, QueueDepth, ReportStore};
-use shared::alert::Severity;
 use shared::definition::Definition;
 use shared::event::DefinitionStatus;
 use shared::ids::{AccountId, MeterName, Segment, TenantId};
@@ -22,6 +24,10 @@ use shared::queue::EventQueue;
 use shared::store::{DefinitionStore, RollupRow, StoreError, UsageReader};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+/// Active accounts of critical definitions: account -> (definition, last seen, whether
+/// the whole definition is silent).
+type CriticalAccounts<'a> = BTreeMap<AccountId, Vec<(&'a Definition, DateTime<Utc>, bool)>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -175,8 +181,7 @@ impl Audit {
         let mut negatives: Vec<NegativeBalance> = Vec::new();
         // Active accounts of critical definitions: account -> (definition, last seen,
         // whether the whole definition is silent).
-        let mut critical: BTreeMap<AccountId, Vec<(&Definition, DateTime<Utc>, bool)>> =
-            BTreeMap::new();
+        let mut critical: CriticalAccounts = BTreeMap::new();
         for def in &defs {
             let c = counts.get(def.meter.as_str()).cloned().unwrap_or_default();
             let report = DefinitionReport {
@@ -198,7 +203,13 @@ impl Audit {
             let wide_found = detect(&wide, now, k);
             let wide_silent = wide_found.iter().any(|a| a.kind == FindingKind::Silence);
             for a in wide_found {
-                findings.push(anomaly_finding(&def.meter, None, def.owner.as_deref(), def.criticality, a));
+                findings.push(anomaly_finding(
+                    &def.meter,
+                    None,
+                    def.owner.as_deref(),
+                    def.criticality,
+                    a,
+                ));
             }
             if def.is_critical() {
                 let active_since = now - Duration::days(i64::from(cfg.lookback_days));
@@ -210,7 +221,10 @@ impl Audit {
                     .filter(|(_, t)| *t >= active_since)
                     .collect();
                 for (a, last) in accounts {
-                    critical.entry(a).or_default().push((def, last, wide_silent));
+                    critical
+                        .entry(a)
+                        .or_default()
+                        .push((def, last, wide_silent));
                 }
             }
             definitions.push(report);
@@ -228,7 +242,8 @@ impl Audit {
 
         let (checked, drift, mut neg) = self.drift(tenant, today).await?;
         negatives.append(&mut neg);
-        negatives.sort_by(|a, b| (&a.account, &a.meter, a.stage).cmp(&(&b.account, &b.meter, b.stage)));
+        negatives
+            .sort_by(|a, b| (&a.account, &a.meter, a.stage).cmp(&(&b.account, &b.meter, b.stage)));
         negatives.dedup();
         for d in &drift {
             findings.push(Finding {
@@ -251,11 +266,18 @@ impl Audit {
                 severity: Severity::Warning,
                 meter: n.meter.clone(),
                 account: Some(n.account.clone()),
-                owner: defs.iter().find(|x| x.meter == n.meter).and_then(|x| x.owner.clone()),
+                owner: defs
+                    .iter()
+                    .find(|x| x.meter == n.meter)
+                    .and_then(|x| x.owner.clone()),
                 since: None,
                 explanation: format!(
                     "{} usage of account {} ({}) sums to {} over the last {} days",
-                    n.meter, n.account, n.stage.as_str(), n.quantity, cfg.lookback_days
+                    n.meter,
+                    n.account,
+                    n.stage.as_str(),
+                    n.quantity,
+                    cfg.lookback_days
                 ),
                 anomaly: None,
             });
@@ -311,7 +333,7 @@ impl Audit {
     async fn critical_accounts(
         &self,
         tenant: &TenantId,
-        critical: BTreeMap<AccountId, Vec<(&Definition, DateTime<Utc>, bool)>>,
+        critical: CriticalAccounts<'_>,
         now: DateTime<Utc>,
         findings: &mut Vec<Finding>,
         negatives: &mut Vec<NegativeBalance>,
@@ -325,22 +347,39 @@ impl Audit {
         for (account, defs) in critical {
             let rows = self
                 .usage
-                .read_rollups(tenant, &Scope::Account(account.clone()), start.date_naive(), now.date_naive(), None)
+                .read_rollups(
+                    tenant,
+                    &Scope::Account(account.clone()),
+                    start.date_naive(),
+                    now.date_naive(),
+                    None,
+                )
                 .await?;
             for (def, last_seen, wide_silent) in defs {
                 let entry = out.entry(def.meter.clone()).or_default();
                 entry.1 += 1;
-                let mine: Vec<RollupRow> = rows.iter().filter(|r| r.key.meter == def.meter).cloned().collect();
+                let mine: Vec<RollupRow> = rows
+                    .iter()
+                    .filter(|r| r.key.meter == def.meter)
+                    .cloned()
+                    .collect();
                 negatives.extend(negative_balances(&account, &mine));
                 let mut s = HourlySeries::zeros(start, hours);
                 add_rows(&mut s, &mine);
                 let found = detect(&s, now, def.anomaly_sensitivity.k());
                 let silent = found.iter().any(|a| a.kind == FindingKind::Silence);
                 for a in found {
-                    findings.push(anomaly_finding(&def.meter, Some(&account), def.owner.as_deref(), def.criticality, a));
+                    findings.push(anomaly_finding(
+                        &def.meter,
+                        Some(&account),
+                        def.owner.as_deref(),
+                        def.criticality,
+                        a,
+                    ));
                 }
                 let cadence = Duration::hours(i64::from(
-                    def.expected_cadence_hours.unwrap_or(self.cfg.default_cadence_hours),
+                    def.expected_cadence_hours
+                        .unwrap_or(self.cfg.default_cadence_hours),
                 ));
                 // A gap the whole definition shares is a source outage (reported once,
                 // tenant-wide), not this account's gap.

@@ -13,7 +13,11 @@ use shared::ids::{AccountId, MeterName, TenantId};
 use std::collections::{BTreeMap, HashSet};
 
 fn deprecated(policy: &TenantPolicy, m: &MeterName) -> bool {
-    policy.governance.schemas.get(m).is_some_and(|s| s.deprecated)
+    policy
+        .governance
+        .schemas
+        .get(m)
+        .is_some_and(|s| s.deprecated)
 }
 
 /// Accepted events of deprecated definitions: counted, and flagged to the sender.
@@ -61,7 +65,12 @@ pub fn observe(
     let accepted = valid
         .iter()
         .map(|(i, e)| {
-            if policy.governance.schemas.get(&e.meter).is_some_and(|s| s.critical) {
+            if policy
+                .governance
+                .schemas
+                .get(&e.meter)
+                .is_some_and(|s| s.critical)
+            {
                 let last = critical
                     .entry(e.meter.clone())
                     .or_default()

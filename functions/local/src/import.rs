@@ -83,8 +83,11 @@ const CSV_TEXT: &[&str] = &[
 
 fn numeric_literal(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().next().is_some_and(|b| b == b'-' || b.is_ascii_digit())
-        && s.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b == b'-' || b.is_ascii_digit())
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
         && serde_json::from_str::<&RawValue>(s).is_ok()
 }
 
@@ -220,7 +223,11 @@ impl Importer<'_> {
             let mut raws: Vec<Box<RawValue>> = Vec::new();
             let mut lines = Vec::new();
             for r in batch {
-                match r.json.as_ref().map(|j| serde_json::from_str::<Box<RawValue>>(j)) {
+                match r
+                    .json
+                    .as_ref()
+                    .map(|j| serde_json::from_str::<Box<RawValue>>(j))
+                {
                     Ok(Ok(raw)) => {
                         raws.push(raw);
                         lines.push(r.line);
@@ -246,7 +253,10 @@ impl Importer<'_> {
                 *report.by_meter.entry(ev.meter.to_string()).or_default() += 1;
                 if let Some(sent) = sent_as(raw[*i]) {
                     if sent != ev.meter.as_str() {
-                        *report.aliases.entry(format!("{sent} -> {}", ev.meter)).or_default() += 1;
+                        *report
+                            .aliases
+                            .entry(format!("{sent} -> {}", ev.meter))
+                            .or_default() += 1;
                     }
                 }
             }
@@ -259,7 +269,14 @@ impl Importer<'_> {
                     h.update(chunk_no.to_le_bytes());
                     format!("import-{}", hex::encode(&h.finalize()[..16]))
                 };
-                let packed = pack(tenant, Source::Import, received_at, valid, SQS_MAX_BYTES - 1024, &mut new_id)?;
+                let packed = pack(
+                    tenant,
+                    Source::Import,
+                    received_at,
+                    valid,
+                    SQS_MAX_BYTES - 1024,
+                    &mut new_id,
+                )?;
                 for p in &packed {
                     let chunk: Chunk = serde_json::from_str(&p.body)?;
                     let outcome = process_chunk(self.ledger, &chunk, &self.cfg).await?;
@@ -273,8 +290,14 @@ impl Importer<'_> {
                     report.chunks += 1;
                     if let Some(q) = self.quality {
                         let expires_at = (chunk.received_at + self.cfg.retention).timestamp();
-                        q.record_chunk(tenant, &chunk.chunk, received_at.date_naive(), &outcome.quality, expires_at)
-                            .await?;
+                        q.record_chunk(
+                            tenant,
+                            &chunk.chunk,
+                            received_at.date_naive(),
+                            &outcome.quality,
+                            expires_at,
+                        )
+                        .await?;
                     }
                 }
                 if let Some(q) = self.quality {
@@ -338,13 +361,19 @@ mod tests {
             r[0].json.as_ref().unwrap(),
             r#"{"id":"e1","account":"acme","meter":"api_calls","quantity":2.50,"timestamp":"2026-01-01T00:00:00Z","properties":{"plan":"pro"}}"#
         );
-        assert_eq!(r[1].json.as_ref().unwrap(), r#"{"id":"e2","account":"acme","meter":"api_calls"}"#);
+        assert_eq!(
+            r[1].json.as_ref().unwrap(),
+            r#"{"id":"e2","account":"acme","meter":"api_calls"}"#
+        );
         assert_eq!(r[1].line, 3);
     }
 
     #[test]
     fn a_csv_without_the_key_columns_is_refused_whole() {
-        assert!(matches!(csv_records("id,meter\n1,a\n"), Err(ImportError::MissingColumn("account"))));
+        assert!(matches!(
+            csv_records("id,meter\n1,a\n"),
+            Err(ImportError::MissingColumn("account"))
+        ));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! every function's handler in one process (HTTP, SQS pollers, scheduler).
 
 pub mod esm;
+pub mod import;
 pub mod jobs;
 pub mod provision;
 pub mod server;
 pub mod stack;
-pub mod import;

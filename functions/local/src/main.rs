@@ -232,14 +232,23 @@ async fn main() -> Result<()> {
             json,
         } => {
             let store = if cli.aws {
-                let mut s = aws_store(&aws)?
-                    .with_ledger_table(shared::config::required("LEDGER_TABLE")?);
+                let mut s =
+                    aws_store(&aws)?.with_ledger_table(shared::config::required("LEDGER_TABLE")?);
                 s.audit_sample = shared::config::audit_sample_modulus()?;
                 Arc::new(s)
             } else {
                 stack().await?.0.store
             };
-            import(store, &tenant, &file, format.as_deref(), dry_run, horizon_days, json).await
+            import(
+                store,
+                &tenant,
+                &file,
+                format.as_deref(),
+                dry_run,
+                horizon_days,
+                json,
+            )
+            .await
         }
     }
 }
@@ -285,7 +294,14 @@ async fn import(
     };
     let progress = |done: usize| bar.set_position(done as u64);
     let report = importer
-        .run(&tenant, &policy, &records, &digest(&bytes), dry_run, &progress)
+        .run(
+            &tenant,
+            &policy,
+            &records,
+            &digest(&bytes),
+            dry_run,
+            &progress,
+        )
         .await?;
     bar.finish_and_clear();
     if as_json {
@@ -294,7 +310,11 @@ async fn import(
     }
     println!(
         "{}{} records: {} valid, {} refused; counted {}, already imported {} ({} chunks)",
-        if dry_run { "DRY RUN - nothing written. " } else { "" },
+        if dry_run {
+            "DRY RUN - nothing written. "
+        } else {
+            ""
+        },
         report.records,
         report.valid,
         report.refused,

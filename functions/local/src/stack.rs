@@ -119,13 +119,13 @@ impl Stack {
             },
             requests: Default::default(),
         });
-        let api = Arc::new(
-            api::Api::new(store.clone()).with_governance(api::governance::Governance {
+        let api = Arc::new(api::Api::new(store.clone()).with_governance(
+            api::governance::Governance {
                 changes: store.clone(),
                 reports: store.clone(),
                 alerts: Some(alerts.clone()),
-            }),
-        );
+            },
+        ));
         let poller = Arc::new(Poller {
             sqs: sqs.clone(),
             mapping: Mapping {

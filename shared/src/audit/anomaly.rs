@@ -204,15 +204,20 @@ pub fn detect(series: &HourlySeries, now: DateTime<Utc>, k: f64) -> Vec<Anomaly>
             .filter_map(|i| baseline(i).map(|b| b.0))
             .sum();
         if expected >= 3.0 * k {
-            out.push(run(series, first, FindingKind::Silence, start, last_complete));
+            out.push(run(
+                series,
+                first,
+                FindingKind::Silence,
+                start,
+                last_complete,
+            ));
             return out;
         }
     }
 
     // Drops: complete hours below range (but not empty) ending at the last complete hour.
-    let below = |i: usize| {
-        baseline(i).is_some_and(|(m, s, _)| m - k * s > 0.0 && values[i] < m - k * s)
-    };
+    let below =
+        |i: usize| baseline(i).is_some_and(|(m, s, _)| m - k * s > 0.0 && values[i] < m - k * s);
     if below(last_complete) {
         let mut start = last_complete;
         while start > first_eval && below(start - 1) {
@@ -223,7 +228,13 @@ pub fn detect(series: &HourlySeries, now: DateTime<Utc>, k: f64) -> Vec<Anomaly>
     out
 }
 
-fn run(series: &HourlySeries, first: usize, kind: FindingKind, start: usize, end: usize) -> Anomaly {
+fn run(
+    series: &HourlySeries,
+    first: usize,
+    kind: FindingKind,
+    start: usize,
+    end: usize,
+) -> Anomaly {
     let values = &series.values;
     let observed = values[start..=end].iter().sum();
     let expected = (start..=end)
@@ -262,7 +273,9 @@ mod tests {
                 6 | 7 | 19 | 20 => 40.0,
                 _ => 8.0,
             } * if weekend { 0.3 } else { 1.0 };
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let r = ((x >> 33) as f64 / (1u64 << 31) as f64) * 2.0 - 1.0;
             s.values[i] = (base * (1.0 + noise * r)).round().max(0.0);
         }
@@ -270,7 +283,9 @@ mod tests {
     }
 
     fn start() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-10-26T00:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-10-26T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     /// `now` 20 minutes into hour `i`.
@@ -303,7 +318,9 @@ mod tests {
         assert_eq!(f[0].observed, 1600.0);
         assert_eq!(f[0].baseline, BaselineKind::HourOfWeek);
         assert!(f[0].expected_high < 700.0 && f[0].expected_low > 0.0);
-        assert!(f[0].explain("api_calls").contains("since 2026-11-25 10:00 UTC"));
+        assert!(f[0]
+            .explain("api_calls")
+            .contains("since 2026-11-25 10:00 UTC"));
     }
 
     #[test]

@@ -226,7 +226,14 @@ mod tests {
         let c = chunk_counts(&events, &owned, Source::Api, now);
         let api = &c[&MeterName::parse("api_calls").unwrap()];
         assert_eq!(
-            (api.counted, api.duplicates, api.unassociated, api.timestamp_defaulted, api.late, api.corrections),
+            (
+                api.counted,
+                api.duplicates,
+                api.unassociated,
+                api.timestamp_defaulted,
+                api.late,
+                api.corrections
+            ),
             (2, 1, 1, 1, 1, 1)
         );
         assert_eq!(api.correction_quantity, Decimal::from(3));
@@ -243,7 +250,15 @@ mod tests {
         r.rejected(Some(&m), RejectCode::UnknownMeter);
         r.rejected(None, RejectCode::InvalidMeter);
         let api = &r.by_meter["api_calls"];
-        assert_eq!((api.received, api.rejected, api.schema_violations, api.timestamp_skewed), (2, 2, 1, 1));
+        assert_eq!(
+            (
+                api.received,
+                api.rejected,
+                api.schema_violations,
+                api.timestamp_skewed
+            ),
+            (2, 2, 1, 1)
+        );
         let unknown = &r.by_meter[UNKNOWN_METER];
         assert_eq!((unknown.received, unknown.unknown_meter), (2, 1));
     }

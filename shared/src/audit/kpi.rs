@@ -29,7 +29,12 @@ impl Rate {
     }
     pub fn percent(&self) -> String {
         match self.value {
-            Some(v) => format!("{:.1}% ({}/{})", v * 100.0, self.numerator, self.denominator),
+            Some(v) => format!(
+                "{:.1}% ({}/{})",
+                v * 100.0,
+                self.numerator,
+                self.denominator
+            ),
             None => "n/a".to_owned(),
         }
     }
@@ -132,7 +137,10 @@ pub fn compare_window(
     rows: &[RollupRow],
 ) -> (usize, Vec<DriftMismatch>) {
     let mut want: BTreeMap<WindowKey, ([Bucket; 24], Bucket)> = BTreeMap::new();
-    for e in ledger.iter().filter(|e| &e.account == account && e.day == day) {
+    for e in ledger
+        .iter()
+        .filter(|e| &e.account == account && e.day == day)
+    {
         let w = want
             .entry((e.meter.clone(), e.stage, e.service_line.clone()))
             .or_insert(([Bucket::default(); 24], Bucket::default()));
@@ -233,7 +241,10 @@ mod tests {
             hours: [Bucket::default(); 24],
         };
         for &(h, q, n) in hours {
-            let b = Bucket { quantity: Decimal::from(q), events: n };
+            let b = Bucket {
+                quantity: Decimal::from(q),
+                events: n,
+            };
             r.hours[h].add(b);
             r.total.add(b);
         }
@@ -242,7 +253,14 @@ mod tests {
 
     #[test]
     fn rates_keep_numerator_and_denominator_and_are_absent_without_data() {
-        let c = Counts { counted: 8, duplicates: 1, duplicates_in_request: 1, unassociated: 2, received: 10, ..Default::default() };
+        let c = Counts {
+            counted: 8,
+            duplicates: 1,
+            duplicates_in_request: 1,
+            unassociated: 2,
+            received: 10,
+            ..Default::default()
+        };
         let k = Kpis::from_counts(&c, 0);
         assert_eq!(k.duplicate_rate, Rate::of(2, 10));
         assert_eq!(k.duplicate_rate.value, Some(0.2));
@@ -255,7 +273,11 @@ mod tests {
     fn a_rollup_that_matches_its_ledger_has_no_drift() {
         let a = AccountId::parse("a").unwrap();
         let day = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
-        let ledger = vec![ev("api_calls", 3, 2), ev("api_calls", 3, 5), ev("api_calls", 9, 1)];
+        let ledger = vec![
+            ev("api_calls", 3, 2),
+            ev("api_calls", 3, 5),
+            ev("api_calls", 9, 1),
+        ];
         let rows = vec![row("api_calls", &[(3, 7, 2), (9, 1, 1)])];
         assert_eq!(compare_window(&a, day, &ledger, &rows), (1, vec![]));
     }
@@ -269,7 +291,15 @@ mod tests {
         let (_, m) = compare_window(&a, day, &ledger, &[row("api_calls", &[(4, 2, 1)])]);
         assert_eq!(m.len(), 1);
         // A rollup no ledger event explains.
-        let (n, m) = compare_window(&a, day, &ledger, &[row("api_calls", &[(3, 2, 1)]), row("storage_gb", &[(1, 1, 1)])]);
+        let (n, m) = compare_window(
+            &a,
+            day,
+            &ledger,
+            &[
+                row("api_calls", &[(3, 2, 1)]),
+                row("storage_gb", &[(1, 1, 1)]),
+            ],
+        );
         assert_eq!((n, m.len()), (2, 1));
         assert_eq!(m[0].meter.as_str(), "storage_gb");
     }
@@ -277,7 +307,10 @@ mod tests {
     #[test]
     fn usage_below_zero_over_the_window_is_a_negative_balance() {
         let a = AccountId::parse("a").unwrap();
-        let rows = vec![row("api_calls", &[(1, 3, 1), (2, -5, 1)]), row("storage_gb", &[(1, 1, 1)])];
+        let rows = vec![
+            row("api_calls", &[(1, 3, 1), (2, -5, 1)]),
+            row("storage_gb", &[(1, 1, 1)]),
+        ];
         let n = negative_balances(&a, &rows);
         assert_eq!(n.len(), 1);
         assert_eq!(n[0].quantity, Decimal::from(-2));

@@ -37,7 +37,8 @@ impl Finding {
             self.code,
             self.meter,
             self.account.as_ref().map_or("*", |a| a.as_str()),
-            self.since.map_or_else(|| "-".to_owned(), |s| s.format("%Y%m%dT%H").to_string())
+            self.since
+                .map_or_else(|| "-".to_owned(), |s| s.format("%Y%m%dT%H").to_string())
         )
     }
 }
@@ -163,19 +164,58 @@ pub fn trend(reports: &[AuditReport]) -> serde_json::Value {
                 .collect(),
         )
     };
-    out.insert("duplicate_rate".into(), series(&|r| serde_json::json!(r.kpis.duplicate_rate.value)));
-    out.insert("unassociated_rate".into(), series(&|r| serde_json::json!(r.kpis.unassociated_rate.value)));
-    out.insert("timestamp_defaulted_rate".into(), series(&|r| serde_json::json!(r.kpis.timestamp_defaulted_rate.value)));
-    out.insert("timestamp_skewed_rate".into(), series(&|r| serde_json::json!(r.kpis.timestamp_skewed_rate.value)));
-    out.insert("late_rate".into(), series(&|r| serde_json::json!(r.kpis.late_rate.value)));
-    out.insert("schema_violation_rate".into(), series(&|r| serde_json::json!(r.kpis.schema_violation_rate.value)));
-    out.insert("unmapped_source_rate".into(), series(&|r| serde_json::json!(r.kpis.unmapped_source_rate.value)));
-    out.insert("correction_rate".into(), series(&|r| serde_json::json!(r.kpis.correction_rate.value)));
-    out.insert("critical_usage_gap_rate".into(), series(&|r| serde_json::json!(r.critical_usage_gap_rate.value)));
-    out.insert("drift_windows".into(), series(&|r| serde_json::json!(r.drift.len())));
-    out.insert("negative_balances".into(), series(&|r| serde_json::json!(r.negative_balances.len())));
-    out.insert("dlq_depth".into(), series(&|r| serde_json::json!(r.dlq_depth)));
-    out.insert("findings".into(), series(&|r| serde_json::json!(r.findings_total)));
+    out.insert(
+        "duplicate_rate".into(),
+        series(&|r| serde_json::json!(r.kpis.duplicate_rate.value)),
+    );
+    out.insert(
+        "unassociated_rate".into(),
+        series(&|r| serde_json::json!(r.kpis.unassociated_rate.value)),
+    );
+    out.insert(
+        "timestamp_defaulted_rate".into(),
+        series(&|r| serde_json::json!(r.kpis.timestamp_defaulted_rate.value)),
+    );
+    out.insert(
+        "timestamp_skewed_rate".into(),
+        series(&|r| serde_json::json!(r.kpis.timestamp_skewed_rate.value)),
+    );
+    out.insert(
+        "late_rate".into(),
+        series(&|r| serde_json::json!(r.kpis.late_rate.value)),
+    );
+    out.insert(
+        "schema_violation_rate".into(),
+        series(&|r| serde_json::json!(r.kpis.schema_violation_rate.value)),
+    );
+    out.insert(
+        "unmapped_source_rate".into(),
+        series(&|r| serde_json::json!(r.kpis.unmapped_source_rate.value)),
+    );
+    out.insert(
+        "correction_rate".into(),
+        series(&|r| serde_json::json!(r.kpis.correction_rate.value)),
+    );
+    out.insert(
+        "critical_usage_gap_rate".into(),
+        series(&|r| serde_json::json!(r.critical_usage_gap_rate.value)),
+    );
+    out.insert(
+        "drift_windows".into(),
+        series(&|r| serde_json::json!(r.drift.len())),
+    );
+    out.insert(
+        "negative_balances".into(),
+        series(&|r| serde_json::json!(r.negative_balances.len())),
+    );
+    out.insert(
+        "dlq_depth".into(),
+        series(&|r| serde_json::json!(r.dlq_depth)),
+    );
+    out.insert(
+        "findings".into(),
+        series(&|r| serde_json::json!(r.findings_total)),
+    );
     serde_json::Value::Object(out)
 }
 
@@ -198,10 +238,9 @@ pub fn finding_alert(
         None => AccountId::parse(TENANT_WIDE).ok()?,
     };
     let since = f.since.unwrap_or(now);
-    let (observed, expected, high) = f
-        .anomaly
-        .as_ref()
-        .map_or((0.0, 0.0, 0.0), |a| (a.observed, a.expected, a.expected_high));
+    let (observed, expected, high) = f.anomaly.as_ref().map_or((0.0, 0.0, 0.0), |a| {
+        (a.observed, a.expected, a.expected_high)
+    });
     Some(crate::alert::Alert {
         key: f.key(tenant),
         kind: crate::alert::AlertKind::DataQuality,

@@ -61,8 +61,7 @@ pub trait AuditReader: Send + Sync {
         day: NaiveDate,
     ) -> Result<Vec<SampledEvent>, StoreError>;
     /// HubSpot changes no rule mapped on one day.
-    async fn unmapped_changes(&self, tenant: &TenantId, day: NaiveDate)
-        -> Result<u64, StoreError>;
+    async fn unmapped_changes(&self, tenant: &TenantId, day: NaiveDate) -> Result<u64, StoreError>;
 }
 
 #[async_trait]
@@ -91,7 +90,7 @@ pub fn sampled(account: &AccountId, modulus: u32) -> bool {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x100000001b3);
     }
-    h % u64::from(modulus) == 0
+    h.is_multiple_of(u64::from(modulus))
 }
 
 /// Messages waiting in a dead-letter queue.
@@ -124,7 +123,12 @@ impl QueueDepth for SqsDepth {
             })?
             .attributes
             .unwrap_or_default();
-        let n = |k: A| attrs.get(&k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let n = |k: A| {
+            attrs
+                .get(&k)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         Ok(n(A::ApproximateNumberOfMessages) + n(A::ApproximateNumberOfMessagesNotVisible))
     }
 }

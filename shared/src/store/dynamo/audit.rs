@@ -1,7 +1,9 @@
 //! DynamoDB side of governance and audits: the definition change log, data-quality
 //! counters, critical-meter activity, the drift sample and stored audit reports.
 
-use super::{corrupt, dec, item_size, n, s, str_attr, svc, write_units, DataItem, DynamoStore, Item};
+use super::{
+    corrupt, dec, item_size, n, s, str_attr, svc, write_units, DataItem, DynamoStore, Item,
+};
 use crate::audit::counters::Counts;
 use crate::audit::kpi::SampledEvent;
 use crate::audit::report::AuditReport;
@@ -27,7 +29,12 @@ fn build_err(op: &'static str, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
-fn cancelled_by_condition<E>(err: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, E>) -> Option<bool> {
+fn cancelled_by_condition<E>(
+    err: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        E,
+    >,
+) -> Option<bool> {
     match err.as_service_error() {
         Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
             Some(c.cancellation_reasons().first().and_then(|r| r.code()) == Some("ConditionalCheckFailed"))
@@ -85,8 +92,14 @@ impl DynamoStore {
         }
         let ev = e.event;
         let item: Item = HashMap::from([
-            ("pk".to_owned(), s(keys::sample_pk(e.tenant, ev.timestamp.date_naive()))),
-            ("sk".to_owned(), s(keys::sample_sk(&ev.account, e.source, &ev.id))),
+            (
+                "pk".to_owned(),
+                s(keys::sample_pk(e.tenant, ev.timestamp.date_naive())),
+            ),
+            (
+                "sk".to_owned(),
+                s(keys::sample_sk(&ev.account, e.source, &ev.id)),
+            ),
             ("account".to_owned(), s(ev.account.as_str())),
             ("meter".to_owned(), s(ev.meter.as_str())),
             ("stage".to_owned(), s(ev.stage.as_str())),
@@ -199,7 +212,14 @@ impl ChangeLog for DynamoStore {
     ) -> Result<Vec<ChangeEntry>, StoreError> {
         let pk = keys::definition_changes_pk(tenant, meter);
         let items = self
-            .query_table("definition_changes", &self.table, pk.clone(), None, true, None)
+            .query_table(
+                "definition_changes",
+                &self.table,
+                pk.clone(),
+                None,
+                true,
+                None,
+            )
             .await?;
         items
             .into_iter()
@@ -251,11 +271,15 @@ impl QualityRecorder for DynamoStore {
         counts: &BTreeMap<MeterName, Counts>,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        let entries: Vec<(&MeterName, &Counts)> = counts.iter().filter(|(_, c)| !c.is_zero()).collect();
+        let entries: Vec<(&MeterName, &Counts)> =
+            counts.iter().filter(|(_, c)| !c.is_zero()).collect();
         for (group_no, group) in entries.chunks(99).enumerate() {
             let marker: Item = HashMap::from([
                 ("pk".to_owned(), s(keys::part_pk(tenant, chunk))),
-                ("sk".to_owned(), s(format!("{}#{group_no}", keys::QUALITY_MARKER_SK))),
+                (
+                    "sk".to_owned(),
+                    s(format!("{}#{group_no}", keys::QUALITY_MARKER_SK)),
+                ),
                 ("expires_at".to_owned(), n(expires_at)),
             ]);
             let mut units = write_units(item_size(&marker)) * 2;
@@ -333,7 +357,14 @@ impl QualityRecorder for DynamoStore {
 impl AuditReader for DynamoStore {
     async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
         let items = self
-            .query_table("tenants", &self.table, keys::TENANTS_PK.to_owned(), None, true, None)
+            .query_table(
+                "tenants",
+                &self.table,
+                keys::TENANTS_PK.to_owned(),
+                None,
+                true,
+                None,
+            )
             .await?;
         Ok(items
             .iter()
@@ -351,11 +382,21 @@ impl AuditReader for DynamoStore {
         let lo = format!("{}#", from.format("%Y-%m-%d"));
         let hi = format!("{}#", to.succ_opt().unwrap_or(to).format("%Y-%m-%d"));
         let items = self
-            .query_table("quality", &self.table, keys::quality_pk(tenant), Some((lo, hi)), true, None)
+            .query_table(
+                "quality",
+                &self.table,
+                keys::quality_pk(tenant),
+                Some((lo, hi)),
+                true,
+                None,
+            )
             .await?;
         let mut out: BTreeMap<String, Counts> = BTreeMap::new();
         for item in items {
-            let Some(meter) = str_attr(&item, "sk").and_then(|sk| sk.split_once('#')).map(|(_, m)| m.to_owned()) else {
+            let Some(meter) = str_attr(&item, "sk")
+                .and_then(|sk| sk.split_once('#'))
+                .map(|(_, m)| m.to_owned())
+            else {
                 continue;
             };
             let mut c = Counts::default();
@@ -375,7 +416,14 @@ impl AuditReader for DynamoStore {
         meter: &MeterName,
     ) -> Result<Vec<(AccountId, DateTime<Utc>)>, StoreError> {
         let items = self
-            .query_table("activity", &self.table, keys::activity_pk(tenant, meter), None, true, None)
+            .query_table(
+                "activity",
+                &self.table,
+                keys::activity_pk(tenant, meter),
+                None,
+                true,
+                None,
+            )
             .await?;
         Ok(items
             .iter()
@@ -394,12 +442,21 @@ impl AuditReader for DynamoStore {
     ) -> Result<Vec<SampledEvent>, StoreError> {
         let pk = keys::sample_pk(tenant, day);
         let items = self
-            .query_table("sampled_events", &self.ledger_table, pk.clone(), None, true, None)
+            .query_table(
+                "sampled_events",
+                &self.ledger_table,
+                pk.clone(),
+                None,
+                true,
+                None,
+            )
             .await?;
         items
             .iter()
             .map(|i| {
-                let get = |name: &str| str_attr(i, name).ok_or_else(|| corrupt(&pk, format!("missing {name}")));
+                let get = |name: &str| {
+                    str_attr(i, name).ok_or_else(|| corrupt(&pk, format!("missing {name}")))
+                };
                 Ok(SampledEvent {
                     account: AccountId::parse(get("account")?).map_err(|e| corrupt(&pk, e))?,
                     day,
@@ -442,7 +499,14 @@ impl ReportStore for DynamoStore {
     async fn latest_report(&self, tenant: &TenantId) -> Result<Option<AuditReport>, StoreError> {
         let pk = keys::audits_pk(tenant);
         let items = self
-            .query_table("latest_report", &self.table, pk.clone(), None, false, Some(1))
+            .query_table(
+                "latest_report",
+                &self.table,
+                pk.clone(),
+                None,
+                false,
+                Some(1),
+            )
             .await?;
         items.first().map(|i| parse_report(&pk, i)).transpose()
     }
@@ -458,7 +522,14 @@ impl ReportStore for DynamoStore {
         let range = (keys::audit_sk(from), keys::audit_sk(to));
         let limit = i32::try_from(limit).unwrap_or(i32::MAX);
         let items = self
-            .query_table("reports", &self.table, pk.clone(), Some(range), true, Some(limit))
+            .query_table(
+                "reports",
+                &self.table,
+                pk.clone(),
+                Some(range),
+                true,
+                Some(limit),
+            )
             .await?;
         items.iter().map(|i| parse_report(&pk, i)).collect()
     }
