@@ -780,6 +780,53 @@ mod tests {
     }
 
     #[test]
+    fn the_definition_s_schema_and_aliases_apply_at_ingest() {
+        let mut policy = policy();
+        let mut def =
+            crate::definition::Definition::new(MeterName::parse("api_calls").unwrap(), now());
+        def.value_type = crate::governance::ValueType::Integer;
+        def.required_properties =
+            BTreeMap::from([("plan".to_owned(), crate::governance::PropType::String)]);
+        def.aliases = vec![MeterName::parse("calls_v1").unwrap()];
+        policy.governance = crate::governance::PolicyRules::from_definitions([&def]);
+        let limits = Limits::default();
+        let ctx = ValidationContext {
+            received_at: now(),
+            policy: &policy,
+            limits: &limits,
+        };
+        let check = |json: &str| {
+            let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
+            validate_event(&raw, &ctx).map_err(|r| r.code)
+        };
+        use RejectCode as C;
+        assert_eq!(
+            check(r#"{"id":"e","account":"a","meter":"api_calls","quantity":1.5,"properties":{"plan":"x"}}"#).err(),
+            Some(C::ValueTypeMismatch)
+        );
+        assert_eq!(
+            check(r#"{"id":"e","account":"a","meter":"api_calls"}"#).err(),
+            Some(C::MissingProperty)
+        );
+        assert_eq!(
+            check(r#"{"id":"e","account":"a","meter":"api_calls","properties":{"plan":null}}"#)
+                .err(),
+            Some(C::MissingProperty)
+        );
+        assert_eq!(
+            check(r#"{"id":"e","account":"a","meter":"api_calls","properties":{"plan":[]}}"#).err(),
+            Some(C::PropertyTypeMismatch)
+        );
+        let ev =
+            check(r#"{"id":"e","account":"a","meter":"calls_v1","properties":{"plan":"pro"}}"#)
+                .unwrap();
+        assert_eq!(ev.meter.as_str(), "api_calls");
+        assert_eq!(ev.unit.as_deref(), Some("call"));
+        // Other meters keep their own (absent) schema.
+        assert!(check(r#"{"id":"e","account":"a","meter":"storage_gb","quantity":0.5}"#).is_ok());
+    }
+
+    #[test]
     fn strings_and_properties_over_their_limits_are_refused() {
         let long_contact = format!(
             r#"{{"id":"e","account":"a","meter":"api_calls","contact":"{}"}}"#,
