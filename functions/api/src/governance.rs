@@ -298,7 +298,9 @@ mod tests {
         let p = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
         let (f, _) = audit_range(&p("from", "2026-11-01"), now).unwrap();
         assert_eq!(f.to_rfc3339(), "2026-11-01T00:00:00+00:00");
-        let (_, t) = audit_range(&p("to", "2026-11-01"), now).unwrap();
+        let mut range = p("from", "2026-10-01");
+        range.extend(p("to", "2026-11-01"));
+        let (_, t) = audit_range(&range, now).unwrap();
         assert_eq!(t.to_rfc3339(), "2026-11-01T23:59:59+00:00");
         assert_eq!(
             audit_range(&p("from", "yesterday"), now).unwrap_err().code,

@@ -550,6 +550,7 @@ mod tests {
     fn every_route_path_is_accepted_by_the_router() {
         let mut router = matchit::Router::new();
         let mut paths: Vec<&str> = ROUTES.iter().map(|(_, p)| *p).collect();
+        paths.sort();
         paths.dedup();
         for p in paths {
             router.insert(p, ()).unwrap();
