@@ -325,31 +325,45 @@ impl QualityRecorder for DynamoStore {
         meter: &MeterName,
         seen: &[(AccountId, DateTime<Utc>)],
     ) -> Result<(), StoreError> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
         let pk = keys::activity_pk(tenant, meter);
+        // Up to 16 at a time: a request touching many accounts must not wait serially.
+        // Futures are collected first (not mapped lazily) so the future stays `Send`.
+        let mut pending = Vec::with_capacity(seen.len());
         for (account, at) in seen {
-            let at = at.to_rfc3339_opts(SecondsFormat::Millis, true);
-            self.meter.request();
-            self.meter.add(1);
-            let res = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(pk.clone()))
-                .key("sk", s(account.as_str()))
-                .update_expression("SET last_seen = :t")
-                .condition_expression("attribute_not_exists(last_seen) OR last_seen < :t")
-                .expression_attribute_values(":t", s(at))
-                .send()
-                .await;
-            match res {
-                Ok(_) => {}
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
-                Err(e) => return Err(svc("record_activity", e)),
-            }
+            let pk = pk.clone();
+            pending.push(async move {
+                let at = at.to_rfc3339_opts(SecondsFormat::Millis, true);
+                self.meter.request();
+                self.meter.add(1);
+                let res = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", s(pk))
+                    .key("sk", s(account.as_str()))
+                    .update_expression("SET last_seen = :t")
+                    .condition_expression("attribute_not_exists(last_seen) OR last_seen < :t")
+                    .expression_attribute_values(":t", s(at))
+                    .send()
+                    .await;
+                match res {
+                    Ok(_) => Ok(()),
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+                    {
+                        Ok(())
+                    }
+                    Err(e) => Err(svc("record_activity", e)),
+                }
+            });
         }
-        Ok(())
+        stream::iter(pending)
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(|_| ())
     }
 }
 
