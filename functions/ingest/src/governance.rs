@@ -50,17 +50,21 @@ fn sent_meter(raw: &RawValue) -> Option<String> {
 
 /// What one request tells the audit, before queueing.
 pub struct Observed {
-    accepted: Vec<(usize, UsageEvent, Option<String>, bool)>,
+    /// (index, meter, name sent under when it differs, deprecated)
+    accepted: Vec<(usize, MeterName, Option<String>, bool)>,
     rejected: Vec<(Option<MeterName>, RejectCode)>,
     critical: BTreeMap<MeterName, BTreeMap<AccountId, DateTime<Utc>>>,
 }
 
+/// Cheap: no event is cloned, and a raw event is re-read only when its meter has
+/// aliases (to tell an alias from the meter's own name) or it was refused.
 pub fn observe(
     raw: &[&RawValue],
     valid: &[(usize, UsageEvent)],
     rejected: &[Rejection],
     policy: &TenantPolicy,
 ) -> Observed {
+    let aliased: HashSet<&MeterName> = policy.governance.aliases.values().collect();
     let mut critical: BTreeMap<MeterName, BTreeMap<AccountId, DateTime<Utc>>> = BTreeMap::new();
     let accepted = valid
         .iter()
@@ -78,8 +82,14 @@ pub fn observe(
                     .or_insert(e.timestamp);
                 *last = (*last).max(e.timestamp);
             }
-            let sent_as = raw.get(*i).and_then(|r| sent_meter(r));
-            (*i, e.clone(), sent_as, deprecated(policy, &e.meter))
+            let sent_as = if aliased.contains(&e.meter) {
+                raw.get(*i)
+                    .and_then(|r| sent_meter(r))
+                    .filter(|s| s != e.meter.as_str())
+            } else {
+                None
+            };
+            (*i, e.meter.clone(), sent_as, deprecated(policy, &e.meter))
         })
         .collect();
     let rejected = rejected
@@ -115,9 +125,9 @@ pub async fn record(
         .map(|r| r.index)
         .collect();
     let mut counts = RequestCounts::default();
-    for (i, ev, sent_as, dep) in &observed.accepted {
+    for (i, meter, sent_as, dep) in &observed.accepted {
         if !unavailable.contains(i) {
-            counts.accepted(ev, sent_as.as_deref(), *dep);
+            counts.accepted(meter, sent_as.is_some(), *dep);
         }
     }
     for (meter, code) in &observed.rejected {

@@ -108,14 +108,14 @@ impl RequestCounts {
         self.by_meter.entry(meter.to_owned()).or_default()
     }
 
-    /// An accepted event; `sent_as` is the name the sender used (an alias or the meter).
-    pub fn accepted(&mut self, ev: &UsageEvent, sent_as: Option<&str>, deprecated: bool) {
-        let c = self.at(ev.meter.as_str());
+    /// An accepted event of `meter`, sent under a legacy alias or not.
+    pub fn accepted(&mut self, meter: &MeterName, via_alias: bool, deprecated: bool) {
+        let c = self.at(meter.as_str());
         c.received += 1;
         if deprecated {
             c.deprecated += 1;
         }
-        if sent_as.is_some_and(|s| s != ev.meter.as_str()) {
+        if via_alias {
             c.alias_resolved += 1;
         }
     }
