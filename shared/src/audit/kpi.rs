@@ -304,6 +304,55 @@ mod tests {
         assert_eq!(m[0].meter.as_str(), "storage_gb");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn rollups_aggregated_from_the_sampled_events_never_drift_in_any_order(
+            events in proptest::collection::vec((0u8..24, 0usize..3, -5i64..50), 1..60),
+            seed in 0u64..1000,
+        ) {
+            use crate::event::UsageEvent;
+            use crate::ids::{EventId, Segment};
+            let a = AccountId::parse("a").unwrap();
+            let day = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
+            let meters = ["api_calls", "storage_gb", "seats"];
+            let evs: Vec<UsageEvent> = events.iter().enumerate().map(|(i, (h, m, q))| UsageEvent {
+                id: EventId::parse(&format!("e{i}")).unwrap(),
+                account: a.clone(),
+                meter: MeterName::parse(meters[*m]).unwrap(),
+                quantity: Decimal::from(*q),
+                unit: None,
+                timestamp: day.and_hms_opt(u32::from(*h), 30, 0).unwrap().and_utc(),
+                timestamp_defaulted: false,
+                stage: Stage::Delivered,
+                service_line: ServiceLine::default_line(),
+                contact: None,
+                entitlement: None,
+                correction_reason: None,
+                properties: None,
+            }).collect();
+            let sample: Vec<SampledEvent> = evs.iter().map(|e| SampledEvent {
+                account: a.clone(), day, hour: chrono::Timelike::hour(&e.timestamp) as u8, meter: e.meter.clone(),
+                stage: e.stage, service_line: e.service_line.clone(), quantity: e.quantity,
+            }).collect();
+            // Aggregate in a shuffled order, as chunks would.
+            let mut order: Vec<&UsageEvent> = evs.iter().collect();
+            let n = order.len();
+            for i in 0..n { order.swap(i, (i * 7 + seed as usize) % n); }
+            let rows: Vec<RollupRow> = crate::rollup::aggregate(order.into_iter().map(|e| (e, Segment::Smb)))
+                .into_iter()
+                .filter(|(k, _)| matches!(k.scope, Scope::Account(_)))
+                .map(|(key, delta)| {
+                    let mut hours = [Bucket::default(); 24];
+                    for (h, b) in &delta.hours { hours[usize::from(*h)] = *b; }
+                    RollupRow { total: delta.total(), key, hours }
+                })
+                .collect();
+            let (checked, drift) = compare_window(&a, day, &sample, &rows);
+            proptest::prop_assert!(drift.is_empty());
+            proptest::prop_assert_eq!(checked, rows.len());
+        }
+    }
+
     #[test]
     fn usage_below_zero_over_the_window_is_a_negative_balance() {
         let a = AccountId::parse("a").unwrap();
