@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/usage-intel/target
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-unit lint fmt clippy bench fuzz build deploy tenant key clean-venvs backtest demo
+.PHONY: run test test-unit lint fmt clippy bench fuzz build deploy tenant key import clean-venvs backtest demo
 
 ## Start moto + every function locally on http://127.0.0.1:8080 (Ctrl-C stops all).
 run:
@@ -35,6 +35,8 @@ bench:
 	infra/local/with-moto.sh cargo bench --locked -p e2e --bench entitlements
 	# Health scoring: pure, against a simulated store (no emulator needed).
 	cargo bench --locked -p e2e --bench health
+	# Issue #6: audit job on a simulated store, and import throughput (no emulator).
+	cargo bench --locked -p e2e --bench audit
 
 ## Fuzz the HubSpot webhook parsers for FUZZ_SECONDS (default 60) with cargo-fuzz/libFuzzer.
 ## The stable toolchain is enough: RUSTC_BOOTSTRAP=1 unlocks the sanitizer flags it ships.
@@ -62,3 +64,6 @@ backtest:
 ## Load generated demo accounts (a quarter decaying) into the running local stack.
 demo:
 	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} cargo run --quiet --locked -p local --bin usage-local -- demo $(ARGS)
+## Import history: make import T=dev F=history.jsonl [ARGS=--dry-run]
+import:
+	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} cargo run --quiet -p local --bin usage-local -- import $(T) $(F) $(ARGS)

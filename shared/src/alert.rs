@@ -86,6 +86,10 @@ pub struct Alert {
     /// Health alerts: the headline and the reason codes with their numbers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
+    /// Data-quality and governance alerts: what was found, in one sentence (expected
+    /// range, observed, since when); rendered instead of the usage lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// An alert rendered for people (email) and machines (JSON).
@@ -113,6 +117,9 @@ fn meters(a: &Alert) -> String {
 }
 
 fn headline(a: &Alert) -> String {
+    if a.kind == AlertKind::DataQuality && a.detail.is_some() {
+        return format!("{} {} ({})", meters(a), a.code.replace('_', " "), who(a));
+    }
     let what = match (a.code.as_str(), a.threshold) {
         ("threshold_crossed", Some(t)) => format!("reached {t}% of its {} limit", meters(a)),
         ("negative_balance", _) => format!("is over its {} limit", meters(a)),
@@ -124,6 +131,14 @@ fn headline(a: &Alert) -> String {
 
 fn next_step(a: &Alert) -> &'static str {
     match (a.code.as_str(), a.threshold) {
+        ("spike", _) => "Look for a retry loop, a replayed import or a duplicate sender before this usage reaches invoices.",
+        ("drop" | "silence" | "usage_gap", _) => {
+            "Check the sending integration for this meter; if the customer paused or churned, tell the account owner."
+        }
+        ("rollup_drift", _) => "Do not bill from this window until its rollup is rebuilt from the ledger.",
+        (code, _) if code.starts_with("definition_") => {
+            "Review the change in the definition's change log (GET /v1/definitions/{meter}/changes)."
+        }
         ("negative_usage", _) => {
             "Check the corrections sent for this account: usage cannot be below zero."
         }
@@ -177,6 +192,25 @@ pub fn render(a: &Alert) -> Rendered {
     );
     let mut body = String::new();
     body.push_str(&format!("{}.\n\n", headline(a)));
+    if let (AlertKind::DataQuality, Some(detail)) = (a.kind, &a.detail) {
+        body.push_str(&format!("{detail}.\n\n"));
+        body.push_str(&format!(
+            "Owner:       {}\n",
+            a.owner.as_deref().unwrap_or("unassigned")
+        ));
+        body.push_str(&format!("\nSuggested next step: {}\n", next_step(a)));
+        body.push_str(&format!("\nAlert key: {}\n", a.key));
+        let json = serde_json::json!({
+            "subject": subject,
+            "suggested_next_step": next_step(a),
+            "alert": a,
+        });
+        return Rendered {
+            subject,
+            body,
+            json,
+        };
+    }
     body.push_str(&format!("Account:     {}\n", who(a)));
     body.push_str(&format!("Segment:     {}\n", a.segment));
     if let Some(e) = &a.entitlement {
@@ -298,7 +332,25 @@ pub(crate) mod tests {
                 .unwrap()
                 .with_timezone(&Utc),
             reasons: Vec::new(),
+            detail: None,
         }
+    }
+
+    #[test]
+    fn a_data_quality_alert_renders_its_explanation_instead_of_usage_lines() {
+        let mut a = sample();
+        a.kind = AlertKind::DataQuality;
+        a.code = "silence".into();
+        a.severity = Severity::Critical;
+        a.detail = Some("api_calls of account acme: no events since 2026-11-25 07:00 UTC (3 hour(s)), expected about 30 in that time".into());
+        let r = render(&a);
+        assert_eq!(
+            r.subject,
+            "[critical] api_calls silence (Acme Corp (acme)) - period 2026-11-01"
+        );
+        assert!(r.body.contains("no events since 2026-11-25 07:00 UTC"));
+        assert!(!r.body.contains("Usage:"));
+        assert!(r.body.contains("Check the sending integration"));
     }
 
     #[test]

@@ -57,3 +57,12 @@ pub fn ledger_retention_days() -> Result<i64, ConfigError> {
     }
     Ok(days)
 }
+
+/// Drift sample size, `AUDIT_SAMPLE_MODULUS`: the events of one account in this many
+/// are copied for the audit's ledger re-sum (default 32; 1 = every account, 0 = none).
+pub fn audit_sample_modulus() -> Result<u32, ConfigError> {
+    number(
+        "AUDIT_SAMPLE_MODULUS",
+        crate::store::dynamo::DEFAULT_AUDIT_SAMPLE,
+    )
+}

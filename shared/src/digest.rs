@@ -124,9 +124,22 @@ impl DigestBucket {
     }
 }
 
-/// The cooldown scope of an alert: repeats of the same news for the same account.
+/// The cooldown scope of an alert: repeats of the same news (kind, code, meters) for
+/// the same account.
 pub fn cooldown_scope(a: &Alert) -> String {
-    format!("{}:{}:{}", a.account, a.kind.as_str(), a.code)
+    let meters: Vec<&str> = a.meters.iter().map(|m| m.as_str()).collect();
+    format!(
+        "{}:{}:{}:{}",
+        a.account,
+        a.kind.as_str(),
+        a.code,
+        meters.join(",")
+    )
+}
+
+/// Registry change notifications are an audit trail: each one is sent, never cooled.
+fn is_change_notice(a: &Alert) -> bool {
+    a.code.starts_with("definition_")
 }
 
 impl AlertPolicy {
@@ -154,9 +167,10 @@ impl AlertPolicy {
             }
         }
         let cooldown = self.cooldown_hours.get(&a.kind).copied().unwrap_or(0);
-        let cooling = last_published.is_some_and(|t| {
-            cooldown > 0 && a.raised_at - t < Duration::hours(i64::from(cooldown))
-        });
+        let cooling = !is_change_notice(a)
+            && last_published.is_some_and(|t| {
+                cooldown > 0 && a.raised_at - t < Duration::hours(i64::from(cooldown))
+            });
         // Never page twice inside the cooldown; never lose the repeat either: it joins
         // the segment's digest, or a daily one when the segment has none.
         if cooling && a.severity < Severity::Critical {
@@ -386,6 +400,11 @@ mod tests {
             Route::Publish
         );
         a.severity = Severity::Critical;
+        assert_eq!(p.route(&a, earlier), Route::Publish);
+        // Each registry change notice is sent, however close together.
+        a.kind = AlertKind::DataQuality;
+        a.code = "definition_updated".into();
+        a.severity = Severity::Info;
         assert_eq!(p.route(&a, earlier), Route::Publish);
         // Limit alerts have no cooldown: 80 % and 100 % in one batch both go out.
         a.kind = AlertKind::Limit;

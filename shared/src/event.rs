@@ -68,6 +68,8 @@ pub struct MeterRule {
 pub struct TenantPolicy {
     pub backfill_days: u32,
     pub meters: HashMap<MeterName, MeterRule>,
+    /// Aliases and schemas from the registry (docs/adr/0007).
+    pub governance: crate::governance::PolicyRules,
 }
 
 /// Why one event was refused. Serialised as its snake_case code.
@@ -102,6 +104,12 @@ pub enum RejectCode {
     PropertiesTooLarge,
     /// The event was valid but could not be queued; safe to retry.
     TemporarilyUnavailable,
+    /// The quantity does not fit the definition's value type.
+    ValueTypeMismatch,
+    /// A property the definition requires is absent.
+    MissingProperty,
+    /// A required property has the wrong JSON type.
+    PropertyTypeMismatch,
 }
 
 impl RejectCode {
@@ -135,7 +143,27 @@ impl RejectCode {
             PropertiesNotObject => "properties_not_object",
             PropertiesTooLarge => "properties_too_large",
             TemporarilyUnavailable => "temporarily_unavailable",
+            ValueTypeMismatch => "value_type_mismatch",
+            MissingProperty => "missing_property",
+            PropertyTypeMismatch => "property_type_mismatch",
         }
+    }
+
+    /// Violations of the event's definition (its schema), as the audit counts them.
+    pub fn is_schema_violation(self) -> bool {
+        use RejectCode::*;
+        matches!(
+            self,
+            UnitMismatch | InvalidUnit | ValueTypeMismatch | MissingProperty | PropertyTypeMismatch
+        )
+    }
+
+    /// Timestamps too far ahead or behind: clock skew at the sender.
+    pub fn is_timestamp_skew(self) -> bool {
+        matches!(
+            self,
+            RejectCode::TimestampInFuture | RejectCode::TimestampTooOld
+        )
     }
 }
 
@@ -383,6 +411,11 @@ fn build_event(
         .ok_or_else(|| bad(C::MissingMeter, "meter is required"))?;
     let meter =
         MeterName::parse(&meter).map_err(|e| id_error(e, C::MissingMeter, C::InvalidMeter))?;
+    // Legacy names map to their current meter (registry aliases).
+    let meter = match ctx.policy.governance.aliases.get(&meter) {
+        Some(current) if !ctx.policy.meters.contains_key(&meter) => current.clone(),
+        _ => meter,
+    };
     let rule = ctx.policy.meters.get(&meter).ok_or_else(|| {
         bad(
             C::UnknownMeter,
@@ -522,6 +555,11 @@ fn build_event(
         }
     };
 
+    if let Some(schema) = ctx.policy.governance.schemas.get(&meter) {
+        crate::governance::check_schema(&meter, schema, quantity, properties.as_ref())
+            .map_err(|(code, message)| bad(code, message))?;
+    }
+
     Ok(UsageEvent {
         id,
         account,
@@ -606,6 +644,7 @@ mod tests {
         TenantPolicy {
             backfill_days: 35,
             meters,
+            ..Default::default()
         }
     }
 
@@ -738,6 +777,53 @@ mod tests {
         for (json, code) in cases {
             assert_eq!(check(json).err(), Some(code), "{json}");
         }
+    }
+
+    #[test]
+    fn the_definition_s_schema_and_aliases_apply_at_ingest() {
+        let mut policy = policy();
+        let mut def =
+            crate::definition::Definition::new(MeterName::parse("api_calls").unwrap(), now());
+        def.value_type = crate::governance::ValueType::Integer;
+        def.required_properties =
+            BTreeMap::from([("plan".to_owned(), crate::governance::PropType::String)]);
+        def.aliases = vec![MeterName::parse("calls_v1").unwrap()];
+        policy.governance = crate::governance::PolicyRules::from_definitions([&def]);
+        let limits = Limits::default();
+        let ctx = ValidationContext {
+            received_at: now(),
+            policy: &policy,
+            limits: &limits,
+        };
+        let check = |json: &str| {
+            let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
+            validate_event(&raw, &ctx).map_err(|r| r.code)
+        };
+        use RejectCode as C;
+        assert_eq!(
+            check(r#"{"id":"e","account":"a","meter":"api_calls","quantity":1.5,"properties":{"plan":"x"}}"#).err(),
+            Some(C::ValueTypeMismatch)
+        );
+        assert_eq!(
+            check(r#"{"id":"e","account":"a","meter":"api_calls"}"#).err(),
+            Some(C::MissingProperty)
+        );
+        assert_eq!(
+            check(r#"{"id":"e","account":"a","meter":"api_calls","properties":{"plan":null}}"#)
+                .err(),
+            Some(C::MissingProperty)
+        );
+        assert_eq!(
+            check(r#"{"id":"e","account":"a","meter":"api_calls","properties":{"plan":[]}}"#).err(),
+            Some(C::PropertyTypeMismatch)
+        );
+        let ev =
+            check(r#"{"id":"e","account":"a","meter":"calls_v1","properties":{"plan":"pro"}}"#)
+                .unwrap();
+        assert_eq!(ev.meter.as_str(), "api_calls");
+        assert_eq!(ev.unit.as_deref(), Some("call"));
+        // Other meters keep their own (absent) schema.
+        assert!(check(r#"{"id":"e","account":"a","meter":"storage_gb","quantity":0.5}"#).is_ok());
     }
 
     #[test]

@@ -181,6 +181,55 @@ pub fn tenant_registry_sk(t: &TenantId) -> String {
     format!("TENANT#{t}")
 }
 
+// --- Governance and audits (docs/adr/0007) ---
+
+/// Change log of one definition; sort keys are `<at>#<unique>` so it reads in order.
+pub fn definition_changes_pk(t: &TenantId, m: &MeterName) -> String {
+    format!("TENANT#{t}#DEFCHANGES#{m}")
+}
+
+pub fn definition_change_sk(at: chrono::DateTime<chrono::Utc>, unique: &str) -> String {
+    format!(
+        "{}#{unique}",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    )
+}
+
+/// Data-quality counters: one item per (receipt day, meter) under one partition.
+pub fn quality_pk(t: &TenantId) -> String {
+    format!("TENANT#{t}#QUALITY")
+}
+
+pub fn quality_sk(day: NaiveDate, meter: &str) -> String {
+    format!("{}#{meter}", day.format("%Y-%m-%d"))
+}
+
+/// Marks a chunk's counters as applied (under the chunk's part partition).
+pub const QUALITY_MARKER_SK: &str = "QUALITY";
+
+/// Last time each account sent a critical meter.
+pub fn activity_pk(t: &TenantId, m: &MeterName) -> String {
+    format!("TENANT#{t}#ACTIVE#{m}")
+}
+
+/// Drift sample of one event day (in the ledger table).
+pub fn sample_pk(t: &TenantId, day: NaiveDate) -> String {
+    format!("TENANT#{t}#SAMPLE#{}", day.format("%Y-%m-%d"))
+}
+
+pub fn sample_sk(a: &AccountId, source: Source, id: &EventId) -> String {
+    format!("{a}#{}#{id}", source.as_str())
+}
+
+/// Stored audit runs of a tenant, by run time.
+pub fn audits_pk(t: &TenantId) -> String {
+    format!("TENANT#{t}#AUDITS")
+}
+
+pub fn audit_sk(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod alert;
+pub mod audit;
 pub mod auth;
 pub mod aws;
 pub mod chunk;
@@ -11,6 +12,7 @@ pub mod definition;
 pub mod digest;
 pub mod entitlement;
 pub mod event;
+pub mod governance;
 pub mod health;
 pub mod http;
 pub mod hubspot;

@@ -227,6 +227,7 @@ impl LimitWatch {
                             late: period.end <= now,
                             raised_at: now,
                             reasons: Vec::new(),
+                            detail: None,
                         });
                     }
                 }

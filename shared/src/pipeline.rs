@@ -116,6 +116,8 @@ pub struct ChunkOutcome {
     pub parts_already_applied: usize,
     /// Accounts, meters, stages and hours this chunk counted (for entitlement checks).
     pub touched: crate::limits::Touched,
+    /// Data-quality counters of this chunk per meter (the same on every delivery).
+    pub quality: std::collections::BTreeMap<crate::ids::MeterName, crate::audit::Counts>,
 }
 
 /// Runs the protocol for one chunk. Returns an error when any step could not be
@@ -181,8 +183,15 @@ pub async fn process_chunk(
     for (ev, _) in &owned {
         crate::limits::touch(&mut touched, &ev.account, &ev.meter, ev.stage, ev.timestamp);
     }
+    let quality = crate::audit::counters::chunk_counts(
+        events.iter().map(|(_, e)| *e),
+        &owned,
+        chunk.source,
+        chunk.received_at,
+    );
     let mut outcome = ChunkOutcome {
         touched,
+        quality,
         counted: owned.len(),
         duplicates: events.len() - owned.len(),
         ..Default::default()

@@ -131,6 +131,7 @@ fn policy() -> TenantPolicy {
     TenantPolicy {
         backfill_days: 35,
         meters,
+        ..Default::default()
     }
 }
 

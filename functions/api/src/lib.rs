@@ -7,7 +7,6 @@ use chrono::Utc;
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::account::profile_from_body;
-use shared::definition::definition_from_body;
 use shared::entitlement::{balance, entitlement_from_body, Entitlement};
 use shared::event::DefinitionStatus;
 use shared::health::store::HealthStore;
@@ -22,6 +21,8 @@ use shared::store::{
 };
 use shared::usage::{summarize, UsageQuery};
 use std::sync::Arc;
+
+pub mod governance;
 
 /// Routes this function serves, as (method, OpenAPI path).
 pub const ROUTES: &[(&str, &str)] = &[
@@ -46,6 +47,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/accounts/{account}/health/history"),
     ("GET", "/v1/health/config"),
     ("PUT", "/v1/health/config"),
+    // Governance and audits (functions/api/src/governance.rs).
+    ("DELETE", "/v1/definitions/{meter}"),
+    ("POST", "/v1/definitions/{meter}/restore"),
+    ("GET", "/v1/definitions/{meter}/changes"),
+    ("GET", "/v1/audits/latest"),
+    ("GET", "/v1/audits"),
 ];
 
 /// Largest admin request body.
@@ -60,6 +67,9 @@ pub struct Api {
     pub entitlements: Arc<dyn EntitlementStore>,
     pub alert_policies: Arc<dyn DigestStore>,
     pub health: Arc<dyn HealthStore>,
+    /// Change log, notifications and audit reports (`None`: definitions are saved
+    /// without a change log and the audit routes answer 503).
+    pub governance: Option<governance::Governance>,
     /// Maps a request path to its route template.
     router: matchit::Router<&'static str>,
 }
@@ -92,8 +102,15 @@ impl Api {
             alert_policies: store.clone(),
             health: store.clone(),
             entitlements: store,
+            governance: None,
             router,
         }
+    }
+
+    /// Adds the registry change log, notifications and audit reports.
+    pub fn with_governance(mut self, g: governance::Governance) -> Self {
+        self.governance = Some(g);
+        self
     }
 
     /// The Lambda entry point: never fails; every problem is an HTTP response.
@@ -188,6 +205,18 @@ impl Api {
             }
             ("GET", "/v1/health/config") => self.get_health_config(&tenant).await,
             ("PUT", "/v1/health/config") => self.put_health_config(&tenant, &req).await,
+            ("DELETE", "/v1/definitions/{meter}") => {
+                self.delete_definition(&tenant, &param("meter"), &req).await
+            }
+            ("POST", "/v1/definitions/{meter}/restore") => {
+                self.restore_definition(&tenant, &param("meter"), &req)
+                    .await
+            }
+            ("GET", "/v1/definitions/{meter}/changes") => {
+                self.definition_changes(&tenant, &param("meter")).await
+            }
+            ("GET", "/v1/audits/latest") => self.latest_audit(&tenant).await,
+            ("GET", "/v1/audits") => self.list_audits(&tenant, &req).await,
             _ => Err(ApiError::not_found("route")),
         }
     }
@@ -519,21 +548,6 @@ impl Api {
             .ok_or_else(|| ApiError::not_found("definition"))?;
         Ok(json(200, &def))
     }
-
-    async fn put_definition(
-        &self,
-        tenant: &TenantId,
-        meter: &str,
-        req: &Request,
-    ) -> Result<Response<Body>, ApiError> {
-        let meter = MeterName::parse(meter)
-            .map_err(|e| ApiError::new(400, "invalid_meter", e.to_string()))?;
-        let existing = self.definitions.get_definition(tenant, &meter).await?;
-        let def = definition_from_body(meter, body_bytes(req), Utc::now(), existing.as_ref())?;
-        self.definitions.put_definition(tenant, &def).await?;
-        tracing::info!(tenant = %tenant, meter = %def.meter, "definition saved");
-        Ok(json(if existing.is_some() { 200 } else { 201 }, &def))
-    }
 }
 
 impl Api {
@@ -746,6 +760,7 @@ mod tests {
     fn every_route_path_is_accepted_by_the_router() {
         let mut router = matchit::Router::new();
         let mut paths: Vec<&str> = ROUTES.iter().map(|(_, p)| *p).collect();
+        paths.sort();
         paths.dedup();
         for p in paths {
             router.insert(p, ()).unwrap();

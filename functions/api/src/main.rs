@@ -9,7 +9,22 @@ async fn main() -> Result<(), Error> {
     let table = shared::config::required("USAGE_TABLE")?;
     let aws = shared::aws::load().await;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
-    let api = Arc::new(Api::new(store));
+    // Governance notifications go to the alerts queue when it is configured.
+    let alerts = shared::config::required("ALERTS_QUEUE_URL")
+        .ok()
+        .map(|url| {
+            Arc::new(shared::queue::SqsQueue::new(
+                aws_sdk_sqs::Client::new(&aws),
+                url,
+            )) as Arc<dyn shared::queue::EventQueue>
+        });
+    let api = Arc::new(
+        Api::new(store.clone()).with_governance(api::governance::Governance {
+            changes: store.clone(),
+            reports: store,
+            alerts,
+        }),
+    );
     run(service_fn(move |req: Request| {
         let api = api.clone();
         async move { Ok::<_, Error>(api.handle(req).await) }

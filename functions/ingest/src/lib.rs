@@ -22,6 +22,8 @@ use shared::store::{Directory, PortalDirectory};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub mod governance;
+
 /// Routes this function serves, as (method, OpenAPI path).
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/events"),
@@ -54,6 +56,8 @@ pub struct Ingest {
     pub limits: Limits,
     /// Upper bound of one SQS message body.
     pub max_message_bytes: usize,
+    /// Data-quality counters and critical-meter activity (docs/adr/0007).
+    pub quality: Option<Arc<dyn shared::audit::store::QualityRecorder>>,
 }
 
 /// A note on an accepted event (e.g. its timestamp was defaulted).
@@ -80,6 +84,7 @@ impl Ingest {
             queue,
             limits: Limits::default(),
             max_message_bytes: SQS_MAX_BYTES - 1024,
+            quality: None,
         }
     }
 
@@ -168,7 +173,7 @@ impl Ingest {
             limits: &self.limits,
         };
         let (valid, mut rejected) = validate_all(&raw, &ctx);
-        let flagged: Vec<Flag> = valid
+        let mut flagged: Vec<Flag> = valid
             .iter()
             .filter(|(_, e)| e.timestamp_defaulted)
             .map(|(i, e)| Flag {
@@ -177,6 +182,9 @@ impl Ingest {
                 flag: "timestamp_defaulted",
             })
             .collect();
+        flagged.extend(crate::governance::deprecated_flags(&valid, &policy));
+        flagged.sort_by_key(|f| f.index);
+        let governance = crate::governance::observe(&raw, &valid, &rejected, &policy);
         let ids: Vec<(usize, String)> = valid.iter().map(|(i, e)| (*i, e.id.to_string())).collect();
         let mut accepted = valid.len();
 
@@ -221,6 +229,10 @@ impl Ingest {
         }
         accepted -= unavailable;
         rejected.sort_by_key(|r| r.index);
+        if let Some(q) = &self.quality {
+            crate::governance::record(q.as_ref(), &tenant, received_at, governance, &rejected)
+                .await;
+        }
         tracing::info!(
             tenant = %tenant,
             received = raw.len(),

@@ -19,6 +19,7 @@ async fn main() -> Result<(), Error> {
         res.events_queue_url,
     ));
     let mut ingest = Ingest::new(store.clone(), queue);
+    ingest.quality = Some(store.clone());
     let secrets: Vec<String> = ["HUBSPOT_CLIENT_SECRET", "HUBSPOT_CLIENT_SECRET_PREVIOUS"]
         .iter()
         .filter_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))

@@ -59,6 +59,24 @@ impl Job for DlqDepth {
     }
 }
 
+/// The hourly `audit` function (EventBridge `rate(1 hour)` in the template).
+pub struct AuditJob {
+    pub audit: Arc<audit::Audit>,
+}
+
+#[async_trait]
+impl Job for AuditJob {
+    fn name(&self) -> &'static str {
+        "audit"
+    }
+    fn every(&self) -> Duration {
+        Duration::from_secs(3600)
+    }
+    async fn run(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(self.audit.run_all(chrono::Utc::now()).await?)
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct Scheduler {
     jobs: Vec<Arc<dyn Job>>,

@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod esm;
+pub mod import;
 pub mod jobs;
 pub mod provision;
 pub mod server;

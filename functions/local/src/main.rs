@@ -89,6 +89,25 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Import historical events (JSONL or CSV) through validation, aliases and the
+    /// exactly-once pipeline; re-running the same file counts nothing twice.
+    Import {
+        tenant: String,
+        /// The file: one JSON event per line (.jsonl) or CSV with a header row.
+        file: std::path::PathBuf,
+        /// `jsonl` or `csv` (default: from the file extension).
+        #[arg(long)]
+        format: Option<String>,
+        /// Validate and report only; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// How far back events may be timestamped (days).
+        #[arg(long, default_value_t = 3650)]
+        horizon_days: u32,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -246,7 +265,118 @@ async fn main() -> Result<()> {
             println!("{}", store.create_api_key(&tenant, &label).await?);
             Ok(())
         }
+        Command::Import {
+            tenant,
+            file,
+            format,
+            dry_run,
+            horizon_days,
+            json,
+        } => {
+            let store = if cli.aws {
+                let mut s =
+                    aws_store(&aws)?.with_ledger_table(shared::config::required("LEDGER_TABLE")?);
+                s.audit_sample = shared::config::audit_sample_modulus()?;
+                Arc::new(s)
+            } else {
+                stack().await?.0.store
+            };
+            import(
+                store,
+                &tenant,
+                &file,
+                format.as_deref(),
+                dry_run,
+                horizon_days,
+                json,
+            )
+            .await
+        }
     }
+}
+
+async fn import(
+    store: Arc<DynamoStore>,
+    tenant: &str,
+    file: &std::path::Path,
+    format: Option<&str>,
+    dry_run: bool,
+    horizon_days: u32,
+    as_json: bool,
+) -> Result<()> {
+    use local::import::{csv_records, digest, import_policy, jsonl_records, Format, Importer};
+    use shared::store::Directory;
+    let tenant = TenantId::parse(tenant)?;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let text = String::from_utf8(bytes.clone()).context("the file is not UTF-8")?;
+    let path = file.to_string_lossy();
+    let records = match Format::detect(format, &path)
+        .ok_or_else(|| anyhow::anyhow!("--format must be jsonl or csv"))?
+    {
+        Format::Jsonl => jsonl_records(&text),
+        Format::Csv => csv_records(&text)?,
+    };
+    let policy = store
+        .tenant_policy(&tenant)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("tenant {tenant} does not exist"))?;
+    let policy = import_policy(policy, horizon_days);
+    let bar = indicatif::ProgressBar::new(records.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} events ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let importer = Importer {
+        ledger: store.as_ref(),
+        quality: Some(store.as_ref()),
+        cfg: PipelineConfig::default(),
+        batch: 1000,
+    };
+    let progress = |done: usize| bar.set_position(done as u64);
+    let report = importer
+        .run(
+            &tenant,
+            &policy,
+            &records,
+            &digest(&bytes),
+            dry_run,
+            &progress,
+        )
+        .await?;
+    bar.finish_and_clear();
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{}{} records: {} valid, {} refused; counted {}, already imported {} ({} chunks)",
+        if dry_run {
+            "DRY RUN - nothing written. "
+        } else {
+            ""
+        },
+        report.records,
+        report.valid,
+        report.refused,
+        report.counted,
+        report.already_imported,
+        report.chunks
+    );
+    for (meter, n) in &report.by_meter {
+        println!("  {meter}: {n}");
+    }
+    for (alias, n) in &report.aliases {
+        println!("  alias {alias}: {n}");
+    }
+    for (code, n) in &report.refused_by_code {
+        println!("  refused {code}: {n}");
+    }
+    for r in report.refusals.iter().take(20) {
+        println!("  line {}: {} - {}", r.line, r.code, r.message);
+    }
+    Ok(())
 }
 
 fn aws_store(aws: &aws_config::SdkConfig) -> Result<DynamoStore> {
@@ -407,6 +537,7 @@ Health scores (after `usage-local demo` has loaded synthetic accounts, or your o
   curl -s -X POST {base}/local/jobs/score
   curl -s "{base}/v1/accounts?band=red" -H "Authorization: Bearer $KEY"
   curl -s {base}/v1/accounts/acme/health -H "Authorization: Bearer $KEY"
+  curl -s -X POST {base}/local/jobs/audit
 "#,
         table = p.refs.get("UsageTable").map(String::as_str).unwrap_or("?"),
         queue = p.refs.get("EventsQueue").map(String::as_str).unwrap_or("?"),

@@ -33,6 +33,7 @@ pub struct Stack {
     /// Health scoring: the score function and its shard-queue mapping.
     pub score: Arc<score::Score>,
     pub score_poller: Arc<Poller>,
+    pub audit: Arc<audit::Audit>,
 }
 
 /// HubSpot webhook settings of the local stack.
@@ -68,16 +69,17 @@ impl Stack {
         hubspot: Option<HubspotSettings>,
     ) -> Result<Self> {
         let sqs = aws_sdk_sqs::Client::new(aws);
-        let store = Arc::new(
-            DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(aws),
-                p.reference("UsageTable")?,
-            )
-            .with_ledger_table(p.reference("LedgerTable")?),
-        );
+        let mut store = DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(aws),
+            p.reference("UsageTable")?,
+        )
+        .with_ledger_table(p.reference("LedgerTable")?);
+        store.audit_sample = shared::config::audit_sample_modulus()?;
+        let store = Arc::new(store);
         let queue_url = p.reference("EventsQueue")?.to_owned();
         let queue = Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone()));
         let mut ingest = ingest::Ingest::new(store.clone(), queue.clone());
+        ingest.quality = Some(store.clone());
         ingest.hubspot = hubspot.map(|h| ingest::HubspotConfig {
             secrets: h.secrets,
             public_base_url: h.public_base_url,
@@ -92,9 +94,11 @@ impl Stack {
             usage: store.clone(),
             accounts: store.clone(),
             markers: store.clone(),
-            alerts,
+            alerts: alerts.clone(),
         };
-        let mut rollup = rollup::Rollup::new(store.clone(), cfg).with_limits(limits);
+        let mut rollup = rollup::Rollup::new(store.clone(), cfg)
+            .with_limits(limits)
+            .with_quality(store.clone());
         rollup.hubspot = Some(shared::hubspot::processor::Processor {
             store: store.clone(),
             queue: queue.clone(),
@@ -120,7 +124,13 @@ impl Stack {
             },
             requests: Default::default(),
         });
-        let api = Arc::new(api::Api::new(store.clone()));
+        let api = Arc::new(api::Api::new(store.clone()).with_governance(
+            api::governance::Governance {
+                changes: store.clone(),
+                reports: store.clone(),
+                alerts: Some(alerts.clone()),
+            },
+        ));
         let poller = Arc::new(Poller {
             sqs: sqs.clone(),
             mapping: Mapping {
@@ -150,6 +160,12 @@ impl Stack {
             },
             requests: Default::default(),
         });
+        let mut audit = audit::Audit::new(store.clone(), alerts.clone());
+        audit.dlq = Some(Arc::new(shared::audit::store::SqsDepth {
+            client: sqs.clone(),
+            url: dlq_url.clone(),
+        }));
+        let audit = Arc::new(audit);
         let jobs: Vec<Arc<dyn Job>> = vec![
             Arc::new(DlqDepth {
                 sqs: sqs.clone(),
@@ -160,6 +176,9 @@ impl Stack {
             }),
             Arc::new(crate::jobs::ScoreJob {
                 score: score.clone(),
+            }),
+            Arc::new(crate::jobs::AuditJob {
+                audit: audit.clone(),
             }),
         ];
         Ok(Self {
@@ -178,6 +197,7 @@ impl Stack {
             dlq_url,
             score,
             score_poller,
+            audit,
         })
     }
 
@@ -244,19 +264,21 @@ impl Stack {
     ) -> Result<bool, AdminError> {
         match self.store.create_tenant(tenant, name, backfill_days).await {
             Ok(()) => {}
-            Err(AdminError::TenantExists(_)) => return Ok(false),
+            Err(AdminError::TenantExists(_)) => {
+                // Tenants created before the tenant index existed join it here.
+                self.store.register_tenant(tenant).await?;
+                return Ok(false);
+            }
             Err(e) => return Err(e),
         }
         let now = chrono::Utc::now();
         for (meter, unit, description) in STARTER_METERS {
-            let def = Definition {
-                meter: MeterName::parse(meter).map_err(|e| AdminError::Random(e.to_string()))?,
-                description: Some((*description).to_owned()),
-                unit: Some((*unit).to_owned()),
-                status: Default::default(),
-                created_at: now,
-                updated_at: now,
-            };
+            let mut def = Definition::new(
+                MeterName::parse(meter).map_err(|e| AdminError::Random(e.to_string()))?,
+                now,
+            );
+            def.description = Some((*description).to_owned());
+            def.unit = Some((*unit).to_owned());
             self.store.put_definition(tenant, &def).await?;
         }
         Ok(true)

@@ -427,6 +427,7 @@ mod tests {
             late: false,
             raised_at: chrono::Utc::now(),
             reasons: Vec::new(),
+            detail: None,
         }
     }
 

@@ -29,6 +29,8 @@ pub struct Rollup {
     pub limits: Option<LimitWatch>,
     /// Messages of one batch processed at the same time.
     pub concurrency: usize,
+    /// Data-quality counters for the audit (docs/adr/0007); `None` records nothing.
+    pub quality: Option<Arc<dyn shared::audit::store::QualityRecorder>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +55,14 @@ impl Rollup {
             cfg,
             limits: None,
             concurrency: 4,
+            quality: None,
         }
+    }
+
+    /// Also record each chunk's data-quality counters (once per chunk).
+    pub fn with_quality(mut self, quality: Arc<dyn shared::audit::store::QualityRecorder>) -> Self {
+        self.quality = Some(quality);
+        self
     }
 
     /// Also raise entitlement threshold alerts after each chunk is counted.
@@ -122,6 +131,18 @@ impl Rollup {
             parts_already_applied = outcome.parts_already_applied,
             "chunk counted"
         );
+        if let Some(q) = &self.quality {
+            // Once per chunk (a marker in the same transaction), also on redelivery.
+            let expires_at = (chunk.received_at + self.cfg.retention).timestamp();
+            q.record_chunk(
+                &chunk.tenant,
+                &chunk.chunk,
+                chunk.received_at.date_naive(),
+                &outcome.quality,
+                expires_at,
+            )
+            .await?;
+        }
         if let Some(limits) = &self.limits {
             // Runs on every delivery, also when every part was already applied: a
             // crash between counting and alerting is finished by the redelivery.

@@ -12,10 +12,10 @@ async fn main() -> Result<(), Error> {
     let ledger_table = shared::config::required("LEDGER_TABLE")?;
     let retention = shared::config::ledger_retention_days()?;
     let aws = shared::aws::load().await;
-    let store = Arc::new(
-        DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table)
-            .with_ledger_table(ledger_table),
-    );
+    let mut store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table)
+        .with_ledger_table(ledger_table);
+    store.audit_sample = shared::config::audit_sample_modulus()?;
+    let store = Arc::new(store);
     let cfg = PipelineConfig {
         retention: chrono::Duration::days(retention),
         ..PipelineConfig::default()
@@ -35,7 +35,9 @@ async fn main() -> Result<(), Error> {
         markers: store.clone(),
         alerts,
     };
-    let mut rollup = Rollup::new(store.clone(), cfg).with_limits(limits);
+    let mut rollup = Rollup::new(store.clone(), cfg)
+        .with_limits(limits)
+        .with_quality(store.clone());
     rollup.hubspot = Some(shared::hubspot::processor::Processor {
         store,
         queue: events,

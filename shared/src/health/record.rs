@@ -314,5 +314,6 @@ fn alert(
         late: false,
         raised_at: now,
         reasons: lines,
+        detail: None,
     }
 }

@@ -66,6 +66,8 @@ pub struct DynamoStore {
     /// never read on request paths, and kept out of the rollup transactions.
     ledger_table: String,
     pub meter: Arc<WriteMeter>,
+    /// Drift sample: events of one account in this many are copied (0: none).
+    pub audit_sample: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -251,6 +253,7 @@ impl DynamoStore {
             ledger_table: table.clone(),
             table,
             meter: Arc::default(),
+            audit_sample: audit::DEFAULT_AUDIT_SAMPLE,
         }
     }
 
@@ -476,6 +479,7 @@ impl Directory for DynamoStore {
             .await?;
         let mut policy: Option<TenantPolicy> = None;
         let mut meters = HashMap::new();
+        let mut defs = Vec::new();
         for item in items {
             match str_attr(&item, "sk") {
                 Some(keys::PROFILE_SK) => {
@@ -483,18 +487,24 @@ impl Directory for DynamoStore {
                         serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
                     policy = Some(TenantPolicy {
                         backfill_days: t.backfill_days,
-                        meters: HashMap::new(),
+                        ..Default::default()
                     });
                 }
                 Some(sk) if sk.starts_with(keys::DEFINITION_PREFIX) => {
                     let d: DataItem<Definition> =
                         serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
                     meters.insert(d.data.meter.clone(), MeterRule::from(&d.data));
+                    defs.push(d.data);
                 }
                 _ => {}
             }
         }
-        Ok(policy.map(|p| TenantPolicy { meters, ..p }))
+        let governance = crate::governance::PolicyRules::from_definitions(&defs);
+        Ok(policy.map(|p| TenantPolicy {
+            meters,
+            governance,
+            ..p
+        }))
     }
 }
 
@@ -830,7 +840,10 @@ impl LedgerStore for DynamoStore {
             .send()
             .await;
         let existing = match res {
-            Ok(_) => return Ok(Claim::New),
+            Ok(_) => {
+                self.sample(e).await?;
+                return Ok(Claim::New);
+            }
             Err(err)
                 if err
                     .as_service_error()
@@ -861,6 +874,10 @@ impl LedgerStore for DynamoStore {
         };
         let view: LedgerClaimView =
             serde_dynamo::from_item(existing).map_err(|err| corrupt(&pk, err))?;
+        if view.chunk == e.chunk && view.pos == e.pos {
+            // Our own earlier claim: make sure its sample copy exists too.
+            self.sample(e).await?;
+        }
         Ok(Claim::Existing {
             chunk: view.chunk,
             pos: view.pos,
@@ -1868,3 +1885,5 @@ impl super::DigestStore for DynamoStore {
         .await
     }
 }
+mod audit;
+pub use audit::DEFAULT_AUDIT_SAMPLE;

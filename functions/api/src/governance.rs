@@ -1,0 +1,319 @@
+//! Registry governance and audit reports: definition changes with their change log
+//! and notifications, soft delete and restore, and the stored audit runs.
+
+use crate::Api;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use shared::audit::report::trend;
+use shared::audit::store::ReportStore;
+use shared::definition::{alias_conflict, definition_from_body, Definition};
+use shared::event::DefinitionStatus;
+use shared::governance::{change_alert, changed_fields, ChangeAction, ChangeEntry, ChangeLog};
+use shared::http::{body_bytes, json, query_pairs, ApiError};
+use shared::ids::{MeterName, TenantId};
+use shared::queue::EventQueue;
+use std::sync::Arc;
+
+/// Most runs returned by `GET /v1/audits` (a week of hourly runs and more).
+pub const MAX_RUNS: usize = 500;
+
+pub struct Governance {
+    pub changes: Arc<dyn ChangeLog>,
+    pub reports: Arc<dyn ReportStore>,
+    /// Where change notifications go (the alerts queue); `None` sends none.
+    pub alerts: Option<Arc<dyn EventQueue>>,
+}
+
+/// The principal behind a request: its API key's hash, shortened (never the key).
+pub fn actor(req: &Request) -> String {
+    let header = req
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok());
+    match shared::auth::bearer(header) {
+        Some(key) => {
+            let h = shared::auth::hash_key(key);
+            format!("key:{}", h.get(..12).unwrap_or(&h))
+        }
+        None => "unknown".to_owned(),
+    }
+}
+
+fn unavailable() -> ApiError {
+    ApiError::new(
+        503,
+        "governance_not_configured",
+        "the registry change log is not configured for this deployment",
+    )
+}
+
+impl Api {
+    fn governance(&self) -> Result<&Governance, ApiError> {
+        self.governance.as_ref().ok_or_else(unavailable)
+    }
+
+    /// Saves a definition with its change-log entry and sends the notification.
+    async fn save_definition(
+        &self,
+        tenant: &TenantId,
+        actor: String,
+        before: Option<Definition>,
+        after: Definition,
+    ) -> Result<ChangeEntry, ApiError> {
+        let others = self.definitions.list_definitions(tenant).await?;
+        if after.status != DefinitionStatus::Deleted {
+            if let Some(why) = alias_conflict(&after, &others) {
+                return Err(ApiError::new(409, "alias_conflict", why));
+            }
+        }
+        let entry = ChangeEntry {
+            meter: after.meter.clone(),
+            at: after.updated_at,
+            actor,
+            action: ChangeAction::of(before.as_ref(), &after),
+            changed: changed_fields(before.as_ref(), &after),
+            before,
+            after,
+        };
+        match &self.governance {
+            Some(g) => {
+                g.changes
+                    .save_with_change(tenant, &entry.after, &entry)
+                    .await?;
+                if let (Some(q), Some(alert)) = (&g.alerts, change_alert(tenant, &entry)) {
+                    if let Ok(body) = serde_json::to_string(&alert) {
+                        if let Some(Err(e)) = q.send(&[body]).await.pop() {
+                            // The change is saved and in the log; only the notice is lost.
+                            tracing::warn!(tenant = %tenant, meter = %entry.meter, error = %e, "governance notification not queued");
+                        }
+                    }
+                }
+            }
+            None => {
+                self.definitions
+                    .put_definition(tenant, &entry.after)
+                    .await?
+            }
+        }
+        tracing::info!(tenant = %tenant, meter = %entry.meter, action = entry.action.as_str(), actor = %entry.actor, changed = ?entry.changed, "definition saved");
+        Ok(entry)
+    }
+
+    pub(crate) async fn put_definition(
+        &self,
+        tenant: &TenantId,
+        meter: &str,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let meter = MeterName::parse(meter)
+            .map_err(|e| ApiError::new(400, "invalid_meter", e.to_string()))?;
+        let existing = self.definitions.get_definition(tenant, &meter).await?;
+        let def = definition_from_body(meter, body_bytes(req), Utc::now(), existing.as_ref())?;
+        let created = existing.is_none();
+        let entry = self
+            .save_definition(tenant, actor(req), existing, def)
+            .await?;
+        Ok(json(if created { 201 } else { 200 }, &entry.after))
+    }
+
+    /// Soft delete: the definition stays (status `deleted`), its data stays, events
+    /// for it are refused with `meter_deleted` until it is restored.
+    pub(crate) async fn delete_definition(
+        &self,
+        tenant: &TenantId,
+        meter: &str,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        self.governance()?;
+        let meter = MeterName::parse(meter).map_err(|_| ApiError::not_found("definition"))?;
+        let existing = self
+            .definitions
+            .get_definition(tenant, &meter)
+            .await?
+            .ok_or_else(|| ApiError::not_found("definition"))?;
+        if existing.status == DefinitionStatus::Deleted {
+            return Ok(json(200, &existing));
+        }
+        let mut after = existing.clone();
+        after.status = DefinitionStatus::Deleted;
+        after.updated_at = Utc::now();
+        let entry = self
+            .save_definition(tenant, actor(req), Some(existing), after)
+            .await?;
+        Ok(json(200, &entry.after))
+    }
+
+    pub(crate) async fn restore_definition(
+        &self,
+        tenant: &TenantId,
+        meter: &str,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        self.governance()?;
+        let meter = MeterName::parse(meter).map_err(|_| ApiError::not_found("definition"))?;
+        let existing = self
+            .definitions
+            .get_definition(tenant, &meter)
+            .await?
+            .ok_or_else(|| ApiError::not_found("definition"))?;
+        if existing.status != DefinitionStatus::Deleted {
+            return Err(ApiError::new(
+                409,
+                "not_deleted",
+                format!(
+                    "definition '{meter}' is {}, not deleted",
+                    status(existing.status)
+                ),
+            ));
+        }
+        let mut after = existing.clone();
+        after.status = DefinitionStatus::Active;
+        after.updated_at = Utc::now();
+        let entry = self
+            .save_definition(tenant, actor(req), Some(existing), after)
+            .await?;
+        Ok(json(200, &entry.after))
+    }
+
+    pub(crate) async fn definition_changes(
+        &self,
+        tenant: &TenantId,
+        meter: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let g = self.governance()?;
+        let meter = MeterName::parse(meter).map_err(|_| ApiError::not_found("definition"))?;
+        let changes = g.changes.changes(tenant, &meter).await?;
+        if changes.is_empty()
+            && self
+                .definitions
+                .get_definition(tenant, &meter)
+                .await?
+                .is_none()
+        {
+            return Err(ApiError::not_found("definition"));
+        }
+        Ok(json(200, &json!({"meter": meter, "changes": changes})))
+    }
+
+    pub(crate) async fn latest_audit(&self, tenant: &TenantId) -> Result<Response<Body>, ApiError> {
+        let g = self.governance()?;
+        let report = g
+            .reports
+            .latest_report(tenant)
+            .await?
+            .ok_or_else(|| ApiError::not_found("audit report"))?;
+        Ok(json(200, &report))
+    }
+
+    pub(crate) async fn list_audits(
+        &self,
+        tenant: &TenantId,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let g = self.governance()?;
+        let now = Utc::now();
+        let (from, to) = audit_range(&query_pairs(req), now)?;
+        let runs = g.reports.reports(tenant, from, to, MAX_RUNS).await?;
+        let summaries: Vec<_> = runs
+            .iter()
+            .map(|r| {
+                json!({
+                    "run_at": r.run_at, "from": r.from, "to": r.to, "kpis": r.kpis,
+                    "critical_usage_gap_rate": r.critical_usage_gap_rate,
+                    "drift": r.drift.len(), "drift_windows_checked": r.drift_windows_checked,
+                    "negative_balances": r.negative_balances.len(), "dlq_depth": r.dlq_depth,
+                    "findings": r.findings_total, "summary": r.summary,
+                })
+            })
+            .collect();
+        Ok(json(
+            200,
+            &json!({
+                "from": from, "to": to, "runs": summaries, "trend": trend(&runs),
+                "truncated": runs.len() == MAX_RUNS,
+            }),
+        ))
+    }
+}
+
+fn status(s: DefinitionStatus) -> &'static str {
+    match s {
+        DefinitionStatus::Active => "active",
+        DefinitionStatus::Deprecated => "deprecated",
+        DefinitionStatus::Deleted => "deleted",
+    }
+}
+
+fn instant(v: &str, end: bool) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let d = NaiveDate::parse_from_str(v, "%Y-%m-%d").ok()?;
+    let d = if end { d.succ_opt()? } else { d };
+    let t = d.and_hms_opt(0, 0, 0)?.and_utc();
+    Some(if end { t - Duration::seconds(1) } else { t })
+}
+
+/// `from` and `to` (RFC 3339 or a date; default: the last 7 days up to now).
+pub fn audit_range(
+    pairs: &[(String, String)],
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let mut from = now - Duration::days(7);
+    let mut to = now;
+    for (k, v) in pairs {
+        let bad = || {
+            ApiError::new(
+                400,
+                "invalid_parameter",
+                format!("{k} '{v}' is not an RFC 3339 time or a YYYY-MM-DD date"),
+            )
+        };
+        match k.as_str() {
+            "from" => from = instant(v, false).ok_or_else(bad)?,
+            "to" => to = instant(v, true).ok_or_else(bad)?,
+            other => {
+                return Err(ApiError::new(
+                    400,
+                    "unknown_parameter",
+                    format!("unknown parameter '{other}'; expected from, to"),
+                ))
+            }
+        }
+    }
+    if from > to {
+        return Err(ApiError::new(400, "invalid_range", "from is after to"));
+    }
+    Ok((from, to))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_audit_range_takes_dates_or_times_and_refuses_the_rest() {
+        let now = Utc::now();
+        let p = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
+        let (f, _) = audit_range(&p("from", "2026-11-01"), now).unwrap();
+        assert_eq!(f.to_rfc3339(), "2026-11-01T00:00:00+00:00");
+        let mut range = p("from", "2026-10-01");
+        range.extend(p("to", "2026-11-01"));
+        let (_, t) = audit_range(&range, now).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-01T23:59:59+00:00");
+        assert_eq!(
+            audit_range(&p("from", "yesterday"), now).unwrap_err().code,
+            "invalid_parameter"
+        );
+        assert_eq!(
+            audit_range(&p("since", "2026-11-01"), now)
+                .unwrap_err()
+                .code,
+            "unknown_parameter"
+        );
+        let mut both = p("from", "2026-11-02");
+        both.extend(p("to", "2026-11-01"));
+        assert_eq!(audit_range(&both, now).unwrap_err().code, "invalid_range");
+    }
+}

@@ -1,0 +1,134 @@
+//! Storage the audit needs, behind small traits (DynamoDB adapter in
+//! `store/dynamo/audit.rs`, in-memory versions for tests and the benchmark).
+
+use super::counters::Counts;
+use super::kpi::SampledEvent;
+use super::report::AuditReport;
+use crate::ids::{AccountId, MeterName, TenantId};
+use crate::store::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::BTreeMap;
+
+/// Writes the counters. Request counts are plain `ADD`s; chunk counts are applied
+/// once per chunk (a marker in the same transaction), so redeliveries add nothing.
+#[async_trait]
+pub trait QualityRecorder: Send + Sync {
+    async fn record_request(
+        &self,
+        tenant: &TenantId,
+        day: NaiveDate,
+        counts: &BTreeMap<String, Counts>,
+    ) -> Result<(), StoreError>;
+    async fn record_chunk(
+        &self,
+        tenant: &TenantId,
+        chunk: &str,
+        day: NaiveDate,
+        counts: &BTreeMap<MeterName, Counts>,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+    /// Last time each account sent a (critical) meter; keeps the latest.
+    async fn record_activity(
+        &self,
+        tenant: &TenantId,
+        meter: &MeterName,
+        seen: &[(AccountId, DateTime<Utc>)],
+    ) -> Result<(), StoreError>;
+}
+
+/// What the audit job reads besides definitions and rollups.
+#[async_trait]
+pub trait AuditReader: Send + Sync {
+    /// Every tenant (from the tenant index, never a Scan).
+    async fn tenants(&self) -> Result<Vec<TenantId>, StoreError>;
+    /// Counters per meter (stored name), summed over receipt days `from..=to`.
+    async fn quality(
+        &self,
+        tenant: &TenantId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<BTreeMap<String, Counts>, StoreError>;
+    async fn activity(
+        &self,
+        tenant: &TenantId,
+        meter: &MeterName,
+    ) -> Result<Vec<(AccountId, DateTime<Utc>)>, StoreError>;
+    /// Sampled ledger events of one event day (see `AUDIT_SAMPLE_MODULUS`).
+    async fn sampled_events(
+        &self,
+        tenant: &TenantId,
+        day: NaiveDate,
+    ) -> Result<Vec<SampledEvent>, StoreError>;
+    /// HubSpot changes no rule mapped on one day.
+    async fn unmapped_changes(&self, tenant: &TenantId, day: NaiveDate) -> Result<u64, StoreError>;
+}
+
+#[async_trait]
+pub trait ReportStore: Send + Sync {
+    async fn put_report(&self, report: &AuditReport) -> Result<(), StoreError>;
+    async fn latest_report(&self, tenant: &TenantId) -> Result<Option<AuditReport>, StoreError>;
+    /// Runs with `from <= run_at <= to`, oldest first, at most `limit`.
+    async fn reports(
+        &self,
+        tenant: &TenantId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<AuditReport>, StoreError>;
+}
+
+/// Whether an account's events are copied to the drift sample: a stable hash of the
+/// account modulo `modulus` (1 samples every account, 0 none).
+pub fn sampled(account: &AccountId, modulus: u32) -> bool {
+    if modulus == 0 {
+        return false;
+    }
+    // FNV-1a: stable across processes and versions.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in account.as_str().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h.is_multiple_of(u64::from(modulus))
+}
+
+/// Messages waiting in a dead-letter queue.
+#[async_trait]
+pub trait QueueDepth: Send + Sync {
+    async fn depth(&self) -> Result<u64, StoreError>;
+}
+
+/// [`QueueDepth`] of an SQS queue (visible + in flight).
+pub struct SqsDepth {
+    pub client: aws_sdk_sqs::Client,
+    pub url: String,
+}
+
+#[async_trait]
+impl QueueDepth for SqsDepth {
+    async fn depth(&self) -> Result<u64, StoreError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let attrs = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|e| StoreError::Service {
+                op: "dlq_depth",
+                message: aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+            })?
+            .attributes
+            .unwrap_or_default();
+        let n = |k: A| {
+            attrs
+                .get(&k)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(n(A::ApproximateNumberOfMessages) + n(A::ApproximateNumberOfMessagesNotVisible))
+    }
+}

@@ -1,0 +1,534 @@
+//! DynamoDB side of governance and audits: the definition change log, data-quality
+//! counters, critical-meter activity, the drift sample and stored audit reports.
+
+use super::{
+    corrupt, dec, item_size, n, s, str_attr, svc, write_units, DataItem, DynamoStore, Item,
+};
+use crate::audit::counters::Counts;
+use crate::audit::kpi::SampledEvent;
+use crate::audit::report::AuditReport;
+use crate::audit::store::{AuditReader, QualityRecorder, ReportStore};
+use crate::definition::Definition;
+use crate::governance::{ChangeEntry, ChangeLog};
+use crate::ids::{AccountId, MeterName, ServiceLine, Stage, TenantId};
+use crate::keys;
+use crate::pipeline::LedgerEntry;
+use crate::store::StoreError;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Timelike, Utc};
+use std::collections::{BTreeMap, HashMap};
+
+/// Default drift sample: the events of one account in 32 (≈ +0.03 WRU per event).
+pub const DEFAULT_AUDIT_SAMPLE: u32 = 32;
+
+fn build_err(op: &'static str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Service {
+        op,
+        message: e.to_string(),
+    }
+}
+
+fn cancelled_by_condition<E>(
+    err: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        E,
+    >,
+) -> Option<bool> {
+    match err.as_service_error() {
+        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
+            Some(c.cancellation_reasons().first().and_then(|r| r.code()) == Some("ConditionalCheckFailed"))
+        }
+        _ => None,
+    }
+}
+
+/// `ADD a :a, b :b` over the counters' non-zero fields.
+fn add_update(
+    table: &str,
+    pk: String,
+    sk: String,
+    c: &Counts,
+) -> Result<Option<Update>, StoreError> {
+    let fields = c.fields();
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let mut expr = Vec::new();
+    let mut names = HashMap::new();
+    let mut values = HashMap::new();
+    for (i, (name, v)) in fields.iter().enumerate() {
+        expr.push(format!("#f{i} :v{i}"));
+        names.insert(format!("#f{i}"), (*name).to_owned());
+        values.insert(format!(":v{i}"), n(v));
+    }
+    Update::builder()
+        .table_name(table)
+        .key("pk", s(pk))
+        .key("sk", s(sk))
+        .update_expression(format!("ADD {}", expr.join(", ")))
+        .set_expression_attribute_names(Some(names))
+        .set_expression_attribute_values(Some(values))
+        .build()
+        .map(Some)
+        .map_err(|e| build_err("quality_update", e))
+}
+
+impl DynamoStore {
+    /// Copies an owned event of a sampled account into the drift sample (idempotent:
+    /// keyed by the event, written again by a redelivery before its parts apply).
+    pub(super) async fn sample(&self, e: &LedgerEntry<'_>) -> Result<(), StoreError> {
+        if !crate::audit::store::sampled(&e.event.account, self.audit_sample) {
+            return Ok(());
+        }
+        let ev = e.event;
+        let item: Item = HashMap::from([
+            (
+                "pk".to_owned(),
+                s(keys::sample_pk(e.tenant, ev.timestamp.date_naive())),
+            ),
+            (
+                "sk".to_owned(),
+                s(keys::sample_sk(&ev.account, e.source, &ev.id)),
+            ),
+            ("account".to_owned(), s(ev.account.as_str())),
+            ("meter".to_owned(), s(ev.meter.as_str())),
+            ("stage".to_owned(), s(ev.stage.as_str())),
+            ("line".to_owned(), s(ev.service_line.as_str())),
+            ("hour".to_owned(), n(ev.timestamp.hour())),
+            ("q".to_owned(), n(ev.quantity)),
+            ("expires_at".to_owned(), n(e.expires_at)),
+        ]);
+        self.meter.request();
+        self.meter.add(write_units(item_size(&item)));
+        self.client
+            .put_item()
+            .table_name(&self.ledger_table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|err| svc("sample", err))?;
+        Ok(())
+    }
+
+    async fn query_table(
+        &self,
+        op: &'static str,
+        table: &str,
+        pk: String,
+        range: Option<(String, String)>,
+        forward: bool,
+        limit: Option<i32>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut req = self
+                .client
+                .query()
+                .table_name(table)
+                .scan_index_forward(forward)
+                .set_limit(limit)
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .set_exclusive_start_key(start.take());
+            req = match &range {
+                Some((lo, hi)) => req
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                    .expression_attribute_values(":lo", s(lo.clone()))
+                    .expression_attribute_values(":hi", s(hi.clone())),
+                None => req.key_condition_expression("pk = :pk"),
+            };
+            let page = req.send().await.map_err(|e| svc(op, e))?;
+            out.extend(page.items.unwrap_or_default());
+            if limit.is_some_and(|l| out.len() >= l as usize) {
+                return Ok(out);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ChangeLog for DynamoStore {
+    async fn save_with_change(
+        &self,
+        tenant: &TenantId,
+        def: &Definition,
+        entry: &ChangeEntry,
+    ) -> Result<(), StoreError> {
+        let def_item: Item = serde_dynamo::to_item(DataItem {
+            pk: keys::tenant_pk(tenant),
+            sk: keys::definition_sk(&def.meter),
+            data: def,
+        })
+        .map_err(|e| corrupt("definition", e))?;
+        let change_item: Item = serde_dynamo::to_item(DataItem {
+            pk: keys::definition_changes_pk(tenant, &def.meter),
+            sk: keys::definition_change_sk(entry.at, &uuid::Uuid::now_v7().to_string()),
+            data: entry,
+        })
+        .map_err(|e| corrupt("definition change", e))?;
+        let units = (write_units(item_size(&def_item)) + write_units(item_size(&change_item))) * 2;
+        let put = |item: Item, cond: Option<&str>| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .set_condition_expression(cond.map(str::to_owned))
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+                .map_err(|e| build_err("save_definition", e))
+        };
+        let actions = vec![
+            put(def_item, None)?,
+            put(change_item, Some("attribute_not_exists(pk)"))?,
+        ];
+        self.meter.request();
+        self.meter.add(units);
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+            .map_err(|e| svc("save_definition", e))?;
+        Ok(())
+    }
+
+    async fn changes(
+        &self,
+        tenant: &TenantId,
+        meter: &MeterName,
+    ) -> Result<Vec<ChangeEntry>, StoreError> {
+        let pk = keys::definition_changes_pk(tenant, meter);
+        let items = self
+            .query_table(
+                "definition_changes",
+                &self.table,
+                pk.clone(),
+                None,
+                true,
+                None,
+            )
+            .await?;
+        items
+            .into_iter()
+            .map(|i| {
+                serde_dynamo::from_item::<_, DataItem<ChangeEntry>>(i)
+                    .map(|d| d.data)
+                    .map_err(|e| corrupt(&pk, e))
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl QualityRecorder for DynamoStore {
+    async fn record_request(
+        &self,
+        tenant: &TenantId,
+        day: NaiveDate,
+        counts: &BTreeMap<String, Counts>,
+    ) -> Result<(), StoreError> {
+        for (meter, c) in counts {
+            let pk = keys::quality_pk(tenant);
+            let sk = keys::quality_sk(day, meter);
+            let size = pk.len() + sk.len() + 40 * c.fields().len();
+            let Some(update) = add_update(&self.table, pk, sk, c)? else {
+                continue;
+            };
+            self.meter.request();
+            self.meter.add(write_units(size));
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(update.key))
+                .update_expression(update.update_expression)
+                .set_expression_attribute_names(update.expression_attribute_names)
+                .set_expression_attribute_values(update.expression_attribute_values)
+                .send()
+                .await
+                .map_err(|e| svc("record_request", e))?;
+        }
+        Ok(())
+    }
+
+    async fn record_chunk(
+        &self,
+        tenant: &TenantId,
+        chunk: &str,
+        day: NaiveDate,
+        counts: &BTreeMap<MeterName, Counts>,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let entries: Vec<(&MeterName, &Counts)> =
+            counts.iter().filter(|(_, c)| !c.is_zero()).collect();
+        for (group_no, group) in entries.chunks(99).enumerate() {
+            let marker: Item = HashMap::from([
+                ("pk".to_owned(), s(keys::part_pk(tenant, chunk))),
+                (
+                    "sk".to_owned(),
+                    s(format!("{}#{group_no}", keys::QUALITY_MARKER_SK)),
+                ),
+                ("expires_at".to_owned(), n(expires_at)),
+            ]);
+            let mut units = write_units(item_size(&marker)) * 2;
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(marker))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|e| build_err("record_chunk", e))?;
+            let mut actions = vec![TransactWriteItem::builder().put(put).build()];
+            for (meter, c) in group {
+                let pk = keys::quality_pk(tenant);
+                let sk = keys::quality_sk(day, meter.as_str());
+                units += write_units(pk.len() + sk.len() + 40 * c.fields().len()) * 2;
+                if let Some(u) = add_update(&self.table, pk, sk, c)? {
+                    actions.push(TransactWriteItem::builder().update(u).build());
+                }
+            }
+            self.meter.request();
+            match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(actions))
+                .send()
+                .await
+            {
+                Ok(_) => self.meter.add(units),
+                Err(err) => match cancelled_by_condition(&err) {
+                    Some(true) => self.meter.add(1), // already applied by an earlier delivery
+                    Some(false) => {
+                        return Err(StoreError::Conflict(format!("record_chunk: {err:?}")))
+                    }
+                    None => return Err(svc("record_chunk", err)),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_activity(
+        &self,
+        tenant: &TenantId,
+        meter: &MeterName,
+        seen: &[(AccountId, DateTime<Utc>)],
+    ) -> Result<(), StoreError> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        let pk = keys::activity_pk(tenant, meter);
+        // Up to 16 at a time: a request touching many accounts must not wait serially.
+        // Futures are collected first (not mapped lazily) so the future stays `Send`.
+        let mut pending = Vec::with_capacity(seen.len());
+        for (account, at) in seen {
+            let pk = pk.clone();
+            pending.push(async move {
+                let at = at.to_rfc3339_opts(SecondsFormat::Millis, true);
+                self.meter.request();
+                self.meter.add(1);
+                let res = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", s(pk))
+                    .key("sk", s(account.as_str()))
+                    .update_expression("SET last_seen = :t")
+                    .condition_expression("attribute_not_exists(last_seen) OR last_seen < :t")
+                    .expression_attribute_values(":t", s(at))
+                    .send()
+                    .await;
+                match res {
+                    Ok(_) => Ok(()),
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+                    {
+                        Ok(())
+                    }
+                    Err(e) => Err(svc("record_activity", e)),
+                }
+            });
+        }
+        stream::iter(pending)
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(|_| ())
+    }
+}
+
+#[async_trait]
+impl AuditReader for DynamoStore {
+    async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        // One tenant registry serves every scheduled job (score and audit).
+        crate::health::store::HealthStore::list_tenants(self).await
+    }
+
+    async fn quality(
+        &self,
+        tenant: &TenantId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<BTreeMap<String, Counts>, StoreError> {
+        // Meter names sort after '#' ("~unknown" too): bound by the next day's prefix.
+        let lo = format!("{}#", from.format("%Y-%m-%d"));
+        let hi = format!("{}#", to.succ_opt().unwrap_or(to).format("%Y-%m-%d"));
+        let items = self
+            .query_table(
+                "quality",
+                &self.table,
+                keys::quality_pk(tenant),
+                Some((lo, hi)),
+                true,
+                None,
+            )
+            .await?;
+        let mut out: BTreeMap<String, Counts> = BTreeMap::new();
+        for item in items {
+            let Some(meter) = str_attr(&item, "sk")
+                .and_then(|sk| sk.split_once('#'))
+                .map(|(_, m)| m.to_owned())
+            else {
+                continue;
+            };
+            let mut c = Counts::default();
+            for name in item.keys() {
+                if name != "pk" && name != "sk" {
+                    c.set(name, dec(&item, name));
+                }
+            }
+            out.entry(meter).or_default().add(&c);
+        }
+        Ok(out)
+    }
+
+    async fn activity(
+        &self,
+        tenant: &TenantId,
+        meter: &MeterName,
+    ) -> Result<Vec<(AccountId, DateTime<Utc>)>, StoreError> {
+        let items = self
+            .query_table(
+                "activity",
+                &self.table,
+                keys::activity_pk(tenant, meter),
+                None,
+                true,
+                None,
+            )
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| {
+                let a = AccountId::parse(str_attr(i, "sk")?).ok()?;
+                let t = DateTime::parse_from_rfc3339(str_attr(i, "last_seen")?).ok()?;
+                Some((a, t.with_timezone(&Utc)))
+            })
+            .collect())
+    }
+
+    async fn sampled_events(
+        &self,
+        tenant: &TenantId,
+        day: NaiveDate,
+    ) -> Result<Vec<SampledEvent>, StoreError> {
+        let pk = keys::sample_pk(tenant, day);
+        let items = self
+            .query_table(
+                "sampled_events",
+                &self.ledger_table,
+                pk.clone(),
+                None,
+                true,
+                None,
+            )
+            .await?;
+        items
+            .iter()
+            .map(|i| {
+                let get = |name: &str| {
+                    str_attr(i, name).ok_or_else(|| corrupt(&pk, format!("missing {name}")))
+                };
+                Ok(SampledEvent {
+                    account: AccountId::parse(get("account")?).map_err(|e| corrupt(&pk, e))?,
+                    day,
+                    hour: u8::try_from(super::int(i, "hour")).unwrap_or(0).min(23),
+                    meter: MeterName::parse(get("meter")?).map_err(|e| corrupt(&pk, e))?,
+                    stage: Stage::parse(get("stage")?).ok_or_else(|| corrupt(&pk, "stage"))?,
+                    service_line: ServiceLine::parse(get("line")?).map_err(|e| corrupt(&pk, e))?,
+                    quantity: dec(i, "q"),
+                })
+            })
+            .collect()
+    }
+
+    async fn unmapped_changes(&self, tenant: &TenantId, day: NaiveDate) -> Result<u64, StoreError> {
+        Ok(self.unmapped_count(tenant, day).await? as u64)
+    }
+}
+
+/// Largest stored report; findings are trimmed (their total stays exact) to fit.
+const MAX_REPORT_BYTES: usize = 350_000;
+
+#[async_trait]
+impl ReportStore for DynamoStore {
+    async fn put_report(&self, report: &AuditReport) -> Result<(), StoreError> {
+        let mut r = report.clone();
+        let mut json = serde_json::to_string(&r).map_err(|e| corrupt("audit report", e))?;
+        while json.len() > MAX_REPORT_BYTES && !r.findings.is_empty() {
+            let keep = r.findings.len() / 2;
+            r.findings.truncate(keep);
+            json = serde_json::to_string(&r).map_err(|e| corrupt("audit report", e))?;
+        }
+        let item: Item = HashMap::from([
+            ("pk".to_owned(), s(keys::audits_pk(&r.tenant))),
+            ("sk".to_owned(), s(keys::audit_sk(r.run_at))),
+            ("json".to_owned(), s(json)),
+        ]);
+        self.put("put_report", item, None).await.map(|_| ())
+    }
+
+    async fn latest_report(&self, tenant: &TenantId) -> Result<Option<AuditReport>, StoreError> {
+        let pk = keys::audits_pk(tenant);
+        let items = self
+            .query_table(
+                "latest_report",
+                &self.table,
+                pk.clone(),
+                None,
+                false,
+                Some(1),
+            )
+            .await?;
+        items.first().map(|i| parse_report(&pk, i)).transpose()
+    }
+
+    async fn reports(
+        &self,
+        tenant: &TenantId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<AuditReport>, StoreError> {
+        let pk = keys::audits_pk(tenant);
+        let range = (keys::audit_sk(from), keys::audit_sk(to));
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let items = self
+            .query_table(
+                "reports",
+                &self.table,
+                pk.clone(),
+                Some(range),
+                true,
+                Some(limit),
+            )
+            .await?;
+        items.iter().map(|i| parse_report(&pk, i)).collect()
+    }
+}
+
+fn parse_report(pk: &str, item: &Item) -> Result<AuditReport, StoreError> {
+    let json = str_attr(item, "json").ok_or_else(|| corrupt(pk, "report without json"))?;
+    serde_json::from_str(json).map_err(|e| corrupt(pk, e))
+}

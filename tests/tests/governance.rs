@@ -1,0 +1,307 @@
+//! The event-definition registry: change log, notifications, soft delete and restore,
+//! validation per definition, aliases, and the legacy import, against the emulator.
+
+use e2e::{now_rfc3339, total, TestStack};
+use serde_json::{json, Value};
+
+async fn define(t: &TestStack, meter: &str, body: Value) -> (u16, Value) {
+    t.call(
+        "PUT",
+        &format!("/v1/definitions/{meter}"),
+        Some(&body.to_string()),
+    )
+    .await
+}
+
+fn codes(v: &Value) -> Vec<String> {
+    v["rejected"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| r["code"].as_str().unwrap_or("?").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn every_definition_change_is_logged_with_who_when_before_and_after_and_notified() {
+    let t = TestStack::fresh().await;
+    let (s, v) = define(
+        &t,
+        "exports",
+        json!({"unit": "file", "owner": "data@example.com"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = define(
+        &t,
+        "exports",
+        json!({"unit": "file", "owner": "cs@example.com", "criticality": "critical"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, log) = t.call("GET", "/v1/definitions/exports/changes", None).await;
+    assert_eq!(s, 200, "{log}");
+    let changes = log["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 2, "{log}");
+    assert_eq!(changes[0]["action"], "created");
+    assert!(changes[0]["before"].is_null());
+    assert_eq!(changes[1]["action"], "updated");
+    assert_eq!(changes[1]["changed"], json!(["criticality", "owner"]));
+    assert_eq!(changes[1]["before"]["owner"], "data@example.com");
+    assert_eq!(changes[1]["after"]["owner"], "cs@example.com");
+    let actor = changes[1]["actor"].as_str().unwrap();
+    assert!(actor.starts_with("key:") && actor.len() == 16, "{actor}");
+    assert!(!actor.contains(&t.key), "the key itself is never logged");
+    assert!(changes[0]["at"].as_str() <= changes[1]["at"].as_str());
+
+    let alerts = t.raised_alerts().await;
+    let mut notices: Vec<(String, String)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["code"].as_str().unwrap_or("").to_owned(),
+                a["owner"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    notices.sort();
+    assert_eq!(
+        notices,
+        vec![
+            (
+                "definition_created".to_owned(),
+                "data@example.com".to_owned()
+            ),
+            ("definition_updated".to_owned(), "cs@example.com".to_owned()),
+        ]
+    );
+    assert!(alerts.iter().all(|a| a["kind"] == "data_quality"));
+}
+
+#[tokio::test]
+async fn deleting_a_definition_is_soft_keeps_its_usage_and_restoring_it_accepts_events_again() {
+    let t = TestStack::fresh().await;
+    let ts = now_rfc3339();
+    let (s, _) = t
+        .post_events(&json!([{"id": "d1", "account": "acme", "meter": "storage_gb", "quantity": 4, "timestamp": ts}]).to_string())
+        .await;
+    assert_eq!(s, 202);
+    t.drain().await;
+
+    let (s, v) = t.call("DELETE", "/v1/definitions/storage_gb", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "deleted");
+    let (s, v) = t.call("GET", "/v1/definitions/storage_gb", None).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("deleted")), "{v}");
+    // Deleting again changes nothing and logs nothing.
+    let (s, _) = t.call("DELETE", "/v1/definitions/storage_gb", None).await;
+    assert_eq!(s, 200);
+
+    let (_, v) = t
+        .post_events(&json!([{"id": "d2", "account": "acme", "meter": "storage_gb", "quantity": 1, "timestamp": ts}]).to_string())
+        .await;
+    assert_eq!(codes(&v), vec!["meter_deleted"]);
+    // The data counted before the delete stays, and stays readable.
+    let usage = t.usage("acme", "meter=storage_gb").await;
+    assert_eq!(total(&usage), ("4".to_owned(), 1));
+
+    let (s, v) = t
+        .call("POST", "/v1/definitions/storage_gb/restore", None)
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("active")), "{v}");
+    let (s, v) = t
+        .call("POST", "/v1/definitions/storage_gb/restore", None)
+        .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("not_deleted")));
+    let (_, v) = t
+        .post_events(&json!([{"id": "d2", "account": "acme", "meter": "storage_gb", "quantity": 1, "timestamp": ts}]).to_string())
+        .await;
+    assert_eq!(v["accepted"], 1, "{v}");
+    t.drain().await;
+    assert_eq!(
+        total(&t.usage("acme", "meter=storage_gb").await),
+        ("5".to_owned(), 2)
+    );
+
+    let (_, log) = t
+        .call("GET", "/v1/definitions/storage_gb/changes", None)
+        .await;
+    let actions: Vec<&str> = log["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        vec!["deleted", "restored"],
+        "starter meters are created without the API"
+    );
+    let (s, _) = t
+        .call("DELETE", "/v1/definitions/never_defined", None)
+        .await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn ingest_checks_value_type_and_required_properties_and_maps_legacy_aliases() {
+    let t = TestStack::fresh().await;
+    let (s, v) = define(
+        &t,
+        "reports_run",
+        json!({"unit": "report", "value_type": "integer", "required_properties": {"plan": "string"},
+               "aliases": ["legacy_reports"]}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let ts = now_rfc3339();
+    let ev = |id: &str, meter: &str, q: Value, props: Value| json!({"id": id, "account": "acme", "meter": meter, "quantity": q, "timestamp": ts, "properties": props});
+    let body = json!([
+        ev("v1", "reports_run", json!(1.5), json!({"plan": "pro"})),
+        ev("v2", "reports_run", json!(1), json!({})),
+        ev("v3", "reports_run", json!(1), json!({"plan": 3})),
+        ev("v4", "legacy_reports", json!(2), json!({"plan": "pro"})),
+        ev(
+            "v5",
+            "reports_run",
+            json!(1),
+            json!({"plan": "pro", "extra": true})
+        ),
+    ]);
+    let (s, v) = t.post_events(&body.to_string()).await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(
+        codes(&v),
+        vec![
+            "value_type_mismatch",
+            "missing_property",
+            "property_type_mismatch"
+        ]
+    );
+    assert_eq!(v["accepted"], 2);
+    t.drain().await;
+    assert_eq!(
+        total(&t.usage("acme", "meter=reports_run").await),
+        ("3".to_owned(), 2)
+    );
+
+    // An alias may not shadow another definition.
+    let (s, v) = define(
+        &t,
+        "api_calls",
+        json!({"unit": "call", "aliases": ["legacy_reports"]}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("alias_conflict")),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn events_of_a_deprecated_definition_are_counted_and_flagged() {
+    let t = TestStack::fresh().await;
+    let (s, _) = define(&t, "old_exports", json!({"status": "deprecated"})).await;
+    assert_eq!(s, 201);
+    let (_, v) = t
+        .post_events(&json!([{"id": "o1", "account": "acme", "meter": "old_exports"}]).to_string())
+        .await;
+    assert_eq!(v["accepted"], 1, "{v}");
+    let flags: Vec<&str> = v["flagged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["flag"].as_str().unwrap())
+        .collect();
+    assert!(flags.contains(&"meter_deprecated"), "{v}");
+}
+
+#[tokio::test]
+async fn a_legacy_import_maps_aliases_counts_once_and_a_rerun_or_dry_run_adds_nothing() {
+    use local::import::{csv_records, digest, import_policy, jsonl_records, Importer};
+    use shared::store::Directory;
+    let t = TestStack::fresh().await;
+    let (s, _) = define(
+        &t,
+        "api_calls",
+        json!({"unit": "call", "aliases": ["apicalls_v1"]}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    t.put_account("acme", "enterprise").await;
+    let file = "\
+{\"id\":\"h1\",\"account\":\"acme\",\"meter\":\"apicalls_v1\",\"quantity\":3,\"timestamp\":\"2025-03-01T10:00:00Z\"}
+{\"id\":\"h2\",\"account\":\"acme\",\"meter\":\"api_calls\",\"quantity\":2,\"timestamp\":\"2025-03-01T11:00:00Z\"}
+
+{\"id\":\"h3\",\"account\":\"acme\",\"meter\":\"nope\",\"timestamp\":\"2025-03-01T11:00:00Z\"}
+not json
+";
+    let policy = import_policy(
+        t.stack
+            .store
+            .tenant_policy(&t.tenant)
+            .await
+            .unwrap()
+            .unwrap(),
+        3650,
+    );
+    let importer = Importer {
+        ledger: t.stack.store.as_ref(),
+        quality: Some(t.stack.store.as_ref()),
+        cfg: shared::pipeline::PipelineConfig::default(),
+        batch: 2,
+    };
+    let records = jsonl_records(file);
+    let d = digest(file.as_bytes());
+    let noop = |_: usize| {};
+    let dry = importer
+        .run(&t.tenant, &policy, &records, &d, true, &noop)
+        .await
+        .unwrap();
+    assert_eq!(
+        (dry.records, dry.valid, dry.refused, dry.counted),
+        (4, 2, 2, 0)
+    );
+    assert_eq!(dry.refused_by_code.get("unknown_meter"), Some(&1));
+    assert_eq!(dry.refused_by_code.get("malformed_json"), Some(&1));
+    let mut lines: Vec<usize> = dry.refusals.iter().map(|r| r.line).collect();
+    lines.sort();
+    assert_eq!(lines, vec![4, 5]);
+    assert_eq!(dry.aliases.get("apicalls_v1 -> api_calls"), Some(&1));
+    let march = "meter=api_calls&from=2025-03-01&to=2025-03-02&granularity=day";
+    assert_eq!(
+        total(&t.usage("acme", march).await).1,
+        0,
+        "a dry run writes nothing"
+    );
+
+    let first = importer
+        .run(&t.tenant, &policy, &records, &d, false, &noop)
+        .await
+        .unwrap();
+    assert_eq!((first.counted, first.already_imported), (2, 0));
+    assert_eq!(total(&t.usage("acme", march).await), ("5".to_owned(), 2));
+    let again = importer
+        .run(&t.tenant, &policy, &records, &d, false, &noop)
+        .await
+        .unwrap();
+    assert_eq!((again.counted, again.already_imported), (0, 2));
+    // The same events in another format (another digest) are recognised by their ids.
+    let csv = "id,account,meter,quantity,timestamp\nh1,acme,apicalls_v1,3,2025-03-01T10:00:00Z\nh2,acme,api_calls,2,2025-03-01T11:00:00Z\n";
+    let as_csv = importer
+        .run(
+            &t.tenant,
+            &policy,
+            &csv_records(csv).unwrap(),
+            &digest(csv.as_bytes()),
+            false,
+            &noop,
+        )
+        .await
+        .unwrap();
+    assert_eq!((as_csv.counted, as_csv.already_imported), (0, 2));
+    assert_eq!(total(&t.usage("acme", march).await), ("5".to_owned(), 2));
+}
