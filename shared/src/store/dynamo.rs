@@ -308,6 +308,18 @@ impl DynamoStore {
         item: Item,
         condition: Option<&str>,
     ) -> Result<bool, StoreError> {
+        self.put_if(op, item, condition, &[]).await
+    }
+
+    /// A put with a condition that uses expression values; `Ok(false)` when the
+    /// condition did not hold.
+    async fn put_if(
+        &self,
+        op: &'static str,
+        item: Item,
+        condition: Option<&str>,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<bool, StoreError> {
         let size = item_size(&item);
         let mut req = self
             .client
@@ -316,6 +328,9 @@ impl DynamoStore {
             .set_item(Some(item));
         if let Some(c) = condition {
             req = req.condition_expression(c);
+        }
+        for (name, value) in values {
+            req = req.expression_attribute_values(*name, value.clone());
         }
         self.meter.request();
         self.meter.add(write_units(size));
@@ -1139,43 +1154,32 @@ impl DynamoStore {
             account: account.clone(),
         };
         let item = serde_dynamo::to_item(item).map_err(|e| corrupt("account link", e))?;
-        self.meter.request();
-        self.meter.add(write_units(item_size(&item)));
-        match self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR account = :a")
-            .expression_attribute_values(":a", s(account.as_str()))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                let other = self
-                    .get(
-                        "link_company",
-                        keys::hubspot_object_pk(t, "company", company),
-                        keys::HUBSPOT_ACCOUNT_SK,
-                        true,
-                    )
-                    .await?
-                    .and_then(|i| serde_dynamo::from_item::<_, AccountLink>(i).ok())
-                    .map(|l| l.account.to_string())
-                    .unwrap_or_default();
-                Err(StoreError::Taken {
-                    code: "hubspot_company_taken",
-                    message: format!(
-                        "HubSpot company {company} is already linked to account '{other}'"
-                    ),
-                })
-            }
-            Err(e) => Err(svc("link_company", e)),
+        let linked = self
+            .put_if(
+                "link_company",
+                item,
+                Some("attribute_not_exists(pk) OR account = :a"),
+                &[(":a", s(account.as_str()))],
+            )
+            .await?;
+        if linked {
+            return Ok(());
         }
+        let other = self
+            .get(
+                "link_company",
+                keys::hubspot_object_pk(t, "company", company),
+                keys::HUBSPOT_ACCOUNT_SK,
+                true,
+            )
+            .await?
+            .and_then(|i| serde_dynamo::from_item::<_, AccountLink>(i).ok())
+            .map(|l| l.account.to_string())
+            .unwrap_or_default();
+        Err(StoreError::Taken {
+            code: "hubspot_company_taken",
+            message: format!("HubSpot company {company} is already linked to account '{other}'"),
+        })
     }
 }
 
@@ -1290,26 +1294,16 @@ impl crate::hubspot::processor::IdentityStore for DynamoStore {
             changed_ms,
         };
         let item = serde_dynamo::to_item(item).map_err(|e| corrupt("company property", e))?;
-        self.meter.request();
-        self.meter.add(write_units(item_size(&item)));
-        match self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR changed_ms < :t")
-            .expression_attribute_values(":t", n(changed_ms))
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                return Ok(()); // an equal or newer value is already recorded
-            }
-            Err(e) => return Err(svc("sync_company_property", e)),
+        let newest = self
+            .put_if(
+                "sync_company_property",
+                item,
+                Some("attribute_not_exists(pk) OR changed_ms < :t"),
+                &[(":t", n(changed_ms))],
+            )
+            .await?;
+        if !newest {
+            return Ok(()); // an equal or newer value is already recorded
         }
         let Some(account) = account else {
             return Ok(());
