@@ -372,14 +372,33 @@ impl DynamoStore {
         range: Option<(String, String)>,
         consistent: bool,
     ) -> Result<Vec<Item>, StoreError> {
+        self.query_pages(op, &self.table, pk, range, consistent, true, None)
+            .await
+    }
+
+    /// Queries one partition of `table` (optionally a sort-key range), following
+    /// pagination until the end or until at least `limit` items are read.
+    #[allow(clippy::too_many_arguments)]
+    async fn query_pages(
+        &self,
+        op: &'static str,
+        table: &str,
+        pk: String,
+        range: Option<(String, String)>,
+        consistent: bool,
+        forward: bool,
+        limit: Option<i32>,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         loop {
             let mut req = self
                 .client
                 .query()
-                .table_name(&self.table)
+                .table_name(table)
                 .consistent_read(consistent)
+                .scan_index_forward(forward)
+                .set_limit(limit)
                 .expression_attribute_values(":pk", s(pk.clone()))
                 .set_exclusive_start_key(start.take());
             req = match &range {
@@ -391,6 +410,9 @@ impl DynamoStore {
             };
             let page = req.send().await.map_err(|e| svc(op, e))?;
             out.extend(page.items.unwrap_or_default());
+            if limit.is_some_and(|l| out.len() >= l as usize) {
+                return Ok(out);
+            }
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
                 _ => return Ok(out),

@@ -120,34 +120,8 @@ impl DynamoStore {
         forward: bool,
         limit: Option<i32>,
     ) -> Result<Vec<Item>, StoreError> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let mut req = self
-                .client
-                .query()
-                .table_name(table)
-                .scan_index_forward(forward)
-                .set_limit(limit)
-                .expression_attribute_values(":pk", s(pk.clone()))
-                .set_exclusive_start_key(start.take());
-            req = match &range {
-                Some((lo, hi)) => req
-                    .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
-                    .expression_attribute_values(":lo", s(lo.clone()))
-                    .expression_attribute_values(":hi", s(hi.clone())),
-                None => req.key_condition_expression("pk = :pk"),
-            };
-            let page = req.send().await.map_err(|e| svc(op, e))?;
-            out.extend(page.items.unwrap_or_default());
-            if limit.is_some_and(|l| out.len() >= l as usize) {
-                return Ok(out);
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
-            }
-        }
+        self.query_pages(op, table, pk, range, false, forward, limit)
+            .await
     }
 }
 
