@@ -422,7 +422,12 @@ fn build_event(
             format!("meter '{meter}' is not defined for this tenant; define it first"),
         )
     })?;
-    if rule.status == DefinitionStatus::Deleted {
+    // Under the default policy a deleted meter's events are validated as usual and
+    // then held (crate::quarantine); a tenant may choose to refuse them instead.
+    if rule.status == DefinitionStatus::Deleted
+        && ctx.policy.governance.policy.deleted_meter_events
+            == crate::quarantine::DeletedMeterEvents::Reject
+    {
         return Err(bad(
             C::MeterDeleted,
             format!("meter '{meter}' was deleted; restore its definition to send it again"),
@@ -641,11 +646,35 @@ mod tests {
                 },
             );
         }
-        TenantPolicy {
+        let mut policy = TenantPolicy {
             backfill_days: 35,
             meters,
             ..Default::default()
-        }
+        };
+        policy.governance.policy.deleted_meter_events =
+            crate::quarantine::DeletedMeterEvents::Reject;
+        policy
+    }
+
+    #[test]
+    fn under_the_quarantine_policy_a_deleted_meters_event_is_still_validated_in_full() {
+        let mut policy = policy();
+        policy.governance.policy.deleted_meter_events =
+            crate::quarantine::DeletedMeterEvents::Quarantine;
+        let limits = Limits::default();
+        let ctx = ValidationContext {
+            received_at: now(),
+            policy: &policy,
+            limits: &limits,
+        };
+        let raw = |j: &str| serde_json::from_str::<Box<RawValue>>(j).unwrap();
+        let ok = validate_event(&raw(r#"{"id":"e","account":"a","meter":"old_meter"}"#), &ctx);
+        assert_eq!(ok.unwrap().meter.as_str(), "old_meter");
+        let bad = validate_event(
+            &raw(r#"{"id":"e","account":"a","meter":"old_meter","quantity":"x"}"#),
+            &ctx,
+        );
+        assert_eq!(bad.unwrap_err().code, RejectCode::InvalidQuantity);
     }
 
     fn now() -> DateTime<Utc> {

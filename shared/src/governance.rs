@@ -151,6 +151,8 @@ pub struct PolicyRules {
     /// Legacy name -> current meter.
     pub aliases: HashMap<MeterName, MeterName>,
     pub schemas: HashMap<MeterName, Schema>,
+    /// What happens to events of deleted and deprecated definitions.
+    pub policy: crate::quarantine::GovernancePolicy,
 }
 
 impl PolicyRules {

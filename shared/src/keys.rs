@@ -262,3 +262,11 @@ mod tests {
         );
     }
 }
+
+/// The tenant's governance policy (what happens to retired meters' events).
+pub const GOVERNANCE_POLICY_SK: &str = "GOVERNANCE#POLICY";
+
+/// Held events of one meter (docs/adr/0007); sort key `<source>#<event id>`.
+pub fn quarantine_pk(t: &TenantId, m: &MeterName) -> String {
+    format!("TENANT#{t}#QUARANTINE#{m}")
+}

@@ -22,6 +22,7 @@ pub mod keys;
 pub mod limits;
 pub mod pipeline;
 pub mod publish;
+pub mod quarantine;
 pub mod queue;
 pub mod rollup;
 pub mod store;

@@ -145,6 +145,19 @@ impl DefinitionStore for Sim {
         self.bill(self.defs.len() as u64, 600);
         Ok(self.defs.clone())
     }
+    async fn governance_policy(
+        &self,
+        _: &TenantId,
+    ) -> Result<Option<shared::quarantine::GovernancePolicy>, StoreError> {
+        Ok(None)
+    }
+    async fn put_governance_policy(
+        &self,
+        _: &TenantId,
+        _: &shared::quarantine::GovernancePolicy,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -354,6 +367,7 @@ async fn import_bench(events: usize) {
     let importer = Importer {
         ledger: &ledger,
         quality: None,
+        quarantine: None,
         cfg: shared::pipeline::PipelineConfig::default(),
         batch: 1000,
     };

@@ -81,12 +81,12 @@ async fn every_definition_change_is_logged_with_who_when_before_and_after_and_no
 }
 
 #[tokio::test]
-async fn deleting_a_definition_is_soft_keeps_its_usage_and_restoring_it_accepts_events_again() {
+async fn deleting_a_definition_is_soft_keeps_its_usage_holds_new_events_and_restoring_counts_them_once(
+) {
     let t = TestStack::fresh().await;
     let ts = now_rfc3339();
-    let (s, _) = t
-        .post_events(&json!([{"id": "d1", "account": "acme", "meter": "storage_gb", "quantity": 4, "timestamp": ts}]).to_string())
-        .await;
+    let ev = |id: &str, q: Value| json!({"id": id, "account": "acme", "meter": "storage_gb", "quantity": q, "timestamp": ts});
+    let (s, _) = t.post_events(&json!([ev("d1", json!(4))]).to_string()).await;
     assert_eq!(s, 202);
     t.drain().await;
 
@@ -99,25 +99,73 @@ async fn deleting_a_definition_is_soft_keeps_its_usage_and_restoring_it_accepts_
     let (s, _) = t.call("DELETE", "/v1/definitions/storage_gb", None).await;
     assert_eq!(s, 200);
 
-    let (_, v) = t
-        .post_events(&json!([{"id": "d2", "account": "acme", "meter": "storage_gb", "quantity": 1, "timestamp": ts}]).to_string())
+    // New events are held, not lost; a broken one is still refused with its own code.
+    let (s, v) = t
+        .post_events(&json!([ev("d2", json!(1)), ev("d3", json!("x"))]).to_string())
         .await;
-    assert_eq!(codes(&v), vec!["meter_deleted"]);
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["accepted"], 0, "{v}");
+    assert_eq!(codes(&v), vec!["invalid_quantity"]);
+    assert_eq!(v["quarantined"][0]["id"], "d2", "{v}");
+    assert_eq!(v["quarantined"][0]["reason"], "meter_deleted");
+    assert!(v["quarantined"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("restored"));
+    // A resend keeps one copy.
+    let (_, v) = t.post_events(&json!([ev("d2", json!(1))]).to_string()).await;
+    assert_eq!(v["quarantined"].as_array().map(Vec::len), Some(1), "{v}");
+    t.drain().await;
     // The data counted before the delete stays, and stays readable.
     let usage = t.usage("acme", "meter=storage_gb").await;
     assert_eq!(total(&usage), ("4".to_owned(), 1));
+    let (s, held) = t
+        .call("GET", "/v1/definitions/storage_gb/quarantine", None)
+        .await;
+    assert_eq!(s, 200, "{held}");
+    assert_eq!(held["status"], "deleted");
+    let held_ids: Vec<&str> = held["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(held_ids, vec!["d2"], "{held}");
+    assert_eq!(held["events"][0]["reason"], "meter_deleted");
+    let (s, v) = t
+        .call("POST", "/v1/definitions/storage_gb/quarantine/replay", None)
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("definition_not_active")),
+        "{v}"
+    );
 
+    // Restoring counts what was held, once.
     let (s, v) = t
         .call("POST", "/v1/definitions/storage_gb/restore", None)
         .await;
     assert_eq!((s, v["status"].as_str()), (200, Some("active")), "{v}");
+    assert_eq!(v["replay"], json!({"replayed": 1, "remaining": false}), "{v}");
     let (s, v) = t
         .call("POST", "/v1/definitions/storage_gb/restore", None)
         .await;
     assert_eq!((s, v["error"]["code"].as_str()), (409, Some("not_deleted")));
-    let (_, v) = t
-        .post_events(&json!([{"id": "d2", "account": "acme", "meter": "storage_gb", "quantity": 1, "timestamp": ts}]).to_string())
+    t.drain().await;
+    assert_eq!(
+        total(&t.usage("acme", "meter=storage_gb").await),
+        ("5".to_owned(), 2)
+    );
+    let (_, held) = t
+        .call("GET", "/v1/definitions/storage_gb/quarantine", None)
         .await;
+    assert_eq!(held["events"], json!([]), "{held}");
+    let (s, v) = t
+        .call("POST", "/v1/definitions/storage_gb/quarantine/replay", None)
+        .await;
+    assert_eq!((s, v["replayed"].as_u64()), (200, Some(0)), "{v}");
+    // The sender resending the held event now changes nothing: it was counted once.
+    let (_, v) = t.post_events(&json!([ev("d2", json!(1))]).to_string()).await;
     assert_eq!(v["accepted"], 1, "{v}");
     t.drain().await;
     assert_eq!(
@@ -143,6 +191,74 @@ async fn deleting_a_definition_is_soft_keeps_its_usage_and_restoring_it_accepts_
         .call("DELETE", "/v1/definitions/never_defined", None)
         .await;
     assert_eq!(s, 404);
+    let (s, _) = t
+        .call("GET", "/v1/definitions/never_defined/quarantine", None)
+        .await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn a_tenant_chooses_to_refuse_deleted_meters_or_to_hold_deprecated_ones() {
+    let t = TestStack::fresh().await;
+    let (s, v) = t.call("GET", "/v1/governance/policy", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["policy"].clone(), v["source"].as_str()),
+        (
+            json!({"deleted_meter_events": "quarantine", "deprecated_meter_events": "flag"}),
+            Some("defaults")
+        )
+    );
+    let (s, v) = t
+        .call(
+            "PUT",
+            "/v1/governance/policy",
+            Some(r#"{"deleted_meter_events":"drop"}"#),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_governance_policy")),
+        "{v}"
+    );
+    let (s, v) = t
+        .call(
+            "PUT",
+            "/v1/governance/policy",
+            Some(r#"{"deleted_meter_events":"reject","deprecated_meter_events":"quarantine"}"#),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = t.call("GET", "/v1/governance/policy", None).await;
+    assert_eq!(v["source"], "tenant");
+
+    define(&t, "old_exports", json!({"status": "deprecated"})).await;
+    t.call("DELETE", "/v1/definitions/storage_gb", None).await;
+    let (s, v) = t
+        .post_events(
+            &json!([
+                {"id": "p1", "account": "acme", "meter": "storage_gb"},
+                {"id": "p2", "account": "acme", "meter": "old_exports"},
+                {"id": "p3", "account": "acme", "meter": "api_calls"},
+            ])
+            .to_string(),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(codes(&v), vec!["meter_deleted"]);
+    assert_eq!(v["accepted"], 1, "{v}");
+    assert_eq!(v["quarantined"][0]["id"], "p2", "{v}");
+    assert_eq!(v["quarantined"][0]["reason"], "meter_deprecated");
+
+    // Making the deprecated definition active again counts what it held.
+    let (s, v) = define(&t, "old_exports", json!({"status": "active"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["replay"]["replayed"], 1, "{v}");
+    t.drain().await;
+    assert_eq!(
+        total(&t.usage("acme", "meter=old_exports").await),
+        ("1".to_owned(), 1)
+    );
 }
 
 #[tokio::test]
@@ -251,6 +367,7 @@ not json
     let importer = Importer {
         ledger: t.stack.store.as_ref(),
         quality: Some(t.stack.store.as_ref()),
+        quarantine: Some(t.stack.store.as_ref()),
         cfg: shared::pipeline::PipelineConfig::default(),
         batch: 2,
     };
@@ -304,4 +421,39 @@ not json
         .unwrap();
     assert_eq!((as_csv.counted, as_csv.already_imported), (0, 2));
     assert_eq!(total(&t.usage("acme", march).await), ("5".to_owned(), 2));
+
+    // History of a deleted meter is held like live events, and counted on restore.
+    t.call("DELETE", "/v1/definitions/storage_gb", None).await;
+    let policy = import_policy(
+        t.stack
+            .store
+            .tenant_policy(&t.tenant)
+            .await
+            .unwrap()
+            .unwrap(),
+        3650,
+    );
+    let old = "{\"id\":\"s1\",\"account\":\"acme\",\"meter\":\"storage_gb\",\"quantity\":7,\"timestamp\":\"2025-03-01T10:00:00Z\"}\n";
+    let held = importer
+        .run(
+            &t.tenant,
+            &policy,
+            &jsonl_records(old),
+            &digest(old.as_bytes()),
+            false,
+            &noop,
+        )
+        .await
+        .unwrap();
+    assert_eq!((held.valid, held.counted), (1, 0));
+    assert_eq!(held.quarantined.get("meter_deleted"), Some(&1));
+    let (_, v) = t
+        .call("POST", "/v1/definitions/storage_gb/restore", None)
+        .await;
+    assert_eq!(v["replay"]["replayed"], 1, "{v}");
+    t.drain().await;
+    assert_eq!(
+        total(&t.usage("acme", "meter=storage_gb&from=2025-03-01&to=2025-03-02&granularity=day").await),
+        ("7".to_owned(), 1)
+    );
 }

@@ -12,17 +12,31 @@ use shared::event::DefinitionStatus;
 use shared::governance::{change_alert, changed_fields, ChangeAction, ChangeEntry, ChangeLog};
 use shared::http::{body_bytes, json, query_pairs, ApiError};
 use shared::ids::{MeterName, TenantId};
+use shared::audit::counters::Counts;
+use shared::audit::store::QualityRecorder;
+use shared::quarantine::{policy_from_body, replay, QuarantineStore, Replay, MAX_PAGE};
 use shared::queue::EventQueue;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Most runs returned by `GET /v1/audits` (a week of hourly runs and more).
 pub const MAX_RUNS: usize = 500;
+
+/// Most held events one restore or replay call queues; the rest wait for the next
+/// `POST /v1/definitions/{meter}/quarantine/replay` (the response says so).
+pub const REPLAY_BUDGET: usize = 10_000;
 
 pub struct Governance {
     pub changes: Arc<dyn ChangeLog>,
     pub reports: Arc<dyn ReportStore>,
     /// Where change notifications go (the alerts queue); `None` sends none.
     pub alerts: Option<Arc<dyn EventQueue>>,
+    /// Held events of deleted / deprecated definitions.
+    pub quarantine: Arc<dyn QuarantineStore>,
+    /// Where replayed events go (the events queue); `None`: no replay.
+    pub events: Option<Arc<dyn EventQueue>>,
+    /// Counts released events for the audit (`released`).
+    pub quality: Option<Arc<dyn QualityRecorder>>,
 }
 
 /// The principal behind a request: its API key's hash, shortened (never the key).
@@ -114,11 +128,190 @@ impl Api {
         let entry = self
             .save_definition(tenant, actor(req), existing, def)
             .await?;
-        Ok(json(if created { 201 } else { 200 }, &entry.after))
+        let body = self.after_change(tenant, &entry).await;
+        Ok(json(if created { 201 } else { 200 }, &body))
+    }
+
+    /// The saved definition, plus what was replayed when it became active again
+    /// (`replay`: held events queued to be counted; `remaining` when more are held).
+    async fn after_change(&self, tenant: &TenantId, entry: &ChangeEntry) -> serde_json::Value {
+        let mut body = serde_json::to_value(&entry.after).unwrap_or_default();
+        let reactivated = entry.after.status == DefinitionStatus::Active
+            && entry
+                .before
+                .as_ref()
+                .is_some_and(|b| b.status != DefinitionStatus::Active);
+        if !reactivated {
+            return body;
+        }
+        let outcome = match self.replay_held(tenant, &entry.after.meter).await {
+            Ok(r) => json!({"replayed": r.replayed, "remaining": r.remaining}),
+            // The change stands; the events stay held for an explicit replay.
+            Err(e) => json!({"replayed": 0, "remaining": true, "error": {"code": e.code, "message": e.message}}),
+        };
+        if let Some(map) = body.as_object_mut() {
+            map.insert("replay".into(), outcome);
+        }
+        body
+    }
+
+    /// Queues up to [`REPLAY_BUDGET`] held events of `meter` to be counted.
+    async fn replay_held(&self, tenant: &TenantId, meter: &MeterName) -> Result<Replay, ApiError> {
+        let g = self.governance()?;
+        let events = g.events.as_ref().ok_or_else(|| {
+            ApiError::new(
+                503,
+                "replay_not_configured",
+                "the events queue is not configured for this deployment; held events stay held",
+            )
+        })?;
+        let result = replay(
+            g.quarantine.as_ref(),
+            events.as_ref(),
+            tenant,
+            meter,
+            REPLAY_BUDGET,
+            shared::chunk::SQS_MAX_BYTES - 1024,
+            Utc::now(),
+        )
+        .await;
+        let replayed = match &result {
+            Ok(r) => r.replayed,
+            Err(shared::quarantine::ReplayError::Queue { replayed, .. }) => *replayed,
+            Err(_) => 0,
+        };
+        if let (Some(q), true) = (&g.quality, replayed > 0) {
+            let counts = BTreeMap::from([(
+                meter.as_str().to_owned(),
+                Counts {
+                    released: replayed as u64,
+                    ..Default::default()
+                },
+            )]);
+            if let Err(e) = q.record_request(tenant, Utc::now().date_naive(), &counts).await {
+                tracing::warn!(tenant = %tenant, meter = %meter, error = %e, "released-events counter not recorded");
+            }
+        }
+        tracing::info!(tenant = %tenant, meter = %meter, replayed, ok = result.is_ok(), "held events replayed");
+        result.map_err(|e| match e {
+            shared::quarantine::ReplayError::Store(s) => ApiError::from(s),
+            other => ApiError::new(503, "replay_incomplete", other.to_string()),
+        })
+    }
+
+    /// `GET /v1/definitions/{meter}/quarantine`: held events, oldest key first.
+    pub(crate) async fn list_quarantine(
+        &self,
+        tenant: &TenantId,
+        meter: &str,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let g = self.governance()?;
+        let meter = MeterName::parse(meter).map_err(|_| ApiError::not_found("definition"))?;
+        let def = self
+            .definitions
+            .get_definition(tenant, &meter)
+            .await?
+            .ok_or_else(|| ApiError::not_found("definition"))?;
+        let mut limit = 100usize;
+        let mut cursor = None;
+        for (k, v) in query_pairs(req) {
+            match k.as_str() {
+                "limit" => {
+                    limit = v
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|l| (1..=MAX_PAGE).contains(l))
+                        .ok_or_else(|| {
+                            ApiError::new(
+                                400,
+                                "invalid_parameter",
+                                format!("limit must be between 1 and {MAX_PAGE}"),
+                            )
+                        })?
+                }
+                "cursor" => cursor = Some(v),
+                other => {
+                    return Err(ApiError::new(
+                        400,
+                        "unknown_parameter",
+                        format!("unknown parameter '{other}'; expected limit, cursor"),
+                    ))
+                }
+            }
+        }
+        let page = g
+            .quarantine
+            .held(tenant, &meter, limit, cursor.as_deref())
+            .await?;
+        Ok(json(
+            200,
+            &json!({
+                "meter": meter, "status": status(def.status),
+                "events": page.items, "next_cursor": page.next,
+            }),
+        ))
+    }
+
+    /// `POST /v1/definitions/{meter}/quarantine/replay`: counts held events of an
+    /// active definition (restore does this itself; this finishes large backlogs).
+    pub(crate) async fn replay_quarantine(
+        &self,
+        tenant: &TenantId,
+        meter: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        self.governance()?;
+        let meter = MeterName::parse(meter).map_err(|_| ApiError::not_found("definition"))?;
+        let def = self
+            .definitions
+            .get_definition(tenant, &meter)
+            .await?
+            .ok_or_else(|| ApiError::not_found("definition"))?;
+        if def.status != DefinitionStatus::Active {
+            return Err(ApiError::new(
+                409,
+                "definition_not_active",
+                format!(
+                    "definition '{meter}' is {}; restore it (or set it active) before replaying its held events",
+                    status(def.status)
+                ),
+            ));
+        }
+        let r = self.replay_held(tenant, &meter).await?;
+        Ok(json(
+            200,
+            &json!({"meter": meter, "replayed": r.replayed, "remaining": r.remaining}),
+        ))
+    }
+
+    pub(crate) async fn get_governance_policy(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Response<Body>, ApiError> {
+        let (policy, source) = match self.definitions.governance_policy(tenant).await? {
+            Some(p) => (p, "tenant"),
+            None => (Default::default(), "defaults"),
+        };
+        let policy: shared::quarantine::GovernancePolicy = policy;
+        Ok(json(200, &json!({"policy": policy, "source": source})))
+    }
+
+    pub(crate) async fn put_governance_policy(
+        &self,
+        tenant: &TenantId,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let policy = policy_from_body(body_bytes(req))?;
+        self.definitions
+            .put_governance_policy(tenant, &policy)
+            .await?;
+        tracing::info!(tenant = %tenant, actor = %actor(req), ?policy, "governance policy replaced");
+        Ok(json(200, &json!({"policy": policy, "source": "tenant"})))
     }
 
     /// Soft delete: the definition stays (status `deleted`), its data stays, events
-    /// for it are refused with `meter_deleted` until it is restored.
+    /// for it are held in quarantine (or refused with `meter_deleted`, per the tenant's
+    /// governance policy) until it is restored.
     pub(crate) async fn delete_definition(
         &self,
         tenant: &TenantId,
@@ -173,7 +366,8 @@ impl Api {
         let entry = self
             .save_definition(tenant, actor(req), Some(existing), after)
             .await?;
-        Ok(json(200, &entry.after))
+        let body = self.after_change(tenant, &entry).await;
+        Ok(json(200, &body))
     }
 
     pub(crate) async fn definition_changes(

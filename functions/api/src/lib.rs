@@ -53,6 +53,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/definitions/{meter}/changes"),
     ("GET", "/v1/audits/latest"),
     ("GET", "/v1/audits"),
+    ("GET", "/v1/definitions/{meter}/quarantine"),
+    ("POST", "/v1/definitions/{meter}/quarantine/replay"),
+    ("GET", "/v1/governance/policy"),
+    ("PUT", "/v1/governance/policy"),
 ];
 
 /// Largest admin request body.
@@ -217,6 +221,14 @@ impl Api {
             }
             ("GET", "/v1/audits/latest") => self.latest_audit(&tenant).await,
             ("GET", "/v1/audits") => self.list_audits(&tenant, &req).await,
+            ("GET", "/v1/definitions/{meter}/quarantine") => {
+                self.list_quarantine(&tenant, &param("meter"), &req).await
+            }
+            ("POST", "/v1/definitions/{meter}/quarantine/replay") => {
+                self.replay_quarantine(&tenant, &param("meter")).await
+            }
+            ("GET", "/v1/governance/policy") => self.get_governance_policy(&tenant).await,
+            ("PUT", "/v1/governance/policy") => self.put_governance_policy(&tenant, &req).await,
             _ => Err(ApiError::not_found("route")),
         }
     }

@@ -18,11 +18,23 @@ async fn main() -> Result<(), Error> {
                 url,
             )) as Arc<dyn shared::queue::EventQueue>
         });
+    // Held events are replayed onto the events queue when their definition is restored.
+    let events = shared::config::required("EVENTS_QUEUE_URL")
+        .ok()
+        .map(|url| {
+            Arc::new(shared::queue::SqsQueue::new(
+                aws_sdk_sqs::Client::new(&aws),
+                url,
+            )) as Arc<dyn shared::queue::EventQueue>
+        });
     let api = Arc::new(
         Api::new(store.clone()).with_governance(api::governance::Governance {
             changes: store.clone(),
-            reports: store,
+            reports: store.clone(),
             alerts,
+            quarantine: store.clone(),
+            events,
+            quality: Some(store),
         }),
     );
     run(service_fn(move |req: Request| {

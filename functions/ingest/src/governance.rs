@@ -10,6 +10,7 @@ use shared::audit::counters::RequestCounts;
 use shared::audit::store::QualityRecorder;
 use shared::event::{RejectCode, Rejection, TenantPolicy, UsageEvent};
 use shared::ids::{AccountId, MeterName, TenantId};
+use shared::quarantine::QuarantineReason;
 use std::collections::{BTreeMap, HashSet};
 
 fn deprecated(policy: &TenantPolicy, m: &MeterName) -> bool {
@@ -52,6 +53,8 @@ fn sent_meter(raw: &RawValue) -> Option<String> {
 pub struct Observed {
     /// (index, meter, name sent under when it differs, deprecated)
     accepted: Vec<(usize, MeterName, Option<String>, bool)>,
+    /// (index, meter, sent under an alias, definition deleted)
+    held: Vec<(usize, MeterName, bool, bool)>,
     rejected: Vec<(Option<MeterName>, RejectCode)>,
     critical: BTreeMap<MeterName, BTreeMap<AccountId, DateTime<Utc>>>,
 }
@@ -61,10 +64,27 @@ pub struct Observed {
 pub fn observe(
     raw: &[&RawValue],
     valid: &[(usize, UsageEvent)],
+    held: &[(usize, UsageEvent, QuarantineReason)],
     rejected: &[Rejection],
     policy: &TenantPolicy,
 ) -> Observed {
     let aliased: HashSet<&MeterName> = policy.governance.aliases.values().collect();
+    let held = held
+        .iter()
+        .map(|(i, e, reason)| {
+            let via_alias = aliased.contains(&e.meter)
+                && raw
+                    .get(*i)
+                    .and_then(|r| sent_meter(r))
+                    .is_some_and(|s| s != e.meter.as_str());
+            (
+                *i,
+                e.meter.clone(),
+                via_alias,
+                *reason == QuarantineReason::MeterDeleted,
+            )
+        })
+        .collect();
     let mut critical: BTreeMap<MeterName, BTreeMap<AccountId, DateTime<Utc>>> = BTreeMap::new();
     let accepted = valid
         .iter()
@@ -106,6 +126,7 @@ pub fn observe(
         .collect();
     Observed {
         accepted,
+        held,
         rejected,
         critical,
     }
@@ -128,6 +149,11 @@ pub async fn record(
     for (i, meter, sent_as, dep) in &observed.accepted {
         if !unavailable.contains(i) {
             counts.accepted(meter, sent_as.is_some(), *dep);
+        }
+    }
+    for (i, meter, via_alias, deleted) in &observed.held {
+        if !unavailable.contains(i) {
+            counts.held(meter, *via_alias, *deleted);
         }
     }
     for (meter, code) in &observed.rejected {

@@ -17,6 +17,7 @@ use shared::hubspot::signature::{verify, Signed};
 use shared::hubspot::webhook::{parse_batch, AppEvent};
 use shared::hubspot::workflow::{parse_workflow, WorkflowQuery};
 use shared::ids::Source;
+use shared::quarantine::{QuarantineReason, QuarantineStore, Quarantined};
 use shared::queue::EventQueue;
 use shared::store::{Directory, PortalDirectory};
 use std::collections::BTreeMap;
@@ -58,6 +59,9 @@ pub struct Ingest {
     pub max_message_bytes: usize,
     /// Data-quality counters and critical-meter activity (docs/adr/0007).
     pub quality: Option<Arc<dyn shared::audit::store::QualityRecorder>>,
+    /// Where events of deleted (or, by policy, deprecated) definitions are held.
+    /// Without it such events are refused as `temporarily_unavailable`.
+    pub quarantine: Option<Arc<dyn QuarantineStore>>,
 }
 
 /// A note on an accepted event (e.g. its timestamp was defaulted).
@@ -68,12 +72,25 @@ pub struct Flag {
     pub flag: &'static str,
 }
 
+/// An event held in quarantine instead of counted (docs/adr/0007): the sender must not
+/// resend it; it is counted once its definition is active again.
+#[derive(Debug, Serialize)]
+pub struct Held {
+    pub index: usize,
+    pub id: String,
+    pub reason: QuarantineReason,
+    pub message: String,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Outcome {
+    /// Events queued to be counted.
     pub accepted: usize,
     pub rejected: Vec<Rejection>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub flagged: Vec<Flag>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<Held>,
 }
 
 impl Ingest {
@@ -85,6 +102,7 @@ impl Ingest {
             limits: Limits::default(),
             max_message_bytes: SQS_MAX_BYTES - 1024,
             quality: None,
+            quarantine: None,
         }
     }
 
@@ -173,6 +191,7 @@ impl Ingest {
             limits: &self.limits,
         };
         let (valid, mut rejected) = validate_all(&raw, &ctx);
+        let (valid, held) = shared::quarantine::split(valid, &policy);
         let mut flagged: Vec<Flag> = valid
             .iter()
             .filter(|(_, e)| e.timestamp_defaulted)
@@ -184,7 +203,10 @@ impl Ingest {
             .collect();
         flagged.extend(crate::governance::deprecated_flags(&valid, &policy));
         flagged.sort_by_key(|f| f.index);
-        let governance = crate::governance::observe(&raw, &valid, &rejected, &policy);
+        let governance = crate::governance::observe(&raw, &valid, &held, &rejected, &policy);
+        let quarantined = self
+            .hold(&tenant, Source::Api, received_at, held, &mut rejected)
+            .await;
         let ids: Vec<(usize, String)> = valid.iter().map(|(i, e)| (*i, e.id.to_string())).collect();
         let mut accepted = valid.len();
 
@@ -241,7 +263,7 @@ impl Ingest {
             messages = bodies.len(),
             "events ingested"
         );
-        let status = if accepted == 0 && unavailable > 0 {
+        let status = if accepted == 0 && quarantined.is_empty() && unavailable > 0 {
             503
         } else {
             202
@@ -256,8 +278,62 @@ impl Ingest {
                 accepted,
                 rejected,
                 flagged,
+                quarantined,
             },
         ))
+    }
+
+    /// Stores held events; when that fails they are refused as retryable, never lost.
+    async fn hold(
+        &self,
+        tenant: &shared::ids::TenantId,
+        source: Source,
+        received_at: chrono::DateTime<Utc>,
+        held: Vec<(usize, shared::event::UsageEvent, QuarantineReason)>,
+        rejected: &mut Vec<Rejection>,
+    ) -> Vec<Held> {
+        if held.is_empty() {
+            return Vec::new();
+        }
+        let stored = match &self.quarantine {
+            None => Err("quarantine is not configured for this deployment".to_owned()),
+            Some(q) => {
+                let records: Vec<Quarantined> = held
+                    .iter()
+                    .map(|(_, e, reason)| Quarantined {
+                        source,
+                        reason: *reason,
+                        received_at,
+                        event: e.clone(),
+                    })
+                    .collect();
+                q.hold(tenant, &records).await.map_err(|e| e.to_string())
+            }
+        };
+        match stored {
+            Ok(()) => {
+                tracing::info!(tenant = %tenant, held = held.len(), "events held in quarantine");
+                held.into_iter()
+                    .map(|(index, e, reason)| Held {
+                        index,
+                        id: e.id.to_string(),
+                        message: reason.message(&e.meter),
+                        reason,
+                    })
+                    .collect()
+            }
+            Err(why) => {
+                tracing::error!(tenant = %tenant, error = %why, held = held.len(), "events could not be held in quarantine");
+                rejected.extend(held.into_iter().map(|(index, e, _)| Rejection {
+                    index,
+                    id: Some(e.id.to_string()),
+                    code: RejectCode::TemporarilyUnavailable,
+                    message: "the event could not be held in quarantine; it was not recorded, send it again".into(),
+                }));
+                rejected.sort_by_key(|r| r.index);
+                Vec::new()
+            }
+        }
     }
 
     /// `POST /v1/webhooks/hubspot`: verify, parse, resolve portals, queue. Mapping and

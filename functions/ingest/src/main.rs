@@ -20,6 +20,7 @@ async fn main() -> Result<(), Error> {
     ));
     let mut ingest = Ingest::new(store.clone(), queue);
     ingest.quality = Some(store.clone());
+    ingest.quarantine = Some(store.clone());
     let secrets: Vec<String> = ["HUBSPOT_CLIENT_SECRET", "HUBSPOT_CLIENT_SECRET_PREVIOUS"]
         .iter()
         .filter_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))

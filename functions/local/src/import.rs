@@ -11,7 +11,8 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use shared::audit::store::QualityRecorder;
 use shared::chunk::{pack, Chunk, SQS_MAX_BYTES};
-use shared::event::{validate_all, Limits, TenantPolicy, ValidationContext};
+use shared::event::{validate_all, Limits, RejectCode, Rejection, TenantPolicy, ValidationContext};
+use shared::quarantine::{QuarantineStore, Quarantined};
 use shared::ids::{Source, TenantId};
 use shared::pipeline::{process_chunk, LedgerStore, PipelineConfig};
 use std::collections::BTreeMap;
@@ -185,6 +186,9 @@ pub struct ImportReport {
     /// Counted by an earlier run (or already present as API events' duplicates).
     pub already_imported: usize,
     pub chunks: usize,
+    /// Valid events of deleted (or, by policy, deprecated) definitions, per reason:
+    /// held in quarantine (with `dry_run`: would be), counted when restored.
+    pub quarantined: BTreeMap<String, usize>,
 }
 
 /// Most refusals listed one by one.
@@ -193,6 +197,8 @@ pub const MAX_LISTED_REFUSALS: usize = 100;
 pub struct Importer<'a> {
     pub ledger: &'a dyn LedgerStore,
     pub quality: Option<&'a dyn QualityRecorder>,
+    /// Where events of deleted / deprecated definitions are held (`None`: refused).
+    pub quarantine: Option<&'a dyn QuarantineStore>,
     pub cfg: PipelineConfig,
     /// Records validated and counted together (like one ingest request).
     pub batch: usize,
@@ -242,13 +248,55 @@ impl Importer<'_> {
                 policy,
                 limits: &limits,
             };
-            let (valid, rejected) = validate_all(&raw, &ctx);
+            let (valid, mut rejected) = validate_all(&raw, &ctx);
+            let (valid, held) = shared::quarantine::split(valid, policy);
+            let observed = ingest::governance::observe(&raw, &valid, &held, &rejected, policy);
+            if !held.is_empty() {
+                match (dry_run, self.quarantine) {
+                    (true, _) => {}
+                    (false, Some(q)) => {
+                        let records: Vec<Quarantined> = held
+                            .iter()
+                            .map(|(_, e, reason)| Quarantined {
+                                source: Source::Import,
+                                reason: *reason,
+                                received_at,
+                                event: e.clone(),
+                            })
+                            .collect();
+                        q.hold(tenant, &records).await?;
+                    }
+                    (false, None) => {
+                        rejected.extend(held.iter().map(|(index, e, reason)| Rejection {
+                            index: *index,
+                            id: Some(e.id.to_string()),
+                            code: RejectCode::TemporarilyUnavailable,
+                            message: format!("{}; no quarantine is configured", reason.as_str()),
+                        }));
+                    }
+                }
+                if dry_run || self.quarantine.is_some() {
+                    for (_, _, reason) in &held {
+                        *report
+                            .quarantined
+                            .entry(reason.as_str().to_owned())
+                            .or_default() += 1;
+                    }
+                }
+            }
             for rej in &rejected {
                 let line = lines.get(rej.index).copied().unwrap_or(0);
                 refuse(&mut report, line, rej.code.as_str(), rej.message.clone());
             }
-            let observed = ingest::governance::observe(&raw, &valid, &rejected, policy);
-            for (i, ev) in &valid {
+            for (i, ev) in valid
+                .iter()
+                .map(|(i, e)| (i, e))
+                .chain(
+                    held.iter()
+                        .filter(|_| dry_run || self.quarantine.is_some())
+                        .map(|(i, e, _)| (i, e)),
+                )
+            {
                 report.valid += 1;
                 *report.by_meter.entry(ev.meter.to_string()).or_default() += 1;
                 if let Some(sent) = sent_as(raw[*i]) {
@@ -300,9 +348,9 @@ impl Importer<'_> {
                         .await?;
                     }
                 }
-                if let Some(q) = self.quality {
-                    ingest::governance::record(q, tenant, received_at, observed, &rejected).await;
-                }
+            }
+            if let (false, Some(q)) = (dry_run, self.quality) {
+                ingest::governance::record(q, tenant, received_at, observed, &rejected).await;
             }
             done += batch.len();
             progress(done);

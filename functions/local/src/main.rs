@@ -331,6 +331,7 @@ async fn import(
     let importer = Importer {
         ledger: store.as_ref(),
         quality: Some(store.as_ref()),
+        quarantine: Some(store.as_ref()),
         cfg: PipelineConfig::default(),
         batch: 1000,
     };
@@ -369,6 +370,12 @@ async fn import(
     }
     for (alias, n) in &report.aliases {
         println!("  alias {alias}: {n}");
+    }
+    for (reason, n) in &report.quarantined {
+        println!(
+            "  {} in quarantine ({reason}): {n}",
+            if dry_run { "would be held" } else { "held" }
+        );
     }
     for (code, n) in &report.refused_by_code {
         println!("  refused {code}: {n}");

@@ -80,6 +80,7 @@ impl Stack {
         let queue = Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone()));
         let mut ingest = ingest::Ingest::new(store.clone(), queue.clone());
         ingest.quality = Some(store.clone());
+        ingest.quarantine = Some(store.clone());
         ingest.hubspot = hubspot.map(|h| ingest::HubspotConfig {
             secrets: h.secrets,
             public_base_url: h.public_base_url,
@@ -129,6 +130,9 @@ impl Stack {
                 changes: store.clone(),
                 reports: store.clone(),
                 alerts: Some(alerts.clone()),
+                quarantine: store.clone(),
+                events: Some(queue.clone()),
+                quality: Some(store.clone()),
             },
         ));
         let poller = Arc::new(Poller {

@@ -73,10 +73,14 @@ counts!(
     timestamp_skewed,
     /// Ingest: refused because the meter is not defined.
     unknown_meter,
-    /// Ingest: refused because the definition is deleted.
+    /// Ingest: sent for a deleted definition (held in quarantine or refused).
     deleted_meter,
-    /// Ingest: accepted although the definition is deprecated (flagged).
+    /// Ingest: sent for a deprecated definition (counted and flagged, or held).
     deprecated,
+    /// Ingest: held in quarantine (deleted or deprecated definition, per tenant policy).
+    quarantined,
+    /// API: held events released to the events queue (restore or replay).
+    released,
     /// Ingest: sent under a legacy alias and mapped to this meter.
     alias_resolved,
     /// Ingest: the same id twice in one request.
@@ -113,6 +117,21 @@ impl RequestCounts {
         let c = self.at(meter.as_str());
         c.received += 1;
         if deprecated {
+            c.deprecated += 1;
+        }
+        if via_alias {
+            c.alias_resolved += 1;
+        }
+    }
+
+    /// A valid event held in quarantine (`deleted`: its definition is deleted).
+    pub fn held(&mut self, meter: &MeterName, via_alias: bool, deleted: bool) {
+        let c = self.at(meter.as_str());
+        c.received += 1;
+        c.quarantined += 1;
+        if deleted {
+            c.deleted_meter += 1;
+        } else {
             c.deprecated += 1;
         }
         if via_alias {

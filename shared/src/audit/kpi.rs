@@ -59,10 +59,16 @@ pub struct Kpis {
     pub schema_violation_rate: Rate,
     /// Events of undefined meters.
     pub unknown_meter_events: u64,
-    /// Events refused because their definition is deleted.
+    /// Events sent for a deleted definition (held in quarantine or refused).
     pub deleted_meter_events: u64,
-    /// Events accepted under a deprecated definition.
+    /// Events sent for a deprecated definition (counted and flagged, or held).
     pub deprecated_events: u64,
+    /// Events held in quarantine in the window (deleted / deprecated definitions).
+    #[serde(default)]
+    pub quarantined_events: u64,
+    /// Held events released to be counted (restore or replay) in the window.
+    #[serde(default)]
+    pub released_events: u64,
     /// Events sent under a legacy alias.
     pub alias_events: u64,
     /// HubSpot changes no mapping rule matched / (those + HubSpot events counted).
@@ -88,6 +94,8 @@ impl Kpis {
             unknown_meter_events: c.unknown_meter,
             deleted_meter_events: c.deleted_meter,
             deprecated_events: c.deprecated,
+            quarantined_events: c.quarantined,
+            released_events: c.released,
             alias_events: c.alias_resolved,
             unmapped_source_rate: Rate::of(unmapped, unmapped + c.hubspot_counted),
             correction_rate: Rate::of(c.corrections, c.counted),

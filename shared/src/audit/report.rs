@@ -142,6 +142,12 @@ pub fn summarize(r: &AuditReport) -> String {
         k.correction_rate.percent(),
         k.unknown_meter_events,
     ));
+    if k.quarantined_events > 0 || k.released_events > 0 {
+        parts.push(format!(
+            "{} event(s) of deleted or deprecated definitions held in quarantine, {} released to be counted.",
+            k.quarantined_events, k.released_events,
+        ));
+    }
     parts.push(format!(
         "Critical usage gaps {}. Rollup drift: {} of {} sampled windows. Negative balances: {}. DLQ depth: {}.",
         r.critical_usage_gap_rate.percent(),

@@ -17,8 +17,8 @@ use crate::rollup::{Bucket, RollupDelta, RollupKey};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
+    AttributeValue, DeleteRequest, KeysAndAttributes, Put, PutRequest,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use base64::Engine;
@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 mod health;
+mod quarantine;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -517,6 +518,7 @@ impl Directory for DynamoStore {
         let mut policy: Option<TenantPolicy> = None;
         let mut meters = HashMap::new();
         let mut defs = Vec::new();
+        let mut choice = crate::quarantine::GovernancePolicy::default();
         for item in items {
             match str_attr(&item, "sk") {
                 Some(keys::PROFILE_SK) => {
@@ -533,10 +535,16 @@ impl Directory for DynamoStore {
                     meters.insert(d.data.meter.clone(), MeterRule::from(&d.data));
                     defs.push(d.data);
                 }
+                Some(keys::GOVERNANCE_POLICY_SK) => {
+                    let p: DataItem<crate::quarantine::GovernancePolicy> =
+                        serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
+                    choice = p.data;
+                }
                 _ => {}
             }
         }
-        let governance = crate::governance::PolicyRules::from_definitions(&defs);
+        let mut governance = crate::governance::PolicyRules::from_definitions(&defs);
+        governance.policy = choice;
         Ok(policy.map(|p| TenantPolicy {
             meters,
             governance,
@@ -596,6 +604,102 @@ impl DefinitionStore for DynamoStore {
             })
             .collect()
     }
+
+    async fn governance_policy(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<crate::quarantine::GovernancePolicy>, StoreError> {
+        let pk = keys::tenant_pk(tenant);
+        match self
+            .get("governance_policy", pk.clone(), keys::GOVERNANCE_POLICY_SK, true)
+            .await?
+        {
+            None => Ok(None),
+            Some(item) => Ok(Some(
+                serde_dynamo::from_item::<_, DataItem<crate::quarantine::GovernancePolicy>>(item)
+                    .map_err(|e| corrupt(&pk, e))?
+                    .data,
+            )),
+        }
+    }
+
+    async fn put_governance_policy(
+        &self,
+        tenant: &TenantId,
+        policy: &crate::quarantine::GovernancePolicy,
+    ) -> Result<(), StoreError> {
+        let item = DataItem {
+            pk: keys::tenant_pk(tenant),
+            sk: keys::GOVERNANCE_POLICY_SK.to_owned(),
+            data: policy,
+        };
+        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("governance policy", e))?;
+        self.put("put_governance_policy", item, None).await.map(|_| ())
+    }
+}
+
+impl DynamoStore {
+    /// BatchWriteItem in requests of 25, retrying unprocessed items.
+    async fn batch_write(
+        &self,
+        op: &'static str,
+        requests: Vec<WriteRequest>,
+    ) -> Result<(), StoreError> {
+        for chunk in requests.chunks(25) {
+            let mut left = chunk.to_vec();
+            let mut round = 0u64;
+            while !left.is_empty() {
+                round += 1;
+                for w in &left {
+                    if let Some(p) = w.put_request() {
+                        self.meter.add(write_units(item_size(p.item())));
+                    } else {
+                        self.meter.add(1);
+                    }
+                }
+                self.meter.request();
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(self.table.clone(), std::mem::take(&mut left))
+                    .send()
+                    .await
+                    .map_err(|e| svc(op, e))?;
+                if let Some(rest) = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|r| !r.is_empty())
+                {
+                    if round > 8 {
+                        return Err(StoreError::Throttled(format!("{op}: unprocessed items")));
+                    }
+                    left = rest;
+                    tokio::time::sleep(std::time::Duration::from_millis(25 * round)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn key(pk: String, sk: String) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+fn put_req(item: Item) -> Result<WriteRequest, StoreError> {
+    let p = PutRequest::builder()
+        .set_item(Some(item))
+        .build()
+        .map_err(|e| corrupt("put request", e))?;
+    Ok(WriteRequest::builder().put_request(p).build())
+}
+
+fn delete_req(pk: String, sk: String) -> Result<WriteRequest, StoreError> {
+    let d = DeleteRequest::builder()
+        .set_key(Some(key(pk, sk)))
+        .build()
+        .map_err(|e| corrupt("delete request", e))?;
+    Ok(WriteRequest::builder().delete_request(d).build())
 }
 
 fn encode_cursor(sk: &str) -> String {

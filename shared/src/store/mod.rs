@@ -146,6 +146,16 @@ pub trait DefinitionStore: Send + Sync {
         &self,
         tenant: &TenantId,
     ) -> Result<Vec<crate::definition::Definition>, StoreError>;
+    /// What happens to retired meters' events (`None`: the defaults).
+    async fn governance_policy(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<crate::quarantine::GovernancePolicy>, StoreError>;
+    async fn put_governance_policy(
+        &self,
+        tenant: &TenantId,
+        policy: &crate::quarantine::GovernancePolicy,
+    ) -> Result<(), StoreError>;
 }
 
 impl From<&crate::definition::Definition> for MeterRule {

@@ -1,6 +1,8 @@
 //! DynamoDB adapter of [`HealthStore`] (docs/adr/0006 for the item layout).
 
-use super::{corrupt, item_size, s, str_attr, svc, write_units, DataItem, DynamoStore, Item};
+use super::{
+    corrupt, delete_req, key, put_req, s, str_attr, svc, DataItem, DynamoStore, Item,
+};
 use crate::health::config::HealthConfig;
 use crate::health::model::{Band, Baseline};
 use crate::health::record::HealthRecord;
@@ -9,16 +11,12 @@ use crate::ids::{AccountId, Segment, TenantId};
 use crate::keys;
 use crate::store::{Page, StoreError};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, PutRequest, Select, WriteRequest};
+use aws_sdk_dynamodb::types::{KeysAndAttributes, Select};
 use base64::Engine;
 use chrono::NaiveDate;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-
-fn key(pk: String, sk: String) -> Item {
-    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
-}
 
 fn data_item<T: Serialize>(pk: String, sk: String, data: &T) -> Result<Item, StoreError> {
     serde_dynamo::to_item(DataItem { pk, sk, data }).map_err(|e| corrupt("health item", e))
@@ -73,64 +71,6 @@ impl DynamoStore {
             Some(item) => from_data(item, &pk).map(Some),
         }
     }
-
-    /// BatchWriteItem in requests of 25, retrying unprocessed items.
-    async fn batch_write(
-        &self,
-        op: &'static str,
-        requests: Vec<WriteRequest>,
-    ) -> Result<(), StoreError> {
-        for chunk in requests.chunks(25) {
-            let mut left = chunk.to_vec();
-            let mut round = 0u64;
-            while !left.is_empty() {
-                round += 1;
-                for w in &left {
-                    if let Some(p) = w.put_request() {
-                        self.meter.add(write_units(item_size(p.item())));
-                    } else {
-                        self.meter.add(1);
-                    }
-                }
-                self.meter.request();
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(self.table.clone(), std::mem::take(&mut left))
-                    .send()
-                    .await
-                    .map_err(|e| svc(op, e))?;
-                if let Some(rest) = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.table))
-                    .filter(|r| !r.is_empty())
-                {
-                    if round > 8 {
-                        return Err(StoreError::Throttled(format!("{op}: unprocessed items")));
-                    }
-                    left = rest;
-                    tokio::time::sleep(std::time::Duration::from_millis(25 * round)).await;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn put_req(item: Item) -> Result<WriteRequest, StoreError> {
-    let p = PutRequest::builder()
-        .set_item(Some(item))
-        .build()
-        .map_err(|e| corrupt("put request", e))?;
-    Ok(WriteRequest::builder().put_request(p).build())
-}
-
-fn delete_req(pk: String, sk: String) -> Result<WriteRequest, StoreError> {
-    let d = DeleteRequest::builder()
-        .set_key(Some(key(pk, sk)))
-        .build()
-        .map_err(|e| corrupt("delete request", e))?;
-    Ok(WriteRequest::builder().delete_request(d).build())
 }
 
 #[async_trait]
@@ -454,6 +394,7 @@ impl HealthStore for DynamoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::dynamo::item_size;
     use crate::health::config::HealthConfig;
     use crate::health::model::{self, Series, Subject};
     use crate::health::record;
