@@ -668,7 +668,10 @@ mod tests {
             limits: &limits,
         };
         let raw = |j: &str| serde_json::from_str::<Box<RawValue>>(j).unwrap();
-        let ok = validate_event(&raw(r#"{"id":"e","account":"a","meter":"old_meter"}"#), &ctx);
+        let ok = validate_event(
+            &raw(r#"{"id":"e","account":"a","meter":"old_meter"}"#),
+            &ctx,
+        );
         assert_eq!(ok.unwrap().meter.as_str(), "old_meter");
         let bad = validate_event(
             &raw(r#"{"id":"e","account":"a","meter":"old_meter","quantity":"x"}"#),

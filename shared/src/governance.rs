@@ -156,12 +156,17 @@ pub struct PolicyRules {
 }
 
 impl PolicyRules {
-    /// Builds the rules from the tenant's definitions (deleted ones keep no aliases).
+    /// Builds the rules from the tenant's definitions. A deleted definition's aliases
+    /// still lead to it (so its legacy traffic is held or refused as `meter_deleted`,
+    /// not lost as unknown) unless a live definition has claimed the name since.
     pub fn from_definitions<'a>(defs: impl IntoIterator<Item = &'a Definition>) -> Self {
         let mut rules = Self::default();
+        let mut retired = Vec::new();
         for d in defs {
-            if d.status != crate::event::DefinitionStatus::Deleted {
-                for a in &d.aliases {
+            for a in &d.aliases {
+                if d.status == crate::event::DefinitionStatus::Deleted {
+                    retired.push((a.clone(), d.meter.clone()));
+                } else {
                     rules.aliases.insert(a.clone(), d.meter.clone());
                 }
             }
@@ -174,6 +179,9 @@ impl PolicyRules {
                     critical: d.is_critical(),
                 },
             );
+        }
+        for (alias, meter) in retired {
+            rules.aliases.entry(alias).or_insert(meter);
         }
         rules
     }
@@ -446,15 +454,25 @@ mod tests {
     }
 
     #[test]
-    fn aliases_of_deleted_definitions_stop_resolving() {
+    fn aliases_of_deleted_definitions_lead_to_them_until_a_live_definition_claims_the_name() {
+        let legacy = MeterName::parse("apicalls_v1").unwrap();
         let mut a = def(DefinitionStatus::Active);
-        a.aliases = vec![MeterName::parse("apicalls_v1").unwrap()];
+        a.aliases = vec![legacy.clone()];
         let rules = PolicyRules::from_definitions([&a]);
+        assert_eq!(rules.aliases.get(&legacy), Some(&a.meter));
+        a.status = DefinitionStatus::Deleted;
         assert_eq!(
-            rules.aliases.get(&MeterName::parse("apicalls_v1").unwrap()),
+            PolicyRules::from_definitions([&a]).aliases.get(&legacy),
             Some(&a.meter)
         );
-        a.status = DefinitionStatus::Deleted;
-        assert!(PolicyRules::from_definitions([&a]).aliases.is_empty());
+        let mut b = def(DefinitionStatus::Active);
+        b.meter = MeterName::parse("calls").unwrap();
+        b.aliases = vec![legacy.clone()];
+        for order in [[&a, &b], [&b, &a]] {
+            assert_eq!(
+                PolicyRules::from_definitions(order).aliases.get(&legacy),
+                Some(&b.meter)
+            );
+        }
     }
 }

@@ -230,6 +230,14 @@ pub fn audit_sk(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// The tenant's governance policy (what happens to retired meters' events).
+pub const GOVERNANCE_POLICY_SK: &str = "GOVERNANCE#POLICY";
+
+/// Held events of one meter (docs/adr/0007); sort key `<source>#<event id>`.
+pub fn quarantine_pk(t: &TenantId, m: &MeterName) -> String {
+    format!("TENANT#{t}#QUARANTINE#{m}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,12 +269,4 @@ mod tests {
             usage_pk(&t2, &Scope::Account(a))
         );
     }
-}
-
-/// The tenant's governance policy (what happens to retired meters' events).
-pub const GOVERNANCE_POLICY_SK: &str = "GOVERNANCE#POLICY";
-
-/// Held events of one meter (docs/adr/0007); sort key `<source>#<event id>`.
-pub fn quarantine_pk(t: &TenantId, m: &MeterName) -> String {
-    format!("TENANT#{t}#QUARANTINE#{m}")
 }

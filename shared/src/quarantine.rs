@@ -199,7 +199,9 @@ pub enum ReplayError {
     Store(#[from] StoreError),
     #[error("packing held events failed: {0}")]
     Pack(#[from] crate::chunk::PackError),
-    #[error("{replayed} held event(s) were queued before the events queue refused a message: {message}")]
+    #[error(
+        "{replayed} held event(s) were queued before the events queue refused a message: {message}"
+    )]
     Queue { replayed: usize, message: String },
 }
 
@@ -324,7 +326,11 @@ mod tests {
             GovernancePolicy::default(),
         );
         let (count, hold) = split(
-            vec![(0, ev("a", "live")), (1, ev("b", "gone")), (2, ev("c", "old"))],
+            vec![
+                (0, ev("a", "live")),
+                (1, ev("b", "gone")),
+                (2, ev("c", "old")),
+            ],
             &p,
         );
         assert_eq!(
@@ -485,7 +491,13 @@ mod tests {
         held_events(&f, 1500, Source::Api);
         held_events(&f, 7, Source::Import);
         let r = run(&f, 10_000, 64 * 1024).unwrap();
-        assert_eq!(r, Replay { replayed: 1507, remaining: false });
+        assert_eq!(
+            r,
+            Replay {
+                replayed: 1507,
+                remaining: false
+            }
+        );
         let ids = sent_ids(&f);
         assert_eq!(ids.len(), 1507);
         assert_eq!(ids.iter().filter(|(s, _)| *s == Source::Import).count(), 7);
@@ -498,9 +510,21 @@ mod tests {
     fn a_replay_stops_at_its_budget_and_says_that_events_remain() {
         let f = Fake::default();
         held_events(&f, 25, Source::Api);
-        assert_eq!(run(&f, 10, 64 * 1024).unwrap(), Replay { replayed: 10, remaining: true });
+        assert_eq!(
+            run(&f, 10, 64 * 1024).unwrap(),
+            Replay {
+                replayed: 10,
+                remaining: true
+            }
+        );
         assert_eq!(f.held.lock().unwrap().len(), 15);
-        assert_eq!(run(&f, 15, 64 * 1024).unwrap(), Replay { replayed: 15, remaining: false });
+        assert_eq!(
+            run(&f, 15, 64 * 1024).unwrap(),
+            Replay {
+                replayed: 15,
+                remaining: false
+            }
+        );
     }
 
     #[test]

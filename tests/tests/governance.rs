@@ -86,7 +86,9 @@ async fn deleting_a_definition_is_soft_keeps_its_usage_holds_new_events_and_rest
     let t = TestStack::fresh().await;
     let ts = now_rfc3339();
     let ev = |id: &str, q: Value| json!({"id": id, "account": "acme", "meter": "storage_gb", "quantity": q, "timestamp": ts});
-    let (s, _) = t.post_events(&json!([ev("d1", json!(4))]).to_string()).await;
+    let (s, _) = t
+        .post_events(&json!([ev("d1", json!(4))]).to_string())
+        .await;
     assert_eq!(s, 202);
     t.drain().await;
 
@@ -113,7 +115,9 @@ async fn deleting_a_definition_is_soft_keeps_its_usage_holds_new_events_and_rest
         .unwrap()
         .contains("restored"));
     // A resend keeps one copy.
-    let (_, v) = t.post_events(&json!([ev("d2", json!(1))]).to_string()).await;
+    let (_, v) = t
+        .post_events(&json!([ev("d2", json!(1))]).to_string())
+        .await;
     assert_eq!(v["quarantined"].as_array().map(Vec::len), Some(1), "{v}");
     t.drain().await;
     // The data counted before the delete stays, and stays readable.
@@ -146,7 +150,11 @@ async fn deleting_a_definition_is_soft_keeps_its_usage_holds_new_events_and_rest
         .call("POST", "/v1/definitions/storage_gb/restore", None)
         .await;
     assert_eq!((s, v["status"].as_str()), (200, Some("active")), "{v}");
-    assert_eq!(v["replay"], json!({"replayed": 1, "remaining": false}), "{v}");
+    assert_eq!(
+        v["replay"],
+        json!({"replayed": 1, "remaining": false}),
+        "{v}"
+    );
     let (s, v) = t
         .call("POST", "/v1/definitions/storage_gb/restore", None)
         .await;
@@ -165,12 +173,42 @@ async fn deleting_a_definition_is_soft_keeps_its_usage_holds_new_events_and_rest
         .await;
     assert_eq!((s, v["replayed"].as_u64()), (200, Some(0)), "{v}");
     // The sender resending the held event now changes nothing: it was counted once.
-    let (_, v) = t.post_events(&json!([ev("d2", json!(1))]).to_string()).await;
+    let (_, v) = t
+        .post_events(&json!([ev("d2", json!(1))]).to_string())
+        .await;
     assert_eq!(v["accepted"], 1, "{v}");
     t.drain().await;
     assert_eq!(
         total(&t.usage("acme", "meter=storage_gb").await),
         ("5".to_owned(), 2)
+    );
+
+    // The audit sees what was held and released.
+    let report = t
+        .stack
+        .audit
+        .run_tenant(&t.tenant, chrono::Utc::now(), None)
+        .await
+        .unwrap();
+    let storage = report
+        .definitions
+        .iter()
+        .find(|d| d.meter.as_str() == "storage_gb")
+        .unwrap();
+    // d2 held twice (a resend is a second receipt), released once; d3 was refused for
+    // its quantity, not for the deletion.
+    assert_eq!(
+        (
+            storage.kpis.quarantined_events,
+            storage.kpis.released_events,
+            storage.kpis.deleted_meter_events
+        ),
+        (2, 1, 2)
+    );
+    assert!(
+        report.summary.contains("held in quarantine"),
+        "{}",
+        report.summary
     );
 
     let (_, log) = t
@@ -453,7 +491,13 @@ not json
     assert_eq!(v["replay"]["replayed"], 1, "{v}");
     t.drain().await;
     assert_eq!(
-        total(&t.usage("acme", "meter=storage_gb&from=2025-03-01&to=2025-03-02&granularity=day").await),
+        total(
+            &t.usage(
+                "acme",
+                "meter=storage_gb&from=2025-03-01&to=2025-03-02&granularity=day"
+            )
+            .await
+        ),
         ("7".to_owned(), 1)
     );
 }

@@ -5,15 +5,15 @@ use crate::Api;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
+use shared::audit::counters::Counts;
 use shared::audit::report::trend;
+use shared::audit::store::QualityRecorder;
 use shared::audit::store::ReportStore;
 use shared::definition::{alias_conflict, definition_from_body, Definition};
 use shared::event::DefinitionStatus;
 use shared::governance::{change_alert, changed_fields, ChangeAction, ChangeEntry, ChangeLog};
 use shared::http::{body_bytes, json, query_pairs, ApiError};
 use shared::ids::{MeterName, TenantId};
-use shared::audit::counters::Counts;
-use shared::audit::store::QualityRecorder;
 use shared::quarantine::{policy_from_body, replay, QuarantineStore, Replay, MAX_PAGE};
 use shared::queue::EventQueue;
 use std::collections::BTreeMap;
@@ -147,7 +147,9 @@ impl Api {
         let outcome = match self.replay_held(tenant, &entry.after.meter).await {
             Ok(r) => json!({"replayed": r.replayed, "remaining": r.remaining}),
             // The change stands; the events stay held for an explicit replay.
-            Err(e) => json!({"replayed": 0, "remaining": true, "error": {"code": e.code, "message": e.message}}),
+            Err(e) => {
+                json!({"replayed": 0, "remaining": true, "error": {"code": e.code, "message": e.message}})
+            }
         };
         if let Some(map) = body.as_object_mut() {
             map.insert("replay".into(), outcome);
@@ -188,7 +190,10 @@ impl Api {
                     ..Default::default()
                 },
             )]);
-            if let Err(e) = q.record_request(tenant, Utc::now().date_naive(), &counts).await {
+            if let Err(e) = q
+                .record_request(tenant, Utc::now().date_naive(), &counts)
+                .await
+            {
                 tracing::warn!(tenant = %tenant, meter = %meter, error = %e, "released-events counter not recorded");
             }
         }

@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 use shared::audit::store::QualityRecorder;
 use shared::chunk::{pack, Chunk, SQS_MAX_BYTES};
 use shared::event::{validate_all, Limits, RejectCode, Rejection, TenantPolicy, ValidationContext};
-use shared::quarantine::{QuarantineStore, Quarantined};
 use shared::ids::{Source, TenantId};
 use shared::pipeline::{process_chunk, LedgerStore, PipelineConfig};
+use shared::quarantine::{QuarantineStore, Quarantined};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,15 +288,11 @@ impl Importer<'_> {
                 let line = lines.get(rej.index).copied().unwrap_or(0);
                 refuse(&mut report, line, rej.code.as_str(), rej.message.clone());
             }
-            for (i, ev) in valid
-                .iter()
-                .map(|(i, e)| (i, e))
-                .chain(
-                    held.iter()
-                        .filter(|_| dry_run || self.quarantine.is_some())
-                        .map(|(i, e, _)| (i, e)),
-                )
-            {
+            for (i, ev) in valid.iter().map(|(i, e)| (i, e)).chain(
+                held.iter()
+                    .filter(|_| dry_run || self.quarantine.is_some())
+                    .map(|(i, e, _)| (i, e)),
+            ) {
                 report.valid += 1;
                 *report.by_meter.entry(ev.meter.to_string()).or_default() += 1;
                 if let Some(sent) = sent_as(raw[*i]) {

@@ -73,7 +73,7 @@ counts!(
     timestamp_skewed,
     /// Ingest: refused because the meter is not defined.
     unknown_meter,
-    /// Ingest: sent for a deleted definition (held in quarantine or refused).
+    /// Ingest: held in quarantine or refused because the definition is deleted.
     deleted_meter,
     /// Ingest: sent for a deprecated definition (counted and flagged, or held).
     deprecated,

@@ -59,7 +59,7 @@ pub struct Kpis {
     pub schema_violation_rate: Rate,
     /// Events of undefined meters.
     pub unknown_meter_events: u64,
-    /// Events sent for a deleted definition (held in quarantine or refused).
+    /// Events held in quarantine or refused because their definition is deleted.
     pub deleted_meter_events: u64,
     /// Events sent for a deprecated definition (counted and flagged, or held).
     pub deprecated_events: u64,

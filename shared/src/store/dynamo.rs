@@ -611,7 +611,12 @@ impl DefinitionStore for DynamoStore {
     ) -> Result<Option<crate::quarantine::GovernancePolicy>, StoreError> {
         let pk = keys::tenant_pk(tenant);
         match self
-            .get("governance_policy", pk.clone(), keys::GOVERNANCE_POLICY_SK, true)
+            .get(
+                "governance_policy",
+                pk.clone(),
+                keys::GOVERNANCE_POLICY_SK,
+                true,
+            )
             .await?
         {
             None => Ok(None),
@@ -634,7 +639,9 @@ impl DefinitionStore for DynamoStore {
             data: policy,
         };
         let item = serde_dynamo::to_item(item).map_err(|e| corrupt("governance policy", e))?;
-        self.put("put_governance_policy", item, None).await.map(|_| ())
+        self.put("put_governance_policy", item, None)
+            .await
+            .map(|_| ())
     }
 }
 

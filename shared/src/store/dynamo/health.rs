@@ -1,8 +1,6 @@
 //! DynamoDB adapter of [`HealthStore`] (docs/adr/0006 for the item layout).
 
-use super::{
-    corrupt, delete_req, key, put_req, s, str_attr, svc, DataItem, DynamoStore, Item,
-};
+use super::{corrupt, delete_req, key, put_req, s, str_attr, svc, DataItem, DynamoStore, Item};
 use crate::health::config::HealthConfig;
 use crate::health::model::{Band, Baseline};
 use crate::health::record::HealthRecord;
@@ -394,10 +392,10 @@ impl HealthStore for DynamoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::dynamo::item_size;
     use crate::health::config::HealthConfig;
     use crate::health::model::{self, Series, Subject};
     use crate::health::record;
+    use crate::store::dynamo::item_size;
 
     #[test]
     fn health_records_baselines_and_configs_round_trip_through_dynamodb_items() {

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::ids::{MeterName, TenantId};
 use crate::keys;
-use crate::quarantine::{Quarantined, QuarantineStore, MAX_PAGE};
+use crate::quarantine::{QuarantineStore, Quarantined, MAX_PAGE};
 use crate::store::{Page, StoreError};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
