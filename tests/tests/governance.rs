@@ -373,10 +373,16 @@ async fn events_of_a_deprecated_definition_are_counted_and_flagged() {
     assert!(flags.contains(&"meter_deprecated"), "{v}");
 }
 
+/// The tenant's policy as it stands, with a ten-year backfill horizon.
+async fn history_policy(t: &TestStack) -> shared::event::TenantPolicy {
+    use shared::store::Directory;
+    let policy = t.stack.store.tenant_policy(&t.tenant).await.unwrap();
+    local::import::import_policy(policy.unwrap(), 3650)
+}
+
 #[tokio::test]
 async fn a_legacy_import_maps_aliases_counts_once_and_a_rerun_or_dry_run_adds_nothing() {
-    use local::import::{csv_records, digest, import_policy, jsonl_records, Importer};
-    use shared::store::Directory;
+    use local::import::{csv_records, digest, jsonl_records, Importer};
     let t = TestStack::fresh().await;
     let (s, _) = define(
         &t,
@@ -393,15 +399,7 @@ async fn a_legacy_import_maps_aliases_counts_once_and_a_rerun_or_dry_run_adds_no
 {\"id\":\"h3\",\"account\":\"acme\",\"meter\":\"nope\",\"timestamp\":\"2025-03-01T11:00:00Z\"}
 not json
 ";
-    let policy = import_policy(
-        t.stack
-            .store
-            .tenant_policy(&t.tenant)
-            .await
-            .unwrap()
-            .unwrap(),
-        3650,
-    );
+    let policy = history_policy(&t).await;
     let importer = Importer {
         ledger: t.stack.store.as_ref(),
         quality: Some(t.stack.store.as_ref()),
@@ -462,15 +460,7 @@ not json
 
     // History of a deleted meter is held like live events, and counted on restore.
     t.call("DELETE", "/v1/definitions/storage_gb", None).await;
-    let policy = import_policy(
-        t.stack
-            .store
-            .tenant_policy(&t.tenant)
-            .await
-            .unwrap()
-            .unwrap(),
-        3650,
-    );
+    let policy = history_policy(&t).await;
     let old = "{\"id\":\"s1\",\"account\":\"acme\",\"meter\":\"storage_gb\",\"quantity\":7,\"timestamp\":\"2025-03-01T10:00:00Z\"}\n";
     let held = importer
         .run(

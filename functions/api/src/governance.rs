@@ -63,6 +63,21 @@ fn unavailable() -> ApiError {
 }
 
 impl Api {
+    /// The named definition, or 404 (also for a name that cannot be a meter).
+    async fn definition_or_404(
+        &self,
+        tenant: &TenantId,
+        meter: &str,
+    ) -> Result<(MeterName, Definition), ApiError> {
+        let meter = MeterName::parse(meter).map_err(|_| ApiError::not_found("definition"))?;
+        let def = self
+            .definitions
+            .get_definition(tenant, &meter)
+            .await?
+            .ok_or_else(|| ApiError::not_found("definition"))?;
+        Ok((meter, def))
+    }
+
     fn governance(&self) -> Result<&Governance, ApiError> {
         self.governance.as_ref().ok_or_else(unavailable)
     }
@@ -212,12 +227,7 @@ impl Api {
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
         let g = self.governance()?;
-        let meter = MeterName::parse(meter).map_err(|_| ApiError::not_found("definition"))?;
-        let def = self
-            .definitions
-            .get_definition(tenant, &meter)
-            .await?
-            .ok_or_else(|| ApiError::not_found("definition"))?;
+        let (meter, def) = self.definition_or_404(tenant, meter).await?;
         let mut limit = 100usize;
         let mut cursor = None;
         for (k, v) in query_pairs(req) {
@@ -266,12 +276,7 @@ impl Api {
         meter: &str,
     ) -> Result<Response<Body>, ApiError> {
         self.governance()?;
-        let meter = MeterName::parse(meter).map_err(|_| ApiError::not_found("definition"))?;
-        let def = self
-            .definitions
-            .get_definition(tenant, &meter)
-            .await?
-            .ok_or_else(|| ApiError::not_found("definition"))?;
+        let (meter, def) = self.definition_or_404(tenant, meter).await?;
         if def.status != DefinitionStatus::Active {
             return Err(ApiError::new(
                 409,
@@ -324,12 +329,7 @@ impl Api {
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
         self.governance()?;
-        let meter = MeterName::parse(meter).map_err(|_| ApiError::not_found("definition"))?;
-        let existing = self
-            .definitions
-            .get_definition(tenant, &meter)
-            .await?
-            .ok_or_else(|| ApiError::not_found("definition"))?;
+        let (_, existing) = self.definition_or_404(tenant, meter).await?;
         if existing.status == DefinitionStatus::Deleted {
             return Ok(json(200, &existing));
         }
@@ -349,12 +349,7 @@ impl Api {
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
         self.governance()?;
-        let meter = MeterName::parse(meter).map_err(|_| ApiError::not_found("definition"))?;
-        let existing = self
-            .definitions
-            .get_definition(tenant, &meter)
-            .await?
-            .ok_or_else(|| ApiError::not_found("definition"))?;
+        let (meter, existing) = self.definition_or_404(tenant, meter).await?;
         if existing.status != DefinitionStatus::Deleted {
             return Err(ApiError::new(
                 409,

@@ -9,24 +9,17 @@ async fn main() -> Result<(), Error> {
     let table = shared::config::required("USAGE_TABLE")?;
     let aws = shared::aws::load().await;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
-    // Governance notifications go to the alerts queue when it is configured.
-    let alerts = shared::config::required("ALERTS_QUEUE_URL")
-        .ok()
-        .map(|url| {
-            Arc::new(shared::queue::SqsQueue::new(
-                aws_sdk_sqs::Client::new(&aws),
-                url,
-            )) as Arc<dyn shared::queue::EventQueue>
-        });
-    // Held events are replayed onto the events queue when their definition is restored.
-    let events = shared::config::required("EVENTS_QUEUE_URL")
-        .ok()
-        .map(|url| {
-            Arc::new(shared::queue::SqsQueue::new(
-                aws_sdk_sqs::Client::new(&aws),
-                url,
-            )) as Arc<dyn shared::queue::EventQueue>
-        });
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let queue = |var: &'static str| {
+        shared::config::required(var).ok().map(|url| {
+            Arc::new(shared::queue::SqsQueue::new(sqs.clone(), url))
+                as Arc<dyn shared::queue::EventQueue>
+        })
+    };
+    // Governance notifications go to the alerts queue when it is configured; held
+    // events are replayed onto the events queue when their definition is restored.
+    let alerts = queue("ALERTS_QUEUE_URL");
+    let events = queue("EVENTS_QUEUE_URL");
     let api = Arc::new(
         Api::new(store.clone()).with_governance(api::governance::Governance {
             changes: store.clone(),

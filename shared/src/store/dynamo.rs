@@ -709,6 +709,58 @@ fn delete_req(pk: String, sk: String) -> Result<WriteRequest, StoreError> {
     Ok(WriteRequest::builder().delete_request(d).build())
 }
 
+impl DynamoStore {
+    /// One page of a partition's `data` items: up to `limit`, from after the cursor
+    /// (a sort key starting with `cursor_prefix`); `next` when more may follow.
+    #[allow(clippy::too_many_arguments)]
+    async fn query_page<T: serde::de::DeserializeOwned>(
+        &self,
+        op: &'static str,
+        pk: String,
+        cursor_prefix: &str,
+        limit: usize,
+        cursor: Option<&str>,
+        consistent: bool,
+        customize: impl Fn(
+            aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Page<T>, StoreError> {
+        let limit = limit.max(1);
+        let mut start: Option<Item> = match cursor {
+            None => None,
+            Some(c) => Some(key(pk.clone(), decode_cursor(c, cursor_prefix)?)),
+        };
+        let mut items = Vec::new();
+        loop {
+            let req = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .consistent_read(consistent)
+                .limit((limit - items.len()) as i32)
+                .set_exclusive_start_key(start.take());
+            self.meter.request();
+            let page = customize(req).send().await.map_err(|e| svc(op, e))?;
+            for item in page.items.unwrap_or_default() {
+                let d: DataItem<T> = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
+                items.push(d.data);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => {
+                    if items.len() >= limit {
+                        let next = str_attr(&k, "sk").map(encode_cursor);
+                        return Ok(Page { items, next });
+                    }
+                    start = Some(k);
+                }
+                _ => return Ok(Page { items, next: None }),
+            }
+        }
+    }
+}
+
 fn encode_cursor(sk: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk)
 }
@@ -793,47 +845,23 @@ impl AccountStore for DynamoStore {
         cursor: Option<&str>,
     ) -> Result<Page<AccountProfile>, StoreError> {
         let pk = keys::accounts_pk(tenant);
-        let mut start: Option<Item> = match cursor {
-            None => None,
-            Some(c) => Some(HashMap::from([
-                ("pk".to_owned(), s(pk.clone())),
-                ("sk".to_owned(), s(decode_cursor(c, "ACCOUNT#")?)),
-            ])),
-        };
-        let mut items = Vec::new();
-        loop {
-            let mut req = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(pk.clone()))
-                .limit((limit - items.len()) as i32)
-                .set_exclusive_start_key(start.take());
-            if let Some(seg) = segment {
-                req = req
+        self.query_page(
+            "list_accounts",
+            pk,
+            "ACCOUNT#",
+            limit,
+            cursor,
+            false,
+            |req| match segment {
+                Some(seg) => req
                     .filter_expression("#d.#s = :seg")
                     .expression_attribute_names("#d", "data")
                     .expression_attribute_names("#s", "segment")
-                    .expression_attribute_values(":seg", s(seg.as_str()));
-            }
-            let page = req.send().await.map_err(|e| svc("list_accounts", e))?;
-            for item in page.items.unwrap_or_default() {
-                let d: DataItem<AccountProfile> =
-                    serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
-                items.push(d.data);
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => {
-                    if items.len() >= limit {
-                        let next = str_attr(&k, "sk").map(encode_cursor);
-                        return Ok(Page { items, next });
-                    }
-                    start = Some(k);
-                }
-                _ => return Ok(Page { items, next: None }),
-            }
-        }
+                    .expression_attribute_values(":seg", s(seg.as_str())),
+                None => req,
+            },
+        )
+        .await
     }
 }
 

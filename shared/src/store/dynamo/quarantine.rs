@@ -1,10 +1,7 @@
 //! DynamoDB adapter of [`QuarantineStore`]: one partition per (tenant, meter), sort
 //! key `<source>#<event id>`, the held event as `data` (docs/adr/0007).
 
-use super::{
-    corrupt, decode_cursor, delete_req, encode_cursor, key, put_req, s, str_attr, svc, DataItem,
-    DynamoStore, Item,
-};
+use super::{corrupt, delete_req, put_req, DataItem, DynamoStore};
 use crate::ids::{MeterName, TenantId};
 use crate::keys;
 use crate::quarantine::{QuarantineStore, Quarantined, MAX_PAGE};
@@ -38,41 +35,8 @@ impl QuarantineStore for DynamoStore {
     ) -> Result<Page<Quarantined>, StoreError> {
         let pk = keys::quarantine_pk(tenant, meter);
         let limit = limit.clamp(1, MAX_PAGE);
-        let mut start: Option<Item> = match cursor {
-            Some(c) => Some(key(pk.clone(), decode_cursor(c, "")?)),
-            None => None,
-        };
-        let mut items = Vec::new();
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(pk.clone()))
-                .consistent_read(true)
-                .limit((limit - items.len()) as i32)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| svc("quarantine_held", e))?;
-            self.meter.request();
-            for item in page.items.unwrap_or_default() {
-                let d: DataItem<Quarantined> =
-                    serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
-                items.push(d.data);
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => {
-                    if items.len() >= limit {
-                        let next = str_attr(&k, "sk").map(encode_cursor);
-                        return Ok(Page { items, next });
-                    }
-                    start = Some(k);
-                }
-                _ => return Ok(Page { items, next: None }),
-            }
-        }
+        self.query_page("quarantine_held", pk, "", limit, cursor, true, |req| req)
+            .await
     }
 
     async fn release(
