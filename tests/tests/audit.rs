@@ -319,3 +319,34 @@ async fn a_silent_account_and_a_flooded_one_are_found_and_explained_and_listed_i
         (400, Some("invalid_parameter"))
     );
 }
+
+#[tokio::test]
+async fn tenants_created_before_the_registry_are_enrolled_by_the_one_off_migration() {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    use shared::audit::store::AuditReader;
+    let t = TestStack::fresh().await;
+    let store = &t.stack.store;
+    // A tenant profile written the old way: no registry entry.
+    let legacy = e2e::unique("legacy");
+    store
+        .client()
+        .put_item()
+        .table_name(store.table())
+        .item("pk", A::S(format!("TENANT#{legacy}")))
+        .item("sk", A::S("#PROFILE".into()))
+        .item("tenant", A::S(legacy.clone()))
+        .item("name", A::S("Legacy Ltd".into()))
+        .item("backfill_days", A::N("35".into()))
+        .item("created_at", A::S("2025-01-01T00:00:00Z".into()))
+        .send()
+        .await
+        .unwrap();
+    let listed = |v: Vec<shared::ids::TenantId>| v.iter().any(|x| x.as_str() == legacy);
+    assert!(!listed(store.tenants().await.unwrap()));
+    let enrolled = store.register_all_tenants().await.unwrap();
+    assert!(listed(enrolled.clone()));
+    assert!(enrolled.iter().any(|x| x == &t.tenant));
+    assert!(listed(store.tenants().await.unwrap()));
+    // Repeating changes nothing.
+    assert_eq!(store.register_all_tenants().await.unwrap(), enrolled);
+}

@@ -121,6 +121,9 @@ enum TenantCommand {
         #[arg(long, default_value_t = 35)]
         backfill_days: u32,
     },
+    /// Enrol every existing tenant in the registry the scheduled score and audit
+    /// jobs read (one-off migration for tenants created before it; safe to repeat).
+    RegisterAll,
 }
 
 #[derive(Subcommand)]
@@ -211,6 +214,22 @@ async fn main() -> Result<()> {
                 for (k, v) in env {
                     println!("{k}={v}");
                 }
+            }
+            Ok(())
+        }
+        Command::Tenant {
+            command: TenantCommand::RegisterAll,
+        } => {
+            let store = if cli.aws {
+                aws_store(&aws)?
+            } else {
+                let (stack, _) = stack().await?;
+                Arc::unwrap_or_clone(stack.store.clone())
+            };
+            let tenants = store.register_all_tenants().await?;
+            println!("{} tenant(s) in the registry", tenants.len());
+            for t in tenants {
+                println!("  {t}");
             }
             Ok(())
         }

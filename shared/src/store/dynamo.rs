@@ -444,8 +444,45 @@ impl DynamoStore {
             self.register_tenant(tenant).await?;
             Ok(())
         } else {
+            // Re-running a create finishes one whose registration failed, and enrols
+            // tenants created before the registry existed.
+            self.register_tenant(tenant).await?;
             Err(AdminError::TenantExists(tenant.clone()))
         }
+    }
+
+    /// One-off migration: enrols every tenant profile in the table into the tenant
+    /// registry the scheduled jobs read. The only Scan in the code base (filtered to
+    /// tenant profiles, projected to their ids); safe to repeat.
+    pub async fn register_all_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        let mut start: Option<Item> = None;
+        let mut found = Vec::new();
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :p AND begins_with(pk, :t)")
+                .expression_attribute_values(":p", s(keys::PROFILE_SK))
+                .expression_attribute_values(":t", s("TENANT#"))
+                .projection_expression("tenant")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| svc("scan_tenants", e))?;
+            for item in page.items.unwrap_or_default() {
+                if let Some(t) = str_attr(&item, "tenant").and_then(|t| TenantId::parse(t).ok()) {
+                    self.register_tenant(&t).await?;
+                    found.push(t);
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        found.sort();
+        Ok(found)
     }
 
     pub async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
