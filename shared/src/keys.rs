@@ -238,6 +238,19 @@ pub fn quarantine_pk(t: &TenantId, m: &MeterName) -> String {
     format!("TENANT#{t}#QUARANTINE#{m}")
 }
 
+/// One account's critical-meter series (docs/adr/0007); sort key [`critical_sk`].
+pub fn critical_pk(t: &TenantId, a: &AccountId) -> String {
+    format!("TENANT#{t}#CRITICAL#{a}")
+}
+
+/// Day first, so a window is one key range.
+pub fn critical_sk(day: NaiveDate, m: &MeterName) -> String {
+    format!("{}#{m}", day.format("%Y-%m-%d"))
+}
+
+/// Marker of a chunk's critical-series group `n` (under the chunk's part partition).
+pub const CRITICAL_MARKER_SK: &str = "CRITICAL";
+
 #[cfg(test)]
 mod tests {
     use super::*;

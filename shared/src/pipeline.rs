@@ -118,6 +118,8 @@ pub struct ChunkOutcome {
     pub touched: crate::limits::Touched,
     /// Data-quality counters of this chunk per meter (the same on every delivery).
     pub quality: std::collections::BTreeMap<crate::ids::MeterName, crate::audit::Counts>,
+    /// Positions (in the chunk) of the events this chunk counts.
+    pub owned: Vec<u32>,
 }
 
 /// Runs the protocol for one chunk. Returns an error when any step could not be
@@ -178,6 +180,12 @@ pub async fn process_chunk(
         .try_collect()
         .await?;
 
+    let owned_at: Vec<u32> = events
+        .iter()
+        .zip(&claims)
+        .filter(|(_, c)| c.is_some())
+        .map(|((pos, _), _)| *pos)
+        .collect();
     let owned: Vec<(&UsageEvent, Segment)> = claims.iter().flatten().copied().collect();
     let mut touched = crate::limits::Touched::new();
     for (ev, _) in &owned {
@@ -194,6 +202,7 @@ pub async fn process_chunk(
         quality,
         counted: owned.len(),
         duplicates: events.len() - owned.len(),
+        owned: owned_at,
         ..Default::default()
     };
     let parts = partition(aggregate(owned), cfg.part_size.clamp(1, 99));

@@ -14,6 +14,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use shared::audit::counters::Counts;
 use shared::audit::kpi::SampledEvent;
 use shared::audit::report::AuditReport;
+use shared::audit::series::{CriticalDay, CriticalRow};
 use shared::audit::store::{AuditReader, ReportStore};
 use shared::definition::Definition;
 use shared::governance::Criticality;
@@ -45,7 +46,8 @@ impl Sim {
     fn bill(&self, items: u64, item_bytes: u64) {
         self.queries.fetch_add(1, Ordering::Relaxed);
         self.items.fetch_add(items, Ordering::Relaxed);
-        // Strongly consistent Query: 1 RCU per 4 KB read, at least 1.
+        // Strongly consistent Query: 1 RCU per 4 KB read, at least 1 (an upper bound:
+        // the audit reads the series eventually consistent, at half that).
         self.read_units.fetch_add(
             ((items * item_bytes).div_ceil(4096)).max(1),
             Ordering::Relaxed,
@@ -160,8 +162,52 @@ impl DefinitionStore for Sim {
     }
 }
 
+/// Size of one critical-series item (24 hour counters and a quantity per stage).
+const SERIES_ITEM_BYTES: u64 = 300;
+
 #[async_trait]
 impl AuditReader for Sim {
+    async fn critical_series(
+        &self,
+        _: &TenantId,
+        account: &AccountId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<CriticalRow>, StoreError> {
+        let from = from.max(self.first_day);
+        let to = to.min(self.last_day);
+        let a = account
+            .as_str()
+            .trim_start_matches("acct-")
+            .parse::<usize>()
+            .unwrap_or(0);
+        let mut rows = Vec::new();
+        let mut day = from;
+        while day <= to {
+            for (mi, d) in self.defs.iter().enumerate() {
+                if d.criticality != Criticality::Critical {
+                    continue;
+                }
+                let mut data = CriticalDay::default();
+                for (h, n) in data.hours.iter_mut().enumerate() {
+                    let at = day.and_hms_opt(h as u32, 0, 0).map(|t| t.and_utc());
+                    if at.is_some_and(|t| t < self.now) {
+                        *n = self.per_hour(h, a, mi) as u64;
+                    }
+                }
+                data.quantity
+                    .insert(Stage::Delivered, (data.events() as i64).into());
+                rows.push(CriticalRow {
+                    day,
+                    meter: d.meter.clone(),
+                    data,
+                });
+            }
+            day = day.succ_opt().unwrap_or(to + Duration::days(1));
+        }
+        self.bill(rows.len() as u64, SERIES_ITEM_BYTES);
+        Ok(rows)
+    }
     async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
         self.bill(1, 100);
         Ok(vec![

@@ -350,3 +350,91 @@ async fn tenants_created_before_the_registry_are_enrolled_by_the_one_off_migrati
     // Repeating changes nothing.
     assert_eq!(store.register_all_tenants().await.unwrap(), enrolled);
 }
+
+#[tokio::test]
+async fn critical_series_count_each_event_once_even_when_a_chunk_is_processed_again() {
+    use local::import::{digest, import_policy, jsonl_records, Importer};
+    use shared::audit::store::AuditReader;
+    use shared::store::Directory;
+    let t = TestStack::fresh().await;
+    let (s, v) = t
+        .call(
+            "PUT",
+            "/v1/definitions/logins",
+            Some(r#"{"unit":"login","criticality":"critical"}"#),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let day = Utc::now().date_naive() - Duration::days(2);
+    let at = |h: u32, m: u32| ts(day.and_hms_opt(h, m, 0).unwrap().and_utc());
+    let mut file = String::new();
+    for (i, (meter, h, m, q)) in [
+        ("logins", 9, 0, 1),
+        ("logins", 9, 30, 1),
+        ("logins", 14, 0, 1),
+        ("logins", 14, 5, -1),
+        ("api_calls", 9, 0, 7),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let fix = if *q < 0 {
+            r#","correction_reason":"double login""#
+        } else {
+            ""
+        };
+        file.push_str(&format!(
+            "{{\"id\":\"c{i}\",\"account\":\"acme\",\"meter\":\"{meter}\",\"quantity\":{q},\"timestamp\":\"{}\"{fix}}}\n",
+            at(*h, *m)
+        ));
+    }
+    let policy = import_policy(
+        t.stack
+            .store
+            .tenant_policy(&t.tenant)
+            .await
+            .unwrap()
+            .unwrap(),
+        3650,
+    );
+    let importer = Importer {
+        ledger: t.stack.store.as_ref(),
+        quality: Some(t.stack.store.as_ref()),
+        quarantine: Some(t.stack.store.as_ref()),
+        cfg: shared::pipeline::PipelineConfig::default(),
+        batch: 1000,
+    };
+    let records = jsonl_records(&file);
+    let noop = |_: usize| {};
+    for _ in 0..2 {
+        importer
+            .run(
+                &t.tenant,
+                &policy,
+                &records,
+                &digest(file.as_bytes()),
+                false,
+                &noop,
+            )
+            .await
+            .unwrap();
+    }
+    let acme = shared::ids::AccountId::parse("acme").unwrap();
+    let rows = t
+        .stack
+        .store
+        .critical_series(&t.tenant, &acme, day, day)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "only the critical meter: {rows:?}");
+    let r = &rows[0];
+    assert_eq!((r.meter.as_str(), r.day), ("logins", day));
+    assert_eq!(
+        (r.data.hours[9], r.data.hours[14], r.data.events()),
+        (2, 2, 4)
+    );
+    assert_eq!(
+        r.data.quantity.get(&shared::ids::Stage::Delivered),
+        Some(&rust_decimal::Decimal::from(2))
+    );
+}

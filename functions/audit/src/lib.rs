@@ -15,6 +15,7 @@ use shared::audit::report::{
     anomaly_finding, finding_alert, summarize, AuditReport, DefinitionReport, Finding,
     MAX_STORED_FINDINGS,
 };
+use shared::audit::series::{self, CriticalRow};
 use shared::audit::store::{AuditReader, QueueDepth, ReportStore};
 use shared::definition::Definition;
 use shared::event::DefinitionStatus;
@@ -328,8 +329,8 @@ impl Audit {
     }
 
     /// Per-account anomalies and usage gaps of the critical definitions: one Query per
-    /// active account, shared by every critical meter of that account. Returns
-    /// (gaps, active accounts) per definition.
+    /// active account of its critical-meter series (only critical meters' items; up to
+    /// 16 in flight). Returns (gaps, active accounts) per definition.
     async fn critical_accounts(
         &self,
         tenant: &TenantId,
@@ -338,34 +339,38 @@ impl Audit {
         findings: &mut Vec<Finding>,
         negatives: &mut Vec<NegativeBalance>,
     ) -> Result<BTreeMap<MeterName, (u64, u64)>, StoreError> {
+        use futures::stream::{self, StreamExt};
         let days = self.cfg.account_lookback_days.max(1);
         let start = (now - Duration::days(i64::from(days)))
             .duration_trunc(Duration::days(1))
             .unwrap_or(now);
         let hours = (days as usize + 1) * 24;
         let mut out: BTreeMap<MeterName, (u64, u64)> = BTreeMap::new();
+        let reader = self.reader.clone();
+        let mut reads = Vec::with_capacity(critical.len());
         for (account, defs) in critical {
-            let rows = self
-                .usage
-                .read_rollups(
-                    tenant,
-                    &Scope::Account(account.clone()),
-                    start.date_naive(),
-                    now.date_naive(),
-                    None,
-                )
-                .await?;
+            let reader = reader.clone();
+            reads.push(async move {
+                let rows = reader
+                    .critical_series(tenant, &account, start.date_naive(), now.date_naive())
+                    .await;
+                (account, defs, rows)
+            });
+        }
+        let mut reads = stream::iter(reads).buffered(16);
+        while let Some((account, defs, rows)) = reads.next().await {
+            let rows = rows?;
             for (def, last_seen, wide_silent) in defs {
                 let entry = out.entry(def.meter.clone()).or_default();
                 entry.1 += 1;
-                let mine: Vec<RollupRow> = rows
+                let mine: Vec<CriticalRow> = rows
                     .iter()
-                    .filter(|r| r.key.meter == def.meter)
+                    .filter(|r| r.meter == def.meter)
                     .cloned()
                     .collect();
-                negatives.extend(negative_balances(&account, &mine));
+                negatives.extend(series::negative_balances(&account, &mine));
                 let mut s = HourlySeries::zeros(start, hours);
-                add_rows(&mut s, &mine);
+                add_series(&mut s, &mine);
                 let found = detect(&s, now, def.anomaly_sensitivity.k());
                 let silent = found.iter().any(|a| a.kind == FindingKind::Silence);
                 for a in found {
@@ -431,6 +436,20 @@ fn add_rows(s: &mut HourlySeries, rows: &[RollupRow]) {
         for (h, b) in r.hours.iter().enumerate() {
             if b.events != 0 {
                 s.add(midnight + Duration::hours(h as i64), b.events as f64);
+            }
+        }
+    }
+}
+
+fn add_series(s: &mut HourlySeries, rows: &[CriticalRow]) {
+    for r in rows {
+        let Some(midnight) = r.day.and_hms_opt(0, 0, 0) else {
+            continue;
+        };
+        let midnight = midnight.and_utc();
+        for (h, n) in r.data.hours.iter().enumerate() {
+            if *n != 0 {
+                s.add(midnight + Duration::hours(h as i64), *n as f64);
             }
         }
     }

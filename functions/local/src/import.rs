@@ -9,6 +9,7 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
+use shared::audit::series::critical_series;
 use shared::audit::store::QualityRecorder;
 use shared::chunk::{pack, Chunk, SQS_MAX_BYTES};
 use shared::event::{validate_all, Limits, RejectCode, Rejection, TenantPolicy, ValidationContext};
@@ -223,6 +224,13 @@ impl Importer<'_> {
             ..Default::default()
         };
         let mut chunk_no = 0usize;
+        let critical: std::collections::HashSet<shared::ids::MeterName> = policy
+            .governance
+            .schemas
+            .iter()
+            .filter(|(_, s)| s.critical)
+            .map(|(m, _)| m.clone())
+            .collect();
         let mut done = 0;
         for batch in records.chunks(self.batch.max(1)) {
             let received_at = chrono::Utc::now();
@@ -342,6 +350,15 @@ impl Importer<'_> {
                             expires_at,
                         )
                         .await?;
+                        let owned = outcome
+                            .owned
+                            .iter()
+                            .filter_map(|&p| chunk.events.get(p as usize));
+                        let series = critical_series(owned, &critical);
+                        if !series.is_empty() {
+                            q.record_series(tenant, &chunk.chunk, &series, expires_at)
+                                .await?;
+                        }
                     }
                 }
             }

@@ -99,7 +99,8 @@ impl Stack {
         };
         let mut rollup = rollup::Rollup::new(store.clone(), cfg)
             .with_limits(limits)
-            .with_quality(store.clone());
+            .with_quality(store.clone())
+            .with_critical_series(store.clone());
         rollup.hubspot = Some(shared::hubspot::processor::Processor {
             store: store.clone(),
             queue: queue.clone(),

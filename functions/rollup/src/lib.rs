@@ -31,6 +31,8 @@ pub struct Rollup {
     pub concurrency: usize,
     /// Data-quality counters for the audit (docs/adr/0007); `None` records nothing.
     pub quality: Option<Arc<dyn shared::audit::store::QualityRecorder>>,
+    /// Critical meters per tenant, for the audit's per-account series (needs `quality`).
+    pub critical: Option<shared::audit::store::CriticalMeters>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +58,14 @@ impl Rollup {
             limits: None,
             concurrency: 4,
             quality: None,
+            critical: None,
         }
+    }
+
+    /// Also keep each account's hourly series of critical meters (once per chunk).
+    pub fn with_critical_series(mut self, directory: Arc<dyn shared::store::Directory>) -> Self {
+        self.critical = Some(shared::audit::store::CriticalMeters::new(directory));
+        self
     }
 
     /// Also record each chunk's data-quality counters (once per chunk).
@@ -142,6 +151,18 @@ impl Rollup {
                 expires_at,
             )
             .await?;
+            if let Some(critical) = &self.critical {
+                let critical = critical.of(&chunk.tenant).await?;
+                let owned = outcome
+                    .owned
+                    .iter()
+                    .filter_map(|&p| chunk.events.get(p as usize));
+                let series = shared::audit::series::critical_series(owned, &critical);
+                if !series.is_empty() {
+                    q.record_series(&chunk.tenant, &chunk.chunk, &series, expires_at)
+                        .await?;
+                }
+            }
         }
         if let Some(limits) = &self.limits {
             // Runs on every delivery, also when every part was already applied: a

@@ -37,7 +37,8 @@ async fn main() -> Result<(), Error> {
     };
     let mut rollup = Rollup::new(store.clone(), cfg)
         .with_limits(limits)
-        .with_quality(store.clone());
+        .with_quality(store.clone())
+        .with_critical_series(store.clone());
     rollup.hubspot = Some(shared::hubspot::processor::Processor {
         store,
         queue: events,

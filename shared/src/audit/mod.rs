@@ -6,6 +6,7 @@ pub mod anomaly;
 pub mod counters;
 pub mod kpi;
 pub mod report;
+pub mod series;
 pub mod store;
 
 pub use counters::Counts;

@@ -28,6 +28,14 @@ pub trait QualityRecorder: Send + Sync {
         counts: &BTreeMap<MeterName, Counts>,
         expires_at: i64,
     ) -> Result<(), StoreError>;
+    /// Adds a chunk's critical-meter series once per chunk (markers under the chunk).
+    async fn record_series(
+        &self,
+        tenant: &TenantId,
+        chunk: &str,
+        series: &super::series::Series,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
     /// Last time each account sent a (critical) meter; keeps the latest.
     async fn record_activity(
         &self,
@@ -54,6 +62,14 @@ pub trait AuditReader: Send + Sync {
         tenant: &TenantId,
         meter: &MeterName,
     ) -> Result<Vec<(AccountId, DateTime<Utc>)>, StoreError>;
+    /// One account's critical-meter series for event days `from..=to`.
+    async fn critical_series(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<super::series::CriticalRow>, StoreError>;
     /// Sampled ledger events of one event day (see `AUDIT_SAMPLE_MODULUS`).
     async fn sampled_events(
         &self,
@@ -130,5 +146,62 @@ impl QueueDepth for SqsDepth {
                 .unwrap_or(0)
         };
         Ok(n(A::ApproximateNumberOfMessages) + n(A::ApproximateNumberOfMessagesNotVisible))
+    }
+}
+
+/// Which meters of a tenant are critical, from its definitions, remembered for a
+/// minute per tenant (the rollup asks once per chunk).
+pub struct CriticalMeters {
+    directory: std::sync::Arc<dyn crate::store::Directory>,
+    ttl: std::time::Duration,
+    cache: std::sync::Mutex<
+        std::collections::HashMap<
+            TenantId,
+            (
+                std::time::Instant,
+                std::sync::Arc<std::collections::HashSet<MeterName>>,
+            ),
+        >,
+    >,
+}
+
+impl CriticalMeters {
+    pub fn new(directory: std::sync::Arc<dyn crate::store::Directory>) -> Self {
+        Self {
+            directory,
+            ttl: std::time::Duration::from_secs(60),
+            cache: Default::default(),
+        }
+    }
+
+    pub async fn of(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<std::sync::Arc<std::collections::HashSet<MeterName>>, StoreError> {
+        if let Ok(cache) = self.cache.lock() {
+            if let Some((at, set)) = cache.get(tenant) {
+                if at.elapsed() < self.ttl {
+                    return Ok(set.clone());
+                }
+            }
+        }
+        let set: std::collections::HashSet<MeterName> = self
+            .directory
+            .tenant_policy(tenant)
+            .await?
+            .map(|p| {
+                p.governance
+                    .schemas
+                    .into_iter()
+                    .filter(|(_, s)| s.critical)
+                    .map(|(m, _)| m)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let set = std::sync::Arc::new(set);
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(tenant.clone(), (std::time::Instant::now(), set.clone()));
+        }
+        Ok(set)
     }
 }

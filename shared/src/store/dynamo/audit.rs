@@ -7,6 +7,7 @@ use super::{
 use crate::audit::counters::Counts;
 use crate::audit::kpi::SampledEvent;
 use crate::audit::report::AuditReport;
+use crate::audit::series::{CriticalDay, CriticalRow};
 use crate::audit::store::{AuditReader, QualityRecorder, ReportStore};
 use crate::definition::Definition;
 use crate::governance::{ChangeEntry, ChangeLog};
@@ -17,6 +18,7 @@ use crate::store::StoreError;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Timelike, Utc};
+use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
 
 /// Default drift sample: the events of one account in 32 (≈ +0.03 WRU per event).
@@ -43,14 +45,13 @@ fn cancelled_by_condition<E>(
     }
 }
 
-/// `ADD a :a, b :b` over the counters' non-zero fields.
+/// `ADD a :a, b :b` over the given fields (none: no update).
 fn add_update(
     table: &str,
     pk: String,
     sk: String,
-    c: &Counts,
+    fields: &[(String, Decimal)],
 ) -> Result<Option<Update>, StoreError> {
-    let fields = c.fields();
     if fields.is_empty() {
         return Ok(None);
     }
@@ -59,7 +60,7 @@ fn add_update(
     let mut values = HashMap::new();
     for (i, (name, v)) in fields.iter().enumerate() {
         expr.push(format!("#f{i} :v{i}"));
-        names.insert(format!("#f{i}"), (*name).to_owned());
+        names.insert(format!("#f{i}"), name.clone());
         values.insert(format!(":v{i}"), n(v));
     }
     Update::builder()
@@ -72,6 +73,73 @@ fn add_update(
         .build()
         .map(Some)
         .map_err(|e| build_err("quality_update", e))
+}
+
+fn count_fields(c: &Counts) -> Vec<(String, Decimal)> {
+    c.fields()
+        .into_iter()
+        .map(|(name, v)| (name.to_owned(), v))
+        .collect()
+}
+
+/// One `ADD` of a chunk's additions: (pk, sk, fields).
+type Addition = (String, String, Vec<(String, Decimal)>);
+
+impl DynamoStore {
+    /// Applies a chunk's `ADD`s exactly once: groups of ≤ 99, each in one transaction
+    /// with a marker `<marker>#<group>` under the chunk (`attribute_not_exists`), so a
+    /// redelivery finds the marker and adds nothing.
+    async fn add_once(
+        &self,
+        op: &'static str,
+        tenant: &TenantId,
+        chunk: &str,
+        marker: &str,
+        additions: Vec<Addition>,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let additions: Vec<Addition> = additions
+            .into_iter()
+            .filter(|(_, _, f)| !f.is_empty())
+            .collect();
+        for (group_no, group) in additions.chunks(99).enumerate() {
+            let marker: Item = HashMap::from([
+                ("pk".to_owned(), s(keys::part_pk(tenant, chunk))),
+                ("sk".to_owned(), s(format!("{marker}#{group_no}"))),
+                ("expires_at".to_owned(), n(expires_at)),
+            ]);
+            let mut units = write_units(item_size(&marker)) * 2;
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(marker))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|e| build_err(op, e))?;
+            let mut actions = vec![TransactWriteItem::builder().put(put).build()];
+            for (pk, sk, fields) in group {
+                units += write_units(pk.len() + sk.len() + 40 * fields.len()) * 2;
+                if let Some(u) = add_update(&self.table, pk.clone(), sk.clone(), fields)? {
+                    actions.push(TransactWriteItem::builder().update(u).build());
+                }
+            }
+            self.meter.request();
+            match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(actions))
+                .send()
+                .await
+            {
+                Ok(_) => self.meter.add(units),
+                Err(err) => match cancelled_by_condition(&err) {
+                    Some(true) => self.meter.add(1), // already applied by an earlier delivery
+                    Some(false) => return Err(StoreError::Conflict(format!("{op}: {err:?}"))),
+                    None => return Err(svc(op, err)),
+                },
+            }
+        }
+        Ok(())
+    }
 }
 
 impl DynamoStore {
@@ -209,7 +277,7 @@ impl QualityRecorder for DynamoStore {
             let pk = keys::quality_pk(tenant);
             let sk = keys::quality_sk(day, meter);
             let size = pk.len() + sk.len() + 40 * c.fields().len();
-            let Some(update) = add_update(&self.table, pk, sk, c)? else {
+            let Some(update) = add_update(&self.table, pk, sk, &count_fields(c))? else {
                 continue;
             };
             self.meter.request();
@@ -236,52 +304,53 @@ impl QualityRecorder for DynamoStore {
         counts: &BTreeMap<MeterName, Counts>,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        let entries: Vec<(&MeterName, &Counts)> =
-            counts.iter().filter(|(_, c)| !c.is_zero()).collect();
-        for (group_no, group) in entries.chunks(99).enumerate() {
-            let marker: Item = HashMap::from([
-                ("pk".to_owned(), s(keys::part_pk(tenant, chunk))),
+        let additions = counts
+            .iter()
+            .map(|(meter, c)| {
                 (
-                    "sk".to_owned(),
-                    s(format!("{}#{group_no}", keys::QUALITY_MARKER_SK)),
-                ),
-                ("expires_at".to_owned(), n(expires_at)),
-            ]);
-            let mut units = write_units(item_size(&marker)) * 2;
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(marker))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(|e| build_err("record_chunk", e))?;
-            let mut actions = vec![TransactWriteItem::builder().put(put).build()];
-            for (meter, c) in group {
-                let pk = keys::quality_pk(tenant);
-                let sk = keys::quality_sk(day, meter.as_str());
-                units += write_units(pk.len() + sk.len() + 40 * c.fields().len()) * 2;
-                if let Some(u) = add_update(&self.table, pk, sk, c)? {
-                    actions.push(TransactWriteItem::builder().update(u).build());
-                }
-            }
-            self.meter.request();
-            match self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(actions))
-                .send()
-                .await
-            {
-                Ok(_) => self.meter.add(units),
-                Err(err) => match cancelled_by_condition(&err) {
-                    Some(true) => self.meter.add(1), // already applied by an earlier delivery
-                    Some(false) => {
-                        return Err(StoreError::Conflict(format!("record_chunk: {err:?}")))
-                    }
-                    None => return Err(svc("record_chunk", err)),
-                },
-            }
-        }
-        Ok(())
+                    keys::quality_pk(tenant),
+                    keys::quality_sk(day, meter.as_str()),
+                    count_fields(c),
+                )
+            })
+            .collect();
+        self.add_once(
+            "record_chunk",
+            tenant,
+            chunk,
+            keys::QUALITY_MARKER_SK,
+            additions,
+            expires_at,
+        )
+        .await
+    }
+
+    async fn record_series(
+        &self,
+        tenant: &TenantId,
+        chunk: &str,
+        series: &crate::audit::series::Series,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let additions = series
+            .iter()
+            .map(|((account, day, meter), d)| {
+                (
+                    keys::critical_pk(tenant, account),
+                    keys::critical_sk(*day, meter),
+                    d.fields(),
+                )
+            })
+            .collect();
+        self.add_once(
+            "record_series",
+            tenant,
+            chunk,
+            keys::CRITICAL_MARKER_SK,
+            additions,
+            expires_at,
+        )
+        .await
     }
 
     async fn record_activity(
@@ -400,6 +469,50 @@ impl AuditReader for DynamoStore {
                 Some((a, t.with_timezone(&Utc)))
             })
             .collect())
+    }
+
+    async fn critical_series(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<CriticalRow>, StoreError> {
+        let pk = keys::critical_pk(tenant, account);
+        let lo = from.format("%Y-%m-%d").to_string();
+        let hi = format!("{}#~", to.format("%Y-%m-%d"));
+        let items = self
+            .query_table(
+                "critical_series",
+                &self.table,
+                pk.clone(),
+                Some((lo, hi)),
+                true,
+                None,
+            )
+            .await?;
+        items
+            .iter()
+            .map(|i| {
+                let sk = str_attr(i, "sk").unwrap_or_default();
+                let (day, meter) = sk
+                    .split_once('#')
+                    .and_then(|(d, m)| {
+                        Some((
+                            NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()?,
+                            MeterName::parse(m).ok()?,
+                        ))
+                    })
+                    .ok_or_else(|| corrupt(&pk, format!("sort key '{sk}'")))?;
+                let mut data = CriticalDay::default();
+                for name in i.keys() {
+                    if name != "pk" && name != "sk" {
+                        data.set(name, dec(i, name));
+                    }
+                }
+                Ok(CriticalRow { day, meter, data })
+            })
+            .collect()
     }
 
     async fn sampled_events(
