@@ -154,16 +154,11 @@ impl QueueDepth for SqsDepth {
 pub struct CriticalMeters {
     directory: std::sync::Arc<dyn crate::store::Directory>,
     ttl: std::time::Duration,
-    cache: std::sync::Mutex<
-        std::collections::HashMap<
-            TenantId,
-            (
-                std::time::Instant,
-                std::sync::Arc<std::collections::HashSet<MeterName>>,
-            ),
-        >,
-    >,
+    cache: std::sync::Mutex<std::collections::HashMap<TenantId, (std::time::Instant, MeterSet)>>,
 }
+
+/// A shared set of meter names.
+pub type MeterSet = std::sync::Arc<std::collections::HashSet<MeterName>>;
 
 impl CriticalMeters {
     pub fn new(directory: std::sync::Arc<dyn crate::store::Directory>) -> Self {
@@ -174,10 +169,7 @@ impl CriticalMeters {
         }
     }
 
-    pub async fn of(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<std::sync::Arc<std::collections::HashSet<MeterName>>, StoreError> {
+    pub async fn of(&self, tenant: &TenantId) -> Result<MeterSet, StoreError> {
         if let Ok(cache) = self.cache.lock() {
             if let Some((at, set)) = cache.get(tenant) {
                 if at.elapsed() < self.ttl {
