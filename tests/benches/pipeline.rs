@@ -193,8 +193,25 @@ fn throughput(rt: &tokio::runtime::Runtime) {
     );
 }
 
-async fn costs(requests: usize) {
+/// Write costs of `requests` x 1,000 events; with `critical`, that meter is a critical
+/// definition (its events also feed the ingest activity items and the audit's
+/// per-account series).
+async fn costs(requests: usize, critical: Option<&str>) {
     let t = TestStack::for_benchmarks().await;
+    if let Some(m) = critical {
+        let unit = if m == "storage_gb" {
+            "GB"
+        } else if m == "api_calls" {
+            "call"
+        } else {
+            "ticket"
+        };
+        let body = json!({"unit": unit, "criticality": "critical"}).to_string();
+        let (s, v) = t
+            .call("PUT", &format!("/v1/definitions/{m}"), Some(&body))
+            .await;
+        assert!(s == 200 || s == 201, "{v}");
+    }
     for a in 0..50 {
         let seg = ["smb", "mid_market", "enterprise", "strategic"][a % 4];
         t.put_account(&format!("account-{a:03}"), seg).await;
@@ -229,7 +246,10 @@ async fn costs(requests: usize) {
     }
     assert_eq!(counted, accepted);
 
-    println!("\ncost per accepted event ({accepted} events, 50 accounts x 3 meters x 2 stages, one hour; counted: {counted})");
+    println!(
+        "\ncost per accepted event ({accepted} events, 50 accounts x 3 meters x 2 stages, one hour; counted: {counted}){}",
+        critical.map_or(String::new(), |m| format!(", with {m} (1 meter in 3) critical"))
+    );
     println!(
         "  DynamoDB write request units:  {:>8.3} per event  ({wru} WRU; target <= 2.2)",
         wru / accepted as f64
@@ -362,7 +382,8 @@ fn main() {
         throughput(&one_core);
         hubspot_throughput();
     }
-    one_core.block_on(costs(if full { 10 } else { 1 }));
+    one_core.block_on(costs(if full { 10 } else { 1 }, None));
+    one_core.block_on(costs(if full { 3 } else { 1 }, Some("api_calls")));
     if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
         if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM")) {
             println!(
