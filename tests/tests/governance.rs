@@ -491,3 +491,54 @@ not json
         ("7".to_owned(), 1)
     );
 }
+
+#[tokio::test]
+async fn the_audit_finds_events_still_held_for_a_definition_that_is_active_again() {
+    use shared::store::DefinitionStore;
+    let t = TestStack::fresh().await;
+    t.call("DELETE", "/v1/definitions/storage_gb", None).await;
+    let (_, v) = t
+        .post_events(&json!([{"id": "q1", "account": "acme", "meter": "storage_gb"}]).to_string())
+        .await;
+    assert_eq!(v["quarantined"][0]["id"], "q1", "{v}");
+    // A restore whose replay did not finish: active again, the event still held.
+    let meter = shared::ids::MeterName::parse("storage_gb").unwrap();
+    let store = &t.stack.store;
+    let mut def = store
+        .get_definition(&t.tenant, &meter)
+        .await
+        .unwrap()
+        .unwrap();
+    def.status = shared::event::DefinitionStatus::Active;
+    store.put_definition(&t.tenant, &def).await.unwrap();
+
+    let audit = || {
+        t.stack
+            .audit
+            .run_tenant(&t.tenant, chrono::Utc::now(), None)
+    };
+    let report = audit().await.unwrap();
+    let pending: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.code == "quarantine_pending")
+        .collect();
+    assert_eq!(pending.len(), 1, "{:#?}", report.findings);
+    assert!(
+        pending[0]
+            .explanation
+            .starts_with("1 event(s) of storage_gb")
+            && pending[0].explanation.contains("quarantine/replay"),
+        "{}",
+        pending[0].explanation
+    );
+    let (s, v) = t
+        .call("POST", "/v1/definitions/storage_gb/quarantine/replay", None)
+        .await;
+    assert_eq!((s, v["replayed"].as_u64()), (200, Some(1)), "{v}");
+    let report = audit().await.unwrap();
+    assert!(report
+        .findings
+        .iter()
+        .all(|f| f.code != "quarantine_pending"));
+}

@@ -21,6 +21,7 @@ use shared::definition::Definition;
 use shared::event::DefinitionStatus;
 use shared::ids::{AccountId, MeterName, Segment, TenantId};
 use shared::keys::Scope;
+use shared::quarantine::{QuarantineStore, MAX_PAGE};
 use shared::queue::EventQueue;
 use shared::store::{DefinitionStore, RollupRow, StoreError, UsageReader};
 use std::collections::{BTreeMap, BTreeSet};
@@ -75,6 +76,8 @@ pub struct Audit {
     pub reports: Arc<dyn ReportStore>,
     pub alerts: Arc<dyn EventQueue>,
     pub dlq: Option<Arc<dyn QueueDepth>>,
+    /// Held events (a definition active again with events still held is a finding).
+    pub quarantine: Option<Arc<dyn QuarantineStore>>,
     pub cfg: AuditConfig,
 }
 
@@ -90,6 +93,7 @@ impl Audit {
             reports: store,
             alerts,
             dlq: None,
+            quarantine: None,
             cfg: AuditConfig::default(),
         }
     }
@@ -195,6 +199,11 @@ impl Audit {
             if def.status != DefinitionStatus::Active {
                 definitions.push(report);
                 continue;
+            }
+            if c.quarantined > 0 {
+                if let Some(f) = self.pending_quarantine(tenant, def).await? {
+                    findings.push(f);
+                }
             }
             let k = def.anomaly_sensitivity.k();
             let wide = tenant_series
@@ -326,6 +335,40 @@ impl Audit {
             "audit done"
         );
         Ok(report)
+    }
+
+    /// Events still held for a definition that is active again (a restore whose replay
+    /// did not finish): counted by nobody until they are replayed.
+    async fn pending_quarantine(
+        &self,
+        tenant: &TenantId,
+        def: &Definition,
+    ) -> Result<Option<Finding>, StoreError> {
+        let Some(q) = &self.quarantine else {
+            return Ok(None);
+        };
+        let page = q.held(tenant, &def.meter, MAX_PAGE, None).await?;
+        let Some(oldest) = page.items.iter().map(|h| h.received_at).min() else {
+            return Ok(None);
+        };
+        let n = if page.next.is_some() {
+            format!("more than {}", page.items.len())
+        } else {
+            page.items.len().to_string()
+        };
+        Ok(Some(Finding {
+            code: "quarantine_pending".into(),
+            severity: Severity::Warning,
+            meter: def.meter.clone(),
+            account: None,
+            owner: def.owner.clone(),
+            since: Some(oldest),
+            explanation: format!(
+                "{n} event(s) of {} held while it was deleted or deprecated are not counted yet although it is active; POST /v1/definitions/{}/quarantine/replay counts them",
+                def.meter, def.meter
+            ),
+            anomaly: None,
+        }))
     }
 
     /// Per-account anomalies and usage gaps of the critical definitions: one Query per

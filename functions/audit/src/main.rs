@@ -19,7 +19,8 @@ async fn main() -> Result<(), Error> {
         sqs.clone(),
         shared::config::required("ALERTS_QUEUE_URL")?,
     ));
-    let mut audit = Audit::new(store, alerts);
+    let mut audit = Audit::new(store.clone(), alerts);
+    audit.quarantine = Some(store);
     audit.dlq = Some(Arc::new(SqsDepth {
         client: sqs,
         url: shared::config::required("EVENTS_DLQ_URL")?,

@@ -166,6 +166,7 @@ impl Stack {
             requests: Default::default(),
         });
         let mut audit = audit::Audit::new(store.clone(), alerts.clone());
+        audit.quarantine = Some(store.clone());
         audit.dlq = Some(Arc::new(shared::audit::store::SqsDepth {
             client: sqs.clone(),
             url: dlq_url.clone(),

@@ -14,7 +14,8 @@ pub const MAX_STORED_FINDINGS: usize = 500;
 /// Something the audit wants a person to look at.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
-    /// `spike`, `drop`, `silence`, `usage_gap`, `rollup_drift`, `negative_balance`.
+    /// `spike`, `drop`, `silence`, `usage_gap`, `rollup_drift`, `negative_balance`,
+    /// `quarantine_pending`.
     pub code: String,
     pub severity: Severity,
     pub meter: MeterName,
