@@ -520,3 +520,47 @@ async fn company_property_changes_update_the_linked_account_profile_newest_first
     let (_, acct) = t.call("GET", "/v1/accounts/globex", None).await;
     assert_eq!(acct["crm_properties"]["seats"]["value"], "55");
 }
+
+#[tokio::test]
+async fn changes_mapped_to_a_deleted_meter_are_held_and_counted_once_on_restore() {
+    let t = stack().await;
+    let at = now_ms() - 30_000;
+    post(&t, &[ticket_to_company(41, 700, at)]).await;
+    t.drain().await;
+    let (s, v) = t
+        .call("DELETE", "/v1/definitions/tickets_opened", None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // Even a tenant that refuses deleted meters' events at ingest: HubSpot has been
+    // answered already, so its change is held, not counted and not dropped.
+    t.call(
+        "PUT",
+        "/v1/governance/policy",
+        Some(r#"{"deleted_meter_events":"reject"}"#),
+    )
+    .await;
+    post(&t, &[ticket_created(8, 41, at + 5, 0)]).await;
+    t.drain().await;
+    assert_eq!(tickets_opened(&t, "700").await, ("0".into(), 0));
+    let (_, held) = t
+        .call("GET", "/v1/definitions/tickets_opened/quarantine", None)
+        .await;
+    let events = held["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{held}");
+    assert_eq!(
+        (
+            events[0]["source"].as_str(),
+            events[0]["event"]["account"].as_str()
+        ),
+        (Some("hubspot"), Some("700"))
+    );
+    let (_, v) = t
+        .call("POST", "/v1/definitions/tickets_opened/restore", None)
+        .await;
+    assert_eq!(v["replay"]["replayed"], 1, "{v}");
+    t.drain().await;
+    // HubSpot retries the change after the restore: still one.
+    post(&t, &[ticket_created(8, 41, at + 5, 1)]).await;
+    t.drain().await;
+    assert_eq!(tickets_opened(&t, "700").await, ("1".into(), 1));
+}

@@ -104,6 +104,10 @@ impl Stack {
         rollup.hubspot = Some(shared::hubspot::processor::Processor {
             store: store.clone(),
             queue: queue.clone(),
+            retired: Some(shared::hubspot::processor::Retired {
+                policy: store.clone(),
+                quarantine: store.clone(),
+            }),
         });
         let rollup = Arc::new(rollup);
         let sns = aws_sdk_sns::Client::new(aws);

@@ -122,7 +122,7 @@ impl Rollup {
                 })?;
                 let report = processor.process(&batch).await?;
                 tracing::info!(tenant = %batch.tenant, batch = %batch.id, attributed = report.attributed, released = report.released,
-                    held = report.held, unmapped = report.unmapped, facts = report.facts, "HubSpot batch processed");
+                    held = report.held, unmapped = report.unmapped, facts = report.facts, quarantined = report.quarantined, "HubSpot batch processed");
                 return Ok(());
             }
         };

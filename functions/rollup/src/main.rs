@@ -40,8 +40,12 @@ async fn main() -> Result<(), Error> {
         .with_quality(store.clone())
         .with_critical_series(store.clone());
     rollup.hubspot = Some(shared::hubspot::processor::Processor {
-        store,
+        store: store.clone(),
         queue: events,
+        retired: Some(shared::hubspot::processor::Retired {
+            policy: store.clone(),
+            quarantine: store,
+        }),
     });
     let rollup = Arc::new(rollup);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| {

@@ -135,11 +135,22 @@ pub struct Report {
     pub facts: usize,
     /// Company property changes copied to account profiles.
     pub profile_updates: usize,
+    /// Mapped to a deleted (or, by policy, deprecated) definition: held in quarantine.
+    pub quarantined: usize,
+}
+
+/// Where mapped changes of retired definitions go (docs/adr/0007): the tenant's
+/// policy and the quarantine, as for `POST /v1/events`.
+pub struct Retired {
+    pub policy: Arc<dyn crate::store::Directory>,
+    pub quarantine: Arc<dyn crate::quarantine::QuarantineStore>,
 }
 
 pub struct Processor {
     pub store: Arc<dyn IdentityStore>,
     pub queue: Arc<dyn EventQueue>,
+    /// `None`: mapped changes are counted whatever their definition's status.
+    pub retired: Option<Retired>,
 }
 
 fn usage(
@@ -354,8 +365,31 @@ impl Processor {
         }
 
         // 4. Queue, then forget what was released. A failure retries the whole batch.
-        if !out.is_empty() {
-            let indexed: Vec<(usize, UsageEvent)> = out.into_iter().enumerate().collect();
+        let mut indexed: Vec<(usize, UsageEvent)> = out.into_iter().enumerate().collect();
+        if let (Some(r), false) = (&self.retired, indexed.is_empty()) {
+            if let Some(mut policy) = r.policy.tenant_policy(t).await? {
+                // HubSpot has been answered already: there is nobody to refuse a change
+                // to, so a deleted meter's changes are held whatever the policy says.
+                policy.governance.policy.deleted_meter_events =
+                    crate::quarantine::DeletedMeterEvents::Quarantine;
+                let (count, hold) = crate::quarantine::split(indexed, &policy);
+                if !hold.is_empty() {
+                    let records: Vec<crate::quarantine::Quarantined> = hold
+                        .into_iter()
+                        .map(|(_, event, reason)| crate::quarantine::Quarantined {
+                            source: Source::Hubspot,
+                            reason,
+                            received_at: batch.received_at,
+                            event,
+                        })
+                        .collect();
+                    r.quarantine.hold(t, &records).await?;
+                    report.quarantined += records.len();
+                }
+                indexed = count;
+            }
+        }
+        if !indexed.is_empty() {
             // Fresh chunk ids: a redelivered batch may attribute a different set of
             // events, and a chunk id must always name one immutable set (ADR 0001).
             let mut new_id = || uuid::Uuid::now_v7().to_string();
