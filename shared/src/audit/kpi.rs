@@ -207,6 +207,14 @@ pub fn negative_balances(account: &AccountId, rows: &[RollupRow]) -> Vec<Negativ
     for r in rows {
         *sums.entry((r.key.meter.clone(), r.key.stage)).or_default() += r.total.quantity;
     }
+    below_zero(account, sums)
+}
+
+/// The (meter, stage) sums of one account that are below zero.
+pub fn below_zero(
+    account: &AccountId,
+    sums: BTreeMap<(MeterName, Stage), Decimal>,
+) -> Vec<NegativeBalance> {
     sums.into_iter()
         .filter(|(_, q)| q.is_sign_negative() && !q.is_zero())
         .map(|((meter, stage), quantity)| NegativeBalance {

@@ -107,15 +107,7 @@ pub fn negative_balances(account: &AccountId, rows: &[CriticalRow]) -> Vec<Negat
             *sums.entry((r.meter.clone(), *stage)).or_default() += q;
         }
     }
-    sums.into_iter()
-        .filter(|(_, q)| q.is_sign_negative() && !q.is_zero())
-        .map(|((meter, stage), quantity)| NegativeBalance {
-            account: account.clone(),
-            meter,
-            stage,
-            quantity,
-        })
-        .collect()
+    super::kpi::below_zero(account, sums)
 }
 
 #[cfg(test)]
