@@ -420,6 +420,8 @@ pub struct Signals {
     pub achieved: BTreeMap<String, NaiveDate>,
     pub active_users_avg: Option<f64>,
     pub active_users_peak: Option<f64>,
+    /// Licensed seats the utilisation was measured against (else the peak).
+    pub licensed_seats: Option<f64>,
     pub tickets_30d: f64,
     pub tickets_prior_30d: f64,
     pub weeks_active: u32,
@@ -444,6 +446,10 @@ pub struct Subject {
     pub segment: Segment,
     #[serde(default)]
     pub onboarding_date: Option<NaiveDate>,
+    /// Licensed seats (the profile's `crm_properties.seats`, e.g. synced from HubSpot):
+    /// "active vs seats" uses them; without them, the 90-day peak of active users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seats: Option<f64>,
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -605,11 +611,19 @@ pub fn measure(
     // Engagement.
     if let Some(u) = users {
         let peak = u.iter().copied().fold(0.0, f64::max);
-        if peak > 0.0 {
-            let avg = mean(&u[WINDOW_DAYS - 14..]);
-            sig.active_users_avg = Some(avg);
-            sig.active_users_peak = Some(peak);
-            metrics.insert(Metric::Utilisation, (avg / peak).min(1.0));
+        let avg = mean(&u[WINDOW_DAYS - 14..]);
+        match subject.seats.filter(|s| s.is_finite() && *s >= 1.0) {
+            Some(seats) => {
+                sig.active_users_avg = Some(avg);
+                sig.licensed_seats = Some(seats);
+                metrics.insert(Metric::Utilisation, (avg / seats).min(1.0));
+            }
+            None if peak > 0.0 => {
+                sig.active_users_avg = Some(avg);
+                sig.active_users_peak = Some(peak);
+                metrics.insert(Metric::Utilisation, (avg / peak).min(1.0));
+            }
+            None => {}
         }
     }
     let key_daily: Vec<f64> = (0..WINDOW_DAYS)
@@ -1075,9 +1089,14 @@ fn metric_reason(
                 "high_adoption"
             },
             format!(
-                "{:.0} of {:.0} peak seats active (14-day average, {}); segment median {}",
+                "{:.0} of {:.0} {} seats active (14-day average, {}); segment median {}",
                 sig.active_users_avg.unwrap_or(0.0),
-                sig.active_users_peak.unwrap_or(0.0),
+                sig.licensed_seats.or(sig.active_users_peak).unwrap_or(0.0),
+                if sig.licensed_seats.is_some() {
+                    "licensed"
+                } else {
+                    "peak"
+                },
                 pct(v.value).trim_start_matches('+'),
                 pct(med).trim_start_matches('+')
             ),

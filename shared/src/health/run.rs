@@ -53,6 +53,10 @@ impl ShardAccount {
                 account: p.account.clone(),
                 segment: p.segment,
                 onboarding_date: p.onboarding_date,
+                seats: p
+                    .crm_properties
+                    .get("seats")
+                    .and_then(|c| c.value.trim().parse::<f64>().ok()),
             },
             info: AccountInfo {
                 name: Some(p.name.clone()),

@@ -176,6 +176,7 @@ impl Synth {
                         account,
                         segment,
                         onboarding_date: Some(onboarding),
+                        seats: None,
                     },
                     name: format!("Synthetic {} #{i}", segment.as_str()),
                     seats: seats.round().max(1.0),

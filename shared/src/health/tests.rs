@@ -40,6 +40,7 @@ fn subject(id: &str, seg: Segment) -> Subject {
         account: AccountId::parse(id).unwrap(),
         segment: seg,
         onboarding_date: Some(d("2026-01-10")),
+        seats: None,
     }
 }
 
@@ -88,6 +89,42 @@ fn a_steady_account_scores_near_its_segment_median_and_is_not_red() {
     assert!((weights - 1.0).abs() < 0.01);
     assert!((s.components[&Component::UsageTrend].weight - 0.40).abs() < 0.001);
     assert!((s.components[&Component::Engagement].weight - 0.15).abs() < 0.001);
+}
+
+#[test]
+fn active_users_are_measured_against_licensed_seats_when_the_profile_has_them() {
+    // 10 active users every day: against the 90-day peak that is full use; against
+    // 50 licensed seats (synced from the CRM) it is a fifth.
+    let s = series(100.0, 1.0, 10.0, 1.0);
+    let by_peak = measure_one("a", Segment::Smb, &s);
+    assert_eq!(by_peak.metrics.get(&Metric::Utilisation), Some(&1.0));
+    let mut licensed = subject("a", Segment::Smb);
+    licensed.seats = Some(50.0);
+    let by_seats = measure(&licensed, &s, d(AS_OF), &cfg(), &BTreeMap::new());
+    assert_eq!(by_seats.metrics.get(&Metric::Utilisation), Some(&0.2));
+    assert_eq!(by_seats.signals.licensed_seats, Some(50.0));
+    // Nonsense seat counts fall back to the peak.
+    for bad in [0.0, -3.0, f64::NAN] {
+        licensed.seats = Some(bad);
+        let m = measure(&licensed, &s, d(AS_OF), &cfg(), &BTreeMap::new());
+        assert_eq!(m.metrics.get(&Metric::Utilisation), Some(&1.0), "{bad}");
+    }
+    // The reason names the seats it used.
+    let mut pop = population(Segment::Smb, "p", 100.0, &[1.0; 8]);
+    pop.push(by_seats.clone());
+    let base = baselines(&pop, &cfg());
+    let scored = score(&by_seats, &base[&Segment::Smb], &cfg()).unwrap();
+    let why = scored
+        .reasons
+        .iter()
+        .find(|r| r.code == "low_active_users")
+        .map(|r| r.detail.clone())
+        .unwrap_or_default();
+    assert!(
+        why.contains("10 of 50 licensed seats active"),
+        "{:?}",
+        scored.reasons
+    );
 }
 
 #[test]
@@ -440,4 +477,29 @@ proptest! {
         }
         prop_assert_eq!(before, baselines(&pop, &cfg()));
     }
+}
+
+#[test]
+fn a_shard_carries_the_seats_synced_onto_the_profile() {
+    let mut p = crate::account::AccountProfile {
+        account: AccountId::parse("acme").unwrap(),
+        name: "Acme".into(),
+        segment: Segment::Enterprise,
+        owner_email: None,
+        onboarding_date: None,
+        crm_ids: BTreeMap::new(),
+        crm_properties: BTreeMap::new(),
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    };
+    assert_eq!(super::run::ShardAccount::of(&p).subject.seats, None);
+    p.crm_properties.insert(
+        "seats".into(),
+        crate::hubspot::profile::CrmProperty {
+            value: "250".into(),
+            changed_at: Utc::now(),
+            source: "seats".into(),
+        },
+    );
+    assert_eq!(super::run::ShardAccount::of(&p).subject.seats, Some(250.0));
 }
