@@ -542,3 +542,55 @@ async fn the_audit_finds_events_still_held_for_a_definition_that_is_active_again
         .iter()
         .all(|f| f.code != "quarantine_pending"));
 }
+
+#[tokio::test]
+async fn held_events_are_listed_page_by_page_and_bad_paging_is_refused() {
+    let t = TestStack::fresh().await;
+    t.call("DELETE", "/v1/definitions/storage_gb", None).await;
+    let events: Vec<Value> = (0..5)
+        .map(|i| json!({"id": format!("h{i}"), "account": "acme", "meter": "storage_gb"}))
+        .collect();
+    let (_, v) = t.post_events(&Value::Array(events).to_string()).await;
+    assert_eq!(v["quarantined"].as_array().map(Vec::len), Some(5), "{v}");
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            None => "/v1/definitions/storage_gb/quarantine?limit=2".to_owned(),
+            Some(c) => format!("/v1/definitions/storage_gb/quarantine?limit=2&cursor={c}"),
+        };
+        let (s, page) = t.call("GET", &path, None).await;
+        assert_eq!(s, 200, "{page}");
+        let items = page["events"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(
+            items
+                .iter()
+                .map(|e| e["event"]["id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec!["h0", "h1", "h2", "h3", "h4"]);
+    for (query, code) in [
+        ("limit=0", "invalid_parameter"),
+        ("limit=1001", "invalid_parameter"),
+        ("since=1", "unknown_parameter"),
+        ("cursor=@@", "invalid_cursor"),
+    ] {
+        let (s, v) = t
+            .call(
+                "GET",
+                &format!("/v1/definitions/storage_gb/quarantine?{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{query}: {v}"
+        );
+    }
+}
