@@ -19,33 +19,13 @@ use shared::ids::{Stage, TenantId};
 use shared::keys::Scope;
 use shared::rollup::{Bucket, RollupKey};
 use shared::store::RollupRow;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-struct Counting;
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            let now = CURRENT.fetch_add(l.size(), Ordering::Relaxed) + l.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
-        CURRENT.fetch_sub(l.size(), Ordering::Relaxed);
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: e2e::alloc::Counting = e2e::alloc::Counting;
 
 const MIB: f64 = 1024.0 * 1024.0;
 const FIVE: [&str; 5] = [
@@ -169,14 +149,13 @@ async fn fan_out(n: usize, as_of: NaiveDate) {
         shard_size: 100,
         concurrency: 8,
     };
-    let base = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = e2e::alloc::start();
     let started = Instant::now();
     let (run, out) = run_in_memory(&runner, &shards, &t, as_of, false)
         .await
         .expect("run");
     let wall = started.elapsed().as_secs_f64();
-    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base) as f64 / MIB;
+    let peak = e2e::alloc::peak_since(base) as f64 / MIB;
     let reads = sim.reads.load(Ordering::Relaxed) + health.reads.load(Ordering::Relaxed);
     let scored = out.scored + out.insufficient;
     println!("\nfan-out path, simulated store ({n} accounts, shards of 100, one process, messages one after another)");

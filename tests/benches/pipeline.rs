@@ -14,40 +14,19 @@ use shared::event::{MeterRule, TenantPolicy};
 use shared::ids::{MeterName, TenantId};
 use shared::queue::{EventQueue, QueueError};
 use shared::store::{Directory, StoreError};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Counting;
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            let now = CURRENT.fetch_add(l.size(), Ordering::Relaxed) + l.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
-        CURRENT.fetch_sub(l.size(), Ordering::Relaxed);
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: e2e::alloc::Counting = e2e::alloc::Counting;
 
 /// Peak heap growth while `f` runs, in bytes above the level at its start.
 async fn peak_during<F: std::future::Future>(f: F) -> (F::Output, usize) {
-    let base = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = e2e::alloc::start();
     let out = f.await;
-    (out, PEAK.load(Ordering::Relaxed).saturating_sub(base))
+    (out, e2e::alloc::peak_since(base))
 }
 
 const METERS: [&str; 3] = ["api_calls", "tickets_resolved", "storage_gb"];

@@ -368,3 +368,43 @@ impl TestStack {
         drain_with(&self.stack.score_poller, handler).await
     }
 }
+
+/// A counting global allocator for the benchmarks' peak-heap figures: a bench binary
+/// installs it with `#[global_allocator] static A: e2e::alloc::Counting = e2e::alloc::Counting;`.
+pub mod alloc {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    pub struct Counting;
+    static CURRENT: AtomicUsize = AtomicUsize::new(0);
+    static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+    // SAFETY: every call is forwarded to the system allocator unchanged; only sizes
+    // are counted.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            let p = unsafe { System.alloc(l) };
+            if !p.is_null() {
+                let now = CURRENT.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+                PEAK.fetch_max(now, Ordering::Relaxed);
+            }
+            p
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            unsafe { System.dealloc(p, l) };
+            CURRENT.fetch_sub(l.size(), Ordering::Relaxed);
+        }
+    }
+
+    /// Starts a measurement: returns the heap in use now and resets the peak to it.
+    pub fn start() -> usize {
+        let base = CURRENT.load(Ordering::Relaxed);
+        PEAK.store(base, Ordering::Relaxed);
+        base
+    }
+
+    /// Peak heap growth in bytes since [`start`] returned `base`.
+    pub fn peak_since(base: usize) -> usize {
+        PEAK.load(Ordering::Relaxed).saturating_sub(base)
+    }
+}
