@@ -45,6 +45,15 @@ pub struct GovernancePolicy {
     pub deprecated_meter_events: DeprecatedMeterEvents,
 }
 
+/// The stored policy with who set it and when (`GET /v1/governance/policy`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    pub policy: GovernancePolicy,
+    pub updated_at: DateTime<Utc>,
+    /// The principal (`key:<hash prefix>`), never the key.
+    pub updated_by: String,
+}
+
 /// Validates a `PUT /v1/governance/policy` body; fields left out keep the defaults.
 pub fn policy_from_body(body: &[u8]) -> Result<GovernancePolicy, InputError> {
     #[derive(Deserialize)]

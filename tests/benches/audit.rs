@@ -150,13 +150,13 @@ impl DefinitionStore for Sim {
     async fn governance_policy(
         &self,
         _: &TenantId,
-    ) -> Result<Option<shared::quarantine::GovernancePolicy>, StoreError> {
+    ) -> Result<Option<shared::quarantine::PolicyRecord>, StoreError> {
         Ok(None)
     }
     async fn put_governance_policy(
         &self,
         _: &TenantId,
-        _: &shared::quarantine::GovernancePolicy,
+        _: &shared::quarantine::PolicyRecord,
     ) -> Result<(), StoreError> {
         Ok(())
     }

@@ -267,8 +267,13 @@ async fn a_tenant_chooses_to_refuse_deleted_meters_or_to_hold_deprecated_ones() 
         )
         .await;
     assert_eq!(s, 200, "{v}");
+    assert_eq!(v["previous"]["deleted_meter_events"], "quarantine", "{v}");
     let (_, v) = t.call("GET", "/v1/governance/policy", None).await;
     assert_eq!(v["source"], "tenant");
+    // Who changed it and when: the key's principal, never the key.
+    let by = v["updated_by"].as_str().unwrap_or_default();
+    assert!(by.starts_with("key:") && !by.contains(&t.key), "{v}");
+    assert!(v["updated_at"].is_string(), "{v}");
 
     define(&t, "old_exports", json!({"status": "deprecated"})).await;
     t.call("DELETE", "/v1/definitions/storage_gb", None).await;

@@ -14,7 +14,9 @@ use shared::event::DefinitionStatus;
 use shared::governance::{change_alert, changed_fields, ChangeAction, ChangeEntry, ChangeLog};
 use shared::http::{body_bytes, json, query_pairs, ApiError};
 use shared::ids::{MeterName, TenantId};
-use shared::quarantine::{policy_from_body, replay, QuarantineStore, Replay, MAX_PAGE};
+use shared::quarantine::{
+    policy_from_body, replay, GovernancePolicy, PolicyRecord, QuarantineStore, Replay, MAX_PAGE,
+};
 use shared::queue::EventQueue;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -298,25 +300,47 @@ impl Api {
         &self,
         tenant: &TenantId,
     ) -> Result<Response<Body>, ApiError> {
-        let (policy, source) = match self.definitions.governance_policy(tenant).await? {
-            Some(p) => (p, "tenant"),
-            None => (Default::default(), "defaults"),
-        };
-        let policy: shared::quarantine::GovernancePolicy = policy;
-        Ok(json(200, &json!({"policy": policy, "source": source})))
+        Ok(json(
+            200,
+            &match self.definitions.governance_policy(tenant).await? {
+                Some(r) => json!({
+                    "policy": r.policy, "source": "tenant",
+                    "updated_at": r.updated_at, "updated_by": r.updated_by,
+                }),
+                None => json!({"policy": GovernancePolicy::default(), "source": "defaults"}),
+            },
+        ))
     }
 
+    /// Replaces the policy, recording who and when; the answer shows the one replaced.
     pub(crate) async fn put_governance_policy(
         &self,
         tenant: &TenantId,
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
         let policy = policy_from_body(body_bytes(req))?;
+        let previous = self
+            .definitions
+            .governance_policy(tenant)
+            .await?
+            .map(|r| r.policy)
+            .unwrap_or_default();
+        let record = PolicyRecord {
+            policy,
+            updated_at: Utc::now(),
+            updated_by: actor(req),
+        };
         self.definitions
-            .put_governance_policy(tenant, &policy)
+            .put_governance_policy(tenant, &record)
             .await?;
-        tracing::info!(tenant = %tenant, actor = %actor(req), ?policy, "governance policy replaced");
-        Ok(json(200, &json!({"policy": policy, "source": "tenant"})))
+        tracing::info!(tenant = %tenant, actor = %record.updated_by, ?previous, ?policy, "governance policy replaced");
+        Ok(json(
+            200,
+            &json!({
+                "policy": record.policy, "source": "tenant", "previous": previous,
+                "updated_at": record.updated_at, "updated_by": record.updated_by,
+            }),
+        ))
     }
 
     /// Soft delete: the definition stays (status `deleted`), its data stays, events

@@ -573,9 +573,9 @@ impl Directory for DynamoStore {
                     defs.push(d.data);
                 }
                 Some(keys::GOVERNANCE_POLICY_SK) => {
-                    let p: DataItem<crate::quarantine::GovernancePolicy> =
+                    let p: DataItem<crate::quarantine::PolicyRecord> =
                         serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
-                    choice = p.data;
+                    choice = p.data.policy;
                 }
                 _ => {}
             }
@@ -645,7 +645,7 @@ impl DefinitionStore for DynamoStore {
     async fn governance_policy(
         &self,
         tenant: &TenantId,
-    ) -> Result<Option<crate::quarantine::GovernancePolicy>, StoreError> {
+    ) -> Result<Option<crate::quarantine::PolicyRecord>, StoreError> {
         let pk = keys::tenant_pk(tenant);
         match self
             .get(
@@ -658,7 +658,7 @@ impl DefinitionStore for DynamoStore {
         {
             None => Ok(None),
             Some(item) => Ok(Some(
-                serde_dynamo::from_item::<_, DataItem<crate::quarantine::GovernancePolicy>>(item)
+                serde_dynamo::from_item::<_, DataItem<crate::quarantine::PolicyRecord>>(item)
                     .map_err(|e| corrupt(&pk, e))?
                     .data,
             )),
@@ -668,12 +668,12 @@ impl DefinitionStore for DynamoStore {
     async fn put_governance_policy(
         &self,
         tenant: &TenantId,
-        policy: &crate::quarantine::GovernancePolicy,
+        record: &crate::quarantine::PolicyRecord,
     ) -> Result<(), StoreError> {
         let item = DataItem {
             pk: keys::tenant_pk(tenant),
             sk: keys::GOVERNANCE_POLICY_SK.to_owned(),
-            data: policy,
+            data: record,
         };
         let item = serde_dynamo::to_item(item).map_err(|e| corrupt("governance policy", e))?;
         self.put("put_governance_policy", item, None)

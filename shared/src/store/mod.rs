@@ -150,11 +150,11 @@ pub trait DefinitionStore: Send + Sync {
     async fn governance_policy(
         &self,
         tenant: &TenantId,
-    ) -> Result<Option<crate::quarantine::GovernancePolicy>, StoreError>;
+    ) -> Result<Option<crate::quarantine::PolicyRecord>, StoreError>;
     async fn put_governance_policy(
         &self,
         tenant: &TenantId,
-        policy: &crate::quarantine::GovernancePolicy,
+        record: &crate::quarantine::PolicyRecord,
     ) -> Result<(), StoreError>;
 }
 
