@@ -646,23 +646,13 @@ impl DefinitionStore for DynamoStore {
         &self,
         tenant: &TenantId,
     ) -> Result<Option<crate::quarantine::PolicyRecord>, StoreError> {
-        let pk = keys::tenant_pk(tenant);
-        match self
-            .get(
-                "governance_policy",
-                pk.clone(),
-                keys::GOVERNANCE_POLICY_SK,
-                true,
-            )
-            .await?
-        {
-            None => Ok(None),
-            Some(item) => Ok(Some(
-                serde_dynamo::from_item::<_, DataItem<crate::quarantine::PolicyRecord>>(item)
-                    .map_err(|e| corrupt(&pk, e))?
-                    .data,
-            )),
-        }
+        self.get_data(
+            "governance_policy",
+            keys::tenant_pk(tenant),
+            keys::GOVERNANCE_POLICY_SK,
+            true,
+        )
+        .await
     }
 
     async fn put_governance_policy(
@@ -670,15 +660,13 @@ impl DefinitionStore for DynamoStore {
         tenant: &TenantId,
         record: &crate::quarantine::PolicyRecord,
     ) -> Result<(), StoreError> {
-        let item = DataItem {
-            pk: keys::tenant_pk(tenant),
-            sk: keys::GOVERNANCE_POLICY_SK.to_owned(),
-            data: record,
-        };
-        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("governance policy", e))?;
-        self.put("put_governance_policy", item, None)
-            .await
-            .map(|_| ())
+        self.put_data(
+            "put_governance_policy",
+            keys::tenant_pk(tenant),
+            keys::GOVERNANCE_POLICY_SK.to_owned(),
+            record,
+        )
+        .await
     }
 }
 
@@ -795,6 +783,57 @@ impl DynamoStore {
                 _ => return Ok(Page { items, next: None }),
             }
         }
+    }
+}
+
+fn data_item<T: Serialize + ?Sized>(pk: String, sk: String, data: &T) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(DataItem { pk, sk, data }).map_err(|e| corrupt("data item", e))
+}
+
+fn from_data<T: serde::de::DeserializeOwned>(item: Item, what: &str) -> Result<T, StoreError> {
+    serde_dynamo::from_item::<_, DataItem<T>>(item)
+        .map(|d| d.data)
+        .map_err(|e| corrupt(what, e))
+}
+
+impl DynamoStore {
+    async fn put_data<T: Serialize + Sync + ?Sized>(
+        &self,
+        op: &'static str,
+        pk: String,
+        sk: String,
+        data: &T,
+    ) -> Result<(), StoreError> {
+        let item = data_item(pk, sk, data)?;
+        self.put(op, item, None).await.map(|_| ())
+    }
+
+    async fn get_data<T: serde::de::DeserializeOwned>(
+        &self,
+        op: &'static str,
+        pk: String,
+        sk: &str,
+        consistent: bool,
+    ) -> Result<Option<T>, StoreError> {
+        match self.get(op, pk.clone(), sk, consistent).await? {
+            None => Ok(None),
+            Some(item) => from_data(item, &pk).map(Some),
+        }
+    }
+
+    /// The `data` of every item of one partition whose sort key starts with `prefix`.
+    async fn query_data<T: serde::de::DeserializeOwned>(
+        &self,
+        op: &'static str,
+        pk: String,
+        prefix: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        Ok(self
+            .query_prefix::<DataItem<T>>(op, pk, prefix)
+            .await?
+            .into_iter()
+            .map(|d| d.data)
+            .collect())
     }
 }
 
@@ -1656,20 +1695,13 @@ impl super::MappingStore for DynamoStore {
         &self,
         t: &TenantId,
     ) -> Result<Option<Vec<crate::hubspot::mapping::MappingRule>>, StoreError> {
-        let pk = keys::tenant_pk(t);
-        match self
-            .get("mapping_rules", pk.clone(), keys::HUBSPOT_RULES_SK, false)
-            .await?
-        {
-            None => Ok(None),
-            Some(item) => Ok(Some(
-                serde_dynamo::from_item::<_, DataItem<Vec<crate::hubspot::mapping::MappingRule>>>(
-                    item,
-                )
-                .map_err(|e| corrupt(&pk, e))?
-                .data,
-            )),
-        }
+        self.get_data(
+            "mapping_rules",
+            keys::tenant_pk(t),
+            keys::HUBSPOT_RULES_SK,
+            false,
+        )
+        .await
     }
 
     async fn put_mapping_rules(
@@ -1677,36 +1709,26 @@ impl super::MappingStore for DynamoStore {
         t: &TenantId,
         rules: &[crate::hubspot::mapping::MappingRule],
     ) -> Result<(), StoreError> {
-        let item = DataItem {
-            pk: keys::tenant_pk(t),
-            sk: keys::HUBSPOT_RULES_SK.to_owned(),
-            data: rules,
-        };
-        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("mapping rules", e))?;
-        self.put("put_mapping_rules", item, None).await.map(|_| ())
+        self.put_data(
+            "put_mapping_rules",
+            keys::tenant_pk(t),
+            keys::HUBSPOT_RULES_SK.to_owned(),
+            rules,
+        )
+        .await
     }
 
     async fn get_profile_sync(
         &self,
         t: &TenantId,
     ) -> Result<Option<crate::hubspot::profile::ProfileSync>, StoreError> {
-        let pk = keys::tenant_pk(t);
-        match self
-            .get(
-                "profile_sync",
-                pk.clone(),
-                keys::HUBSPOT_PROFILE_SYNC_SK,
-                false,
-            )
-            .await?
-        {
-            None => Ok(None),
-            Some(item) => Ok(Some(
-                serde_dynamo::from_item::<_, DataItem<crate::hubspot::profile::ProfileSync>>(item)
-                    .map_err(|e| corrupt(&pk, e))?
-                    .data,
-            )),
-        }
+        self.get_data(
+            "profile_sync",
+            keys::tenant_pk(t),
+            keys::HUBSPOT_PROFILE_SYNC_SK,
+            false,
+        )
+        .await
     }
 
     async fn put_profile_sync(
@@ -1714,13 +1736,13 @@ impl super::MappingStore for DynamoStore {
         t: &TenantId,
         sync: &crate::hubspot::profile::ProfileSync,
     ) -> Result<(), StoreError> {
-        let item = DataItem {
-            pk: keys::tenant_pk(t),
-            sk: keys::HUBSPOT_PROFILE_SYNC_SK.to_owned(),
-            data: sync,
-        };
-        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("profile sync", e))?;
-        self.put("put_profile_sync", item, None).await.map(|_| ())
+        self.put_data(
+            "put_profile_sync",
+            keys::tenant_pk(t),
+            keys::HUBSPOT_PROFILE_SYNC_SK.to_owned(),
+            sync,
+        )
+        .await
     }
 }
 
@@ -1825,18 +1847,12 @@ impl EntitlementStore for DynamoStore {
         tenant: &TenantId,
         account: &AccountId,
     ) -> Result<Vec<Entitlement>, StoreError> {
-        let pk = keys::entitlements_pk(tenant, account);
-        let items = self
-            .query_all("list_entitlements", pk.clone(), None, true)
-            .await?;
-        items
-            .into_iter()
-            .map(|i| {
-                serde_dynamo::from_item::<_, DataItem<Entitlement>>(i)
-                    .map(|d| d.data)
-                    .map_err(|e| corrupt(&pk, e))
-            })
-            .collect()
+        self.query_data(
+            "list_entitlements",
+            keys::entitlements_pk(tenant, account),
+            "",
+        )
+        .await
     }
 }
 
@@ -1944,18 +1960,13 @@ impl super::DigestStore for DynamoStore {
         &self,
         t: &TenantId,
     ) -> Result<Option<crate::digest::AlertPolicy>, StoreError> {
-        let pk = keys::tenant_pk(t);
-        match self
-            .get("alert_policy", pk.clone(), keys::ALERT_POLICY_SK, false)
-            .await?
-        {
-            None => Ok(None),
-            Some(item) => Ok(Some(
-                serde_dynamo::from_item::<_, DataItem<crate::digest::AlertPolicy>>(item)
-                    .map_err(|e| corrupt(&pk, e))?
-                    .data,
-            )),
-        }
+        self.get_data(
+            "alert_policy",
+            keys::tenant_pk(t),
+            keys::ALERT_POLICY_SK,
+            false,
+        )
+        .await
     }
 
     async fn put_alert_policy(
@@ -1963,13 +1974,13 @@ impl super::DigestStore for DynamoStore {
         t: &TenantId,
         policy: &crate::digest::AlertPolicy,
     ) -> Result<(), StoreError> {
-        let item = DataItem {
-            pk: keys::tenant_pk(t),
-            sk: keys::ALERT_POLICY_SK.to_owned(),
-            data: policy,
-        };
-        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("alert policy", e))?;
-        self.put("put_alert_policy", item, None).await.map(|_| ())
+        self.put_data(
+            "put_alert_policy",
+            keys::tenant_pk(t),
+            keys::ALERT_POLICY_SK.to_owned(),
+            policy,
+        )
+        .await
     }
 
     async fn last_published(

@@ -243,25 +243,12 @@ impl ChangeLog for DynamoStore {
         tenant: &TenantId,
         meter: &MeterName,
     ) -> Result<Vec<ChangeEntry>, StoreError> {
-        let pk = keys::definition_changes_pk(tenant, meter);
-        let items = self
-            .query_table(
-                "definition_changes",
-                &self.table,
-                pk.clone(),
-                None,
-                true,
-                None,
-            )
-            .await?;
-        items
-            .into_iter()
-            .map(|i| {
-                serde_dynamo::from_item::<_, DataItem<ChangeEntry>>(i)
-                    .map(|d| d.data)
-                    .map_err(|e| corrupt(&pk, e))
-            })
-            .collect()
+        self.query_data(
+            "definition_changes",
+            keys::definition_changes_pk(tenant, meter),
+            "",
+        )
+        .await
     }
 }
 

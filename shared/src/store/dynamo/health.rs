@@ -1,6 +1,8 @@
 //! DynamoDB adapter of [`HealthStore`] (docs/adr/0006 for the item layout).
 
-use super::{corrupt, delete_req, key, put_req, s, str_attr, svc, DataItem, DynamoStore, Item};
+use super::{
+    corrupt, data_item, delete_req, from_data, key, put_req, s, str_attr, svc, DynamoStore, Item,
+};
 use crate::health::config::HealthConfig;
 use crate::health::model::{Band, Baseline};
 use crate::health::record::HealthRecord;
@@ -12,19 +14,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, Select};
 use base64::Engine;
 use chrono::NaiveDate;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-
-fn data_item<T: Serialize>(pk: String, sk: String, data: &T) -> Result<Item, StoreError> {
-    serde_dynamo::to_item(DataItem { pk, sk, data }).map_err(|e| corrupt("health item", e))
-}
-
-fn from_data<T: DeserializeOwned>(item: Item, what: &str) -> Result<T, StoreError> {
-    serde_dynamo::from_item::<_, DataItem<T>>(item)
-        .map(|d| d.data)
-        .map_err(|e| corrupt(what, e))
-}
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
@@ -44,30 +34,6 @@ impl DynamoStore {
     pub async fn register_tenant(&self, t: &TenantId) -> Result<(), StoreError> {
         let item = key(keys::TENANTS_PK.to_owned(), keys::tenant_registry_sk(t));
         self.put("register_tenant", item, None).await.map(|_| ())
-    }
-
-    async fn put_data<T: Serialize + Sync>(
-        &self,
-        op: &'static str,
-        pk: String,
-        sk: String,
-        data: &T,
-    ) -> Result<(), StoreError> {
-        let item = data_item(pk, sk, data)?;
-        self.put(op, item, None).await.map(|_| ())
-    }
-
-    async fn get_data<T: DeserializeOwned>(
-        &self,
-        op: &'static str,
-        pk: String,
-        sk: &str,
-        consistent: bool,
-    ) -> Result<Option<T>, StoreError> {
-        match self.get(op, pk.clone(), sk, consistent).await? {
-            None => Ok(None),
-            Some(item) => from_data(item, &pk).map(Some),
-        }
     }
 }
 
