@@ -252,6 +252,67 @@ pub fn policy_from_body(body: &[u8]) -> Result<AlertPolicy, InputError> {
 
 /// Renders one digest of alerts (any kinds) for a segment's CS team.
 pub fn render_digest(bucket: &DigestBucket, alerts: &[(Alert, String)]) -> Rendered {
+    render_digest_part(bucket, alerts, None)
+}
+
+/// A digest split into as few parts as keep each one within `fits` (SNS takes at
+/// most 256 KiB per message). Alerts are ordered by account first, so an account's
+/// alerts stay together unless one account alone fills a part. The split depends only
+/// on the entries, so a retried run makes the same parts, and per-part markers send
+/// each part once. A single alert too large for a part on its own still gets its own
+/// part (and only that part can fail to publish).
+pub fn render_digest_parts(
+    bucket: &DigestBucket,
+    alerts: &[(Alert, String)],
+    fits: &dyn Fn(&Rendered) -> bool,
+) -> Vec<Rendered> {
+    let mut sorted: Vec<(Alert, String)> = alerts.to_vec();
+    sorted.sort_by_key(|(a, _)| account_label(a));
+    let whole = render_digest_part(bucket, &sorted, None);
+    if fits(&whole) || sorted.len() <= 1 {
+        return vec![whole];
+    }
+    let mut ranges = Vec::new();
+    split_to_fit(bucket, &sorted, 0, sorted.len(), fits, &mut ranges);
+    let n = ranges.len();
+    ranges
+        .into_iter()
+        .enumerate()
+        .map(|(i, (a, b))| render_digest_part(bucket, &sorted[a..b], Some((i + 1, n))))
+        .collect()
+}
+
+/// Halves `[a, b)` until each piece fits, measured with the widest part label.
+fn split_to_fit(
+    bucket: &DigestBucket,
+    alerts: &[(Alert, String)],
+    a: usize,
+    b: usize,
+    fits: &dyn Fn(&Rendered) -> bool,
+    out: &mut Vec<(usize, usize)>,
+) {
+    let widest = Some((usize::MAX, usize::MAX));
+    if b - a <= 1 || fits(&render_digest_part(bucket, &alerts[a..b], widest)) {
+        out.push((a, b));
+        return;
+    }
+    let mid = a + (b - a) / 2;
+    split_to_fit(bucket, alerts, a, mid, fits, out);
+    split_to_fit(bucket, alerts, mid, b, fits, out);
+}
+
+fn account_label(a: &Alert) -> String {
+    a.account_name
+        .clone()
+        .unwrap_or_else(|| a.account.to_string())
+}
+
+/// One digest message; `part` is `(index, of)` when the digest is split.
+fn render_digest_part(
+    bucket: &DigestBucket,
+    alerts: &[(Alert, String)],
+    part: Option<(usize, usize)>,
+) -> Rendered {
     let last = bucket.end.pred_opt().unwrap_or(bucket.end);
     let mut accounts: BTreeMap<String, Vec<(&Alert, Rendered, &str)>> = BTreeMap::new();
     for (a, reason) in alerts {
@@ -275,6 +336,10 @@ pub fn render_digest(bucket: &DigestBucket, alerts: &[(Alert, String)]) -> Rende
         bucket.start.format("%Y-%m-%d"),
         last.format("%Y-%m-%d"),
     );
+    let subject = match part {
+        Some((i, n)) => format!("[{i}/{n}] {subject}"),
+        None => subject,
+    };
     let subject: String = subject.chars().filter(char::is_ascii).take(99).collect();
     let mut body = format!(
         "{} alert digest for {} accounts of tenant {}, {} to {}.\n\
@@ -286,6 +351,11 @@ pub fn render_digest(bucket: &DigestBucket, alerts: &[(Alert, String)]) -> Rende
         bucket.start.format("%Y-%m-%d"),
         last.format("%Y-%m-%d"),
     );
+    if let Some((i, n)) = part {
+        body.push_str(&format!(
+            "This is part {i} of {n} of this digest; the other parts arrive as separate messages.\n"
+        ));
+    }
     let mut items = Vec::new();
     for (account, list) in &accounts {
         body.push_str(&format!("\n{account}\n"));
@@ -312,6 +382,10 @@ pub fn render_digest(bucket: &DigestBucket, alerts: &[(Alert, String)]) -> Rende
         "period": {"start": bucket.start, "end": bucket.end},
         "alerts": items,
     });
+    let mut json = json;
+    if let (Some((i, n)), Some(obj)) = (part, json.as_object_mut()) {
+        obj.insert("part".into(), serde_json::json!({"index": i, "of": n}));
+    }
     Rendered {
         subject,
         body,

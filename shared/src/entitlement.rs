@@ -218,7 +218,7 @@ pub fn usage_in(
     ent: &Entitlement,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-) -> Decimal {
+) -> Result<Decimal, Overflow> {
     let mut total = Decimal::ZERO;
     for row in rows {
         if !ent.counts(&row.key.meter, row.key.stage) {
@@ -228,12 +228,29 @@ pub fn usage_in(
         for (h, b) in row.hours.iter().enumerate() {
             let at = midnight + Duration::hours(h as i64);
             if at >= start && at < end {
-                total += b.quantity;
+                total = total.checked_add(b.quantity).ok_or(Overflow {
+                    what: "the period's usage",
+                })?;
             }
         }
     }
-    total
+    Ok(total)
 }
+
+/// A sum of stored numbers that leaves the exactly representable range. Reported
+/// for that entitlement alone; nothing else is affected (bounds at entry make it
+/// unreachable for data written since they exist).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{what} is out of the representable range")]
+pub struct Overflow {
+    pub what: &'static str,
+}
+
+/// Largest limit an entitlement may have: far above any real contract, and small
+/// enough that `limit × threshold %` and rollover stay exact.
+pub const MAX_LIMIT: Decimal = Decimal::from_parts(0x_a4c6_8000, 0x_0003_8d7e, 0, false, 0); // 1e15
+/// Most decimal places of a limit (the same as an event quantity).
+pub const MAX_LIMIT_SCALE: u32 = 9;
 
 /// UTC days to read for `[start, end)`.
 pub fn days_for(start: DateTime<Utc>, end: DateTime<Utc>) -> (NaiveDate, NaiveDate) {
@@ -269,34 +286,51 @@ pub fn balance(
     used: Decimal,
     previous_used: Option<Decimal>,
     now: DateTime<Utc>,
-) -> Balance {
+) -> Result<Balance, Overflow> {
+    let over = |what| Overflow { what };
     let rollover_in = match (ent.rollover, previous_used) {
-        (true, Some(prev)) => (ent.limit - prev).max(Decimal::ZERO),
+        (true, Some(prev)) => ent
+            .limit
+            .checked_sub(prev)
+            .ok_or(over("the rollover"))?
+            .max(Decimal::ZERO),
         _ => Decimal::ZERO,
     };
-    let limit = ent.limit + rollover_in;
+    let limit = ent
+        .limit
+        .checked_add(rollover_in)
+        .ok_or(over("the limit with rollover"))?;
     let length = (period.end - period.start).num_seconds().max(1);
     let elapsed = (now.min(period.end) - period.start).num_seconds();
     let projected = if elapsed <= 0 || elapsed >= length {
         used
     } else {
-        (used * Decimal::from(length) / Decimal::from(elapsed)).round_dp(2)
+        used.checked_mul(Decimal::from(length))
+            .and_then(|x| x.checked_div(Decimal::from(elapsed)))
+            .ok_or(over("the projection"))?
+            .round_dp(2)
     };
     let percent = if limit.is_zero() {
         Decimal::ZERO
     } else {
-        (used * Decimal::ONE_HUNDRED / limit).round_dp(2)
+        used.checked_mul(Decimal::ONE_HUNDRED)
+            .and_then(|x| x.checked_div(limit))
+            .ok_or(over("the percentage used"))?
+            .round_dp(2)
     };
-    Balance {
+    let remaining = limit
+        .checked_sub(used)
+        .ok_or(over("the remaining allowance"))?;
+    Ok(Balance {
         period,
         limit,
         rollover_in,
         used,
-        remaining: limit - used,
-        overage: (used - limit).max(Decimal::ZERO),
+        remaining,
+        overage: (-remaining).max(Decimal::ZERO),
         projected,
         percent,
-    }
+    })
 }
 
 /// What an entitlement's usage has reached; each is alerted once per period.
@@ -322,13 +356,30 @@ impl Crossing {
     }
 }
 
+/// `used >= limit × pct / 100`, exactly, without overflowing for any stored values.
+fn reached(used: Decimal, limit: Decimal, pct: u32) -> bool {
+    match (
+        used.checked_mul(Decimal::ONE_HUNDRED),
+        limit.checked_mul(Decimal::from(pct)),
+    ) {
+        (Some(u), Some(l)) => u >= l,
+        // |used × 100| overflowed: used is astronomically large (or small), beyond
+        // any representable limit × pct when the limit's side did not overflow.
+        (None, Some(_)) => used.is_sign_positive(),
+        // limit × pct overflowed: nothing representable reaches it unless used
+        // overflowed too; then compare the quotients.
+        (Some(_), None) => false,
+        (None, None) => used / limit >= Decimal::from(pct) / Decimal::ONE_HUNDRED,
+    }
+}
+
 /// Every crossing the balance is at or past. Alert markers make each fire once, so
 /// a correction back under a threshold and a later climb do not re-raise it.
 pub fn crossings(ent: &Entitlement, b: &Balance) -> Vec<Crossing> {
     let mut out: Vec<Crossing> = ent
         .thresholds
         .iter()
-        .filter(|&&t| b.used * Decimal::ONE_HUNDRED >= b.limit * Decimal::from(t))
+        .filter(|&&t| reached(b.used, b.limit, t))
         .filter(|_| b.used > Decimal::ZERO)
         .map(|&t| Crossing::Threshold(t))
         .collect();
@@ -440,6 +491,14 @@ pub fn entitlement_from_body(
         return Err(input_error(
             "invalid_limit",
             "limit must be greater than zero",
+        ));
+    }
+    if limit > MAX_LIMIT || limit.normalize().scale() > MAX_LIMIT_SCALE {
+        return Err(input_error(
+            "limit_out_of_range",
+            format!(
+                "limit must be at most {MAX_LIMIT} with at most {MAX_LIMIT_SCALE} decimal places"
+            ),
         ));
     }
     let period = match opt_string(&map, "period", 32, "invalid_period")? {
@@ -680,7 +739,7 @@ mod tests {
     fn balances_project_the_run_rate_and_report_overage() {
         let e = ent(PeriodKind::CalendarMonth, "2026-01-01", "UTC");
         let p = e.period_at(t("2026-11-16T00:00:00Z")).unwrap();
-        let b = balance(&e, p, Decimal::from(60), None, t("2026-11-16T00:00:00Z"));
+        let b = balance(&e, p, Decimal::from(60), None, t("2026-11-16T00:00:00Z")).unwrap();
         assert_eq!(b.projected, Decimal::from(120));
         assert_eq!(b.remaining, Decimal::from(40));
         assert_eq!(crossings(&e, &b), vec![]);
@@ -691,7 +750,8 @@ mod tests {
             Decimal::from(105),
             None,
             t("2026-11-16T00:00:00Z"),
-        );
+        )
+        .unwrap();
         assert_eq!(b.overage, Decimal::from(5));
         assert_eq!(b.remaining, Decimal::from(-5));
         assert_eq!(
@@ -710,7 +770,7 @@ mod tests {
                 Crossing::NegativeBalance
             ]
         );
-        let b = balance(&e, p, Decimal::from(-3), None, t("2026-11-16T00:00:00Z"));
+        let b = balance(&e, p, Decimal::from(-3), None, t("2026-11-16T00:00:00Z")).unwrap();
         assert_eq!(crossings(&e, &b), vec![Crossing::NegativeUsage]);
     }
 
@@ -725,7 +785,8 @@ mod tests {
             Decimal::from(90),
             Some(Decimal::from(70)),
             t("2026-11-16T00:00:00Z"),
-        );
+        )
+        .unwrap();
         assert_eq!(b.limit, Decimal::from(130));
         assert_eq!(crossings(&e, &b), vec![]);
     }
@@ -742,6 +803,60 @@ mod tests {
         let mut early = a.clone();
         early.ends_on = Some(d("2026-06-01"));
         assert!(!early.overlaps(&b));
+    }
+
+    #[test]
+    fn a_limit_beyond_the_maximum_is_refused_with_its_own_code() {
+        let id = EntitlementId::parse("e1").unwrap();
+        let now = t("2026-11-25T00:00:00Z");
+        let code = |limit: &str| {
+            let body = format!(r#"{{"account":"a","meter":"m","limit":{limit},"period":"year"}}"#);
+            entitlement_from_body(id.clone(), body.as_bytes(), now, None)
+                .map(|e| e.limit)
+                .map_err(|e| e.code)
+        };
+        assert_eq!(code("1e27"), Err("limit_out_of_range"));
+        assert_eq!(code("1000000000000001"), Err("limit_out_of_range"));
+        assert_eq!(code("0.0000000001"), Err("limit_out_of_range"));
+        assert_eq!(code("1e15"), Ok(MAX_LIMIT));
+        assert_eq!(code("1e40"), Err("invalid_limit"));
+        assert_eq!(MAX_LIMIT, Decimal::from(1_000_000_000_000_000_i64));
+    }
+
+    #[test]
+    fn balances_of_huge_stored_numbers_report_overflow_instead_of_panicking() {
+        // An entitlement stored before limits were bounded, and usage near the
+        // largest representable sum.
+        let mut e = ent(PeriodKind::CalendarMonth, "2026-01-01", "UTC");
+        e.limit = Decimal::from_scientific("1e27").unwrap();
+        e.thresholds = vec![80, 100, 1000];
+        e.rollover = true;
+        let now = t("2026-11-16T00:00:00Z");
+        let p = e.period_at(now).unwrap();
+        let b = balance(&e, p.clone(), Decimal::from(5), None, now).unwrap();
+        assert_eq!(crossings(&e, &b), vec![], "1e27 × 1000 % never reached");
+        let huge = Decimal::MAX - Decimal::from(10);
+        assert!(balance(&e, p.clone(), huge, None, now).is_err());
+        assert!(balance(&e, p.clone(), Decimal::from(1), Some(-huge), now).is_err());
+        // The crossing test itself is exact and total, whatever it is given.
+        let b = Balance {
+            period: p,
+            limit: e.limit,
+            rollover_in: Decimal::ZERO,
+            used: huge,
+            remaining: Decimal::ZERO,
+            overage: Decimal::ZERO,
+            projected: huge,
+            percent: Decimal::ZERO,
+        };
+        assert_eq!(
+            crossings(&e, &b),
+            vec![
+                Crossing::Threshold(80),
+                Crossing::Threshold(100),
+                Crossing::Threshold(1000)
+            ]
+        );
     }
 
     #[test]
@@ -853,7 +968,7 @@ mod tests {
                 let mut sum = Decimal::ZERO;
                 loop {
                     prop_assert!(p.start < p.end);
-                    sum += usage_in(&rows, &e, p.start, p.end);
+                    sum += usage_in(&rows, &e, p.start, p.end).unwrap();
                     if p.end > last {
                         break;
                     }

@@ -1,8 +1,7 @@
 //! HTTP helpers shared by the ingest and API handlers: the JSON error envelope,
 //! JSON responses and bearer authentication.
 
-use crate::auth::{bearer, hash_key};
-use crate::ids::TenantId;
+use crate::auth::{bearer, hash_key, KeyGrant, KeyRefusal, KeyScope};
 use crate::store::{Directory, StoreError};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
@@ -88,8 +87,13 @@ pub fn body_bytes(req: &Request) -> &[u8] {
     }
 }
 
-/// Resolves the tenant of the request's API key: 401 when missing or unknown.
-pub async fn authenticate(dir: &dyn Directory, req: &Request) -> Result<TenantId, ApiError> {
+/// Resolves the request's API key and checks it may do what the request needs:
+/// 401 when missing, unknown, revoked or expired; 403 when it lacks the scope.
+pub async fn authenticate(
+    dir: &dyn Directory,
+    req: &Request,
+    needed: KeyScope,
+) -> Result<KeyGrant, ApiError> {
     let header = req
         .headers()
         .get("authorization")
@@ -101,9 +105,41 @@ pub async fn authenticate(dir: &dyn Directory, req: &Request) -> Result<TenantId
             "send your API key as 'Authorization: Bearer <key>'",
         )
     })?;
-    dir.tenant_for_key(&hash_key(key))
+    let grant = dir
+        .key_grant(&hash_key(key))
         .await?
-        .ok_or_else(|| ApiError::new(401, "invalid_api_key", "the API key is not valid"))
+        .ok_or_else(|| ApiError::new(401, "invalid_api_key", "the API key is not valid"))?;
+    match grant.check(needed, chrono::Utc::now()) {
+        Ok(()) => Ok(grant),
+        Err(KeyRefusal::Revoked) => Err(ApiError::new(
+            401,
+            "api_key_revoked",
+            format!("API key {} has been revoked", grant.key_id),
+        )),
+        Err(KeyRefusal::Expired) => Err(ApiError::new(
+            401,
+            "api_key_expired",
+            format!(
+                "API key {} has expired; rotate or create a new one",
+                grant.key_id
+            ),
+        )),
+        Err(KeyRefusal::Scope(s)) => Err(ApiError::new(
+            403,
+            "insufficient_scope",
+            format!(
+                "this request needs a key with the '{}' scope; key {} has: {}",
+                s.as_str(),
+                grant.key_id,
+                grant
+                    .scopes
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
 }
 
 /// Query-string pairs, percent-decoded, read from the URI so it works for every

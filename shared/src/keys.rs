@@ -29,6 +29,17 @@ pub fn api_key_pk(key_hash: &str) -> String {
     format!("APIKEY#{key_hash}")
 }
 
+/// The partition listing a tenant's keys (by key id; the lookup item is by hash).
+pub fn api_keys_pk(t: &TenantId) -> String {
+    format!("TENANT#{t}#KEYS")
+}
+
+pub const API_KEY_LISTING_PREFIX: &str = "KEY#";
+
+pub fn api_key_listing_sk(key_id: &str) -> String {
+    format!("{API_KEY_LISTING_PREFIX}{key_id}")
+}
+
 pub fn accounts_pk(t: &TenantId) -> String {
     format!("TENANT#{t}#ACCOUNTS")
 }

@@ -6,6 +6,7 @@ pub mod alert;
 pub mod audit;
 pub mod auth;
 pub mod aws;
+pub mod batch;
 pub mod chunk;
 pub mod config;
 pub mod definition;

@@ -39,6 +39,8 @@ pub enum LimitError {
     Encode(String),
     #[error("alert {0} is being queued by another delivery of this chunk; retry later")]
     InFlight(String),
+    #[error(transparent)]
+    Overflow(#[from] crate::entitlement::Overflow),
 }
 
 /// How long an unfinished alert marker is presumed to be worked on by the delivery
@@ -60,6 +62,9 @@ pub struct LimitOutcome {
     pub entitlements_checked: usize,
     pub alerts_queued: usize,
     pub already_raised: usize,
+    /// Entitlement periods skipped because their sums left the representable range
+    /// (only data stored before limits were bounded can do that); logged as errors.
+    pub out_of_range: usize,
 }
 
 pub fn alert_key(ent: &Entitlement, period: &Period, c: Crossing) -> String {
@@ -125,7 +130,7 @@ impl LimitWatch {
         tenant: &TenantId,
         ent: &Entitlement,
         period: &Period,
-    ) -> Result<(Decimal, Option<Decimal>), StoreError> {
+    ) -> Result<(Decimal, Option<Decimal>), LimitError> {
         Self::usage_for(self.usage.as_ref(), tenant, ent, period).await
     }
 
@@ -135,7 +140,7 @@ impl LimitWatch {
         tenant: &TenantId,
         ent: &Entitlement,
         period: &Period,
-    ) -> Result<(Decimal, Option<Decimal>), StoreError> {
+    ) -> Result<(Decimal, Option<Decimal>), LimitError> {
         let previous = if ent.rollover {
             ent.previous_period(period)
         } else {
@@ -151,8 +156,10 @@ impl LimitWatch {
         let rows = usage
             .read_rollups(tenant, &Scope::Account(ent.account.clone()), d0, d1, meter)
             .await?;
-        let used = usage_in(&rows, ent, period.start, period.end);
-        let prev = previous.map(|p| usage_in(&rows, ent, p.start, p.end));
+        let used = usage_in(&rows, ent, period.start, period.end)?;
+        let prev = previous
+            .map(|p| usage_in(&rows, ent, p.start, p.end))
+            .transpose()?;
         Ok((used, prev))
     }
 
@@ -179,8 +186,22 @@ impl LimitWatch {
                     .collect();
                 for period in periods.into_values() {
                     out.entitlements_checked += 1;
-                    let (used, prev) = self.usage_of(tenant, &ent, &period).await?;
-                    let b = balance(&ent, period.clone(), used, prev, now);
+                    let b = match self.usage_of(tenant, &ent, &period).await {
+                        Ok((used, prev)) => balance(&ent, period.clone(), used, prev, now),
+                        Err(LimitError::Overflow(e)) => Err(e),
+                        Err(e) => return Err(e),
+                    };
+                    let b = match b {
+                        Ok(b) => b,
+                        Err(e) => {
+                            // This entitlement alone is skipped; the chunk is counted
+                            // and every other entitlement is still checked.
+                            tracing::error!(tenant = %tenant, account = %account, entitlement = %ent.id,
+                                period = %period.key(), error = %e, "entitlement usage out of range; thresholds not checked");
+                            out.out_of_range += 1;
+                            continue;
+                        }
+                    };
                     for c in crossings(&ent, &b) {
                         let key = alert_key(&ent, &period, c);
                         match self

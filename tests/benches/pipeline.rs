@@ -65,8 +65,18 @@ struct FixedDirectory(TenantPolicy);
 
 #[async_trait]
 impl Directory for FixedDirectory {
-    async fn tenant_for_key(&self, _: &str) -> Result<Option<TenantId>, StoreError> {
-        Ok(TenantId::parse("bench").ok())
+    async fn key_grant(&self, _: &str) -> Result<Option<shared::auth::KeyGrant>, StoreError> {
+        Ok(TenantId::parse("bench")
+            .ok()
+            .map(|tenant| shared::auth::KeyGrant {
+                tenant,
+                key_id: "bench".into(),
+                label: "bench".into(),
+                scopes: vec![shared::auth::KeyScope::Ingest],
+                created_at: chrono::Utc::now(),
+                expires_at: None,
+                revoked_at: None,
+            }))
     }
     async fn tenant_policy(&self, _: &TenantId) -> Result<Option<TenantPolicy>, StoreError> {
         Ok(Some(self.0.clone()))

@@ -218,3 +218,198 @@ async fn usage_can_be_filtered_by_stage_and_service_line_and_grouped() {
         .await;
     assert_eq!(grouped["series"].as_array().unwrap().len(), 4, "{grouped}");
 }
+
+/// Issues a key with `body` through the admin route; returns (key, key_id).
+async fn issue(t: &TestStack, body: serde_json::Value) -> (String, String) {
+    let (s, v) = t.call("POST", "/v1/keys", Some(&body.to_string())).await;
+    assert_eq!(s, 201, "{v}");
+    (
+        v["key"].as_str().unwrap().to_owned(),
+        v["key_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_read_key_reads_everything_and_can_never_change_anything() {
+    let t = TestStack::fresh().await;
+    t.put_account("acme", "smb").await;
+    let (read, _) = issue(&t, json!({"label": "cs-app", "scopes": ["read"]})).await;
+    let (s, v) = t.call_as(&read, "GET", "/v1/accounts/acme", None).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = t.call_as(&read, "GET", "/v1/definitions", None).await;
+    assert_eq!(s, 200, "{v}");
+    let writes: [(&str, &str, Option<&str>); 7] = [
+        (
+            "PUT",
+            "/v1/accounts/acme",
+            Some(r#"{"name":"x","segment":"smb"}"#),
+        ),
+        (
+            "PUT",
+            "/v1/entitlements/e1",
+            Some(r#"{"account":"acme","meter":"api_calls","limit":5,"period":"year"}"#),
+        ),
+        ("DELETE", "/v1/definitions/api_calls", None),
+        ("PUT", "/v1/health/config", Some("{}")),
+        (
+            "POST",
+            "/v1/events",
+            Some(r#"[{"id":"r-1","account":"acme","meter":"api_calls"}]"#),
+        ),
+        ("POST", "/v1/keys", Some(r#"{"scopes":["admin"]}"#)),
+        ("GET", "/v1/keys", None),
+    ];
+    for (method, path, body) in writes {
+        let (s, v) = t.call_as(&read, method, path, body).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (403, Some("insufficient_scope")),
+            "{method} {path}: {v}"
+        );
+    }
+    // Nothing changed.
+    let (_, acme) = t.call("GET", "/v1/accounts/acme", None).await;
+    assert_eq!(acme["segment"], "smb");
+    let (s, _) = t.call("GET", "/v1/definitions/api_calls", None).await;
+    assert_eq!(s, 200);
+    // An ingest key sends events and reads nothing.
+    let (ingest, _) = issue(&t, json!({"scopes": ["ingest"]})).await;
+    let (s, v) = t
+        .call_as(
+            &ingest,
+            "POST",
+            "/v1/events",
+            Some(r#"[{"id":"i-1","account":"acme","meter":"api_calls"}]"#),
+        )
+        .await;
+    assert_eq!((s, v["accepted"].as_i64()), (202, Some(1)), "{v}");
+    let (s, _) = t.call_as(&ingest, "GET", "/v1/accounts/acme", None).await;
+    assert_eq!(s, 403);
+}
+
+#[tokio::test]
+async fn keys_are_listed_rotated_with_an_overlap_revoked_and_bounded() {
+    let t = TestStack::fresh().await;
+    let (old, old_id) = issue(
+        &t,
+        json!({"label": "etl", "scopes": ["ingest", "read"], "expires_in_days": 30}),
+    )
+    .await;
+    let (s, list) = t.call("GET", "/v1/keys", None).await;
+    assert_eq!(s, 200, "{list}");
+    let listed = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key_id"] == old_id.as_str())
+        .cloned()
+        .expect("the new key is listed");
+    assert_eq!(listed["scopes"], json!(["ingest", "read"]));
+    assert_eq!(listed["status"], "active");
+    assert!(listed.get("key").is_none() && !list.to_string().contains(&old));
+    // Rotation with no overlap: the successor works, the old key stops at once.
+    let (s, rotated) = t
+        .call(
+            "POST",
+            &format!("/v1/keys/{old_id}/rotate"),
+            Some(r#"{"overlap_hours":0}"#),
+        )
+        .await;
+    assert_eq!(s, 201, "{rotated}");
+    assert_eq!(rotated["scopes"], json!(["ingest", "read"]));
+    assert_eq!(rotated["label"], "etl");
+    assert_eq!(rotated["replaces"]["key_id"], old_id.as_str());
+    let new = rotated["key"].as_str().unwrap().to_owned();
+    let new_id = rotated["key_id"].as_str().unwrap().to_owned();
+    let (s, v) = t.call_as(&old, "GET", "/v1/accounts", None).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("api_key_expired")),
+        "{v}"
+    );
+    let (s, _) = t.call_as(&new, "GET", "/v1/accounts", None).await;
+    assert_eq!(s, 200);
+    // With an overlap both work until it ends.
+    let (s, again) = t
+        .call(
+            "POST",
+            &format!("/v1/keys/{new_id}/rotate"),
+            Some(r#"{"overlap_hours":2}"#),
+        )
+        .await;
+    assert_eq!(s, 201, "{again}");
+    let (s, _) = t.call_as(&new, "GET", "/v1/accounts", None).await;
+    assert_eq!(s, 200, "the replaced key works during the overlap");
+    let newest = again["key"].as_str().unwrap().to_owned();
+    let newest_id = again["key_id"].as_str().unwrap().to_owned();
+    // Revoked: refused from then on, with its code.
+    let (s, v) = t
+        .call("DELETE", &format!("/v1/keys/{newest_id}"), None)
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("revoked")), "{v}");
+    let (s, v) = t.call_as(&newest, "POST", "/v1/events", Some("[]")).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("api_key_revoked")),
+        "{v}"
+    );
+    // Another tenant's key ids are not found; bad requests get their codes.
+    let beta = t.second_tenant("beta").await;
+    let (s, _) = t
+        .call_as(&beta, "DELETE", &format!("/v1/keys/{new_id}"), None)
+        .await;
+    assert_eq!(s, 404);
+    for (body, code) in [
+        (r#"{"scopes":["root"]}"#, "invalid_scope"),
+        (r#"{"expires_in_days":100000}"#, "invalid_expiry"),
+    ] {
+        let (s, v) = t.call("POST", "/v1/keys", Some(body)).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (400, Some(code)), "{v}");
+    }
+    let (s, v) = t
+        .call(
+            "POST",
+            &format!("/v1/keys/{new_id}/rotate"),
+            Some(r#"{"overlap_hours":99999}"#),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_overlap")),
+        "{v}"
+    );
+}
+
+async fn run_audit(t: &TestStack, key: Option<&str>) -> (u16, serde_json::Value) {
+    let req = t.request("POST", "/local/jobs/audit", key, None);
+    e2e::decode(local::server::run_job(&t.stack, &req, "audit").await)
+}
+
+#[tokio::test]
+async fn local_jobs_need_an_admin_key_and_run_for_that_keys_tenant_only() {
+    let t = TestStack::fresh().await;
+    let beta = t.second_tenant("beta").await;
+    let (s, v) = run_audit(&t, None).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("missing_api_key")),
+        "{v}"
+    );
+    let (read, _) = issue(&t, json!({"scopes": ["read"]})).await;
+    let (s, v) = run_audit(&t, Some(&read)).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("insufficient_scope")),
+        "{v}"
+    );
+    let (s, v) = run_audit(&t, Some(&beta)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["tenant"], "beta");
+    let tenants: Vec<&str> = v["report"]["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["tenant"].as_str())
+        .collect();
+    assert_eq!(tenants, ["beta"], "no other tenant's findings: {v}");
+}

@@ -341,3 +341,66 @@ async fn entitlements_are_validated_with_clear_codes_and_listed_with_balances() 
     let (s, _) = t.call_as(&other, "GET", "/v1/entitlements/e1", None).await;
     assert_eq!(s, 404);
 }
+
+#[tokio::test]
+async fn a_huge_limit_is_refused_and_one_stored_earlier_stops_nobodys_counting() {
+    let t = TestStack::fresh().await;
+    let beta = t.second_tenant("beta").await;
+    t.put_account("acme-1", "mid_market").await;
+    // At the door: refused with its own code.
+    let mut huge = monthly("acme-1");
+    huge["limit"] = json!(1e27);
+    let (status, v) = t.put_entitlement("huge", &huge.to_string()).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("limit_out_of_range")),
+        "{v}"
+    );
+    // One stored before limits were bounded (written past the validation).
+    let mut ent = shared::entitlement::entitlement_from_body(
+        shared::ids::EntitlementId::parse("legacy-huge").unwrap(),
+        monthly("acme-1").to_string().as_bytes(),
+        Utc::now(),
+        None,
+    )
+    .unwrap();
+    ent.limit = rust_decimal::Decimal::from_scientific("1e27").unwrap();
+    ent.thresholds = vec![80, 100, 1000];
+    shared::store::EntitlementStore::put_entitlement(t.stack.store.as_ref(), &t.tenant, &ent)
+        .await
+        .unwrap();
+    let ts = now_rfc3339();
+    let (s, v) = t
+        .post_events(&json!([ev("h-1", "acme-1", 7, &ts)]).to_string())
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let (s, v) = t
+        .call_as(
+            &beta,
+            "POST",
+            "/v1/events",
+            Some(&json!([ev("b-1", "beta-1", 5, &ts)]).to_string()),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let stats = t.drain().await;
+    assert_eq!(stats.failed, 0, "{stats:?}");
+    assert_eq!(
+        e2e::total(&t.usage("acme-1", "meter=api_calls").await),
+        ("7".into(), 1)
+    );
+    let (s, beta_usage) = t
+        .call_as(
+            &beta,
+            "GET",
+            "/v1/accounts/beta-1/usage?meter=api_calls",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{beta_usage}");
+    assert_eq!(e2e::total(&beta_usage), ("5".into(), 1));
+    // The API still answers for the stored entitlement, saying why there is no balance.
+    let (s, v) = t.call("GET", "/v1/entitlements/legacy-huge", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["balance"]["used"], "7", "{v}");
+}

@@ -156,7 +156,7 @@ async fn a_poison_message_reaches_the_dlq_while_the_rest_of_its_batch_is_counted
         200,
         t.stack
             .scheduler
-            .run_now("dlq-depth")
+            .run_now("dlq-depth", None)
             .await
             .unwrap()
             .unwrap(),

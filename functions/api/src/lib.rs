@@ -7,6 +7,7 @@ use chrono::Utc;
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::account::profile_from_body;
+use shared::auth::KeyScope;
 use shared::entitlement::{balance, entitlement_from_body, Entitlement};
 use shared::event::DefinitionStatus;
 use shared::health::store::HealthStore;
@@ -14,10 +15,10 @@ use shared::http::{authenticate, body_bytes, error, json, query_pairs, ApiError}
 use shared::ids::EntitlementId;
 use shared::ids::{AccountId, MeterName, Segment, TenantId};
 use shared::keys::Scope;
-use shared::limits::LimitWatch;
+use shared::limits::{LimitError, LimitWatch};
 use shared::store::{
-    AccountStore, DefinitionStore, DigestStore, Directory, EntitlementStore, MappingStore,
-    UsageReader,
+    AccountStore, DefinitionStore, DigestStore, Directory, EntitlementStore, KeyAdmin,
+    MappingStore, UsageReader,
 };
 use shared::usage::{summarize, UsageQuery};
 use std::sync::Arc;
@@ -57,7 +58,22 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/definitions/{meter}/quarantine/replay"),
     ("GET", "/v1/governance/policy"),
     ("PUT", "/v1/governance/policy"),
+    // API keys (admin-scoped keys only).
+    ("GET", "/v1/keys"),
+    ("POST", "/v1/keys"),
+    ("DELETE", "/v1/keys/{key_id}"),
+    ("POST", "/v1/keys/{key_id}/rotate"),
 ];
+
+/// The scope a route needs: every read is `read`, except the key listing; every
+/// change is `admin`. (`POST /v1/events` is ingest's and needs `ingest`.)
+pub fn needed_scope(method: &str, template: &str) -> KeyScope {
+    if method == "GET" && !template.starts_with("/v1/keys") {
+        KeyScope::Read
+    } else {
+        KeyScope::Admin
+    }
+}
 
 /// Largest admin request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -71,6 +87,7 @@ pub struct Api {
     pub entitlements: Arc<dyn EntitlementStore>,
     pub alert_policies: Arc<dyn DigestStore>,
     pub health: Arc<dyn HealthStore>,
+    pub keys: Arc<dyn KeyAdmin>,
     /// Change log, notifications and audit reports (`None`: definitions are saved
     /// without a change log and the audit routes answer 503).
     pub governance: Option<governance::Governance>,
@@ -89,6 +106,7 @@ impl Api {
             + EntitlementStore
             + DigestStore
             + HealthStore
+            + KeyAdmin
             + 'static,
     {
         let mut router = matchit::Router::new();
@@ -105,6 +123,7 @@ impl Api {
             definitions: store.clone(),
             alert_policies: store.clone(),
             health: store.clone(),
+            keys: store.clone(),
             entitlements: store,
             governance: None,
             router,
@@ -167,7 +186,13 @@ impl Api {
                 format!("request body is larger than {MAX_BODY_BYTES} bytes"),
             ));
         }
-        let tenant = authenticate(self.directory.as_ref(), &req).await?;
+        let tenant = authenticate(
+            self.directory.as_ref(),
+            &req,
+            needed_scope(&method, template),
+        )
+        .await?
+        .tenant;
         match (method.as_str(), template) {
             ("GET", "/v1/accounts") => self.list_accounts(&tenant, &req).await,
             ("GET", "/v1/accounts/{account}") => self.get_account(&tenant, &param("account")).await,
@@ -229,8 +254,77 @@ impl Api {
             }
             ("GET", "/v1/governance/policy") => self.get_governance_policy(&tenant).await,
             ("PUT", "/v1/governance/policy") => self.put_governance_policy(&tenant, &req).await,
+            ("GET", "/v1/keys") => self.list_keys(&tenant).await,
+            ("POST", "/v1/keys") => self.create_key(&tenant, &req).await,
+            ("DELETE", "/v1/keys/{key_id}") => self.revoke_key(&tenant, &param("key_id")).await,
+            ("POST", "/v1/keys/{key_id}/rotate") => {
+                self.rotate_key(&tenant, &param("key_id"), &req).await
+            }
             _ => Err(ApiError::not_found("route")),
         }
+    }
+
+    async fn list_keys(&self, tenant: &TenantId) -> Result<Response<Body>, ApiError> {
+        let now = Utc::now();
+        let keys: Vec<_> = self
+            .keys
+            .list_keys(tenant)
+            .await?
+            .iter()
+            .map(|k| key_json(k, now))
+            .collect();
+        Ok(json(200, &json!({ "keys": keys })))
+    }
+
+    async fn create_key(
+        &self,
+        tenant: &TenantId,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let new = shared::auth::new_key_from_body(body_bytes(req))
+            .map_err(|e| ApiError::new(400, e.code, e.message))?;
+        let now = Utc::now();
+        let (key, grant) = self.keys.create_key(tenant, &new, now).await?;
+        tracing::info!(tenant = %tenant, key_id = %grant.key_id, scopes = ?grant.scopes, "API key created");
+        let mut v = key_json(&grant, now);
+        v["key"] = json!(key);
+        Ok(json(201, &v))
+    }
+
+    async fn revoke_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let now = Utc::now();
+        let grant = self
+            .keys
+            .revoke_key(tenant, key_id, now)
+            .await?
+            .ok_or_else(|| ApiError::not_found("key"))?;
+        tracing::info!(tenant = %tenant, key_id = %grant.key_id, "API key revoked");
+        Ok(json(200, &key_json(&grant, now)))
+    }
+
+    async fn rotate_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let overlap = shared::auth::overlap_from_body(body_bytes(req))
+            .map_err(|e| ApiError::new(400, e.code, e.message))?;
+        let now = Utc::now();
+        let (key, grant, old) = self
+            .keys
+            .rotate_key(tenant, key_id, overlap, now)
+            .await?
+            .ok_or_else(|| ApiError::not_found("key"))?;
+        tracing::info!(tenant = %tenant, old = %old.key_id, new = %grant.key_id, overlap_hours = overlap, "API key rotated");
+        let mut v = key_json(&grant, now);
+        v["key"] = json!(key);
+        v["replaces"] = key_json(&old, now);
+        Ok(json(201, &v))
     }
 
     /// An entitlement with the balance of its current period (`null` when not in force).
@@ -240,12 +334,29 @@ impl Api {
         ent: &Entitlement,
     ) -> Result<serde_json::Value, ApiError> {
         let now = Utc::now();
+        let mut balance_error = None;
         let balance = match ent.period_at(now) {
             None => None,
             Some(period) => {
-                let (used, prev) =
-                    LimitWatch::usage_for(self.usage.as_ref(), tenant, ent, &period).await?;
-                Some(balance(ent, period, used, prev, now))
+                match LimitWatch::usage_for(self.usage.as_ref(), tenant, ent, &period)
+                    .await
+                    .and_then(|(used, prev)| Ok(balance(ent, period, used, prev, now)?))
+                {
+                    Ok(b) => Some(b),
+                    Err(LimitError::Overflow(e)) => {
+                        balance_error = Some(e.to_string());
+                        None
+                    }
+                    Err(LimitError::Store(e)) => return Err(e.into()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "balance failed");
+                        return Err(ApiError::new(
+                            500,
+                            "internal_error",
+                            "an internal error occurred; it has been logged",
+                        ));
+                    }
+                }
             }
         };
         let mut v = serde_json::to_value(ent).map_err(|e| {
@@ -258,6 +369,9 @@ impl Api {
         })?;
         if let Some(obj) = v.as_object_mut() {
             obj.insert("balance".into(), json!(balance));
+            if let Some(e) = balance_error {
+                obj.insert("balance_error".into(), json!(e));
+            }
         }
         Ok(v)
     }
@@ -762,6 +876,19 @@ impl Api {
         tracing::info!(tenant = %tenant, "alert policy replaced");
         Ok(json(200, &json!({"policy": policy, "source": "tenant"})))
     }
+}
+
+/// A key as the API shows it (never the key itself, nor its hash).
+fn key_json(k: &shared::auth::KeyGrant, now: chrono::DateTime<Utc>) -> serde_json::Value {
+    json!({
+        "key_id": k.key_id,
+        "label": k.label,
+        "scopes": k.scopes,
+        "status": k.status(now),
+        "created_at": k.created_at,
+        "expires_at": k.expires_at,
+        "revoked_at": k.revoked_at,
+    })
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 use chrono::Utc;
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
+use shared::auth::KeyScope;
 use shared::chunk::{pack, SQS_MAX_BYTES};
 use shared::event::{
     split_body, validate_all, BodyError, Limits, RejectCode, Rejection, ValidationContext,
@@ -165,7 +166,9 @@ impl Ingest {
                 ));
             }
         }
-        let tenant = authenticate(self.directory.as_ref(), &req).await?;
+        let tenant = authenticate(self.directory.as_ref(), &req, KeyScope::Ingest)
+            .await?
+            .tenant;
         let policy = self
             .directory
             .tenant_policy(&tenant)
@@ -478,7 +481,9 @@ impl Ingest {
     /// tenant's API key. The links are queued like association webhooks, so usage held
     /// for those records is released and counted exactly once by the same path.
     async fn import_associations(&self, req: Request) -> Result<Response<Body>, ApiError> {
-        let tenant = authenticate(self.directory.as_ref(), &req).await?;
+        let tenant = authenticate(self.directory.as_ref(), &req, KeyScope::Admin)
+            .await?
+            .tenant;
         let body = body_bytes(&req);
         if body.len() > self.limits.max_body_bytes {
             return Err(ApiError::new(

@@ -189,7 +189,7 @@ pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<(
          Decaying (for you to check, never read by the scorer): {}\n\n\
          export KEY={key}\n\
          # once the runner's console is quiet (rollup done):\n\
-         curl -s -X POST {base}/local/jobs/score\n\
+         curl -s -X POST {base}/local/jobs/score -H \"Authorization: Bearer $KEY\"\n\
          curl -s \"{base}/v1/accounts?band=red\" -H \"Authorization: Bearer $KEY\"",
         if created { "Created" } else { "Reused" },
         synth.accounts.len(),

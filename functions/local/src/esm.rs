@@ -6,7 +6,9 @@
 use async_trait::async_trait;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use futures::FutureExt;
 use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -108,12 +110,26 @@ impl Poller {
         let received = records.len();
         let mut event = SqsEvent::default();
         event.records = records;
-        let response = handler.handle(event).await;
-        let failed: HashSet<String> = response
-            .batch_item_failures
-            .into_iter()
-            .map(|f| f.item_identifier)
-            .collect();
+        // Lambda would fail the invocation and retry the batch; the poller, like the
+        // event source mapping, keeps running and leaves every message of it queued.
+        let failed: HashSet<String> = match AssertUnwindSafe(handler.handle(event))
+            .catch_unwind()
+            .await
+        {
+            Ok(response) => response
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect(),
+            Err(payload) => {
+                tracing::error!(queue = %m.queue_arn, panic = %shared::batch::panic_text(payload.as_ref()),
+                    "handler panicked; the batch stays queued for redelivery");
+                messages
+                    .iter()
+                    .filter_map(|msg| msg.message_id().map(str::to_owned))
+                    .collect()
+            }
+        };
         let entries: Vec<DeleteMessageBatchRequestEntry> = messages
             .iter()
             .filter(|msg| !failed.contains(msg.message_id().unwrap_or_default()))

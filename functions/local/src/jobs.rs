@@ -1,8 +1,9 @@
 //! Scheduled jobs, as EventBridge would run them on AWS; locally also on demand through
-//! `POST /local/jobs/{name}`.
+//! `POST /local/jobs/{name}` with an admin-scoped key, for that key's tenant only.
 
 use async_trait::async_trait;
 use aws_sdk_sqs::types::QueueAttributeName;
+use shared::ids::TenantId;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -11,7 +12,9 @@ use tokio::sync::watch;
 pub trait Job: Send + Sync {
     fn name(&self) -> &'static str;
     fn every(&self) -> Duration;
-    async fn run(&self) -> anyhow::Result<serde_json::Value>;
+    /// Runs the job for every tenant (`None`, the schedule) or for one tenant only
+    /// (`POST /local/jobs/{name}` with that tenant's admin key).
+    async fn run(&self, tenant: Option<&TenantId>) -> anyhow::Result<serde_json::Value>;
 }
 
 /// Mirrors the `EventsDlqAlarm` CloudWatch alarm: reports and warns when the DLQ holds
@@ -29,7 +32,8 @@ impl Job for DlqDepth {
     fn every(&self) -> Duration {
         Duration::from_secs(60)
     }
-    async fn run(&self) -> anyhow::Result<serde_json::Value> {
+    /// The events DLQ is shared: its depth is the same for every tenant.
+    async fn run(&self, _: Option<&TenantId>) -> anyhow::Result<serde_json::Value> {
         let attrs = self
             .sqs
             .get_queue_attributes()
@@ -72,8 +76,12 @@ impl Job for AuditJob {
     fn every(&self) -> Duration {
         Duration::from_secs(3600)
     }
-    async fn run(&self) -> anyhow::Result<serde_json::Value> {
-        Ok(self.audit.run_all(chrono::Utc::now()).await?)
+    async fn run(&self, tenant: Option<&TenantId>) -> anyhow::Result<serde_json::Value> {
+        let now = chrono::Utc::now();
+        Ok(match tenant {
+            None => self.audit.run_all(now).await?,
+            Some(t) => self.audit.run_one(t, now).await?,
+        })
     }
 }
 
@@ -91,9 +99,13 @@ impl Scheduler {
         self.jobs.iter().map(|j| j.name()).collect()
     }
 
-    pub async fn run_now(&self, name: &str) -> Option<anyhow::Result<serde_json::Value>> {
+    pub async fn run_now(
+        &self,
+        name: &str,
+        tenant: Option<&TenantId>,
+    ) -> Option<anyhow::Result<serde_json::Value>> {
         let job = self.jobs.iter().find(|j| j.name() == name)?;
-        Some(job.run().await)
+        Some(job.run(tenant).await)
     }
 
     /// Runs every job on its interval until shutdown.
@@ -109,7 +121,7 @@ impl Scheduler {
                     loop {
                         tokio::select! {
                             _ = shutdown.changed() => return,
-                            _ = tick.tick() => match job.run().await {
+                            _ = tick.tick() => match job.run(None).await {
                                 Ok(report) => tracing::info!(job = job.name(), %report, "scheduled job ran"),
                                 Err(e) => tracing::error!(job = job.name(), error = %e, "scheduled job failed"),
                             }
@@ -137,8 +149,11 @@ impl Job for Digests {
     fn every(&self) -> Duration {
         Duration::from_secs(3600)
     }
-    async fn run(&self) -> anyhow::Result<serde_json::Value> {
-        let run = self.notify.run_digests(chrono::Utc::now()).await?;
+    async fn run(&self, tenant: Option<&TenantId>) -> anyhow::Result<serde_json::Value> {
+        let run = self
+            .notify
+            .run_digests_for(chrono::Utc::now(), tenant)
+            .await?;
         Ok(serde_json::to_value(run)?)
     }
 }
@@ -156,12 +171,19 @@ impl Job for ScoreJob {
     fn every(&self) -> Duration {
         Duration::from_secs(24 * 3600)
     }
-    async fn run(&self) -> anyhow::Result<serde_json::Value> {
-        let runs = self
-            .score
-            .scheduled(score::ScheduleInput::default())
-            .await
-            .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    async fn run(&self, tenant: Option<&TenantId>) -> anyhow::Result<serde_json::Value> {
+        let runs = match tenant {
+            None => self.score.scheduled(score::ScheduleInput::default()).await,
+            Some(t) => {
+                let now = chrono::Utc::now();
+                self.score
+                    .runner
+                    .start(t, now.date_naive(), now)
+                    .await
+                    .map(|r| vec![r])
+            }
+        }
+        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
         Ok(
             serde_json::json!({"runs": runs, "note": "shards are processed by the score-queue poller"}),
         )

@@ -133,6 +133,24 @@ enum KeyCommand {
         tenant: String,
         #[arg(long, default_value = "cli")]
         label: String,
+        /// What the key may do: ingest, read, admin (repeat or comma-separate).
+        #[arg(long = "scope", value_delimiter = ',', default_value = "admin")]
+        scopes: Vec<String>,
+        /// The key stops working after this many days (1-3650; default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List a tenant's keys (ids, labels, scopes, status; never the keys).
+    List { tenant: String },
+    /// Revoke a key now.
+    Revoke { tenant: String, key_id: String },
+    /// Issue a successor with the same label and scopes; the old key keeps working
+    /// for the overlap (hours, 0-720).
+    Rotate {
+        tenant: String,
+        key_id: String,
+        #[arg(long, default_value_t = shared::auth::DEFAULT_OVERLAP_HOURS)]
+        overlap_hours: u32,
     },
 }
 
@@ -272,17 +290,13 @@ async fn main() -> Result<()> {
             );
             Ok(())
         }
-        Command::Key {
-            command: KeyCommand::Create { tenant, label },
-        } => {
-            let tenant = TenantId::parse(&tenant)?;
+        Command::Key { command } => {
             let store = if cli.aws {
                 Arc::new(aws_store(&aws)?)
             } else {
                 stack().await?.0.store
             };
-            println!("{}", store.create_api_key(&tenant, &label).await?);
-            Ok(())
+            keys(store.as_ref(), command).await
         }
         Command::Import {
             tenant,
@@ -526,6 +540,78 @@ async fn print_inbox(sqs: aws_sdk_sqs::Client, url: String, mut stop: watch::Rec
     }
 }
 
+/// `usage-local key …`: the same operations as the admin routes under `/v1/keys`.
+async fn keys(store: &shared::store::dynamo::DynamoStore, command: KeyCommand) -> Result<()> {
+    use shared::store::KeyAdmin;
+    let now = chrono::Utc::now();
+    let show = |k: &shared::auth::KeyGrant| {
+        let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
+        format!(
+            "{}  {:<8} {:<20} {:<18} created {}{}",
+            k.key_id,
+            k.status(now),
+            k.label,
+            scopes.join(","),
+            k.created_at.format("%Y-%m-%d %H:%M"),
+            k.expires_at
+                .map(|e| format!(", expires {}", e.format("%Y-%m-%d %H:%M")))
+                .unwrap_or_default()
+        )
+    };
+    match command {
+        KeyCommand::Create {
+            tenant,
+            label,
+            scopes,
+            expires_in_days,
+        } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let body = serde_json::json!({
+                "label": label, "scopes": scopes, "expires_in_days": expires_in_days
+            });
+            let new = shared::auth::new_key_from_body(body.to_string().as_bytes())
+                .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
+            println!("{}", store.create_scoped_key(&tenant, &new).await?);
+        }
+        KeyCommand::List { tenant } => {
+            for k in store.list_keys(&TenantId::parse(&tenant)?).await? {
+                println!("{}", show(&k));
+            }
+        }
+        KeyCommand::Revoke { tenant, key_id } => {
+            match store
+                .revoke_key(&TenantId::parse(&tenant)?, &key_id, now)
+                .await?
+            {
+                Some(k) => println!("{}", show(&k)),
+                None => anyhow::bail!("tenant {tenant} has no key {key_id}"),
+            }
+        }
+        KeyCommand::Rotate {
+            tenant,
+            key_id,
+            overlap_hours,
+        } => {
+            anyhow::ensure!(
+                overlap_hours <= shared::auth::MAX_OVERLAP_HOURS,
+                "--overlap-hours is at most {}",
+                shared::auth::MAX_OVERLAP_HOURS
+            );
+            match store
+                .rotate_key(&TenantId::parse(&tenant)?, &key_id, overlap_hours, now)
+                .await?
+            {
+                Some((key, new, old)) => {
+                    eprintln!("new: {}\nold: {}", show(&new), show(&old));
+                    println!("{key}");
+                }
+                None => anyhow::bail!("tenant {tenant} has no key {key_id}"),
+            }
+        }
+    }
+    Ok(())
+}
+
 fn banner(addr: &str, tenant: &TenantId, key: &str, p: &local::provision::Provisioned) {
     let base = format!("http://{addr}");
     let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
@@ -557,13 +643,13 @@ Entitlements and alerts (alerts delivered to alerts-inbox are printed here):
   curl -s -X POST {base}/v1/events -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \
        -d '[{{"id":"lim-2","account":"acme","meter":"api_calls","quantity":20}}]'     # one 100% alert
   curl -s {base}/v1/accounts/acme/entitlements -H "Authorization: Bearer $KEY"
-  curl -s -X POST {base}/local/jobs/dlq-depth
+  curl -s -X POST {base}/local/jobs/dlq-depth -H "Authorization: Bearer $KEY"
 
 Health scores (after `usage-local demo` has loaded synthetic accounts, or your own data):
-  curl -s -X POST {base}/local/jobs/score
+  curl -s -X POST {base}/local/jobs/score -H "Authorization: Bearer $KEY"
   curl -s "{base}/v1/accounts?band=red" -H "Authorization: Bearer $KEY"
   curl -s {base}/v1/accounts/acme/health -H "Authorization: Bearer $KEY"
-  curl -s -X POST {base}/local/jobs/audit
+  curl -s -X POST {base}/local/jobs/audit -H "Authorization: Bearer $KEY"
 "#,
         table = p.refs.get("UsageTable").map(String::as_str).unwrap_or("?"),
         queue = p.refs.get("EventsQueue").map(String::as_str).unwrap_or("?"),

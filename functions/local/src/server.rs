@@ -30,7 +30,8 @@ async fn dispatch(State(stack): State<Arc<Stack>>, req: HttpRequest<AxumBody>) -
     };
     let path = parts.uri.path().to_owned();
     if let Some(job) = path.strip_prefix("/local/jobs/") {
-        return to_axum(run_job(&stack, &parts.method, job).await);
+        let req = lambda_http::Request::from_parts(parts, Body::Empty);
+        return to_axum(run_job(&stack, &req, job).await);
     }
     let body = if bytes.is_empty() {
         Body::Empty
@@ -48,20 +49,28 @@ async fn dispatch(State(stack): State<Arc<Stack>>, req: HttpRequest<AxumBody>) -
     to_axum(resp)
 }
 
-async fn run_job(
+/// Runs a scheduled job now, for the tenant of the admin-scoped key that asks.
+pub async fn run_job(
     stack: &Stack,
-    method: &axum::http::Method,
+    req: &lambda_http::Request,
     name: &str,
 ) -> lambda_http::Response<Body> {
     use shared::http::{error, json, ApiError};
-    if method != axum::http::Method::POST {
+    if req.method() != axum::http::Method::POST {
         return error(&ApiError::new(
             405,
             "method_not_allowed",
             "use POST /local/jobs/{name}",
         ));
     }
-    match stack.scheduler.run_now(name).await {
+    let tenant =
+        match shared::http::authenticate(stack.store.as_ref(), req, shared::auth::KeyScope::Admin)
+            .await
+        {
+            Ok(grant) => grant.tenant,
+            Err(e) => return error(&e),
+        };
+    match stack.scheduler.run_now(name, Some(&tenant)).await {
         None => error(&ApiError::new(
             404,
             "unknown_job",
@@ -70,7 +79,10 @@ async fn run_job(
                 stack.scheduler.names().join(", ")
             ),
         )),
-        Some(Ok(report)) => json(200, &serde_json::json!({"job": name, "report": report})),
+        Some(Ok(report)) => json(
+            200,
+            &serde_json::json!({"job": name, "tenant": tenant, "report": report}),
+        ),
         Some(Err(e)) => error(&ApiError::new(500, "job_failed", e.to_string())),
     }
 }

@@ -6,10 +6,9 @@
 //! (`ReportBatchItemFailures`); a body that is not an alert goes to the DLQ after the
 //! queue's `maxReceiveCount`.
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use futures::stream::{self, StreamExt};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use shared::alert::{render, Alert};
-use shared::digest::{cooldown_scope, render_digest, DigestBucket, Route};
+use shared::digest::{cooldown_scope, render_digest_parts, DigestBucket, Route};
 use shared::publish::{AlertPublisher, PublishError};
 use shared::store::{DigestStore, MarkerClaim, MarkerKind, MarkerStore, StoreError};
 use std::collections::BTreeMap;
@@ -37,6 +36,12 @@ pub enum NotifyError {
     InFlight(String),
 }
 
+impl shared::batch::MessageFailure for NotifyError {
+    fn is_poison(&self) -> bool {
+        matches!(self, NotifyError::Poison(_))
+    }
+}
+
 /// What happened to one alert message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
@@ -50,9 +55,13 @@ pub enum Delivery {
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DigestRun {
     pub due: usize,
+    /// Digests sent (each may take several messages: `parts`).
     pub published: usize,
+    pub parts: usize,
     pub alerts: usize,
     pub already_sent: usize,
+    /// Digests that could not be sent this run (logged; retried next run).
+    pub failed: usize,
 }
 
 impl Notify {
@@ -70,32 +79,12 @@ impl Notify {
         }
     }
 
-    /// The Lambda entry point.
+    /// The Lambda entry point: per-message failures (errors and panics alike).
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let results: Vec<(String, Result<Delivery, NotifyError>)> = stream::iter(event.records)
-            .map(|m| async move {
-                let id = m.message_id.clone().unwrap_or_default();
-                let r = self.process(&m).await;
-                (id, r)
-            })
-            .buffer_unordered(self.concurrency.max(1))
-            .collect()
-            .await;
-        let mut response = SqsBatchResponse::default();
-        for (id, r) in results {
-            if let Err(e) = r {
-                match &e {
-                    NotifyError::Poison(_) => {
-                        tracing::error!(message_id = %id, error = %e, "poison alert message")
-                    }
-                    _ => tracing::warn!(message_id = %id, error = %e, "alert will be retried"),
-                }
-                let mut f = BatchItemFailure::default();
-                f.item_identifier = id;
-                response.batch_item_failures.push(f);
-            }
-        }
-        response
+        shared::batch::run_batch("notify", event.records, self.concurrency, |m| async move {
+            self.process(&m).await
+        })
+        .await
     }
 
     pub async fn process(&self, m: &SqsMessage) -> Result<Delivery, NotifyError> {
@@ -180,53 +169,127 @@ impl Notify {
 
 impl Notify {
     /// Sends every digest whose period has ended, once each (scheduled daily; also
-    /// `POST /local/jobs/digest` locally). A digest that fails is retried next run.
+    /// `POST /local/jobs/digest` locally). Digests are independent: one that fails
+    /// (too large, throttled, unreadable) is logged, counted in `failed` and retried
+    /// next run, and every other tenant's and segment's digest is still sent.
     pub async fn run_digests(
         &self,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<DigestRun, NotifyError> {
+        self.run_digests_for(now, None).await
+    }
+
+    /// [`Self::run_digests`] for one tenant's digests only (`None`: every tenant's).
+    pub async fn run_digests_for(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        tenant: Option<&shared::ids::TenantId>,
+    ) -> Result<DigestRun, NotifyError> {
         let mut run = DigestRun::default();
-        let due = self.digests.due_digests(now).await?;
+        let mut due = self.digests.due_digests(now).await?;
+        if let Some(t) = tenant {
+            due.retain(|b| &b.tenant == t);
+        }
         run.due = due.len();
         for bucket in due {
-            let key = format!("digest:{}", bucket.key());
-            let owner = bucket.key();
-            let expires_at = (now + self.retention).timestamp();
-            match self
-                .markers
-                .claim_marker(
-                    &bucket.tenant,
-                    MarkerKind::Published,
-                    &key,
-                    &owner,
-                    expires_at,
-                )
-                .await?
-            {
-                MarkerClaim::New | MarkerClaim::Mine { done: false, .. } => {}
-                MarkerClaim::Mine { done: true, .. } | MarkerClaim::Other => {
-                    run.already_sent += 1;
-                    self.digests.close_digest(&bucket).await?;
-                    continue;
+            match self.send_digest(&bucket, now).await {
+                Ok(DigestSent::Already) => run.already_sent += 1,
+                Ok(DigestSent::Sent { parts, alerts }) => {
+                    if alerts > 0 {
+                        run.published += 1;
+                    }
+                    run.parts += parts;
+                    run.alerts += alerts;
+                }
+                Err(e) => {
+                    run.failed += 1;
+                    tracing::error!(tenant = %bucket.tenant, digest = %bucket.key(), error = %e,
+                        "digest not sent; it is retried on the next run");
                 }
             }
-            let entries = self.digests.digest_entries(&bucket).await?;
-            if !entries.is_empty() {
-                let rendered = render_digest(&bucket, &entries);
-                self.publisher
-                    .publish_with(digest_attributes(&bucket, &entries), &rendered)
-                    .await?;
-                run.published += 1;
-                run.alerts += entries.len();
-                tracing::info!(tenant = %bucket.tenant, digest = %bucket.key(), alerts = entries.len(), subject = %rendered.subject, "digest published");
-            }
-            self.markers
-                .finish_marker(&bucket.tenant, MarkerKind::Published, &key)
-                .await?;
-            self.digests.close_digest(&bucket).await?;
         }
         Ok(run)
     }
+
+    /// One digest: claimed once as a whole, and each of its parts once, so a run
+    /// that failed half-way re-sends only the parts not yet published.
+    async fn send_digest(
+        &self,
+        bucket: &DigestBucket,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<DigestSent, NotifyError> {
+        let key = format!("digest:{}", bucket.key());
+        let owner = bucket.key();
+        let expires_at = (now + self.retention).timestamp();
+        let tenant = &bucket.tenant;
+        match self
+            .markers
+            .claim_marker(tenant, MarkerKind::Published, &key, &owner, expires_at)
+            .await?
+        {
+            MarkerClaim::New | MarkerClaim::Mine { done: false, .. } => {}
+            MarkerClaim::Mine { done: true, .. } | MarkerClaim::Other => {
+                self.digests.close_digest(bucket).await?;
+                return Ok(DigestSent::Already);
+            }
+        }
+        let entries = self.digests.digest_entries(bucket).await?;
+        let mut sent = DigestSent::Sent {
+            parts: 0,
+            alerts: entries.len(),
+        };
+        if !entries.is_empty() {
+            let fits = |r: &shared::alert::Rendered| {
+                shared::publish::message(r).is_ok_and(|m| m.len() <= DIGEST_MESSAGE_BUDGET)
+            };
+            let parts = render_digest_parts(bucket, &entries, &fits);
+            let n = parts.len();
+            for (i, rendered) in parts.iter().enumerate() {
+                let part_key = if n == 1 {
+                    key.clone()
+                } else {
+                    format!("{key}:part:{}of{n}", i + 1)
+                };
+                if n > 1 {
+                    match self
+                        .markers
+                        .claim_marker(tenant, MarkerKind::Published, &part_key, &owner, expires_at)
+                        .await?
+                    {
+                        MarkerClaim::New | MarkerClaim::Mine { done: false, .. } => {}
+                        MarkerClaim::Mine { done: true, .. } | MarkerClaim::Other => continue,
+                    }
+                }
+                let mut attributes = digest_attributes(bucket, &entries);
+                attributes.insert("alert_key", part_key.clone());
+                self.publisher.publish_with(attributes, rendered).await?;
+                if n > 1 {
+                    self.markers
+                        .finish_marker(tenant, MarkerKind::Published, &part_key)
+                        .await?;
+                }
+                if let DigestSent::Sent { parts, .. } = &mut sent {
+                    *parts += 1;
+                }
+                tracing::info!(tenant = %tenant, digest = %bucket.key(), part = i + 1, of = n,
+                    alerts = entries.len(), subject = %rendered.subject, "digest published");
+            }
+        }
+        self.markers
+            .finish_marker(tenant, MarkerKind::Published, &key)
+            .await?;
+        self.digests.close_digest(bucket).await?;
+        Ok(sent)
+    }
+}
+
+/// SNS accepts at most 256 KiB per message, message and attributes together; a
+/// digest part keeps 16 KiB of that for its subject and attributes.
+pub const DIGEST_MESSAGE_BUDGET: usize = 256 * 1024 - 16 * 1024;
+
+enum DigestSent {
+    Already,
+    Sent { parts: usize, alerts: usize },
 }
 
 /// Routes one Lambda invocation: SQS records are alerts; anything else is the
@@ -285,12 +348,13 @@ mod tests {
     impl MarkerStore for Markers {
         async fn claim_marker(
             &self,
-            _: &TenantId,
+            tenant: &TenantId,
             _: MarkerKind,
             key: &str,
             owner: &str,
             _: i64,
         ) -> Result<MarkerClaim, StoreError> {
+            let key = &format!("{tenant}/{key}");
             let mut m = self.0.lock().unwrap();
             match m.get(key) {
                 None => {
@@ -306,11 +370,11 @@ mod tests {
         }
         async fn finish_marker(
             &self,
-            _: &TenantId,
+            tenant: &TenantId,
             _: MarkerKind,
             key: &str,
         ) -> Result<(), StoreError> {
-            if let Some(v) = self.0.lock().unwrap().get_mut(key) {
+            if let Some(v) = self.0.lock().unwrap().get_mut(&format!("{tenant}/{key}")) {
                 v.1 = true;
             }
             Ok(())
@@ -490,5 +554,193 @@ mod tests {
         let again = n.handle(event(vec![msg("m1", &body)])).await;
         assert!(again.batch_item_failures.is_empty());
         assert_eq!(*rec.published.lock().unwrap(), vec!["k2".to_owned()]);
+    }
+
+    /// Due digests with their entries (one per tenant here).
+    struct DueDigests(
+        Vec<(DigestBucket, Vec<(Alert, String)>)>,
+        Mutex<Vec<DigestBucket>>,
+    );
+
+    #[async_trait]
+    impl DigestStore for DueDigests {
+        async fn alert_policy(
+            &self,
+            _: &TenantId,
+        ) -> Result<Option<shared::digest::AlertPolicy>, StoreError> {
+            Ok(None)
+        }
+        async fn put_alert_policy(
+            &self,
+            _: &TenantId,
+            _: &shared::digest::AlertPolicy,
+        ) -> Result<(), StoreError> {
+            unreachable!("not used by notify")
+        }
+        async fn last_published(
+            &self,
+            _: &TenantId,
+            _: &str,
+        ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+            Ok(None)
+        }
+        async fn record_published(
+            &self,
+            _: &TenantId,
+            _: &str,
+            _: chrono::DateTime<chrono::Utc>,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn hold_for_digest(
+            &self,
+            _: &DigestBucket,
+            _: &Alert,
+            _: &str,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn due_digests(
+            &self,
+            _: chrono::DateTime<chrono::Utc>,
+        ) -> Result<Vec<DigestBucket>, StoreError> {
+            let closed = self.1.lock().unwrap();
+            Ok(self
+                .0
+                .iter()
+                .map(|(b, _)| b.clone())
+                .filter(|b| !closed.contains(b))
+                .collect())
+        }
+        async fn digest_entries(
+            &self,
+            b: &DigestBucket,
+        ) -> Result<Vec<(Alert, String)>, StoreError> {
+            Ok(self
+                .0
+                .iter()
+                .find(|(x, _)| x == b)
+                .map(|(_, e)| e.clone())
+                .unwrap_or_default())
+        }
+        async fn close_digest(&self, b: &DigestBucket) -> Result<(), StoreError> {
+            self.1.lock().unwrap().push(b.clone());
+            Ok(())
+        }
+    }
+
+    /// Publishes like SNS: refuses a message over 256 KiB, and can be told to fail
+    /// for one tenant.
+    #[derive(Default)]
+    struct SnsLike {
+        sent: Mutex<Vec<(String, String, usize)>>,
+        refuse_tenant: Option<String>,
+    }
+
+    #[async_trait]
+    impl AlertPublisher for SnsLike {
+        async fn publish_with(
+            &self,
+            attrs: std::collections::BTreeMap<&'static str, String>,
+            r: &Rendered,
+        ) -> Result<(), PublishError> {
+            let size = shared::publish::message(r)?.len()
+                + attrs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+            if size > 256 * 1024 {
+                return Err(PublishError::Sns(format!(
+                    "InvalidParameter: message too long ({size} bytes)"
+                )));
+            }
+            if self.refuse_tenant.as_deref() == Some(attrs["tenant"].as_str()) {
+                return Err(PublishError::Sns("throttled".into()));
+            }
+            assert!(r.subject.len() < 100, "{}", r.subject);
+            self.sent.lock().unwrap().push((
+                attrs["tenant"].clone(),
+                attrs["alert_key"].clone(),
+                size,
+            ));
+            Ok(())
+        }
+    }
+
+    fn bucket(tenant: &str) -> DigestBucket {
+        DigestBucket {
+            tenant: TenantId::parse(tenant).unwrap(),
+            segment: Segment::Smb,
+            cadence: shared::digest::Cadence::Daily,
+            start: chrono::NaiveDate::from_ymd_opt(2026, 11, 27).unwrap(),
+            end: chrono::NaiveDate::from_ymd_opt(2026, 11, 28).unwrap(),
+        }
+    }
+
+    fn held(tenant: &str, n: usize) -> Vec<(Alert, String)> {
+        (0..n)
+            .map(|i| {
+                let mut a = alert(&format!("limit:e{i}:2026-11-01:threshold:80"));
+                a.tenant = TenantId::parse(tenant).unwrap();
+                a.account = AccountId::parse(&format!("account-{:05}", i % 700)).unwrap();
+                a.severity = Severity::Info;
+                (a, "informational".to_owned())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_digest_over_snss_limit_is_split_into_parts_and_other_tenants_digests_still_go_out() {
+        let digests = Arc::new(DueDigests(
+            vec![
+                (bucket("big"), held("big", 3_000)),
+                (bucket("small"), held("small", 2)),
+            ],
+            Mutex::new(Vec::new()),
+        ));
+        let sns = Arc::new(SnsLike::default());
+        let n = Notify::new(Arc::new(Markers::default()), sns.clone(), digests.clone());
+        let run = n.run_digests(chrono::Utc::now()).await.unwrap();
+        assert_eq!((run.due, run.published, run.failed), (2, 2, 0), "{run:?}");
+        assert_eq!(run.alerts, 3_002);
+        let sent = sns.sent.lock().unwrap().clone();
+        let big: Vec<_> = sent.iter().filter(|(t, _, _)| t == "big").collect();
+        assert!(
+            big.len() > 1,
+            "the big digest is split: {} part(s)",
+            big.len()
+        );
+        assert_eq!(run.parts, big.len() + 1);
+        assert!(big.iter().all(|(_, _, size)| *size <= 256 * 1024));
+        let mut keys: Vec<_> = big.iter().map(|(_, k, _)| k.clone()).collect();
+        keys.dedup();
+        assert_eq!(keys.len(), big.len(), "each part has its own alert key");
+        assert_eq!(sent.iter().filter(|(t, _, _)| t == "small").count(), 1);
+        // A second run sends nothing again.
+        let again = n.run_digests(chrono::Utc::now()).await.unwrap();
+        assert_eq!(again.due, 0);
+        assert_eq!(sns.sent.lock().unwrap().len(), sent.len());
+    }
+
+    #[tokio::test]
+    async fn a_digest_that_cannot_be_sent_fails_alone_and_is_retried_next_run() {
+        let digests = Arc::new(DueDigests(
+            vec![
+                (bucket("stuck"), held("stuck", 3)),
+                (bucket("fine"), held("fine", 3)),
+            ],
+            Mutex::new(Vec::new()),
+        ));
+        let sns = Arc::new(SnsLike {
+            refuse_tenant: Some("stuck".into()),
+            ..SnsLike::default()
+        });
+        let n = Notify::new(Arc::new(Markers::default()), sns.clone(), digests.clone());
+        let run = n.run_digests(chrono::Utc::now()).await.unwrap();
+        assert_eq!((run.due, run.published, run.failed), (2, 1, 1), "{run:?}");
+        assert_eq!(sns.sent.lock().unwrap()[0].0, "fine");
+        let retry = n.run_digests(chrono::Utc::now()).await.unwrap();
+        assert_eq!(
+            (retry.due, retry.failed),
+            (1, 1),
+            "still due, still failing alone"
+        );
     }
 }

@@ -4,8 +4,7 @@
 //! (`ReportBatchItemFailures`), so a poison message is retried alone and reaches the
 //! DLQ after the queue's `maxReceiveCount` while the rest of its batch is counted.
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use futures::stream::{self, StreamExt};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use shared::chunk::{Chunk, CHUNK_VERSION};
 use shared::hubspot::processor::{ProcessError, Processor, WebhookBatch};
 use shared::limits::LimitWatch;
@@ -49,6 +48,12 @@ pub enum MessageError {
     Limits(#[from] shared::limits::LimitError),
 }
 
+impl shared::batch::MessageFailure for MessageError {
+    fn is_poison(&self) -> bool {
+        matches!(self, MessageError::Poison(_) | MessageError::Version(_))
+    }
+}
+
 impl Rollup {
     pub fn new(store: Arc<dyn LedgerStore>, cfg: PipelineConfig) -> Self {
         Self {
@@ -80,34 +85,13 @@ impl Rollup {
         self
     }
 
-    /// The Lambda entry point.
+    /// The Lambda entry point: per-message failures; an error or a panic in one
+    /// message fails that message alone.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let results: Vec<(Option<String>, Result<(), MessageError>)> = stream::iter(event.records)
-            .map(|m| async move {
-                let id = m.message_id.clone();
-                (id, self.process(&m).await)
-            })
-            .buffer_unordered(self.concurrency.max(1))
-            .collect()
-            .await;
-        let mut response = SqsBatchResponse::default();
-        for (id, result) in results {
-            if let Err(e) = result {
-                let id = id.unwrap_or_default();
-                match &e {
-                    MessageError::Store(_) | MessageError::Hubspot(_) | MessageError::Limits(_) => {
-                        tracing::warn!(message_id = %id, error = %e, "chunk will be retried")
-                    }
-                    _ => {
-                        tracing::error!(message_id = %id, error = %e, "poison message; it goes to the DLQ after the last receive")
-                    }
-                }
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                response.batch_item_failures.push(failure);
-            }
-        }
-        response
+        shared::batch::run_batch("rollup", event.records, self.concurrency, |m| async move {
+            self.process(&m).await
+        })
+        .await
     }
 
     async fn process(&self, m: &SqsMessage) -> Result<(), MessageError> {

@@ -5,11 +5,10 @@
 //! * The shard queue (SQS, `ReportBatchItemFailures`): measure and score shards, see
 //!   [`shared::health::run`].
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{NaiveDate, Utc};
-use futures::stream::{self, StreamExt};
 use serde::Deserialize;
-use shared::health::run::{HealthRunner, RunStarted, ShardOutcome};
+use shared::health::run::{HealthRunner, RunStarted};
 use std::sync::Arc;
 
 pub struct Score {
@@ -43,35 +42,14 @@ impl Score {
         self.runner.start_all(as_of).await
     }
 
-    /// The shard-queue entry point: per-message failures.
+    /// The shard-queue entry point: per-message failures (errors and panics alike).
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let results: Vec<(String, Result<ShardOutcome, shared::health::run::RunError>)> =
-            stream::iter(event.records)
-                .map(|m| async move {
-                    let id = m.message_id.clone().unwrap_or_default();
-                    let r = self
-                        .runner
-                        .process(m.body.as_deref().unwrap_or_default())
-                        .await;
-                    (id, r)
-                })
-                .buffer_unordered(self.concurrency.max(1))
-                .collect()
-                .await;
-        let mut response = SqsBatchResponse::default();
-        for (id, r) in results {
-            if let Err(e) = r {
-                if e.is_poison() {
-                    tracing::error!(message_id = %id, error = %e, "poison shard message");
-                } else {
-                    tracing::warn!(message_id = %id, error = %e, "shard will be retried");
-                }
-                let mut f = BatchItemFailure::default();
-                f.item_identifier = id;
-                response.batch_item_failures.push(f);
-            }
-        }
-        response
+        shared::batch::run_batch("score", event.records, self.concurrency, |m| async move {
+            self.runner
+                .process(m.body.as_deref().unwrap_or_default())
+                .await
+        })
+        .await
     }
 
     /// Dispatches a raw Lambda payload: SQS records, or anything else as the schedule.

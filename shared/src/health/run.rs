@@ -38,6 +38,12 @@ impl RunError {
     }
 }
 
+impl crate::batch::MessageFailure for RunError {
+    fn is_poison(&self) -> bool {
+        RunError::is_poison(self)
+    }
+}
+
 /// One account as a shard message carries it (so workers need no profile reads).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardAccount {

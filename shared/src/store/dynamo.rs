@@ -137,6 +137,8 @@ struct TenantItem {
     created_at: DateTime<Utc>,
 }
 
+/// A key's lookup item (by hash) and its listing item (by key id, in the tenant's
+/// key partition) hold the same grant; the listing item also names the hash.
 #[derive(Serialize, Deserialize)]
 struct ApiKeyItem {
     pk: String,
@@ -144,6 +146,31 @@ struct ApiKeyItem {
     tenant: TenantId,
     label: String,
     created_at: DateTime<Utc>,
+    /// Absent on keys stored before scopes existed: they keep full access.
+    #[serde(default = "crate::auth::legacy_scopes")]
+    scopes: Vec<crate::auth::KeyScope>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKeyItem {
+    fn grant(self, key_hash: &str) -> crate::auth::KeyGrant {
+        crate::auth::KeyGrant {
+            tenant: self.tenant,
+            key_id: self.key_id.unwrap_or_else(|| crate::auth::key_id(key_hash)),
+            label: self.label,
+            scopes: self.scopes,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -497,18 +524,35 @@ impl DynamoStore {
             .is_some())
     }
 
-    /// Issues a new API key for a tenant; returns the key (shown once) and stores its hash.
+    /// Issues a new admin-scoped API key for a tenant; returns the key (shown once).
     pub async fn create_api_key(
         &self,
         tenant: &TenantId,
         label: &str,
     ) -> Result<String, AdminError> {
-        let key = crate::auth::generate_key().map_err(|e| AdminError::Random(e.to_string()))?;
-        self.register_api_key(tenant, &key, label).await?;
-        Ok(key)
+        let new = crate::auth::NewKey {
+            label: label.to_owned(),
+            scopes: vec![crate::auth::KeyScope::Admin],
+            expires_in_days: None,
+        };
+        self.create_scoped_key(tenant, &new).await
     }
 
-    /// Stores the hash of a caller-chosen key (used for `DEV_API_KEY` locally).
+    /// Issues a new API key with the given scopes and lifetime (shown once).
+    pub async fn create_scoped_key(
+        &self,
+        tenant: &TenantId,
+        new: &crate::auth::NewKey,
+    ) -> Result<String, AdminError> {
+        if !self.tenant_exists(tenant).await? {
+            return Err(AdminError::NoSuchTenant(tenant.clone()));
+        }
+        Ok(super::KeyAdmin::create_key(self, tenant, new, Utc::now())
+            .await?
+            .0)
+    }
+
+    /// Stores the hash of a caller-chosen, admin-scoped key (`DEV_API_KEY` locally).
     pub async fn register_api_key(
         &self,
         tenant: &TenantId,
@@ -518,22 +562,184 @@ impl DynamoStore {
         if !self.tenant_exists(tenant).await? {
             return Err(AdminError::NoSuchTenant(tenant.clone()));
         }
-        let item = ApiKeyItem {
-            pk: keys::api_key_pk(&crate::auth::hash_key(key)),
-            sk: keys::API_KEY_SK.into(),
-            tenant: tenant.clone(),
+        let new = crate::auth::NewKey {
             label: label.to_owned(),
-            created_at: Utc::now(),
+            scopes: vec![crate::auth::KeyScope::Admin],
+            expires_in_days: None,
         };
-        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("api key", e))?;
-        self.put("register_api_key", item, None).await?;
+        self.store_key(tenant, key, &new, Utc::now()).await?;
         Ok(())
+    }
+
+    /// Writes a key's listing item, then its lookup item (so every usable key is
+    /// listed, and can be revoked).
+    async fn store_key(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        new: &crate::auth::NewKey,
+        now: DateTime<Utc>,
+    ) -> Result<crate::auth::KeyGrant, StoreError> {
+        let hash = crate::auth::hash_key(key);
+        let key_id = crate::auth::key_id(&hash);
+        let expires_at = new
+            .expires_in_days
+            .map(|d| now + chrono::Duration::days(i64::from(d)));
+        let item = |pk: String, sk: String, key_hash: Option<String>| ApiKeyItem {
+            pk,
+            sk,
+            tenant: tenant.clone(),
+            label: new.label.clone(),
+            created_at: now,
+            scopes: new.scopes.clone(),
+            key_id: Some(key_id.clone()),
+            key_hash,
+            expires_at,
+            revoked_at: None,
+        };
+        let listing = item(
+            keys::api_keys_pk(tenant),
+            keys::api_key_listing_sk(&key_id),
+            Some(hash.clone()),
+        );
+        let lookup = item(keys::api_key_pk(&hash), keys::API_KEY_SK.into(), None);
+        let listing = serde_dynamo::to_item(listing).map_err(|e| corrupt("api key", e))?;
+        self.put("list_api_key", listing, None).await?;
+        let lookup = serde_dynamo::to_item(lookup).map_err(|e| corrupt("api key", e))?;
+        self.put("register_api_key", lookup, None).await?;
+        Ok(crate::auth::KeyGrant {
+            tenant: tenant.clone(),
+            key_id,
+            label: new.label.clone(),
+            scopes: new.scopes.clone(),
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+        })
+    }
+
+    /// Sets one attribute of a key on both its items; `None` when the tenant has no
+    /// such key.
+    async fn update_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        attr: &'static str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<crate::auth::KeyGrant>, StoreError> {
+        let pk = keys::api_keys_pk(tenant);
+        let sk = keys::api_key_listing_sk(key_id);
+        let Some(item) = self
+            .get("get_api_key_listing", pk.clone(), &sk, true)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let listing: ApiKeyItem = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
+        let Some(hash) = listing.key_hash.clone() else {
+            return Err(corrupt(&pk, "key listing without its hash"));
+        };
+        let value = s(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        for (pk, sk) in [
+            (keys::api_key_pk(&hash), keys::API_KEY_SK.to_owned()),
+            (pk, sk),
+        ] {
+            self.meter.request();
+            self.meter.add(1);
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(pk))
+                .key("sk", s(sk))
+                .update_expression("SET #a = :v")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_names("#a", attr)
+                .expression_attribute_values(":v", value.clone())
+                .send()
+                .await
+                .map_err(|e| svc("update_api_key", e))?;
+        }
+        let mut grant = listing.grant(&hash);
+        match attr {
+            "revoked_at" => grant.revoked_at = Some(at),
+            _ => grant.expires_at = Some(at),
+        }
+        Ok(Some(grant))
+    }
+}
+
+#[async_trait]
+impl super::KeyAdmin for DynamoStore {
+    async fn create_key(
+        &self,
+        tenant: &TenantId,
+        new: &crate::auth::NewKey,
+        now: DateTime<Utc>,
+    ) -> Result<(String, crate::auth::KeyGrant), StoreError> {
+        let active = self
+            .list_keys(tenant)
+            .await?
+            .iter()
+            .filter(|k| k.status(now) == "active")
+            .count();
+        if active >= crate::auth::MAX_KEYS_PER_TENANT {
+            return Err(StoreError::Taken {
+                code: "too_many_keys",
+                message: format!(
+                    "a tenant holds at most {} active keys; revoke one first",
+                    crate::auth::MAX_KEYS_PER_TENANT
+                ),
+            });
+        }
+        let key = crate::auth::generate_key().map_err(|e| StoreError::Service {
+            op: "generate_key",
+            message: e.to_string(),
+        })?;
+        let grant = self.store_key(tenant, &key, new, now).await?;
+        Ok((key, grant))
+    }
+
+    async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<crate::auth::KeyGrant>, StoreError> {
+        let items: Vec<ApiKeyItem> = self
+            .query_prefix(
+                "list_api_keys",
+                keys::api_keys_pk(tenant),
+                keys::API_KEY_LISTING_PREFIX,
+            )
+            .await?;
+        let mut out: Vec<_> = items
+            .into_iter()
+            .map(|i| {
+                let hash = i.key_hash.clone().unwrap_or_default();
+                i.grant(&hash)
+            })
+            .collect();
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(out)
+    }
+
+    async fn revoke_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<crate::auth::KeyGrant>, StoreError> {
+        self.update_key(tenant, key_id, "revoked_at", now).await
+    }
+
+    async fn expire_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<crate::auth::KeyGrant>, StoreError> {
+        self.update_key(tenant, key_id, "expires_at", at).await
     }
 }
 
 #[async_trait]
 impl Directory for DynamoStore {
-    async fn tenant_for_key(&self, key_hash: &str) -> Result<Option<TenantId>, StoreError> {
+    async fn key_grant(&self, key_hash: &str) -> Result<Option<crate::auth::KeyGrant>, StoreError> {
         let pk = keys::api_key_pk(key_hash);
         match self
             .get("get_api_key", pk.clone(), keys::API_KEY_SK, false)
@@ -542,7 +748,7 @@ impl Directory for DynamoStore {
             None => Ok(None),
             Some(item) => {
                 let k: ApiKeyItem = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
-                Ok(Some(k.tenant))
+                Ok(Some(k.grant(key_hash)))
             }
         }
     }

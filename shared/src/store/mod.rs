@@ -45,8 +45,83 @@ impl StoreError {
 /// Tenants, keys and policies: what ingest and the API check on every request.
 #[async_trait]
 pub trait Directory: Send + Sync {
-    async fn tenant_for_key(&self, key_hash: &str) -> Result<Option<TenantId>, StoreError>;
+    /// What the key with this hash grants (revoked and expired keys included, so
+    /// the caller can say why it refuses them).
+    async fn key_grant(&self, key_hash: &str) -> Result<Option<crate::auth::KeyGrant>, StoreError>;
     async fn tenant_policy(&self, tenant: &TenantId) -> Result<Option<TenantPolicy>, StoreError>;
+}
+
+/// A tenant's API keys: issue, list, revoke, rotate (admin-scoped keys and the CLI).
+#[async_trait]
+pub trait KeyAdmin: Send + Sync {
+    /// Issues a key; returns it (shown once; only its hash is stored) and its grant.
+    /// Refused with `too_many_keys` when the tenant holds the most active keys allowed.
+    async fn create_key(
+        &self,
+        tenant: &TenantId,
+        new: &crate::auth::NewKey,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(String, crate::auth::KeyGrant), StoreError>;
+    /// The tenant's keys, newest first.
+    async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<crate::auth::KeyGrant>, StoreError>;
+    /// Revokes a key from `now` on; `None` when the tenant has no such key.
+    async fn revoke_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<crate::auth::KeyGrant>, StoreError>;
+    /// Makes a key expire at `at`; `None` when the tenant has no such key.
+    async fn expire_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<crate::auth::KeyGrant>, StoreError>;
+
+    /// Issues a successor with the same label, scopes and lifetime, and lets the old
+    /// key work for `overlap_hours` more (never longer than it would have anyway).
+    /// Returns the new key, its grant and the old key's grant.
+    async fn rotate_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        overlap_hours: u32,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<(String, crate::auth::KeyGrant, crate::auth::KeyGrant)>, StoreError> {
+        let Some(old) = self
+            .list_keys(tenant)
+            .await?
+            .into_iter()
+            .find(|k| k.key_id == key_id)
+        else {
+            return Ok(None);
+        };
+        if old.status(now) != "active" {
+            return Err(StoreError::Taken {
+                code: "key_not_active",
+                message: format!(
+                    "key {key_id} is {}; only an active key can be rotated",
+                    old.status(now)
+                ),
+            });
+        }
+        let lifetime = old.expires_at.map(|e| {
+            (e - old.created_at)
+                .num_days()
+                .clamp(1, i64::from(crate::auth::MAX_EXPIRY_DAYS)) as u32
+        });
+        let new = crate::auth::NewKey {
+            label: old.label.clone(),
+            scopes: old.scopes.clone(),
+            expires_in_days: lifetime,
+        };
+        let (key, grant) = self.create_key(tenant, &new, now).await?;
+        let until = now + chrono::Duration::hours(i64::from(overlap_hours));
+        let until = old.expires_at.map_or(until, |e| e.min(until));
+        let old = self.expire_key(tenant, key_id, until).await?.unwrap_or(old);
+        Ok(Some((key, grant, old)))
+    }
 }
 
 /// HubSpot portal (account) id -> tenant.
