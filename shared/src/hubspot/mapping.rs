@@ -302,6 +302,59 @@ mod tests {
     }
 
     #[test]
+    fn a_property_value_beyond_the_api_quantity_bounds_is_refused_not_counted() {
+        let mut r = default_rules().remove(0);
+        r.subscription_type = "company.propertyChange".into();
+        r.property_name = Some("seats_used".into());
+        r.quantity = QuantityRule::PropertyValue;
+        let rules = vec![r];
+        for value in [
+            "79228162514264337593543950335",
+            "-79228162514264337593543950335",
+            "1e27",
+            "1000000000001",
+            "0.0000000001",
+            "-5",
+            "NaN",
+            "",
+        ] {
+            let mapped = map_event(
+                &rules,
+                &ev("company.propertyChange", Some(("seats_used", value)), None),
+            );
+            assert!(
+                matches!(mapped, Mapped::BadQuantity(_)),
+                "{value}: {mapped:?}"
+            );
+        }
+        for (value, want) in [
+            ("1000000000000", Decimal::from(1_000_000_000_000_i64)),
+            ("0.000000001", Decimal::new(1, 9)),
+            (" 7 ", Decimal::from(7)),
+        ] {
+            assert!(
+                matches!(map_event(&rules, &ev("company.propertyChange", Some(("seats_used", value)), None)), Mapped::Usage { quantity, .. } if quantity == want),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_constant_quantity_beyond_the_api_quantity_bounds_is_refused_in_the_rules() {
+        let all = |_: &MeterName| true;
+        for q in ["1000000000001", "79228162514264337593543950335", "0.0000000001"] {
+            let body = format!(
+                r#"{{"rules":[{{"subscription_type":"ticket.creation","meter":"tickets_opened","quantity":{{"constant":"{q}"}},"stage":"requested","service_line":"support"}}]}}"#
+            );
+            assert_eq!(
+                rules_from_body(body.as_bytes(), &all).unwrap_err().code,
+                "invalid_mapping",
+                "{q}"
+            );
+        }
+    }
+
+    #[test]
     fn a_property_value_rule_reads_the_quantity_from_the_change() {
         let mut r = default_rules().remove(0);
         r.subscription_type = "company.propertyChange".into();

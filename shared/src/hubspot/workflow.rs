@@ -315,6 +315,28 @@ mod tests {
     }
 
     #[test]
+    fn an_occurred_at_before_2000_or_minutes_in_the_future_is_refused_with_its_code() {
+        // `parse` receives at 1_764_000_000_000 (2025-11-24T16:00:00Z).
+        for occurred in [
+            "0",
+            "-1",
+            "946684799999",
+            "1764000300001",
+            "9223372036854775807",
+            "\"1970-01-01T00:00:00Z\"",
+            "\"2099-01-01T00:00:00Z\"",
+        ] {
+            let body = format!(r#"{{"portalId":1,"event":"x","occurredAt":{occurred}}}"#);
+            let e = parse(&body, "").unwrap_err();
+            assert_eq!(e.code(), "occurred_at_out_of_range", "{occurred}: {e}");
+        }
+        for occurred in ["946684800000", "1764000000000", "1764000300000"] {
+            let body = format!(r#"{{"portalId":1,"event":"x","occurredAt":{occurred}}}"#);
+            assert!(parse(&body, "").is_ok(), "{occurred}");
+        }
+    }
+
+    #[test]
     fn the_default_rules_match_workflow_properties_like_app_properties() {
         use crate::hubspot::mapping::{map_event, rules_from_body, Mapped};
         let rules = rules_from_body(
