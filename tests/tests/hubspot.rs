@@ -234,23 +234,10 @@ async fn tenant_mapping_rules_are_managed_through_the_api_and_applied_to_webhook
 
 const WORKFLOW_URI: &str = "https://hooks.example.com/v1/webhooks/hubspot/workflow";
 
-/// Posts a workflow "Send a webhook" payload signed with the v2 scheme workflow
-/// senders use (SHA-256 of secret + method + URI + body).
+/// Posts a workflow "Send a webhook" payload signed with v3, the only scheme a
+/// deployment accepts unless it opts in to legacy signatures.
 async fn post_workflow(t: &TestStack, query: &str, body: &Value) -> (u16, Value) {
-    let body = body.to_string();
-    let path = format!("/v1/webhooks/hubspot/workflow{query}");
-    let uri = format!("{WORKFLOW_URI}{query}");
-    let sig =
-        shared::hubspot::signature::v2_signature(HUBSPOT_SECRET, "POST", &uri, body.as_bytes());
-    let req = lambda_http::http::Request::builder()
-        .method("POST")
-        .uri(path)
-        .header("content-type", "application/json")
-        .header("x-hubspot-signature", sig)
-        .header("x-hubspot-signature-version", "v2")
-        .body(lambda_http::Body::Binary(body.into_bytes()))
-        .unwrap();
-    decode(t.stack.ingest.handle(req).await)
+    post_workflow_v3(t, query, body).await
 }
 
 async fn usage_total(t: &TestStack, account: &str, meter: &str) -> (String, i64) {
@@ -318,17 +305,19 @@ async fn workflow_webhooks_are_verified_mapped_by_the_same_rules_and_counted_onc
     // Tampered body, wrong secret and a missing event are refused.
     let mut tampered = payload.clone();
     tampered["objectId"] = json!(1);
-    let sig = shared::hubspot::signature::v2_signature(
+    let ts = now_ms().to_string();
+    let sig = v3_signature(
         HUBSPOT_SECRET,
         "POST",
         &format!("{WORKFLOW_URI}{query}"),
         payload.to_string().as_bytes(),
+        &ts,
     );
     let req = lambda_http::http::Request::builder()
         .method("POST")
         .uri(format!("/v1/webhooks/hubspot/workflow{query}"))
-        .header("x-hubspot-signature", sig)
-        .header("x-hubspot-signature-version", "v2")
+        .header("x-hubspot-signature-v3", sig)
+        .header("x-hubspot-request-timestamp", ts)
         .body(lambda_http::Body::Binary(tampered.to_string().into_bytes()))
         .unwrap();
     let (s, err) = decode(t.stack.ingest.handle(req).await);
@@ -580,12 +569,9 @@ async fn post_legacy(
     let uri = format!("https://hooks.example.com{path_and_query}");
     let sig = match version {
         "v1" => shared::hubspot::signature::v1_signature(HUBSPOT_SECRET, body.as_bytes()),
-        _ => shared::hubspot::signature::v2_signature(
-            HUBSPOT_SECRET,
-            "POST",
-            &uri,
-            body.as_bytes(),
-        ),
+        _ => {
+            shared::hubspot::signature::v2_signature(HUBSPOT_SECRET, "POST", &uri, body.as_bytes())
+        }
     };
     let req = lambda_http::http::Request::builder()
         .method("POST")
@@ -620,9 +606,22 @@ async fn post_workflow_v3(t: &TestStack, query: &str, body: &Value) -> (u16, Val
     decode(t.stack.ingest.handle(req).await)
 }
 
-/// An ingest handler of this stack whose deployment opted in to legacy signatures.
-fn legacy_ingest(t: &TestStack, _versions: &str) -> std::sync::Arc<ingest::Ingest> {
-    t.stack.ingest.clone()
+/// An ingest handler of this stack whose deployment opted in to legacy signatures
+/// (`HUBSPOT_LEGACY_SIGNATURES=<versions>`), with the replay guard on its table.
+fn legacy_ingest(t: &TestStack, versions: &str) -> ingest::Ingest {
+    let mut i = ingest::Ingest::new(t.stack.store.clone(), t.stack.queue.clone());
+    i.hubspot = Some(ingest::HubspotConfig {
+        secrets: vec![HUBSPOT_SECRET.to_owned()],
+        public_base_url: "https://hooks.example.com".to_owned(),
+        portals: t.stack.store.clone(),
+        legacy: shared::hubspot::replay::LegacyPolicy::from_settings(versions, Some("24"))
+            .expect("setting")
+            .map(|policy| ingest::LegacySignatures {
+                policy,
+                guard: t.stack.store.clone(),
+            }),
+    });
+    i
 }
 
 async fn escalation_rules(t: &TestStack) {
@@ -785,4 +784,54 @@ async fn a_huge_property_value_is_recorded_with_its_reason_and_never_summed() {
         3
     );
     assert_eq!(t.queue_depth("EventsDLQ").await, 0);
+}
+
+#[tokio::test]
+async fn a_replayed_legacy_request_is_acknowledged_but_never_counted_again() {
+    let t = stack().await;
+    escalation_rules(&t).await;
+    let ingest = legacy_ingest(&t, "v2");
+    let path = format!("/v1/webhooks/hubspot/workflow?portalId={PORTAL}&event=ticket_escalated");
+    let body = json!({"objectType": "TICKET", "objectId": 4242, "associatedCompanyId": 812,
+        "occurredAt": now_ms() - 1_000})
+    .to_string();
+    let (s, out) = post_legacy(&ingest, "v2", &path, &body).await;
+    assert_eq!((s, out["queued"].as_u64()), (200, Some(1)), "{out}");
+    // v2 signs the URI, so its query may route; replays of the captured request are
+    // acknowledged (HubSpot stops retrying) and not queued.
+    for _ in 0..2 {
+        let (s, out) = post_legacy(&ingest, "v2", &path, &body).await;
+        assert_eq!(
+            (s, out["queued"].as_u64(), out["duplicate"].as_bool()),
+            (200, Some(0), Some(true)),
+            "{out}"
+        );
+    }
+    assert_eq!(t.queue_depth("EventsQueue").await, 1);
+    t.drain().await;
+    assert_eq!(usage_total(&t, "812", "escalations").await, ("1".into(), 1));
+
+    // Older than the window (24 h here): once its claim may have expired the request
+    // could not be told from a replay, so it is refused.
+    let old = json!({"objectType": "TICKET", "objectId": 4243, "associatedCompanyId": 812,
+        "occurredAt": now_ms() - 25 * 3_600_000})
+    .to_string();
+    assert_eq!(
+        code(&post_legacy(&ingest, "v2", &path, &old).await),
+        (409, Some("signature_replayed".into()))
+    );
+    // Without a signed time the same holds for ever: refused.
+    let untimed =
+        json!({"objectType": "TICKET", "objectId": 4244, "associatedCompanyId": 812}).to_string();
+    assert_eq!(
+        code(&post_legacy(&ingest, "v2", &path, &untimed).await),
+        (400, Some("occurred_at_required".into()))
+    );
+    // v1 is not enabled by this deployment's setting, and v3 still works.
+    assert_eq!(
+        code(&post_legacy(&ingest, "v1", &path, &body).await),
+        (401, Some("signature_version_not_allowed".into()))
+    );
+    t.drain().await;
+    assert_eq!(usage_total(&t, "812", "escalations").await, ("1".into(), 1));
 }
