@@ -708,7 +708,6 @@ async fn a_v1_signed_body_replayed_into_another_portal_through_the_query_is_refu
 #[tokio::test]
 async fn an_occurred_at_far_in_the_past_or_future_is_refused_or_recorded_never_counted() {
     let t = stack().await;
-    escalation_rules(&t).await;
     let day_ahead = now_ms() + 24 * 3_600_000;
     for occurred in [json!(0), json!(day_ahead), json!("1999-12-31T23:59:59Z")] {
         let payload = json!({"portalId": PORTAL, "event": "ticket_escalated", "objectId": 1,
