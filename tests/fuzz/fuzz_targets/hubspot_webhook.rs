@@ -42,7 +42,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let all = LegacyVersions { v1: true, v2: true };
     let _ = verify(&signed, &["secret".to_owned()], 1_764_000_000_000, all);
-    let _ = verify(&signed, &["secret".to_owned()], 1_764_000_000_000, LegacyVersions::NONE);
+    let _ = verify(
+        &signed,
+        &["secret".to_owned()],
+        1_764_000_000_000,
+        LegacyVersions::NONE,
+    );
     let _ = request_key(Version::V2, "POST", signed.uri, body);
     let _ = shared::hubspot::mapping::property_quantity(&String::from_utf8_lossy(body));
     let policy = LegacyPolicy::from_settings("v1,v2", None).ok().flatten();
