@@ -66,3 +66,22 @@ pub fn audit_sample_modulus() -> Result<u32, ConfigError> {
         crate::store::dynamo::DEFAULT_AUDIT_SAMPLE,
     )
 }
+
+/// The opt-in to legacy (v1/v2) HubSpot signatures: `HUBSPOT_LEGACY_SIGNATURES` (`v1`,
+/// `v2` or `v1,v2`; empty or unset: v3 only) and `HUBSPOT_LEGACY_REPLAY_WINDOW_HOURS`
+/// (how old a legacy request's changes may be, default 168).
+pub fn hubspot_legacy_policy() -> Result<Option<crate::hubspot::replay::LegacyPolicy>, ConfigError>
+{
+    let versions = env::var("HUBSPOT_LEGACY_SIGNATURES").unwrap_or_default();
+    let window = env::var("HUBSPOT_LEGACY_REPLAY_WINDOW_HOURS").ok();
+    crate::hubspot::replay::LegacyPolicy::from_settings(&versions, window.as_deref()).map_err(
+        |message| ConfigError::Invalid {
+            name: if message.contains("hours") {
+                "HUBSPOT_LEGACY_REPLAY_WINDOW_HOURS"
+            } else {
+                "HUBSPOT_LEGACY_SIGNATURES"
+            },
+            message,
+        },
+    )
+}

@@ -115,6 +115,13 @@ pub fn hubspot_unmapped_pk(t: &TenantId, day: NaiveDate) -> String {
     format!("TENANT#{t}#HUBSPOT#UNMAPPED#{}", day.format("%Y-%m-%d"))
 }
 
+/// A legacy-signed HubSpot request's replay-guard claim (not tenant-scoped: it is
+/// claimed before the portal is resolved).
+pub fn hubspot_legacy_request_pk(key: &str) -> String {
+    format!("HUBSPOT#LEGACY_REQUEST#{key}")
+}
+pub const HUBSPOT_LEGACY_REQUEST_SK: &str = "#CLAIM";
+
 pub fn hubspot_portal_pk(portal: u64) -> String {
     format!("HUBSPOT#PORTAL#{portal}")
 }

@@ -85,6 +85,7 @@ impl TestStack {
         let hubspot = local::stack::HubspotSettings {
             secrets: vec![HUBSPOT_SECRET.to_owned(), HUBSPOT_OLD_SECRET.to_owned()],
             public_base_url: "https://hooks.example.com".to_owned(),
+            legacy: None,
         };
         let stack = Stack::new(&aws, &provisioned, cfg, Some(hubspot)).expect("stack");
         let tenant = TenantId::parse("acme").unwrap();

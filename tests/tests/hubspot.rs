@@ -234,23 +234,10 @@ async fn tenant_mapping_rules_are_managed_through_the_api_and_applied_to_webhook
 
 const WORKFLOW_URI: &str = "https://hooks.example.com/v1/webhooks/hubspot/workflow";
 
-/// Posts a workflow "Send a webhook" payload signed with the v2 scheme workflow
-/// senders use (SHA-256 of secret + method + URI + body).
+/// Posts a workflow "Send a webhook" payload signed with v3, the only scheme a
+/// deployment accepts unless it opts in to legacy signatures.
 async fn post_workflow(t: &TestStack, query: &str, body: &Value) -> (u16, Value) {
-    let body = body.to_string();
-    let path = format!("/v1/webhooks/hubspot/workflow{query}");
-    let uri = format!("{WORKFLOW_URI}{query}");
-    let sig =
-        shared::hubspot::signature::v2_signature(HUBSPOT_SECRET, "POST", &uri, body.as_bytes());
-    let req = lambda_http::http::Request::builder()
-        .method("POST")
-        .uri(path)
-        .header("content-type", "application/json")
-        .header("x-hubspot-signature", sig)
-        .header("x-hubspot-signature-version", "v2")
-        .body(lambda_http::Body::Binary(body.into_bytes()))
-        .unwrap();
-    decode(t.stack.ingest.handle(req).await)
+    post_workflow_v3(t, query, body).await
 }
 
 async fn usage_total(t: &TestStack, account: &str, meter: &str) -> (String, i64) {
@@ -318,17 +305,19 @@ async fn workflow_webhooks_are_verified_mapped_by_the_same_rules_and_counted_onc
     // Tampered body, wrong secret and a missing event are refused.
     let mut tampered = payload.clone();
     tampered["objectId"] = json!(1);
-    let sig = shared::hubspot::signature::v2_signature(
+    let ts = now_ms().to_string();
+    let sig = v3_signature(
         HUBSPOT_SECRET,
         "POST",
         &format!("{WORKFLOW_URI}{query}"),
         payload.to_string().as_bytes(),
+        &ts,
     );
     let req = lambda_http::http::Request::builder()
         .method("POST")
         .uri(format!("/v1/webhooks/hubspot/workflow{query}"))
-        .header("x-hubspot-signature", sig)
-        .header("x-hubspot-signature-version", "v2")
+        .header("x-hubspot-signature-v3", sig)
+        .header("x-hubspot-request-timestamp", ts)
         .body(lambda_http::Body::Binary(tampered.to_string().into_bytes()))
         .unwrap();
     let (s, err) = decode(t.stack.ingest.handle(req).await);
@@ -563,4 +552,285 @@ async fn changes_mapped_to_a_deleted_meter_are_held_and_counted_once_on_restore(
     post(&t, &[ticket_created(8, 41, at + 5, 1)]).await;
     t.drain().await;
     assert_eq!(tickets_opened(&t, "700").await, ("1".into(), 1));
+}
+
+// ---- issue #11: signatures that cannot be downgraded or replayed, bounded inputs ----
+
+const OTHER_PORTAL: u64 = 91_919;
+
+/// Posts `body` to `path_and_query` signed with a legacy scheme (`v1`: SHA-256 of
+/// secret + body; `v2`: secret + method + URI + body), as workflow senders do.
+async fn post_legacy(
+    ingest: &ingest::Ingest,
+    version: &str,
+    path_and_query: &str,
+    body: &str,
+) -> (u16, Value) {
+    let uri = format!("https://hooks.example.com{path_and_query}");
+    let sig = match version {
+        "v1" => shared::hubspot::signature::v1_signature(HUBSPOT_SECRET, body.as_bytes()),
+        _ => {
+            shared::hubspot::signature::v2_signature(HUBSPOT_SECRET, "POST", &uri, body.as_bytes())
+        }
+    };
+    let req = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri(path_and_query)
+        .header("content-type", "application/json")
+        .header("x-hubspot-signature", sig)
+        .header("x-hubspot-signature-version", version)
+        .body(lambda_http::Body::Binary(body.as_bytes().to_vec()))
+        .unwrap();
+    decode(ingest.handle(req).await)
+}
+
+/// Posts a workflow payload signed with v3 (method + full URI + body + timestamp).
+async fn post_workflow_v3(t: &TestStack, query: &str, body: &Value) -> (u16, Value) {
+    let body = body.to_string();
+    let ts = now_ms().to_string();
+    let sig = v3_signature(
+        HUBSPOT_SECRET,
+        "POST",
+        &format!("{WORKFLOW_URI}{query}"),
+        body.as_bytes(),
+        &ts,
+    );
+    let req = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri(format!("/v1/webhooks/hubspot/workflow{query}"))
+        .header("content-type", "application/json")
+        .header("x-hubspot-signature-v3", sig)
+        .header("x-hubspot-request-timestamp", ts)
+        .body(lambda_http::Body::Binary(body.into_bytes()))
+        .unwrap();
+    decode(t.stack.ingest.handle(req).await)
+}
+
+/// An ingest handler of this stack whose deployment opted in to legacy signatures
+/// (`HUBSPOT_LEGACY_SIGNATURES=<versions>`), with the replay guard on its table.
+fn legacy_ingest(t: &TestStack, versions: &str) -> ingest::Ingest {
+    let mut i = ingest::Ingest::new(t.stack.store.clone(), t.stack.queue.clone());
+    i.hubspot = Some(ingest::HubspotConfig {
+        secrets: vec![HUBSPOT_SECRET.to_owned()],
+        public_base_url: "https://hooks.example.com".to_owned(),
+        portals: t.stack.store.clone(),
+        legacy: shared::hubspot::replay::LegacyPolicy::from_settings(versions, Some("24"))
+            .expect("setting")
+            .map(|policy| ingest::LegacySignatures {
+                policy,
+                guard: t.stack.store.clone(),
+            }),
+    });
+    i
+}
+
+async fn escalation_rules(t: &TestStack) {
+    let (s, _) = t
+        .call(
+            "PUT",
+            "/v1/definitions/escalations",
+            Some(r#"{"unit":"escalations"}"#),
+        )
+        .await;
+    assert!(s == 200 || s == 201);
+    let rules = json!({"rules": [{"subscription_type": "workflow.ticket_escalated", "meter": "escalations",
+        "quantity": {"constant": "1"}, "stage": "delivered", "service_line": "support"}]});
+    let (s, saved) = t
+        .call("PUT", "/v1/hubspot/mappings", Some(&rules.to_string()))
+        .await;
+    assert_eq!(s, 200, "{saved}");
+}
+
+fn code(r: &(u16, Value)) -> (u16, Option<String>) {
+    (r.0, r.1["error"]["code"].as_str().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn a_legacy_signed_request_is_refused_when_the_deployment_has_not_opted_in() {
+    let t = stack().await;
+    let batch = json!([ticket_created(1, 1, now_ms(), 0)]).to_string();
+    let workflow = json!({"portalId": PORTAL, "event": "ticket_escalated", "objectId": 5, "occurredAt": now_ms()})
+        .to_string();
+    for (version, path, body) in [
+        ("v1", "/v1/webhooks/hubspot", &batch),
+        ("v2", "/v1/webhooks/hubspot", &batch),
+        ("v1", "/v1/webhooks/hubspot/workflow", &workflow),
+        ("v2", "/v1/webhooks/hubspot/workflow", &workflow),
+    ] {
+        assert_eq!(
+            code(&post_legacy(&t.stack.ingest, version, path, body).await),
+            (401, Some("signature_version_not_allowed".into())),
+            "{version} {path}"
+        );
+    }
+    assert_eq!(t.queue_depth("EventsQueue").await, 0);
+}
+
+#[tokio::test]
+async fn a_v1_signed_body_replayed_into_another_portal_through_the_query_is_refused() {
+    let t = stack().await;
+    escalation_rules(&t).await;
+    t.second_tenant("globex").await;
+    let globex = shared::ids::TenantId::parse("globex").unwrap();
+    t.stack
+        .store
+        .map_portal(OTHER_PORTAL, &globex)
+        .await
+        .expect("portal");
+    let ingest = legacy_ingest(&t, "v1");
+    // A captured v1 body that names neither portal nor event: v1 signs only the body,
+    // so whatever the query says is the attacker's to choose.
+    let body = json!({"objectType": "TICKET", "objectId": 4242, "associatedCompanyId": 810,
+        "occurredAt": now_ms() - 1_000})
+    .to_string();
+    let path = "/v1/webhooks/hubspot/workflow";
+    for query in [
+        format!("?portalId={OTHER_PORTAL}&event=ticket_escalated"),
+        format!("?portalId={PORTAL}&event=ticket_escalated"),
+    ] {
+        assert_eq!(
+            code(&post_legacy(&ingest, "v1", &format!("{path}{query}"), &body).await),
+            (400, Some("routing_not_signed".into())),
+            "{query}"
+        );
+    }
+    assert_eq!(t.queue_depth("EventsQueue").await, 0);
+    // The same routing inside the signed body is fine.
+    let signed = json!({"portalId": PORTAL, "event": "ticket_escalated", "objectType": "TICKET",
+        "objectId": 4242, "associatedCompanyId": 810, "occurredAt": now_ms() - 1_000})
+    .to_string();
+    let (s, out) = post_legacy(&ingest, "v1", path, &signed).await;
+    assert_eq!((s, out["queued"].as_u64()), (200, Some(1)), "{out}");
+    t.drain().await;
+    assert_eq!(usage_total(&t, "810", "escalations").await, ("1".into(), 1));
+}
+
+#[tokio::test]
+async fn an_occurred_at_far_in_the_past_or_future_is_refused_or_recorded_never_counted() {
+    let t = stack().await;
+    let day_ahead = now_ms() + 24 * 3_600_000;
+    for occurred in [json!(0), json!(day_ahead), json!("1999-12-31T23:59:59Z")] {
+        let payload = json!({"portalId": PORTAL, "event": "ticket_escalated", "objectId": 1,
+            "associatedCompanyId": 810, "occurredAt": occurred});
+        assert_eq!(
+            code(&post_workflow_v3(&t, "", &payload).await),
+            (400, Some("occurred_at_out_of_range".into())),
+            "{occurred}"
+        );
+    }
+    // App webhooks carry many changes: the out-of-range one is recorded with its
+    // reason, its neighbour is counted.
+    post(&t, &[ticket_to_company(51, 950, now_ms() - 2_000)]).await;
+    t.drain().await;
+    post(
+        &t,
+        &[
+            ticket_created(1, 51, 0, 0),
+            ticket_created(2, 51, day_ahead, 0),
+            ticket_created(3, 51, now_ms() - 1_000, 0),
+        ],
+    )
+    .await;
+    t.drain().await;
+    assert_eq!(tickets_opened(&t, "950").await, ("1".into(), 1));
+    for at in [0, day_ahead] {
+        let day = chrono::DateTime::from_timestamp_millis(at)
+            .unwrap()
+            .date_naive();
+        assert_eq!(
+            t.stack.store.unmapped_count(&t.tenant, day).await.unwrap(),
+            1,
+            "{day}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_huge_property_value_is_recorded_with_its_reason_and_never_summed() {
+    let t = stack().await;
+    let rules = json!({"rules": [{"subscription_type": "company.propertyChange", "property_name": "seats_used",
+        "meter": "seats_active", "quantity": "property_value", "stage": "delivered", "service_line": "platform"}]});
+    let (s, saved) = t
+        .call("PUT", "/v1/hubspot/mappings", Some(&rules.to_string()))
+        .await;
+    assert_eq!(s, 200, "{saved}");
+    let at = now_ms() - 10_000;
+    let change = |id: u64, value: &str, at: i64| {
+        json!({"eventId": id, "portalId": PORTAL, "occurredAt": at, "subscriptionType": "company.propertyChange",
+               "objectId": 701, "propertyName": "seats_used", "propertyValue": value})
+    };
+    let (s, out) = post(
+        &t,
+        &[
+            change(1, "79228162514264337593543950335", at),
+            change(2, "79228162514264337593543950335", at + 1),
+            change(3, "1e27", at + 2),
+            change(4, "5", at + 3),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{out}");
+    t.drain().await;
+    let (_, usage) = t
+        .call("GET", "/v1/accounts/701/usage?meter=seats_active", None)
+        .await;
+    assert_eq!(total(&usage), ("5".into(), 1), "{usage}");
+    let day = chrono::DateTime::from_timestamp_millis(at)
+        .unwrap()
+        .date_naive();
+    assert_eq!(
+        t.stack.store.unmapped_count(&t.tenant, day).await.unwrap(),
+        3
+    );
+    assert_eq!(t.queue_depth("EventsDLQ").await, 0);
+}
+
+#[tokio::test]
+async fn a_replayed_legacy_request_is_acknowledged_but_never_counted_again() {
+    let t = stack().await;
+    escalation_rules(&t).await;
+    let ingest = legacy_ingest(&t, "v2");
+    let path = format!("/v1/webhooks/hubspot/workflow?portalId={PORTAL}&event=ticket_escalated");
+    let body = json!({"objectType": "TICKET", "objectId": 4242, "associatedCompanyId": 812,
+        "occurredAt": now_ms() - 1_000})
+    .to_string();
+    let (s, out) = post_legacy(&ingest, "v2", &path, &body).await;
+    assert_eq!((s, out["queued"].as_u64()), (200, Some(1)), "{out}");
+    // v2 signs the URI, so its query may route; replays of the captured request are
+    // acknowledged (HubSpot stops retrying) and not queued.
+    for _ in 0..2 {
+        let (s, out) = post_legacy(&ingest, "v2", &path, &body).await;
+        assert_eq!(
+            (s, out["queued"].as_u64(), out["duplicate"].as_bool()),
+            (200, Some(0), Some(true)),
+            "{out}"
+        );
+    }
+    assert_eq!(t.queue_depth("EventsQueue").await, 1);
+    t.drain().await;
+    assert_eq!(usage_total(&t, "812", "escalations").await, ("1".into(), 1));
+
+    // Older than the window (24 h here): once its claim may have expired the request
+    // could not be told from a replay, so it is refused.
+    let old = json!({"objectType": "TICKET", "objectId": 4243, "associatedCompanyId": 812,
+        "occurredAt": now_ms() - 25 * 3_600_000})
+    .to_string();
+    assert_eq!(
+        code(&post_legacy(&ingest, "v2", &path, &old).await),
+        (409, Some("signature_replayed".into()))
+    );
+    // Without a signed time the same holds for ever: refused.
+    let untimed =
+        json!({"objectType": "TICKET", "objectId": 4244, "associatedCompanyId": 812}).to_string();
+    assert_eq!(
+        code(&post_legacy(&ingest, "v2", &path, &untimed).await),
+        (400, Some("occurred_at_required".into()))
+    );
+    // v1 is not enabled by this deployment's setting, and v3 still works.
+    assert_eq!(
+        code(&post_legacy(&ingest, "v1", &path, &body).await),
+        (401, Some("signature_version_not_allowed".into()))
+    );
+    t.drain().await;
+    assert_eq!(usage_total(&t, "812", "escalations").await, ("1".into(), 1));
 }

@@ -14,13 +14,14 @@ use shared::event::{
 };
 use shared::http::{authenticate, body_bytes, error, json, ApiError};
 use shared::hubspot::processor::{BatchKind, WebhookBatch};
-use shared::hubspot::signature::{verify, Signed};
+use shared::hubspot::replay::{check_fresh, request_key, LegacyPolicy};
+use shared::hubspot::signature::{verify, LegacyVersions, Signed};
 use shared::hubspot::webhook::{parse_batch, AppEvent};
-use shared::hubspot::workflow::{parse_workflow, WorkflowQuery};
+use shared::hubspot::workflow::{parse_workflow, QueryTrust, WorkflowQuery};
 use shared::ids::Source;
 use shared::quarantine::{QuarantineReason, QuarantineStore, Quarantined};
 use shared::queue::EventQueue;
-use shared::store::{Directory, PortalDirectory};
+use shared::store::{Directory, PortalDirectory, ReplayGuard, RequestClaim};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -40,6 +41,15 @@ pub struct HubspotConfig {
     pub secrets: Vec<String>,
     pub public_base_url: String,
     pub portals: Arc<dyn PortalDirectory>,
+    /// `None` (the default): only v3 signatures are accepted.
+    pub legacy: Option<LegacySignatures>,
+}
+
+/// A deployment's opt-in to legacy (v1/v2) signatures, which cannot be enabled
+/// without the replay guard that claims each such request once (docs/adr/0005).
+pub struct LegacySignatures {
+    pub policy: LegacyPolicy,
+    pub guard: Arc<dyn ReplayGuard>,
 }
 
 /// Which HubSpot sender a webhook request comes from.
@@ -386,8 +396,13 @@ impl Ingest {
             legacy: header("x-hubspot-signature"),
             version: header("x-hubspot-signature-version"),
         };
-        let version = verify(&signed, &hs.secrets, Utc::now().timestamp_millis()).map_err(|e| {
-            tracing::warn!(error = %e, "HubSpot webhook refused");
+        let now_ms = Utc::now().timestamp_millis();
+        let allowed = hs
+            .legacy
+            .as_ref()
+            .map_or(LegacyVersions::NONE, |l| l.policy.versions);
+        let version = verify(&signed, &hs.secrets, now_ms, allowed).map_err(|e| {
+            tracing::warn!(error = %e, code = e.code(), "HubSpot webhook refused");
             ApiError::new(401, e.code(), e.to_string())
         })?;
         let parsed = match payload {
@@ -396,7 +411,7 @@ impl Ingest {
                 let pairs = shared::http::query_pairs(&req);
                 let query =
                     WorkflowQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                parse_workflow(body, &query, Utc::now().timestamp_millis()).map(|e| vec![e])
+                parse_workflow(body, &query, QueryTrust::from(version), now_ms).map(|e| vec![e])
             }
         };
         let events = parsed.map_err(|e| {
@@ -405,8 +420,34 @@ impl Ingest {
             } else {
                 400
             };
+            tracing::warn!(error = %e, code = e.code(), signature = %version, "HubSpot webhook refused");
             ApiError::new(status, e.code(), e.to_string())
         })?;
+        // A legacy signature has no time: fresh by its signed occurredAt, then claimed once.
+        let claim = match (&hs.legacy, version.is_legacy()) {
+            (Some(legacy), true) => {
+                check_fresh(&events, version, &legacy.policy, now_ms).map_err(|e| {
+                    tracing::warn!(error = %e, code = e.code(), signature = %version, "legacy HubSpot webhook refused");
+                    ApiError::new(e.status(), e.code(), e.to_string())
+                })?;
+                let key = request_key(version, signed.method, &uri, body);
+                match legacy
+                    .guard
+                    .claim_request(&key, legacy.policy.claim_expires_at(now_ms))
+                    .await?
+                {
+                    RequestClaim::Done => {
+                        tracing::info!(signature = %version, key = %key, events = events.len(), "legacy HubSpot request already processed; acknowledged, not queued again");
+                        return Ok(json(
+                            200,
+                            &serde_json::json!({"received": events.len(), "queued": 0, "refused": [], "duplicate": true}),
+                        ));
+                    }
+                    RequestClaim::New | RequestClaim::Unfinished => Some((legacy, key)),
+                }
+            }
+            _ => None,
+        };
         let received = events.len();
         let mut by_portal: BTreeMap<u64, Vec<AppEvent>> = BTreeMap::new();
         for ev in events {
@@ -462,10 +503,17 @@ impl Ingest {
                 ));
             }
         }
+        if let Some((legacy, key)) = claim {
+            // Queued: a later arrival is a duplicate. If this fails, a retry processes
+            // the request again and the ledger still counts its events once.
+            if let Err(e) = legacy.guard.finish_request(&key).await {
+                tracing::warn!(error = %e, key = %key, "legacy HubSpot request claim could not be marked done");
+            }
+        }
         tracing::info!(
             received,
             queued_batches = bodies.len(),
-            signature = version,
+            signature = %version,
             "HubSpot webhook accepted"
         );
         Ok(json(

@@ -26,10 +26,18 @@ async fn main() -> Result<(), Error> {
         .filter_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
         .collect();
     if !secrets.is_empty() {
+        let legacy = shared::config::hubspot_legacy_policy()?.map(|policy| {
+            tracing::warn!(versions = ?policy.versions, window_hours = policy.window.num_hours(), "legacy HubSpot signatures accepted, with the replay guard");
+            ingest::LegacySignatures {
+                policy,
+                guard: store.clone(),
+            }
+        });
         ingest.hubspot = Some(ingest::HubspotConfig {
             secrets,
             public_base_url: shared::config::required("PUBLIC_BASE_URL")?,
             portals: store,
+            legacy,
         });
     }
     let ingest = Arc::new(ingest);

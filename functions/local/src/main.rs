@@ -186,7 +186,7 @@ async fn main() -> Result<()> {
                 &aws,
                 &p,
                 PipelineConfig::default(),
-                HubspotSettings::from_env(&public_default),
+                HubspotSettings::from_env(&public_default)?,
             )?,
             p,
         ))

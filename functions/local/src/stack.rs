@@ -41,23 +41,30 @@ pub struct Stack {
 pub struct HubspotSettings {
     pub secrets: Vec<String>,
     pub public_base_url: String,
+    /// Legacy (v1/v2) signatures accepted besides v3; `None`: v3 only.
+    pub legacy: Option<shared::hubspot::replay::LegacyPolicy>,
 }
 
 impl HubspotSettings {
-    /// `HUBSPOT_CLIENT_SECRET` (+ `HUBSPOT_CLIENT_SECRET_PREVIOUS` during a rotation) and
-    /// `PUBLIC_BASE_URL`; `None` when no secret is set.
-    pub fn from_env(default_base_url: &str) -> Option<Self> {
+    /// `HUBSPOT_CLIENT_SECRET` (+ `HUBSPOT_CLIENT_SECRET_PREVIOUS` during a rotation),
+    /// `PUBLIC_BASE_URL` and the legacy-signature opt-in (`HUBSPOT_LEGACY_SIGNATURES`,
+    /// `HUBSPOT_LEGACY_REPLAY_WINDOW_HOURS`); `None` when no secret is set.
+    pub fn from_env(default_base_url: &str) -> Result<Option<Self>> {
         let secrets: Vec<String> = ["HUBSPOT_CLIENT_SECRET", "HUBSPOT_CLIENT_SECRET_PREVIOUS"]
             .iter()
             .filter_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
             .collect();
-        (!secrets.is_empty()).then(|| Self {
+        if secrets.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
             secrets,
             public_base_url: std::env::var("PUBLIC_BASE_URL")
                 .ok()
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| default_base_url.to_owned()),
-        })
+            legacy: shared::config::hubspot_legacy_policy()?,
+        }))
     }
 }
 
@@ -85,6 +92,10 @@ impl Stack {
             secrets: h.secrets,
             public_base_url: h.public_base_url,
             portals: store.clone(),
+            legacy: h.legacy.map(|policy| ingest::LegacySignatures {
+                policy,
+                guard: store.clone(),
+            }),
         });
         let ingest = Arc::new(ingest);
         let alerts_url = p.reference("AlertsQueue")?.to_owned();

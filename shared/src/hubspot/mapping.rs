@@ -3,6 +3,7 @@
 //! service line and quantity the change counts as.
 
 use super::webhook::AppEvent;
+use crate::event::{Limits, RejectCode};
 use crate::ids::{MeterName, ServiceLine, Stage};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -106,8 +107,74 @@ pub enum Mapped<'a> {
     },
     /// No rule matches: counted for the audit, not silently dropped.
     Unmapped,
-    /// A rule matches but the property value is not a usable quantity.
-    BadQuantity(String),
+    /// A rule matches but the property value is not a usable quantity: not a number
+    /// (`invalid_quantity`), outside the bounds API quantities get
+    /// (`quantity_out_of_range`), or negative (`negative_quantity_without_reason`:
+    /// corrections come through the API with a reason).
+    BadQuantity(RejectCode, String),
+}
+
+/// A property value as a quantity, bounded exactly like `quantity` of
+/// `POST /v1/events` (`Limits::max_abs_quantity`, `Limits::max_quantity_scale`), so a
+/// HubSpot value can never carry a sum past what the API would accept.
+pub fn property_quantity(value: &str) -> Result<Decimal, (RejectCode, String)> {
+    let limits = Limits::default();
+    let text = value.trim();
+    let parsed = Decimal::from_str(text).or_else(|_| {
+        // `1e3`-style values; overflow is an error, not a panic.
+        if text.contains(['e', 'E']) {
+            Decimal::from_scientific(text)
+        } else {
+            Decimal::from_str(text)
+        }
+    });
+    let q = match parsed {
+        Ok(q) => q,
+        // Numeric but beyond what a decimal holds (e.g. 1e400, 30 digits).
+        Err(_) if looks_numeric(text) => {
+            return Err((
+                RejectCode::QuantityOutOfRange,
+                format!(
+                    "property value '{}' cannot be represented exactly (|q| <= {}, at most {} decimal places)",
+                    trunc(text),
+                    limits.max_abs_quantity,
+                    limits.max_quantity_scale
+                ),
+            ))
+        }
+        Err(_) => {
+            return Err((
+                RejectCode::InvalidQuantity,
+                format!("property value '{}' is not a number", trunc(text)),
+            ))
+        }
+    };
+    if q.abs() > limits.max_abs_quantity || q.normalize().scale() > limits.max_quantity_scale {
+        return Err((
+            RejectCode::QuantityOutOfRange,
+            format!(
+                "property value {text} is outside the allowed range (|q| <= {}, at most {} decimal places)",
+                limits.max_abs_quantity, limits.max_quantity_scale
+            ),
+        ));
+    }
+    if q.is_sign_negative() && !q.is_zero() {
+        return Err((
+            RejectCode::NegativeQuantityWithoutReason,
+            format!("property value {text} is negative; corrections need a reason (send them through POST /v1/events)"),
+        ));
+    }
+    Ok(q.normalize())
+}
+
+fn looks_numeric(s: &str) -> bool {
+    s.chars().any(|c| c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E'))
+}
+
+fn trunc(s: &str) -> String {
+    s.chars().take(60).collect()
 }
 
 pub fn map_event<'a>(rules: &'a [MappingRule], ev: &AppEvent) -> Mapped<'a> {
@@ -129,10 +196,18 @@ pub fn map_event<'a>(rules: &'a [MappingRule], ev: &AppEvent) -> Mapped<'a> {
     match &rule.quantity {
         QuantityRule::Constant(q) => Mapped::Usage { rule, quantity: *q },
         QuantityRule::PropertyValue => {
-            let value = rule.property_name.as_deref().and_then(|p| ev.property(p));
-            match value.map(Decimal::from_str) {
+            match rule
+                .property_name
+                .as_deref()
+                .and_then(|p| ev.property(p))
+                .map(property_quantity)
+            {
                 Some(Ok(q)) => Mapped::Usage { rule, quantity: q },
-                _ => Mapped::BadQuantity(format!("property value {value:?} is not a number")),
+                Some(Err((code, why))) => Mapped::BadQuantity(code, why),
+                None => Mapped::BadQuantity(
+                    RejectCode::InvalidQuantity,
+                    "the change carries no value for the rule's property".into(),
+                ),
             }
         }
     }
@@ -209,6 +284,17 @@ pub fn rules_from_body(
             && r.property_name.is_none()
         {
             return Err(input_error("invalid_mapping", format!("rule {i}: property_values and quantity from property_value need a property_name")));
+        }
+        let limits = Limits::default();
+        if matches!(r.quantity, QuantityRule::Constant(q) if q.abs() > limits.max_abs_quantity || q.normalize().scale() > limits.max_quantity_scale)
+        {
+            return Err(input_error(
+                "invalid_mapping",
+                format!(
+                    "rule {i}: a constant quantity must be at most {} with at most {} decimal places",
+                    limits.max_abs_quantity, limits.max_quantity_scale
+                ),
+            ));
         }
         if matches!(r.quantity, QuantityRule::Constant(q) if q.is_sign_negative()) {
             return Err(input_error(
@@ -302,6 +388,74 @@ mod tests {
     }
 
     #[test]
+    fn a_property_value_beyond_the_api_quantity_bounds_is_refused_not_counted() {
+        let mut r = default_rules().remove(0);
+        r.subscription_type = "company.propertyChange".into();
+        r.property_name = Some("seats_used".into());
+        r.quantity = QuantityRule::PropertyValue;
+        let rules = vec![r];
+        for (value, code) in [
+            (
+                "79228162514264337593543950335",
+                RejectCode::QuantityOutOfRange,
+            ),
+            (
+                "-79228162514264337593543950335",
+                RejectCode::QuantityOutOfRange,
+            ),
+            (
+                "792281625142643375935439503350",
+                RejectCode::QuantityOutOfRange,
+            ),
+            ("1e27", RejectCode::QuantityOutOfRange),
+            ("1e400", RejectCode::QuantityOutOfRange),
+            ("1000000000001", RejectCode::QuantityOutOfRange),
+            ("0.0000000001", RejectCode::QuantityOutOfRange),
+            ("-5", RejectCode::NegativeQuantityWithoutReason),
+            ("NaN", RejectCode::InvalidQuantity),
+            ("", RejectCode::InvalidQuantity),
+        ] {
+            let mapped = map_event(
+                &rules,
+                &ev("company.propertyChange", Some(("seats_used", value)), None),
+            );
+            assert!(
+                matches!(mapped, Mapped::BadQuantity(c, _) if c == code),
+                "{value}: {mapped:?}"
+            );
+        }
+        for (value, want) in [
+            ("1000000000000", Decimal::from(1_000_000_000_000_i64)),
+            ("0.000000001", Decimal::new(1, 9)),
+            (" 7 ", Decimal::from(7)),
+        ] {
+            assert!(
+                matches!(map_event(&rules, &ev("company.propertyChange", Some(("seats_used", value)), None)), Mapped::Usage { quantity, .. } if quantity == want),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_constant_quantity_beyond_the_api_quantity_bounds_is_refused_in_the_rules() {
+        let all = |_: &MeterName| true;
+        for q in [
+            "1000000000001",
+            "79228162514264337593543950335",
+            "0.0000000001",
+        ] {
+            let body = format!(
+                r#"{{"rules":[{{"subscription_type":"ticket.creation","meter":"tickets_opened","quantity":{{"constant":"{q}"}},"stage":"requested","service_line":"support"}}]}}"#
+            );
+            assert_eq!(
+                rules_from_body(body.as_bytes(), &all).unwrap_err().code,
+                "invalid_mapping",
+                "{q}"
+            );
+        }
+    }
+
+    #[test]
     fn a_property_value_rule_reads_the_quantity_from_the_change() {
         let mut r = default_rules().remove(0);
         r.subscription_type = "company.propertyChange".into();
@@ -316,7 +470,87 @@ mod tests {
                 &rules,
                 &ev("company.propertyChange", Some(("seats_used", "many")), None)
             ),
-            Mapped::BadQuantity(_)
+            Mapped::BadQuantity(RejectCode::InvalidQuantity, _)
         ));
+    }
+}
+
+#[cfg(test)]
+mod bounded {
+    use super::*;
+    use crate::event::UsageEvent;
+    use crate::ids::{AccountId, EventId, Segment};
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[-+]?[0-9]{1,40}(\\.[0-9]{0,30})?",
+            "[-+]?[0-9]{1,4}(\\.[0-9]{1,4})?[eE][-+]?[0-9]{1,4}",
+            Just("79228162514264337593543950335".to_owned()),
+            Just("1000000000000".to_owned()),
+        ]
+    }
+
+    fn usage(i: usize, quantity: Decimal) -> UsageEvent {
+        UsageEvent {
+            id: EventId::parse(&format!("hs-{i}")).unwrap(),
+            account: AccountId::parse("500").unwrap(),
+            meter: MeterName::parse("seats_active").unwrap(),
+            quantity,
+            unit: None,
+            timestamp: chrono::DateTime::from_timestamp_millis(1_764_000_000_000).unwrap(),
+            timestamp_defaulted: false,
+            stage: Stage::Delivered,
+            service_line: ServiceLine::default_line(),
+            contact: None,
+            entitlement: None,
+            correction_reason: None,
+            properties: None,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_property_value_is_either_refused_with_a_code_or_within_the_api_bounds(v in value()) {
+            let limits = Limits::default();
+            match property_quantity(&v) {
+                Ok(q) => {
+                    prop_assert!(!q.is_sign_negative() || q.is_zero());
+                    prop_assert!(q <= limits.max_abs_quantity);
+                    prop_assert!(q.scale() <= limits.max_quantity_scale);
+                }
+                Err((code, message)) => {
+                    prop_assert!(matches!(code, RejectCode::InvalidQuantity | RejectCode::QuantityOutOfRange | RejectCode::NegativeQuantityWithoutReason));
+                    prop_assert!(!message.is_empty());
+                }
+            }
+        }
+
+        #[test]
+        fn accepted_property_values_sum_without_overflow_in_the_rollup(
+            values in prop::collection::vec(value(), 1..200),
+            copies in 1usize..50,
+        ) {
+            let accepted: Vec<Decimal> = values.iter().filter_map(|v| property_quantity(v).ok()).collect();
+            let events: Vec<UsageEvent> = accepted
+                .iter()
+                .cycle()
+                .take(accepted.len() * copies)
+                .enumerate()
+                .map(|(i, q)| usage(i, *q))
+                .collect();
+            let mut expected = Some(Decimal::ZERO);
+            for e in &events {
+                expected = expected.and_then(|s| s.checked_add(e.quantity));
+            }
+            let expected = expected.expect("bounded quantities cannot overflow a decimal sum");
+            let deltas = crate::rollup::aggregate(events.iter().map(|e| (e, Segment::Smb)));
+            for delta in deltas.values() {
+                prop_assert_eq!(delta.total().quantity, expected);
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@ pub mod import;
 pub mod mapping;
 pub mod processor;
 pub mod profile;
+pub mod replay;
 pub mod signature;
 pub mod webhook;
 pub mod workflow;

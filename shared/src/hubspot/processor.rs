@@ -10,7 +10,7 @@
 use super::attribution::{facts, subject, Fact, ObjectRef};
 use super::mapping::{default_rules, map_event, Mapped, MappingRule};
 use super::profile::{default_profile_sync, profile_change, ProfileChange, ProfileSync};
-use super::webhook::AppEvent;
+use super::webhook::{occurred_at_in_range, AppEvent};
 use crate::chunk::{pack, SQS_MAX_BYTES};
 use crate::event::UsageEvent;
 use crate::ids::{AccountId, EventId, Source, TenantId};
@@ -246,10 +246,14 @@ impl Processor {
             {
                 continue;
             }
-            if DateTime::from_timestamp_millis(ev.occurred_at).is_none() {
+            // Before 2000 or minutes after it reached ingest: recorded with its reason,
+            // never counted (a time HubSpot's signature covers, so not a forgery).
+            if !occurred_at_in_range(ev.occurred_at, batch.received_at.timestamp_millis())
+                || DateTime::from_timestamp_millis(ev.occurred_at).is_none()
+            {
                 report.unmapped += 1;
                 self.store
-                    .record_unmapped(t, ev, "invalid_occurred_at")
+                    .record_unmapped(t, ev, "occurred_at_out_of_range")
                     .await?;
                 continue;
             }
@@ -280,10 +284,11 @@ impl Processor {
                     self.store.record_unmapped(t, ev, "no_mapping_rule").await?;
                     continue;
                 }
-                Mapped::BadQuantity(why) => {
+                Mapped::BadQuantity(code, why) => {
+                    tracing::info!(tenant = %t, code = code.as_str(), subscription_type = %ev.subscription_type, "HubSpot change has no usable quantity");
                     report.unmapped += 1;
                     self.store
-                        .record_unmapped(t, ev, &format!("invalid_quantity: {why}"))
+                        .record_unmapped(t, ev, &format!("{}: {why}", code.as_str()))
                         .await?;
                     continue;
                 }

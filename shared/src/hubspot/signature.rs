@@ -2,6 +2,11 @@
 //! method + URI + body + timestamp) and the legacy v1/v2 (`X-HubSpot-Signature`, hex
 //! SHA-256 of secret + body, or secret + method + URI + body). Comparisons are
 //! constant-time; several secrets are tried so a client secret can be rotated.
+//!
+//! v3 is required by default. The legacy versions carry no timestamp (a captured
+//! request stays valid forever) and v1 does not even cover the URI, so a deployment
+//! accepts them only when it opts in ([`LegacyVersions`]) and guards against replays
+//! ([`super::replay`], docs/adr/0005).
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -25,6 +30,10 @@ pub enum SignatureError {
     FromTheFuture,
     #[error("X-HubSpot-Signature-Version must be v1 or v2")]
     UnknownVersion,
+    #[error(
+        "{0} signatures are not accepted by this deployment; sign with X-HubSpot-Signature-v3"
+    )]
+    VersionNotAllowed(Version),
     #[error("the signature does not match")]
     Mismatch,
     #[error("no HubSpot client secret is configured")]
@@ -39,9 +48,91 @@ impl SignatureError {
             SignatureError::Expired => "expired_timestamp",
             SignatureError::FromTheFuture => "future_timestamp",
             SignatureError::UnknownVersion => "unknown_signature_version",
+            SignatureError::VersionNotAllowed(_) => "signature_version_not_allowed",
             SignatureError::Mismatch => "invalid_signature",
             SignatureError::NotConfigured => "webhooks_not_configured",
         }
+    }
+}
+
+/// A HubSpot signature scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Version {
+    /// SHA-256 of secret + body: covers neither the URI nor a time.
+    V1,
+    /// SHA-256 of secret + method + URI + body: covers the URI, not a time.
+    V2,
+    /// HMAC-SHA256 of method + URI + body + timestamp.
+    V3,
+}
+
+impl Version {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::V1 => "v1",
+            Version::V2 => "v2",
+            Version::V3 => "v3",
+        }
+    }
+
+    /// Whether the signature covers the URI, and so its query string.
+    pub fn covers_uri(self) -> bool {
+        self != Version::V1
+    }
+
+    /// Whether the signature carries no time, so a captured request can be replayed.
+    pub fn is_legacy(self) -> bool {
+        self != Version::V3
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The legacy versions a deployment accepts besides v3 (none by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LegacyVersions {
+    pub v1: bool,
+    pub v2: bool,
+}
+
+impl LegacyVersions {
+    pub const NONE: LegacyVersions = LegacyVersions {
+        v1: false,
+        v2: false,
+    };
+
+    /// Reads a setting such as `""`, `off`, `v2` or `v1,v2`.
+    pub fn parse(setting: &str) -> Result<Self, String> {
+        let mut out = Self::NONE;
+        for part in setting.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.to_ascii_lowercase().as_str() {
+                "v1" => out.v1 = true,
+                "v2" => out.v2 = true,
+                "off" | "none" => {}
+                _ => {
+                    return Err(format!(
+                        "'{part}' is not a legacy signature version (use v1, v2, v1,v2 or off)"
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn allows(self, version: Version) -> bool {
+        match version {
+            Version::V1 => self.v1,
+            Version::V2 => self.v2,
+            Version::V3 => true,
+        }
+    }
+
+    pub fn any(self) -> bool {
+        self.v1 || self.v2
     }
 }
 
@@ -114,12 +205,15 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 /// Verifies a request against any of `secrets` (current first, then the one being
-/// rotated out). `now_ms` is the current time in epoch milliseconds.
+/// rotated out). `now_ms` is the current time in epoch milliseconds. A request with a
+/// v3 signature is checked with v3 only; one without is checked with its legacy
+/// version, and only if `legacy` allows that version.
 pub fn verify(
     req: &Signed<'_>,
     secrets: &[String],
     now_ms: i64,
-) -> Result<&'static str, SignatureError> {
+    legacy: LegacyVersions,
+) -> Result<Version, SignatureError> {
     if secrets.is_empty() {
         return Err(SignatureError::NotConfigured);
     }
@@ -139,7 +233,7 @@ pub fn verify(
         return secrets
             .iter()
             .any(|s| same(&v3_signature(s, req.method, req.uri, req.body, ts), given))
-            .then_some("v3")
+            .then_some(Version::V3)
             .ok_or(SignatureError::Mismatch);
     }
     let given = req
@@ -147,16 +241,22 @@ pub fn verify(
         .ok_or(SignatureError::Missing)?
         .trim()
         .to_ascii_lowercase();
-    let version = req.version.map(str::trim).unwrap_or("v1");
-    let expected: Box<dyn Fn(&str) -> String> = match version {
-        "v1" => Box::new(|s| v1_signature(s, req.body)),
-        "v2" => Box::new(|s| v2_signature(s, req.method, req.uri, req.body)),
+    let version = match req.version.map(str::trim).unwrap_or("v1") {
+        "v1" => Version::V1,
+        "v2" => Version::V2,
         _ => return Err(SignatureError::UnknownVersion),
+    };
+    if !legacy.allows(version) {
+        return Err(SignatureError::VersionNotAllowed(version));
+    }
+    let expected = |s: &str| match version {
+        Version::V2 => v2_signature(s, req.method, req.uri, req.body),
+        _ => v1_signature(s, req.body),
     };
     secrets
         .iter()
         .any(|s| same(&expected(s), &given))
-        .then_some(if version == "v2" { "v2" } else { "v1" })
+        .then_some(version)
         .ok_or(SignatureError::Mismatch)
 }
 
@@ -174,6 +274,8 @@ mod tests {
     const V2: &str = "8667c6d11d6c3e8f64ecd2f19b14262d1a90872b08cd3b0e9b3f6796a4ab5ab7";
     const V1: &str = "4073e9dbe338998da79c8c209cb883579d87a1a98025767737e9248322e42345";
     const NOW: i64 = 1_795_608_060_000;
+    const V3_ONLY: LegacyVersions = LegacyVersions::NONE;
+    const BOTH: LegacyVersions = LegacyVersions { v1: true, v2: true };
 
     fn v3<'a>(body: &'a str, uri: &'a str, sig: &'a str, ts: &'a str) -> Signed<'a> {
         Signed {
@@ -201,38 +303,42 @@ mod tests {
     #[test]
     fn a_valid_v3_request_passes_and_any_tampering_fails() {
         let ok = secrets(&[SECRET]);
-        assert_eq!(verify(&v3(BODY, URI, V3, TS), &ok, NOW), Ok("v3"));
+        assert_eq!(
+            verify(&v3(BODY, URI, V3, TS), &ok, NOW, V3_ONLY),
+            Ok(Version::V3)
+        );
         let tampered_body = BODY.replace("901", "902");
         assert_eq!(
-            verify(&v3(&tampered_body, URI, V3, TS), &ok, NOW),
+            verify(&v3(&tampered_body, URI, V3, TS), &ok, NOW, V3_ONLY),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
             verify(
                 &v3(BODY, "https://evil.example.com/v1/webhooks/hubspot", V3, TS),
                 &ok,
-                NOW
+                NOW,
+                V3_ONLY
             ),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            verify(&v3(BODY, URI, V3, "1795608000001"), &ok, NOW),
+            verify(&v3(BODY, URI, V3, "1795608000001"), &ok, NOW, V3_ONLY),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            verify(&v3(BODY, URI, V3, TS), &secrets(&["other"]), NOW),
+            verify(&v3(BODY, URI, V3, TS), &secrets(&["other"]), NOW, V3_ONLY),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            verify(&v3(BODY, URI, V3, TS), &ok, NOW + MAX_AGE_MS),
+            verify(&v3(BODY, URI, V3, TS), &ok, NOW + MAX_AGE_MS, V3_ONLY),
             Err(SignatureError::Expired)
         );
         assert_eq!(
-            verify(&v3(BODY, URI, V3, TS), &ok, NOW - 10 * 60 * 1000),
+            verify(&v3(BODY, URI, V3, TS), &ok, NOW - 10 * 60 * 1000, V3_ONLY),
             Err(SignatureError::FromTheFuture)
         );
         assert_eq!(
-            verify(&v3(BODY, URI, V3, "yesterday"), &ok, NOW),
+            verify(&v3(BODY, URI, V3, "yesterday"), &ok, NOW, V3_ONLY),
             Err(SignatureError::BadTimestamp)
         );
     }
@@ -244,11 +350,11 @@ mod tests {
         let min = i64::MIN.to_string();
         let max = i64::MAX.to_string();
         assert_eq!(
-            verify(&v3(BODY, URI, V3, &min), &ok, NOW),
+            verify(&v3(BODY, URI, V3, &min), &ok, NOW, V3_ONLY),
             Err(SignatureError::Expired)
         );
         assert_eq!(
-            verify(&v3(BODY, URI, V3, &max), &ok, NOW),
+            verify(&v3(BODY, URI, V3, &max), &ok, NOW, V3_ONLY),
             Err(SignatureError::FromTheFuture)
         );
     }
@@ -259,16 +365,15 @@ mod tests {
             verify(
                 &v3(BODY, URI, V3, TS),
                 &secrets(&["new-secret", SECRET]),
-                NOW
+                NOW,
+                V3_ONLY
             ),
-            Ok("v3")
+            Ok(Version::V3)
         );
     }
 
-    #[test]
-    fn legacy_v1_and_v2_signatures_are_checked_by_their_version_header() {
-        let ok = secrets(&[SECRET]);
-        let legacy = |sig: &'static str, version: Option<&'static str>| Signed {
+    fn legacy(sig: &'static str, version: Option<&'static str>) -> Signed<'static> {
+        Signed {
             method: "POST",
             uri: URI,
             body: BODY.as_bytes(),
@@ -276,16 +381,73 @@ mod tests {
             timestamp: None,
             legacy: Some(sig),
             version,
-        };
-        assert_eq!(verify(&legacy(V1, None), &ok, NOW), Ok("v1"));
-        assert_eq!(verify(&legacy(V1, Some("v1")), &ok, NOW), Ok("v1"));
-        assert_eq!(verify(&legacy(V2, Some("v2")), &ok, NOW), Ok("v2"));
+        }
+    }
+
+    #[test]
+    fn legacy_signatures_are_refused_unless_the_deployment_opts_in() {
+        let ok = secrets(&[SECRET]);
+        for (sig, version, v) in [
+            (V1, None, Version::V1),
+            (V1, Some("v1"), Version::V1),
+            (V2, Some("v2"), Version::V2),
+        ] {
+            let refused = verify(&legacy(sig, version), &ok, NOW, V3_ONLY);
+            assert_eq!(refused, Err(SignatureError::VersionNotAllowed(v)));
+            assert_eq!(refused.unwrap_err().code(), "signature_version_not_allowed");
+        }
+        let only_v2 = LegacyVersions::parse("v2").unwrap();
         assert_eq!(
-            verify(&legacy(V1, Some("v2")), &ok, NOW),
+            verify(&legacy(V1, None), &ok, NOW, only_v2),
+            Err(SignatureError::VersionNotAllowed(Version::V1))
+        );
+        assert_eq!(
+            verify(&legacy(V2, Some("v2")), &ok, NOW, only_v2),
+            Ok(Version::V2)
+        );
+        // A request carrying both is judged by its v3 signature alone.
+        let both_headers = Signed {
+            legacy: Some(V1),
+            version: Some("v1"),
+            ..v3(BODY, URI, V3, TS)
+        };
+        assert_eq!(verify(&both_headers, &ok, NOW, V3_ONLY), Ok(Version::V3));
+    }
+
+    #[test]
+    fn legacy_settings_name_the_versions_a_deployment_accepts() {
+        assert_eq!(LegacyVersions::parse(""), Ok(LegacyVersions::NONE));
+        assert_eq!(LegacyVersions::parse("off"), Ok(LegacyVersions::NONE));
+        assert_eq!(
+            LegacyVersions::parse("v2"),
+            Ok(LegacyVersions {
+                v1: false,
+                v2: true
+            })
+        );
+        assert_eq!(LegacyVersions::parse(" V1 , v2 "), Ok(BOTH));
+        assert!(LegacyVersions::parse("v3").is_err());
+        assert!(LegacyVersions::parse("yes").is_err());
+    }
+
+    #[test]
+    fn legacy_v1_and_v2_signatures_are_checked_by_their_version_header_once_allowed() {
+        let ok = secrets(&[SECRET]);
+        assert_eq!(verify(&legacy(V1, None), &ok, NOW, BOTH), Ok(Version::V1));
+        assert_eq!(
+            verify(&legacy(V1, Some("v1")), &ok, NOW, BOTH),
+            Ok(Version::V1)
+        );
+        assert_eq!(
+            verify(&legacy(V2, Some("v2")), &ok, NOW, BOTH),
+            Ok(Version::V2)
+        );
+        assert_eq!(
+            verify(&legacy(V1, Some("v2")), &ok, NOW, BOTH),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            verify(&legacy(V2, Some("v9")), &ok, NOW),
+            verify(&legacy(V2, Some("v9")), &ok, NOW, BOTH),
             Err(SignatureError::UnknownVersion)
         );
         let none = Signed {
@@ -297,9 +459,9 @@ mod tests {
             legacy: None,
             version: None,
         };
-        assert_eq!(verify(&none, &ok, NOW), Err(SignatureError::Missing));
+        assert_eq!(verify(&none, &ok, NOW, BOTH), Err(SignatureError::Missing));
         assert_eq!(
-            verify(&legacy(V1, None), &[], NOW),
+            verify(&legacy(V1, None), &[], NOW, BOTH),
             Err(SignatureError::NotConfigured)
         );
     }

@@ -9,6 +9,19 @@ use std::collections::BTreeMap;
 /// HubSpot sends at most 100 events per app webhook request.
 pub const MAX_BATCH: usize = 100;
 
+/// Earliest `occurredAt` accepted: 2000-01-01T00:00:00Z (epoch milliseconds).
+pub const EARLIEST_OCCURRED_AT_MS: i64 = 946_684_800_000;
+/// How far after receipt an `occurredAt` may lie (clock skew), as for API event
+/// timestamps (`Limits::max_future_skew`, 5 minutes).
+pub const MAX_FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// Whether a change's time is plausible: not before 2000, not more than
+/// [`MAX_FUTURE_SKEW_MS`] after `received_ms`.
+pub fn occurred_at_in_range(occurred_ms: i64, received_ms: i64) -> bool {
+    occurred_ms >= EARLIEST_OCCURRED_AT_MS
+        && occurred_ms <= received_ms.saturating_add(MAX_FUTURE_SKEW_MS)
+}
+
 /// One app webhook event, as HubSpot sends it (unknown fields are ignored: HubSpot
 /// adds fields over time).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -76,6 +89,12 @@ pub enum WebhookError {
     TooMany(usize),
     #[error("the body is empty")]
     Empty,
+    #[error("event {index}: occurredAt {occurred_ms} is before 2000-01-01 or more than 5 minutes after receipt")]
+    OccurredAtOutOfRange { index: usize, occurred_ms: i64 },
+    /// Routing (`portalId`, `event`, `objectType`) came from a query string the
+    /// request's signature does not cover (v1 signs the body only).
+    #[error("{0} in the query string is not covered by a v1 signature; put it in the signed body or sign with v3")]
+    RoutingNotSigned(&'static str),
 }
 
 impl WebhookError {
@@ -85,6 +104,8 @@ impl WebhookError {
             WebhookError::InvalidEvent { .. } => "invalid_webhook_event",
             WebhookError::TooMany(_) => "too_many_events",
             WebhookError::Empty => "empty_body",
+            WebhookError::OccurredAtOutOfRange { .. } => "occurred_at_out_of_range",
+            WebhookError::RoutingNotSigned(_) => "routing_not_signed",
         }
     }
 }

@@ -2,8 +2,10 @@
 //! enrolled record with the properties the workflow author chose, normalised into the
 //! same [`AppEvent`] shape as app webhooks so one set of mapping rules applies.
 //!
-//! Accepted shape (every field may also come from the query string, so a workflow
-//! author can keep HubSpot's default payload and name the event in the URL):
+//! Accepted shape (`portalId`, `event` and `objectType` may also come from the query
+//! string, so a workflow author can keep HubSpot's default payload and name the event
+//! in the URL, but only when the signature covers the query: v3 and v2 sign the full
+//! URI, v1 signs only the body, see [`QueryTrust`]):
 //!
 //! ```json
 //! {"portalId": 62515, "event": "ticket_escalated", "objectType": "TICKET",
@@ -15,7 +17,7 @@
 //! may be numbers or numeric strings. The event becomes subscription type
 //! `workflow.<event>` for mapping rules.
 
-use super::webhook::{AppEvent, WebhookError};
+use super::webhook::{occurred_at_in_range, AppEvent, WebhookError};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -43,6 +45,27 @@ impl WorkflowQuery {
             }
         }
         q
+    }
+}
+
+/// Whether the request's signature covers its query string. Tenant routing is taken
+/// only from signed data, so with [`QueryTrust::Unsigned`] a query that names the
+/// portal, event or object type is refused rather than believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryTrust {
+    /// v3 and v2: the signature covers method, full URI (query included) and body.
+    Signed,
+    /// v1: the signature covers the body only.
+    Unsigned,
+}
+
+impl From<super::signature::Version> for QueryTrust {
+    fn from(v: super::signature::Version) -> Self {
+        if v.covers_uri() {
+            QueryTrust::Signed
+        } else {
+            QueryTrust::Unsigned
+        }
     }
 }
 
@@ -116,14 +139,27 @@ fn millis(v: &Value) -> Option<i64> {
 }
 
 /// Parses one workflow payload. `received_ms` stands in for the time when the payload
-/// carries none (the event is then marked `occurred_at_defaulted`).
+/// carries none (the event is then marked `occurred_at_defaulted`); a time it carries
+/// must be from 2000 on and at most 5 minutes after `received_ms`.
 pub fn parse_workflow(
     body: &[u8],
     query: &WorkflowQuery,
+    trust: QueryTrust,
     received_ms: i64,
 ) -> Result<AppEvent, WebhookError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(WebhookError::Empty);
+    }
+    if trust == QueryTrust::Unsigned {
+        for (name, given) in [
+            ("portalId", &query.portal_id),
+            ("event", &query.event),
+            ("objectType", &query.object_type),
+        ] {
+            if given.is_some() {
+                return Err(WebhookError::RoutingNotSigned(name));
+            }
+        }
     }
     let root: Value = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed {
         line: e.line(),
@@ -201,6 +237,12 @@ pub fn parse_workflow(
         millis(v).ok_or_else(|| invalid("occurredAt is not epoch milliseconds or RFC 3339"))
     });
     let (occurred_at, occurred_at_defaulted) = match occurred {
+        Some(Ok(ms)) if !occurred_at_in_range(ms, received_ms) => {
+            return Err(WebhookError::OccurredAtOutOfRange {
+                index: 0,
+                occurred_ms: ms,
+            })
+        }
         Some(Ok(ms)) => (ms, false),
         Some(Err(e)) => return Err(e),
         None => (received_ms, true),
@@ -227,7 +269,7 @@ mod tests {
             .into_owned()
             .collect();
         let q = WorkflowQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        parse_workflow(body.as_bytes(), &q, 1_764_000_000_000)
+        parse_workflow(body.as_bytes(), &q, QueryTrust::Signed, 1_764_000_000_000)
     }
 
     #[test]
@@ -268,15 +310,62 @@ mod tests {
     }
 
     #[test]
+    fn routing_from_a_query_the_signature_does_not_cover_is_refused() {
+        let body = br#"{"objectType":"ticket","objectId":5,"occurredAt":1764000000000}"#;
+        for query in [
+            "portalId=9&event=x",
+            "event=x",
+            "objectType=calls",
+            "portal_id=9",
+        ] {
+            let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
+            let q = WorkflowQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let e = parse_workflow(body, &q, QueryTrust::Unsigned, 1_764_000_000_000).unwrap_err();
+            assert_eq!(e.code(), "routing_not_signed", "{query}");
+            assert!(parse_workflow(
+                br#"{"portalId":1,"event":"x","occurredAt":1764000000000}"#,
+                &q,
+                QueryTrust::Signed,
+                1_764_000_000_000
+            )
+            .is_ok());
+        }
+        // The same routing inside the (signed) body is fine, and unrelated query
+        // parameters are ignored.
+        let ev = parse_workflow(
+            br#"{"portalId":9,"event":"x","occurredAt":1764000000000}"#,
+            &WorkflowQuery::from_pairs([("utm", "a")]),
+            QueryTrust::Unsigned,
+            1_764_000_000_000,
+        )
+        .unwrap();
+        assert_eq!(
+            (ev.portal_id, ev.subscription_type.as_str()),
+            (9, "workflow.x")
+        );
+        assert_eq!(
+            QueryTrust::from(crate::hubspot::signature::Version::V1),
+            QueryTrust::Unsigned
+        );
+        assert_eq!(
+            QueryTrust::from(crate::hubspot::signature::Version::V2),
+            QueryTrust::Signed
+        );
+    }
+
+    #[test]
     fn a_retry_without_a_timestamp_keeps_its_idempotency_key() {
         let body = r#"{"portalId":1,"event":"x","objectType":"ticket","objectId":5,"properties":{"a":"1"}}"#;
         let q = WorkflowQuery::default();
-        let a = parse_workflow(body.as_bytes(), &q, 1000).unwrap();
-        let b = parse_workflow(body.as_bytes(), &q, 999_999).unwrap();
+        let a = parse_workflow(body.as_bytes(), &q, QueryTrust::Signed, 1000).unwrap();
+        let b = parse_workflow(body.as_bytes(), &q, QueryTrust::Signed, 999_999).unwrap();
         assert_eq!(a.idempotency_key(), b.idempotency_key());
         let c = parse_workflow(
             br#"{"portalId":1,"event":"x","objectType":"ticket","objectId":5,"properties":{"a":"2"}}"#,
             &q,
+            QueryTrust::Signed,
             1000,
         )
         .unwrap();
@@ -312,6 +401,28 @@ mod tests {
         }
         assert_eq!(parse("", "").unwrap_err().code(), "empty_body");
         assert_eq!(parse("{", "").unwrap_err().code(), "malformed_json");
+    }
+
+    #[test]
+    fn an_occurred_at_before_2000_or_minutes_in_the_future_is_refused_with_its_code() {
+        // `parse` receives at 1_764_000_000_000 (2025-11-24T16:00:00Z).
+        for occurred in [
+            "0",
+            "-1",
+            "946684799999",
+            "1764000300001",
+            "9223372036854775807",
+            "\"1970-01-01T00:00:00Z\"",
+            "\"2099-01-01T00:00:00Z\"",
+        ] {
+            let body = format!(r#"{{"portalId":1,"event":"x","occurredAt":{occurred}}}"#);
+            let e = parse(&body, "").unwrap_err();
+            assert_eq!(e.code(), "occurred_at_out_of_range", "{occurred}: {e}");
+        }
+        for occurred in ["946684800000", "1764000000000", "1764000300000"] {
+            let body = format!(r#"{{"portalId":1,"event":"x","occurredAt":{occurred}}}"#);
+            assert!(parse(&body, "").is_ok(), "{occurred}");
+        }
     }
 
     #[test]

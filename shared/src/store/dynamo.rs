@@ -1541,6 +1541,76 @@ impl super::PortalDirectory for DynamoStore {
     }
 }
 
+#[async_trait]
+impl super::ReplayGuard for DynamoStore {
+    async fn claim_request(
+        &self,
+        key: &str,
+        expires_at: i64,
+    ) -> Result<super::RequestClaim, StoreError> {
+        let pk = keys::hubspot_legacy_request_pk(key);
+        // An update that creates the item: ingest's policy has no PutItem.
+        self.meter.request();
+        self.meter.add(1);
+        let claimed = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk.clone()))
+            .key("sk", s(keys::HUBSPOT_LEGACY_REQUEST_SK))
+            .condition_expression("attribute_not_exists(pk)")
+            .update_expression("SET #d = :f, claimed_at = :c, expires_at = :e")
+            .expression_attribute_names("#d", "done")
+            .expression_attribute_values(":f", AttributeValue::Bool(false))
+            .expression_attribute_values(":c", s(Utc::now().to_rfc3339()))
+            .expression_attribute_values(":e", n(expires_at))
+            .send()
+            .await;
+        match claimed {
+            Ok(_) => return Ok(super::RequestClaim::New),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
+            Err(e) => return Err(svc("claim_request", e)),
+        }
+        let existing = self
+            .get(
+                "claim_request_lookup",
+                pk.clone(),
+                keys::HUBSPOT_LEGACY_REQUEST_SK,
+                true,
+            )
+            .await?
+            .ok_or_else(|| {
+                StoreError::Conflict(format!("{pk} vanished after a failed condition"))
+            })?;
+        Ok(
+            if matches!(existing.get("done"), Some(AttributeValue::Bool(true))) {
+                super::RequestClaim::Done
+            } else {
+                super::RequestClaim::Unfinished
+            },
+        )
+    }
+
+    async fn finish_request(&self, key: &str) -> Result<(), StoreError> {
+        self.meter.request();
+        self.meter.add(1);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::hubspot_legacy_request_pk(key)))
+            .key("sk", s(keys::HUBSPOT_LEGACY_REQUEST_SK))
+            .update_expression("SET #d = :t")
+            .expression_attribute_names("#d", "done")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| svc("finish_request", e))?;
+        Ok(())
+    }
+}
+
 /// The HubSpot company an account profile names, if it names a valid one.
 fn hubspot_company(p: &AccountProfile) -> Option<u64> {
     p.crm_ids

@@ -306,6 +306,28 @@ pub trait MarkerStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// What claiming a legacy-signed HubSpot request found (docs/adr/0005).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestClaim {
+    /// First arrival: process it, then [`ReplayGuard::finish_request`].
+    New,
+    /// Processed before: acknowledge, do not queue again.
+    Done,
+    /// Claimed before but never finished (e.g. queuing failed): process it again; the
+    /// ledger counts its events once.
+    Unfinished,
+}
+
+/// Claims each legacy-signed (v1/v2) HubSpot request once: those signatures carry no
+/// time, so a captured request verifies forever.
+#[async_trait]
+pub trait ReplayGuard: Send + Sync {
+    /// Claims `key` (a digest of what the signature covers) until `expires_at` (epoch
+    /// seconds, the TTL).
+    async fn claim_request(&self, key: &str, expires_at: i64) -> Result<RequestClaim, StoreError>;
+    async fn finish_request(&self, key: &str) -> Result<(), StoreError>;
+}
+
 /// Alert routing state for notify: the tenant's policy, cooldown clocks and the
 /// digest buckets that hold alerts until their period ends.
 #[async_trait]

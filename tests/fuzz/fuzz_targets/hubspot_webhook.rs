@@ -7,9 +7,10 @@ use libfuzzer_sys::fuzz_target;
 use shared::hubspot::attribution::{facts, subject};
 use shared::hubspot::mapping::{default_rules, map_event};
 use shared::hubspot::profile::{default_profile_sync, profile_change};
-use shared::hubspot::signature::{verify, Signed};
+use shared::hubspot::replay::{check_fresh, request_key, LegacyPolicy};
+use shared::hubspot::signature::{verify, LegacyVersions, Signed, Version};
 use shared::hubspot::webhook::{parse_batch, AppEvent};
-use shared::hubspot::workflow::{parse_workflow, WorkflowQuery};
+use shared::hubspot::workflow::{parse_workflow, QueryTrust, WorkflowQuery};
 
 fn exercise(ev: &AppEvent) {
     let _ = ev.idempotency_key();
@@ -39,16 +40,31 @@ fuzz_target!(|data: &[u8]| {
         legacy: parts.next(),
         version: parts.next(),
     };
-    let _ = verify(&signed, &["secret".to_owned()], 1_764_000_000_000);
+    let all = LegacyVersions { v1: true, v2: true };
+    let _ = verify(&signed, &["secret".to_owned()], 1_764_000_000_000, all);
+    let _ = verify(
+        &signed,
+        &["secret".to_owned()],
+        1_764_000_000_000,
+        LegacyVersions::NONE,
+    );
+    let _ = request_key(Version::V2, "POST", signed.uri, body);
+    let _ = shared::hubspot::mapping::property_quantity(&String::from_utf8_lossy(body));
+    let policy = LegacyPolicy::from_settings("v1,v2", None).ok().flatten();
 
     if let Ok(events) = parse_batch(body) {
         for ev in &events {
             exercise(ev);
         }
+        if let Some(p) = &policy {
+            let _ = check_fresh(&events, Version::V1, p, 1_764_000_000_000);
+        }
     }
     let query = WorkflowQuery::from_pairs(head.split('&').filter_map(|kv| kv.split_once('=')));
-    if let Ok(ev) = parse_workflow(body, &query, 1_764_000_000_000) {
-        exercise(&ev);
+    for trust in [QueryTrust::Signed, QueryTrust::Unsigned] {
+        if let Ok(ev) = parse_workflow(body, &query, trust, 1_764_000_000_000) {
+            exercise(&ev);
+        }
     }
     let _ = shared::hubspot::import::associations_from_body(body, 0);
 });
