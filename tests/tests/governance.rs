@@ -574,6 +574,120 @@ async fn a_rerun_after_defining_a_refused_meter_counts_exactly_the_newly_valid_e
     assert_eq!(total(&t.usage("acme", &seats).await), ("10".to_owned(), 1));
 }
 
+/// A ledger whose rollup transactions fail while `broken` is set (an import crashing
+/// after its claims, before its parts).
+struct BrokenParts<'a> {
+    store: &'a shared::store::dynamo::DynamoStore,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl shared::pipeline::LedgerStore for BrokenParts<'_> {
+    async fn segments(
+        &self,
+        tenant: &shared::ids::TenantId,
+        accounts: &[shared::ids::AccountId],
+    ) -> Result<
+        std::collections::HashMap<shared::ids::AccountId, shared::ids::Segment>,
+        shared::store::StoreError,
+    > {
+        self.store.segments(tenant, accounts).await
+    }
+
+    async fn claim(
+        &self,
+        entry: &shared::pipeline::LedgerEntry<'_>,
+    ) -> Result<shared::pipeline::Claim, shared::store::StoreError> {
+        self.store.claim(entry).await
+    }
+
+    async fn apply_part(
+        &self,
+        part: &shared::pipeline::PartRef<'_>,
+        deltas: &[(shared::rollup::RollupKey, shared::rollup::RollupDelta)],
+    ) -> Result<shared::pipeline::PartOutcome, shared::store::StoreError> {
+        if self.broken.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(shared::store::StoreError::Service {
+                op: "apply_part",
+                message: "crashed on purpose".into(),
+            });
+        }
+        self.store.apply_part(part, deltas).await
+    }
+}
+
+#[tokio::test]
+async fn an_import_interrupted_after_its_claims_is_completed_by_the_next_run_after_a_registry_change(
+) {
+    use local::import::{digest, jsonl_records, Importer};
+    let t = TestStack::fresh().await;
+    let (s, _) = define(&t, "api_calls", json!({"unit": "call"})).await;
+    assert_eq!(s, 200);
+    t.put_account("acme", "enterprise").await;
+    let day = (chrono::Utc::now() - chrono::Duration::days(3)).date_naive();
+    let ts = format!("{day}T10:00:00Z");
+    let file = format!(
+        "{{\"id\":\"i1\",\"account\":\"acme\",\"meter\":\"api_calls\",\"quantity\":1,\"timestamp\":\"{ts}\"}}\n\
+         {{\"id\":\"i2\",\"account\":\"acme\",\"meter\":\"seats\",\"quantity\":10,\"timestamp\":\"{ts}\"}}\n\
+         {{\"id\":\"i3\",\"account\":\"acme\",\"meter\":\"api_calls\",\"quantity\":2,\"timestamp\":\"{ts}\"}}\n"
+    );
+    let records = jsonl_records(&file);
+    let d = digest(file.as_bytes());
+    let crashing = BrokenParts {
+        store: t.stack.store.as_ref(),
+        broken: std::sync::atomic::AtomicBool::new(true),
+    };
+    fn importer<'a>(
+        t: &'a TestStack,
+        ledger: &'a dyn shared::pipeline::LedgerStore,
+    ) -> Importer<'a> {
+        Importer {
+            ledger,
+            quality: Some(t.stack.store.as_ref()),
+            quarantine: Some(t.stack.store.as_ref()),
+            journal: Some(t.stack.store.as_ref()),
+            cfg: history_cfg(),
+            batch: 1000,
+        }
+    }
+    let policy = history_policy(&t).await;
+    let crashed = importer(&t, &crashing)
+        .run(&t.tenant, &policy, &records, &d, false, &|_| {})
+        .await;
+    assert!(crashed.is_err(), "the first run crashes after its claims");
+
+    let (s, _) = define(&t, "seats", json!({"unit": "seat"})).await;
+    assert_eq!(s, 201);
+    let policy = history_policy(&t).await;
+    let next = importer(&t, t.stack.store.as_ref())
+        .run(&t.tenant, &policy, &records, &d, false, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (next.resumed, next.counted, next.already_imported),
+        (2, 3, 2),
+        "the interrupted chunk is completed first, then only the new event counts"
+    );
+    let next_day = day.succ_opt().unwrap_or(day);
+    let q = |m: &str| format!("meter={m}&from={day}&to={next_day}&granularity=day");
+    assert_eq!(
+        total(&t.usage("acme", &q("api_calls")).await),
+        ("3".to_owned(), 2)
+    );
+    assert_eq!(
+        total(&t.usage("acme", &q("seats")).await),
+        ("10".to_owned(), 1)
+    );
+    let again = importer(&t, t.stack.store.as_ref())
+        .run(&t.tenant, &policy, &records, &d, false, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.resumed, again.counted, again.already_imported),
+        (0, 0, 3)
+    );
+}
+
 #[tokio::test]
 async fn an_import_refuses_events_older_than_the_ledger_retention_guards_whatever_the_policy_says()
 {
