@@ -46,16 +46,18 @@ impl Resources {
     }
 }
 
-/// Days ledger records are kept (the dedupe horizon), `LEDGER_RETENTION_DAYS`.
-pub fn ledger_retention_days() -> Result<i64, ConfigError> {
-    let days: i64 = number("LEDGER_RETENTION_DAYS", 400)?;
-    if days < 30 {
-        return Err(ConfigError::Invalid {
-            name: "LEDGER_RETENTION_DAYS",
-            message: "must be at least 30 (SQS retention plus DLQ redrive)".into(),
-        });
-    }
-    Ok(days)
+/// How long ledger records (the dedupe memory) are kept, `LEDGER_RETENTION_DAYS`
+/// (default 400). Refused outside 54..=36,519 days: the least must guard the default
+/// backfill horizon (docs/adr/0001, "Horizons and retention").
+pub fn ledger_retention() -> Result<crate::horizon::Retention, ConfigError> {
+    let days: i64 = number(
+        "LEDGER_RETENTION_DAYS",
+        i64::from(crate::horizon::DEFAULT_RETENTION_DAYS),
+    )?;
+    crate::horizon::Retention::days(days).map_err(|e| ConfigError::Invalid {
+        name: "LEDGER_RETENTION_DAYS",
+        message: format!("{} ({})", e, e.code()),
+    })
 }
 
 /// Drift sample size, `AUDIT_SAMPLE_MODULUS`: the events of one account in this many

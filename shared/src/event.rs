@@ -22,6 +22,9 @@ pub struct Limits {
     pub max_properties_keys: usize,
     pub max_string_len: usize,
     pub max_future_skew: Duration,
+    /// The widest backfill horizon the ledger's retention guards (docs/adr/0001):
+    /// a tenant's stored `backfill_days` above it is capped here.
+    pub max_backfill_days: u32,
     /// Largest absolute quantity of one event.
     pub max_abs_quantity: Decimal,
     /// Most decimal places of one quantity.
@@ -37,6 +40,7 @@ impl Default for Limits {
             max_properties_keys: 50,
             max_string_len: 256,
             max_future_skew: Duration::minutes(5),
+            max_backfill_days: crate::horizon::Retention::DEFAULT.max_horizon_days(),
             max_abs_quantity: Decimal::from(1_000_000_000_000_i64),
             max_quantity_scale: 9,
         }
@@ -492,14 +496,30 @@ fn build_event(
             ),
         ));
     }
-    let horizon = ctx.received_at - Duration::days(i64::from(ctx.policy.backfill_days));
+    // A stored horizon wider than the ledger remembers is capped (docs/adr/0001).
+    let cap = ctx
+        .limits
+        .max_backfill_days
+        .min(crate::horizon::MAX_HORIZON_DAYS);
+    let horizon_days = ctx.policy.backfill_days.min(cap);
+    let horizon = ctx
+        .received_at
+        .checked_sub_signed(Duration::days(i64::from(horizon_days)))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     if timestamp < horizon {
+        let why = if horizon_days < ctx.policy.backfill_days {
+            format!(
+                "the ledger's horizon of {horizon_days} days (this tenant's {} days, capped: LEDGER_RETENTION_DAYS forgets older resends, which would be counted twice)",
+                ctx.policy.backfill_days
+            )
+        } else {
+            format!("this tenant's backfill horizon of {horizon_days} days")
+        };
         return Err(bad(
             C::TimestampTooOld,
             format!(
-                "timestamp {} is older than this tenant's backfill horizon of {} days; use the import path for history",
+                "timestamp {} is older than {why}; use the import path for history",
                 timestamp.to_rfc3339_opts(SecondsFormat::Secs, true),
-                ctx.policy.backfill_days
             ),
         ));
     }
@@ -678,6 +698,48 @@ mod tests {
             &ctx,
         );
         assert_eq!(bad.unwrap_err().code, RejectCode::InvalidQuantity);
+    }
+
+    #[test]
+    fn a_stored_horizon_beyond_the_ledgers_memory_is_capped_at_validation_and_never_panics() {
+        let raw = |j: &str| serde_json::from_str::<Box<RawValue>>(j).unwrap();
+        let limits = Limits::default();
+        let cap = i64::from(limits.max_backfill_days);
+        let at =
+            |days: i64| (now() - Duration::days(days)).to_rfc3339_opts(SecondsFormat::Secs, true);
+        for backfill_days in [u32::MAX, 3650] {
+            let policy = TenantPolicy {
+                backfill_days,
+                ..policy()
+            };
+            let ctx = ValidationContext {
+                received_at: now(),
+                policy: &policy,
+                limits: &limits,
+            };
+            let inside = validate_event(
+                &raw(&format!(
+                    r#"{{"id":"e","account":"a","meter":"api_calls","timestamp":"{}"}}"#,
+                    at(cap - 1)
+                )),
+                &ctx,
+            );
+            assert!(inside.is_ok(), "{backfill_days}: {inside:?}");
+            let beyond = validate_event(
+                &raw(&format!(
+                    r#"{{"id":"e","account":"a","meter":"api_calls","timestamp":"{}"}}"#,
+                    at(cap + 1)
+                )),
+                &ctx,
+            )
+            .unwrap_err();
+            assert_eq!(beyond.code, RejectCode::TimestampTooOld, "{backfill_days}");
+            assert!(
+                beyond.message.contains("LEDGER_RETENTION_DAYS"),
+                "{}",
+                beyond.message
+            );
+        }
     }
 
     fn now() -> DateTime<Utc> {

@@ -58,6 +58,17 @@ pub fn part_pk(t: &TenantId, chunk: &str) -> String {
     format!("TENANT#{t}#CHUNK#{chunk}")
 }
 
+/// Import chunks begun and not yet fully applied (docs/adr/0001, "Import re-runs").
+pub fn import_journal_pk(t: &TenantId) -> String {
+    format!("TENANT#{t}#IMPORTS")
+}
+
+pub const IMPORT_JOURNAL_PREFIX: &str = "CHUNK#";
+
+pub fn import_journal_sk(chunk: &str) -> String {
+    format!("{IMPORT_JOURNAL_PREFIX}{chunk}")
+}
+
 pub fn part_sk(part: usize) -> String {
     format!("PART#{part:04}")
 }

@@ -15,6 +15,7 @@ pub mod entitlement;
 pub mod event;
 pub mod governance;
 pub mod health;
+pub mod horizon;
 pub mod http;
 pub mod hubspot;
 pub mod ids;

@@ -82,6 +82,21 @@ pub trait LedgerStore: Send + Sync {
     ) -> Result<PartOutcome, StoreError>;
 }
 
+/// Import chunks begun but not finished. SQS redelivers an API chunk until it is done;
+/// nothing redelivers an import chunk but the importer. So the importer records a
+/// chunk's whole body before its first claim and forgets it once every part is
+/// applied, and each run first completes what an interrupted run left, whatever
+/// changed since (docs/adr/0001, "Import re-runs").
+#[async_trait]
+pub trait ChunkJournal: Send + Sync {
+    /// Records `chunk` before any of its claims (idempotent).
+    async fn begin(&self, chunk: &Chunk) -> Result<(), StoreError>;
+    /// Forgets a chunk whose parts are all applied (idempotent).
+    async fn finish(&self, tenant: &TenantId, chunk: &str) -> Result<(), StoreError>;
+    /// Chunks of the tenant begun and not finished, in no particular order.
+    async fn unfinished(&self, tenant: &TenantId) -> Result<Vec<Chunk>, StoreError>;
+}
+
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
     /// How long ledger records (the dedupe memory) are kept.

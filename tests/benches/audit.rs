@@ -414,6 +414,7 @@ async fn import_bench(events: usize) {
         ledger: &ledger,
         quality: None,
         quarantine: None,
+        journal: Some(&ledger),
         cfg: shared::pipeline::PipelineConfig::default(),
         batch: 1000,
     };

@@ -90,7 +90,7 @@ impl TestStack {
         let stack = Stack::new(&aws, &provisioned, cfg, Some(hubspot)).expect("stack");
         let tenant = TenantId::parse("acme").unwrap();
         stack
-            .ensure_tenant(&tenant, "Acme", 35)
+            .ensure_tenant(&tenant, "Acme", shared::horizon::Horizon::DEFAULT_BACKFILL)
             .await
             .expect("tenant");
         let key = stack
@@ -110,7 +110,10 @@ impl TestStack {
     /// Another tenant in the same stack, with its own key.
     pub async fn second_tenant(&self, id: &str) -> String {
         let t = TenantId::parse(id).unwrap();
-        self.stack.ensure_tenant(&t, id, 35).await.expect("tenant");
+        self.stack
+            .ensure_tenant(&t, id, shared::horizon::Horizon::DEFAULT_BACKFILL)
+            .await
+            .expect("tenant");
         self.stack
             .store
             .create_api_key(&t, "test")

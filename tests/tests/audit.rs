@@ -395,12 +395,13 @@ async fn critical_series_count_each_event_once_even_when_a_chunk_is_processed_ag
             .await
             .unwrap()
             .unwrap(),
-        3650,
+        shared::horizon::Horizon::widest(shared::horizon::Retention::DEFAULT),
     );
     let importer = Importer {
         ledger: t.stack.store.as_ref(),
         quality: Some(t.stack.store.as_ref()),
         quarantine: Some(t.stack.store.as_ref()),
+        journal: Some(t.stack.store.as_ref()),
         cfg: shared::pipeline::PipelineConfig::default(),
         batch: 1000,
     };

@@ -378,11 +378,25 @@ async fn events_of_a_deprecated_definition_are_counted_and_flagged() {
     assert!(flags.contains(&"meter_deprecated"), "{v}");
 }
 
+/// A ledger retention that guards a ten-year horizon (3,650 + 19 days).
+fn history_retention() -> shared::horizon::Retention {
+    shared::horizon::Retention::days(3669).unwrap()
+}
+
+/// The importer's pipeline with [`history_retention`].
+fn history_cfg() -> shared::pipeline::PipelineConfig {
+    shared::pipeline::PipelineConfig {
+        retention: history_retention().duration(),
+        ..Default::default()
+    }
+}
+
 /// The tenant's policy as it stands, with a ten-year backfill horizon.
 async fn history_policy(t: &TestStack) -> shared::event::TenantPolicy {
     use shared::store::Directory;
     let policy = t.stack.store.tenant_policy(&t.tenant).await.unwrap();
-    local::import::import_policy(policy.unwrap(), 3650)
+    let horizon = shared::horizon::Horizon::parse(3650, history_retention()).unwrap();
+    local::import::import_policy(policy.unwrap(), horizon)
 }
 
 #[tokio::test]
@@ -409,7 +423,8 @@ not json
         ledger: t.stack.store.as_ref(),
         quality: Some(t.stack.store.as_ref()),
         quarantine: Some(t.stack.store.as_ref()),
-        cfg: shared::pipeline::PipelineConfig::default(),
+        journal: Some(t.stack.store.as_ref()),
+        cfg: history_cfg(),
         batch: 2,
     };
     let records = jsonl_records(file);
@@ -495,6 +510,236 @@ not json
         ),
         ("7".to_owned(), 1)
     );
+}
+
+#[tokio::test]
+async fn a_rerun_after_defining_a_refused_meter_counts_exactly_the_newly_valid_event() {
+    use local::import::{digest, jsonl_records, Importer};
+    let t = TestStack::fresh().await;
+    let (s, _) = define(&t, "api_calls", json!({"unit": "call"})).await;
+    assert_eq!(s, 200);
+    t.put_account("acme", "enterprise").await;
+    let day = (chrono::Utc::now() - chrono::Duration::days(3)).date_naive();
+    let ts = format!("{day}T10:00:00Z");
+    let file = format!(
+        "{{\"id\":\"r1\",\"account\":\"acme\",\"meter\":\"api_calls\",\"quantity\":1,\"timestamp\":\"{ts}\"}}\n\
+         {{\"id\":\"r2\",\"account\":\"acme\",\"meter\":\"seats\",\"quantity\":10,\"timestamp\":\"{ts}\"}}\n\
+         {{\"id\":\"r3\",\"account\":\"acme\",\"meter\":\"api_calls\",\"quantity\":2,\"timestamp\":\"{ts}\"}}\n"
+    );
+    let importer = Importer {
+        ledger: t.stack.store.as_ref(),
+        quality: Some(t.stack.store.as_ref()),
+        quarantine: Some(t.stack.store.as_ref()),
+        journal: Some(t.stack.store.as_ref()),
+        cfg: history_cfg(),
+        batch: 1000,
+    };
+    let records = jsonl_records(&file);
+    let d = digest(file.as_bytes());
+    let noop = |_: usize| {};
+    let next = day.succ_opt().unwrap_or(day);
+    let calls = format!("meter=api_calls&from={day}&to={next}&granularity=day");
+    let seats = format!("meter=seats&from={day}&to={next}&granularity=day");
+
+    let policy = history_policy(&t).await;
+    let first = importer
+        .run(&t.tenant, &policy, &records, &d, false, &noop)
+        .await
+        .unwrap();
+    assert_eq!(first.refused_by_code.get("unknown_meter"), Some(&1));
+    assert_eq!((first.counted, first.already_imported), (2, 0));
+
+    let (s, _) = define(&t, "seats", json!({"unit": "seat"})).await;
+    assert_eq!(s, 201, "seats is defined now");
+    let policy = history_policy(&t).await;
+    let again = importer
+        .run(&t.tenant, &policy, &records, &d, false, &noop)
+        .await
+        .unwrap();
+    assert_eq!(again.refused, 0);
+    assert_eq!(
+        (again.counted, again.already_imported),
+        (1, 2),
+        "the newly valid event is counted, the others are not counted twice"
+    );
+    assert_eq!(total(&t.usage("acme", &calls).await), ("3".to_owned(), 2));
+    assert_eq!(total(&t.usage("acme", &seats).await), ("10".to_owned(), 1));
+
+    let third = importer
+        .run(&t.tenant, &policy, &records, &d, false, &noop)
+        .await
+        .unwrap();
+    assert_eq!((third.counted, third.already_imported), (0, 3));
+    assert_eq!(total(&t.usage("acme", &calls).await), ("3".to_owned(), 2));
+    assert_eq!(total(&t.usage("acme", &seats).await), ("10".to_owned(), 1));
+}
+
+/// A ledger whose rollup transactions fail while `broken` is set (an import crashing
+/// after its claims, before its parts).
+struct BrokenParts<'a> {
+    store: &'a shared::store::dynamo::DynamoStore,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl shared::pipeline::LedgerStore for BrokenParts<'_> {
+    async fn segments(
+        &self,
+        tenant: &shared::ids::TenantId,
+        accounts: &[shared::ids::AccountId],
+    ) -> Result<
+        std::collections::HashMap<shared::ids::AccountId, shared::ids::Segment>,
+        shared::store::StoreError,
+    > {
+        self.store.segments(tenant, accounts).await
+    }
+
+    async fn claim(
+        &self,
+        entry: &shared::pipeline::LedgerEntry<'_>,
+    ) -> Result<shared::pipeline::Claim, shared::store::StoreError> {
+        self.store.claim(entry).await
+    }
+
+    async fn apply_part(
+        &self,
+        part: &shared::pipeline::PartRef<'_>,
+        deltas: &[(shared::rollup::RollupKey, shared::rollup::RollupDelta)],
+    ) -> Result<shared::pipeline::PartOutcome, shared::store::StoreError> {
+        if self.broken.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(shared::store::StoreError::Service {
+                op: "apply_part",
+                message: "crashed on purpose".into(),
+            });
+        }
+        self.store.apply_part(part, deltas).await
+    }
+}
+
+#[tokio::test]
+async fn an_import_interrupted_after_its_claims_is_completed_by_the_next_run_after_a_registry_change(
+) {
+    use local::import::{digest, jsonl_records, Importer};
+    let t = TestStack::fresh().await;
+    let (s, _) = define(&t, "api_calls", json!({"unit": "call"})).await;
+    assert_eq!(s, 200);
+    t.put_account("acme", "enterprise").await;
+    let day = (chrono::Utc::now() - chrono::Duration::days(3)).date_naive();
+    let ts = format!("{day}T10:00:00Z");
+    let file = format!(
+        "{{\"id\":\"i1\",\"account\":\"acme\",\"meter\":\"api_calls\",\"quantity\":1,\"timestamp\":\"{ts}\"}}\n\
+         {{\"id\":\"i2\",\"account\":\"acme\",\"meter\":\"seats\",\"quantity\":10,\"timestamp\":\"{ts}\"}}\n\
+         {{\"id\":\"i3\",\"account\":\"acme\",\"meter\":\"api_calls\",\"quantity\":2,\"timestamp\":\"{ts}\"}}\n"
+    );
+    let records = jsonl_records(&file);
+    let d = digest(file.as_bytes());
+    let crashing = BrokenParts {
+        store: t.stack.store.as_ref(),
+        broken: std::sync::atomic::AtomicBool::new(true),
+    };
+    fn importer<'a>(
+        t: &'a TestStack,
+        ledger: &'a dyn shared::pipeline::LedgerStore,
+    ) -> Importer<'a> {
+        Importer {
+            ledger,
+            quality: Some(t.stack.store.as_ref()),
+            quarantine: Some(t.stack.store.as_ref()),
+            journal: Some(t.stack.store.as_ref()),
+            cfg: history_cfg(),
+            batch: 1000,
+        }
+    }
+    let policy = history_policy(&t).await;
+    let crashed = importer(&t, &crashing)
+        .run(&t.tenant, &policy, &records, &d, false, &|_| {})
+        .await;
+    assert!(crashed.is_err(), "the first run crashes after its claims");
+
+    let (s, _) = define(&t, "seats", json!({"unit": "seat"})).await;
+    assert_eq!(s, 201);
+    let policy = history_policy(&t).await;
+    let next = importer(&t, t.stack.store.as_ref())
+        .run(&t.tenant, &policy, &records, &d, false, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (next.resumed, next.counted, next.already_imported),
+        (2, 3, 2),
+        "the interrupted chunk is completed first, then only the new event counts"
+    );
+    let next_day = day.succ_opt().unwrap_or(day);
+    let q = |m: &str| format!("meter={m}&from={day}&to={next_day}&granularity=day");
+    assert_eq!(
+        total(&t.usage("acme", &q("api_calls")).await),
+        ("3".to_owned(), 2)
+    );
+    assert_eq!(
+        total(&t.usage("acme", &q("seats")).await),
+        ("10".to_owned(), 1)
+    );
+    let again = importer(&t, t.stack.store.as_ref())
+        .run(&t.tenant, &policy, &records, &d, false, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.resumed, again.counted, again.already_imported),
+        (0, 0, 3)
+    );
+}
+
+#[tokio::test]
+async fn an_import_refuses_events_older_than_the_ledger_retention_guards_whatever_the_policy_says()
+{
+    use local::import::{digest, jsonl_records, Importer};
+    use shared::store::Directory;
+    let t = TestStack::fresh().await;
+    let (s, _) = define(&t, "api_calls", json!({"unit": "call"})).await;
+    assert_eq!(s, 200);
+    t.put_account("acme", "enterprise").await;
+    let mut policy = t
+        .stack
+        .store
+        .tenant_policy(&t.tenant)
+        .await
+        .unwrap()
+        .unwrap();
+    policy.backfill_days = 3650;
+    let at = |days: i64| {
+        (chrono::Utc::now() - chrono::Duration::days(days))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let file = format!(
+        "{{\"id\":\"o1\",\"account\":\"acme\",\"meter\":\"api_calls\",\"timestamp\":\"{}\"}}\n\
+         {{\"id\":\"o2\",\"account\":\"acme\",\"meter\":\"api_calls\",\"timestamp\":\"{}\"}}\n",
+        at(390),
+        at(3)
+    );
+    let importer = Importer {
+        ledger: t.stack.store.as_ref(),
+        quality: None,
+        quarantine: None,
+        journal: Some(t.stack.store.as_ref()),
+        cfg: shared::pipeline::PipelineConfig::default(),
+        batch: 1000,
+    };
+    let report = importer
+        .run(
+            &t.tenant,
+            &policy,
+            &jsonl_records(&file),
+            &digest(file.as_bytes()),
+            false,
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        report.refused_by_code.get("timestamp_too_old"),
+        Some(&1),
+        "a 400-day ledger forgets a resend of a 390-day-old event: {report:?}"
+    );
+    assert_eq!(report.counted, 1);
 }
 
 #[tokio::test]

@@ -20,7 +20,12 @@ const EVERY: i64 = 3;
 /// A tenant allowed to backfill 100 days, with its key.
 async fn tenant(ts: &TestStack, id: &str) -> (TenantId, String) {
     let t = TenantId::parse(id).unwrap();
-    ts.stack.ensure_tenant(&t, id, 100).await.expect("tenant");
+    let backfill =
+        shared::horizon::Horizon::parse(100, shared::horizon::Retention::DEFAULT).unwrap();
+    ts.stack
+        .ensure_tenant(&t, id, backfill)
+        .await
+        .expect("tenant");
     let key = ts
         .stack
         .store

@@ -19,6 +19,8 @@ async fn main() -> Result<(), Error> {
         res.events_queue_url,
     ));
     let mut ingest = Ingest::new(store.clone(), queue);
+    // Events older than the ledger remembers are refused, whatever a stored policy says.
+    ingest.limits.max_backfill_days = shared::config::ledger_retention()?.max_horizon_days();
     ingest.quality = Some(store.clone());
     ingest.quarantine = Some(store.clone());
     let secrets: Vec<String> = ["HUBSPOT_CLIENT_SECRET", "HUBSPOT_CLIENT_SECRET_PREVIOUS"]

@@ -125,8 +125,10 @@ pub fn demo_data(accounts: usize, today: chrono::NaiveDate) -> (Synth, HealthCon
 /// Loads demo accounts and usage into the running local stack under `tenant`.
 pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<()> {
     use shared::store::AccountStore;
+    let backfill = shared::horizon::Horizon::parse(100, shared::config::ledger_retention()?)
+        .context("the demo's 100-day backfill horizon")?;
     let created = stack
-        .ensure_tenant(tenant, "Health demo", 100)
+        .ensure_tenant(tenant, "Health demo", backfill)
         .await
         .context("creating the demo tenant")?;
     let key = stack.store.create_api_key(tenant, "demo").await?;

@@ -1,10 +1,12 @@
 //! Legacy migration: bulk import of historical events (JSONL or CSV) through the same
 //! validation (registry, aliases, schemas) and the same exactly-once path as ingest.
 //!
-//! Chunk ids are derived from the file's digest and the chunk's position, so a re-run
-//! of the same file finds its own claims and part markers and counts nothing twice;
-//! an interrupted run is completed by running it again. Events keep their ids under
-//! the `import` source, so they never collide with live API events.
+//! Chunk ids are derived from the events each chunk carries ([`content_id`]), so a
+//! chunk id names exactly one content, as the part markers require: a re-run with
+//! the same registry finds its own claims and part markers and counts nothing twice,
+//! and a re-run after the registry changed (say, a meter defined since) counts exactly
+//! the events not counted yet (docs/adr/0001, "Import re-runs"). Events keep their
+//! ids under the `import` source, so they never collide with live API events.
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -13,10 +15,12 @@ use shared::audit::series::critical_series;
 use shared::audit::store::QualityRecorder;
 use shared::chunk::{pack, Chunk, SQS_MAX_BYTES};
 use shared::event::{validate_all, Limits, RejectCode, Rejection, TenantPolicy, ValidationContext};
+use shared::horizon::Horizon;
+use shared::ids::MeterName;
 use shared::ids::{Source, TenantId};
-use shared::pipeline::{process_chunk, LedgerStore, PipelineConfig};
+use shared::pipeline::{process_chunk, ChunkJournal, LedgerStore, PipelineConfig};
 use shared::quarantine::{QuarantineStore, Quarantined};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -186,6 +190,8 @@ pub struct ImportReport {
     pub counted: usize,
     /// Counted by an earlier run (or already present as API events' duplicates).
     pub already_imported: usize,
+    /// Of `counted`: events of chunks an interrupted run had begun, completed first.
+    pub resumed: usize,
     pub chunks: usize,
     /// Valid events of deleted (or, by policy, deprecated) definitions, per reason:
     /// held in quarantine (with `dry_run`: would be), counted when restored.
@@ -200,6 +206,9 @@ pub struct Importer<'a> {
     pub quality: Option<&'a dyn QualityRecorder>,
     /// Where events of deleted / deprecated definitions are held (`None`: refused).
     pub quarantine: Option<&'a dyn QuarantineStore>,
+    /// Chunks begun and not finished, completed by the next run (`None`: an
+    /// interrupted run's claims may stay uncounted if the next run's chunks differ).
+    pub journal: Option<&'a dyn ChunkJournal>,
     pub cfg: PipelineConfig,
     /// Records validated and counted together (like one ingest request).
     pub batch: usize,
@@ -217,20 +226,34 @@ impl Importer<'_> {
         dry_run: bool,
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<ImportReport, ImportError> {
-        let limits = Limits::default();
+        // The ledger forgets `cfg.retention` after receipt: older events are refused
+        // whatever the policy says, or a later resend would be counted twice.
+        let limits = Limits {
+            max_backfill_days: shared::horizon::widest_horizon_days(self.cfg.retention),
+            ..Limits::default()
+        };
+        tracing::info!(tenant = %tenant, file_digest = digest, records = records.len(), dry_run, "import started");
         let mut report = ImportReport {
             dry_run,
             records: records.len(),
             ..Default::default()
         };
-        let mut chunk_no = 0usize;
-        let critical: std::collections::HashSet<shared::ids::MeterName> = policy
+        let critical: HashSet<MeterName> = policy
             .governance
             .schemas
             .iter()
             .filter(|(_, s)| s.critical)
             .map(|(m, _)| m.clone())
             .collect();
+        if let (false, Some(j)) = (dry_run, self.journal) {
+            for chunk in j.unfinished(tenant).await? {
+                let before = report.counted;
+                self.count(&chunk, &critical, &mut report).await?;
+                let counted = report.counted.saturating_sub(before);
+                report.resumed += counted;
+                tracing::info!(tenant = %tenant, chunk = %chunk.chunk, counted, "completed a chunk an interrupted import had begun");
+            }
+        }
         let mut done = 0;
         for batch in records.chunks(self.batch.max(1)) {
             let received_at = chrono::Utc::now();
@@ -313,14 +336,8 @@ impl Importer<'_> {
                 }
             }
             if !dry_run && !valid.is_empty() {
-                let mut new_id = || {
-                    chunk_no += 1;
-                    let mut h = Sha256::new();
-                    h.update(tenant.as_str().as_bytes());
-                    h.update(digest.as_bytes());
-                    h.update(chunk_no.to_le_bytes());
-                    format!("import-{}", hex::encode(&h.finalize()[..16]))
-                };
+                // Named after packing, by content; the placeholder has the final length.
+                let mut new_id = || format!("import-{}", "0".repeat(32));
                 let packed = pack(
                     tenant,
                     Source::Import,
@@ -330,36 +347,9 @@ impl Importer<'_> {
                     &mut new_id,
                 )?;
                 for p in &packed {
-                    let chunk: Chunk = serde_json::from_str(&p.body)?;
-                    let outcome = process_chunk(self.ledger, &chunk, &self.cfg).await?;
-                    let again = if outcome.parts_applied == 0 && outcome.parts_already_applied > 0 {
-                        outcome.counted
-                    } else {
-                        0
-                    };
-                    report.counted += outcome.counted - again;
-                    report.already_imported += outcome.duplicates + again;
-                    report.chunks += 1;
-                    if let Some(q) = self.quality {
-                        let expires_at = (chunk.received_at + self.cfg.retention).timestamp();
-                        q.record_chunk(
-                            tenant,
-                            &chunk.chunk,
-                            received_at.date_naive(),
-                            &outcome.quality,
-                            expires_at,
-                        )
-                        .await?;
-                        let owned = outcome
-                            .owned
-                            .iter()
-                            .filter_map(|&p| chunk.events.get(p as usize));
-                        let series = critical_series(owned, &critical);
-                        if !series.is_empty() {
-                            q.record_series(tenant, &chunk.chunk, &series, expires_at)
-                                .await?;
-                        }
-                    }
+                    let mut chunk: Chunk = serde_json::from_str(&p.body)?;
+                    chunk.chunk = content_id(&chunk)?;
+                    self.count(&chunk, &critical, &mut report).await?;
                 }
             }
             if let (false, Some(q)) = (dry_run, self.quality) {
@@ -369,6 +359,55 @@ impl Importer<'_> {
             progress(done);
         }
         Ok(report)
+    }
+}
+
+impl Importer<'_> {
+    /// Counts one chunk: journaled first, then claimed and applied, its data-quality
+    /// counters recorded, and only then forgotten by the journal.
+    async fn count(
+        &self,
+        chunk: &Chunk,
+        critical: &HashSet<MeterName>,
+        report: &mut ImportReport,
+    ) -> Result<(), ImportError> {
+        if let Some(j) = self.journal {
+            j.begin(chunk).await?;
+        }
+        let outcome = process_chunk(self.ledger, chunk, &self.cfg).await?;
+        // Every part already applied: this exact chunk was counted by an earlier run.
+        let again = if outcome.parts_applied == 0 && outcome.parts_already_applied > 0 {
+            outcome.counted
+        } else {
+            0
+        };
+        report.counted += outcome.counted - again;
+        report.already_imported += outcome.duplicates + again;
+        report.chunks += 1;
+        if let Some(q) = self.quality {
+            let expires_at = (chunk.received_at + self.cfg.retention).timestamp();
+            q.record_chunk(
+                &chunk.tenant,
+                &chunk.chunk,
+                chunk.received_at.date_naive(),
+                &outcome.quality,
+                expires_at,
+            )
+            .await?;
+            let owned = outcome
+                .owned
+                .iter()
+                .filter_map(|&p| chunk.events.get(p as usize));
+            let series = critical_series(owned, critical);
+            if !series.is_empty() {
+                q.record_series(&chunk.tenant, &chunk.chunk, &series, expires_at)
+                    .await?;
+            }
+        }
+        if let Some(j) = self.journal {
+            j.finish(&chunk.tenant, &chunk.chunk).await?;
+        }
+        Ok(())
     }
 }
 
@@ -396,14 +435,34 @@ fn refuse(report: &mut ImportReport, line: usize, code: &str, message: String) {
     }
 }
 
-/// The digest that names a file's chunks.
+/// A file's digest (logged with each run, to tell runs of the same file apart).
 pub fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// A policy for history: the tenant's, with the backfill horizon widened to `days`.
-pub fn import_policy(mut policy: TenantPolicy, days: u32) -> TenantPolicy {
-    policy.backfill_days = days.min(36_500);
+/// Names a chunk by what it carries: a digest of its tenant, source and events (their
+/// normalised JSON, in order). The same events give the same id, and so the same claims
+/// and parts; any other content gives another id. `received_at` is left out: it sets
+/// expiry times and the data-quality day, not what is counted (a defaulted timestamp
+/// it fed is part of the event, so it is in).
+pub fn content_id(chunk: &Chunk) -> Result<String, serde_json::Error> {
+    let mut h = Sha256::new();
+    h.update(b"import-chunk-v1\n");
+    h.update(chunk.tenant.as_str().as_bytes());
+    h.update(b"\n");
+    h.update(chunk.source.as_str().as_bytes());
+    h.update(b"\n");
+    for e in &chunk.events {
+        h.update(serde_json::to_vec(e)?);
+        h.update(b"\n");
+    }
+    Ok(format!("import-{}", hex::encode(&h.finalize()[..16])))
+}
+
+/// A policy for history: the tenant's, with the backfill horizon set to `horizon`
+/// (which [`Horizon::parse`] has checked against the ledger's retention).
+pub fn import_policy(mut policy: TenantPolicy, horizon: Horizon) -> TenantPolicy {
+    policy.backfill_days = horizon.as_days();
     policy
 }
 
@@ -442,6 +501,129 @@ mod tests {
         let r = csv_records("id,account,meter,quantity\ne,a,m,lots\ne2,a,m,1e400\n").unwrap();
         assert!(r[0].json.as_ref().unwrap().contains(r#""quantity":"lots""#));
         assert!(r[1].json.as_ref().unwrap().contains(r#""quantity":1e400"#));
+    }
+
+    mod reruns {
+        use super::super::*;
+        use proptest::prelude::*;
+        use shared::event::{DefinitionStatus, MeterRule};
+        use shared::ids::{MeterName, Segment};
+        use shared::pipeline::PipelineConfig;
+        use shared::rollup::{aggregate, RollupDelta, RollupKey};
+        use shared::store::memory::{Fault, MemoryLedger};
+
+        const METERS: [&str; 3] = ["api_calls", "seats", "storage_gb"];
+
+        fn policy(defined: &[bool]) -> TenantPolicy {
+            let mut p = TenantPolicy {
+                backfill_days: 30,
+                ..Default::default()
+            };
+            for (m, _) in METERS.iter().zip(defined).filter(|(_, on)| **on) {
+                let meter = MeterName::parse(m).unwrap();
+                p.meters.insert(
+                    meter.clone(),
+                    MeterRule {
+                        meter,
+                        unit: None,
+                        status: DefinitionStatus::Active,
+                    },
+                );
+            }
+            p
+        }
+
+        /// Each distinct event of the file counted once, as the rollups should hold it.
+        fn expected(tenant: &TenantId, lines: &[String]) -> Vec<(RollupKey, RollupDelta)> {
+            let p = policy(&[true; 3]);
+            let limits = Limits::default();
+            let ctx = ValidationContext {
+                received_at: chrono::Utc::now(),
+                policy: &p,
+                limits: &limits,
+            };
+            let raws: Vec<Box<RawValue>> = lines
+                .iter()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            let raw: Vec<&RawValue> = raws.iter().map(|r| r.as_ref()).collect();
+            let (valid, rejected) = validate_all(&raw, &ctx);
+            assert!(rejected.is_empty(), "{rejected:?} {tenant}");
+            aggregate(valid.iter().map(|(_, e)| (e, Segment::Unassigned)))
+                .into_iter()
+                .collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            /// Issue #11, defect 2: whatever the registry refused in earlier runs, and
+            /// wherever a run was interrupted, the last runs (every meter defined) leave
+            /// each event counted exactly once; without interruptions the runs'
+            /// `counted` figures add up to the number of events.
+            #[test]
+            fn reruns_under_a_changing_registry_count_every_event_exactly_once(
+                events in prop::collection::vec((0usize..3, 0u8..3, 1u32..50, 0i64..72), 1..30),
+                registries in prop::collection::vec(
+                    (prop::collection::vec(any::<bool>(), 3), prop::option::of((0usize..60, any::<bool>()))),
+                    0..4,
+                ),
+                batch in 1usize..8,
+            ) {
+                let base = chrono::Utc::now() - chrono::Duration::days(4);
+                let lines: Vec<String> = events
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (m, a, q, h))| {
+                        let ts = (base + chrono::Duration::hours(*h))
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                        format!(
+                            r#"{{"id":"e{i}","account":"acct-{a}","meter":"{}","quantity":{q},"timestamp":"{ts}"}}"#,
+                            METERS[*m]
+                        )
+                    })
+                    .collect();
+                let records = jsonl_records(&lines.join("\n"));
+                let tenant = TenantId::parse("acme").unwrap();
+                let ledger = MemoryLedger::new();
+                let importer = Importer {
+                    ledger: &ledger,
+                    quality: None,
+                    quarantine: None,
+                    journal: Some(&ledger),
+                    cfg: PipelineConfig::default(),
+                    batch,
+                };
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let mut counted = 0;
+                let mut interrupted = false;
+                for (defined, fault) in &registries {
+                    if let Some((n, after)) = fault {
+                        ledger.fail_call(*n, if *after { Fault::After } else { Fault::Before });
+                    }
+                    match rt.block_on(importer.run(&tenant, &policy(defined), &records, "d", false, &|_| {})) {
+                        Ok(r) => counted += r.counted,
+                        Err(_) => interrupted = true,
+                    }
+                    // A fault that did not strike in this run must not strike later.
+                    ledger.clear_faults();
+                }
+                let all = policy(&[true; 3]);
+                let done = rt
+                    .block_on(importer.run(&tenant, &all, &records, "d", false, &|_| {}))
+                    .unwrap();
+                counted += done.counted;
+                let last = rt
+                    .block_on(importer.run(&tenant, &all, &records, "d", false, &|_| {}))
+                    .unwrap();
+                if !interrupted {
+                    prop_assert_eq!(counted, events.len());
+                }
+                prop_assert_eq!((last.counted, last.already_imported), (0, events.len()));
+                let got: Vec<(RollupKey, RollupDelta)> =
+                    ledger.rollups().into_iter().map(|((_, k), d)| (k, d)).collect();
+                prop_assert_eq!(got, expected(&tenant, &lines));
+            }
+        }
     }
 
     #[test]

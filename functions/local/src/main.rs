@@ -101,9 +101,11 @@ enum Command {
         /// Validate and report only; write nothing.
         #[arg(long)]
         dry_run: bool,
-        /// How far back events may be timestamped (days).
-        #[arg(long, default_value_t = 3650)]
-        horizon_days: u32,
+        /// How far back events may be timestamped (days). Default: the widest the
+        /// ledger retention guards, LEDGER_RETENTION_DAYS - 19 (381 by default); a
+        /// wider horizon is refused, as a resend could outlive the ledger.
+        #[arg(long)]
+        horizon_days: Option<i64>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -117,9 +119,10 @@ enum TenantCommand {
         tenant: String,
         #[arg(long)]
         name: Option<String>,
-        /// How far back events may be timestamped.
-        #[arg(long, default_value_t = 35)]
-        backfill_days: u32,
+        /// How far back events may be timestamped (days; at most
+        /// LEDGER_RETENTION_DAYS - 19).
+        #[arg(long, default_value_t = i64::from(shared::horizon::DEFAULT_BACKFILL_DAYS))]
+        backfill_days: i64,
     },
     /// Enrol every existing tenant in the registry the scheduled score and audit
     /// jobs read (one-off migration for tenants created before it; safe to repeat).
@@ -185,7 +188,10 @@ async fn main() -> Result<()> {
             Stack::new(
                 &aws,
                 &p,
-                PipelineConfig::default(),
+                PipelineConfig {
+                    retention: shared::config::ledger_retention()?.duration(),
+                    ..PipelineConfig::default()
+                },
                 HubspotSettings::from_env(&public_default)?,
             )?,
             p,
@@ -260,6 +266,7 @@ async fn main() -> Result<()> {
                 },
         } => {
             let tenant = TenantId::parse(&tenant)?;
+            let backfill_days = horizon(backfill_days, "--backfill-days")?;
             let created = if cli.aws {
                 let store = aws_store(&aws)?;
                 store
@@ -334,7 +341,7 @@ async fn import(
     file: &std::path::Path,
     format: Option<&str>,
     dry_run: bool,
-    horizon_days: u32,
+    horizon_days: Option<i64>,
     as_json: bool,
 ) -> Result<()> {
     use local::import::{csv_records, digest, import_policy, jsonl_records, Format, Importer};
@@ -353,6 +360,11 @@ async fn import(
         .tenant_policy(&tenant)
         .await?
         .ok_or_else(|| anyhow::anyhow!("tenant {tenant} does not exist"))?;
+    let retention = shared::config::ledger_retention()?;
+    let horizon_days = match horizon_days {
+        Some(days) => horizon(days, "--horizon-days")?,
+        None => shared::horizon::Horizon::widest(retention),
+    };
     let policy = import_policy(policy, horizon_days);
     let bar = indicatif::ProgressBar::new(records.len() as u64);
     bar.set_style(
@@ -365,7 +377,11 @@ async fn import(
         ledger: store.as_ref(),
         quality: Some(store.as_ref()),
         quarantine: Some(store.as_ref()),
-        cfg: PipelineConfig::default(),
+        journal: Some(store.as_ref()),
+        cfg: PipelineConfig {
+            retention: retention.duration(),
+            ..PipelineConfig::default()
+        },
         batch: 1000,
     };
     let progress = |done: usize| bar.set_position(done as u64);
@@ -419,6 +435,13 @@ async fn import(
     Ok(())
 }
 
+/// A horizon from the command line, checked against `LEDGER_RETENTION_DAYS`.
+fn horizon(days: i64, flag: &str) -> Result<shared::horizon::Horizon> {
+    let retention = shared::config::ledger_retention()?;
+    shared::horizon::Horizon::parse(days, retention)
+        .map_err(|e| anyhow::anyhow!("{flag} {days} refused ({}): {e}", e.code()))
+}
+
 fn aws_store(aws: &aws_config::SdkConfig) -> Result<DynamoStore> {
     let table = shared::config::required("USAGE_TABLE")?;
     Ok(DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), table))
@@ -434,7 +457,11 @@ async fn serve(
 ) -> Result<()> {
     let tenant = TenantId::parse(dev_tenant)?;
     stack
-        .ensure_tenant(&tenant, "Local development tenant", 35)
+        .ensure_tenant(
+            &tenant,
+            "Local development tenant",
+            shared::horizon::Horizon::DEFAULT_BACKFILL,
+        )
         .await?;
     let key = match dev_key.filter(|k| !k.is_empty()) {
         Some(k) => {

@@ -330,3 +330,43 @@ async fn create_queue(
         .ok_or_else(|| anyhow!("no queue arn"))?;
     Ok((url, arn))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::horizon::{
+        DEFAULT_RETENTION_DAYS, DELIVERY_DAYS, MAX_RETENTION_DAYS, MIN_RETENTION_DAYS,
+    };
+
+    fn template() -> serde_json::Value {
+        let text = std::fs::read_to_string(template_path()).expect("infra/template.json");
+        serde_json::from_str(&text).expect("the template is JSON")
+    }
+
+    #[test]
+    fn the_templates_queue_and_dlq_retention_fit_the_delivery_window_horizons_are_checked_against()
+    {
+        let t = template();
+        let secs = |queue: &str| {
+            t["Resources"][queue]["Properties"]["MessageRetentionPeriod"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("{queue} has a MessageRetentionPeriod"))
+        };
+        let delivery = secs("EventsQueue") + secs("EventsDLQ");
+        assert!(
+            delivery <= i64::from(DELIVERY_DAYS) * 86_400,
+            "events queue + DLQ keep a message {delivery} s, more than the {DELIVERY_DAYS} days horizons allow for"
+        );
+    }
+
+    #[test]
+    fn the_templates_ledger_retention_parameter_agrees_with_the_code() {
+        let p = &template()["Parameters"]["LedgerRetentionDays"];
+        assert_eq!(
+            p["Default"].as_u64(),
+            Some(u64::from(DEFAULT_RETENTION_DAYS))
+        );
+        assert_eq!(p["MinValue"].as_u64(), Some(u64::from(MIN_RETENTION_DAYS)));
+        assert_eq!(p["MaxValue"].as_u64(), Some(u64::from(MAX_RETENTION_DAYS)));
+    }
+}

@@ -88,6 +88,8 @@ impl Stack {
         let mut ingest = ingest::Ingest::new(store.clone(), queue.clone());
         ingest.quality = Some(store.clone());
         ingest.quarantine = Some(store.clone());
+        // As on AWS: nothing older than the ledger's retention guards is accepted.
+        ingest.limits.max_backfill_days = shared::horizon::widest_horizon_days(cfg.retention);
         ingest.hubspot = hubspot.map(|h| ingest::HubspotConfig {
             secrets: h.secrets,
             public_base_url: h.public_base_url,
@@ -281,9 +283,9 @@ impl Stack {
         &self,
         tenant: &TenantId,
         name: &str,
-        backfill_days: u32,
+        backfill: shared::horizon::Horizon,
     ) -> Result<bool, AdminError> {
-        match self.store.create_tenant(tenant, name, backfill_days).await {
+        match self.store.create_tenant(tenant, name, backfill).await {
             Ok(()) => {}
             Err(AdminError::TenantExists(_)) => {
                 // Tenants created before the tenant index existed join it here.

@@ -10,14 +10,14 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let table = shared::config::required("USAGE_TABLE")?;
     let ledger_table = shared::config::required("LEDGER_TABLE")?;
-    let retention = shared::config::ledger_retention_days()?;
+    let retention = shared::config::ledger_retention()?;
     let aws = shared::aws::load().await;
     let mut store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table)
         .with_ledger_table(ledger_table);
     store.audit_sample = shared::config::audit_sample_modulus()?;
     let store = Arc::new(store);
     let cfg = PipelineConfig {
-        retention: chrono::Duration::days(retention),
+        retention: retention.duration(),
         ..PipelineConfig::default()
     };
     let events = Arc::new(shared::queue::SqsQueue::new(

@@ -12,7 +12,7 @@ use crate::event::{MeterRule, TenantPolicy, UsageEvent};
 use crate::ids::EntitlementId;
 use crate::ids::{AccountId, MeterName, Segment, Source, TenantId};
 use crate::keys::{self, Scope};
-use crate::pipeline::{Claim, LedgerEntry, LedgerStore, PartOutcome, PartRef};
+use crate::pipeline::{ChunkJournal, Claim, LedgerEntry, LedgerStore, PartOutcome, PartRef};
 use crate::rollup::{Bucket, RollupDelta, RollupKey};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -448,19 +448,20 @@ impl DynamoStore {
         }
     }
 
-    /// Creates a tenant (fails if it exists).
+    /// Creates a tenant (fails if it exists). `backfill` is checked against the
+    /// ledger's retention by [`crate::horizon::Horizon::parse`].
     pub async fn create_tenant(
         &self,
         tenant: &TenantId,
         name: &str,
-        backfill_days: u32,
+        backfill: crate::horizon::Horizon,
     ) -> Result<(), AdminError> {
         let item = TenantItem {
             pk: keys::tenant_pk(tenant),
             sk: keys::PROFILE_SK.into(),
             tenant: tenant.clone(),
             name: name.to_owned(),
-            backfill_days,
+            backfill_days: backfill.as_days(),
             created_at: Utc::now(),
         };
         let item = serde_dynamo::to_item(item).map_err(|e| corrupt("tenant", e))?;
@@ -1198,6 +1199,47 @@ impl UsageReader for DynamoStore {
             });
         }
         Ok(rows)
+    }
+}
+
+/// The import journal: one item per unfinished import chunk, its body as JSON text
+/// (a chunk is at most 255 KiB, under DynamoDB's 400 KB item limit).
+#[async_trait]
+impl ChunkJournal for DynamoStore {
+    async fn begin(&self, chunk: &crate::chunk::Chunk) -> Result<(), StoreError> {
+        let body = serde_json::to_string(chunk).map_err(|e| corrupt(&chunk.chunk, e))?;
+        self.put_data(
+            "begin_import_chunk",
+            keys::import_journal_pk(&chunk.tenant),
+            keys::import_journal_sk(&chunk.chunk),
+            &body,
+        )
+        .await
+    }
+
+    async fn finish(&self, tenant: &TenantId, chunk: &str) -> Result<(), StoreError> {
+        self.delete(
+            "finish_import_chunk",
+            keys::import_journal_pk(tenant),
+            keys::import_journal_sk(chunk),
+            None,
+        )
+        .await
+    }
+
+    async fn unfinished(&self, tenant: &TenantId) -> Result<Vec<crate::chunk::Chunk>, StoreError> {
+        let pk = keys::import_journal_pk(tenant);
+        let bodies: Vec<String> = self
+            .query_data(
+                "unfinished_import_chunks",
+                pk.clone(),
+                keys::IMPORT_JOURNAL_PREFIX,
+            )
+            .await?;
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(|e| corrupt(&pk, e)))
+            .collect()
     }
 }
 

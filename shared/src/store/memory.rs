@@ -2,9 +2,10 @@
 //! injection: any call can fail before it takes effect, or take effect and then fail
 //! (a crash after writing, before acknowledging).
 
+use crate::chunk::Chunk;
 use crate::ids::{AccountId, Segment, TenantId};
 use crate::keys::{ledger_pk, part_pk, part_sk};
-use crate::pipeline::{Claim, LedgerEntry, LedgerStore, PartOutcome, PartRef};
+use crate::pipeline::{ChunkJournal, Claim, LedgerEntry, LedgerStore, PartOutcome, PartRef};
 use crate::rollup::{RollupDelta, RollupKey};
 use crate::store::StoreError;
 use async_trait::async_trait;
@@ -26,6 +27,7 @@ struct State {
     ledger: HashMap<String, (String, u32, Segment)>,
     parts: HashSet<(String, String)>,
     rollups: BTreeMap<(TenantId, RollupKey), RollupDelta>,
+    journal: BTreeMap<(TenantId, String), Chunk>,
     calls: usize,
     faults: HashMap<usize, Fault>,
 }
@@ -53,6 +55,11 @@ impl MemoryLedger {
         s.faults.insert(at, fault);
     }
 
+    /// Withdraws every fault not struck yet.
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
     pub fn rollups(&self) -> BTreeMap<(TenantId, RollupKey), RollupDelta> {
         self.lock().rollups.clone()
     }
@@ -78,6 +85,48 @@ impl State {
         let n = self.calls;
         self.calls += 1;
         self.faults.remove(&n)
+    }
+}
+
+#[async_trait]
+impl ChunkJournal for MemoryLedger {
+    async fn begin(&self, chunk: &Chunk) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        let fault = s.next_fault();
+        if fault == Some(Fault::Before) {
+            return Err(injected());
+        }
+        s.journal
+            .insert((chunk.tenant.clone(), chunk.chunk.clone()), chunk.clone());
+        match fault {
+            Some(Fault::After) => Err(injected()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn finish(&self, tenant: &TenantId, chunk: &str) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        let fault = s.next_fault();
+        if fault == Some(Fault::Before) {
+            return Err(injected());
+        }
+        s.journal.remove(&(tenant.clone(), chunk.to_owned()));
+        match fault {
+            Some(Fault::After) => Err(injected()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn unfinished(&self, tenant: &TenantId) -> Result<Vec<Chunk>, StoreError> {
+        let mut s = self.lock();
+        if s.next_fault().is_some() {
+            return Err(injected());
+        }
+        Ok(s.journal
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|(_, c)| c.clone())
+            .collect())
     }
 }
 
