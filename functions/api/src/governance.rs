@@ -538,11 +538,11 @@ mod tests {
 
     #[test]
     fn an_audit_range_takes_dates_or_times_and_refuses_the_rest() {
-        let now = Utc::now();
+        let now = "2026-11-25T12:00:00Z".parse::<DateTime<Utc>>().unwrap();
         let p = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
         let (f, _) = audit_range(&p("from", "2026-11-01"), now).unwrap();
         assert_eq!(f.to_rfc3339(), "2026-11-01T00:00:00+00:00");
-        let mut range = p("from", "2026-10-01");
+        let mut range = p("from", "2026-10-02");
         range.extend(p("to", "2026-11-01"));
         let (_, t) = audit_range(&range, now).unwrap();
         assert_eq!(t.to_rfc3339(), "2026-11-01T23:59:59+00:00");
@@ -559,5 +559,38 @@ mod tests {
         let mut both = p("from", "2026-11-02");
         both.extend(p("to", "2026-11-01"));
         assert_eq!(audit_range(&both, now).unwrap_err().code, "invalid_range");
+        assert_eq!(
+            audit_range(&p("to", "+10000-01-01"), now).unwrap_err().code,
+            "invalid_parameter"
+        );
+    }
+
+    #[test]
+    fn an_audit_range_of_more_than_31_days_is_refused_as_too_large() {
+        let now = "2026-11-25T12:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let range = |from: &str, to: &str| {
+            vec![
+                ("from".to_owned(), from.to_owned()),
+                ("to".to_owned(), to.to_owned()),
+            ]
+        };
+        assert!(audit_range(&range("2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z"), now).is_ok());
+        for (from, to) in [
+            ("2026-10-01T00:00:00Z", "2026-11-01T00:00:01Z"),
+            ("2026-10-01", "2026-11-01"),
+            ("2020-01-01", "2026-01-01"),
+        ] {
+            let err = audit_range(&range(from, to), now).unwrap_err();
+            assert_eq!(
+                (err.status, err.code),
+                (400, "range_too_large"),
+                "{from}..{to}"
+            );
+        }
+        let err = audit_range(&[("from".to_owned(), "2026-01-01".to_owned())], now).unwrap_err();
+        assert_eq!(
+            err.code, "range_too_large",
+            "from alone, to defaults to now"
+        );
     }
 }
