@@ -7,8 +7,8 @@
 # exits non-zero on any failure, on a crash of the runner, or on a panic in its log.
 #
 #   FUZZ_API_SECONDS  schemathesis time budget (default 150)
-#   FUZZ_API_WORKERS  concurrent schemathesis workers (default 2)
-#   FUZZ_API_SEED     seed, to replay a run (default: random, printed)
+#   FUZZ_API_WORKERS  concurrent schemathesis workers (default 1, see below)
+#   FUZZ_API_SEED     seed (default 834216751, fixed so CI is repeatable; `random` for a new one)
 #   MOTO_PORT, LOCAL_HTTP_ADDR  ports to use (default: free ones)
 #   DEV_API_KEY       the dev tenant's key the fuzzer sends (default: a fresh one)
 #   FUZZ_API_REPORT   directory for the junit/ndjson reports (default: a temp dir)
@@ -16,12 +16,18 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 budget="${FUZZ_API_SECONDS:-150}"
-workers="${FUZZ_API_WORKERS:-2}"
+# One worker: schemathesis runs workers as threads, and Hypothesis parses lambda sources
+# with `ast`, which CPython 3.11 does not support from two threads at once ("AST
+# constructor recursion depth mismatch" / KeyError inside Hypothesis: tool errors, seen
+# with 2 workers on 2026-11-30).
+workers="${FUZZ_API_WORKERS:-1}"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 moto_port="${MOTO_PORT:-$(free_port)}"
 addr="${LOCAL_HTTP_ADDR:-127.0.0.1:$(free_port)}"
 base="http://$addr"
-seed="${FUZZ_API_SEED:-$(python3 -c 'import random; print(random.randrange(2**31))')}"
+# A fixed seed by default, so CI runs are comparable; `FUZZ_API_SEED=random` explores.
+seed="${FUZZ_API_SEED:-834216751}"
+[ "$seed" != random ] || seed="$(python3 -c 'import random; print(random.randrange(2**31))')"
 export DEV_API_KEY="${DEV_API_KEY:-uk_$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')}"
 work="$(mktemp -d)"
 report="${FUZZ_API_REPORT:-$work/report}"
