@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/usage-intel/target
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-unit lint fmt clippy bench fuzz build deploy tenant key import clean-venvs backtest demo
+.PHONY: run test test-unit lint fmt clippy bench fuzz fuzz-api build deploy tenant key import clean-venvs backtest demo
 
 ## Start moto + every function locally on http://127.0.0.1:8080 (Ctrl-C stops all).
 run:
@@ -18,7 +18,8 @@ test:
 test-unit:
 	cargo test --workspace --lib --locked
 
-## fmt + clippy + cfn-lint on the template (and proof cfn-lint rejects a broken copy).
+## fmt + clippy + cfn-lint on the template + openapi-spec-validator on docs/openapi.json
+## (and proof both reject broken copies).
 lint: fmt clippy
 	infra/lint.sh
 
@@ -43,6 +44,12 @@ bench:
 FUZZ_SECONDS ?= 60
 fuzz:
 	infra/fuzz.sh $(FUZZ_SECONDS)
+
+## Fuzz the HTTP contract (docs/openapi.json) with schemathesis against a private local
+## stack for FUZZ_API_SECONDS (default 150): no 5xx, no response the document contradicts.
+FUZZ_API_SECONDS ?= 150
+fuzz-api:
+	FUZZ_API_SECONDS=$(FUZZ_API_SECONDS) infra/fuzz-api.sh
 
 ## Lambda artifacts with cargo-lambda (ARCH=arm64 default; ARCH=x86_64 on this machine).
 build:

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Lint infra/template.json with cfn-lint (SAM-aware 1.53.x, pinned in infra/requirements-lint.txt),
 # then prove the linter has teeth: broken copies of the template must be rejected.
+# Then validate docs/openapi.json with openapi-spec-validator (infra/requirements-openapi.txt),
+# with the same proof of teeth.
 #
 #   LINT_VENV   virtualenv to use/create, relative to the repo root (default .venv-lint)
+#   OPENAPI_VENV  virtualenv of the OpenAPI validator (default .venv-openapi)
 #   PYTHON      interpreter used to create the venv (default python3)
 set -euo pipefail
 
@@ -73,3 +76,44 @@ if (( caught != total )); then
 fi
 
 echo "lint: OK — cfn-lint $PINNED (aws-sam-translator $translator): $TEMPLATE clean, $caught/$total broken copies rejected"
+
+# 3. The HTTP contract: docs/openapi.json must be a valid OpenAPI document, and copies
+#    with the mistakes it once had (a 3.1 type array and a numeric exclusiveMinimum in
+#    a 3.0 document, a response without a description) must be rejected.
+OPENAPI="docs/openapi.json"
+ovenv="$(infra/pyvenv.sh "${OPENAPI_VENV:-.venv-openapi}" infra/requirements-openapi.txt)"
+"$ovenv/bin/python" - "$OPENAPI" "$tmp" <<'PY'
+import copy, json, sys
+from openapi_spec_validator import validate
+from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+from importlib.metadata import version
+
+src, out = sys.argv[1], sys.argv[2]
+doc = json.load(open(src))
+try:
+    validate(doc)
+except OpenAPIValidationError as e:
+    print(f"lint: FAILED — {src} is not valid OpenAPI {doc.get('openapi')}: {e}", file=sys.stderr)
+    sys.exit(1)
+
+mutants = {
+    "type-array": lambda d: d["components"]["schemas"]["Error"].__setitem__("type", ["object", "null"]),
+    "numeric-exclusive-minimum": lambda d: d["components"]["schemas"]["Error"].__setitem__("exclusiveMinimum", 0),
+    "response-without-description": lambda d: d["paths"]["/v1/accounts"]["get"]["responses"]["200"].pop("description"),
+}
+missed = []
+for name, mutate in mutants.items():
+    m = copy.deepcopy(doc)
+    mutate(m)
+    try:
+        validate(m)
+        missed.append(name)
+    except OpenAPIValidationError:
+        pass
+if missed:
+    print(f"lint: FAILED — the OpenAPI validator accepted broken copies: {missed}", file=sys.stderr)
+    sys.exit(1)
+paths = sum(1 for p in doc["paths"].values() for m in p if m in ("get", "put", "post", "delete", "patch"))
+print(f"lint: OK — openapi-spec-validator {version('openapi-spec-validator')}: "
+      f"{src} is valid OpenAPI {doc['openapi']} ({paths} operations), {len(mutants)}/{len(mutants)} broken copies rejected")
+PY

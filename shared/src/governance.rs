@@ -305,12 +305,15 @@ pub trait ChangeLog: Send + Sync {
         def: &Definition,
         entry: &ChangeEntry,
     ) -> Result<(), StoreError>;
-    /// Oldest first.
+    /// One page of a definition's change log, oldest first, after `cursor` (an
+    /// opaque cursor this store returned as `next`).
     async fn changes(
         &self,
         tenant: &TenantId,
         meter: &MeterName,
-    ) -> Result<Vec<ChangeEntry>, StoreError>;
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<crate::store::Page<ChangeEntry>, StoreError>;
 }
 
 /// The governance notification of a registry change (kind `data_quality`, code

@@ -150,3 +150,117 @@ pub fn query_pairs(req: &Request) -> Vec<(String, String)> {
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default()
 }
+
+/// `limit` and `cursor` of a paginated list (`GET /v1/accounts`, definitions, change
+/// logs, audits, held events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageParams {
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    /// Takes `limit` (1..=`max`, default `default`) and `cursor` out of `pairs`;
+    /// returns the other pairs for the caller, who refuses the ones it does not know.
+    /// A parameter given twice is refused (`invalid_parameter`), as is an empty cursor
+    /// (`invalid_cursor`: it cannot be one this API returned).
+    pub fn take(
+        pairs: Vec<(String, String)>,
+        default: usize,
+        max: usize,
+    ) -> Result<(Self, Vec<(String, String)>), ApiError> {
+        let mut limit = None;
+        let mut cursor = None;
+        let mut rest = Vec::new();
+        for (k, v) in pairs {
+            let repeated = match k.as_str() {
+                "limit" => limit.is_some(),
+                "cursor" => cursor.is_some(),
+                _ => false,
+            };
+            if repeated {
+                return Err(ApiError::new(
+                    400,
+                    "invalid_parameter",
+                    format!("parameter '{k}' given twice"),
+                ));
+            }
+            match k.as_str() {
+                "limit" => {
+                    limit = Some(
+                        v.parse::<usize>()
+                            .ok()
+                            .filter(|l| (1..=max).contains(l))
+                            .ok_or_else(|| {
+                                ApiError::new(
+                                    400,
+                                    "invalid_parameter",
+                                    format!("limit must be between 1 and {max}"),
+                                )
+                            })?,
+                    )
+                }
+                "cursor" if v.is_empty() => {
+                    return Err(ApiError::new(
+                        400,
+                        "invalid_cursor",
+                        "the cursor is not one this API returned",
+                    ))
+                }
+                "cursor" => cursor = Some(v),
+                _ => rest.push((k, v)),
+            }
+        }
+        Ok((
+            Self {
+                limit: limit.unwrap_or(default),
+                cursor,
+            },
+            rest,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn page_params_default_and_hand_back_the_other_parameters() {
+        let (p, rest) = PageParams::take(pairs(&[("meter", "x")]), 50, 200).unwrap();
+        assert_eq!(
+            p,
+            PageParams {
+                limit: 50,
+                cursor: None
+            }
+        );
+        assert_eq!(rest, pairs(&[("meter", "x")]));
+        let (p, rest) =
+            PageParams::take(pairs(&[("limit", "200"), ("cursor", "abc")]), 50, 200).unwrap();
+        assert_eq!((p.limit, p.cursor.as_deref()), (200, Some("abc")));
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn page_params_refuse_limits_out_of_range_repeats_and_empty_cursors() {
+        for (p, code) in [
+            (vec![("limit", "0")], "invalid_parameter"),
+            (vec![("limit", "201")], "invalid_parameter"),
+            (vec![("limit", "-1")], "invalid_parameter"),
+            (vec![("limit", "ten")], "invalid_parameter"),
+            (vec![("limit", "1"), ("limit", "2")], "invalid_parameter"),
+            (vec![("cursor", "a"), ("cursor", "b")], "invalid_parameter"),
+            (vec![("cursor", "")], "invalid_cursor"),
+        ] {
+            let err = PageParams::take(pairs(&p), 50, 200).unwrap_err();
+            assert_eq!((err.status, err.code), (400, code), "{p:?}");
+        }
+    }
+}

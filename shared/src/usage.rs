@@ -37,8 +37,21 @@ pub struct UsageQuery {
     pub group_by: Vec<Dimension>,
 }
 
-/// Most windows one query may return.
-pub const MAX_WINDOWS: i64 = 2000;
+/// Widest range per granularity, in windows: 31 days by hour, 400 days by day, 36
+/// months by month. Every granularity is read from day rollups (docs/adr/0002), so
+/// these also bound the items one query reads: at most ~1,100 days per series.
+pub const MAX_HOUR_WINDOWS: i64 = 31 * 24;
+pub const MAX_DAY_WINDOWS: i64 = 400;
+pub const MAX_MONTH_WINDOWS: i64 = 36;
+
+/// The most windows a query of this granularity may span.
+pub fn max_windows(g: Granularity) -> i64 {
+    match g {
+        Granularity::Hour => MAX_HOUR_WINDOWS,
+        Granularity::Day => MAX_DAY_WINDOWS,
+        Granularity::Month => MAX_MONTH_WINDOWS,
+    }
+}
 
 const PARAMS: &[&str] = &[
     "meter",
@@ -51,17 +64,24 @@ const PARAMS: &[&str] = &[
 ];
 
 fn instant(name: &str, v: &str) -> Result<DateTime<Utc>, InputError> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
-        return Ok(t.with_timezone(&Utc));
+    let bad = || {
+        input_error(
+            "invalid_parameter",
+            format!("{name} '{v}' is neither RFC 3339 nor YYYY-MM-DD in years 1-9999"),
+        )
+    };
+    let t = match DateTime::parse_from_rfc3339(v) {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(_) => NaiveDate::parse_from_str(v, "%Y-%m-%d")
+            .map(|d| Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN)))
+            .map_err(|_| bad())?,
+    };
+    // Four-digit years only: window arithmetic then never leaves chrono's range.
+    if (1..=9999).contains(&t.year()) {
+        Ok(t)
+    } else {
+        Err(bad())
     }
-    NaiveDate::parse_from_str(v, "%Y-%m-%d")
-        .map(|d| Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN)))
-        .map_err(|_| {
-            input_error(
-                "invalid_parameter",
-                format!("{name} '{v}' is neither RFC 3339 nor YYYY-MM-DD"),
-            )
-        })
 }
 
 impl UsageQuery {
@@ -160,21 +180,34 @@ impl UsageQuery {
             group_by,
         };
         let windows = q.window_count();
-        if windows > MAX_WINDOWS {
+        let max = max_windows(granularity);
+        if windows > max {
+            let unit = match granularity {
+                Granularity::Hour => "hour",
+                Granularity::Day => "day",
+                Granularity::Month => "month",
+            };
             return Err(input_error(
                 "range_too_large",
-                format!("{windows} {:?} windows requested; at most {MAX_WINDOWS}: narrow the range or use a coarser granularity", granularity).to_lowercase(),
+                format!("the range spans {windows} {unit} windows; at most {max} by {unit}: narrow the range or use a coarser granularity"),
             ));
         }
         Ok(q)
     }
 
-    fn window_count(&self) -> i64 {
-        let span = self.to - self.from;
+    /// Windows from `from` (floored) up to `to`, the last one partial: what
+    /// [`UsageQuery::windows`] returns, counted without building it.
+    pub fn window_count(&self) -> i64 {
+        let secs = (self.to - self.from).num_seconds().max(0);
+        let per = |unit: i64| (secs + unit - 1) / unit;
         match self.granularity {
-            Granularity::Hour => span.num_hours() + 1,
-            Granularity::Day => span.num_days() + 1,
-            Granularity::Month => span.num_days() / 28 + 1,
+            Granularity::Hour => per(3600),
+            Granularity::Day => per(86_400),
+            Granularity::Month => {
+                let months = |t: DateTime<Utc>| i64::from(t.year()) * 12 + i64::from(t.month0());
+                let whole = months(self.to) - months(self.from);
+                whole + i64::from(floor(self.to, Granularity::Month) < self.to)
+            }
         }
     }
 
@@ -382,6 +415,71 @@ mod tests {
                 code,
                 "{p:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_century_and_a_half_by_month_is_refused_as_too_large() {
+        let p = params(&[
+            ("granularity", "month"),
+            ("from", "1876-01-01"),
+            ("to", "2026-01-01"),
+        ]);
+        let err = UsageQuery::parse(&p, now()).unwrap_err();
+        assert_eq!(err.code, "range_too_large");
+        assert!(
+            err.message.contains("at most 36 by month"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn each_granularity_accepts_its_widest_range_and_refuses_one_window_more() {
+        for (g, from, widest, one_more) in [
+            ("hour", "2026-10-01", "2026-11-01", "2026-11-01T01:00:00Z"),
+            ("day", "2025-01-01", "2026-02-05", "2026-02-06"),
+            ("month", "2023-01-01", "2026-01-01", "2026-01-02"),
+        ] {
+            let q = |to: &str| {
+                UsageQuery::parse(
+                    &params(&[("granularity", g), ("from", from), ("to", to)]),
+                    now(),
+                )
+            };
+            let ok = q(widest).unwrap_or_else(|e| panic!("{g} to {widest}: {e:?}"));
+            assert_eq!(ok.window_count(), max_windows(ok.granularity), "{g}");
+            assert_eq!(ok.windows().len() as i64, ok.window_count(), "{g}");
+            assert_eq!(q(one_more).unwrap_err().code, "range_too_large", "{g}");
+        }
+    }
+
+    #[test]
+    fn window_count_matches_the_windows_of_ragged_ranges() {
+        for (g, from, to) in [
+            ("hour", "2026-11-25T10:30:00Z", "2026-11-25T12:00:01Z"),
+            ("day", "2026-11-01T12:00:00Z", "2026-11-03T00:00:00Z"),
+            ("month", "2026-01-31", "2026-03-01"),
+            ("month", "2025-12-15", "2026-02-01T00:00:01Z"),
+        ] {
+            let q = UsageQuery::parse(
+                &params(&[("granularity", g), ("from", from), ("to", to)]),
+                now(),
+            )
+            .unwrap();
+            assert_eq!(
+                q.windows().len() as i64,
+                q.window_count(),
+                "{g} {from}..{to}"
+            );
+        }
+    }
+
+    #[test]
+    fn years_outside_one_to_9999_are_refused() {
+        for v in ["+10000-01-01", "0000-01-01", "+262142-12-31"] {
+            let err = UsageQuery::parse(&params(&[("to", v)]), now()).unwrap_err();
+            assert_eq!(err.code, "invalid_parameter", "{v}");
         }
     }
 

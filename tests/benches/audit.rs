@@ -313,8 +313,12 @@ impl ReportStore for Sim {
         _: DateTime<Utc>,
         _: DateTime<Utc>,
         _: usize,
-    ) -> Result<Vec<AuditReport>, StoreError> {
-        Ok(Vec::new())
+        _: Option<&str>,
+    ) -> Result<shared::store::Page<AuditReport>, StoreError> {
+        Ok(shared::store::Page {
+            items: Vec::new(),
+            next: None,
+        })
     }
 }
 

@@ -2,7 +2,7 @@
 //! and notifications, soft delete and restore, and the stored audit runs.
 
 use crate::Api;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::audit::counters::Counts;
@@ -12,7 +12,7 @@ use shared::audit::store::ReportStore;
 use shared::definition::{alias_conflict, definition_from_body, Definition};
 use shared::event::DefinitionStatus;
 use shared::governance::{change_alert, changed_fields, ChangeAction, ChangeEntry, ChangeLog};
-use shared::http::{body_bytes, json, query_pairs, ApiError};
+use shared::http::{body_bytes, json, query_pairs, ApiError, PageParams};
 use shared::ids::{MeterName, TenantId};
 use shared::quarantine::{
     policy_from_body, replay, GovernancePolicy, PolicyRecord, QuarantineStore, Replay, MAX_PAGE,
@@ -21,8 +21,17 @@ use shared::queue::EventQueue;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Most runs returned by `GET /v1/audits` (a week of hourly runs and more).
-pub const MAX_RUNS: usize = 500;
+/// Runs per page of `GET /v1/audits`: a day of hourly runs by default, at most 50
+/// (each stored report may be up to ~350 KB; the page reads them whole).
+pub const DEFAULT_RUNS: usize = 24;
+pub const MAX_RUNS: usize = 50;
+
+/// Widest `from`..`to` of `GET /v1/audits` (a month of hourly runs).
+pub const MAX_AUDIT_RANGE_DAYS: i64 = 31;
+
+/// Change-log entries per page of `GET /v1/definitions/{meter}/changes`.
+pub const DEFAULT_CHANGES: usize = 50;
+pub const MAX_CHANGES: usize = 200;
 
 /// Most held events one restore or replay call queues; the rest wait for the next
 /// `POST /v1/definitions/{meter}/quarantine/replay` (the response says so).
@@ -230,36 +239,17 @@ impl Api {
     ) -> Result<Response<Body>, ApiError> {
         let g = self.governance()?;
         let (meter, def) = self.definition_or_404(tenant, meter).await?;
-        let mut limit = 100usize;
-        let mut cursor = None;
-        for (k, v) in query_pairs(req) {
-            match k.as_str() {
-                "limit" => {
-                    limit = v
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|l| (1..=MAX_PAGE).contains(l))
-                        .ok_or_else(|| {
-                            ApiError::new(
-                                400,
-                                "invalid_parameter",
-                                format!("limit must be between 1 and {MAX_PAGE}"),
-                            )
-                        })?
-                }
-                "cursor" => cursor = Some(v),
-                other => {
-                    return Err(ApiError::new(
-                        400,
-                        "unknown_parameter",
-                        format!("unknown parameter '{other}'; expected limit, cursor"),
-                    ))
-                }
-            }
+        let (page, rest) = PageParams::take(query_pairs(req), 100, MAX_PAGE)?;
+        if let Some((other, _)) = rest.first() {
+            return Err(ApiError::new(
+                400,
+                "unknown_parameter",
+                format!("unknown parameter '{other}'; expected limit, cursor"),
+            ));
         }
         let page = g
             .quarantine
-            .held(tenant, &meter, limit, cursor.as_deref())
+            .held(tenant, &meter, page.limit, page.cursor.as_deref())
             .await?;
         Ok(json(
             200,
@@ -398,11 +388,23 @@ impl Api {
         &self,
         tenant: &TenantId,
         meter: &str,
+        req: &Request,
     ) -> Result<Response<Body>, ApiError> {
         let g = self.governance()?;
         let meter = MeterName::parse(meter).map_err(|_| ApiError::not_found("definition"))?;
-        let changes = g.changes.changes(tenant, &meter).await?;
-        if changes.is_empty()
+        let (paging, rest) = PageParams::take(query_pairs(req), DEFAULT_CHANGES, MAX_CHANGES)?;
+        if let Some((other, _)) = rest.first() {
+            return Err(ApiError::new(
+                400,
+                "unknown_parameter",
+                format!("unknown parameter '{other}'; expected limit, cursor"),
+            ));
+        }
+        let page = g
+            .changes
+            .changes(tenant, &meter, paging.limit, paging.cursor.as_deref())
+            .await?;
+        if page.items.is_empty()
             && self
                 .definitions
                 .get_definition(tenant, &meter)
@@ -411,7 +413,10 @@ impl Api {
         {
             return Err(ApiError::not_found("definition"));
         }
-        Ok(json(200, &json!({"meter": meter, "changes": changes})))
+        Ok(json(
+            200,
+            &json!({"meter": meter, "changes": page.items, "next_cursor": page.next}),
+        ))
     }
 
     pub(crate) async fn latest_audit(&self, tenant: &TenantId) -> Result<Response<Body>, ApiError> {
@@ -431,8 +436,13 @@ impl Api {
     ) -> Result<Response<Body>, ApiError> {
         let g = self.governance()?;
         let now = Utc::now();
-        let (from, to) = audit_range(&query_pairs(req), now)?;
-        let runs = g.reports.reports(tenant, from, to, MAX_RUNS).await?;
+        let (paging, rest) = PageParams::take(query_pairs(req), DEFAULT_RUNS, MAX_RUNS)?;
+        let (from, to) = audit_range(&rest, now)?;
+        let page = g
+            .reports
+            .reports(tenant, from, to, paging.limit, paging.cursor.as_deref())
+            .await?;
+        let runs = page.items;
         let summaries: Vec<_> = runs
             .iter()
             .map(|r| {
@@ -449,7 +459,7 @@ impl Api {
             200,
             &json!({
                 "from": from, "to": to, "runs": summaries, "trend": trend(&runs),
-                "truncated": runs.len() == MAX_RUNS,
+                "next_cursor": page.next,
             }),
         ))
     }
@@ -464,16 +474,25 @@ fn status(s: DefinitionStatus) -> &'static str {
 }
 
 fn instant(v: &str, end: bool) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
-        return Some(t.with_timezone(&Utc));
-    }
-    let d = NaiveDate::parse_from_str(v, "%Y-%m-%d").ok()?;
-    let d = if end { d.succ_opt()? } else { d };
-    let t = d.and_hms_opt(0, 0, 0)?.and_utc();
-    Some(if end { t - Duration::seconds(1) } else { t })
+    let t = match DateTime::parse_from_rfc3339(v) {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(_) => {
+            let d = NaiveDate::parse_from_str(v, "%Y-%m-%d").ok()?;
+            let d = if end { d.succ_opt()? } else { d };
+            let t = d.and_hms_opt(0, 0, 0)?.and_utc();
+            if end {
+                t.checked_sub_signed(Duration::seconds(1))?
+            } else {
+                t
+            }
+        }
+    };
+    // Four-digit years: report sort keys are RFC 3339 strings, ordered as text.
+    (1..=9999).contains(&t.year()).then_some(t)
 }
 
-/// `from` and `to` (RFC 3339 or a date; default: the last 7 days up to now).
+/// `from` and `to` (RFC 3339 or a date; default: the last 7 days up to now), at most
+/// [`MAX_AUDIT_RANGE_DAYS`] apart (`range_too_large`).
 pub fn audit_range(
     pairs: &[(String, String)],
     now: DateTime<Utc>,
@@ -495,13 +514,20 @@ pub fn audit_range(
                 return Err(ApiError::new(
                     400,
                     "unknown_parameter",
-                    format!("unknown parameter '{other}'; expected from, to"),
+                    format!("unknown parameter '{other}'; expected from, to, limit, cursor"),
                 ))
             }
         }
     }
     if from > to {
         return Err(ApiError::new(400, "invalid_range", "from is after to"));
+    }
+    if to - from > Duration::days(MAX_AUDIT_RANGE_DAYS) {
+        return Err(ApiError::new(
+            400,
+            "range_too_large",
+            format!("from and to are more than {MAX_AUDIT_RANGE_DAYS} days apart; narrow the range and page through it with limit and cursor"),
+        ));
     }
     Ok((from, to))
 }
@@ -512,11 +538,11 @@ mod tests {
 
     #[test]
     fn an_audit_range_takes_dates_or_times_and_refuses_the_rest() {
-        let now = Utc::now();
+        let now = "2026-11-25T12:00:00Z".parse::<DateTime<Utc>>().unwrap();
         let p = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
         let (f, _) = audit_range(&p("from", "2026-11-01"), now).unwrap();
         assert_eq!(f.to_rfc3339(), "2026-11-01T00:00:00+00:00");
-        let mut range = p("from", "2026-10-01");
+        let mut range = p("from", "2026-10-02");
         range.extend(p("to", "2026-11-01"));
         let (_, t) = audit_range(&range, now).unwrap();
         assert_eq!(t.to_rfc3339(), "2026-11-01T23:59:59+00:00");
@@ -533,5 +559,38 @@ mod tests {
         let mut both = p("from", "2026-11-02");
         both.extend(p("to", "2026-11-01"));
         assert_eq!(audit_range(&both, now).unwrap_err().code, "invalid_range");
+        assert_eq!(
+            audit_range(&p("to", "+10000-01-01"), now).unwrap_err().code,
+            "invalid_parameter"
+        );
+    }
+
+    #[test]
+    fn an_audit_range_of_more_than_31_days_is_refused_as_too_large() {
+        let now = "2026-11-25T12:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let range = |from: &str, to: &str| {
+            vec![
+                ("from".to_owned(), from.to_owned()),
+                ("to".to_owned(), to.to_owned()),
+            ]
+        };
+        assert!(audit_range(&range("2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z"), now).is_ok());
+        for (from, to) in [
+            ("2026-10-01T00:00:00Z", "2026-11-01T00:00:01Z"),
+            ("2026-10-01", "2026-11-01"),
+            ("2020-01-01", "2026-01-01"),
+        ] {
+            let err = audit_range(&range(from, to), now).unwrap_err();
+            assert_eq!(
+                (err.status, err.code),
+                (400, "range_too_large"),
+                "{from}..{to}"
+            );
+        }
+        let err = audit_range(&[("from".to_owned(), "2026-01-01".to_owned())], now).unwrap_err();
+        assert_eq!(
+            err.code, "range_too_large",
+            "from alone, to defaults to now"
+        );
     }
 }

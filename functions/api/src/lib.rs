@@ -11,7 +11,7 @@ use shared::auth::KeyScope;
 use shared::entitlement::{balance, entitlement_from_body, Entitlement};
 use shared::event::DefinitionStatus;
 use shared::health::store::HealthStore;
-use shared::http::{authenticate, body_bytes, error, json, query_pairs, ApiError};
+use shared::http::{authenticate, body_bytes, error, json, query_pairs, ApiError, PageParams};
 use shared::ids::EntitlementId;
 use shared::ids::{AccountId, MeterName, Segment, TenantId};
 use shared::keys::Scope;
@@ -74,6 +74,10 @@ pub fn needed_scope(method: &str, template: &str) -> KeyScope {
         KeyScope::Admin
     }
 }
+
+/// Definitions per page of `GET /v1/definitions`.
+pub const DEFAULT_DEFINITIONS: usize = 100;
+pub const MAX_DEFINITIONS: usize = 200;
 
 /// Largest admin request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -205,7 +209,7 @@ impl Api {
             ("GET", "/v1/segments/{segment}/usage") => {
                 self.segment_usage(&tenant, &param("segment"), &req).await
             }
-            ("GET", "/v1/definitions") => self.list_definitions(&tenant).await,
+            ("GET", "/v1/definitions") => self.list_definitions(&tenant, &req).await,
             ("GET", "/v1/definitions/{meter}") => {
                 self.get_definition(&tenant, &param("meter")).await
             }
@@ -242,7 +246,8 @@ impl Api {
                     .await
             }
             ("GET", "/v1/definitions/{meter}/changes") => {
-                self.definition_changes(&tenant, &param("meter")).await
+                self.definition_changes(&tenant, &param("meter"), &req)
+                    .await
             }
             ("GET", "/v1/audits/latest") => self.latest_audit(&tenant).await,
             ("GET", "/v1/audits") => self.list_audits(&tenant, &req).await,
@@ -656,9 +661,28 @@ impl Api {
         Ok(json(200, &report(json!({"segment": segment}), &q, &rows)))
     }
 
-    async fn list_definitions(&self, tenant: &TenantId) -> Result<Response<Body>, ApiError> {
-        let defs = self.definitions.list_definitions(tenant).await?;
-        Ok(json(200, &json!({"definitions": defs})))
+    async fn list_definitions(
+        &self,
+        tenant: &TenantId,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let (paging, rest) =
+            PageParams::take(query_pairs(req), DEFAULT_DEFINITIONS, MAX_DEFINITIONS)?;
+        if let Some((other, _)) = rest.first() {
+            return Err(ApiError::new(
+                400,
+                "unknown_parameter",
+                format!("unknown parameter '{other}'; expected limit, cursor"),
+            ));
+        }
+        let page = self
+            .definitions
+            .definitions_page(tenant, paging.limit, paging.cursor.as_deref())
+            .await?;
+        Ok(json(
+            200,
+            &json!({"definitions": page.items, "next_cursor": page.next}),
+        ))
     }
 
     async fn get_definition(

@@ -84,14 +84,17 @@ pub trait AuditReader: Send + Sync {
 pub trait ReportStore: Send + Sync {
     async fn put_report(&self, report: &AuditReport) -> Result<(), StoreError>;
     async fn latest_report(&self, tenant: &TenantId) -> Result<Option<AuditReport>, StoreError>;
-    /// Runs with `from <= run_at <= to`, oldest first, at most `limit`.
+    /// One page of the runs with `from <= run_at <= to`, oldest first: at most
+    /// `limit`, after `cursor` (an opaque cursor this store returned as `next` for the
+    /// same range).
     async fn reports(
         &self,
         tenant: &TenantId,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<AuditReport>, StoreError>;
+        cursor: Option<&str>,
+    ) -> Result<crate::store::Page<AuditReport>, StoreError>;
 }
 
 /// Whether an account's events are copied to the drift sample: a stable hash of the

@@ -834,19 +834,45 @@ impl DefinitionStore for DynamoStore {
     }
 
     async fn list_definitions(&self, tenant: &TenantId) -> Result<Vec<Definition>, StoreError> {
-        let pk = keys::tenant_pk(tenant);
-        let items = self
-            .query_all("list_definitions", pk.clone(), None, false)
+        // Only the definitions' sort keys, not the whole tenant partition.
+        self.query_data(
+            "list_definitions",
+            keys::tenant_pk(tenant),
+            keys::DEFINITION_PREFIX,
+        )
+        .await
+    }
+
+    async fn definitions_page(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Definition>, StoreError> {
+        let prefix = keys::DEFINITION_PREFIX;
+        let page = self
+            .query_items_page(
+                "definitions_page",
+                keys::tenant_pk(tenant),
+                PageRange {
+                    cursor_prefix: prefix,
+                    sk: Some((prefix.to_owned(), format!("{prefix}~"))),
+                    forward: true,
+                },
+                limit,
+                cursor,
+                false,
+                |req| req,
+            )
             .await?;
-        items
-            .into_iter()
-            .filter(|i| str_attr(i, "sk").is_some_and(|sk| sk.starts_with(keys::DEFINITION_PREFIX)))
-            .map(|i| {
-                serde_dynamo::from_item::<_, DataItem<Definition>>(i)
-                    .map(|d| d.data)
-                    .map_err(|e| corrupt(&pk, e))
-            })
-            .collect()
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|i| from_data(i, "definition"))
+                .collect::<Result<_, _>>()?,
+            next: page.next,
+        })
     }
 
     async fn governance_policy(
@@ -957,28 +983,88 @@ impl DynamoStore {
             aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
         ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
     ) -> Result<Page<T>, StoreError> {
+        let page = self
+            .query_items_page(
+                op,
+                pk.clone(),
+                PageRange {
+                    cursor_prefix,
+                    sk: None,
+                    forward: true,
+                },
+                limit,
+                cursor,
+                consistent,
+                customize,
+            )
+            .await?;
+        let items = page
+            .items
+            .into_iter()
+            .map(|item| {
+                serde_dynamo::from_item::<_, DataItem<T>>(item)
+                    .map(|d| d.data)
+                    .map_err(|e| corrupt(&pk, e))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            items,
+            next: page.next,
+        })
+    }
+
+    /// One page of a partition's items (optionally only sort keys in `range.sk`,
+    /// inclusive): up to `limit`, from after the cursor; `next` when more may follow.
+    /// A cursor is the base64 of the last sort key returned; one that does not start
+    /// with `range.cursor_prefix` or lies outside `range.sk` is refused (`BadCursor`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn query_items_page(
+        &self,
+        op: &'static str,
+        pk: String,
+        range: PageRange<'_>,
+        limit: usize,
+        cursor: Option<&str>,
+        consistent: bool,
+        customize: impl Fn(
+            aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Page<Item>, StoreError> {
         let limit = limit.max(1);
-        let mut start: Option<Item> = match cursor {
-            None => None,
-            Some(c) => Some(key(pk.clone(), decode_cursor(c, cursor_prefix)?)),
-        };
+        let mut start: Option<Item> =
+            match cursor {
+                None => None,
+                Some(c) => {
+                    let sk = decode_cursor(c, range.cursor_prefix)?;
+                    if range.sk.as_ref().is_some_and(|(lo, hi)| {
+                        sk.as_str() < lo.as_str() || sk.as_str() > hi.as_str()
+                    }) {
+                        return Err(StoreError::BadCursor);
+                    }
+                    Some(key(pk.clone(), sk))
+                }
+            };
         let mut items = Vec::new();
         loop {
-            let req = self
+            let mut req = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
                 .expression_attribute_values(":pk", s(pk.clone()))
                 .consistent_read(consistent)
-                .limit((limit - items.len()) as i32)
+                .scan_index_forward(range.forward)
+                .limit(i32::try_from(limit - items.len()).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take());
+            req = match &range.sk {
+                Some((lo, hi)) => req
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                    .expression_attribute_values(":lo", s(lo.clone()))
+                    .expression_attribute_values(":hi", s(hi.clone())),
+                None => req.key_condition_expression("pk = :pk"),
+            };
             self.meter.request();
             let page = customize(req).send().await.map_err(|e| svc(op, e))?;
-            for item in page.items.unwrap_or_default() {
-                let d: DataItem<T> = serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?;
-                items.push(d.data);
-            }
+            items.extend(page.items.unwrap_or_default());
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => {
                     if items.len() >= limit {
@@ -991,6 +1077,15 @@ impl DynamoStore {
             }
         }
     }
+}
+
+/// Which sort keys a paged query reads, and in which order.
+pub(crate) struct PageRange<'a> {
+    /// Every sort key the query can return (and so every cursor) starts with this.
+    pub cursor_prefix: &'a str,
+    /// Inclusive sort-key bounds (`None`: the whole partition).
+    pub sk: Option<(String, String)>,
+    pub forward: bool,
 }
 
 fn data_item<T: Serialize + ?Sized>(pk: String, sk: String, data: &T) -> Result<Item, StoreError> {
@@ -1053,7 +1148,7 @@ fn decode_cursor(cursor: &str, prefix: &str) -> Result<String, StoreError> {
         .decode(cursor)
         .map_err(|_| StoreError::BadCursor)?;
     let sk = String::from_utf8(bytes).map_err(|_| StoreError::BadCursor)?;
-    if sk.starts_with(prefix) && sk.len() < 512 {
+    if !sk.is_empty() && sk.starts_with(prefix) && sk.len() < 512 {
         Ok(sk)
     } else {
         Err(StoreError::BadCursor)

@@ -155,6 +155,21 @@ pub trait MappingStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+fn encode_meter_cursor(meter: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(meter)
+}
+
+fn decode_meter_cursor(cursor: &str) -> Result<String, StoreError> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|m| MeterName::parse(m).is_ok())
+        .ok_or(StoreError::BadCursor)
+}
+
 /// A page of results and the opaque cursor for the next one.
 #[derive(Debug, Clone)]
 pub struct Page<T> {
@@ -217,10 +232,33 @@ pub trait DefinitionStore: Send + Sync {
         tenant: &TenantId,
         meter: &MeterName,
     ) -> Result<Option<crate::definition::Definition>, StoreError>;
+    /// Every definition (for the registry checks; `GET /v1/definitions` pages).
     async fn list_definitions(
         &self,
         tenant: &TenantId,
     ) -> Result<Vec<crate::definition::Definition>, StoreError>;
+    /// One page of definitions in meter order, after `cursor` (an opaque cursor this
+    /// store returned as `next`). This default reads [`DefinitionStore::list_definitions`]
+    /// and is for small in-memory stores; the DynamoDB adapter reads one page.
+    async fn definitions_page(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<crate::definition::Definition>, StoreError> {
+        let after = cursor.map(decode_meter_cursor).transpose()?;
+        let mut defs = self.list_definitions(tenant).await?;
+        defs.sort_by(|a, b| a.meter.as_str().cmp(b.meter.as_str()));
+        let mut rest = defs
+            .into_iter()
+            .filter(|d| after.as_deref().is_none_or(|a| d.meter.as_str() > a));
+        let items: Vec<_> = rest.by_ref().take(limit.max(1)).collect();
+        let next = match (rest.next(), items.last()) {
+            (Some(_), Some(last)) => Some(encode_meter_cursor(last.meter.as_str())),
+            _ => None,
+        };
+        Ok(Page { items, next })
+    }
     /// What happens to retired meters' events (`None`: the defaults).
     async fn governance_policy(
         &self,

@@ -3,6 +3,7 @@
 
 use super::{
     corrupt, dec, item_size, n, s, str_attr, svc, write_units, DataItem, DynamoStore, Item,
+    PageRange,
 };
 use crate::audit::counters::Counts;
 use crate::audit::kpi::SampledEvent;
@@ -14,7 +15,7 @@ use crate::governance::{ChangeEntry, ChangeLog};
 use crate::ids::{AccountId, MeterName, ServiceLine, Stage, TenantId};
 use crate::keys;
 use crate::pipeline::LedgerEntry;
-use crate::store::StoreError;
+use crate::store::{Page, StoreError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Timelike, Utc};
@@ -242,11 +243,17 @@ impl ChangeLog for DynamoStore {
         &self,
         tenant: &TenantId,
         meter: &MeterName,
-    ) -> Result<Vec<ChangeEntry>, StoreError> {
-        self.query_data(
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<ChangeEntry>, StoreError> {
+        self.query_page(
             "definition_changes",
             keys::definition_changes_pk(tenant, meter),
             "",
+            limit,
+            cursor,
+            false,
+            |req| req,
         )
         .await
     }
@@ -584,21 +591,32 @@ impl ReportStore for DynamoStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<AuditReport>, StoreError> {
+        cursor: Option<&str>,
+    ) -> Result<Page<AuditReport>, StoreError> {
         let pk = keys::audits_pk(tenant);
-        let range = (keys::audit_sk(from), keys::audit_sk(to));
-        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
-        let items = self
-            .query_table(
+        let page = self
+            .query_items_page(
                 "reports",
-                &self.table,
                 pk.clone(),
-                Some(range),
-                true,
-                Some(limit),
+                PageRange {
+                    cursor_prefix: "",
+                    sk: Some((keys::audit_sk(from), keys::audit_sk(to))),
+                    forward: true,
+                },
+                limit,
+                cursor,
+                false,
+                |req| req,
             )
             .await?;
-        items.iter().map(|i| parse_report(&pk, i)).collect()
+        Ok(Page {
+            items: page
+                .items
+                .iter()
+                .map(|i| parse_report(&pk, i))
+                .collect::<Result<_, _>>()?,
+            next: page.next,
+        })
     }
 }
 
