@@ -115,7 +115,7 @@ pub fn demo_data(accounts: usize, today: chrono::NaiveDate) -> (Synth, HealthCon
     };
     for c in cfg.segments.values_mut() {
         *c = SegmentConfig {
-            milestones: c.milestones.iter().take(1).cloned().collect(),
+            milestones: Some(c.milestones().iter().take(1).cloned().collect()),
             ..c.clone()
         };
     }

@@ -547,7 +547,7 @@ pub fn measure(
         let mut due = 0usize;
         let mut on_time = 0usize;
         let mut velocity = Vec::new();
-        for ms in &seg_cfg.milestones {
+        for ms in seg_cfg.milestones() {
             let reached = sig
                 .achieved
                 .get(&ms.name)
@@ -678,7 +678,7 @@ fn reached_on(series: &Series, ms: &Milestone, onboarded: NaiveDate) -> Option<N
             continue;
         }
         total += q;
-        if total >= ms.quantity {
+        if total > 0.0 && total >= ms.quantity {
             return Some(day);
         }
     }
@@ -813,24 +813,14 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
         penalties.entry(Component::UsageTrend).or_default().push((
             "key_feature_not_adopted",
             (PEN_UNADOPTED * names.len() as f64).min(40.0),
-            format!("no {} usage in the last {WINDOW_DAYS} d", names.join(", ")),
+            unadopted_detail(&names, sig),
         ));
     }
     if !sig.overdue.is_empty() && per_comp.contains_key(&Component::Milestones) {
-        let list: Vec<String> = sig
-            .overdue
-            .iter()
-            .map(|o| {
-                format!(
-                    "{} ({}) due by day {}, not reached at day {}",
-                    o.name, o.meter, o.due_days, o.age_days
-                )
-            })
-            .collect();
         penalties.entry(Component::Milestones).or_default().push((
             "milestone_overdue",
-            (PEN_OVERDUE * list.len() as f64).min(45.0),
-            list.join("; "),
+            (PEN_OVERDUE * sig.overdue.len() as f64).min(45.0),
+            overdue_detail(&sig.overdue),
         ));
     }
     if let Some(d) = sig.days_since_activity.filter(|d| *d >= 14) {
@@ -955,13 +945,17 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
         detail.push_str(", friction at or below the segment median");
         add_reason("expansion_signal", 0.0, detail);
     }
-    let mut reasons: Vec<Reason> = reasons
+    // Each statement is made once, in the reason it moves most.
+    let mut ordered: Vec<(String, (f64, Vec<String>))> = reasons.into_iter().collect();
+    ordered.sort_by(|a, b| b.1 .0.abs().total_cmp(&a.1 .0.abs()).then(a.0.cmp(&b.0)));
+    let mut said = std::collections::BTreeSet::new();
+    let mut reasons: Vec<Reason> = ordered
         .into_iter()
         .filter(|(code, (impact, _))| impact.abs() >= 0.5 || code == "expansion_signal")
         .map(|(code, (impact, details))| Reason {
             code,
             impact: r1(impact),
-            detail: details.join("; "),
+            detail: unique_parts(&details, &mut said),
         })
         .collect();
     // Harmful reasons first, largest first; then helpful ones, largest first.
@@ -979,6 +973,50 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
         reasons,
         expansion,
     })
+}
+
+fn overdue_detail(overdue: &[Overdue]) -> String {
+    overdue
+        .iter()
+        .map(|o| {
+            let what = if o.name.starts_with("first_") {
+                "first use".to_owned()
+            } else {
+                o.meter.to_string()
+            };
+            format!(
+                "{} ({what}) due by day {}, not reached at day {}",
+                o.name, o.due_days, o.age_days
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn unadopted_detail(names: &[&str], sig: &Signals) -> String {
+    let mut s = format!(
+        "no use of key features ({}) in the last {WINDOW_DAYS} d",
+        names.join(", ")
+    );
+    if sig.active_days > 0 {
+        s.push_str(&format!(
+            ", though active on other meters on {} of {WINDOW_DAYS} days",
+            sig.active_days
+        ));
+    }
+    s
+}
+
+/// Joins the statements of `details` (each may hold several, `; `-separated),
+/// dropping any already `said` here or in an earlier reason.
+fn unique_parts(details: &[String], said: &mut std::collections::BTreeSet<String>) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for part in details.iter().flat_map(|d| d.split("; ")) {
+        if said.insert(part.to_owned()) {
+            out.push(part);
+        }
+    }
+    out.join("; ")
 }
 
 fn metric_reason(
@@ -1021,15 +1059,9 @@ fn metric_reason(
                 ),
             )
         }
-        Metric::MilestonesOnTime | Metric::TimeToValue if hurts => match sig.overdue.first() {
-            Some(o) => (
-                "milestone_overdue",
-                format!(
-                    "{} ({}) due by day {}, not reached at day {}",
-                    o.name, o.meter, o.due_days, o.age_days
-                ),
-            ),
-            None => (
+        Metric::MilestonesOnTime | Metric::TimeToValue if hurts => match sig.overdue.is_empty() {
+            false => ("milestone_overdue", overdue_detail(&sig.overdue)),
+            true => (
                 "slow_time_to_value",
                 format!(
                     "milestones reached at {:.1}x their due days; segment median {:.1}x",
@@ -1101,6 +1133,12 @@ fn metric_reason(
                 pct(med).trim_start_matches('+')
             ),
         ),
+        // Weeks count key-feature use only: an account busy on other meters is not
+        // "inactive", it does not use the key features (and the reason says so).
+        Metric::WeeklyConsistency if sig.weeks_active == 0 => {
+            let names: Vec<&str> = cfg.key_meters.iter().map(|m| m.as_str()).collect();
+            ("key_feature_not_adopted", unadopted_detail(&names, sig))
+        }
         Metric::WeeklyConsistency => (
             if hurts {
                 "inconsistent_usage"
@@ -1108,7 +1146,12 @@ fn metric_reason(
                 "consistent_usage"
             },
             format!(
-                "active in {} of the last 8 weeks; segment median {:.0}",
+                "key features ({}) used in {} of the last 8 weeks; segment median {:.0}",
+                cfg.key_meters
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 sig.weeks_active,
                 med * 8.0
             ),

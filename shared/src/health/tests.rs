@@ -286,12 +286,14 @@ fn overdue_milestones_rising_tickets_and_silence_each_name_their_reason() {
     late.onboarding_date = Some(d(AS_OF) - Duration::days(60));
     let mut c = cfg();
     if let Some(smb) = c.segments.get_mut(&Segment::Smb) {
-        smb.milestones.push(super::config::Milestone {
-            name: "sso_enabled".into(),
-            meter: m("sso_logins"),
-            quantity: 1.0,
-            due_days: 30,
-        });
+        smb.milestones
+            .get_or_insert_with(Vec::new)
+            .push(super::config::Milestone {
+                name: "sso_enabled".into(),
+                meter: m("sso_logins"),
+                quantity: 1.0,
+                due_days: 30,
+            });
     }
     let meas = measure(&late, &s, d(AS_OF), &c, &BTreeMap::new());
     assert!(meas.signals.overdue.iter().any(|o| o.name == "sso_enabled"));
@@ -366,13 +368,19 @@ fn a_band_downgrade_and_a_large_drop_alert_once_per_change() {
         keys(&record::decide_alerts(&t, &mut again, &c, Utc::now())),
         keys(&a1)
     );
-    // An account first scored red is at risk once, not again while it stays red.
+    // An account first scored red sets its baseline: one informational note that
+    // the default policy holds for the digest (no page), not again while it stays red.
     let mut red0 = rec_on(d0, 30.0, Band::Red, None);
     let first = record::decide_alerts(&t, &mut red0, &c, Utc::now());
     assert_eq!(
         first.iter().map(|a| a.code.as_str()).collect::<Vec<_>>(),
-        ["at_risk"]
+        ["starts_red"]
     );
+    assert_eq!(first[0].severity, crate::alert::Severity::Info);
+    assert!(matches!(
+        crate::digest::AlertPolicy::default().route(&first[0], None),
+        crate::digest::Route::Digest { .. }
+    ));
     let mut red1 = rec_on(d0 + Duration::days(1), 31.0, Band::Red, Some(&red0));
     assert!(record::decide_alerts(&t, &mut red1, &c, Utc::now()).is_empty());
     // An upgrade raises nothing.
@@ -502,4 +510,62 @@ fn a_shard_carries_the_seats_synced_onto_the_profile() {
         },
     );
     assert_eq!(super::run::ShardAccount::of(&p).subject.seats, Some(250.0));
+}
+
+/// An SMB account of a tenant that sends only its own meter every day (none of the
+/// built-in ones), scored with the built-in config: milestones overdue, key meters
+/// unused.
+fn own_meter_only(id: &str) -> (Measurement, Scored) {
+    let as_of = d(AS_OF);
+    let mut s = Series::empty(as_of);
+    for i in 0..WINDOW_DAYS {
+        s.add(&m("reports_run"), s.start + Duration::days(i as i64), 40.0);
+    }
+    let mut sub = subject(id, Segment::Smb);
+    sub.onboarding_date = Some(as_of - Duration::days(60));
+    let c = cfg();
+    let meas = measure(&sub, &s, as_of, &c, &BTreeMap::new());
+    let b = baselines(std::slice::from_ref(&meas), &c);
+    let sc = score(&meas, &b[&Segment::Smb], &c).expect("scored");
+    (meas, sc)
+}
+
+#[test]
+fn no_reason_repeats_a_statement_within_itself_or_across_reasons() {
+    let (_, sc) = own_meter_only("own");
+    let mut seen = std::collections::BTreeSet::new();
+    for r in &sc.reasons {
+        for part in r.detail.split("; ") {
+            assert!(
+                seen.insert(part.to_owned()),
+                "{:?} repeated in {:#?}",
+                part,
+                sc.reasons
+            );
+        }
+    }
+}
+
+#[test]
+fn an_account_active_every_day_on_other_meters_is_never_called_inactive() {
+    let (meas, sc) = own_meter_only("own");
+    assert_eq!(meas.signals.days_since_activity, Some(1));
+    for r in &sc.reasons {
+        assert!(
+            !r.detail.contains("active in 0 of"),
+            "{}: {}",
+            r.code,
+            r.detail
+        );
+    }
+    let key = sc
+        .reasons
+        .iter()
+        .find(|r| r.code == "key_feature_not_adopted")
+        .expect("names the unused key features");
+    assert!(
+        key.detail.contains("no use of key features") && key.detail.contains("api_calls"),
+        "{}",
+        key.detail
+    );
 }
