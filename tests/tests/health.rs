@@ -319,7 +319,7 @@ async fn health_routes_refuse_bad_input_and_hide_other_tenants() {
     assert_eq!((s, v["source"].as_str()), (200, Some("defaults")));
     assert_eq!(
         v["config"]["segments"]["smb"]["weights"]["usage_trend"],
-        40.0
+        20.0
     );
     let (s, _) = ts
         .call(
@@ -472,7 +472,11 @@ async fn with_no_health_config_the_registry_key_feature_ranks_steady_above_decay
     // segment's digest.
     ts.drain_alerts().await;
     let published = ts.take_all(&inbox).await;
-    assert!(published.is_empty(), "{published:?}");
+    // (Defining the meter announced itself, as governance does; nothing about health.)
+    assert!(
+        published.iter().all(|p| p["alert"]["kind"] != "risk"),
+        "{published:?}"
+    );
     let (start, end) = shared::digest::Cadence::Monthly.period(today).unwrap();
     let bucket = shared::digest::DigestBucket {
         tenant: t.clone(),

@@ -19,6 +19,7 @@ pub fn backtest(
     cutoffs: usize,
     horizon_days: i64,
     fit: bool,
+    cfg: &HealthConfig,
 ) -> Result<String> {
     let end = Utc::now().date_naive();
     let span = 180 + 30 * cutoffs as i64 + horizon_days;
@@ -49,9 +50,8 @@ pub fn backtest(
     let dates: Vec<_> = (0..cutoffs.max(1))
         .map(|i| end - Duration::days(horizon_days + 30 * i as i64))
         .collect();
-    let cfg = HealthConfig::default();
     let started = std::time::Instant::now();
-    let preds = backtest::replay(&outcomes, &dates, horizon_days, &cfg, |s, d| {
+    let preds = backtest::replay(&outcomes, &dates, horizon_days, cfg, |s, d| {
         by_id
             .get(&s.account)
             .map(|a| synth.series(a, d))

@@ -70,6 +70,10 @@ enum Command {
         /// Also grid-search component weights and print the suggested configuration.
         #[arg(long)]
         fit: bool,
+        /// A health config (the `PUT /v1/health/config` body) to score with instead
+        /// of the defaults.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
     },
     /// Load generated demo accounts (a quarter of them decaying) and 63 days of usage
     /// into the local stack, through ingest, under tenant `demo` (printed key).
@@ -196,10 +200,18 @@ async fn main() -> Result<()> {
             cutoffs,
             horizon_days,
             fit,
+            config,
         } => {
+            let stored = match config {
+                Some(path) => Some(shared::health::config::HealthConfig::from_body(
+                    &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+                )?),
+                None => None,
+            };
+            let cfg = shared::health::config::HealthConfig::resolve(stored.as_ref(), &[]).config;
             print!(
                 "{}",
-                local::demo::backtest(accounts, seed, cutoffs, horizon_days, fit)?
+                local::demo::backtest(accounts, seed, cutoffs, horizon_days, fit, &cfg)?
             );
             Ok(())
         }

@@ -19,10 +19,10 @@ pub struct Weights {
 impl Default for Weights {
     fn default() -> Self {
         Self {
-            usage_trend: 40.0,
-            milestones: 25.0,
+            usage_trend: 20.0,
+            milestones: 5.0,
             friction: 20.0,
-            engagement: 15.0,
+            engagement: 55.0,
         }
     }
 }
@@ -59,7 +59,10 @@ pub struct Milestone {
 #[serde(deny_unknown_fields, default)]
 pub struct SegmentConfig {
     pub weights: Weights,
-    pub bands: Bands,
+    /// Fixed thresholds; `None`: calibrated on the run's score distribution (see
+    /// [`HealthConfig::band_percentiles`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bands: Option<Bands>,
     /// `None`: the meter registry's `milestone` definitions (first use due by
     /// `first_use_due_days`), or the built-in milestones while the built-in key
     /// meters apply. See [`HealthConfig::resolve`].
@@ -75,6 +78,24 @@ pub struct SegmentConfig {
 impl SegmentConfig {
     pub fn milestones(&self) -> &[Milestone] {
         self.milestones.as_deref().unwrap_or(&[])
+    }
+}
+
+/// Where a segment's bands come from when the config sets none: the share of the
+/// population below the red line (`red`) and below the green line (`yellow`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BandPercentiles {
+    pub red: f64,
+    pub yellow: f64,
+}
+
+impl Default for BandPercentiles {
+    fn default() -> Self {
+        Self {
+            red: 0.1,
+            yellow: 0.3,
+        }
     }
 }
 
@@ -110,6 +131,12 @@ pub struct HealthConfig {
     pub min_active_days: u32,
     pub min_segment_population: usize,
     pub fallback: Fallback,
+    /// Segments without fixed bands: red below this percentile of the segment's
+    /// scores, green from the `yellow` percentile up.
+    pub band_percentiles: BandPercentiles,
+    /// Fewer scored accounts in a segment: the tenant-wide distribution; fewer in the
+    /// whole tenant too: the fixed default bands (65 / 45).
+    pub min_band_population: usize,
     /// A drop of at least this many points within `drop_window_days` raises a risk alert.
     pub drop_alert_points: f64,
     pub drop_window_days: u32,
@@ -178,6 +205,10 @@ pub enum SettingSource {
     Registry,
     /// Built-in defaults.
     Defaults,
+    /// Bands: calibrated by each run on the score distribution (the segment's, the
+    /// tenant's below `min_band_population`, else the fixed 65 / 45); each record's
+    /// baseline names which.
+    Calibrated,
 }
 
 /// The config a run scores with, and where each registry-driven setting came from
@@ -215,6 +246,8 @@ impl Default for HealthConfig {
             min_active_days: 10,
             min_segment_population: 8,
             fallback: Fallback::AllSegments,
+            band_percentiles: BandPercentiles::default(),
+            min_band_population: 50,
             drop_alert_points: 15.0,
             drop_window_days: 7,
             crm_writeback: false,
@@ -291,7 +324,11 @@ impl HealthConfig {
             );
             sources.insert(
                 format!("segments.{s}.bands"),
-                from_tenant(seg.bands == defaults.bands),
+                if seg.bands.is_some() {
+                    SettingSource::TenantConfig
+                } else {
+                    SettingSource::Calibrated
+                },
             );
             let due = seg
                 .first_use_due_days
@@ -359,11 +396,11 @@ impl HealthConfig {
                     "segments.{s}.weights must be non-negative with a positive sum"
                 ));
             }
-            let b = c.bands;
-            if !(0.0..=100.0).contains(&b.yellow_min)
-                || !(0.0..=100.0).contains(&b.green_min)
-                || b.yellow_min >= b.green_min
-            {
+            if c.bands.is_some_and(|b| {
+                !(0.0..=100.0).contains(&b.yellow_min)
+                    || !(0.0..=100.0).contains(&b.green_min)
+                    || b.yellow_min >= b.green_min
+            }) {
                 return bad(format!(
                     "segments.{s}.bands need 0 <= yellow_min < green_min <= 100"
                 ));
@@ -394,6 +431,18 @@ impl HealthConfig {
         if self.min_active_days > 90 {
             return bad("min_active_days must be 0-90".into());
         }
+        let p = self.band_percentiles;
+        if !(p.red.is_finite()
+            && p.yellow.is_finite()
+            && 0.0 < p.red
+            && p.red < p.yellow
+            && p.yellow < 1.0)
+        {
+            return bad("band_percentiles need 0 < red < yellow < 1".into());
+        }
+        if self.min_band_population < 5 {
+            return bad("min_band_population must be at least 5".into());
+        }
         if self.min_segment_population < 2 {
             return bad("min_segment_population must be at least 2".into());
         }
@@ -412,7 +461,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_configuration_is_valid_and_weighs_40_25_20_15() {
+    fn default_configuration_is_valid_and_weighs_20_5_20_55_as_the_backtest_chose() {
         let c = HealthConfig::default();
         c.validate().unwrap();
         assert_eq!(c.segment(Segment::Enterprise).weights, Weights::default());
@@ -427,7 +476,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.drop_alert_points, 10.0);
-        assert_eq!(c.segment(Segment::Smb).bands.green_min, 80.0);
+        assert_eq!(
+            c.segment(Segment::Smb).bands.map(|b| b.green_min),
+            Some(80.0)
+        );
         assert_eq!(c.segment(Segment::Smb).weights, Weights::default());
         for body in [
             &br#"{"weights": 1}"#[..],
