@@ -93,7 +93,7 @@ async fn load_usage(ts: &TestStack, key: &str) {
 }
 
 #[tokio::test]
-async fn a_scheduled_run_scores_every_account_once_lists_decaying_accounts_first_and_alerts_each_once(
+async fn a_scheduled_run_scores_every_account_once_lists_decaying_accounts_first_and_holds_each_red_start_for_the_digest(
 ) {
     let ts = TestStack::fresh().await;
     let (t, key) = tenant(&ts, "health").await;

@@ -68,26 +68,31 @@ pub fn backtest(
     );
     out.push_str(&backtest::render(&report));
     if fit {
-        match backtest::fit_weights(&preds) {
-            Some((w, auc)) => {
-                let current = report.get(&None).and_then(|m| m.auc).unwrap_or(f64::NAN);
-                out.push_str(&format!(
-                    "\nFitted weights (AUC {auc:.3} vs {current:.3} with the current weights):\n"
-                ));
-                let mut suggested = HealthConfig::default();
-                for c in suggested.segments.values_mut() {
-                    c.weights = w;
-                }
-                let body = serde_json::json!({"segments": suggested.segments.iter().map(|(s, c)| (s.as_str().to_owned(), serde_json::json!({"weights": c.weights}))).collect::<BTreeMap<_, _>>()});
-                out.push_str(&format!(
-                    "PUT /v1/health/config\n{}\n",
-                    serde_json::to_string_pretty(&body)?
-                ));
-            }
-            None => out.push_str("\nNo churners in the window: nothing to fit.\n"),
-        }
+        out.push_str(&fit_section(&preds, &report)?);
     }
     Ok(out)
+}
+
+/// Grid-searched weights (in-sample AUC) and the `PUT /v1/health/config` body.
+pub fn fit_section(
+    preds: &[backtest::Prediction],
+    report: &BTreeMap<Option<shared::ids::Segment>, backtest::Metrics>,
+) -> Result<String> {
+    Ok(match backtest::fit_weights(preds) {
+        Some((w, auc)) => {
+            let current = report.get(&None).and_then(|m| m.auc).unwrap_or(f64::NAN);
+            let segments: BTreeMap<String, serde_json::Value> = shared::ids::Segment::ALL
+                .into_iter()
+                .filter(|s| *s != shared::ids::Segment::Unassigned)
+                .map(|s| (s.as_str().to_owned(), serde_json::json!({ "weights": w })))
+                .collect();
+            format!(
+                "\nFitted weights (in-sample AUC {auc:.3} vs {current:.3} with the current weights):\nPUT /v1/health/config\n{}\n",
+                serde_json::to_string_pretty(&serde_json::json!({ "segments": segments }))?
+            )
+        }
+        None => "\nNo churners in the window: nothing to fit.\n".to_owned(),
+    })
 }
 
 /// The demo tenant: established accounts (onboarded 200 days before `today`, past

@@ -364,8 +364,8 @@ pub fn baselines<'a>(
     out
 }
 
-/// Segments with fixed bands in the config keep them. Others: red below the
-/// `band_percentiles.red` percentile of the segment's scores, green from the
+/// Segments with fixed bands in the config keep them. Others: red at or below the
+/// `band_percentiles.red` percentile of the segment's scores, green above the
 /// `yellow` percentile; a segment with fewer than `min_band_population` scored
 /// accounts uses the tenant's whole distribution, and a tenant with fewer the fixed
 /// defaults (65 / 45).
@@ -391,9 +391,11 @@ pub fn calibrate_bands(
     }
     let p = cfg.band_percentiles;
     let min = cfg.min_band_population.max(1);
+    // Scores are rounded to 0.1: a line 0.1 above a percentile makes every score at
+    // or below it red, so ties at the bottom (sparse data) still band.
     let lines = |v: &[f64]| {
-        let red = r1(percentile(v, p.red));
-        let green = r1(percentile(v, p.yellow)).max(red + 0.1);
+        let red = r1(percentile(v, p.red)) + 0.1;
+        let green = (r1(percentile(v, p.yellow)) + 0.1).max(red + 0.1);
         super::config::Bands {
             green_min: green,
             yellow_min: red,
