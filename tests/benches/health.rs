@@ -142,6 +142,7 @@ async fn fan_out(n: usize, as_of: NaiveDate) {
         health: health.clone(),
         accounts: sim.clone(),
         usage: sim.clone(),
+        definitions: sim.clone(),
         markers: sim.clone(),
         shards: shards.clone(),
         alerts: alerts.clone(),

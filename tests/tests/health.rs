@@ -98,7 +98,7 @@ async fn load_usage(ts: &TestStack, key: &str) {
 }
 
 #[tokio::test]
-async fn a_scheduled_run_scores_every_account_once_lists_decaying_accounts_first_and_alerts_each_once(
+async fn a_scheduled_run_scores_every_account_once_lists_decaying_accounts_first_and_holds_each_red_start_for_the_digest(
 ) {
     let ts = TestStack::fresh().await;
     let (t, key) = tenant(&ts, "health").await;
@@ -232,30 +232,36 @@ async fn a_scheduled_run_scores_every_account_once_lists_decaying_accounts_first
     assert_eq!(hist["history"].as_array().unwrap().len(), 1, "{hist}");
     let (_, red2) = ts.call_as(&key, "GET", "/v1/accounts?band=red", None).await;
     assert_eq!(red2["accounts"].as_array().unwrap().len(), 3, "{red2}");
-    // One risk alert per decaying account, with owner and reasons, through notify.
+    // The first run sets the baseline: no one is paged; each decaying account's red
+    // start waits in the mid-market digest once, with owner and reasons.
     ts.drain_alerts().await;
     let published = ts.take_all(&inbox).await;
+    assert!(published.is_empty(), "{published:?}");
+    let (start, end) = shared::digest::Cadence::Monthly.period(today).unwrap();
+    let bucket = shared::digest::DigestBucket {
+        tenant: t.clone(),
+        segment: shared::ids::Segment::MidMarket,
+        cadence: shared::digest::Cadence::Monthly,
+        start,
+        end,
+    };
+    let held = shared::store::DigestStore::digest_entries(ts.stack.store.as_ref(), &bucket)
+        .await
+        .expect("digest");
     let mut per_account: BTreeMap<String, usize> = BTreeMap::new();
-    for p in &published {
-        let a = &p["alert"];
-        assert_eq!(a["kind"], "risk", "{p}");
-        assert!(a["owner"].as_str().unwrap().starts_with("csm-"), "{p}");
+    for (a, _) in &held {
+        assert_eq!((a.kind.as_str(), a.code.as_str()), ("risk", "starts_red"));
+        assert!(a.owner.as_deref().unwrap().starts_with("csm-"), "{a:?}");
         assert!(
-            a["reasons"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|r| r.as_str().unwrap().starts_with("usage_down_30d")),
-            "{p}"
+            a.reasons.iter().any(|r| r.starts_with("usage_down_30d")),
+            "{a:?}"
         );
-        *per_account
-            .entry(a["account"].as_str().unwrap().to_owned())
-            .or_default() += 1;
+        *per_account.entry(a.account.to_string()).or_default() += 1;
     }
     assert_eq!(
         per_account.keys().map(String::as_str).collect::<Vec<_>>(),
         DECAYING.to_vec(),
-        "{published:?}"
+        "{held:?}"
     );
     assert!(per_account.values().all(|n| *n == 1), "{per_account:?}");
 }
@@ -318,7 +324,7 @@ async fn health_routes_refuse_bad_input_and_hide_other_tenants() {
     assert_eq!((s, v["source"].as_str()), (200, Some("defaults")));
     assert_eq!(
         v["config"]["segments"]["smb"]["weights"]["usage_trend"],
-        40.0
+        20.0
     );
     let (s, _) = ts
         .call(
@@ -343,4 +349,150 @@ async fn health_routes_refuse_bad_input_and_hide_other_tenants() {
     assert_eq!(s, 404);
     let (_, v) = ts.call_as(&other, "GET", "/v1/health/config", None).await;
     assert_eq!(v["source"], "defaults");
+}
+
+/// Issue #14's walkthrough, as a new tenant does it: one meter of its own flagged
+/// `key_feature` in the registry, 60 days of daily history for two SMB accounts (one
+/// steady, one decaying), and no health config at all.
+#[tokio::test]
+async fn with_no_health_config_the_registry_key_feature_ranks_steady_above_decaying_and_the_first_run_pages_no_one(
+) {
+    let ts = TestStack::fresh().await;
+    let (t, key) = tenant(&ts, "walk").await;
+    let (s, v) = ts
+        .call_as(
+            &key,
+            "PUT",
+            "/v1/definitions/reports_run",
+            Some(r#"{"description":"Reports run","unit":"report","key_feature":true}"#),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let today = Utc::now().date_naive();
+    let onboarded = (today - Duration::days(60)).to_string();
+    let mut all = Vec::new();
+    for (account, decaying) in [("steady", false), ("decaying", true)] {
+        let body = format!(
+            r#"{{"name":"{account} Ltd","segment":"smb","owner_email":"csm@example.com","onboarding_date":"{onboarded}"}}"#
+        );
+        let (s, v) = ts
+            .call_as(&key, "PUT", &format!("/v1/accounts/{account}"), Some(&body))
+            .await;
+        assert_eq!(s, 201, "{v}");
+        for back in 1..=60i64 {
+            let day = today - Duration::days(back);
+            // Steady: about 50 reports a day. Decaying: from 50 down to 8.
+            let q = if decaying {
+                8.0 + 42.0 * (back as f64 - 1.0) / 59.0
+            } else {
+                48.0 + (back % 5) as f64
+            };
+            all.push(serde_json::json!({
+                "id": format!("{account}-{back}"), "account": account, "meter": "reports_run",
+                "quantity": q.round(), "timestamp": format!("{day}T10:00:00Z"),
+            }));
+        }
+    }
+    let (s, v) = ts
+        .call_as(
+            &key,
+            "POST",
+            "/v1/events",
+            Some(&Value::Array(all).to_string()),
+        )
+        .await;
+    assert_eq!((s, v["accepted"].as_u64()), (202, Some(120)), "{v}");
+    ts.drain_all(std::time::Duration::from_secs(60)).await;
+
+    // The config endpoint says the key meters come from the registry.
+    let (s, c) = ts.call_as(&key, "GET", "/v1/health/config", None).await;
+    assert_eq!(s, 200, "{c}");
+    assert_eq!(c["source"], "defaults", "{c}");
+    assert_eq!(
+        c["config"]["key_meters"],
+        serde_json::json!(["reports_run"])
+    );
+    assert_eq!(c["sources"]["key_meters"], "registry", "{c}");
+    assert_eq!(c["sources"]["segments.smb.milestones"], "registry", "{c}");
+
+    let inbox = ts
+        .stack
+        .subscribe_queue(&format!("{}-inbox", e2e::unique("w")), None)
+        .await
+        .expect("subscribe");
+    let runner = Arc::new(local::stack::health_runner(
+        &ts.stack.store,
+        &ts.stack.sqs,
+        ts.provisioned.reference("ScoreQueue").unwrap(),
+        ts.provisioned.reference("AlertsQueue").unwrap(),
+        None,
+    ));
+    let score = score::Score::new(runner.clone());
+    runner.start(&t, today, Utc::now()).await.expect("start");
+    let polled = ts.drain_score_with(&score).await;
+    assert_eq!(polled.failed, 0);
+
+    let health = |account: &'static str| {
+        let ts = &ts;
+        let key = &key;
+        async move {
+            let (s, h) = ts
+                .call_as(key, "GET", &format!("/v1/accounts/{account}/health"), None)
+                .await;
+            assert_eq!(s, 200, "{h}");
+            h
+        }
+    };
+    let steady = health("steady").await;
+    let decaying = health("decaying").await;
+    let num = |h: &Value| h["score"].as_f64().unwrap();
+    assert!(
+        num(&steady) > num(&decaying),
+        "steady {} vs decaying {}\n{steady}\n{decaying}",
+        num(&steady),
+        num(&decaying)
+    );
+    assert_ne!(steady["band"], "red", "{steady}");
+    assert_eq!(decaying["band"], "red", "{decaying}");
+    let codes: Vec<&str> = decaying["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["code"].as_str())
+        .collect();
+    assert!(codes.contains(&"usage_down_30d"), "{codes:?}");
+    for h in [&steady, &decaying] {
+        let mut said = std::collections::BTreeSet::new();
+        for r in h["reasons"].as_array().unwrap() {
+            let detail = r["detail"].as_str().unwrap();
+            assert!(!detail.contains("active in 0 of"), "{detail}");
+            assert!(!detail.contains("api_calls"), "{detail}");
+            for part in detail.split("; ") {
+                assert!(said.insert(part.to_owned()), "repeated: {part}");
+            }
+        }
+    }
+
+    // The first run is the baseline: nobody is paged; the red start waits for the
+    // segment's digest.
+    ts.drain_alerts().await;
+    let published = ts.take_all(&inbox).await;
+    // (Defining the meter announced itself, as governance does; nothing about health.)
+    assert!(
+        published.iter().all(|p| p["alert"]["kind"] != "risk"),
+        "{published:?}"
+    );
+    let (start, end) = shared::digest::Cadence::Monthly.period(today).unwrap();
+    let bucket = shared::digest::DigestBucket {
+        tenant: t.clone(),
+        segment: shared::ids::Segment::Smb,
+        cadence: shared::digest::Cadence::Monthly,
+        start,
+        end,
+    };
+    let held = shared::store::DigestStore::digest_entries(ts.stack.store.as_ref(), &bucket)
+        .await
+        .expect("digest");
+    let held: Vec<&str> = held.iter().map(|(a, _)| a.account.as_str()).collect();
+    assert_eq!(held, ["decaying"]);
 }

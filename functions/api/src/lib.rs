@@ -788,12 +788,21 @@ impl Api {
         ))
     }
 
+    /// The effective config a score run uses, with where each registry-driven
+    /// setting came from (`tenant_config`, `registry` or `defaults`).
     async fn get_health_config(&self, tenant: &TenantId) -> Result<Response<Body>, ApiError> {
-        let (cfg, source) = match self.health.get_health_config(tenant).await? {
-            Some(c) => (c, "tenant"),
-            None => (shared::health::config::HealthConfig::default(), "defaults"),
+        let stored = self.health.get_health_config(tenant).await?;
+        let defs = self.definitions.list_definitions(tenant).await?;
+        let source = if stored.is_some() {
+            "tenant"
+        } else {
+            "defaults"
         };
-        Ok(json(200, &json!({"config": cfg, "source": source})))
+        let resolved = shared::health::config::HealthConfig::resolve(stored.as_ref(), &defs);
+        Ok(json(
+            200,
+            &json!({"config": resolved.config, "source": source, "sources": resolved.sources}),
+        ))
     }
 
     async fn put_health_config(

@@ -19,6 +19,7 @@ pub fn backtest(
     cutoffs: usize,
     horizon_days: i64,
     fit: bool,
+    cfg: &HealthConfig,
 ) -> Result<String> {
     let end = Utc::now().date_naive();
     let span = 180 + 30 * cutoffs as i64 + horizon_days;
@@ -49,9 +50,8 @@ pub fn backtest(
     let dates: Vec<_> = (0..cutoffs.max(1))
         .map(|i| end - Duration::days(horizon_days + 30 * i as i64))
         .collect();
-    let cfg = HealthConfig::default();
     let started = std::time::Instant::now();
-    let preds = backtest::replay(&outcomes, &dates, horizon_days, &cfg, |s, d| {
+    let preds = backtest::replay(&outcomes, &dates, horizon_days, cfg, |s, d| {
         by_id
             .get(&s.account)
             .map(|a| synth.series(a, d))
@@ -68,26 +68,31 @@ pub fn backtest(
     );
     out.push_str(&backtest::render(&report));
     if fit {
-        match backtest::fit_weights(&preds) {
-            Some((w, auc)) => {
-                let current = report.get(&None).and_then(|m| m.auc).unwrap_or(f64::NAN);
-                out.push_str(&format!(
-                    "\nFitted weights (AUC {auc:.3} vs {current:.3} with the current weights):\n"
-                ));
-                let mut suggested = HealthConfig::default();
-                for c in suggested.segments.values_mut() {
-                    c.weights = w;
-                }
-                let body = serde_json::json!({"segments": suggested.segments.iter().map(|(s, c)| (s.as_str().to_owned(), serde_json::json!({"weights": c.weights}))).collect::<BTreeMap<_, _>>()});
-                out.push_str(&format!(
-                    "PUT /v1/health/config\n{}\n",
-                    serde_json::to_string_pretty(&body)?
-                ));
-            }
-            None => out.push_str("\nNo churners in the window: nothing to fit.\n"),
-        }
+        out.push_str(&fit_section(&preds, &report)?);
     }
     Ok(out)
+}
+
+/// Grid-searched weights (in-sample AUC) and the `PUT /v1/health/config` body.
+pub fn fit_section(
+    preds: &[backtest::Prediction],
+    report: &BTreeMap<Option<shared::ids::Segment>, backtest::Metrics>,
+) -> Result<String> {
+    Ok(match backtest::fit_weights(preds) {
+        Some((w, auc)) => {
+            let current = report.get(&None).and_then(|m| m.auc).unwrap_or(f64::NAN);
+            let segments: BTreeMap<String, serde_json::Value> = shared::ids::Segment::ALL
+                .into_iter()
+                .filter(|s| *s != shared::ids::Segment::Unassigned)
+                .map(|s| (s.as_str().to_owned(), serde_json::json!({ "weights": w })))
+                .collect();
+            format!(
+                "\nFitted weights (in-sample AUC {auc:.3} vs {current:.3} with the current weights):\nPUT /v1/health/config\n{}\n",
+                serde_json::to_string_pretty(&serde_json::json!({ "segments": segments }))?
+            )
+        }
+        None => "\nNo churners in the window: nothing to fit.\n".to_owned(),
+    })
 }
 
 /// The demo tenant: established accounts (onboarded 200 days before `today`, past
@@ -115,7 +120,7 @@ pub fn demo_data(accounts: usize, today: chrono::NaiveDate) -> (Synth, HealthCon
     };
     for c in cfg.segments.values_mut() {
         *c = SegmentConfig {
-            milestones: c.milestones.iter().take(1).cloned().collect(),
+            milestones: Some(c.milestones().iter().take(1).cloned().collect()),
             ..c.clone()
         };
     }

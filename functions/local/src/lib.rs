@@ -1,6 +1,7 @@
 //! The local runner: provisions the template's resources in the emulator and hosts
 //! every function's handler in one process (HTTP, SQS pollers, scheduler).
 
+pub mod backtest_files;
 pub mod demo;
 pub mod esm;
 pub mod import;

@@ -70,6 +70,24 @@ enum Command {
         /// Also grid-search component weights and print the suggested configuration.
         #[arg(long)]
         fit: bool,
+        /// A health config (the `PUT /v1/health/config` body) to score with instead
+        /// of the defaults.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        /// Your own history instead of generated accounts: events in the import
+        /// format (JSONL or CSV) ...
+        #[arg(long, requires_all = ["profiles", "outcomes"])]
+        events: Option<std::path::PathBuf>,
+        /// ... account profiles as JSONL (`account`, `segment`, `onboarding_date`) ...
+        #[arg(long = "profiles", id = "profiles")]
+        profiles: Option<std::path::PathBuf>,
+        /// ... and outcomes as CSV `account,churned,churn_date` (they define churn).
+        #[arg(long)]
+        outcomes: Option<std::path::PathBuf>,
+        /// Cut-off dates (YYYY-MM-DD, comma-separated) for --events; default 6, 30
+        /// days apart, ending the horizon before the last event.
+        #[arg(long = "at", value_delimiter = ',')]
+        at: Vec<chrono::NaiveDate>,
     },
     /// Load generated demo accounts (a quarter of them decaying) and 63 days of usage
     /// into the local stack, through ingest, under tenant `demo` (printed key).
@@ -220,10 +238,31 @@ async fn main() -> Result<()> {
             cutoffs,
             horizon_days,
             fit,
+            config,
+            events,
+            profiles,
+            outcomes,
+            at,
         } => {
+            let stored = match config {
+                Some(path) => Some(shared::health::config::HealthConfig::from_body(
+                    &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+                )?),
+                None => None,
+            };
+            if let (Some(events), Some(profiles), Some(outcomes)) = (events, profiles, outcomes) {
+                let inputs = local::backtest_files::load(&events, &profiles, &outcomes)?;
+                let cfg = local::backtest_files::default_config(&inputs.meters, stored.as_ref());
+                print!(
+                    "{}",
+                    local::backtest_files::run(&inputs, &cfg, &at, horizon_days, fit)?
+                );
+                return Ok(());
+            }
+            let cfg = shared::health::config::HealthConfig::resolve(stored.as_ref(), &[]).config;
             print!(
                 "{}",
-                local::demo::backtest(accounts, seed, cutoffs, horizon_days, fit)?
+                local::demo::backtest(accounts, seed, cutoffs, horizon_days, fit, &cfg)?
             );
             Ok(())
         }

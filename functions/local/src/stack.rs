@@ -334,6 +334,7 @@ pub fn health_runner(
         health: store.clone(),
         accounts: store.clone(),
         usage: store.clone(),
+        definitions: store.clone(),
         markers: store.clone(),
         shards: Arc::new(SqsQueue::new(sqs.clone(), score_queue_url)),
         alerts: Arc::new(SqsQueue::new(sqs.clone(), alerts_queue_url)),

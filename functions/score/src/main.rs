@@ -39,6 +39,7 @@ async fn main() -> Result<(), Error> {
         health: store.clone(),
         accounts: store.clone(),
         usage: store.clone(),
+        definitions: store.clone(),
         markers: store,
         shards,
         alerts,

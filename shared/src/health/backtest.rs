@@ -162,24 +162,44 @@ fn opt(v: Option<f64>, pct: bool) -> String {
     }
 }
 
+/// 95 % confidence interval of an AUC (Hanley & McNeil 1982 standard error).
+pub fn auc_ci(auc: f64, positives: usize, negatives: usize) -> Option<(f64, f64)> {
+    if positives == 0 || negatives == 0 {
+        return None;
+    }
+    let (np, nn) = (positives as f64, negatives as f64);
+    let q1 = auc / (2.0 - auc);
+    let q2 = 2.0 * auc * auc / (1.0 + auc);
+    let var = (auc * (1.0 - auc) + (np - 1.0) * (q1 - auc * auc) + (nn - 1.0) * (q2 - auc * auc))
+        / (np * nn);
+    let se = var.max(0.0).sqrt();
+    Some(((auc - 1.96 * se).max(0.0), (auc + 1.96 * se).min(1.0)))
+}
+
 pub fn render(report: &BTreeMap<Option<Segment>, Metrics>) -> String {
     let mut s = format!(
-        "{:<12} {:>11} {:>9} {:>7} {:>13} {:>10} {:>16}\n",
+        "{:<12} {:>11} {:>9} {:>7} {:>13} {:>13} {:>10} {:>16}\n",
         "segment",
         "predictions",
         "churners",
         "AUC",
+        "AUC 95 % CI",
         "red precision",
         "red recall",
         "median lead (d)"
     );
     for (seg, m) in report {
+        let ci = m
+            .auc
+            .and_then(|a| auc_ci(a, m.churners, m.predictions.saturating_sub(m.churners)))
+            .map_or("-".to_owned(), |(lo, hi)| format!("{lo:.3}-{hi:.3}"));
         s.push_str(&format!(
-            "{:<12} {:>11} {:>9} {:>7} {:>13} {:>10} {:>16}\n",
+            "{:<12} {:>11} {:>9} {:>7} {:>13} {:>13} {:>10} {:>16}\n",
             seg.map_or("all", |s| s.as_str()),
             m.predictions,
             m.churners,
             opt(m.auc, false),
+            ci,
             opt(m.red_precision, true),
             opt(m.red_recall, true),
             m.median_lead_days.map_or("-".into(), |d| format!("{d:.0}")),
@@ -240,6 +260,15 @@ mod tests {
     use super::*;
     use crate::health::synth::{Synth, SynthConfig};
     use chrono::Duration;
+
+    #[test]
+    fn the_auc_interval_contains_the_auc_and_narrows_with_more_accounts() {
+        let (lo, hi) = auc_ci(0.8, 20, 200).unwrap();
+        assert!(lo < 0.8 && 0.8 < hi, "{lo} {hi}");
+        let (lo2, hi2) = auc_ci(0.8, 200, 2000).unwrap();
+        assert!(hi2 - lo2 < (hi - lo) / 2.0, "{lo2} {hi2} vs {lo} {hi}");
+        assert_eq!(auc_ci(0.8, 0, 10), None);
+    }
 
     #[test]
     fn auc_is_one_for_a_perfect_ranking_half_for_ties_and_zero_reversed() {

@@ -441,6 +441,54 @@ impl crate::store::UsageReader for Simulated {
     }
 }
 
+/// The simulated tenant has no meter registry entries: the generator sends the
+/// built-in meters, so the built-in config applies (as it did before the registry
+/// drove scoring, keeping generator backtests comparable).
+#[async_trait]
+impl crate::store::DefinitionStore for Simulated {
+    async fn put_definition(
+        &self,
+        _: &TenantId,
+        _: &crate::definition::Definition,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Service {
+            op: "simulated",
+            message: "read-only".into(),
+        })
+    }
+    async fn get_definition(
+        &self,
+        _: &TenantId,
+        _: &crate::ids::MeterName,
+    ) -> Result<Option<crate::definition::Definition>, StoreError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        Ok(None)
+    }
+    async fn list_definitions(
+        &self,
+        _: &TenantId,
+    ) -> Result<Vec<crate::definition::Definition>, StoreError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        Ok(Vec::new())
+    }
+    async fn governance_policy(
+        &self,
+        _: &TenantId,
+    ) -> Result<Option<crate::quarantine::PolicyRecord>, StoreError> {
+        Ok(None)
+    }
+    async fn put_governance_policy(
+        &self,
+        _: &TenantId,
+        _: &crate::quarantine::PolicyRecord,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Service {
+            op: "simulated",
+            message: "read-only".into(),
+        })
+    }
+}
+
 #[async_trait]
 impl crate::store::MarkerStore for Simulated {
     async fn claim_marker(

@@ -109,6 +109,9 @@ impl Series {
 pub enum Metric {
     /// Mean relative change of the key meters, last 30 d vs the prior 30 d.
     UsageTrend,
+    /// Mean relative change of the key meters' median week, last 4 weeks vs the 8
+    /// before: the trend, robust to one burst or quiet week.
+    UsageLevel,
     /// Share of due milestones reached by their due day.
     MilestonesOnTime,
     /// Days to each milestone (or days waited so far) / due days; lower is better.
@@ -125,6 +128,12 @@ pub enum Metric {
     Utilisation,
     /// Share of the last 8 weeks with key-meter activity.
     WeeklyConsistency,
+    /// Recency: `ln(1 + days since the last key-feature use)` (1 = yesterday; 91
+    /// when none in the window); lower is better.
+    KeyRecency,
+    /// Frequency: share of the last 90 days (or of the days since onboarding, if
+    /// fewer) with key-feature use.
+    KeyActiveDays,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -154,8 +163,9 @@ impl Component {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 9] = [
+    pub const ALL: [Metric; 12] = [
         Metric::UsageTrend,
+        Metric::UsageLevel,
         Metric::MilestonesOnTime,
         Metric::TimeToValue,
         Metric::TicketsPerUser,
@@ -164,17 +174,22 @@ impl Metric {
         Metric::TicketTrend,
         Metric::Utilisation,
         Metric::WeeklyConsistency,
+        Metric::KeyRecency,
+        Metric::KeyActiveDays,
     ];
 
     pub fn component(self) -> Component {
         match self {
-            Metric::UsageTrend => Component::UsageTrend,
+            Metric::UsageTrend | Metric::UsageLevel => Component::UsageTrend,
             Metric::MilestonesOnTime | Metric::TimeToValue => Component::Milestones,
             Metric::TicketsPerUser
             | Metric::ReopenRate
             | Metric::EscalationsPerUser
             | Metric::TicketTrend => Component::Friction,
-            Metric::Utilisation | Metric::WeeklyConsistency => Component::Engagement,
+            Metric::Utilisation
+            | Metric::WeeklyConsistency
+            | Metric::KeyRecency
+            | Metric::KeyActiveDays => Component::Engagement,
         }
     }
 
@@ -182,16 +197,18 @@ impl Metric {
         matches!(
             self,
             Metric::UsageTrend
+                | Metric::UsageLevel
                 | Metric::MilestonesOnTime
                 | Metric::Utilisation
                 | Metric::WeeklyConsistency
+                | Metric::KeyActiveDays
         )
     }
 
     /// Built-in baseline (median, scale) for when no population is large enough.
     pub fn default_stat(self) -> Stat {
         let (median, scale) = match self {
-            Metric::UsageTrend => (0.0, 0.2),
+            Metric::UsageTrend | Metric::UsageLevel => (0.0, 0.2),
             Metric::MilestonesOnTime => (0.67, 0.3),
             Metric::TimeToValue => (0.9, 0.4),
             Metric::TicketsPerUser => (0.3, 0.3),
@@ -200,6 +217,8 @@ impl Metric {
             Metric::TicketTrend => (0.0, 0.4),
             Metric::Utilisation => (0.7, 0.2),
             Metric::WeeklyConsistency => (0.9, 0.15),
+            Metric::KeyRecency => (std::f64::consts::LN_2, 0.6),
+            Metric::KeyActiveDays => (0.6, 0.2),
         };
         Stat {
             median,
@@ -214,7 +233,7 @@ impl Metric {
     /// must not turn tiny differences into huge z-scores.
     fn min_scale(self) -> f64 {
         match self {
-            Metric::UsageTrend => 0.08,
+            Metric::UsageTrend | Metric::UsageLevel => 0.08,
             Metric::MilestonesOnTime => 0.15,
             Metric::TimeToValue => 0.15,
             Metric::TicketsPerUser => 0.1,
@@ -223,6 +242,8 @@ impl Metric {
             Metric::TicketTrend => 0.15,
             Metric::Utilisation => 0.08,
             Metric::WeeklyConsistency => 0.125,
+            Metric::KeyRecency => 0.5,
+            Metric::KeyActiveDays => 0.05,
         }
     }
 }
@@ -253,6 +274,21 @@ pub struct MetricBaseline {
     pub source: BaselineSource,
 }
 
+/// Where a segment's band thresholds came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BandSource {
+    /// Fixed in the tenant's config (e.g. fitted by a backtest).
+    TenantConfig,
+    /// Percentiles of the segment's scores this run.
+    SegmentPercentiles,
+    /// Percentiles of the whole tenant's scores (segment below `min_band_population`).
+    TenantPercentiles,
+    /// The fixed default bands (too few scored accounts to calibrate).
+    #[default]
+    Defaults,
+}
+
 /// What one segment's accounts are normalised against.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
@@ -260,6 +296,11 @@ pub struct Baseline {
     /// Scoreable accounts in the segment this run.
     pub population: usize,
     pub metrics: BTreeMap<Metric, MetricBaseline>,
+    /// The band thresholds the segment's scores are read against.
+    #[serde(default)]
+    pub bands: super::config::Bands,
+    #[serde(default)]
+    pub bands_source: BandSource,
 }
 
 impl Baseline {
@@ -312,14 +353,76 @@ pub fn robust_stat(metric: Metric, values: &[f64]) -> Option<Stat> {
 
 /// Baselines for every segment from one run's measurements. A metric measured on
 /// fewer than `min_segment_population` accounts of a segment falls back per config.
+/// Bands are then calibrated on the scores (see [`calibrate_bands`]).
 pub fn baselines<'a>(
     measurements: impl IntoIterator<Item = &'a Measurement>,
+    cfg: &HealthConfig,
+) -> BTreeMap<Segment, Baseline> {
+    let measurements: Vec<&Measurement> = measurements.into_iter().collect();
+    let mut out = metric_baselines(&measurements, cfg);
+    calibrate_bands(&mut out, &measurements, cfg);
+    out
+}
+
+/// Segments with fixed bands in the config keep them. Others: red at or below the
+/// `band_percentiles.red` percentile of the segment's scores, green above the
+/// `yellow` percentile; a segment with fewer than `min_band_population` scored
+/// accounts uses the tenant's whole distribution, and a tenant with fewer the fixed
+/// defaults (65 / 45).
+pub fn calibrate_bands(
+    baselines: &mut BTreeMap<Segment, Baseline>,
+    measurements: &[&Measurement],
+    cfg: &HealthConfig,
+) {
+    let mut by_seg: BTreeMap<Segment, Vec<f64>> = BTreeMap::new();
+    let mut all = Vec::new();
+    for m in measurements {
+        let Some(b) = baselines.get(&m.segment) else {
+            continue;
+        };
+        if let Some(sc) = score(m, b, cfg) {
+            by_seg.entry(m.segment).or_default().push(sc.score);
+            all.push(sc.score);
+        }
+    }
+    all.sort_by(f64::total_cmp);
+    for v in by_seg.values_mut() {
+        v.sort_by(f64::total_cmp);
+    }
+    let p = cfg.band_percentiles;
+    let min = cfg.min_band_population.max(1);
+    // Scores are rounded to 0.1: a line 0.1 above a percentile makes every score at
+    // or below it red, so ties at the bottom (sparse data) still band.
+    let lines = |v: &[f64]| {
+        let red = r1(percentile(v, p.red)) + 0.1;
+        let green = (r1(percentile(v, p.yellow)) + 0.1).max(red + 0.1);
+        super::config::Bands {
+            green_min: green,
+            yellow_min: red,
+        }
+    };
+    for (seg, b) in baselines.iter_mut() {
+        let (bands, source) = match cfg.segment(*seg).bands {
+            Some(fixed) => (fixed, BandSource::TenantConfig),
+            None => match by_seg.get(seg).filter(|v| v.len() >= min) {
+                Some(v) => (lines(v), BandSource::SegmentPercentiles),
+                None if all.len() >= min => (lines(&all), BandSource::TenantPercentiles),
+                None => (super::config::Bands::default(), BandSource::Defaults),
+            },
+        };
+        b.bands = bands;
+        b.bands_source = source;
+    }
+}
+
+fn metric_baselines(
+    measurements: &[&Measurement],
     cfg: &HealthConfig,
 ) -> BTreeMap<Segment, Baseline> {
     let mut by_seg: BTreeMap<Segment, BTreeMap<Metric, Vec<f64>>> = BTreeMap::new();
     let mut all: BTreeMap<Metric, Vec<f64>> = BTreeMap::new();
     let mut population: BTreeMap<Segment, usize> = BTreeMap::new();
-    for m in measurements {
+    for m in measurements.iter() {
         if m.insufficient.is_some() {
             continue;
         }
@@ -378,6 +481,8 @@ pub fn baselines<'a>(
                     segment: seg,
                     population: population.get(&seg).copied().unwrap_or(0),
                     metrics,
+                    bands: super::config::Bands::default(),
+                    bands_source: BandSource::Defaults,
                 },
             )
         })
@@ -389,11 +494,20 @@ pub struct MeterTrend {
     pub meter: MeterName,
     pub last_30d: f64,
     pub prior_30d: f64,
+    /// Median weekly total of the last 4 weeks and of the 8 weeks before.
+    #[serde(default)]
+    pub median_week: f64,
+    #[serde(default)]
+    pub prior_median_week: f64,
 }
 
 impl MeterTrend {
     pub fn change(&self) -> Option<f64> {
         (self.prior_30d > 0.0).then(|| (self.last_30d - self.prior_30d) / self.prior_30d)
+    }
+    pub fn level_change(&self) -> Option<f64> {
+        (self.prior_median_week > 0.0)
+            .then(|| (self.median_week - self.prior_median_week) / self.prior_median_week)
     }
 }
 
@@ -425,6 +539,14 @@ pub struct Signals {
     pub tickets_30d: f64,
     pub tickets_prior_30d: f64,
     pub weeks_active: u32,
+    /// Days since the last key-feature use (1 = yesterday); `None`: none in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days_since_key_use: Option<u32>,
+    /// Days with key-feature use, out of `observed_days`.
+    #[serde(default)]
+    pub key_active_days: u32,
+    #[serde(default)]
+    pub observed_days: u32,
 }
 
 /// An account's raw metrics for one run (what shard workers compute and the
@@ -523,14 +645,29 @@ pub fn measure(
 
     // Usage trend on key meters.
     let mut changes = Vec::new();
+    let mut levels = Vec::new();
+    // Weeks before onboarding (or the first activity) are not quiet weeks.
+    let onboard_idx = subject
+        .onboarding_date
+        .map(|o| (o - series.start).num_days().clamp(0, WINDOW_DAYS as i64) as usize);
+    let known_from = onboard_idx.or(first_active).unwrap_or(0);
     for m in &cfg.key_meters {
+        let week = |w: usize| series.sum_back(m, 7 * (w + 1), 7 * w);
+        let lived = |w: &usize| WINDOW_DAYS - 7 * (w + 1) >= known_from;
+        let mut recent: Vec<f64> = (0..4).filter(lived).map(week).collect();
+        let mut prior: Vec<f64> = (4..12).filter(lived).map(week).collect();
         let t = MeterTrend {
             meter: m.clone(),
             last_30d: series.sum_back(m, 30, 0),
             prior_30d: series.sum_back(m, 60, 30),
+            median_week: median(&mut recent).unwrap_or(0.0),
+            prior_median_week: median(&mut prior).unwrap_or(0.0),
         };
         if let Some(c) = t.change() {
             changes.push(c.clamp(-1.0, 3.0));
+        }
+        if let Some(c) = t.level_change() {
+            levels.push(c.clamp(-1.0, 3.0));
         }
         if series.sum_back(m, WINDOW_DAYS, 0) <= 0.0 {
             sig.unadopted_key_meters.push(m.clone());
@@ -540,6 +677,9 @@ pub fn measure(
     if !changes.is_empty() {
         metrics.insert(Metric::UsageTrend, mean(&changes));
     }
+    if !levels.is_empty() {
+        metrics.insert(Metric::UsageLevel, mean(&levels));
+    }
 
     // Milestones: cumulative quantity since onboarding (or the window start).
     if let Some(onboarded) = subject.onboarding_date {
@@ -547,7 +687,7 @@ pub fn measure(
         let mut due = 0usize;
         let mut on_time = 0usize;
         let mut velocity = Vec::new();
-        for ms in &seg_cfg.milestones {
+        for ms in seg_cfg.milestones() {
             let reached = sig
                 .achieved
                 .get(&ms.name)
@@ -645,6 +785,30 @@ pub fn measure(
     if sig.active_days > 0 {
         metrics.insert(Metric::WeeklyConsistency, sig.weeks_active as f64 / 8.0);
     }
+    // Recency and frequency of key-feature use: on real purchase and usage logs each
+    // ranks churners better than the 30-day trend alone.
+    let observed = match (subject.onboarding_date, first_active) {
+        (Some(o), _) => (as_of - o).num_days().clamp(1, WINDOW_DAYS as i64) as usize,
+        (None, Some(i)) => WINDOW_DAYS - i,
+        (None, None) => WINDOW_DAYS,
+    };
+    sig.observed_days = observed as u32;
+    sig.key_active_days = key_daily[WINDOW_DAYS - observed..]
+        .iter()
+        .filter(|q| **q > 0.0)
+        .count() as u32;
+    sig.days_since_key_use = key_daily
+        .iter()
+        .rposition(|q| *q > 0.0)
+        .map(|i| (WINDOW_DAYS - i) as u32);
+    if sig.active_days > 0 {
+        let days = sig.days_since_key_use.unwrap_or(WINDOW_DAYS as u32 + 1);
+        metrics.insert(Metric::KeyRecency, f64::from(days).ln_1p());
+        metrics.insert(
+            Metric::KeyActiveDays,
+            f64::from(sig.key_active_days) / observed as f64,
+        );
+    }
     // Burst then gap: a week at least 3x the median active week, followed by 10+
     // silent days up to now.
     let gap = key_daily.iter().rev().take_while(|q| **q <= 0.0).count() as u32;
@@ -678,7 +842,7 @@ fn reached_on(series: &Series, ms: &Milestone, onboarded: NaiveDate) -> Option<N
             continue;
         }
         total += q;
-        if total >= ms.quantity {
+        if total > 0.0 && total >= ms.quantity {
             return Some(day);
         }
     }
@@ -773,6 +937,9 @@ const PEN_OVERDUE: f64 = 15.0;
 const PEN_NO_ACTIVITY: f64 = 50.0;
 const PEN_BURST_GAP: f64 = 30.0;
 const PEN_FRICTION_RISING: f64 = 30.0;
+const PEN_USAGE_COLLAPSE: f64 = 40.0;
+/// Both the 30-day trend and the median week at or below this: a collapse, not noise.
+const COLLAPSE: f64 = -0.4;
 
 /// Scores a measured account against its segment baseline. `None` for accounts
 /// with insufficient data or nothing measurable.
@@ -813,25 +980,31 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
         penalties.entry(Component::UsageTrend).or_default().push((
             "key_feature_not_adopted",
             (PEN_UNADOPTED * names.len() as f64).min(40.0),
-            format!("no {} usage in the last {WINDOW_DAYS} d", names.join(", ")),
+            unadopted_detail(&names, sig),
         ));
     }
     if !sig.overdue.is_empty() && per_comp.contains_key(&Component::Milestones) {
-        let list: Vec<String> = sig
-            .overdue
-            .iter()
-            .map(|o| {
-                format!(
-                    "{} ({}) due by day {}, not reached at day {}",
-                    o.name, o.meter, o.due_days, o.age_days
-                )
-            })
-            .collect();
         penalties.entry(Component::Milestones).or_default().push((
             "milestone_overdue",
-            (PEN_OVERDUE * list.len() as f64).min(45.0),
-            list.join("; "),
+            (PEN_OVERDUE * sig.overdue.len() as f64).min(45.0),
+            overdue_detail(&sig.overdue),
         ));
+    }
+    // Key usage collapsing (30-day total and median week both down 40 %+) is a loss of
+    // engagement too, whatever the segment does.
+    let level = m.metrics.get(&Metric::UsageLevel).copied();
+    if let (Some(u), Some(l)) = (usage_change, level) {
+        if u <= COLLAPSE && l <= COLLAPSE {
+            penalties.entry(Component::Engagement).or_default().push((
+                "usage_down_30d",
+                PEN_USAGE_COLLAPSE,
+                format!(
+                    "key usage collapsing: {} over 30 d and {} on the median week",
+                    pct(u),
+                    pct(l)
+                ),
+            ));
+        }
     }
     if let Some(d) = sig.days_since_activity.filter(|d| *d >= 14) {
         penalties.entry(Component::Engagement).or_default().push((
@@ -897,8 +1070,16 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
         total += share * score;
         for (metric, v) in &metrics {
             let impact = share * (v.normalised - 50.0) / n;
-            if let Some((code, detail)) = metric_reason(*metric, v, impact, m, cfg) {
-                add_reason(code, impact, detail);
+            match metric_reason(*metric, v, impact, m, cfg) {
+                Some((code, detail)) => add_reason(code, impact, detail),
+                None => add_reason(
+                    "other_factors",
+                    impact,
+                    format!(
+                        "{metric:?} {:.2}; segment median {:.2}",
+                        v.value, v.segment_median
+                    ),
+                ),
             }
         }
         // Penalties scaled to what the clamp actually took off.
@@ -922,7 +1103,7 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
         );
     }
     let score = total.clamp(0.0, 100.0);
-    let band = Band::of(score, &seg.bands);
+    let band = Band::of(score, &seg.bands.unwrap_or(baseline.bands));
     let utilisation = m.metrics.get(&Metric::Utilisation).copied();
     let usage_z = components
         .get(&Component::UsageTrend)
@@ -935,7 +1116,7 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
         && usage_z.is_some_and(|s| s >= 70.0)
         && utilisation.is_none_or(|u| u >= 0.85)
         && friction_ok
-        && band == Band::Green;
+        && band != Band::Red;
     if expansion {
         let best = sig
             .trends
@@ -955,15 +1136,43 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
         detail.push_str(", friction at or below the segment median");
         add_reason("expansion_signal", 0.0, detail);
     }
-    let mut reasons: Vec<Reason> = reasons
+    // Each statement is made once, in the reason it moves most.
+    let mut ordered: Vec<(String, (f64, Vec<String>))> = reasons.into_iter().collect();
+    ordered.sort_by(|a, b| b.1 .0.abs().total_cmp(&a.1 .0.abs()).then(a.0.cmp(&b.0)));
+    let mut said = std::collections::BTreeSet::new();
+    let (major, minor): (Vec<_>, Vec<_>) = ordered
         .into_iter()
-        .filter(|(code, (impact, _))| impact.abs() >= 0.5 || code == "expansion_signal")
+        .partition(|(code, (impact, _))| impact.abs() >= 0.5 || code == "expansion_signal");
+    let mut reasons: Vec<Reason> = major
+        .into_iter()
         .map(|(code, (impact, details))| Reason {
             code,
             impact: r1(impact),
-            detail: details.join("; "),
+            detail: unique_parts(&details, &mut said),
         })
         .collect();
+    // The small movers together, so the impacts always add up to the distance from a
+    // segment-median account (score 50).
+    let rest: f64 = minor.iter().map(|(_, (impact, _))| impact).sum();
+    if r1(rest) != 0.0 {
+        let codes: Vec<&str> = minor.iter().map(|(c, _)| c.as_str()).collect();
+        let detail = format!(
+            "{} smaller factors (under 0.5 points each): {}",
+            minor.len(),
+            codes.join(", ")
+        );
+        match reasons.iter_mut().find(|r| r.code == "other_factors") {
+            Some(r) => {
+                r.impact = r1(r.impact + rest);
+                r.detail = format!("{}; {detail}", r.detail);
+            }
+            None => reasons.push(Reason {
+                code: "other_factors".into(),
+                impact: r1(rest),
+                detail,
+            }),
+        }
+    }
     // Harmful reasons first, largest first; then helpful ones, largest first.
     reasons.sort_by(|a, b| {
         let ka = (a.impact >= 0.0, -a.impact.abs());
@@ -979,6 +1188,50 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
         reasons,
         expansion,
     })
+}
+
+fn overdue_detail(overdue: &[Overdue]) -> String {
+    overdue
+        .iter()
+        .map(|o| {
+            let what = if o.name.starts_with("first_") {
+                "first use".to_owned()
+            } else {
+                o.meter.to_string()
+            };
+            format!(
+                "{} ({what}) due by day {}, not reached at day {}",
+                o.name, o.due_days, o.age_days
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn unadopted_detail(names: &[&str], sig: &Signals) -> String {
+    let mut s = format!(
+        "no use of key features ({}) in the last {WINDOW_DAYS} d",
+        names.join(", ")
+    );
+    if sig.active_days > 0 {
+        s.push_str(&format!(
+            ", though active on other meters on {} of {WINDOW_DAYS} days",
+            sig.active_days
+        ));
+    }
+    s
+}
+
+/// Joins the statements of `details` (each may hold several, `; `-separated),
+/// dropping any already `said` here or in an earlier reason.
+fn unique_parts(details: &[String], said: &mut std::collections::BTreeSet<String>) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for part in details.iter().flat_map(|d| d.split("; ")) {
+        if said.insert(part.to_owned()) {
+            out.push(part);
+        }
+    }
+    out.join("; ")
 }
 
 fn metric_reason(
@@ -1021,15 +1274,36 @@ fn metric_reason(
                 ),
             )
         }
-        Metric::MilestonesOnTime | Metric::TimeToValue if hurts => match sig.overdue.first() {
-            Some(o) => (
-                "milestone_overdue",
+        Metric::UsageLevel => {
+            let pick = sig
+                .trends
+                .iter()
+                .filter_map(|t| t.level_change().map(|c| (c, t)));
+            let pick = if hurts {
+                pick.min_by(|a, b| a.0.total_cmp(&b.0))
+            } else {
+                pick.max_by(|a, b| a.0.total_cmp(&b.0))
+            };
+            let (c, t) = pick?;
+            (
+                if hurts {
+                    "usage_down_30d"
+                } else {
+                    "usage_up_30d"
+                },
                 format!(
-                    "{} ({}) due by day {}, not reached at day {}",
-                    o.name, o.meter, o.due_days, o.age_days
+                    "{} median week {} vs the 8 weeks before ({} vs {}); segment median {}",
+                    t.meter,
+                    pct(c),
+                    r1(t.median_week),
+                    r1(t.prior_median_week),
+                    pct(med)
                 ),
-            ),
-            None => (
+            )
+        }
+        Metric::MilestonesOnTime | Metric::TimeToValue if hurts => match sig.overdue.is_empty() {
+            false => ("milestone_overdue", overdue_detail(&sig.overdue)),
+            true => (
                 "slow_time_to_value",
                 format!(
                     "milestones reached at {:.1}x their due days; segment median {:.1}x",
@@ -1101,6 +1375,53 @@ fn metric_reason(
                 pct(med).trim_start_matches('+')
             ),
         ),
+        Metric::KeyRecency if hurts => {
+            let days = sig.days_since_key_use;
+            (
+                if days.is_none_or(|d| d >= 14) {
+                    "no_activity_14d"
+                } else {
+                    "last_use_late"
+                },
+                match days {
+                    Some(d) => format!(
+                        "last key-feature use {d} days ago; segment median {:.0} days",
+                        med.exp_m1()
+                    ),
+                    None => format!(
+                        "no key-feature use in the last {WINDOW_DAYS} d; segment median {:.0} days since the last",
+                        med.exp_m1()
+                    ),
+                },
+            )
+        }
+        Metric::KeyRecency => (
+            "recent_use",
+            format!(
+                "last key-feature use {} days ago; segment median {:.0} days",
+                sig.days_since_key_use.unwrap_or(0),
+                med.exp_m1()
+            ),
+        ),
+        Metric::KeyActiveDays => (
+            if hurts {
+                "activity_days_low"
+            } else {
+                "activity_days_high"
+            },
+            format!(
+                "key features used on {} of the last {} days; segment median {:.0}",
+                sig.key_active_days,
+                sig.observed_days,
+                med * f64::from(sig.observed_days)
+            ),
+        ),
+        // Weeks count key-feature use only: an account busy on other meters is not
+        // "inactive", it does not use the key features (and the reason says so).
+        Metric::WeeklyConsistency if sig.weeks_active == 0 => {
+            let names: Vec<&str> = cfg.key_meters.iter().map(|m| m.as_str()).collect();
+            ("key_feature_not_adopted", unadopted_detail(&names, sig))
+        }
         Metric::WeeklyConsistency => (
             if hurts {
                 "inconsistent_usage"
@@ -1108,7 +1429,12 @@ fn metric_reason(
                 "consistent_usage"
             },
             format!(
-                "active in {} of the last 8 weeks; segment median {:.0}",
+                "key features ({}) used in {} of the last 8 weeks; segment median {:.0}",
+                cfg.key_meters
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 sig.weeks_active,
                 med * 8.0
             ),

@@ -210,15 +210,17 @@ pub fn decide_alerts(
             ));
         }
     }
-    // First scored day already red: at risk from the start.
+    // First scored day already red: the baseline, not a change. Informational, so
+    // the alert policy holds it for the segment's digest ("N accounts start red")
+    // instead of paging; a tenant's first run is every account's first score.
     if earlier.is_empty() && band == Band::Red {
         out.push(alert(
             tenant,
             rec,
             AlertKind::Risk,
-            "at_risk",
-            Severity::Critical,
-            format!("health red on its first score ({score})"),
+            "starts_red",
+            Severity::Info,
+            format!("starts red on its first score ({score}): a baseline, not a change"),
             &reasons,
             score,
             now,

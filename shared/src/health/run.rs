@@ -13,7 +13,9 @@ use crate::account::AccountProfile;
 use crate::ids::{AccountId, Segment, TenantId};
 use crate::keys::Scope;
 use crate::queue::EventQueue;
-use crate::store::{AccountStore, MarkerClaim, MarkerKind, MarkerStore, StoreError, UsageReader};
+use crate::store::{
+    AccountStore, DefinitionStore, MarkerClaim, MarkerKind, MarkerStore, StoreError, UsageReader,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -125,6 +127,9 @@ pub struct HealthRunner {
     pub health: Arc<dyn HealthStore>,
     pub accounts: Arc<dyn AccountStore>,
     pub usage: Arc<dyn UsageReader>,
+    /// The meter registry: `key_feature` / `milestone` definitions drive the
+    /// default config (see [`HealthConfig::resolve`]).
+    pub definitions: Arc<dyn DefinitionStore>,
     pub markers: Arc<dyn MarkerStore>,
     pub shards: Arc<dyn EventQueue>,
     pub alerts: Arc<dyn EventQueue>,
@@ -146,8 +151,11 @@ fn to_json<T: Serialize>(v: &T) -> Result<String, RunError> {
 }
 
 impl HealthRunner {
+    /// The effective config: the stored one, the registry, then the defaults.
     async fn config(&self, t: &TenantId) -> Result<HealthConfig, RunError> {
-        Ok(self.health.get_health_config(t).await?.unwrap_or_default())
+        let stored = self.health.get_health_config(t).await?;
+        let defs = self.definitions.list_definitions(t).await?;
+        Ok(HealthConfig::resolve(stored.as_ref(), &defs).config)
     }
 
     /// The scheduled entry point: starts a run for every tenant.
@@ -497,6 +505,7 @@ mod tests {
             health: health.clone(),
             accounts: sim.clone(),
             usage: sim.clone(),
+            definitions: sim.clone(),
             markers: sim.clone(),
             shards: shards.clone(),
             alerts: alerts.clone(),
