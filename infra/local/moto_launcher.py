@@ -1,0 +1,248 @@
+"""moto's server with a TransactWriteItems rollback that copies items, not tables.
+
+Usage: exactly like ``moto_server`` (``moto_launcher.py -H 127.0.0.1 -p 4566``); the
+environment (``INITIAL_NO_AUTH_ACTION_COUNT``, ``MOTO_*``...) reaches moto unchanged.
+
+Why (ADR 0008): moto 5.1.22's ``DynamoDBBackend.transact_write_items`` takes a
+``copy.deepcopy`` of every table the transaction names, on every call, to restore them if
+the transaction is cancelled. Time and memory per transaction then grow with everything
+already stored: a 4,400-event import had not finished after 11 minutes and the server
+grew past 10 GB.
+
+What this changes, and nothing else:
+
+1. Inside ``transact_write_items`` (only in the thread running it) a ``Table`` deep-copies
+   to itself, so moto's own backup line costs nothing and its own rollback assignment
+   (``self.tables[name] = backup``) puts back the same object.
+2. Before moto's code runs, a journal records a deep copy of every item the transaction
+   names (or that it was absent), and the length of the table's stream shard. If moto's
+   code raises (cancellation, validation, duplicate targets, anything), the journal puts
+   back exactly those items, so the result is what moto's table restore gives.
+3. DynamoDB requests are served one at a time (a lock around ``DynamoHandler.call_action``),
+   as moto's Python code holds the GIL anyway: a transaction and its rollback are then
+   atomic against concurrent requests, as on AWS. Without it, moto's whole-table restore
+   erased the writes other threads made during a cancelled transaction.
+
+moto's conditions, cancellation reasons and error codes are its own code, unchanged.
+The patched functions are fingerprinted: if the installed moto's sources differ from the
+ones this was written and tested against, the launcher refuses to start.
+Tests: ``infra/local/test-moto.sh`` runs the same cases against plain moto and this.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import sys
+import threading
+from typing import Any, Callable, Optional
+
+# sha256 of inspect.getsource() of every moto function whose behaviour the patch relies on:
+# the method wrapped, the paths by which a transaction mutates items (they only assign or
+# pop entries of Table.items, update items in place, and append to the stream shard) and
+# the request entry point the lock wraps. Update with the moto pin after re-reading them.
+EXPECTED_MOTO_VERSION = "5.1.22"
+EXPECTED_SOURCES = {
+    "DynamoDBBackend.transact_write_items": "3a9f7a1146212d0ebb7c6d098e34e6471311b20cfcd72042140bb6b711fea3e6",
+    "DynamoDBBackend.update_item": "745c228be037e6051066e7e4404bb81d540dfaa09ee7caac15a9f12b246389d3",
+    "DynamoDBBackend.put_item": "89048c38e19bfc32147318297868110e92e217f550aabbaf8fc20d008fa38d7b",
+    "DynamoDBBackend.delete_item": "85607f095bebe091a64856d37f4e488904d7172fb77f75aaddb382985c40c03c",
+    "Table.put_item": "b1415823090d7cf18d41f6ae62d909258971576d57769ed800847e0fb5e7ddda",
+    "Table.get_item": "6eb18d03689f13c212def65984ba6059b540c3118833020b881c9e217f1481e2",
+    "Table.delete_item": "6bce29bdcc7a3ac29650a608c6b989d3d307c0252d8766d872677f5d67616e1b",
+    "DynamoHandler.call_action": "f8614d10df56bebd54c4e13c860c0b04464d9bdf015e10f29d6055980d9dc244",
+}
+
+
+class IncompatibleMoto(RuntimeError):
+    """The installed moto is not the one the patch was written against."""
+
+
+def _targets() -> dict[str, Any]:
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler
+
+    return {
+        "DynamoDBBackend.transact_write_items": DynamoDBBackend.transact_write_items,
+        "DynamoDBBackend.update_item": DynamoDBBackend.update_item,
+        "DynamoDBBackend.put_item": DynamoDBBackend.put_item,
+        "DynamoDBBackend.delete_item": DynamoDBBackend.delete_item,
+        "Table.put_item": Table.put_item,
+        "Table.get_item": Table.get_item,
+        "Table.delete_item": Table.delete_item,
+        "DynamoHandler.call_action": DynamoHandler.call_action,
+    }
+
+
+def source_fingerprints() -> dict[str, str]:
+    return {
+        name: hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()
+        for name, fn in _targets().items()
+    }
+
+
+def check_moto(expected: Optional[dict[str, str]] = None) -> None:
+    """Raises IncompatibleMoto unless moto's patched internals are the expected ones."""
+    import moto
+    from moto.dynamodb.models.table import Table
+
+    expected = EXPECTED_SOURCES if expected is None else expected
+    problems = []
+    if moto.__version__ != EXPECTED_MOTO_VERSION:
+        problems.append(f"moto {moto.__version__} installed, patch written for {EXPECTED_MOTO_VERSION}")
+    actual = source_fingerprints()
+    for name, digest in expected.items():
+        if actual.get(name) != digest:
+            problems.append(f"{name} changed (sha256 {actual.get(name)}, expected {digest})")
+    if "__deepcopy__" in vars(Table) and not getattr(Table.__deepcopy__, "_moto_launcher", False):
+        problems.append("Table defines its own __deepcopy__")
+    if problems:
+        raise IncompatibleMoto(
+            "moto_launcher: refusing to patch moto; re-read the functions below against "
+            "infra/local/moto_launcher.py and docs/adr/0008-local-emulator.md, then update "
+            "EXPECTED_SOURCES:\n  " + "\n  ".join(problems)
+        )
+
+
+class _InTransaction(threading.local):
+    active = False
+
+
+_in_transaction = _InTransaction()
+
+
+def _table_deepcopy(self: Any, memo: dict[int, Any]) -> Any:
+    if _in_transaction.active:
+        # moto's backup of this table: the journal keeps the touched items instead.
+        return self
+    # Everywhere else (backups, restores) exactly what copy.deepcopy does by default.
+    return copy._reconstruct(self, memo, *self.__reduce_ex__(4))  # type: ignore[attr-defined]
+
+
+_table_deepcopy._moto_launcher = True  # type: ignore[attr-defined]
+
+
+class _Journal:
+    """The items a TransactWriteItems call names, as they were before it ran."""
+
+    def __init__(self) -> None:
+        # (table, hash DynamoType, range DynamoType or None, deep copy of item or None,
+        #  whether the hash bucket existed)
+        self.items: list[tuple[Any, Any, Any, Any, bool]] = []
+        self.streams: list[tuple[Any, int]] = []
+
+    @classmethod
+    def before(cls, backend: Any, transact_items: list[dict[str, Any]]) -> "_Journal":
+        from moto.dynamodb.models.dynamo_type import DynamoType
+
+        journal = cls()
+        seen: set[tuple[int, Any, Any]] = set()
+        for entry in transact_items:
+            for op_type, op in entry.items():
+                if not isinstance(op, dict):
+                    continue
+                try:
+                    table = backend.get_table(op.get("TableName"))  # a name or an ARN
+                except Exception:
+                    continue  # moto cancels an operation on a missing table
+                key = op.get("Item") if op_type == "Put" else op.get("Key")
+                if not isinstance(key, dict) or table.hash_key_attr not in key:
+                    continue  # moto fails this operation before writing anything
+                try:
+                    hash_key = DynamoType(key[table.hash_key_attr])
+                    range_key = None
+                    if table.range_key_attr is not None:
+                        if table.range_key_attr not in key:
+                            continue  # same: moto rejects it before writing
+                        range_key = DynamoType(key[table.range_key_attr])
+                except Exception:
+                    continue  # a key moto cannot build either; it cannot be written
+                marker = (id(table), hash_key, range_key)
+                if marker in seen:
+                    continue
+                seen.add(marker)
+                bucket_existed = hash_key in table.items
+                if range_key is None:
+                    current = table.items.get(hash_key)
+                else:
+                    current = table.items[hash_key].get(range_key) if bucket_existed else None
+                journal.items.append(
+                    (table, hash_key, range_key, copy.deepcopy(current), bucket_existed)
+                )
+                shard = table.stream_shard
+                if shard is not None and all(s is not shard for s, _ in journal.streams):
+                    journal.streams.append((shard, len(shard.items)))
+        return journal
+
+    def restore(self) -> None:
+        for table, hash_key, range_key, before, bucket_existed in reversed(self.items):
+            if range_key is None:
+                if before is None:
+                    table.items.pop(hash_key, None)
+                else:
+                    table.items[hash_key] = before
+                continue
+            if before is None:
+                bucket = table.items.get(hash_key)
+                if bucket is not None:
+                    bucket.pop(range_key, None)
+                    if not bucket and not bucket_existed:
+                        del table.items[hash_key]
+            else:
+                table.items[hash_key][range_key] = before
+        for shard, length in self.streams:
+            del shard.items[length:]
+
+
+_dynamodb_lock = threading.RLock()
+
+
+def apply_patch() -> None:
+    """Checks moto, then installs the item journal and the DynamoDB request lock."""
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler
+
+    if getattr(DynamoDBBackend.transact_write_items, "_moto_launcher", False):
+        return
+    check_moto()
+    original_transact: Callable[..., None] = DynamoDBBackend.transact_write_items
+    original_call_action: Callable[..., Any] = DynamoHandler.call_action
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        journal = _Journal.before(self, transact_items)
+        _in_transaction.active = True
+        try:
+            original_transact(self, transact_items)
+        except BaseException:
+            journal.restore()
+            raise
+        finally:
+            _in_transaction.active = False
+
+    def call_action(self: Any) -> Any:
+        with _dynamodb_lock:
+            return original_call_action(self)
+
+    transact_write_items._moto_launcher = True  # type: ignore[attr-defined]
+    transact_write_items.__doc__ = original_transact.__doc__
+    Table.__deepcopy__ = _table_deepcopy  # type: ignore[attr-defined]
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    try:
+        apply_patch()
+    except IncompatibleMoto as err:
+        print(err, file=sys.stderr)
+        sys.exit(3)
+    from moto.server import main as moto_main
+
+    moto_main(argv if argv is not None else sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()
