@@ -59,12 +59,16 @@ class IncompatibleMoto(RuntimeError):
     """The installed moto is not the one the patch was written against."""
 
 
+# moto's own functions, as they were before apply_patch() replaced two of them.
+_originals: dict[str, Any] = {}
+
+
 def _targets() -> dict[str, Any]:
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
     from moto.dynamodb.responses import DynamoHandler
 
-    return {
+    current = {
         "DynamoDBBackend.transact_write_items": DynamoDBBackend.transact_write_items,
         "DynamoDBBackend.update_item": DynamoDBBackend.update_item,
         "DynamoDBBackend.put_item": DynamoDBBackend.put_item,
@@ -74,6 +78,7 @@ def _targets() -> dict[str, Any]:
         "Table.delete_item": Table.delete_item,
         "DynamoHandler.call_action": DynamoHandler.call_action,
     }
+    return {**current, **_originals}
 
 
 def source_fingerprints() -> dict[str, str]:
@@ -226,6 +231,8 @@ def apply_patch() -> None:
         with _dynamodb_lock:
             return original_call_action(self)
 
+    _originals["DynamoDBBackend.transact_write_items"] = original_transact
+    _originals["DynamoHandler.call_action"] = original_call_action
     transact_write_items._moto_launcher = True  # type: ignore[attr-defined]
     transact_write_items.__doc__ = original_transact.__doc__
     Table.__deepcopy__ = _table_deepcopy  # type: ignore[attr-defined]
