@@ -324,6 +324,19 @@ def test_the_launcher_rolls_back_without_replacing_the_table() -> None:
         assert sorted(i.hash_key.value for i in stored.all_items()) == ["held"]
 
 
+def test_the_cached_lookups_give_the_answers_moto_computes_each_time() -> None:
+    from moto import backends
+    from moto.core import responses, utils
+    from moto.dynamodb.responses import DynamoHandler
+
+    moto_launcher.apply_patch()
+    original_modules = moto_launcher._originals["backends.list_of_moto_modules"]
+    assert backends.list_of_moto_modules() == tuple(original_modules())
+    assert "dynamodb" in backends.list_of_moto_modules()
+    assert responses.method_names_from_class(DynamoHandler) == utils.method_names_from_class(DynamoHandler)
+    assert "transact_write_items" in responses.method_names_from_class(DynamoHandler)
+
+
 def test_the_launcher_refuses_to_start_on_moto_sources_it_was_not_written_for() -> None:
     changed = dict(moto_launcher.EXPECTED_SOURCES)
     changed["DynamoDBBackend.transact_write_items"] = "0" * 64
