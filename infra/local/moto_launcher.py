@@ -24,6 +24,8 @@ What this changes, and nothing else:
    erased the writes other threads made during a cancelled transaction.
 4. Two per-request lookups of static data (moto's module list, a response class's method
    names) are computed once instead of on every request (see _cache_static_lookups).
+5. A Query on the table's own key reads the one partition it names instead of sorting
+   every item of the table to filter them (see _query_one_partition).
 
 moto's conditions, cancellation reasons and error codes are its own code, unchanged.
 The patched functions are fingerprinted: if the installed moto's sources differ from the
@@ -53,6 +55,8 @@ EXPECTED_SOURCES = {
     "Table.put_item": "b1415823090d7cf18d41f6ae62d909258971576d57769ed800847e0fb5e7ddda",
     "Table.get_item": "6eb18d03689f13c212def65984ba6059b540c3118833020b881c9e217f1481e2",
     "Table.delete_item": "6bce29bdcc7a3ac29650a608c6b989d3d307c0252d8766d872677f5d67616e1b",
+    "Table.query": "f3a81893dba4dda5d088d24a34c9e36b246690f340fd2d858a3698adb7191b03",
+    "Table.all_items": "c80d2ee3c896acd0cab6ca35aaeae3ab3fb65858933f8a3403d4e027c240f31d",
     "DynamoHandler.call_action": "f8614d10df56bebd54c4e13c860c0b04464d9bdf015e10f29d6055980d9dc244",
     # Per-request lookups of static data that the launcher caches (point 4 of the docstring).
     "backends.list_of_moto_modules": "4f741a10b06500e840c3aaa1b4f02706e6f2bfbababc0e8a2a7b9c9d0e8957dc",
@@ -86,6 +90,8 @@ def _targets() -> dict[str, Any]:
         "Table.put_item": Table.put_item,
         "Table.get_item": Table.get_item,
         "Table.delete_item": Table.delete_item,
+        "Table.query": Table.query,
+        "Table.all_items": Table.all_items,
         "DynamoHandler.call_action": DynamoHandler.call_action,
         "backends.list_of_moto_modules": backends.list_of_moto_modules,
         "utils.method_names_from_class": utils.method_names_from_class,
@@ -250,6 +256,7 @@ def apply_patch() -> None:
     transact_write_items._moto_launcher = True  # type: ignore[attr-defined]
     transact_write_items.__doc__ = original_transact.__doc__
     _cache_static_lookups()
+    _query_one_partition()
     Table.__deepcopy__ = _table_deepcopy  # type: ignore[attr-defined]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
@@ -277,6 +284,42 @@ def _cache_static_lookups() -> None:
     responses.method_names_from_class = functools.lru_cache(maxsize=None)(  # type: ignore[attr-defined]
         utils.method_names_from_class
     )
+
+
+def _query_one_partition() -> None:
+    """Point 5: `Table.query` without an index lists candidates as
+    `[item for item in self.all_items() if item.hash_key == hash_key]`, and `all_items()`
+    builds and sorts a list of every item in the table: each Query costs O(table). While
+    such a query runs, `all_items` answers with the named partition only (sorted the same
+    way: one hash key, so by range key), so moto's own code sees exactly the items its
+    filter would have kept. Index queries keep moto's full scan. Safe because DynamoDB
+    requests are served one at a time (point 3) and the override is removed afterwards.
+    """
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.dynamodb.models.table import Table
+
+    original_query = Table.query
+    _originals["Table.query"] = original_query
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+        if index_name or hash_key is None or "all_items" in vars(self):
+            return original_query(self, hash_key, *args, **kwargs)
+        bucket = self.items.get(hash_key)
+        if bucket is None:
+            partition: list[Any] = []
+        elif self.range_key_attr:
+            partition = sorted(bucket.values(), key=lambda item: item.range_key)
+        else:
+            partition = [bucket] if isinstance(bucket, Item) else []
+        self.all_items = lambda: list(partition)
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    query._moto_launcher = True  # type: ignore[attr-defined]
+    Table.query = query  # type: ignore[method-assign]
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -294,6 +294,45 @@ def test_two_operations_on_one_item_are_rejected_without_writing_anything(ddb: A
     assert _everything(ddb, table) == before
 
 
+def test_queries_read_one_partition_in_order_with_limits_pages_filters_and_indexes(ddb: Any) -> None:
+    table = _table(ddb)
+    for pk in ("a", "b", "c"):
+        for n in range(7):
+            ddb.put_item(
+                TableName=table,
+                Item={"pk": {"S": pk}, "sk": {"S": f"s{n:02d}"}, "n": {"N": str(n)}, "gpk": {"S": f"g{n % 2}"}},
+            )
+
+    def q(**extra: Any) -> tuple[list[str], Any]:
+        r = ddb.query(
+            TableName=table,
+            KeyConditionExpression=extra.pop("kce", "pk = :p"),
+            ExpressionAttributeValues={":p": {"S": "b"}, **extra.pop("values", {})},
+            **extra,
+        )
+        return [f"{i['pk']['S']}/{i['sk']['S']}" for i in r["Items"]], r.get("LastEvaluatedKey")
+
+    assert q()[0] == [f"b/s{n:02d}" for n in range(7)]
+    assert q(ScanIndexForward=False)[0] == [f"b/s{n:02d}" for n in reversed(range(7))]
+    assert q(kce="pk = :p AND sk BETWEEN :lo AND :hi", values={":lo": {"S": "s02"}, ":hi": {"S": "s04"}})[0] == [
+        "b/s02",
+        "b/s03",
+        "b/s04",
+    ]
+    first, last = q(Limit=3)
+    assert first == ["b/s00", "b/s01", "b/s02"] and last == {"pk": {"S": "b"}, "sk": {"S": "s02"}}
+    assert q(Limit=3, ExclusiveStartKey=last)[0] == ["b/s03", "b/s04", "b/s05"]
+    assert q(FilterExpression="n > :three", values={":three": {"N": "3"}})[0] == ["b/s04", "b/s05", "b/s06"]
+    assert q(values={":p": {"S": "nobody"}})[0] == []
+    assert _gsi(ddb, table, "g1") == ["a", "a", "a", "b", "b", "b", "c", "c", "c"]
+    single = _table(ddb, with_range=False)
+    ddb.put_item(TableName=single, Item={"pk": {"S": "only"}, "v": {"S": "1"}})
+    items = ddb.query(
+        TableName=single, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "only"}}
+    )["Items"]
+    assert items == [{"pk": {"S": "only"}, "v": {"S": "1"}}]
+
+
 def test_the_launcher_rolls_back_without_replacing_the_table() -> None:
     """In-process: plain moto swaps in a deep copy of the table; the launcher keeps it."""
     from moto import mock_aws
