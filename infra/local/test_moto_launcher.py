@@ -8,6 +8,7 @@ must stay consistent under concurrent transactions. Run by ``infra/local/test-mo
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -374,6 +375,37 @@ def test_the_cached_lookups_give_the_answers_moto_computes_each_time() -> None:
     assert "dynamodb" in backends.list_of_moto_modules()
     assert responses.method_names_from_class(DynamoHandler) == utils.method_names_from_class(DynamoHandler)
     assert "transact_write_items" in responses.method_names_from_class(DynamoHandler)
+
+
+def test_the_launcher_passes_the_environment_to_moto_so_iam_is_enforced(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    with open(tmp_path / "iam.log", "wb") as out:
+        proc = subprocess.Popen(
+            SERVERS["launcher"] + ["-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/")
+                break
+            except OSError:
+                time.sleep(0.2)
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="AKIAUNKNOWNUSER00000",
+            aws_secret_access_key="unknown",
+            config=Config(retries={"max_attempts": 1}),
+        )
+        with pytest.raises(ClientError) as denied:
+            client.list_tables()
+        assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_the_launcher_refuses_to_start_on_moto_sources_it_was_not_written_for() -> None:
