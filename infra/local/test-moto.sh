@@ -14,4 +14,5 @@ if ! cmp -s "$req" "$stamp"; then
   cp "$req" "$stamp"
 fi
 cd "$root/infra/local"
+export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the tree
 exec "$venv/bin/python" -m pytest -q -p no:cacheprovider test_moto_launcher.py "$@"
