@@ -10,8 +10,10 @@ export CARGO_TERM_COLOR ?= never
 run:
 	infra/local/run.sh
 
-## Every test: unit, property, handler and end-to-end (against a private moto).
+## Every test: the moto launcher against plain moto (ADR 0008), then unit, property,
+## handler and end-to-end (against a private moto).
 test:
+	infra/local/test-moto.sh
 	infra/local/with-moto.sh cargo test --workspace --lib --bins --tests --locked
 
 ## Pure tests only (no emulator needed).

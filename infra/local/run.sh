@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make run`: installs and starts moto on 127.0.0.1:4566 (unless one already answers
-# there), builds and starts the local runner, and stops what it started on Ctrl-C.
+# `make run`: installs and starts moto (through infra/local/moto_launcher.py, ADR 0008)
+# on 127.0.0.1:4566 (unless one already answers there), builds and starts the local
+# runner, and stops what it started on Ctrl-C.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -21,7 +22,14 @@ else
   moto="$(infra/local/moto.sh)"
   "$moto" -H 127.0.0.1 -p "$port" >"${TMPDIR:-/tmp}/moto-$port.log" 2>&1 &
   moto_pid=$!
-  for _ in $(seq 1 100); do up && break; sleep 0.2; done
+  for _ in $(seq 1 100); do
+    up && break
+    if ! kill -0 "$moto_pid" 2>/dev/null; then
+      cat "${TMPDIR:-/tmp}/moto-$port.log" >&2; moto_pid=""
+      echo "moto exited at start; its log is above" >&2; exit 1
+    fi
+    sleep 0.2
+  done
   up || { echo "moto did not start; see ${TMPDIR:-/tmp}/moto-$port.log" >&2; exit 1; }
   echo "moto started at $AWS_ENDPOINT_URL (pid $moto_pid)"
 fi

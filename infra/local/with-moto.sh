@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a command with a private moto server: `with-moto.sh cargo test`.
-# Starts moto on MOTO_PORT (default: a free port), exports AWS_ENDPOINT_URL and dummy
-# credentials, runs the command, and stops moto whatever happens.
+# Starts moto (the launcher of ADR 0008; MOTO_PLAIN=1: plain moto_server) on MOTO_PORT
+# (default: a free port), exports AWS_ENDPOINT_URL and dummy credentials, runs the
+# command, and stops moto whatever happens.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 moto="$("$root/infra/local/moto.sh")"

@@ -1,0 +1,337 @@
+"""moto's server with a TransactWriteItems rollback that copies items, not tables.
+
+Usage: exactly like ``moto_server`` (``moto_launcher.py -H 127.0.0.1 -p 4566``); the
+environment (``INITIAL_NO_AUTH_ACTION_COUNT``, ``MOTO_*``...) reaches moto unchanged.
+
+Why (ADR 0008): moto 5.1.22's ``DynamoDBBackend.transact_write_items`` takes a
+``copy.deepcopy`` of every table the transaction names, on every call, to restore them if
+the transaction is cancelled. Time and memory per transaction then grow with everything
+already stored: a 4,400-event import had not finished after 11 minutes and the server
+grew past 10 GB.
+
+What this changes, and nothing else:
+
+1. Inside ``transact_write_items`` (only in the thread running it) a ``Table`` deep-copies
+   to itself, so moto's own backup line costs nothing and its own rollback assignment
+   (``self.tables[name] = backup``) puts back the same object.
+2. Before moto's code runs, a journal records a deep copy of every item the transaction
+   names (or that it was absent), and the length of the table's stream shard. If moto's
+   code raises (cancellation, validation, duplicate targets, anything), the journal puts
+   back exactly those items, so the result is what moto's table restore gives.
+3. DynamoDB requests are served one at a time (a lock around ``DynamoHandler.call_action``),
+   as moto's Python code holds the GIL anyway: a transaction and its rollback are then
+   atomic against concurrent requests, as on AWS. Without it, moto's whole-table restore
+   erased the writes other threads made during a cancelled transaction.
+4. Two per-request lookups of static data (moto's module list, a response class's method
+   names) are computed once instead of on every request (see _cache_static_lookups).
+5. A Query on the table's own key reads the one partition it names instead of sorting
+   every item of the table to filter them (see _query_one_partition).
+
+moto's conditions, cancellation reasons and error codes are its own code, unchanged.
+The patched functions are fingerprinted: if the installed moto's sources differ from the
+ones this was written and tested against, the launcher refuses to start.
+Tests: ``infra/local/test-moto.sh`` runs the same cases against plain moto and this.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import sys
+import threading
+from typing import Any, Callable, Optional
+
+# sha256 of inspect.getsource() of every moto function whose behaviour the patch relies on:
+# the method wrapped, the paths by which a transaction mutates items (they only assign or
+# pop entries of Table.items, update items in place, and append to the stream shard) and
+# the request entry point the lock wraps. Update with the moto pin after re-reading them.
+EXPECTED_MOTO_VERSION = "5.1.22"
+EXPECTED_SOURCES = {
+    "DynamoDBBackend.transact_write_items": "3a9f7a1146212d0ebb7c6d098e34e6471311b20cfcd72042140bb6b711fea3e6",
+    "DynamoDBBackend.update_item": "745c228be037e6051066e7e4404bb81d540dfaa09ee7caac15a9f12b246389d3",
+    "DynamoDBBackend.put_item": "89048c38e19bfc32147318297868110e92e217f550aabbaf8fc20d008fa38d7b",
+    "DynamoDBBackend.delete_item": "85607f095bebe091a64856d37f4e488904d7172fb77f75aaddb382985c40c03c",
+    "Table.put_item": "b1415823090d7cf18d41f6ae62d909258971576d57769ed800847e0fb5e7ddda",
+    "Table.get_item": "6eb18d03689f13c212def65984ba6059b540c3118833020b881c9e217f1481e2",
+    "Table.delete_item": "6bce29bdcc7a3ac29650a608c6b989d3d307c0252d8766d872677f5d67616e1b",
+    "Table.query": "f3a81893dba4dda5d088d24a34c9e36b246690f340fd2d858a3698adb7191b03",
+    "Table.all_items": "c80d2ee3c896acd0cab6ca35aaeae3ab3fb65858933f8a3403d4e027c240f31d",
+    "DynamoHandler.call_action": "f8614d10df56bebd54c4e13c860c0b04464d9bdf015e10f29d6055980d9dc244",
+    # Per-request lookups of static data that the launcher caches (point 4 of the docstring).
+    "backends.list_of_moto_modules": "4f741a10b06500e840c3aaa1b4f02706e6f2bfbababc0e8a2a7b9c9d0e8957dc",
+    "utils.method_names_from_class": "9dbac89d082b655fee902c450e69de9dbadf9699ad06411298494984b55138c3",
+    "DomainDispatcherApplication.get_backend_for_host": "bc1b7e2ff4188517163b7a54f6bab1a18908013352a30ffb443b381143d2d34b",
+    "BaseResponse.call_action": "02cc20502008445de148bbe8cccc2d75e0a2a824f1774b4df3daa20dab37a30e",
+}
+
+
+class IncompatibleMoto(RuntimeError):
+    """The installed moto is not the one the patch was written against."""
+
+
+# moto's own functions, as they were before apply_patch() replaced two of them.
+_originals: dict[str, Any] = {}
+
+
+def _targets() -> dict[str, Any]:
+    from moto import backends
+    from moto.core import responses, utils
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    current = {
+        "DynamoDBBackend.transact_write_items": DynamoDBBackend.transact_write_items,
+        "DynamoDBBackend.update_item": DynamoDBBackend.update_item,
+        "DynamoDBBackend.put_item": DynamoDBBackend.put_item,
+        "DynamoDBBackend.delete_item": DynamoDBBackend.delete_item,
+        "Table.put_item": Table.put_item,
+        "Table.get_item": Table.get_item,
+        "Table.delete_item": Table.delete_item,
+        "Table.query": Table.query,
+        "Table.all_items": Table.all_items,
+        "DynamoHandler.call_action": DynamoHandler.call_action,
+        "backends.list_of_moto_modules": backends.list_of_moto_modules,
+        "utils.method_names_from_class": utils.method_names_from_class,
+        "DomainDispatcherApplication.get_backend_for_host": DomainDispatcherApplication.get_backend_for_host,
+        "BaseResponse.call_action": responses.BaseResponse.call_action,
+    }
+    return {**current, **_originals}
+
+
+def source_fingerprints() -> dict[str, str]:
+    return {
+        name: hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()
+        for name, fn in _targets().items()
+    }
+
+
+def check_moto(expected: Optional[dict[str, str]] = None) -> None:
+    """Raises IncompatibleMoto unless moto's patched internals are the expected ones."""
+    import moto
+    from moto.dynamodb.models.table import Table
+
+    expected = EXPECTED_SOURCES if expected is None else expected
+    problems = []
+    if moto.__version__ != EXPECTED_MOTO_VERSION:
+        problems.append(f"moto {moto.__version__} installed, patch written for {EXPECTED_MOTO_VERSION}")
+    actual = source_fingerprints()
+    for name, digest in expected.items():
+        if actual.get(name) != digest:
+            problems.append(f"{name} changed (sha256 {actual.get(name)}, expected {digest})")
+    if "__deepcopy__" in vars(Table) and not getattr(Table.__deepcopy__, "_moto_launcher", False):
+        problems.append("Table defines its own __deepcopy__")
+    if problems:
+        raise IncompatibleMoto(
+            "moto_launcher: refusing to patch moto; re-read the functions below against "
+            "infra/local/moto_launcher.py and docs/adr/0008-local-emulator.md, then update "
+            "EXPECTED_SOURCES:\n  " + "\n  ".join(problems)
+        )
+
+
+class _InTransaction(threading.local):
+    active = False
+
+
+_in_transaction = _InTransaction()
+
+
+def _table_deepcopy(self: Any, memo: dict[int, Any]) -> Any:
+    if _in_transaction.active:
+        # moto's backup of this table: the journal keeps the touched items instead.
+        return self
+    # Everywhere else (backups, restores) exactly what copy.deepcopy does by default.
+    return copy._reconstruct(self, memo, *self.__reduce_ex__(4))  # type: ignore[attr-defined]
+
+
+_table_deepcopy._moto_launcher = True  # type: ignore[attr-defined]
+
+
+class _Journal:
+    """The items a TransactWriteItems call names, as they were before it ran."""
+
+    def __init__(self) -> None:
+        # (table, hash DynamoType, range DynamoType or None, deep copy of item or None,
+        #  whether the hash bucket existed)
+        self.items: list[tuple[Any, Any, Any, Any, bool]] = []
+        self.streams: list[tuple[Any, int]] = []
+
+    @classmethod
+    def before(cls, backend: Any, transact_items: list[dict[str, Any]]) -> "_Journal":
+        from moto.dynamodb.models.dynamo_type import DynamoType
+
+        journal = cls()
+        seen: set[tuple[int, Any, Any]] = set()
+        for entry in transact_items:
+            for op_type, op in entry.items():
+                if not isinstance(op, dict):
+                    continue
+                try:
+                    table = backend.get_table(op.get("TableName"))  # a name or an ARN
+                except Exception:
+                    continue  # moto cancels an operation on a missing table
+                key = op.get("Item") if op_type == "Put" else op.get("Key")
+                if not isinstance(key, dict) or table.hash_key_attr not in key:
+                    continue  # moto fails this operation before writing anything
+                try:
+                    hash_key = DynamoType(key[table.hash_key_attr])
+                    range_key = None
+                    if table.range_key_attr is not None:
+                        if table.range_key_attr not in key:
+                            continue  # same: moto rejects it before writing
+                        range_key = DynamoType(key[table.range_key_attr])
+                except Exception:
+                    continue  # a key moto cannot build either; it cannot be written
+                marker = (id(table), hash_key, range_key)
+                if marker in seen:
+                    continue
+                seen.add(marker)
+                bucket_existed = hash_key in table.items
+                if range_key is None:
+                    current = table.items.get(hash_key)
+                else:
+                    current = table.items[hash_key].get(range_key) if bucket_existed else None
+                journal.items.append(
+                    (table, hash_key, range_key, copy.deepcopy(current), bucket_existed)
+                )
+                shard = table.stream_shard
+                if shard is not None and all(s is not shard for s, _ in journal.streams):
+                    journal.streams.append((shard, len(shard.items)))
+        return journal
+
+    def restore(self) -> None:
+        for table, hash_key, range_key, before, bucket_existed in reversed(self.items):
+            if range_key is None:
+                if before is None:
+                    table.items.pop(hash_key, None)
+                else:
+                    table.items[hash_key] = before
+                continue
+            if before is None:
+                bucket = table.items.get(hash_key)
+                if bucket is not None:
+                    bucket.pop(range_key, None)
+                    if not bucket and not bucket_existed:
+                        del table.items[hash_key]
+            else:
+                table.items[hash_key][range_key] = before
+        for shard, length in self.streams:
+            del shard.items[length:]
+
+
+_dynamodb_lock = threading.RLock()
+
+
+def apply_patch() -> None:
+    """Checks moto, then installs the item journal and the DynamoDB request lock."""
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler
+
+    if getattr(DynamoDBBackend.transact_write_items, "_moto_launcher", False):
+        return
+    check_moto()
+    original_transact: Callable[..., None] = DynamoDBBackend.transact_write_items
+    original_call_action: Callable[..., Any] = DynamoHandler.call_action
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        journal = _Journal.before(self, transact_items)
+        _in_transaction.active = True
+        try:
+            original_transact(self, transact_items)
+        except BaseException:
+            journal.restore()
+            raise
+        finally:
+            _in_transaction.active = False
+
+    def call_action(self: Any) -> Any:
+        with _dynamodb_lock:
+            return original_call_action(self)
+
+    _originals["DynamoDBBackend.transact_write_items"] = original_transact
+    _originals["DynamoHandler.call_action"] = original_call_action
+    transact_write_items._moto_launcher = True  # type: ignore[attr-defined]
+    transact_write_items.__doc__ = original_transact.__doc__
+    _cache_static_lookups()
+    _query_one_partition()
+    Table.__deepcopy__ = _table_deepcopy  # type: ignore[attr-defined]
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+def _cache_static_lookups() -> None:
+    """Point 4: answers that cannot change while the server runs, computed once.
+
+    moto lists its own package directory (about 50 `stat` calls) to route every request
+    (`get_backend_for_host` -> `backends.list_of_moto_modules`), and lists a response
+    class's methods with `inspect.getmembers` on every call (`BaseResponse.call_action`
+    -> `method_names_from_class`). Installed modules and classes are fixed for the
+    server's life, so the cached answers are the same; together they were ~20-35 % of
+    the server's CPU per PutItem.
+    """
+    import functools
+
+    from moto import backends
+    from moto.core import responses, utils
+
+    _originals["backends.list_of_moto_modules"] = backends.list_of_moto_modules
+    _originals["utils.method_names_from_class"] = utils.method_names_from_class
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
+    responses.method_names_from_class = functools.lru_cache(maxsize=None)(  # type: ignore[attr-defined]
+        utils.method_names_from_class
+    )
+
+
+def _query_one_partition() -> None:
+    """Point 5: `Table.query` without an index lists candidates as
+    `[item for item in self.all_items() if item.hash_key == hash_key]`, and `all_items()`
+    builds and sorts a list of every item in the table: each Query costs O(table). While
+    such a query runs, `all_items` answers with the named partition only (sorted the same
+    way: one hash key, so by range key), so moto's own code sees exactly the items its
+    filter would have kept. Index queries keep moto's full scan. Safe because DynamoDB
+    requests are served one at a time (point 3) and the override is removed afterwards.
+    """
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.dynamodb.models.table import Table
+
+    original_query = Table.query
+    _originals["Table.query"] = original_query
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+        if index_name or hash_key is None or "all_items" in vars(self):
+            return original_query(self, hash_key, *args, **kwargs)
+        bucket = self.items.get(hash_key)
+        if bucket is None:
+            partition: list[Any] = []
+        elif self.range_key_attr:
+            partition = sorted(bucket.values(), key=lambda item: item.range_key)
+        else:
+            partition = [bucket] if isinstance(bucket, Item) else []
+        self.all_items = lambda: list(partition)
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    query._moto_launcher = True  # type: ignore[attr-defined]
+    Table.query = query  # type: ignore[method-assign]
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    try:
+        apply_patch()
+    except IncompatibleMoto as err:
+        print(err, file=sys.stderr)
+        sys.exit(3)
+    from moto.server import main as moto_main
+
+    moto_main(argv if argv is not None else sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()
