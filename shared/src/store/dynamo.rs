@@ -715,7 +715,7 @@ impl super::KeyAdmin for DynamoStore {
                 i.grant(&hash)
             })
             .collect();
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        out.sort_by_key(|k| std::cmp::Reverse(k.created_at));
         Ok(out)
     }
 
