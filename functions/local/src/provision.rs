@@ -370,3 +370,71 @@ mod tests {
         assert_eq!(p["MaxValue"].as_u64(), Some(u64::from(MAX_RETENTION_DAYS)));
     }
 }
+
+#[cfg(test)]
+mod policy_tests {
+    use super::template_path;
+
+    fn template() -> serde_json::Value {
+        let text = std::fs::read_to_string(template_path()).expect("infra/template.json");
+        serde_json::from_str(&text).expect("the template is JSON")
+    }
+
+    /// Every DynamoDB action a function's inline policies allow on the usage table.
+    fn usage_table_actions(function: &str) -> Vec<String> {
+        let t = template();
+        let mut out = Vec::new();
+        for p in t["Resources"][function]["Properties"]["Policies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            for st in p["Statement"].as_array().into_iter().flatten() {
+                let on_usage = st["Resource"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|r| r["Fn::GetAtt"][0] == "UsageTable");
+                if on_usage {
+                    out.extend(
+                        st["Action"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|a| a.as_str().map(str::to_owned)),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_rollup_may_batch_write_the_hubspot_changes_it_holds_in_quarantine() {
+        // HubSpot changes mapped to a deleted meter are held with BatchWriteItem
+        // (shared/src/store/dynamo/quarantine.rs) while the rollup processes the batch.
+        let actions = usage_table_actions("RollupFunction");
+        assert!(
+            actions.iter().any(|a| a == "dynamodb:BatchWriteItem"),
+            "{actions:?}"
+        );
+    }
+
+    #[test]
+    fn no_function_repeats_a_grant_on_the_usage_table() {
+        for f in [
+            "IngestFunction",
+            "RollupFunction",
+            "ApiFunction",
+            "NotifyFunction",
+            "ScoreFunction",
+            "AuditFunction",
+        ] {
+            let mut actions = usage_table_actions(f);
+            let n = actions.len();
+            actions.sort();
+            actions.dedup();
+            assert_eq!(actions.len(), n, "{f} repeats a grant: {actions:?}");
+        }
+    }
+}
