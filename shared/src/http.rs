@@ -11,6 +11,8 @@ pub struct ApiError {
     pub status: u16,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429 and 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -19,6 +21,20 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// `429 rate_limited`: the tenant's request quota is spent for now.
+    pub fn rate_limited(tenant: &crate::ids::TenantId, wait: std::time::Duration) -> Self {
+        let secs = crate::quota::retry_after_secs(wait);
+        Self {
+            retry_after: Some(secs),
+            ..Self::new(
+                429,
+                "rate_limited",
+                format!("tenant {tenant} is over its request quota; retry after {secs} s"),
+            )
         }
     }
     pub fn not_found(what: &str) -> Self {
@@ -71,10 +87,16 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Response<Body> {
 }
 
 pub fn error(e: &ApiError) -> Response<Body> {
-    json(
+    let mut resp = json(
         e.status,
         &serde_json::json!({"error": {"code": e.code, "message": e.message}}),
-    )
+    );
+    if let Some(secs) = e.retry_after {
+        if let Ok(v) = http::HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(http::header::RETRY_AFTER, v);
+        }
+    }
+    resp
 }
 
 /// The request body as bytes (API Gateway may deliver it base64-decoded as text).

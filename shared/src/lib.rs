@@ -26,6 +26,7 @@ pub mod pipeline;
 pub mod publish;
 pub mod quarantine;
 pub mod queue;
+pub mod quota;
 pub mod rollup;
 pub mod store;
 pub mod telemetry;

@@ -469,3 +469,66 @@ async fn a_thousand_event_request_is_split_across_messages_and_fully_counted() {
     }
     assert_eq!(sum, 1000);
 }
+
+#[tokio::test]
+async fn a_flooding_tenant_gets_429_with_retry_after_and_another_tenant_is_still_counted() {
+    let t = TestStack::fresh().await;
+    let beta = t.second_tenant("beta").await;
+    // An ingest instance with a small quota (2/s, burst 3), over the same stack.
+    let mut ingest = ingest::Ingest::new(t.stack.store.clone(), t.stack.queue.clone());
+    ingest.quotas =
+        std::sync::Arc::new(shared::quota::Quotas::parse(Some("2"), Some("3"), None).unwrap());
+    let post = |key: &str, id: String| {
+        let body =
+            serde_json::json!([{"id": id, "account": "a1", "meter": "api_calls", "quantity": 1}]);
+        t.request(
+            "POST",
+            "/v1/events",
+            Some(key),
+            Some(body.to_string().as_bytes()),
+        )
+    };
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for i in 0..10 {
+        let resp = ingest.handle(post(&t.key, format!("flood-{i}"))).await;
+        if resp.status() == 429 {
+            retry_after = resp.headers().get("retry-after").cloned();
+        }
+        statuses.push(e2e::decode(resp).0);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        7,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        retry_after.as_ref().and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let (s, v) = e2e::decode(ingest.handle(post(&t.key, "flood-x".into())).await);
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{v}"
+    );
+    // The other tenant is not slowed by the flood.
+    for i in 0..3 {
+        let (s, v) = e2e::decode(ingest.handle(post(&beta, format!("beta-{i}"))).await);
+        assert_eq!(s, 202, "{v}");
+    }
+    t.drain().await;
+    assert_eq!(
+        total(&t.usage("a1", "meter=api_calls").await),
+        ("3".into(), 3)
+    );
+    let (_, beta_usage) = t
+        .call_as(&beta, "GET", "/v1/accounts/a1/usage?meter=api_calls", None)
+        .await;
+    assert_eq!(total(&beta_usage), ("3".into(), 3));
+}

@@ -92,6 +92,8 @@ pub struct Api {
     pub alert_policies: Arc<dyn DigestStore>,
     pub health: Arc<dyn HealthStore>,
     pub keys: Arc<dyn KeyAdmin>,
+    /// Per-tenant request quotas of this instance (`429 rate_limited`).
+    pub quotas: Arc<shared::quota::Quotas>,
     /// Change log, notifications and audit reports (`None`: definitions are saved
     /// without a change log and the audit routes answer 503).
     pub governance: Option<governance::Governance>,
@@ -128,10 +130,23 @@ impl Api {
             alert_policies: store.clone(),
             health: store.clone(),
             keys: store.clone(),
+            quotas: Arc::new(shared::quota::Quotas::new(
+                shared::quota::Allowance {
+                    rate: f64::from(shared::quota::DEFAULT_RATE),
+                    burst: f64::from(shared::quota::DEFAULT_BURST),
+                },
+                Default::default(),
+            )),
             entitlements: store,
             governance: None,
             router,
         }
+    }
+
+    /// Uses these per-tenant request quotas (default: 100/s, burst 200).
+    pub fn with_quotas(mut self, quotas: Arc<shared::quota::Quotas>) -> Self {
+        self.quotas = quotas;
+        self
     }
 
     /// Adds the registry change log, notifications and audit reports.
@@ -197,6 +212,9 @@ impl Api {
         )
         .await?
         .tenant;
+        self.quotas
+            .take(&tenant, std::time::Instant::now())
+            .map_err(|wait| ApiError::rate_limited(&tenant, wait))?;
         match (method.as_str(), template) {
             ("GET", "/v1/accounts") => self.list_accounts(&tenant, &req).await,
             ("GET", "/v1/accounts/{account}") => self.get_account(&tenant, &param("account")).await,

@@ -20,16 +20,17 @@ async fn main() -> Result<(), Error> {
     // events are replayed onto the events queue when their definition is restored.
     let alerts = queue("ALERTS_QUEUE_URL");
     let events = queue("EVENTS_QUEUE_URL");
-    let api = Arc::new(
-        Api::new(store.clone()).with_governance(api::governance::Governance {
+    let quotas = Arc::new(shared::quota::Quotas::from_env()?);
+    let api = Arc::new(Api::new(store.clone()).with_quotas(quotas).with_governance(
+        api::governance::Governance {
             changes: store.clone(),
             reports: store.clone(),
             alerts,
             quarantine: store.clone(),
             events,
             quality: Some(store),
-        }),
-    );
+        },
+    ));
     run(service_fn(move |req: Request| {
         let api = api.clone();
         async move { Ok::<_, Error>(api.handle(req).await) }

@@ -73,6 +73,8 @@ pub struct Ingest {
     /// Where events of deleted (or, by policy, deprecated) definitions are held.
     /// Without it such events are refused as `temporarily_unavailable`.
     pub quarantine: Option<Arc<dyn QuarantineStore>>,
+    /// Per-tenant request quotas of this instance (`429 rate_limited`).
+    pub quotas: Arc<shared::quota::Quotas>,
 }
 
 /// A note on an accepted event (e.g. its timestamp was defaulted).
@@ -114,6 +116,13 @@ impl Ingest {
             max_message_bytes: SQS_MAX_BYTES - 1024,
             quality: None,
             quarantine: None,
+            quotas: Arc::new(shared::quota::Quotas::new(
+                shared::quota::Allowance {
+                    rate: f64::from(shared::quota::DEFAULT_RATE),
+                    burst: f64::from(shared::quota::DEFAULT_BURST),
+                },
+                Default::default(),
+            )),
         }
     }
 
@@ -179,6 +188,9 @@ impl Ingest {
         let tenant = authenticate(self.directory.as_ref(), &req, KeyScope::Ingest)
             .await?
             .tenant;
+        self.quotas
+            .take(&tenant, std::time::Instant::now())
+            .map_err(|wait| ApiError::rate_limited(&tenant, wait))?;
         let policy = self
             .directory
             .tenant_policy(&tenant)

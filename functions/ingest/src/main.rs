@@ -42,6 +42,7 @@ async fn main() -> Result<(), Error> {
             legacy,
         });
     }
+    ingest.quotas = Arc::new(shared::quota::Quotas::from_env()?);
     let ingest = Arc::new(ingest);
     run(service_fn(move |req: Request| {
         let ingest = ingest.clone();

@@ -99,6 +99,9 @@ impl Stack {
                 guard: store.clone(),
             }),
         });
+        // One quota per tenant for the whole local runner (ingest and API alike).
+        let quotas = Arc::new(shared::quota::Quotas::from_env()?);
+        ingest.quotas = quotas.clone();
         let ingest = Arc::new(ingest);
         let alerts_url = p.reference("AlertsQueue")?.to_owned();
         let alerts_url_for_score = alerts_url.clone();
@@ -143,16 +146,18 @@ impl Stack {
             },
             requests: Default::default(),
         });
-        let api = Arc::new(api::Api::new(store.clone()).with_governance(
-            api::governance::Governance {
-                changes: store.clone(),
-                reports: store.clone(),
-                alerts: Some(alerts.clone()),
-                quarantine: store.clone(),
-                events: Some(queue.clone()),
-                quality: Some(store.clone()),
-            },
-        ));
+        let api = Arc::new(
+            api::Api::new(store.clone())
+                .with_quotas(quotas)
+                .with_governance(api::governance::Governance {
+                    changes: store.clone(),
+                    reports: store.clone(),
+                    alerts: Some(alerts.clone()),
+                    quarantine: store.clone(),
+                    events: Some(queue.clone()),
+                    quality: Some(store.clone()),
+                }),
+        );
         let poller = Arc::new(Poller {
             sqs: sqs.clone(),
             mapping: Mapping {

@@ -442,8 +442,8 @@ impl HealthConfig {
         {
             return bad("band_percentiles need 0 < red < yellow < 1".into());
         }
-        if self.min_band_population < 5 {
-            return bad("min_band_population must be at least 5".into());
+        if !(5..=1_000_000).contains(&self.min_band_population) {
+            return bad("min_band_population must be 5-1000000".into());
         }
         if self.min_segment_population < 2 {
             return bad("min_segment_population must be at least 2".into());
