@@ -336,7 +336,9 @@ impl Importer<'_> {
                 }
             }
             if !dry_run && !valid.is_empty() {
-                // Named after packing, by content; the placeholder has the final length.
+                // `pack` sizes each message with its chunk id in it, so it is given an id
+                // of the final length ("import-" + 32 hex); each packed chunk is then
+                // named by its content (`content_id`), which has that same length.
                 let mut new_id = || format!("import-{}", "0".repeat(32));
                 let packed = pack(
                     tenant,
