@@ -20,6 +20,9 @@ pub struct Limits {
     pub max_events: usize,
     pub max_properties_bytes: usize,
     pub max_properties_keys: usize,
+    /// Deepest nesting of `properties` (the object itself is level 1): DynamoDB stores
+    /// at most 32 levels and the ledger keeps properties two levels down.
+    pub max_properties_depth: usize,
     pub max_string_len: usize,
     pub max_future_skew: Duration,
     /// The widest backfill horizon the ledger's retention guards (docs/adr/0001):
@@ -38,6 +41,7 @@ impl Default for Limits {
             max_events: 1000,
             max_properties_bytes: 4096,
             max_properties_keys: 50,
+            max_properties_depth: 16,
             max_string_len: 256,
             max_future_skew: Duration::minutes(5),
             max_backfill_days: crate::horizon::Retention::DEFAULT.max_horizon_days(),
@@ -262,6 +266,23 @@ pub fn split_body<'a>(body: &'a [u8], limits: &Limits) -> Result<Vec<&'a RawValu
         });
     }
     Ok(events)
+}
+
+/// Levels of objects and arrays of an object with these values (the object itself
+/// is level 1), without recursion.
+fn nesting_depth<'a>(values: impl Iterator<Item = &'a serde_json::Value>) -> usize {
+    use serde_json::Value;
+    let mut deepest = 1;
+    let mut stack: Vec<(&Value, usize)> = values.map(|v| (v, 2)).collect();
+    while let Some((v, level)) = stack.pop() {
+        match v {
+            Value::Object(m) => stack.extend(m.values().map(|c| (c, level + 1))),
+            Value::Array(a) => stack.extend(a.iter().map(|c| (c, level + 1))),
+            _ => continue,
+        }
+        deepest = deepest.max(level);
+    }
+    deepest
 }
 
 /// Everything validation needs besides the event itself.
@@ -573,6 +594,16 @@ fn build_event(
                         "properties has {} keys; the limit is {}",
                         map.len(),
                         ctx.limits.max_properties_keys
+                    ),
+                ));
+            }
+            let depth = nesting_depth(map.values());
+            if depth > ctx.limits.max_properties_depth {
+                return Err(bad(
+                    C::PropertiesTooLarge,
+                    format!(
+                        "properties are nested {depth} levels deep; the limit is {}",
+                        ctx.limits.max_properties_depth
                     ),
                 ));
             }
@@ -943,6 +974,31 @@ mod tests {
             keys.join(",")
         );
         assert_eq!(check(&many).err(), Some(RejectCode::PropertiesTooLarge));
+    }
+
+    /// DynamoDB refuses items nested more than 32 levels deep, and the ledger stores
+    /// an event's properties two levels down: deeper properties would fail the whole
+    /// chunk on AWS (the emulator does not check), so they are refused at the door.
+    #[test]
+    fn properties_nested_deeper_than_dynamodb_can_store_are_refused() {
+        let nested = |depth: usize| {
+            format!(
+                r#"{{"id":"e","account":"a","meter":"api_calls","properties":{}1{}}}"#,
+                r#"{"a":"#.repeat(depth),
+                "}".repeat(depth)
+            )
+        };
+        assert!(check(&nested(16)).is_ok());
+        assert_eq!(
+            check(&nested(17)).err(),
+            Some(RejectCode::PropertiesTooLarge)
+        );
+        assert_eq!(
+            check(&nested(100)).err(),
+            Some(RejectCode::PropertiesTooLarge)
+        );
+        let arrays = r#"{"id":"e","account":"a","meter":"api_calls","properties":{"a":[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]}}"#;
+        assert_eq!(check(arrays).err(), Some(RejectCode::PropertiesTooLarge));
     }
 
     #[test]

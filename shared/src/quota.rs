@@ -7,6 +7,10 @@
 //! each function instance after the key is resolved, so the deployment-wide ceiling of
 //! one tenant is its rate × the instances serving it. It is a fairness guard, not
 //! billing: exact cross-instance limits would cost a DynamoDB write per request.
+//!
+//! Ingest has a second bucket per tenant counted in events ([`EVENTS`]): a request
+//! carries up to 1,000 events, and the pipeline's work grows with events, not requests,
+//! so a request quota alone would let one tenant queue 1,000 times its rate.
 
 use crate::ids::TenantId;
 use std::collections::HashMap;
@@ -26,6 +30,35 @@ pub const DEFAULT_RATE: u32 = 100;
 pub const DEFAULT_BURST: u32 = 200;
 /// Tenants remembered per instance before the idle ones are forgotten.
 const MAX_TRACKED: usize = 10_000;
+
+/// Where one kind of quota is configured and its defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub rate_var: &'static str,
+    pub burst_var: &'static str,
+    pub overrides_var: &'static str,
+    pub default_rate: u32,
+    pub default_burst: u32,
+}
+
+/// Requests to ingest and the API.
+pub const REQUESTS: Settings = Settings {
+    rate_var: "TENANT_REQUESTS_PER_SECOND",
+    burst_var: "TENANT_REQUEST_BURST",
+    overrides_var: "TENANT_QUOTA_OVERRIDES",
+    default_rate: DEFAULT_RATE,
+    default_burst: DEFAULT_BURST,
+};
+
+/// Events sent to `POST /v1/events` (each request costs its number of events; a
+/// request with more events than the tenant's burst could never pass and is refused).
+pub const EVENTS: Settings = Settings {
+    rate_var: "TENANT_EVENTS_PER_SECOND",
+    burst_var: "TENANT_EVENT_BURST",
+    overrides_var: "TENANT_EVENT_QUOTA_OVERRIDES",
+    default_rate: 5_000,
+    default_burst: 20_000,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -52,15 +85,32 @@ impl Quotas {
     /// (default 200) and `TENANT_QUOTA_OVERRIDES` (`acme=500:1000,beta=5`, rate and
     /// optional burst per tenant). Bad values are refused at start with the reason.
     pub fn from_env() -> Result<Self, QuotaConfigError> {
+        Self::from_env_for(&REQUESTS)
+    }
+
+    /// The quota `settings` names, from the environment: for [`EVENTS`],
+    /// `TENANT_EVENTS_PER_SECOND` (default 5,000), `TENANT_EVENT_BURST` (default 20,000)
+    /// and `TENANT_EVENT_QUOTA_OVERRIDES`.
+    pub fn from_env_for(settings: &Settings) -> Result<Self, QuotaConfigError> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        Self::parse(
-            var("TENANT_REQUESTS_PER_SECOND").as_deref(),
-            var("TENANT_REQUEST_BURST").as_deref(),
-            var("TENANT_QUOTA_OVERRIDES").as_deref(),
+        Self::parse_for(
+            settings,
+            var(settings.rate_var).as_deref(),
+            var(settings.burst_var).as_deref(),
+            var(settings.overrides_var).as_deref(),
         )
     }
 
     pub fn parse(
+        rate: Option<&str>,
+        burst: Option<&str>,
+        overrides: Option<&str>,
+    ) -> Result<Self, QuotaConfigError> {
+        Self::parse_for(&REQUESTS, rate, burst, overrides)
+    }
+
+    pub fn parse_for(
+        settings: &Settings,
         rate: Option<&str>,
         burst: Option<&str>,
         overrides: Option<&str>,
@@ -76,9 +126,9 @@ impl Quotas {
                     ))
                 })
         };
-        let rate = rate.map_or(Ok(DEFAULT_RATE), |v| num("TENANT_REQUESTS_PER_SECOND", v))?;
-        let burst = burst.map_or(Ok(DEFAULT_BURST.max(rate)), |v| {
-            num("TENANT_REQUEST_BURST", v)
+        let rate = rate.map_or(Ok(settings.default_rate), |v| num(settings.rate_var, v))?;
+        let burst = burst.map_or(Ok(settings.default_burst.max(rate)), |v| {
+            num(settings.burst_var, v)
         })?;
         let mut map = HashMap::new();
         for entry in overrides
@@ -89,12 +139,14 @@ impl Quotas {
         {
             let (tenant, allowance) = entry.split_once('=').ok_or_else(|| {
                 QuotaConfigError(format!(
-                    "TENANT_QUOTA_OVERRIDES entry '{entry}' is not tenant=rate[:burst]"
+                    "{} entry '{entry}' is not tenant=rate[:burst]",
+                    settings.overrides_var
                 ))
             })?;
             let tenant = TenantId::parse(tenant.trim()).map_err(|e| {
                 QuotaConfigError(format!(
-                    "TENANT_QUOTA_OVERRIDES: '{tenant}' is not a tenant id: {e}"
+                    "{}: '{tenant}' is not a tenant id: {e}",
+                    settings.overrides_var
                 ))
             })?;
             let (r, b) = match allowance.split_once(':') {
@@ -130,7 +182,18 @@ impl Quotas {
 
     /// Takes one request from the tenant's bucket at `now`: `Ok` or how long to wait.
     pub fn take(&self, tenant: &TenantId, now: Instant) -> Result<(), Duration> {
+        self.take_n(tenant, 1, now)
+    }
+
+    /// Takes `cost` tokens (at least 1) from the tenant's bucket at `now`: `Ok` or how
+    /// long until they are there. A cost above the tenant's burst waits for ever
+    /// ([`Duration::MAX`]): check [`Quotas::allowance`] first.
+    pub fn take_n(&self, tenant: &TenantId, cost: u32, now: Instant) -> Result<(), Duration> {
         let a = self.allowance(tenant);
+        let cost = f64::from(cost.max(1));
+        if cost > a.burst {
+            return Err(Duration::MAX);
+        }
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= MAX_TRACKED && !buckets.contains_key(tenant) {
             // Forget tenants whose buckets have refilled: they lose nothing.
@@ -143,12 +206,12 @@ impl Quotas {
         let refilled =
             (*tokens + now.saturating_duration_since(*at).as_secs_f64() * a.rate).min(a.burst);
         *at = now.max(*at);
-        if refilled >= 1.0 {
-            *tokens = refilled - 1.0;
+        if refilled >= cost {
+            *tokens = refilled - cost;
             Ok(())
         } else {
             *tokens = refilled;
-            Err(Duration::from_secs_f64((1.0 - refilled) / a.rate))
+            Err(Duration::from_secs_f64((cost - refilled) / a.rate))
         }
     }
 }
@@ -189,6 +252,31 @@ mod tests {
                 .filter(|_| q.take(&t("flood"), later).is_ok())
                 .count(),
             10
+        );
+    }
+
+    #[test]
+    fn a_request_is_charged_its_events_and_one_larger_than_the_burst_never_passes() {
+        let q = Quotas::parse_for(&EVENTS, Some("100"), Some("1000"), Some("small=10:50")).unwrap();
+        let start = Instant::now();
+        assert!(q.take_n(&t("bulk"), 1000, start).is_ok());
+        let wait = q.take_n(&t("bulk"), 1000, start).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(10), "1,000 events at 100/s");
+        assert!(q
+            .take_n(&t("bulk"), 100, start + Duration::from_secs(1))
+            .is_ok());
+        assert_eq!(q.take_n(&t("small"), 51, start), Err(Duration::MAX));
+        assert!(q.take_n(&t("small"), 50, start).is_ok());
+        assert!(Quotas::parse_for(&EVENTS, None, None, Some("x"))
+            .is_err_and(|e| e.0.contains("TENANT_EVENT_QUOTA_OVERRIDES")));
+        assert_eq!(
+            Quotas::parse_for(&EVENTS, None, None, None)
+                .unwrap()
+                .allowance(&t("any")),
+            Allowance {
+                rate: 5_000.0,
+                burst: 20_000.0
+            }
         );
     }
 

@@ -102,6 +102,17 @@ impl Api {
         after: Definition,
     ) -> Result<ChangeEntry, ApiError> {
         let others = self.definitions.list_definitions(tenant).await?;
+        if before.is_none() && others.len() >= self.max_definitions_per_tenant {
+            return Err(ApiError::new(
+                409,
+                "too_many_definitions",
+                format!(
+                    "a tenant may store at most {} definitions (deleted ones included); \
+                     reuse or restore an existing meter",
+                    self.max_definitions_per_tenant
+                ),
+            ));
+        }
         if after.status != DefinitionStatus::Deleted {
             if let Some(why) = alias_conflict(&after, &others) {
                 return Err(ApiError::new(409, "alias_conflict", why));

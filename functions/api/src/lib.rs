@@ -78,6 +78,9 @@ pub fn needed_scope(method: &str, template: &str) -> KeyScope {
 /// Definitions per page of `GET /v1/definitions`.
 pub const DEFAULT_DEFINITIONS: usize = 100;
 pub const MAX_DEFINITIONS: usize = 200;
+/// Definitions one tenant may store (deleted ones included: they stay stored, and
+/// ingest reads every one of them on each request).
+pub const MAX_DEFINITIONS_PER_TENANT: usize = 1_000;
 
 /// Largest admin request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -97,6 +100,8 @@ pub struct Api {
     /// Change log, notifications and audit reports (`None`: definitions are saved
     /// without a change log and the audit routes answer 503).
     pub governance: Option<governance::Governance>,
+    /// Definitions one tenant may store ([`MAX_DEFINITIONS_PER_TENANT`]).
+    pub max_definitions_per_tenant: usize,
     /// Maps a request path to its route template.
     router: matchit::Router<&'static str>,
 }
@@ -139,6 +144,7 @@ impl Api {
             )),
             entitlements: store,
             governance: None,
+            max_definitions_per_tenant: MAX_DEFINITIONS_PER_TENANT,
             router,
         }
     }

@@ -18,7 +18,7 @@ use shared::hubspot::replay::{check_fresh, request_key, LegacyPolicy};
 use shared::hubspot::signature::{verify, LegacyVersions, Signed};
 use shared::hubspot::webhook::{parse_batch, AppEvent};
 use shared::hubspot::workflow::{parse_workflow, QueryTrust, WorkflowQuery};
-use shared::ids::Source;
+use shared::ids::{Source, TenantId};
 use shared::quarantine::{QuarantineReason, QuarantineStore, Quarantined};
 use shared::queue::EventQueue;
 use shared::store::{Directory, PortalDirectory, ReplayGuard, RequestClaim};
@@ -75,6 +75,9 @@ pub struct Ingest {
     pub quarantine: Option<Arc<dyn QuarantineStore>>,
     /// Per-tenant request quotas of this instance (`429 rate_limited`).
     pub quotas: Arc<shared::quota::Quotas>,
+    /// Per-tenant event quotas of this instance: `POST /v1/events` costs its number of
+    /// events (`429 rate_limited`; more events than the burst: `413 too_many_events`).
+    pub event_quotas: Arc<shared::quota::Quotas>,
 }
 
 /// A note on an accepted event (e.g. its timestamp was defaulted).
@@ -123,7 +126,40 @@ impl Ingest {
                 },
                 Default::default(),
             )),
+            event_quotas: Arc::new(shared::quota::Quotas::new(
+                shared::quota::Allowance {
+                    rate: f64::from(shared::quota::EVENTS.default_rate),
+                    burst: f64::from(shared::quota::EVENTS.default_burst),
+                },
+                Default::default(),
+            )),
         }
+    }
+
+    /// Charges the tenant's event quota for a request of `events` events.
+    fn charge_events(&self, tenant: &TenantId, events: usize) -> Result<(), ApiError> {
+        let burst = self.event_quotas.allowance(tenant).burst;
+        let cost = u32::try_from(events).unwrap_or(u32::MAX);
+        if f64::from(cost) > burst {
+            return Err(ApiError::new(
+                413,
+                "too_many_events",
+                format!("tenant {tenant} may send at most {burst} events per request; this one has {events}"),
+            ));
+        }
+        self.event_quotas
+            .take_n(tenant, cost, std::time::Instant::now())
+            .map_err(|wait| {
+                let secs = shared::quota::retry_after_secs(wait);
+                ApiError {
+                    retry_after: Some(secs),
+                    ..ApiError::new(
+                        429,
+                        "rate_limited",
+                        format!("tenant {tenant} is over its event quota; retry after {secs} s"),
+                    )
+                }
+            })
     }
 
     /// The Lambda entry point: never fails; every problem is an HTTP response.
@@ -209,6 +245,7 @@ impl Ingest {
             BodyError::NotAnEventList => ApiError::new(400, "invalid_body", e.to_string()),
             BodyError::TooManyEvents { .. } => ApiError::new(413, "too_many_events", e.to_string()),
         })?;
+        self.charge_events(&tenant, raw.len())?;
         let received_at = Utc::now();
         let ctx = ValidationContext {
             received_at,

@@ -43,6 +43,7 @@ async fn main() -> Result<(), Error> {
         });
     }
     ingest.quotas = Arc::new(shared::quota::Quotas::from_env()?);
+    ingest.event_quotas = Arc::new(shared::quota::Quotas::from_env_for(&shared::quota::EVENTS)?);
     let ingest = Arc::new(ingest);
     run(service_fn(move |req: Request| {
         let ingest = ingest.clone();

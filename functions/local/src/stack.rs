@@ -102,6 +102,8 @@ impl Stack {
         // One quota per tenant for the whole local runner (ingest and API alike).
         let quotas = Arc::new(shared::quota::Quotas::from_env()?);
         ingest.quotas = quotas.clone();
+        ingest.event_quotas =
+            Arc::new(shared::quota::Quotas::from_env_for(&shared::quota::EVENTS)?);
         let ingest = Arc::new(ingest);
         let alerts_url = p.reference("AlertsQueue")?.to_owned();
         let alerts_url_for_score = alerts_url.clone();
