@@ -32,6 +32,10 @@ const FLOOD_BATCH: usize = 100;
 const STEADY_EVENTS: usize = 40;
 const CADENCE: Duration = Duration::from_millis(200);
 
+/// The tests of this file run one at a time, so nothing else of theirs loads the
+/// emulator while the lag is measured.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The rollup as deployed, with a stopwatch: for each event of one tenant, the time
 /// from its receipt (the `received_at` ingest wrote into the queued chunk) to the end
 /// of the rollup invocation that counted it.
@@ -437,6 +441,7 @@ async fn flood(t: &TestStack, key: &str, rate: u32, for_how_long: Duration, out:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hostile_tenant_cannot_stop_skew_or_slow_another_tenants_counting() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let mut t = TestStack::fresh().await;
     let hostile_key = t.second_tenant(HOSTILE).await;
     let hostile = TenantId::parse(HOSTILE).unwrap();
@@ -752,6 +757,7 @@ async fn a_hostile_tenant_cannot_stop_skew_or_slow_another_tenants_counting() {
 
 #[tokio::test]
 async fn a_tenant_stores_at_most_its_cap_of_definitions_and_may_still_change_them() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let mut t = TestStack::fresh().await;
     // Three more than the tenant stores already (a fresh stack seeds some).
     let stored = t
