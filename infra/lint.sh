@@ -77,6 +77,10 @@ fi
 
 echo "lint: OK — cfn-lint $PINNED (aws-sam-translator $translator): $TEMPLATE clean, $caught/$total broken copies rejected"
 
+# 2b. Operational coverage: every function traced, alarmed and on the dashboard; scheduled
+#     jobs send failures to an alarmed destination (infra/ops_check.py, with its own teeth).
+"$VENV/bin/python" infra/ops_check.py --teeth "$TEMPLATE"
+
 # 3. The HTTP contract: docs/openapi.json must be a valid OpenAPI document, and copies
 #    with the mistakes it once had (a 3.1 type array and a numeric exclusiveMinimum in
 #    a 3.0 document, a response without a description) must be rejected.
