@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Build the Lambda artifacts (ingest, rollup, api) with cargo-lambda into
+# Build the Lambda artifacts (ingest, rollup, api, notify, score, audit) with cargo-lambda into
 #   <repo>/target/lambda/<function>/bootstrap
-# which is where infra/template.json's CodeUri (../target/lambda/<function>/) points.
+# for size checks and manual uploads. Deployment builds through `sam build` instead
+# (infra/deploy.sh; the template's CodeUri is each function's crate, BuildMethod rust-cargolambda).
 #
 #   ARCH        arm64 (default) | x86_64. Must match the Architecture parameter used at deploy
 #               (infra/deploy.sh reads the same ARCH and checks the binaries' ELF machine).

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Deploy infra/template.json with the AWS SAM CLI. Run infra/build.sh first with the same ARCH.
+# Build (sam build, cargo-lambda) and deploy infra/template.json with the AWS SAM CLI,
+# using infra/samconfig.toml's `dev` environment (or `prod` when STAGE=prod). The first
+# deployment of a stack runs `sam deploy --guided`, which asks for every parameter.
 #
 #   ARCH                   arm64 (default) | x86_64 — Architecture parameter; must match the binaries
-#   STACK_NAME             CloudFormation stack (default usage-intel)
-#   STAGE                  Stage parameter (default prod)
+#   STAGE                  Stage parameter and samconfig environment (default dev; prod → env prod)
+#   STACK_NAME             CloudFormation stack (default usage-intel-<stage>; usage-intel for prod)
+#   GUIDED=1               always run `sam deploy --guided`
 #   LOG_LEVEL              LogLevel parameter / RUST_LOG (default info)
 #   LEDGER_RETENTION_DAYS  LedgerRetentionDays parameter (default 400)
 #   ALARM_EMAIL            AlarmEmail parameter (default empty: no e-mail subscription)
@@ -12,16 +15,20 @@
 #   DEPLOY_VENV            virtualenv for aws-sam-cli (default .venv-deploy; pin in infra/requirements-deploy.txt)
 #   Extra arguments are passed through to `sam deploy` (e.g. --no-execute-changeset).
 #
-# `sam deploy` packages the CodeUri directories (target/lambda/<fn>/, holding `bootstrap`),
-# uploads them to a SAM-managed S3 bucket (--resolve-s3) and applies a change set.
+# `sam build` compiles each function with cargo-lambda for ARCH into infra/.aws-sam/build;
+# `sam deploy` uploads them to a SAM-managed S3 bucket (resolve_s3) and applies a change set
+# after showing it (confirm_changeset in samconfig.toml; pass --no-confirm-changeset to skip).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 ARCH="${ARCH:-arm64}"
-STACK_NAME="${STACK_NAME:-usage-intel}"
-STAGE="${STAGE:-prod}"
+STAGE="${STAGE:-dev}"
+case "$STAGE" in
+  prod) CONFIG_ENV=prod; STACK_NAME="${STACK_NAME:-usage-intel}" ;;
+  *)    CONFIG_ENV=dev;  STACK_NAME="${STACK_NAME:-usage-intel-$STAGE}" ;;
+esac
 LOG_LEVEL="${LOG_LEVEL:-info}"
 LEDGER_RETENTION_DAYS="${LEDGER_RETENTION_DAYS:-400}"
 ALARM_EMAIL="${ALARM_EMAIL:-}"
@@ -29,14 +36,11 @@ ALERT_EMAIL="${ALERT_EMAIL:-}"
 VENV="${DEPLOY_VENV:-.venv-deploy}"
 [[ "$VENV" == /* ]] || VENV="$ROOT/$VENV"
 REQS="infra/requirements-deploy.txt"
-TEMPLATE="infra/template.json"
-FUNCTIONS=(ingest rollup api notify score audit)
 
 die() { echo "deploy: $*" >&2; exit 1; }
 
 case "$ARCH" in
-  arm64)  ELF_MACHINE=b7 ;;
-  x86_64) ELF_MACHINE=3e ;;
+  arm64|x86_64) ;;
   *) die "ARCH must be arm64 or x86_64, got '$ARCH'" ;;
 esac
 
@@ -60,14 +64,6 @@ AWS_PROFILE, or ~/.aws/credentials / ~/.aws/config (SSO, role_arn, credential_pr
 on EC2 with an instance role set DEPLOY_USE_INSTANCE_ROLE=1. Nothing was deployed."
 fi
 
-# --- the artifacts must exist and match ARCH ----------------------------------------------------
-for fn in "${FUNCTIONS[@]}"; do
-  bin="target/lambda/$fn/bootstrap"
-  [[ -f "$bin" ]] || die "$bin is missing: run 'ARCH=$ARCH make build' first."
-  machine="$(od -An -t x1 -j 18 -N 1 "$bin" | tr -d ' \n')"
-  [[ "$machine" == "$ELF_MACHINE" ]] || die "$bin was not built for $ARCH (ELF e_machine 0x$machine): rebuild with 'ARCH=$ARCH make build' or deploy with the matching ARCH."
-done
-
 # --- SAM CLI -------------------------------------------------------------------------------------
 pinned="$(sed -n 's/^aws-sam-cli==\([^[:space:]#]*\).*/\1/p' "$REQS")"
 have="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("aws-sam-cli"))' 2>/dev/null || true)"
@@ -89,14 +85,31 @@ params=(
 region_args=()
 [[ -n "${AWS_REGION:-}" ]] && region_args=(--region "$AWS_REGION")
 
+# --- cargo-lambda for `sam build` (BuildMethod: rust-cargolambda) ----------------------------------
+if ! command -v cargo-lambda >/dev/null 2>&1; then
+  bvenv="$(infra/pyvenv.sh "${BUILD_VENV:-.venv-build}" infra/requirements-build.txt)"
+  export PATH="$bvenv/bin:$PATH"
+fi
+if [[ "$ARCH" == arm64 ]] && ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+  rustup target add aarch64-unknown-linux-gnu || die "cannot add the aarch64 Rust target; deploy with ARCH=x86_64"
+fi
+
+# From infra/, where samconfig.toml (environments dev and prod) and template.json live.
+cd infra
 set -x
-"$VENV/bin/sam" deploy \
-  --template-file "$TEMPLATE" \
+"$VENV/bin/sam" build --config-env "$CONFIG_ENV" "${region_args[@]}" --parameter-overrides "${params[@]}"
+{ set +x; } 2>/dev/null
+
+# First deployment of this stack: --guided asks for every parameter (and offers to save the
+# answers in infra/samconfig.toml). Later ones apply the saved configuration.
+guided=()
+if [[ "${GUIDED:-}" == 1 ]] || ! "$VENV/bin/sam" list stack-outputs --stack-name "$STACK_NAME" "${region_args[@]}" >/dev/null 2>&1; then
+  echo "deploy: stack $STACK_NAME not found (or GUIDED=1): running sam deploy --guided" >&2
+  guided=(--guided)
+fi
+set -x
+"$VENV/bin/sam" deploy --config-env "$CONFIG_ENV" "${guided[@]}" \
   --stack-name "$STACK_NAME" \
-  --capabilities CAPABILITY_IAM \
-  --resolve-s3 \
-  --no-confirm-changeset \
-  --no-fail-on-empty-changeset \
   "${region_args[@]}" \
   --parameter-overrides "${params[@]}" \
   "$@"

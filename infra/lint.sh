@@ -77,6 +77,16 @@ fi
 
 echo "lint: OK — cfn-lint $PINNED (aws-sam-translator $translator): $TEMPLATE clean, $caught/$total broken copies rejected"
 
+# 2b. Operational coverage: every function traced, alarmed and on the dashboard; scheduled
+#     jobs send failures to an alarmed destination (infra/ops_check.py, with its own teeth).
+"$VENV/bin/python" infra/ops_check.py --teeth "$TEMPLATE"
+
+# 2c. The SAM CLI's own check (`sam validate --lint`, pinned aws-sam-cli from infra/requirements-deploy.txt).
+svenv="$(infra/pyvenv.sh "${DEPLOY_VENV:-.venv-deploy}" infra/requirements-deploy.txt)"
+(cd infra && SAM_CLI_TELEMETRY=0 "$svenv/bin/sam" validate --lint --config-env dev --region us-east-1 >"$tmp/sam.txt" 2>&1) || {
+  cat "$tmp/sam.txt" >&2; echo "lint: FAILED — sam validate --lint rejected $TEMPLATE" >&2; exit 1; }
+echo "lint: OK — $("$svenv/bin/sam" --version): sam validate --lint passes"
+
 # 3. The HTTP contract: docs/openapi.json must be a valid OpenAPI document, and copies
 #    with the mistakes it once had (a 3.1 type array and a numeric exclusiveMinimum in
 #    a 3.0 document, a response without a description) must be rejected.
