@@ -30,7 +30,7 @@ VENV="${DEPLOY_VENV:-.venv-deploy}"
 [[ "$VENV" == /* ]] || VENV="$ROOT/$VENV"
 REQS="infra/requirements-deploy.txt"
 TEMPLATE="infra/template.json"
-FUNCTIONS=(ingest rollup api notify score audit)
+FUNCTIONS=(ingest rollup api notify score audit web)
 
 die() { echo "deploy: $*" >&2; exit 1; }
 

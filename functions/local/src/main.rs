@@ -268,7 +268,9 @@ async fn main() -> Result<()> {
         }
         Command::Demo { accounts, tenant } => {
             let (stack, _) = stack().await?;
-            local::demo::load(&stack, &TenantId::parse(&tenant)?, accounts).await
+            local::demo::load(&stack, &TenantId::parse(&tenant)?, accounts)
+                .await
+                .map(|_| ())
         }
         Command::Provision => {
             let (_, p) = stack().await?;
