@@ -317,6 +317,33 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
     shoot(&c, "portfolio").await;
     assert_accessible(&c, "portfolio").await;
 
+    // Filtered to the red band: only red accounts, the decaying ones among them.
+    c.find(Locator::Id("band"))
+        .await
+        .unwrap()
+        .select_by_value("red")
+        .await
+        .unwrap();
+    click_to(
+        &c,
+        "form.filters button",
+        &format!("{base}/app/portfolio?band=red&segment="),
+    )
+    .await;
+    let mut red = Vec::new();
+    for b in c
+        .find_all(Locator::Css("tr[data-account] .band"))
+        .await
+        .unwrap()
+    {
+        assert_eq!(b.attr("data-band").await.unwrap().as_deref(), Some("red"));
+    }
+    for r in c.find_all(Locator::Css("tr[data-account]")).await.unwrap() {
+        red.push(r.attr("data-account").await.unwrap().unwrap_or_default());
+    }
+    assert!(decaying.iter().all(|d| red.contains(d)), "{red:?}");
+    c.goto(&format!("{base}/app/portfolio")).await.unwrap();
+
     // The riskiest account: its reasons in words with numbers, and usage that shows.
     let riskiest = ids[0].clone();
     click_to(
@@ -479,4 +506,143 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
 
     c.close().await.ok();
     server.abort();
+}
+
+/// A request to the web function, with a cookie and a form body.
+fn web_request(method: &str, path: &str, cookie: Option<&str>, form: &str) -> lambda_http::Request {
+    let mut b = lambda_http::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(c) = cookie {
+        b = b.header("cookie", c);
+    }
+    b.body(if form.is_empty() {
+        lambda_http::Body::Empty
+    } else {
+        lambda_http::Body::Text(form.to_owned())
+    })
+    .expect("request")
+}
+
+fn page(resp: &lambda_http::Response<lambda_http::Body>) -> String {
+    match resp.body() {
+        lambda_http::Body::Text(t) => t.clone(),
+        lambda_http::Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_session_holds_no_key_needs_a_readable_key_its_csrf_token_and_ends_when_the_key_is_revoked(
+) {
+    use shared::auth::{KeyScope, NewKey};
+    use shared::store::KeyAdmin;
+    let ts = TestStack::fresh().await;
+    let web = &ts.stack.web;
+    let key = |scopes: Vec<KeyScope>| NewKey {
+        label: "cockpit".into(),
+        scopes,
+        expires_in_days: None,
+    };
+    let now = chrono::Utc::now();
+    let (ingest_key, _) = ts
+        .stack
+        .store
+        .create_key(&ts.tenant, &key(vec![KeyScope::Ingest]), now)
+        .await
+        .unwrap();
+    let (read_key, read_grant) = ts
+        .stack
+        .store
+        .create_key(&ts.tenant, &key(vec![KeyScope::Read]), now)
+        .await
+        .unwrap();
+
+    // An ingest-only key cannot sign in; nor can a made-up one.
+    for k in [ingest_key.as_str(), "uk_made_up"] {
+        let resp = web
+            .handle(web_request(
+                "POST",
+                "/app/sign-in",
+                None,
+                &format!("key={k}"),
+            ))
+            .await;
+        assert_eq!(resp.status(), 401, "{k}");
+        assert!(resp.headers().get("set-cookie").is_none());
+    }
+
+    // A read key gets an HttpOnly, SameSite=Strict cookie that does not hold the key.
+    let resp = web
+        .handle(web_request(
+            "POST",
+            "/app/sign-in",
+            None,
+            &format!("key={read_key}"),
+        ))
+        .await;
+    assert_eq!(resp.status(), 303);
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/app"),
+        "{set}"
+    );
+    assert!(
+        !set.contains("Secure"),
+        "the local runner serves plain HTTP: {set}"
+    );
+    assert!(!set.contains(&read_key), "{set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let resp = web
+        .handle(web_request("GET", "/app/portfolio", Some(&cookie), ""))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let html = page(&resp);
+    let csrf = html
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the page's CSRF token")
+        .to_owned();
+
+    // A read key's change is refused by the API's scope check, with or without the
+    // token; a wrong token is refused before the API is asked.
+    for (form, code) in [
+        (format!("csrf={csrf}"), "'admin' scope"),
+        ("csrf=00".to_owned(), "This form has expired"),
+        (String::new(), "This form has expired"),
+    ] {
+        let resp = web
+            .handle(web_request(
+                "POST",
+                "/app/definitions/api_calls/delete",
+                Some(&cookie),
+                &form,
+            ))
+            .await;
+        assert_eq!(resp.status(), 403, "{form}");
+        assert!(page(&resp).contains(code), "{form}: {}", page(&resp));
+    }
+    let (_, def) = ts.call("GET", "/v1/definitions/api_calls", None).await;
+    assert_eq!(def["status"], "active");
+
+    // A cookie changed by hand is no session.
+    let forged = format!("{cookie}x");
+    let resp = web
+        .handle(web_request("GET", "/app/portfolio", Some(&forged), ""))
+        .await;
+    assert_eq!(resp.status(), 303);
+
+    // Revoking the key ends its session at once.
+    ts.stack
+        .store
+        .revoke_key(&ts.tenant, &read_grant.key_id, chrono::Utc::now())
+        .await
+        .unwrap();
+    let resp = web
+        .handle(web_request("GET", "/app/portfolio", Some(&cookie), ""))
+        .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/app/sign-in");
 }

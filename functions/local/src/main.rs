@@ -686,6 +686,7 @@ fn banner(addr: &str, tenant: &TenantId, key: &str, p: &local::provision::Provis
     println!(
         r#"
 usage-local is serving on {base}   (Ctrl-C stops it)
+  CS cockpit: {base}/app   (sign in with a read key; `make demo` prints one)
   tenant:   {tenant}
   API key:  {key}
   table:    {table}
