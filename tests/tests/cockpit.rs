@@ -573,6 +573,18 @@ async fn a_session_holds_no_key_needs_a_readable_key_its_csrf_token_and_ends_whe
         assert!(resp.headers().get("set-cookie").is_none());
     }
 
+    // A sign-in posted from another site is refused before the key is looked at.
+    let mut forced = web_request("POST", "/app/sign-in", None, &format!("key={read_key}"));
+    forced
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    forced
+        .headers_mut()
+        .insert("host", "127.0.0.1:8080".parse().unwrap());
+    let resp = web.handle(forced).await;
+    assert_eq!(resp.status(), 403);
+    assert!(resp.headers().get("set-cookie").is_none());
+
     // A read key gets an HttpOnly, SameSite=Strict cookie that does not hold the key.
     let resp = web
         .handle(web_request(

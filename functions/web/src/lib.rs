@@ -87,6 +87,15 @@ impl Web {
     }
 
     async fn route(&self, method: &str, path: &str, req: Request) -> Response<Body> {
+        if method == "POST" && cross_origin(&req) {
+            // A form posted from another site (sign-in included: SameSite and the CSRF
+            // token do not cover a forced sign-in to someone else's tenant).
+            tracing::warn!(path = %path, "cross-origin form refused");
+            return html(
+                403,
+                pages::sign_in(Some("Forms are accepted from this site only.")),
+            );
+        }
         match (method, path) {
             ("GET", "/app/static/app.css") => asset(pages::CSS, "text/css; charset=utf-8"),
             ("GET", "/app/sign-in") => html(200, pages::sign_in(None)),
@@ -394,6 +403,23 @@ pub fn usage_window(granularity: &str, now: chrono::DateTime<chrono::Utc>) -> (S
     }
 }
 
+/// Whether a request carries an `Origin` that is not its own host.
+pub fn cross_origin(req: &Request) -> bool {
+    let h = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    match (h(header::ORIGIN), h(header::HOST)) {
+        (Some(origin), Some(host)) => {
+            origin.split_once("://").map(|(_, rest)| rest) != Some(host.as_str())
+        }
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
 fn encode(pairs: &[(String, String)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
@@ -450,6 +476,37 @@ fn redirect(to: &str) -> Response<Body> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    fn post(origin: Option<&str>, host: Option<&str>) -> Request {
+        let mut b = lambda_http::http::Request::builder()
+            .method("POST")
+            .uri("/app/sign-in");
+        if let Some(o) = origin {
+            b = b.header("origin", o);
+        }
+        if let Some(h) = host {
+            b = b.header("host", h);
+        }
+        b.body(Body::Empty).unwrap()
+    }
+
+    #[test]
+    fn only_forms_from_the_sites_own_origin_are_accepted() {
+        assert!(!cross_origin(&post(
+            Some("http://127.0.0.1:8080"),
+            Some("127.0.0.1:8080")
+        )));
+        assert!(
+            !cross_origin(&post(None, Some("127.0.0.1:8080"))),
+            "no Origin: not a browser form"
+        );
+        assert!(cross_origin(&post(
+            Some("https://evil.example"),
+            Some("api.example.com")
+        )));
+        assert!(cross_origin(&post(Some("null"), Some("api.example.com"))));
+        assert!(cross_origin(&post(Some("https://api.example.com"), None)));
+    }
 
     #[test]
     fn usage_windows_end_with_the_current_window() {
