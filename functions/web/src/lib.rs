@@ -81,7 +81,9 @@ impl Web {
         let started = std::time::Instant::now();
         let method = req.method().as_str().to_owned();
         let path = req.uri().path().trim_end_matches('/').to_owned();
+        let gzip = accepts_gzip(&req);
         let resp = self.route(&method, &path, req).await;
+        let resp = if gzip { compress(resp) } else { resp };
         tracing::info!(method = %method, path = %path, status = resp.status().as_u16(), ms = started.elapsed().as_millis() as u64, "web request");
         resp
     }
@@ -420,6 +422,46 @@ pub fn cross_origin(req: &Request) -> bool {
     }
 }
 
+/// Whether the client takes gzip (`Accept-Encoding`).
+fn accepts_gzip(req: &Request) -> bool {
+    req.headers()
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|e| e.split(';').next().map(str::trim) == Some("gzip"))
+        })
+}
+
+/// Pages and the style sheet gzipped (API Gateway HTTP APIs do not compress); small
+/// bodies and redirects are left as they are.
+pub fn compress(resp: Response<Body>) -> Response<Body> {
+    use std::io::Write;
+    let (mut parts, body) = resp.into_parts();
+    let bytes: Vec<u8> = match body {
+        Body::Text(t) if t.len() >= 1024 => t.into_bytes(),
+        other => return Response::from_parts(parts, other),
+    };
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    match enc.write_all(&bytes).and_then(|()| enc.finish()) {
+        Ok(gz) => {
+            parts.headers.insert(
+                header::CONTENT_ENCODING,
+                header::HeaderValue::from_static("gzip"),
+            );
+            parts.headers.insert(
+                header::VARY,
+                header::HeaderValue::from_static("accept-encoding"),
+            );
+            Response::from_parts(parts, Body::Binary(gz))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "gzip failed; sending the page as it is");
+            Response::from_parts(parts, Body::Binary(bytes))
+        }
+    }
+}
+
 fn encode(pairs: &[(String, String)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
@@ -488,6 +530,44 @@ mod tests {
             b = b.header("host", h);
         }
         b.body(Body::Empty).unwrap()
+    }
+
+    #[test]
+    fn a_large_page_is_gzipped_and_reads_back_the_same() {
+        use std::io::Read;
+        let page = maud::html! { @for i in 0..200 { p { "row " (i) } } };
+        let plain = page.clone().into_string();
+        let resp = compress(html(200, page));
+        assert_eq!(resp.headers()[header::CONTENT_ENCODING], "gzip");
+        let Body::Binary(gz) = resp.body() else {
+            panic!("a binary body")
+        };
+        assert!(
+            gz.len() < plain.len() / 4,
+            "{} of {}",
+            gz.len(),
+            plain.len()
+        );
+        let mut back = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut back)
+            .unwrap();
+        assert_eq!(back, plain);
+        let small = compress(redirect("/app"));
+        assert!(small.headers().get(header::CONTENT_ENCODING).is_none());
+    }
+
+    #[test]
+    fn gzip_is_sent_only_to_clients_that_take_it() {
+        let req = |v: &str| {
+            lambda_http::http::Request::builder()
+                .header("accept-encoding", v)
+                .body(Body::Empty)
+                .unwrap()
+        };
+        assert!(accepts_gzip(&req("gzip, deflate, br")));
+        assert!(accepts_gzip(&req("br;q=1.0, gzip;q=0.8")));
+        assert!(!accepts_gzip(&req("br, identity")));
     }
 
     #[test]
