@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/usage-intel/target
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-unit lint fmt clippy bench fuzz fuzz-api build deploy tenant key import clean-venvs backtest demo
+.PHONY: run test browser-deps test-unit lint fmt clippy bench fuzz fuzz-api build deploy tenant key import clean-venvs backtest demo
 
 ## Start moto + every function locally on http://127.0.0.1:8080 (Ctrl-C stops all).
 run:
@@ -12,9 +12,14 @@ run:
 
 ## Every test: the moto launcher against plain moto (ADR 0008), then unit, property,
 ## handler and end-to-end (against a private moto).
-test:
+test: browser-deps
 	infra/local/test-moto.sh
 	infra/local/with-moto.sh cargo test --workspace --lib --bins --tests --locked
+
+## What the browser tests need: chromium + chromedriver (Debian packages, installed by
+## .ci/run; the test fails with how to install them when missing) and axe-core (npm).
+browser-deps:
+	@[ -f tests/axe/node_modules/axe-core/axe.min.js ] || (cd tests/axe && npm ci --no-audit --no-fund --silent)
 
 ## Pure tests only (no emulator needed).
 test-unit:

@@ -39,7 +39,7 @@ VENV="${BUILD_VENV:-.venv-build}"
 [[ "$VENV" == /* ]] || VENV="$ROOT/$VENV"
 REQS="infra/requirements-build.txt"
 LAMBDA_DIR="$ROOT/target/lambda"
-FUNCTIONS=(ingest rollup api notify score audit)
+FUNCTIONS=(ingest rollup api notify score audit web)
 MAX_GLIBC_MINOR=34 # provided.al2023 ships glibc 2.34
 
 case "$ARCH" in

@@ -131,6 +131,13 @@ pub async fn authenticate(
         .key_grant(&hash_key(key))
         .await?
         .ok_or_else(|| ApiError::new(401, "invalid_api_key", "the API key is not valid"))?;
+    check_grant(grant, needed)
+}
+
+/// Checks an already looked-up key may do what a request needs now (401 when revoked
+/// or expired, 403 when it lacks the scope): what [`authenticate`] does after the
+/// lookup, for callers that hold the grant (the web app's sessions).
+pub fn check_grant(grant: KeyGrant, needed: KeyScope) -> Result<KeyGrant, ApiError> {
     match grant.check(needed, chrono::Utc::now()) {
         Ok(()) => Ok(grant),
         Err(KeyRefusal::Revoked) => Err(ApiError::new(

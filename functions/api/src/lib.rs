@@ -25,6 +25,36 @@ use std::sync::Arc;
 
 pub mod governance;
 
+/// The API as its Lambda wires it (and the web function, which serves pages from the
+/// same API): DynamoDB store, per-tenant quotas from the environment, governance with
+/// the alerts queue (`ALERTS_QUEUE_URL`) and the events queue (`EVENTS_QUEUE_URL`).
+pub fn on_lambda(
+    store: Arc<shared::store::dynamo::DynamoStore>,
+    sqs: &aws_sdk_sqs::Client,
+) -> anyhow::Result<Api> {
+    let queue = |var: &'static str| {
+        shared::config::required(var).ok().map(|url| {
+            Arc::new(shared::queue::SqsQueue::new(sqs.clone(), url))
+                as Arc<dyn shared::queue::EventQueue>
+        })
+    };
+    // Governance notifications go to the alerts queue when it is configured; held
+    // events are replayed onto the events queue when their definition is restored.
+    let alerts = queue("ALERTS_QUEUE_URL");
+    let events = queue("EVENTS_QUEUE_URL");
+    let quotas = Arc::new(shared::quota::Quotas::from_env()?);
+    Ok(Api::new(store.clone())
+        .with_quotas(quotas)
+        .with_governance(governance::Governance {
+            changes: store.clone(),
+            reports: store.clone(),
+            alerts,
+            quarantine: store.clone(),
+            events,
+            quality: Some(store),
+        }))
+}
+
 /// Routes this function serves, as (method, OpenAPI path).
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
@@ -163,13 +193,27 @@ impl Api {
 
     /// The Lambda entry point: never fails; every problem is an HTTP response.
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        match self.route(req).await {
+        match self.route(req, None).await {
             Ok(resp) => resp,
             Err(e) => error(&e),
         }
     }
 
-    async fn route(&self, req: Request) -> Result<Response<Body>, ApiError> {
+    /// Answers a request on behalf of a key the caller has already looked up (the web
+    /// app's session holds the key's hash, never the key): the same routes, the same
+    /// scope check and the same responses as [`Self::handle`] with that key.
+    pub async fn handle_as(&self, grant: &shared::auth::KeyGrant, req: Request) -> Response<Body> {
+        match self.route(req, Some(grant)).await {
+            Ok(resp) => resp,
+            Err(e) => error(&e),
+        }
+    }
+
+    async fn route(
+        &self,
+        req: Request,
+        granted: Option<&shared::auth::KeyGrant>,
+    ) -> Result<Response<Body>, ApiError> {
         let path = req.uri().path().to_owned();
         let matched = self
             .router
@@ -211,13 +255,15 @@ impl Api {
                 format!("request body is larger than {MAX_BODY_BYTES} bytes"),
             ));
         }
-        let tenant = authenticate(
-            self.directory.as_ref(),
-            &req,
-            needed_scope(&method, template),
-        )
-        .await?
-        .tenant;
+        let needed = needed_scope(&method, template);
+        let tenant = match granted {
+            None => {
+                authenticate(self.directory.as_ref(), &req, needed)
+                    .await?
+                    .tenant
+            }
+            Some(grant) => shared::http::check_grant(grant.clone(), needed)?.tenant,
+        };
         self.quotas
             .take(&tenant, std::time::Instant::now())
             .map_err(|wait| ApiError::rate_limited(&tenant, wait))?;

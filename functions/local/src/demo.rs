@@ -127,8 +127,17 @@ pub fn demo_data(accounts: usize, today: chrono::NaiveDate) -> (Synth, HealthCon
     (synth, cfg)
 }
 
+/// What `load` created: the tenant's admin key, a read-only key for the cockpit, and
+/// the accounts generated to decay.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub key: String,
+    pub read_key: String,
+    pub decaying: Vec<String>,
+}
+
 /// Loads demo accounts and usage into the running local stack under `tenant`.
-pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<()> {
+pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<Loaded> {
     use shared::store::AccountStore;
     let backfill = shared::horizon::Horizon::parse(100, shared::config::ledger_retention()?)
         .context("the demo's 100-day backfill horizon")?;
@@ -137,6 +146,7 @@ pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<(
         .await
         .context("creating the demo tenant")?;
     let key = stack.store.create_api_key(tenant, "demo").await?;
+    let read_key = crate::cockpit::read_key(stack, tenant, "demo cockpit").await?;
     let today = Utc::now().date_naive();
     let (synth, cfg) = demo_data(accounts, today);
     stack.store.put_health_config(tenant, &cfg).await?;
@@ -168,6 +178,7 @@ pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<(
             }
         }
     }
+    crate::cockpit::demo_entitlements(stack, &key, &synth, today).await?;
     let total = events.len();
     for chunk in events.chunks(1000) {
         let req = lambda_http::http::Request::builder()
@@ -197,12 +208,17 @@ pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<(
          export KEY={key}\n\
          # once the runner's console is quiet (rollup done):\n\
          curl -s -X POST {base}/local/jobs/score -H \"Authorization: Bearer $KEY\"\n\
-         curl -s \"{base}/v1/accounts?band=red\" -H \"Authorization: Bearer $KEY\"",
+         curl -s \"{base}/v1/accounts?band=red\" -H \"Authorization: Bearer $KEY\"\n\n\
+         CS cockpit: open {base}/app and sign in with this read-only key:\n  {read_key}",
         if created { "Created" } else { "Reused" },
         synth.accounts.len(),
         decaying.join(", ")
     );
-    Ok(())
+    Ok(Loaded {
+        key,
+        read_key,
+        decaying,
+    })
 }
 
 #[cfg(test)]

@@ -268,7 +268,9 @@ async fn main() -> Result<()> {
         }
         Command::Demo { accounts, tenant } => {
             let (stack, _) = stack().await?;
-            local::demo::load(&stack, &TenantId::parse(&tenant)?, accounts).await
+            local::demo::load(&stack, &TenantId::parse(&tenant)?, accounts)
+                .await
+                .map(|_| ())
         }
         Command::Provision => {
             let (_, p) = stack().await?;
@@ -684,6 +686,7 @@ fn banner(addr: &str, tenant: &TenantId, key: &str, p: &local::provision::Provis
     println!(
         r#"
 usage-local is serving on {base}   (Ctrl-C stops it)
+  CS cockpit: {base}/app   (sign in with a read key; `make demo` prints one)
   tenant:   {tenant}
   API key:  {key}
   table:    {table}

@@ -1,5 +1,6 @@
 //! The local HTTP front door: what API Gateway does on AWS. `POST /v1/events` goes to
-//! ingest, `/local/jobs/{name}` runs a scheduled job now, everything else to the API.
+//! ingest, `/local/jobs/{name}` runs a scheduled job now, `/app` to the web app, everything
+//! else to the API.
 
 use crate::stack::Stack;
 use axum::body::{to_bytes, Body as AxumBody};
@@ -41,7 +42,9 @@ async fn dispatch(State(stack): State<Arc<Stack>>, req: HttpRequest<AxumBody>) -
     let req = lambda_http::Request::from_parts(parts, body);
     // API Gateway's routes: ingest's own paths go to ingest, the rest to the API.
     let trimmed = path.trim_end_matches('/');
-    let resp = if ingest::ROUTES.iter().any(|(_, p)| *p == trimmed) {
+    let resp = if trimmed == "/app" || trimmed.starts_with("/app/") {
+        stack.web.handle(req).await
+    } else if ingest::ROUTES.iter().any(|(_, p)| *p == trimmed) {
         stack.ingest.handle(req).await
     } else {
         stack.api.handle(req).await

@@ -34,6 +34,8 @@ pub struct Stack {
     pub score: Arc<score::Score>,
     pub score_poller: Arc<Poller>,
     pub audit: Arc<audit::Audit>,
+    /// The CS cockpit (`/app`), calling the same API in-process.
+    pub web: Arc<web::Web>,
 }
 
 /// HubSpot webhook settings of the local stack.
@@ -160,6 +162,7 @@ impl Stack {
                     quality: Some(store.clone()),
                 }),
         );
+        let web = Arc::new(crate::cockpit::web_app(api.clone(), store.clone())?);
         let poller = Arc::new(Poller {
             sqs: sqs.clone(),
             mapping: Mapping {
@@ -228,6 +231,7 @@ impl Stack {
             score,
             score_poller,
             audit,
+            web,
         })
     }
 

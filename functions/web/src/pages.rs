@@ -1,0 +1,450 @@
+//! The pages, as maud templates (every interpolation is HTML-escaped).
+
+use crate::chart::{self, Point};
+use crate::view;
+use crate::{Answer, Signed};
+use maud::{html, Markup, DOCTYPE};
+use serde_json::Value;
+
+pub const CSS: &str = include_str!("app.css");
+
+const BANDS: [(&str, &str); 3] = [
+    ("red", "At risk"),
+    ("yellow", "Watch"),
+    ("green", "Healthy"),
+];
+const SEGMENTS: [(&str, &str); 5] = [
+    ("smb", "SMB"),
+    ("mid_market", "Mid-market"),
+    ("enterprise", "Enterprise"),
+    ("strategic", "Strategic"),
+    ("unassigned", "Unassigned"),
+];
+
+fn band_badge(band: &str) -> Markup {
+    let word = BANDS
+        .iter()
+        .find(|(b, _)| *b == band)
+        .map(|(_, w)| *w)
+        .unwrap_or("Unscored");
+    html! {
+        span class=(format!("band band-{band}")) data-band=(band) {
+            span class="dot" aria-hidden="true" {} (word)
+        }
+    }
+}
+
+fn segment_word(s: &str) -> String {
+    SEGMENTS
+        .iter()
+        .find(|(k, _)| *k == s)
+        .map(|(_, w)| (*w).to_owned())
+        .unwrap_or_else(|| view::humanize(s))
+}
+
+fn layout(title: &str, who: Option<&Signed>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(w) = who { meta name="csrf-token" content=(w.csrf); }
+                title { (title) " · CS cockpit" }
+                link rel="stylesheet" href="/app/static/app.css";
+            }
+            body {
+                a class="skip" href="#main" { "Skip to content" }
+                header class="top" {
+                    nav aria-label="Main" {
+                        a class="brand" href="/app/portfolio" { "CS cockpit" }
+                        @if who.is_some() {
+                            a href="/app/portfolio" { "Portfolio" }
+                            a href="/app/registry" { "Registry" }
+                        }
+                    }
+                    @if let Some(w) = who {
+                        div class="who" {
+                            span { "Tenant " strong { (w.grant.tenant.as_str()) } " · key " code { (w.grant.key_id) } " · "
+                                (if w.is_admin() { "admin" } else { "read only" }) }
+                            form method="post" action="/app/sign-out" {
+                                input type="hidden" name="csrf" value=(w.csrf);
+                                button type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main id="main" { (body) }
+            }
+        }
+    }
+}
+
+pub fn sign_in(error: Option<&str>) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        html! {
+            h1 { "Sign in" }
+            p { "Paste an API key with the " strong { "read" } " scope (or " strong { "admin" }
+                ", to manage the registry). The key is checked once and never stored in your browser: "
+                "the session cookie holds only its hash, signed by the server." }
+            @if let Some(e) = error { p class="error" role="alert" id="sign-in-error" { (e) } }
+            form method="post" action="/app/sign-in" class="sign-in" {
+                label for="key" { "API key" }
+                input id="key" name="key" type="password" autocomplete="off" required
+                    aria-describedby=[error.map(|_| "sign-in-error")];
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+pub fn problem(who: &Signed, status: u16, message: &str) -> Markup {
+    layout(
+        "Problem",
+        Some(who),
+        html! {
+            h1 { "That did not work" }
+            p class="error" role="alert" data-status=(status) { (message) }
+            p { a href="/app/portfolio" { "Back to the portfolio" } }
+        },
+    )
+}
+
+/// Filters of the portfolio page, from its query string (unknown values dropped).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PortfolioFilters {
+    pub band: Option<String>,
+    pub segment: Option<String>,
+    pub cursor: Option<String>,
+}
+
+impl PortfolioFilters {
+    pub fn from_query(q: &str) -> Self {
+        let mut f = Self::default();
+        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+            match k.as_ref() {
+                "band" if BANDS.iter().any(|(b, _)| *b == v) => f.band = Some(v.into_owned()),
+                "segment" if SEGMENTS.iter().any(|(s, _)| *s == v) => {
+                    f.segment = Some(v.into_owned())
+                }
+                "cursor" if !v.is_empty() && v.len() < 2048 => f.cursor = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        f
+    }
+
+    fn link(&self, cursor: Option<&str>) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        if let Some(b) = &self.band {
+            s.append_pair("band", b);
+        }
+        if let Some(x) = &self.segment {
+            s.append_pair("segment", x);
+        }
+        if let Some(c) = cursor {
+            s.append_pair("cursor", c);
+        }
+        format!("/app/portfolio?{}", s.finish())
+    }
+}
+
+pub fn portfolio(who: &Signed, f: &PortfolioFilters, a: &Answer) -> Markup {
+    let rows = a.body["accounts"].as_array().cloned().unwrap_or_default();
+    let next = a.body["next_cursor"].as_str();
+    layout(
+        "Portfolio",
+        Some(who),
+        html! {
+            h1 { "Portfolio: accounts by risk" }
+            form method="get" action="/app/portfolio" class="filters" aria-label="Filters" {
+                label for="band" { "Band" }
+                select id="band" name="band" {
+                    option value="" { "All bands" }
+                    @for (b, w) in BANDS { option value=(b) selected[f.band.as_deref() == Some(b)] { (w) " (" (b) ")" } }
+                }
+                label for="segment" { "Segment" }
+                select id="segment" name="segment" {
+                    option value="" { "All segments" }
+                    @for (s, w) in SEGMENTS { option value=(s) selected[f.segment.as_deref() == Some(s)] { (w) } }
+                }
+                button type="submit" { "Apply" }
+            }
+            @if !a.ok() {
+                p class="error" role="alert" { (a.message()) }
+            } @else if rows.is_empty() {
+                p class="empty" { "No scored accounts match. Scores appear after the daily score run (locally: "
+                    code { "POST /local/jobs/score" } ")." }
+            } @else {
+                table class="portfolio" {
+                    caption { "Riskiest first; " (rows.len()) " accounts on this page." }
+                    thead { tr {
+                        th scope="col" { "Account" } th scope="col" class="num" { "Score" } th scope="col" { "Band" }
+                        th scope="col" { "Top reason" } th scope="col" { "Segment" } th scope="col" { "Owner" } th scope="col" { "Scored on" }
+                    } }
+                    tbody {
+                        @for r in &rows {
+                            @let id = r["account"].as_str().unwrap_or_default();
+                            @let reasons: Vec<String> = r["reasons"].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_owned)).collect();
+                            tr data-account=(id) {
+                                td { a href=(format!("/app/accounts/{id}")) { (r["name"].as_str().unwrap_or(id)) } br; small { (id) } }
+                                td class="num" { (format!("{:.1}", r["score"].as_f64().unwrap_or(0.0))) }
+                                td { (band_badge(r["band"].as_str().unwrap_or_default())) }
+                                td { (view::top_reason(&reasons)) }
+                                td { (segment_word(r["segment"].as_str().unwrap_or_default())) }
+                                td { (r["owner"].as_str().unwrap_or("—")) }
+                                td { (r["as_of"].as_str().unwrap_or_default()) }
+                            }
+                        }
+                    }
+                }
+            }
+            nav class="pages" aria-label="Pages" {
+                @if f.cursor.is_some() { a href=(f.link(None)) { "First page" } }
+                @if let Some(n) = next { a href=(f.link(Some(n))) rel="next" { "Next " (crate::PAGE_ROWS) " accounts" } }
+            }
+        },
+    )
+}
+
+/// The API answers an account page is made of.
+pub struct AccountPage<'a> {
+    pub account: &'a str,
+    pub granularity: &'a str,
+    pub profile: &'a Answer,
+    pub health: &'a Answer,
+    pub history: &'a Answer,
+    pub usage: &'a Answer,
+    pub by_meter: &'a Answer,
+    pub entitlements: &'a Answer,
+}
+
+fn signed_points(v: f64) -> String {
+    if v >= 0.0 {
+        format!("+{v:.1}")
+    } else {
+        format!("\u{2212}{:.1}", -v)
+    }
+}
+
+pub fn account(who: &Signed, p: &AccountPage) -> Markup {
+    let prof = &p.profile.body;
+    let name = prof["name"].as_str().unwrap_or(p.account);
+    let h = &p.health.body;
+    layout(
+        name,
+        Some(who),
+        html! {
+            p { a href="/app/portfolio" { "← Portfolio" } }
+            h1 { (name) " " small { (p.account) } }
+            p class="facts" {
+                "Segment " strong { (segment_word(prof["segment"].as_str().unwrap_or_default())) }
+                " · owner " strong { (prof["owner_email"].as_str().unwrap_or("none")) }
+                @if let Some(d) = prof["onboarding_date"].as_str() { " · onboarded " strong { (d) } }
+                @if let Some(c) = prof["crm_ids"]["hubspot_company_id"].as_str() { " · HubSpot company " strong { (c) } }
+            }
+            section aria-labelledby="health-h" {
+                h2 id="health-h" { "Health" }
+                @if p.health.ok() && h["score"].is_number() {
+                    p class="score" {
+                        span class="big" id="score" { (format!("{:.1}", h["score"].as_f64().unwrap_or(0.0))) }
+                        " / 100 " (band_badge(h["band"].as_str().unwrap_or_default()))
+                        " scored on " (h["as_of"].as_str().unwrap_or_default())
+                    }
+                    h3 { "Why" }
+                    ol class="reasons" id="reasons" {
+                        @for r in h["reasons"].as_array().into_iter().flatten() {
+                            li {
+                                strong { (view::reason_words(r["code"].as_str().unwrap_or_default())) }
+                                " (" (signed_points(r["impact"].as_f64().unwrap_or(0.0))) " points): "
+                                (r["detail"].as_str().unwrap_or_default())
+                            }
+                        }
+                    }
+                    h3 { "Components against the segment median (50)" }
+                    table class="components" {
+                        thead { tr { th scope="col" { "Component" } th scope="col" class="num" { "Score" } th scope="col" class="num" { "vs median" } th scope="col" class="num" { "Weight" } th scope="col" { "Measured" } } }
+                        tbody {
+                            @for (c, v) in h["components"].as_object().into_iter().flatten() {
+                                @let s = v["score"].as_f64().unwrap_or(0.0);
+                                tr {
+                                    th scope="row" { (view::humanize(c)) }
+                                    td class="num" { (format!("{s:.1}")) }
+                                    td class="num" { (signed_points(s - 50.0)) }
+                                    td class="num" { (format!("{:.0} %", v["weight"].as_f64().unwrap_or(0.0) * 100.0)) }
+                                    td { ul class="metrics" {
+                                        @for (m, mv) in v["metrics"].as_object().into_iter().flatten() {
+                                            li { (view::humanize(m)) " " (chart::compact(mv["value"].as_f64().unwrap_or(0.0)))
+                                                " (segment median " (chart::compact(mv["segment_median"].as_f64().unwrap_or(0.0))) ")" }
+                                        }
+                                    } }
+                                }
+                            }
+                        }
+                    }
+                } @else if p.health.ok() {
+                    p class="empty" { "Not enough data to score: " (h["insufficient_reason"].as_str().unwrap_or("unknown")) }
+                } @else {
+                    p class="empty" { (p.health.message()) }
+                }
+                h3 { "Score history" }
+                (history(&p.history.body))
+            }
+            section aria-labelledby="usage-h" {
+                h2 id="usage-h" { "Usage by meter" }
+                nav class="switch" aria-label="Granularity" {
+                    @for (g, w) in [("hour", "Hourly (72 h)"), ("day", "Daily (90 days)"), ("month", "Monthly (12 months)")] {
+                        a href=(format!("/app/accounts/{}?granularity={g}", p.account)) id=(format!("g-{g}"))
+                            aria-current=[(p.granularity == g).then_some("page")] { (w) }
+                    }
+                }
+                @if !p.by_meter.ok() || !p.usage.ok() {
+                    p class="error" { (p.by_meter.message()) }
+                } @else {
+                    @let meters = view::usage_by_meter(&p.usage.body, &p.by_meter.body, p.granularity);
+                    @if meters.is_empty() { p class="empty" { "No usage in this window." } }
+                    div class="charts" {
+                        @for (i, (m, pts)) in meters.iter().enumerate() {
+                            figure {
+                                figcaption { (m) }
+                                (chart::bars(&format!("usage-{i}"), &format!("{m} by {}", p.granularity), pts))
+                            }
+                        }
+                    }
+                }
+            }
+            section aria-labelledby="ent-h" {
+                h2 id="ent-h" { "Entitlements" }
+                @let rows = view::entitlement_rows(&p.entitlements.body);
+                @if !p.entitlements.ok() { p class="error" { (p.entitlements.message()) } }
+                @else if rows.is_empty() { p class="empty" { "No entitlements." } }
+                @else {
+                    table class="entitlements" {
+                        thead { tr { th scope="col" { "Entitlement" } th scope="col" { "Meters" } th scope="col" { "Used / limit" } th scope="col" { "Period" } } }
+                        tbody {
+                            @for e in &rows {
+                                tr data-entitlement=(e.id) {
+                                    th scope="row" { (e.id) }
+                                    td { (e.meters) }
+                                    td {
+                                        @if let Some(n) = &e.note { (n) } @else {
+                                            @let projected = if e.limit > 0.0 { Some(e.projected / e.limit * 100.0) } else { None };
+                                            (chart::usage_bar(&format!("{} of {} used ({:.2} %)", chart::compact(e.used), chart::compact(e.limit), e.percent), e.percent, projected))
+                                            br;
+                                            span class="meter-text" { (chart::compact(e.used)) " of " (chart::compact(e.limit)) " (" (format!("{:.2}", e.percent)) " %); projected "
+                                                (chart::compact(e.projected)) " by the end of the period" }
+                                        }
+                                    }
+                                    td { (e.period) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            section aria-labelledby="alerts-h" {
+                h2 id="alerts-h" { "Recent alerts" }
+                p class="empty" { "Not shown yet: alerts are delivered to the alerts topic (e-mail, Slack), and the API has no route that lists one account's alerts." }
+            }
+        },
+    )
+}
+
+fn history(body: &Value) -> Markup {
+    let pts: Vec<Point> = body["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| {
+            Some(Point {
+                label: d["as_of"].as_str()?.to_owned(),
+                value: d["score"].as_f64()?,
+            })
+        })
+        .collect();
+    html! {
+        @if pts.len() >= 2 {
+            (chart::score_line("history", "Score over the last 90 days", &pts, &[]))
+        } @else {
+            p class="empty" id="history-missing" {
+                "Stored score history: " (pts.len()) " day(s) in the last 90. A chart needs two scored days; "
+                "the score run stores one record per account per day."
+            }
+        }
+    }
+}
+
+pub fn registry(who: &Signed, a: &Answer) -> Markup {
+    let defs = a.body["definitions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    layout(
+        "Registry",
+        Some(who),
+        html! {
+            h1 { "Event registry" }
+            @if !who.is_admin() { p { "You are signed in with a read key: you can look, not change." } }
+            @if !a.ok() { p class="error" role="alert" { (a.message()) } }
+            table class="registry" {
+                thead { tr { th scope="col" { "Meter" } th scope="col" { "Status" } th scope="col" { "Owner" } th scope="col" { "Criticality" } th scope="col" { "Aliases" }
+                    @if who.is_admin() { th scope="col" { "Action" } } } }
+                tbody {
+                    @for d in &defs {
+                        @let m = d["meter"].as_str().unwrap_or_default();
+                        @let status = d["status"].as_str().unwrap_or_default();
+                        tr data-meter=(m) data-status=(status) {
+                            th scope="row" { (m) }
+                            td { (status) }
+                            td { (d["owner"].as_str().unwrap_or("—")) }
+                            td { (d["criticality"].as_str().unwrap_or_default()) }
+                            td { (d["aliases"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
+                            @if who.is_admin() {
+                                td {
+                                    @let verb = if status == "deleted" { "restore" } else { "delete" };
+                                    form method="post" action=(format!("/app/definitions/{m}/{verb}")) {
+                                        input type="hidden" name="csrf" value=(who.csrf);
+                                        button type="submit" aria-label=(format!("{} {m}", view::humanize(verb))) { (view::humanize(verb)) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn portfolio_filters_keep_only_known_values() {
+        let f = PortfolioFilters::from_query("band=red&segment=smb&cursor=abc&x=1");
+        assert_eq!(f.band.as_deref(), Some("red"));
+        assert_eq!(f.segment.as_deref(), Some("smb"));
+        assert_eq!(
+            f.link(Some("n x")),
+            "/app/portfolio?band=red&segment=smb&cursor=n+x"
+        );
+        let bad = PortfolioFilters::from_query("band=purple&segment=%3Cscript%3E");
+        assert_eq!(bad, PortfolioFilters::default());
+    }
+
+    #[test]
+    fn a_band_is_shown_as_a_word_as_well_as_a_colour() {
+        let b = band_badge("red").into_string();
+        assert!(b.contains("band-red") && b.contains("At risk"), "{b}");
+    }
+
+    #[test]
+    fn the_sign_in_page_labels_its_field_and_escapes_the_error() {
+        let p = sign_in(Some("<img src=x>")).into_string();
+        assert!(p.contains("<label for=\"key\">"));
+        assert!(!p.contains("<img src=x>"), "{p}");
+    }
+}
