@@ -295,6 +295,9 @@ async fn main() -> Result<()> {
             if permitted == 0 {
                 anyhow::bail!("no permitted calls logged: was IAM enforced (MOTO_LAUNCHER_IAM=1)?");
             }
+            for (function, action, resource, why) in local::iam::KEPT_UNUSED {
+                println!("  kept unused: {function} may {action} on {resource}: {why}");
+            }
             for u in &unused {
                 println!(
                     "  unused: {} may {} on {}",
