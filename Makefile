@@ -11,10 +11,14 @@ run:
 	infra/local/run.sh
 
 ## Every test: the moto launcher against plain moto (ADR 0008), then unit, property,
-## handler and end-to-end (against a private moto).
+## handler and end-to-end (against a private moto enforcing IAM, ADR 0010), then the
+## check that every action the template grants was used by those tests.
+IAM_LOG ?= $(or $(TMPDIR),/tmp)/usage-intel-iam-$(shell echo $$PPID).jsonl
 test: browser-deps
 	infra/local/test-moto.sh
-	infra/local/with-moto.sh cargo test --workspace --lib --bins --tests --locked
+	MOTO_LAUNCHER_IAM_LOG=$(IAM_LOG) infra/local/with-moto.sh cargo test --workspace --lib --bins --tests --locked
+	cargo run --quiet --locked -p local --bin usage-local -- iam-coverage $(IAM_LOG)
+	rm -f $(IAM_LOG)
 
 ## What the browser tests need: chromium + chromedriver (Debian packages, installed by
 ## .ci/run; the test fails with how to install them when missing) and axe-core (npm).

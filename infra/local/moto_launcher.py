@@ -26,6 +26,18 @@ What this changes, and nothing else:
    names) are computed once instead of on every request (see _cache_static_lookups).
 5. A Query on the table's own key reads the one partition it names instead of sorting
    every item of the table to filter them (see _query_one_partition).
+6. Only with ``MOTO_LAUNCHER_IAM=1`` (ADR 0010): every request is authenticated and
+   authorised against the IAM users and policies created in moto, closer to AWS than
+   moto's own check: DynamoDB actions against the table (or index) ARN, each item of a
+   transaction or batch as AWS checks it (``dynamodb:PutItem``/``UpdateItem``/
+   ``DeleteItem``/``ConditionCheckItem`` per item, not ``TransactWriteItems`` on ``*``),
+   SNS actions against the topic ARN, SQS batch calls as their single form (AWS has no
+   ``sqs:SendMessageBatch`` action; moto asks for it). The key ``MOTO_LAUNCHER_ADMIN_KEY`` (default
+   ``testing``) is the account's root: it is never checked, as root is not on AWS.
+   ``MOTO_LAUNCHER_IAM_LOG=path`` appends every check (user, API operation, IAM action,
+   resource, allowed)
+   as a JSON line: tests read the denials, and ``usage-local iam-coverage`` checks that
+   every granted action was used.
 
 moto's conditions, cancellation reasons and error codes are its own code, unchanged.
 The patched functions are fingerprinted: if the installed moto's sources differ from the
@@ -63,6 +75,13 @@ EXPECTED_SOURCES = {
     "utils.method_names_from_class": "9dbac89d082b655fee902c450e69de9dbadf9699ad06411298494984b55138c3",
     "DomainDispatcherApplication.get_backend_for_host": "bc1b7e2ff4188517163b7a54f6bab1a18908013352a30ffb443b381143d2d34b",
     "BaseResponse.call_action": "02cc20502008445de148bbe8cccc2d75e0a2a824f1774b4df3daa20dab37a30e",
+    # IAM enforcement (point 6): the entry point replaced, the request it builds, and
+    # where a request's body is read (the raw bytes of a form are kept for the signature).
+    "BaseResponse.setup_class": "7944b39df82c17c8a41268bcd190ab213b1fcad29debf5399fa4c6946e46e3e9",
+    "ActionAuthenticatorMixin._authenticate_and_authorize_normal_action": "eaa6fd7174850bcbac48e22c254b2b09b7117bd6a9e1d4e3425248615c47d065",
+    "ActionAuthenticatorMixin._authenticate_and_authorize_action": "daa1539e2a678806e39e52c85becfed78864fbef5a618c45c66b08684a55a559",
+    "IAMRequestBase.__init__": "b606a83700ae8354cab640be29270be640866158b28387b651d5dc115344ee4e",
+    "IAMRequestBase.check_action_permitted": "c4cad2131aeeec99d9da35c654c8f33ef81ccb2051470eb8a1b3178f1ada1b24",
 }
 
 
@@ -77,7 +96,9 @@ _originals: dict[str, Any] = {}
 def _targets() -> dict[str, Any]:
     from moto import backends
     from moto.core import responses, utils
+    from moto.core.authorization import ActionAuthenticatorMixin
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.iam.access_control import IAMRequestBase
     from moto.dynamodb.models.table import Table
     from moto.dynamodb.responses import DynamoHandler
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
@@ -97,6 +118,15 @@ def _targets() -> dict[str, Any]:
         "utils.method_names_from_class": utils.method_names_from_class,
         "DomainDispatcherApplication.get_backend_for_host": DomainDispatcherApplication.get_backend_for_host,
         "BaseResponse.call_action": responses.BaseResponse.call_action,
+        "ActionAuthenticatorMixin._authenticate_and_authorize_normal_action": (
+            ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
+        ),
+        "ActionAuthenticatorMixin._authenticate_and_authorize_action": (
+            ActionAuthenticatorMixin._authenticate_and_authorize_action
+        ),
+        "IAMRequestBase.__init__": IAMRequestBase.__init__,
+        "BaseResponse.setup_class": responses.BaseResponse.setup_class,
+        "IAMRequestBase.check_action_permitted": IAMRequestBase.check_action_permitted,
     }
     return {**current, **_originals}
 
@@ -322,9 +352,201 @@ def _query_one_partition() -> None:
     Table.query = query  # type: ignore[method-assign]
 
 
+# Per-item actions AWS checks inside a DynamoDB transaction (moto checks the request's own
+# action, TransactWriteItems/TransactGetItems, against "*").
+_TRANSACT_ACTIONS = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+    "Get": "dynamodb:GetItem",
+}
+
+
+# SQS has no IAM actions of its own for batch calls: AWS authorises each as its single
+# form (SQS Developer Guide, "Amazon SQS batch actions"); moto asks for the batch name.
+_SQS_BATCH_ACTIONS = {
+    "SendMessageBatch": "sqs:SendMessage",
+    "DeleteMessageBatch": "sqs:DeleteMessage",
+    "ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+
+def _table_arn(name: Any, region: str, account: str) -> str:
+    if not isinstance(name, str) or not name:
+        return "*"
+    if name.startswith("arn:"):
+        return name
+    return f"arn:aws:dynamodb:{region}:{account}:table/{name}"
+
+
+def dynamodb_checks(action: str, body: Any, region: str, account: str) -> list[tuple[str, str]]:
+    """The (IAM action, resource ARN) pairs AWS authorises for one DynamoDB request."""
+    if not isinstance(body, dict):
+        return [(f"dynamodb:{action}", "*")]
+    if action in ("TransactWriteItems", "TransactGetItems"):
+        checks = []
+        for entry in body.get("TransactItems") or []:
+            for op_type, op in (entry.items() if isinstance(entry, dict) else []):
+                iam_action = _TRANSACT_ACTIONS.get(op_type, f"dynamodb:{action}")
+                table = op.get("TableName") if isinstance(op, dict) else None
+                checks.append((iam_action, _table_arn(table, region, account)))
+        return checks or [(f"dynamodb:{action}", "*")]
+    if action in ("BatchWriteItem", "BatchGetItem"):
+        tables = body.get("RequestItems")
+        names = list(tables) if isinstance(tables, dict) else []
+        return [(f"dynamodb:{action}", _table_arn(n, region, account)) for n in names] or [
+            (f"dynamodb:{action}", "*")
+        ]
+    if "TableName" in body:
+        resource = _table_arn(body["TableName"], region, account)
+        index = body.get("IndexName")
+        if action in ("Query", "Scan") and isinstance(index, str) and index:
+            resource = f"{resource}/index/{index}"
+        return [(f"dynamodb:{action}", resource)]
+    return [(f"dynamodb:{action}", "*")]
+
+
+def sns_checks(handler: Any, action: str) -> list[tuple[str, str]]:
+    """SNS actions against the topic they name (moto: against "*")."""
+    topic = handler._get_param("TopicArn") or handler._get_param("TargetArn")
+    if not topic and action == "CreateTopic":
+        name = handler._get_param("Name")
+        topic = f"arn:aws:sns:{handler.region}:{handler.current_account}:{name}" if name else None
+    return [(f"sns:{action}", topic if isinstance(topic, str) and topic else "*")]
+
+
+def _access_key_id(authorization: str) -> Optional[str]:
+    scope = authorization.partition("Credential=")[2].partition(",")[0]
+    return scope.split("/")[0] if scope else None
+
+
+def enforce_iam(admin_key: str = "testing", log_path: Optional[str] = None) -> None:
+    """Point 6: every request but the admin's is checked against moto's IAM, per resource."""
+    import json
+    import os
+
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.core.exceptions import AccessDeniedError
+    from moto.iam.access_control import IAMRequest
+
+    if getattr(ActionAuthenticatorMixin._authenticate_and_authorize_normal_action, "_moto_launcher", False):
+        return
+    _keep_form_bodies()
+    _originals["ActionAuthenticatorMixin._authenticate_and_authorize_normal_action"] = (
+        ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
+    )
+    log_lock = threading.Lock()
+
+    def authorise(self: Any, resource: str = "*") -> None:
+        authorization = self.headers.get("Authorization") or ""
+        if _access_key_id(authorization) == admin_key:
+            return
+        if not authorization:
+            raise AccessDeniedError(user_arn="anonymous", action=self._get_action())
+        request = IAMRequest(
+            account_id=self.current_account,
+            method=self.method,
+            path=_request_path(self),
+            data=self.data,
+            body=getattr(self, "_launcher_form_body", None) or self.raw_body,
+            headers=self.headers,
+            action=self._get_action(),
+        )
+        try:
+            request.check_signature()
+        except Exception:
+            print(f"moto_launcher: signature refused for {self._get_action()}", file=sys.stderr, flush=True)
+            if os.environ.get("MOTO_LAUNCHER_DEBUG_SIG"):
+                auth = request._create_auth(request._access_key.create_credentials())
+                print(auth.canonical_request(request._create_aws_request()), file=sys.stderr, flush=True)
+            raise
+        action = self._get_action()
+        service = getattr(self, "service_name", None)
+        if service == "dynamodb":
+            checks = dynamodb_checks(action, self.body, self.region, self.current_account)
+        elif service == "sns":
+            checks = sns_checks(self, action)
+        elif service == "sqs" and action in _SQS_BATCH_ACTIONS:
+            checks = [(_SQS_BATCH_ACTIONS[action], resource)]
+        else:
+            checks = [(request._action, resource)]
+        user = request._access_key.arn
+        for n, (iam_action, arn) in enumerate(checks):
+            request._action = iam_action
+            try:
+                request.check_action_permitted(arn)
+            except AccessDeniedError:
+                print(f"moto_launcher: denied {user} {iam_action} on {arn}", file=sys.stderr, flush=True)
+                record(user, action, checks[:n], (iam_action, arn))
+                raise AccessDeniedError(user_arn=user, action=f"{iam_action} on resource: {arn}")
+        record(user, action, checks, None)
+
+    def record(
+        user: str, operation: str, permitted: list[tuple[str, str]], denied: Optional[tuple[str, str]]
+    ) -> None:
+        if not log_path:
+            return
+        entries = [
+            {"user": user, "operation": operation, "action": a, "resource": r, "allowed": True} for a, r in permitted
+        ]
+        if denied is not None:
+            entries.append(
+                {"user": user, "operation": operation, "action": denied[0], "resource": denied[1], "allowed": False}
+            )
+        lines = "".join(json.dumps(e) + "\n" for e in entries)
+        with log_lock, open(log_path, "a", encoding="utf-8") as out:
+            out.write(lines)
+
+    authorise._moto_launcher = True  # type: ignore[attr-defined]
+    ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = authorise  # type: ignore[method-assign]
+
+
+def _keep_form_bodies() -> None:
+    """The bytes a form-encoded (query protocol: SNS, IAM) request was signed over.
+
+    werkzeug parses such a body into ``request.form`` and moto's ``raw_body`` is then
+    empty, so moto's signature check re-encodes the parsed form with Python's encoder.
+    The Rust SDK encodes differently (``%20``, not ``+``), so a message with a space
+    fails the check. Read the bytes first (werkzeug caches them and parses the form
+    from the cache) and give them to the check.
+    """
+    from moto.core import responses
+
+    original_setup_class = responses.BaseResponse.setup_class
+
+    def setup_class(self: Any, request: Any, *args: Any, **kwargs: Any) -> None:
+        content_type = getattr(request, "content_type", None) or ""
+        if (
+            content_type.startswith("application/x-www-form-urlencoded")
+            and hasattr(request, "get_data")
+            and "form" not in vars(request)
+        ):
+            self._launcher_form_body = request.get_data(cache=True, parse_form_data=False)
+        return original_setup_class(self, request, *args, **kwargs)
+
+    _originals["BaseResponse.setup_class"] = original_setup_class
+    responses.BaseResponse.setup_class = setup_class  # type: ignore[method-assign]
+
+
+def _request_path(handler: Any) -> str:
+    """The path and query moto's own check signs (as _authenticate_and_authorize_action)."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(handler.uri)
+    return parsed.path + (f"?{parsed.query}" if parsed.query else "")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
+    import os
+
     try:
         apply_patch()
+        if os.environ.get("MOTO_LAUNCHER_IAM") == "1":
+            enforce_iam(
+                admin_key=os.environ.get("MOTO_LAUNCHER_ADMIN_KEY") or "testing",
+                log_path=os.environ.get("MOTO_LAUNCHER_IAM_LOG") or None,
+            )
     except IncompatibleMoto as err:
         print(err, file=sys.stderr)
         sys.exit(3)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: installs and starts moto (through infra/local/moto_launcher.py, ADR 0008)
 # on 127.0.0.1:4566 (unless one already answers there), builds and starts the local
-# runner, and stops what it started on Ctrl-C.
+# runner, and stops what it started on Ctrl-C. IAM is enforced as in `make test`
+# (ADR 0010): each function runs with its own key and template policy; the dummy key
+# exported here (and used by `usage-local` admin commands) is the admin identity.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -9,6 +11,7 @@ port="${MOTO_PORT:-4566}"
 export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:$port}"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
+export MOTO_LAUNCHER_IAM="${MOTO_LAUNCHER_IAM:-1}" MOTO_LAUNCHER_ADMIN_KEY=testing
 up() { python3 -c "import urllib.request; urllib.request.urlopen('$AWS_ENDPOINT_URL/moto-api/')" 2>/dev/null; }
 moto_pid=""
 cleanup() {

@@ -8,12 +8,14 @@ must stay consistent under concurrent transactions. Run by ``infra/local/test-mo
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
@@ -377,21 +379,27 @@ def test_the_cached_lookups_give_the_answers_moto_computes_each_time() -> None:
     assert "transact_write_items" in responses.method_names_from_class(DynamoHandler)
 
 
-def test_the_launcher_passes_the_environment_to_moto_so_iam_is_enforced(tmp_path: Path) -> None:
-    port = _free_port()
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
-    with open(tmp_path / "iam.log", "wb") as out:
+def _start_launcher(port: int, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The launcher on `port` with `env`, once it answers."""
+    with open(log, "wb") as out:
         proc = subprocess.Popen(
             SERVERS["launcher"] + ["-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env
         )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/")
+            break
+        except OSError:
+            time.sleep(0.2)
+    return proc, url
+
+
+def test_the_launcher_passes_the_environment_to_moto_so_iam_is_enforced(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    proc, url = _start_launcher(port, env, tmp_path / "iam.log")
     try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/")
-                break
-            except OSError:
-                time.sleep(0.2)
         client = boto3.client(
             "dynamodb",
             endpoint_url=url,
@@ -483,3 +491,178 @@ def test_concurrent_transactions_count_every_success_exactly_once(ddb: Any, endp
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"] + sys.argv[1:]))
+
+
+# --- IAM enforcement (MOTO_LAUNCHER_IAM=1, ADR 0010) -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def iam_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    port = _free_port()
+    tmp = tmp_path_factory.mktemp("moto-iam")
+    log = tmp / "permitted.jsonl"
+    env = {**os.environ, "MOTO_LAUNCHER_IAM": "1", "MOTO_LAUNCHER_IAM_LOG": str(log)}
+    proc, url = _start_launcher(port, env, tmp / "server.log")
+    try:
+        yield url, log
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _client(service: str, url: str, key: str = "testing", secret: str = "testing") -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def _user_with(url: str, statements: list[dict[str, Any]]) -> tuple[str, str, str]:
+    """An IAM user (created by the admin key) carrying exactly these statements."""
+    iam = _client("iam", url)
+    name = f"fn-{uuid.uuid4().hex[:8]}"
+    iam.create_user(UserName=name)
+    iam.put_user_policy(
+        UserName=name,
+        PolicyName="inline",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}),
+    )
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return name, key["AccessKeyId"], key["SecretAccessKey"]
+
+
+def _denied(err: pytest.ExceptionInfo[ClientError]) -> str:
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403, err.value.response
+    return str(err.value)
+
+
+def test_with_iam_on_a_transaction_is_authorised_item_by_item_as_on_aws(iam_endpoint: tuple[str, Path]) -> None:
+    url, _ = iam_endpoint
+    admin = _client("dynamodb", url)
+    table = _table(admin, with_range=False)
+    arn = f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}"
+    items = [
+        {"Put": {"TableName": table, "Item": _key(False, "a")}},
+        {"Update": {"TableName": table, "Key": _key(False, "b"), "UpdateExpression": "SET v = :v",
+                    "ExpressionAttributeValues": {":v": {"S": "1"}}}},
+    ]
+    # moto alone would ask for dynamodb:TransactWriteItems, an action AWS never checks.
+    _, key, secret = _user_with(url, [{"Effect": "Allow", "Action": ["dynamodb:TransactWriteItems"], "Resource": "*"}])
+    with pytest.raises(ClientError) as err:
+        _client("dynamodb", url, key, secret).transact_write_items(TransactItems=items)
+    assert "dynamodb:PutItem on resource: " + arn in _denied(err)
+    _, key, secret = _user_with(url, [{"Effect": "Allow", "Action": ["dynamodb:PutItem"], "Resource": arn}])
+    with pytest.raises(ClientError) as err:
+        _client("dynamodb", url, key, secret).transact_write_items(TransactItems=items)
+    assert "dynamodb:UpdateItem on resource: " + arn in _denied(err)
+    assert _everything(admin, table)[table] == []
+    _, key, secret = _user_with(
+        url, [{"Effect": "Allow", "Action": ["dynamodb:PutItem", "dynamodb:UpdateItem"], "Resource": arn}]
+    )
+    _client("dynamodb", url, key, secret).transact_write_items(TransactItems=items)
+    assert len(_everything(admin, table)[table]) == 2
+
+
+def test_with_iam_dynamodb_calls_are_authorised_against_the_table_they_name(iam_endpoint: tuple[str, Path]) -> None:
+    url, log = iam_endpoint
+    admin = _client("dynamodb", url)
+    mine, other = _table(admin, with_range=False), _table(admin, with_range=False)
+    arn = f"arn:aws:dynamodb:us-east-1:123456789012:table/{mine}"
+    name, key, secret = _user_with(
+        url, [{"Effect": "Allow", "Action": ["dynamodb:PutItem", "dynamodb:BatchWriteItem"], "Resource": arn}]
+    )
+    ddb = _client("dynamodb", url, key, secret)
+    ddb.put_item(TableName=mine, Item=_key(False, "x"))
+    with pytest.raises(ClientError) as err:
+        ddb.put_item(TableName=other, Item=_key(False, "x"))
+    assert f"table/{other}" in _denied(err)
+    with pytest.raises(ClientError) as err:
+        ddb.batch_write_item(
+            RequestItems={t: [{"PutRequest": {"Item": _key(False, "y")}}] for t in (mine, other)}
+        )
+    assert f"dynamodb:BatchWriteItem on resource: arn:aws:dynamodb:us-east-1:123456789012:table/{other}" in _denied(err)
+    user = f"arn:aws:iam::123456789012:user/{name}"
+    checks = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {"user": user, "operation": "PutItem", "action": "dynamodb:PutItem", "resource": arn, "allowed": True} in checks
+    other_arn = f"arn:aws:dynamodb:us-east-1:123456789012:table/{other}"
+    assert {"user": user, "operation": "BatchWriteItem", "action": "dynamodb:BatchWriteItem", "resource": other_arn, "allowed": False} in checks
+    assert all(c["resource"] != other_arn for c in checks if c["allowed"])
+
+
+def test_with_iam_sns_publish_is_authorised_against_the_topic(iam_endpoint: tuple[str, Path]) -> None:
+    url, _ = iam_endpoint
+    admin = _client("sns", url)
+    mine = admin.create_topic(Name=f"t-{uuid.uuid4().hex[:8]}")["TopicArn"]
+    other = admin.create_topic(Name=f"t-{uuid.uuid4().hex[:8]}")["TopicArn"]
+    _, key, secret = _user_with(url, [{"Effect": "Allow", "Action": ["sns:Publish"], "Resource": mine}])
+    sns = _client("sns", url, key, secret)
+    sns.publish(TopicArn=mine, Message="hello")
+    with pytest.raises(ClientError) as err:
+        sns.publish(TopicArn=other, Message="hello")
+    assert f"sns:Publish on resource: {other}" in _denied(err)
+
+
+def test_with_iam_sqs_calls_are_authorised_against_the_queue(iam_endpoint: tuple[str, Path]) -> None:
+    url, _ = iam_endpoint
+    admin = _client("sqs", url)
+    mine = admin.create_queue(QueueName=f"q-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    other = admin.create_queue(QueueName=f"q-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    arn = admin.get_queue_attributes(QueueUrl=mine, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    _, key, secret = _user_with(url, [{"Effect": "Allow", "Action": ["sqs:SendMessage*"], "Resource": arn}])
+    sqs = _client("sqs", url, key, secret)
+    sqs.send_message(QueueUrl=mine, MessageBody="x")
+    with pytest.raises(ClientError) as err:
+        sqs.send_message(QueueUrl=other, MessageBody="x")
+    _denied(err)
+    with pytest.raises(ClientError) as err:
+        sqs.receive_message(QueueUrl=mine)
+    _denied(err)
+
+
+def test_with_iam_an_unknown_key_is_refused_and_the_admin_key_is_not_checked(iam_endpoint: tuple[str, Path]) -> None:
+    url, _ = iam_endpoint
+    with pytest.raises(ClientError) as err:
+        _client("dynamodb", url, "AKIAUNKNOWNUSER00000", "x").list_tables()
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    _client("dynamodb", url).list_tables()
+
+
+def test_with_iam_sqs_batch_calls_need_the_single_action_as_on_aws(iam_endpoint: tuple[str, Path]) -> None:
+    url, _ = iam_endpoint
+    admin = _client("sqs", url)
+    queue = admin.create_queue(QueueName=f"q-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    arn = admin.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    _, key, secret = _user_with(url, [{"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": arn}])
+    sent = _client("sqs", url, key, secret).send_message_batch(
+        QueueUrl=queue, Entries=[{"Id": "1", "MessageBody": "a"}, {"Id": "2", "MessageBody": "b"}]
+    )
+    assert len(sent["Successful"]) == 2
+    _, key, secret = _user_with(url, [{"Effect": "Allow", "Action": ["sqs:SendMessageBatch"], "Resource": arn}])
+    with pytest.raises(ClientError) as err:
+        _client("sqs", url, key, secret).send_message_batch(QueueUrl=queue, Entries=[{"Id": "1", "MessageBody": "a"}])
+    assert "sqs:SendMessage on resource" in _denied(err)
+
+
+def test_with_iam_a_form_body_is_checked_as_signed_not_as_python_re_encodes_it(iam_endpoint: tuple[str, Path]) -> None:
+    """The Rust SDK encodes a space as %20; Python's form encoder writes '+'."""
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.credentials
+
+    url, _ = iam_endpoint
+    topic = _client("sns", url).create_topic(Name=f"t-{uuid.uuid4().hex[:8]}")["TopicArn"]
+    _, key, secret = _user_with(url, [{"Effect": "Allow", "Action": ["sns:Publish"], "Resource": topic}])
+    body = "Action=Publish&Version=2010-03-31&TopicArn=" + urllib.parse.quote(topic, safe="") + "&Message=two%20words"
+    request = botocore.awsrequest.AWSRequest(
+        method="POST", url=url + "/", data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(key, secret), "sns", "us-east-1").add_auth(request)
+    prepared = request.prepare()
+    answer = urllib.request.urlopen(
+        urllib.request.Request(url + "/", data=body.encode(), headers=dict(prepared.headers), method="POST")
+    )
+    assert answer.status == 200

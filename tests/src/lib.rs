@@ -27,6 +27,8 @@ pub const HUBSPOT_OLD_SECRET: &str = "old-client-secret";
 
 pub struct TestStack {
     pub aws: SdkConfig,
+    /// Resource prefix of this stack (its roles are `{prefix}-{Function}`).
+    pub prefix: String,
     pub provisioned: Provisioned,
     pub stack: Stack,
     pub tenant: TenantId,
@@ -54,6 +56,7 @@ impl TestStack {
         Self::with(Overrides {
             visibility_timeout: Some(TEST_VISIBILITY_SECS),
             max_receive_count: Some(TEST_MAX_RECEIVES),
+            ..Overrides::default()
         })
         .await
     }
@@ -69,13 +72,49 @@ impl TestStack {
         Self::with(Overrides {
             visibility_timeout: Some(60),
             max_receive_count: None,
+            ..Overrides::default()
         })
         .await
     }
 
+    /// A fresh stack whose functions' policies lack the `revoke`d actions (ADR 0010).
+    pub async fn with_revoked(revoke: Vec<local::iam::Revoke>) -> Self {
+        Self::with(Overrides {
+            visibility_timeout: Some(TEST_VISIBILITY_SECS),
+            max_receive_count: Some(TEST_MAX_RECEIVES),
+            revoke,
+            ..Overrides::default()
+        })
+        .await
+    }
+
+    /// Calls of this stack's functions the emulator refused, as (function, API
+    /// operation, IAM action, logical resource), from the IAM-enforcing launcher's log.
+    /// Panics when the emulator does not enforce IAM (run through `make test`).
+    pub fn denials(&self) -> Vec<(String, String, String, String)> {
+        let path = std::env::var("MOTO_LAUNCHER_IAM_LOG")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .expect("MOTO_LAUNCHER_IAM_LOG: run through infra/local/with-moto.sh (IAM enforced)");
+        local::iam::read_log(std::path::Path::new(&path))
+            .expect("the launcher's IAM log")
+            .into_iter()
+            .filter(|c| !c.allowed && c.from_stack(&self.prefix))
+            .map(|c| {
+                (
+                    c.function().unwrap_or_default().to_owned(),
+                    c.operation.clone(),
+                    c.action.clone(),
+                    c.logical_resource().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
     async fn with(overrides: Overrides) -> Self {
         let aws = shared::aws::local(&endpoint()).await;
-        let provisioned = provision(&aws, &template_path(), &unique("t"), &overrides)
+        let prefix = unique("t");
+        let provisioned = provision(&aws, &template_path(), &prefix, &overrides)
             .await
             .expect("provisioning in the emulator (run tests through `make test`)");
         let cfg = PipelineConfig {
@@ -100,6 +139,7 @@ impl TestStack {
             .expect("key");
         Self {
             aws,
+            prefix,
             provisioned,
             stack,
             tenant,

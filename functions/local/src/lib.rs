@@ -5,6 +5,7 @@ pub mod backtest_files;
 pub mod cockpit;
 pub mod demo;
 pub mod esm;
+pub mod iam;
 pub mod import;
 pub mod jobs;
 pub mod provision;

@@ -54,6 +54,10 @@ enum Command {
     },
     /// Create the template's resources in the emulator and print their names.
     Provision,
+    /// Check an IAM-enforcing emulator's log (MOTO_LAUNCHER_IAM_LOG, ADR 0010): every
+    /// action the template grants a function was used by that function on that
+    /// resource in the calls logged. Fails listing the grants nothing used.
+    IamCoverage { log: std::path::PathBuf },
     /// Replay health scoring at past cut-offs on generated accounts with known
     /// churn outcomes; print AUC, red precision/recall and lead time per segment.
     Backtest {
@@ -193,24 +197,31 @@ async fn main() -> Result<()> {
         "http://{}",
         std::env::var("LOCAL_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into())
     );
-    let stack = || async {
-        let p = provision(&aws, &template_path(), &cli.prefix, &Overrides::default())
+    // `serve` runs each function with its own role (ADR 0010); admin commands wire the
+    // functions they use with the admin identity instead, and leave the roles of a
+    // running `serve` untouched.
+    let (aws_ref, prefix, endpoint, public_default_ref) =
+        (&aws, &cli.prefix, &cli.endpoint, &public_default);
+    let stack = |roles: bool| async move {
+        let (aws, public_default) = (aws_ref, public_default_ref);
+        let overrides = Overrides {
+            admin_identity: !roles,
+            ..Overrides::default()
+        };
+        let p = provision(aws, &template_path(), prefix, &overrides)
             .await
             .with_context(|| {
-                format!(
-                    "provisioning in the emulator at {} (is it running?)",
-                    cli.endpoint
-                )
+                format!("provisioning in the emulator at {endpoint} (is it running?)")
             })?;
         anyhow::Ok((
             Stack::new(
-                &aws,
+                aws,
                 &p,
                 PipelineConfig {
                     retention: shared::config::ledger_retention()?.duration(),
                     ..PipelineConfig::default()
                 },
-                HubspotSettings::from_env(&public_default)?,
+                HubspotSettings::from_env(public_default)?,
             )?,
             p,
         ))
@@ -221,7 +232,7 @@ async fn main() -> Result<()> {
             dev_api_key,
             dev_tenant,
         } => {
-            let (stack, p) = stack().await?;
+            let (stack, p) = stack(true).await?;
             serve(
                 Arc::new(stack),
                 &p,
@@ -267,13 +278,45 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::Demo { accounts, tenant } => {
-            let (stack, _) = stack().await?;
+            let (stack, _) = stack(false).await?;
             local::demo::load(&stack, &TenantId::parse(&tenant)?, accounts)
                 .await
                 .map(|_| ())
         }
+        Command::IamCoverage { log } => {
+            let text = std::fs::read_to_string(template_path())?;
+            let template: serde_json::Value = serde_json::from_str(&text)?;
+            let checks = local::iam::read_log(&log)?;
+            let permitted = checks.iter().filter(|c| c.allowed).count();
+            let unused = local::iam::unused_grants(&template, &checks)?;
+            println!(
+                "IAM coverage: {permitted} permitted and {} refused calls in {}",
+                checks.len() - permitted,
+                log.display()
+            );
+            if permitted == 0 {
+                anyhow::bail!("no permitted calls logged: was IAM enforced (MOTO_LAUNCHER_IAM=1)?");
+            }
+            for (function, action, resource, why) in local::iam::KEPT_UNUSED {
+                println!("  kept unused: {function} may {action} on {resource}: {why}");
+            }
+            for u in &unused {
+                println!(
+                    "  unused: {} may {} on {}",
+                    u.function, u.action, u.resource
+                );
+            }
+            if !unused.is_empty() {
+                anyhow::bail!(
+                    "{} granted action(s) no test used: remove them from infra/template.json or test the code path that needs them",
+                    unused.len()
+                );
+            }
+            println!("every granted action was used by the function it is granted to");
+            Ok(())
+        }
         Command::Provision => {
-            let (_, p) = stack().await?;
+            let (_, p) = stack(false).await?;
             for (function, env) in &p.env {
                 println!("# {function}");
                 for (k, v) in env {
@@ -288,7 +331,7 @@ async fn main() -> Result<()> {
             let store = if cli.aws {
                 aws_store(&aws)?
             } else {
-                let (stack, _) = stack().await?;
+                let (stack, _) = stack(false).await?;
                 Arc::unwrap_or_clone(stack.store.clone())
             };
             let tenants = store.register_all_tenants().await?;
@@ -319,7 +362,7 @@ async fn main() -> Result<()> {
                     .await
                     .map(|_| true)?
             } else {
-                let (stack, _) = stack().await?;
+                let (stack, _) = stack(false).await?;
                 stack
                     .ensure_tenant(
                         &tenant,
@@ -342,7 +385,7 @@ async fn main() -> Result<()> {
             let store = if cli.aws {
                 Arc::new(aws_store(&aws)?)
             } else {
-                stack().await?.0.store
+                stack(false).await?.0.store
             };
             keys(store.as_ref(), command).await
         }
@@ -360,7 +403,7 @@ async fn main() -> Result<()> {
                 s.audit_sample = shared::config::audit_sample_modulus()?;
                 Arc::new(s)
             } else {
-                stack().await?.0.store
+                stack(false).await?.0.store
             };
             import(
                 store,

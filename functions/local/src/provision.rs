@@ -35,6 +35,10 @@ pub fn template_path() -> PathBuf {
 pub struct Overrides {
     pub visibility_timeout: Option<i32>,
     pub max_receive_count: Option<u32>,
+    /// Actions taken out of functions' policies (tests proving an action is needed).
+    pub revoke: Vec<crate::iam::Revoke>,
+    /// Build no roles: every function acts as the admin identity (admin commands).
+    pub admin_identity: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -45,6 +49,10 @@ pub struct Provisioned {
     pub arns: HashMap<String, String>,
     /// Environment variables per function logical id, resolved from the template.
     pub env: BTreeMap<String, BTreeMap<String, String>>,
+    /// Each function's access key (its role: an IAM user with its template policy).
+    pub keys: BTreeMap<String, crate::iam::Key>,
+    /// No roles were built ([`Overrides::admin_identity`]): functions use the admin's.
+    pub admin_identity: bool,
 }
 
 impl Provisioned {
@@ -53,6 +61,17 @@ impl Provisioned {
             .get(logical)
             .map(String::as_str)
             .ok_or_else(|| anyhow!("template has no resource {logical}"))
+    }
+
+    /// `aws` with `function`'s own credentials, so the emulator checks its policy.
+    pub fn function_config(&self, aws: &SdkConfig, function: &str) -> Result<SdkConfig> {
+        if self.admin_identity {
+            return Ok(aws.clone());
+        }
+        self.keys
+            .get(function)
+            .map(|k| k.config(aws))
+            .ok_or_else(|| anyhow!("no role provisioned for {function}"))
     }
 }
 
@@ -173,6 +192,18 @@ pub async fn provision(
         }
         out.env.insert(id.clone(), env);
     }
+    if overrides.admin_identity {
+        out.admin_identity = true;
+        return Ok(out);
+    }
+    let names = crate::iam::Names {
+        refs: &out.refs,
+        arns: &out.arns,
+    };
+    let keys = crate::iam::create_roles(aws, &template, prefix, &names, &overrides.revoke)
+        .await
+        .context("creating each function's role")?;
+    out.keys = keys;
     Ok(out)
 }
 

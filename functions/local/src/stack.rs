@@ -36,6 +36,16 @@ pub struct Stack {
     pub audit: Arc<audit::Audit>,
     /// The CS cockpit (`/app`), calling the same API in-process.
     pub web: Arc<web::Web>,
+    /// The score function's identity, for [`Stack::health_runner`].
+    score_role: ScoreRole,
+}
+
+/// What the score function's runner is built from: its own store and SQS client.
+struct ScoreRole {
+    store: Arc<DynamoStore>,
+    sqs: aws_sdk_sqs::Client,
+    score_url: String,
+    alerts_url: String,
 }
 
 /// HubSpot webhook settings of the local stack.
@@ -71,34 +81,38 @@ impl HubspotSettings {
 }
 
 impl Stack {
+    /// Wires every function with its own identity (`p.keys`, its role built from the
+    /// template policy), as on Lambda, so the emulator checks each call against that
+    /// function's policy (ADR 0010). `aws` is the admin identity: `store`, `sqs` and
+    /// `sns` use it, for admin commands and test set-up; `queue` is ingest's producer.
     pub fn new(
         aws: &SdkConfig,
         p: &Provisioned,
         cfg: PipelineConfig,
         hubspot: Option<HubspotSettings>,
     ) -> Result<Self> {
+        let roles = Roles::new(aws, p)?;
         let sqs = aws_sdk_sqs::Client::new(aws);
-        let mut store = DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(aws),
-            p.reference("UsageTable")?,
-        )
-        .with_ledger_table(p.reference("LedgerTable")?);
-        store.audit_sample = shared::config::audit_sample_modulus()?;
-        let store = Arc::new(store);
+        let store = roles.store(aws)?;
         let queue_url = p.reference("EventsQueue")?.to_owned();
-        let queue = Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone()));
-        let mut ingest = ingest::Ingest::new(store.clone(), queue.clone());
-        ingest.quality = Some(store.clone());
-        ingest.quarantine = Some(store.clone());
+        let alerts_url = p.reference("AlertsQueue")?.to_owned();
+
+        let (ingest_store, ingest_sqs) = roles.clients("IngestFunction")?;
+        // The events queue as ingest sends to it (with ingest's key).
+        let queue = Arc::new(SqsQueue::new(ingest_sqs, queue_url.clone()));
+        let mut ingest = ingest::Ingest::new(ingest_store.clone(), queue.clone());
+        let store_for_ingest = ingest_store;
+        ingest.quality = Some(store_for_ingest.clone());
+        ingest.quarantine = Some(store_for_ingest.clone());
         // As on AWS: nothing older than the ledger's retention guards is accepted.
         ingest.limits.max_backfill_days = shared::horizon::widest_horizon_days(cfg.retention);
         ingest.hubspot = hubspot.map(|h| ingest::HubspotConfig {
             secrets: h.secrets,
             public_base_url: h.public_base_url,
-            portals: store.clone(),
+            portals: store_for_ingest.clone(),
             legacy: h.legacy.map(|policy| ingest::LegacySignatures {
                 policy,
-                guard: store.clone(),
+                guard: store_for_ingest.clone(),
             }),
         });
         // One quota per tenant for the whole local runner (ingest and API alike).
@@ -107,64 +121,72 @@ impl Stack {
         ingest.event_quotas =
             Arc::new(shared::quota::Quotas::from_env_for(&shared::quota::EVENTS)?);
         let ingest = Arc::new(ingest);
-        let alerts_url = p.reference("AlertsQueue")?.to_owned();
-        let alerts_url_for_score = alerts_url.clone();
-        let alerts = Arc::new(SqsQueue::new(sqs.clone(), alerts_url.clone()));
+
+        let (rollup_store, rollup_sqs) = roles.clients("RollupFunction")?;
         let limits = shared::limits::LimitWatch {
-            entitlements: store.clone(),
-            usage: store.clone(),
-            accounts: store.clone(),
-            markers: store.clone(),
-            alerts: alerts.clone(),
+            entitlements: rollup_store.clone(),
+            usage: rollup_store.clone(),
+            accounts: rollup_store.clone(),
+            markers: rollup_store.clone(),
+            alerts: Arc::new(SqsQueue::new(rollup_sqs.clone(), alerts_url.clone())),
         };
-        let mut rollup = rollup::Rollup::new(store.clone(), cfg)
+        let mut rollup = rollup::Rollup::new(rollup_store.clone(), cfg)
             .with_limits(limits)
-            .with_quality(store.clone())
-            .with_critical_series(store.clone());
+            .with_quality(rollup_store.clone())
+            .with_critical_series(rollup_store.clone());
         rollup.hubspot = Some(shared::hubspot::processor::Processor {
-            store: store.clone(),
-            queue: queue.clone(),
+            store: rollup_store.clone(),
+            queue: Arc::new(SqsQueue::new(rollup_sqs.clone(), queue_url.clone())),
             retired: Some(shared::hubspot::processor::Retired {
-                policy: store.clone(),
-                quarantine: store.clone(),
+                policy: rollup_store.clone(),
+                quarantine: rollup_store,
             }),
         });
         let rollup = Arc::new(rollup);
+
         let sns = aws_sdk_sns::Client::new(aws);
         let alerts_topic_arn = p.reference("AlertsTopic")?.to_owned();
+        let (notify_store, notify_sqs) = roles.clients("NotifyFunction")?;
         let notify = Arc::new(notify::Notify::new(
-            store.clone(),
+            notify_store.clone(),
             Arc::new(shared::publish::SnsPublisher::new(
-                sns.clone(),
+                aws_sdk_sns::Client::new(&roles.config("NotifyFunction")?),
                 alerts_topic_arn.clone(),
             )),
-            store.clone(),
+            notify_store,
         ));
+        // Event source mappings poll with the consumer's role, as Lambda's do.
         let alerts_poller = Arc::new(Poller {
-            sqs: sqs.clone(),
+            sqs: notify_sqs,
             mapping: Mapping {
-                queue_url: alerts_url,
+                queue_url: alerts_url.clone(),
                 queue_arn: p.arns.get("AlertsQueue").cloned().unwrap_or_default(),
                 batch_size: 10,
                 batching_window: Duration::from_secs(1),
             },
             requests: Default::default(),
         });
-        let api = Arc::new(
-            api::Api::new(store.clone())
-                .with_quotas(quotas)
+        // The api function, and the web function (the cockpit runs the same API code
+        // in-process, under its own role).
+        let api_as = |function: &str| -> Result<(api::Api, Arc<DynamoStore>)> {
+            let (fn_store, fn_sqs) = roles.clients(function)?;
+            let api = api::Api::new(fn_store.clone())
+                .with_quotas(quotas.clone())
                 .with_governance(api::governance::Governance {
-                    changes: store.clone(),
-                    reports: store.clone(),
-                    alerts: Some(alerts.clone()),
-                    quarantine: store.clone(),
-                    events: Some(queue.clone()),
-                    quality: Some(store.clone()),
-                }),
-        );
-        let web = Arc::new(crate::cockpit::web_app(api.clone(), store.clone())?);
+                    changes: fn_store.clone(),
+                    reports: fn_store.clone(),
+                    alerts: Some(Arc::new(SqsQueue::new(fn_sqs.clone(), alerts_url.clone()))),
+                    quarantine: fn_store.clone(),
+                    events: Some(Arc::new(SqsQueue::new(fn_sqs, queue_url.clone()))),
+                    quality: Some(fn_store.clone()),
+                });
+            Ok((api, fn_store))
+        };
+        let api = Arc::new(api_as("ApiFunction")?.0);
+        let (web_api, web_store) = api_as("WebFunction")?;
+        let web = Arc::new(crate::cockpit::web_app(Arc::new(web_api), web_store)?);
         let poller = Arc::new(Poller {
-            sqs: sqs.clone(),
+            sqs: rollup_sqs,
             mapping: Mapping {
                 queue_url,
                 queue_arn: p.arns.get("EventsQueue").cloned().unwrap_or_default(),
@@ -175,15 +197,22 @@ impl Stack {
         });
         let dlq_url = p.reference("EventsDLQ")?.to_owned();
         let score_url = p.reference("ScoreQueue")?.to_owned();
+        let (score_store, score_sqs) = roles.clients("ScoreFunction")?;
+        let score_role = ScoreRole {
+            store: score_store,
+            sqs: score_sqs.clone(),
+            score_url: score_url.clone(),
+            alerts_url: alerts_url.clone(),
+        };
         let score = Arc::new(score::Score::new(Arc::new(health_runner(
-            &store,
-            &sqs,
+            &score_role.store,
+            &score_role.sqs,
             &score_url,
-            &alerts_url_for_score,
+            &alerts_url,
             crm_from_env()?,
         ))));
         let score_poller = Arc::new(Poller {
-            sqs: sqs.clone(),
+            sqs: score_sqs,
             mapping: Mapping {
                 queue_url: score_url,
                 queue_arn: p.arns.get("ScoreQueue").cloned().unwrap_or_default(),
@@ -192,10 +221,14 @@ impl Stack {
             },
             requests: Default::default(),
         });
-        let mut audit = audit::Audit::new(store.clone(), alerts.clone());
-        audit.quarantine = Some(store.clone());
+        let (audit_store, audit_sqs) = roles.clients("AuditFunction")?;
+        let mut audit = audit::Audit::new(
+            audit_store.clone(),
+            Arc::new(SqsQueue::new(audit_sqs.clone(), alerts_url)),
+        );
+        audit.quarantine = Some(audit_store);
         audit.dlq = Some(Arc::new(shared::audit::store::SqsDepth {
-            client: sqs.clone(),
+            client: audit_sqs,
             url: dlq_url.clone(),
         }));
         let audit = Arc::new(audit);
@@ -232,7 +265,17 @@ impl Stack {
             score_poller,
             audit,
             web,
+            score_role,
         })
+    }
+
+    /// A score runner with the score function's identity (tests swap the CRM sink).
+    pub fn health_runner(
+        &self,
+        crm: Option<Arc<dyn shared::health::writeback::CrmSink>>,
+    ) -> shared::health::run::HealthRunner {
+        let r = &self.score_role;
+        health_runner(&r.store, &r.sqs, &r.score_url, &r.alerts_url, crm)
     }
 
     pub fn rollup_handler(&self) -> Arc<dyn SqsHandler> {
@@ -316,6 +359,39 @@ impl Stack {
             self.store.put_definition(tenant, &def).await?;
         }
         Ok(true)
+    }
+}
+
+/// Each function's identity in the emulator, and clients built with it.
+struct Roles<'a> {
+    aws: &'a SdkConfig,
+    p: &'a Provisioned,
+}
+
+impl<'a> Roles<'a> {
+    fn new(aws: &'a SdkConfig, p: &'a Provisioned) -> Result<Self> {
+        Ok(Self { aws, p })
+    }
+
+    fn config(&self, function: &str) -> Result<SdkConfig> {
+        self.p.function_config(self.aws, function)
+    }
+
+    /// The table store (usage and ledger tables) as `aws` sees them.
+    fn store(&self, aws: &SdkConfig) -> Result<Arc<DynamoStore>> {
+        let mut store = DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(aws),
+            self.p.reference("UsageTable")?,
+        )
+        .with_ledger_table(self.p.reference("LedgerTable")?);
+        store.audit_sample = shared::config::audit_sample_modulus()?;
+        Ok(Arc::new(store))
+    }
+
+    /// `function`'s store and SQS client, both signed with its own key.
+    fn clients(&self, function: &str) -> Result<(Arc<DynamoStore>, aws_sdk_sqs::Client)> {
+        let cfg = self.config(function)?;
+        Ok((self.store(&cfg)?, aws_sdk_sqs::Client::new(&cfg)))
     }
 }
 
