@@ -52,7 +52,7 @@ trap 'exit 130' INT TERM
 export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
-"$moto" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
+MOTO_LAUNCHER_IAM="${MOTO_LAUNCHER_IAM:-1}" MOTO_LAUNCHER_ADMIN_KEY=testing "$moto" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
 moto_pid=$!
 get() { python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$1" 2>/dev/null; }
 for _ in $(seq 1 150); do get "$AWS_ENDPOINT_URL/moto-api/" && break; sleep 0.2; done
