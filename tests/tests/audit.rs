@@ -98,9 +98,9 @@ fn sampled_account(prefix: &str) -> String {
     (0..10_000)
         .map(|i| format!("{prefix}-{i}"))
         .find(|a| {
-            shared::audit::store::sampled(
-                &shared::ids::AccountId::parse(a).unwrap(),
-                shared::store::dynamo::DEFAULT_AUDIT_SAMPLE,
+            domain::audit::store::sampled(
+                &domain::ids::AccountId::parse(a).unwrap(),
+                aws::dynamo::DEFAULT_AUDIT_SAMPLE,
             )
         })
         .unwrap()
@@ -128,16 +128,16 @@ async fn a_rollup_corrupted_on_purpose_is_reported_as_drift_against_the_ledger()
 
     // Corrupt the day total of the account's rollup behind the pipeline's back.
     let day = Utc::now().date_naive();
-    let meter = shared::ids::MeterName::parse("api_calls").unwrap();
-    let pk = shared::keys::usage_pk(
+    let meter = domain::ids::MeterName::parse("api_calls").unwrap();
+    let pk = domain::keys::usage_pk(
         &t.tenant,
-        &shared::keys::Scope::Account(shared::ids::AccountId::parse(&account).unwrap()),
+        &domain::keys::Scope::Account(domain::ids::AccountId::parse(&account).unwrap()),
     );
-    let sk = shared::keys::usage_sk(
+    let sk = domain::keys::usage_sk(
         day,
         &meter,
-        shared::ids::Stage::Delivered,
-        &shared::ids::ServiceLine::default_line(),
+        domain::ids::Stage::Delivered,
+        &domain::ids::ServiceLine::default_line(),
     );
     aws_sdk_dynamodb::Client::new(&t.aws)
         .update_item()
@@ -242,7 +242,7 @@ async fn a_silent_account_and_a_flooded_one_are_found_and_explained_and_listed_i
     };
     let silence = find("silence", "quiet");
     assert_eq!(silence.since, Some(hour - Duration::hours(3)));
-    assert_eq!(silence.severity, shared::alert::Severity::Critical);
+    assert_eq!(silence.severity, domain::alert::Severity::Critical);
     assert_eq!(silence.owner.as_deref(), Some("cs@example.com"));
     assert!(
         silence.explanation.contains("no events since"),
@@ -323,7 +323,7 @@ async fn a_silent_account_and_a_flooded_one_are_found_and_explained_and_listed_i
 #[tokio::test]
 async fn tenants_created_before_the_registry_are_enrolled_by_the_one_off_migration() {
     use aws_sdk_dynamodb::types::AttributeValue as A;
-    use shared::audit::store::AuditReader;
+    use domain::audit::store::AuditReader;
     let t = TestStack::fresh().await;
     let store = &t.stack.store;
     // A tenant profile written the old way: no registry entry.
@@ -341,7 +341,7 @@ async fn tenants_created_before_the_registry_are_enrolled_by_the_one_off_migrati
         .send()
         .await
         .unwrap();
-    let listed = |v: Vec<shared::ids::TenantId>| v.iter().any(|x| x.as_str() == legacy);
+    let listed = |v: Vec<domain::ids::TenantId>| v.iter().any(|x| x.as_str() == legacy);
     assert!(!listed(store.tenants().await.unwrap()));
     let enrolled = store.register_all_tenants().await.unwrap();
     assert!(listed(enrolled.clone()));
@@ -353,9 +353,9 @@ async fn tenants_created_before_the_registry_are_enrolled_by_the_one_off_migrati
 
 #[tokio::test]
 async fn critical_series_count_each_event_once_even_when_a_chunk_is_processed_again() {
+    use domain::audit::store::AuditReader;
+    use domain::ports::Directory;
     use local::import::{digest, import_policy, jsonl_records, Importer};
-    use shared::audit::store::AuditReader;
-    use shared::store::Directory;
     let t = TestStack::fresh().await;
     let (s, v) = t
         .call(
@@ -395,14 +395,14 @@ async fn critical_series_count_each_event_once_even_when_a_chunk_is_processed_ag
             .await
             .unwrap()
             .unwrap(),
-        shared::horizon::Horizon::widest(shared::horizon::Retention::DEFAULT),
+        domain::horizon::Horizon::widest(domain::horizon::Retention::DEFAULT),
     );
     let importer = Importer {
         ledger: t.stack.store.as_ref(),
         quality: Some(t.stack.store.as_ref()),
         quarantine: Some(t.stack.store.as_ref()),
         journal: Some(t.stack.store.as_ref()),
-        cfg: shared::pipeline::PipelineConfig::default(),
+        cfg: domain::pipeline::PipelineConfig::default(),
         batch: 1000,
     };
     let records = jsonl_records(&file);
@@ -420,7 +420,7 @@ async fn critical_series_count_each_event_once_even_when_a_chunk_is_processed_ag
             .await
             .unwrap();
     }
-    let acme = shared::ids::AccountId::parse("acme").unwrap();
+    let acme = domain::ids::AccountId::parse("acme").unwrap();
     let rows = t
         .stack
         .store
@@ -435,7 +435,7 @@ async fn critical_series_count_each_event_once_even_when_a_chunk_is_processed_ag
         (2, 2, 4)
     );
     assert_eq!(
-        r.data.quantity.get(&shared::ids::Stage::Delivered),
+        r.data.quantity.get(&domain::ids::Stage::Delivered),
         Some(&rust_decimal::Decimal::from(2))
     );
 }

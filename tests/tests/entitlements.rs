@@ -357,8 +357,8 @@ async fn a_huge_limit_is_refused_and_one_stored_earlier_stops_nobodys_counting()
         "{v}"
     );
     // One stored before limits were bounded (written past the validation).
-    let mut ent = shared::entitlement::entitlement_from_body(
-        shared::ids::EntitlementId::parse("legacy-huge").unwrap(),
+    let mut ent = domain::entitlement::entitlement_from_body(
+        domain::ids::EntitlementId::parse("legacy-huge").unwrap(),
         monthly("acme-1").to_string().as_bytes(),
         Utc::now(),
         None,
@@ -366,7 +366,7 @@ async fn a_huge_limit_is_refused_and_one_stored_earlier_stops_nobodys_counting()
     .unwrap();
     ent.limit = rust_decimal::Decimal::from_scientific("1e27").unwrap();
     ent.thresholds = vec![80, 100, 1000];
-    shared::store::EntitlementStore::put_entitlement(t.stack.store.as_ref(), &t.tenant, &ent)
+    domain::ports::EntitlementStore::put_entitlement(t.stack.store.as_ref(), &t.tenant, &ent)
         .await
         .unwrap();
     let ts = now_rfc3339();

@@ -379,23 +379,23 @@ async fn events_of_a_deprecated_definition_are_counted_and_flagged() {
 }
 
 /// A ledger retention that guards a ten-year horizon (3,650 + 19 days).
-fn history_retention() -> shared::horizon::Retention {
-    shared::horizon::Retention::days(3669).unwrap()
+fn history_retention() -> domain::horizon::Retention {
+    domain::horizon::Retention::days(3669).unwrap()
 }
 
 /// The importer's pipeline with [`history_retention`].
-fn history_cfg() -> shared::pipeline::PipelineConfig {
-    shared::pipeline::PipelineConfig {
+fn history_cfg() -> domain::pipeline::PipelineConfig {
+    domain::pipeline::PipelineConfig {
         retention: history_retention().duration(),
         ..Default::default()
     }
 }
 
 /// The tenant's policy as it stands, with a ten-year backfill horizon.
-async fn history_policy(t: &TestStack) -> shared::event::TenantPolicy {
-    use shared::store::Directory;
+async fn history_policy(t: &TestStack) -> domain::event::TenantPolicy {
+    use domain::ports::Directory;
     let policy = t.stack.store.tenant_policy(&t.tenant).await.unwrap();
-    let horizon = shared::horizon::Horizon::parse(3650, history_retention()).unwrap();
+    let horizon = domain::horizon::Horizon::parse(3650, history_retention()).unwrap();
     local::import::import_policy(policy.unwrap(), horizon)
 }
 
@@ -577,37 +577,37 @@ async fn a_rerun_after_defining_a_refused_meter_counts_exactly_the_newly_valid_e
 /// A ledger whose rollup transactions fail while `broken` is set (an import crashing
 /// after its claims, before its parts).
 struct BrokenParts<'a> {
-    store: &'a shared::store::dynamo::DynamoStore,
+    store: &'a aws::dynamo::DynamoStore,
     broken: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait::async_trait]
-impl shared::pipeline::LedgerStore for BrokenParts<'_> {
+impl domain::pipeline::LedgerStore for BrokenParts<'_> {
     async fn segments(
         &self,
-        tenant: &shared::ids::TenantId,
-        accounts: &[shared::ids::AccountId],
+        tenant: &domain::ids::TenantId,
+        accounts: &[domain::ids::AccountId],
     ) -> Result<
-        std::collections::HashMap<shared::ids::AccountId, shared::ids::Segment>,
-        shared::store::StoreError,
+        std::collections::HashMap<domain::ids::AccountId, domain::ids::Segment>,
+        domain::ports::StoreError,
     > {
         self.store.segments(tenant, accounts).await
     }
 
     async fn claim(
         &self,
-        entry: &shared::pipeline::LedgerEntry<'_>,
-    ) -> Result<shared::pipeline::Claim, shared::store::StoreError> {
+        entry: &domain::pipeline::LedgerEntry<'_>,
+    ) -> Result<domain::pipeline::Claim, domain::ports::StoreError> {
         self.store.claim(entry).await
     }
 
     async fn apply_part(
         &self,
-        part: &shared::pipeline::PartRef<'_>,
-        deltas: &[(shared::rollup::RollupKey, shared::rollup::RollupDelta)],
-    ) -> Result<shared::pipeline::PartOutcome, shared::store::StoreError> {
+        part: &domain::pipeline::PartRef<'_>,
+        deltas: &[(domain::rollup::RollupKey, domain::rollup::RollupDelta)],
+    ) -> Result<domain::pipeline::PartOutcome, domain::ports::StoreError> {
         if self.broken.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(shared::store::StoreError::Service {
+            return Err(domain::ports::StoreError::Service {
                 op: "apply_part",
                 message: "crashed on purpose".into(),
             });
@@ -639,7 +639,7 @@ async fn an_import_interrupted_after_its_claims_is_completed_by_the_next_run_aft
     };
     fn importer<'a>(
         t: &'a TestStack,
-        ledger: &'a dyn shared::pipeline::LedgerStore,
+        ledger: &'a dyn domain::pipeline::LedgerStore,
     ) -> Importer<'a> {
         Importer {
             ledger,
@@ -691,8 +691,8 @@ async fn an_import_interrupted_after_its_claims_is_completed_by_the_next_run_aft
 #[tokio::test]
 async fn an_import_refuses_events_older_than_the_ledger_retention_guards_whatever_the_policy_says()
 {
+    use domain::ports::Directory;
     use local::import::{digest, jsonl_records, Importer};
-    use shared::store::Directory;
     let t = TestStack::fresh().await;
     let (s, _) = define(&t, "api_calls", json!({"unit": "call"})).await;
     assert_eq!(s, 200);
@@ -720,7 +720,7 @@ async fn an_import_refuses_events_older_than_the_ledger_retention_guards_whateve
         quality: None,
         quarantine: None,
         journal: Some(t.stack.store.as_ref()),
-        cfg: shared::pipeline::PipelineConfig::default(),
+        cfg: domain::pipeline::PipelineConfig::default(),
         batch: 1000,
     };
     let report = importer
@@ -744,7 +744,7 @@ async fn an_import_refuses_events_older_than_the_ledger_retention_guards_whateve
 
 #[tokio::test]
 async fn the_audit_finds_events_still_held_for_a_definition_that_is_active_again() {
-    use shared::store::DefinitionStore;
+    use domain::ports::DefinitionStore;
     let t = TestStack::fresh().await;
     t.call("DELETE", "/v1/definitions/storage_gb", None).await;
     let (_, v) = t
@@ -752,14 +752,14 @@ async fn the_audit_finds_events_still_held_for_a_definition_that_is_active_again
         .await;
     assert_eq!(v["quarantined"][0]["id"], "q1", "{v}");
     // A restore whose replay did not finish: active again, the event still held.
-    let meter = shared::ids::MeterName::parse("storage_gb").unwrap();
+    let meter = domain::ids::MeterName::parse("storage_gb").unwrap();
     let store = &t.stack.store;
     let mut def = store
         .get_definition(&t.tenant, &meter)
         .await
         .unwrap()
         .unwrap();
-    def.status = shared::event::DefinitionStatus::Active;
+    def.status = domain::event::DefinitionStatus::Active;
     store.put_definition(&t.tenant, &def).await.unwrap();
 
     let audit = || {

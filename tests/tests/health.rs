@@ -3,10 +3,10 @@
 //! risk alerts through notify; and CRM write-back against a HubSpot stand-in.
 
 use chrono::{Duration, Utc};
+use domain::health::store::HealthStore;
+use domain::ids::TenantId;
 use e2e::TestStack;
 use serde_json::Value;
-use shared::health::store::HealthStore;
-use shared::ids::TenantId;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ const EVERY: i64 = 3;
 async fn tenant(ts: &TestStack, id: &str) -> (TenantId, String) {
     let t = TenantId::parse(id).unwrap();
     let backfill =
-        shared::horizon::Horizon::parse(100, shared::horizon::Retention::DEFAULT).unwrap();
+        domain::horizon::Horizon::parse(100, domain::horizon::Retention::DEFAULT).unwrap();
     ts.stack
         .ensure_tenant(&t, id, backfill)
         .await
@@ -122,7 +122,7 @@ async fn a_scheduled_run_scores_every_account_once_lists_decaying_accounts_first
         ts.provisioned.reference("AlertsQueue").unwrap(),
         None,
     );
-    let runner = Arc::new(shared::health::run::HealthRunner {
+    let runner = Arc::new(domain::health::run::HealthRunner {
         shard_size: 3,
         ..runner
     });
@@ -237,15 +237,15 @@ async fn a_scheduled_run_scores_every_account_once_lists_decaying_accounts_first
     ts.drain_alerts().await;
     let published = ts.take_all(&inbox).await;
     assert!(published.is_empty(), "{published:?}");
-    let (start, end) = shared::digest::Cadence::Monthly.period(today).unwrap();
-    let bucket = shared::digest::DigestBucket {
+    let (start, end) = domain::digest::Cadence::Monthly.period(today).unwrap();
+    let bucket = domain::digest::DigestBucket {
         tenant: t.clone(),
-        segment: shared::ids::Segment::MidMarket,
-        cadence: shared::digest::Cadence::Monthly,
+        segment: domain::ids::Segment::MidMarket,
+        cadence: domain::digest::Cadence::Monthly,
         start,
         end,
     };
-    let held = shared::store::DigestStore::digest_entries(ts.stack.store.as_ref(), &bucket)
+    let held = domain::ports::DigestStore::digest_entries(ts.stack.store.as_ref(), &bucket)
         .await
         .expect("digest");
     let mut per_account: BTreeMap<String, usize> = BTreeMap::new();
@@ -482,15 +482,15 @@ async fn with_no_health_config_the_registry_key_feature_ranks_steady_above_decay
         published.iter().all(|p| p["alert"]["kind"] != "risk"),
         "{published:?}"
     );
-    let (start, end) = shared::digest::Cadence::Monthly.period(today).unwrap();
-    let bucket = shared::digest::DigestBucket {
+    let (start, end) = domain::digest::Cadence::Monthly.period(today).unwrap();
+    let bucket = domain::digest::DigestBucket {
         tenant: t.clone(),
-        segment: shared::ids::Segment::Smb,
-        cadence: shared::digest::Cadence::Monthly,
+        segment: domain::ids::Segment::Smb,
+        cadence: domain::digest::Cadence::Monthly,
         start,
         end,
     };
-    let held = shared::store::DigestStore::digest_entries(ts.stack.store.as_ref(), &bucket)
+    let held = domain::ports::DigestStore::digest_entries(ts.stack.store.as_ref(), &bucket)
         .await
         .expect("digest");
     let held: Vec<&str> = held.iter().map(|(a, _)| a.account.as_str()).collect();

@@ -1,16 +1,17 @@
 //! CRM write-back against a local stand-in for HubSpot's CRM v3 API that checks each
 //! request's shape and answers 429 sometimes.
 
+use aws::hubspot::HyperPost;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Json;
 use chrono::NaiveDate;
+use domain::health::model::Band;
+use domain::health::writeback::{CrmSink, CrmUpdate, HubSpotWriteback};
+use domain::ids::TenantId;
 use serde_json::Value;
-use shared::health::model::Band;
-use shared::health::writeback::{CrmSink, CrmUpdate, HubSpotWriteback, HyperPost};
-use shared::ids::TenantId;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

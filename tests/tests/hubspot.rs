@@ -1,8 +1,8 @@
 //! HubSpot webhooks end to end: signed batches in, attributed usage counted once.
 
+use domain::hubspot::signature::v3_signature;
 use e2e::{decode, total, TestStack, HUBSPOT_OLD_SECRET, HUBSPOT_SECRET};
 use serde_json::{json, Value};
-use shared::hubspot::signature::v3_signature;
 
 const PORTAL: u64 = 62515;
 const URI: &str = "https://hooks.example.com/v1/webhooks/hubspot";
@@ -568,9 +568,9 @@ async fn post_legacy(
 ) -> (u16, Value) {
     let uri = format!("https://hooks.example.com{path_and_query}");
     let sig = match version {
-        "v1" => shared::hubspot::signature::v1_signature(HUBSPOT_SECRET, body.as_bytes()),
+        "v1" => domain::hubspot::signature::v1_signature(HUBSPOT_SECRET, body.as_bytes()),
         _ => {
-            shared::hubspot::signature::v2_signature(HUBSPOT_SECRET, "POST", &uri, body.as_bytes())
+            domain::hubspot::signature::v2_signature(HUBSPOT_SECRET, "POST", &uri, body.as_bytes())
         }
     };
     let req = lambda_http::http::Request::builder()
@@ -614,7 +614,7 @@ fn legacy_ingest(t: &TestStack, versions: &str) -> ingest::Ingest {
         secrets: vec![HUBSPOT_SECRET.to_owned()],
         public_base_url: "https://hooks.example.com".to_owned(),
         portals: t.stack.store.clone(),
-        legacy: shared::hubspot::replay::LegacyPolicy::from_settings(versions, Some("24"))
+        legacy: domain::hubspot::replay::LegacyPolicy::from_settings(versions, Some("24"))
             .expect("setting")
             .map(|policy| ingest::LegacySignatures {
                 policy,
@@ -671,7 +671,7 @@ async fn a_v1_signed_body_replayed_into_another_portal_through_the_query_is_refu
     let t = stack().await;
     escalation_rules(&t).await;
     t.second_tenant("globex").await;
-    let globex = shared::ids::TenantId::parse("globex").unwrap();
+    let globex = domain::ids::TenantId::parse("globex").unwrap();
     t.stack
         .store
         .map_portal(OTHER_PORTAL, &globex)

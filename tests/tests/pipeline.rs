@@ -477,7 +477,7 @@ async fn a_flooding_tenant_gets_429_with_retry_after_and_another_tenant_is_still
     // An ingest instance with a small quota (2/s, burst 3), over the same stack.
     let mut ingest = ingest::Ingest::new(t.stack.store.clone(), t.stack.queue.clone());
     ingest.quotas =
-        std::sync::Arc::new(shared::quota::Quotas::parse(Some("2"), Some("3"), None).unwrap());
+        std::sync::Arc::new(domain::quota::Quotas::parse(Some("2"), Some("3"), None).unwrap());
     let post = |key: &str, id: String| {
         let body =
             serde_json::json!([{"id": id, "account": "a1", "meter": "api_calls", "quantity": 1}]);

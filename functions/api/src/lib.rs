@@ -4,23 +4,23 @@
 //! are simply not found (404), never forbidden.
 
 use chrono::Utc;
-use lambda_http::{Body, Request, Response};
-use serde_json::json;
-use shared::account::profile_from_body;
-use shared::auth::KeyScope;
-use shared::entitlement::{balance, entitlement_from_body, Entitlement};
-use shared::event::DefinitionStatus;
-use shared::health::store::HealthStore;
-use shared::http::{authenticate, body_bytes, error, json, query_pairs, ApiError, PageParams};
-use shared::ids::EntitlementId;
-use shared::ids::{AccountId, MeterName, Segment, TenantId};
-use shared::keys::Scope;
-use shared::limits::{LimitError, LimitWatch};
-use shared::store::{
+use domain::account::profile_from_body;
+use domain::auth::KeyScope;
+use domain::entitlement::{balance, entitlement_from_body, Entitlement};
+use domain::event::DefinitionStatus;
+use domain::health::store::HealthStore;
+use domain::ids::EntitlementId;
+use domain::ids::{AccountId, MeterName, Segment, TenantId};
+use domain::keys::Scope;
+use domain::limits::{LimitError, LimitWatch};
+use domain::ports::{
     AccountStore, DefinitionStore, DigestStore, Directory, EntitlementStore, KeyAdmin,
     MappingStore, UsageReader,
 };
-use shared::usage::{summarize, UsageQuery};
+use domain::usage::{summarize, UsageQuery};
+use lambda::http::{authenticate, body_bytes, error, json, query_pairs, ApiError, PageParams};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
 use std::sync::Arc;
 
 pub mod governance;
@@ -93,7 +93,7 @@ pub struct Api {
     pub health: Arc<dyn HealthStore>,
     pub keys: Arc<dyn KeyAdmin>,
     /// Per-tenant request quotas of this instance (`429 rate_limited`).
-    pub quotas: Arc<shared::quota::Quotas>,
+    pub quotas: Arc<domain::quota::Quotas>,
     /// Change log, notifications and audit reports (`None`: definitions are saved
     /// without a change log and the audit routes answer 503).
     pub governance: Option<governance::Governance>,
@@ -130,10 +130,10 @@ impl Api {
             alert_policies: store.clone(),
             health: store.clone(),
             keys: store.clone(),
-            quotas: Arc::new(shared::quota::Quotas::new(
-                shared::quota::Allowance {
-                    rate: f64::from(shared::quota::DEFAULT_RATE),
-                    burst: f64::from(shared::quota::DEFAULT_BURST),
+            quotas: Arc::new(domain::quota::Quotas::new(
+                domain::quota::Allowance {
+                    rate: f64::from(domain::quota::DEFAULT_RATE),
+                    burst: f64::from(domain::quota::DEFAULT_BURST),
                 },
                 Default::default(),
             )),
@@ -144,7 +144,7 @@ impl Api {
     }
 
     /// Uses these per-tenant request quotas (default: 100/s, burst 200).
-    pub fn with_quotas(mut self, quotas: Arc<shared::quota::Quotas>) -> Self {
+    pub fn with_quotas(mut self, quotas: Arc<domain::quota::Quotas>) -> Self {
         self.quotas = quotas;
         self
     }
@@ -304,7 +304,7 @@ impl Api {
         tenant: &TenantId,
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
-        let new = shared::auth::new_key_from_body(body_bytes(req))
+        let new = domain::auth::new_key_from_body(body_bytes(req))
             .map_err(|e| ApiError::new(400, e.code, e.message))?;
         let now = Utc::now();
         let (key, grant) = self.keys.create_key(tenant, &new, now).await?;
@@ -335,7 +335,7 @@ impl Api {
         key_id: &str,
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
-        let overlap = shared::auth::overlap_from_body(body_bytes(req))
+        let overlap = domain::auth::overlap_from_body(body_bytes(req))
             .map_err(|e| ApiError::new(400, e.code, e.message))?;
         let now = Utc::now();
         let (key, grant, old) = self
@@ -557,7 +557,7 @@ impl Api {
                 "cursor" => cursor = Some(v),
                 "band" => {
                     for b in v.split(',').filter(|b| !b.is_empty()) {
-                        bands.push(shared::health::model::Band::parse(b).ok_or_else(|| {
+                        bands.push(domain::health::model::Band::parse(b).ok_or_else(|| {
                             ApiError::new(
                                 400,
                                 "invalid_parameter",
@@ -816,7 +816,7 @@ impl Api {
         } else {
             "defaults"
         };
-        let resolved = shared::health::config::HealthConfig::resolve(stored.as_ref(), &defs);
+        let resolved = domain::health::config::HealthConfig::resolve(stored.as_ref(), &defs);
         Ok(json(
             200,
             &json!({"config": resolved.config, "source": source, "sources": resolved.sources}),
@@ -828,7 +828,7 @@ impl Api {
         tenant: &TenantId,
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
-        let cfg = shared::health::config::HealthConfig::from_body(body_bytes(req))?;
+        let cfg = domain::health::config::HealthConfig::from_body(body_bytes(req))?;
         self.health.put_health_config(tenant, &cfg).await?;
         tracing::info!(tenant = %tenant, crm_writeback = cfg.crm_writeback, "health config saved");
         Ok(json(200, &json!({"config": cfg, "source": "tenant"})))
@@ -837,11 +837,11 @@ impl Api {
     async fn get_mappings(&self, tenant: &TenantId) -> Result<Response<Body>, ApiError> {
         let (rules, source) = match self.mappings.get_mapping_rules(tenant).await? {
             Some(r) => (r, "tenant"),
-            None => (shared::hubspot::mapping::default_rules(), "defaults"),
+            None => (domain::hubspot::mapping::default_rules(), "defaults"),
         };
         let (profile, profile_source) = match self.mappings.get_profile_sync(tenant).await? {
             Some(p) => (p, "tenant"),
-            None => (shared::hubspot::profile::default_profile_sync(), "defaults"),
+            None => (domain::hubspot::profile::default_profile_sync(), "defaults"),
         };
         Ok(json(
             200,
@@ -859,12 +859,12 @@ impl Api {
             .list_definitions(tenant)
             .await?
             .into_iter()
-            .filter(|d| d.status != shared::event::DefinitionStatus::Deleted)
+            .filter(|d| d.status != domain::event::DefinitionStatus::Deleted)
             .map(|d| d.meter)
             .collect();
         let rules =
-            shared::hubspot::mapping::rules_from_body(body_bytes(req), &|m| defined.contains(m))?;
-        let profile = shared::hubspot::profile::profile_sync_from_body(body_bytes(req))?;
+            domain::hubspot::mapping::rules_from_body(body_bytes(req), &|m| defined.contains(m))?;
+        let profile = domain::hubspot::profile::profile_sync_from_body(body_bytes(req))?;
         self.mappings.put_mapping_rules(tenant, &rules).await?;
         let profile = match profile {
             Some(p) => {
@@ -875,7 +875,7 @@ impl Api {
                 .mappings
                 .get_profile_sync(tenant)
                 .await?
-                .unwrap_or_else(shared::hubspot::profile::default_profile_sync),
+                .unwrap_or_else(domain::hubspot::profile::default_profile_sync),
         };
         tracing::info!(tenant = %tenant, rules = rules.len(), profile_properties = profile.len(), "HubSpot mapping rules replaced");
         Ok(json(
@@ -888,7 +888,7 @@ impl Api {
 fn report(
     mut head: serde_json::Value,
     q: &UsageQuery,
-    rows: &[shared::store::RollupRow],
+    rows: &[domain::ports::RollupRow],
 ) -> serde_json::Value {
     let (series, total) = summarize(rows, q);
     if let Some(obj) = head.as_object_mut() {
@@ -910,7 +910,7 @@ impl Api {
     async fn get_alert_policy(&self, tenant: &TenantId) -> Result<Response<Body>, ApiError> {
         let (policy, source) = match self.alert_policies.alert_policy(tenant).await? {
             Some(p) => (p, "tenant"),
-            None => (shared::digest::AlertPolicy::default(), "defaults"),
+            None => (domain::digest::AlertPolicy::default(), "defaults"),
         };
         Ok(json(200, &json!({"policy": policy, "source": source})))
     }
@@ -920,7 +920,7 @@ impl Api {
         tenant: &TenantId,
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
-        let policy = shared::digest::policy_from_body(body_bytes(req))?;
+        let policy = domain::digest::policy_from_body(body_bytes(req))?;
         self.alert_policies
             .put_alert_policy(tenant, &policy)
             .await?;
@@ -930,7 +930,7 @@ impl Api {
 }
 
 /// A key as the API shows it (never the key itself, nor its hash).
-fn key_json(k: &shared::auth::KeyGrant, now: chrono::DateTime<Utc>) -> serde_json::Value {
+fn key_json(k: &domain::auth::KeyGrant, now: chrono::DateTime<Utc>) -> serde_json::Value {
     json!({
         "key_id": k.key_id,
         "label": k.label,

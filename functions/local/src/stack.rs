@@ -5,13 +5,13 @@ use crate::esm::{Mapping, Poller, SqsHandler};
 use crate::jobs::{DlqDepth, Job, Scheduler};
 use crate::provision::Provisioned;
 use anyhow::Result;
+use aws::dynamo::{AdminError, DynamoStore};
+use aws::sqs::SqsQueue;
 use aws_config::SdkConfig;
-use shared::definition::Definition;
-use shared::ids::{MeterName, TenantId};
-use shared::pipeline::PipelineConfig;
-use shared::queue::SqsQueue;
-use shared::store::dynamo::{AdminError, DynamoStore};
-use shared::store::DefinitionStore;
+use domain::definition::Definition;
+use domain::ids::{MeterName, TenantId};
+use domain::pipeline::PipelineConfig;
+use domain::ports::DefinitionStore;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +42,7 @@ pub struct HubspotSettings {
     pub secrets: Vec<String>,
     pub public_base_url: String,
     /// Legacy (v1/v2) signatures accepted besides v3; `None`: v3 only.
-    pub legacy: Option<shared::hubspot::replay::LegacyPolicy>,
+    pub legacy: Option<domain::hubspot::replay::LegacyPolicy>,
 }
 
 impl HubspotSettings {
@@ -63,7 +63,7 @@ impl HubspotSettings {
                 .ok()
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| default_base_url.to_owned()),
-            legacy: shared::config::hubspot_legacy_policy()?,
+            legacy: lambda::config::hubspot_legacy_policy()?,
         }))
     }
 }
@@ -81,7 +81,7 @@ impl Stack {
             p.reference("UsageTable")?,
         )
         .with_ledger_table(p.reference("LedgerTable")?);
-        store.audit_sample = shared::config::audit_sample_modulus()?;
+        store.audit_sample = lambda::config::audit_sample_modulus()?;
         let store = Arc::new(store);
         let queue_url = p.reference("EventsQueue")?.to_owned();
         let queue = Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone()));
@@ -89,7 +89,7 @@ impl Stack {
         ingest.quality = Some(store.clone());
         ingest.quarantine = Some(store.clone());
         // As on AWS: nothing older than the ledger's retention guards is accepted.
-        ingest.limits.max_backfill_days = shared::horizon::widest_horizon_days(cfg.retention);
+        ingest.limits.max_backfill_days = domain::horizon::widest_horizon_days(cfg.retention);
         ingest.hubspot = hubspot.map(|h| ingest::HubspotConfig {
             secrets: h.secrets,
             public_base_url: h.public_base_url,
@@ -100,13 +100,13 @@ impl Stack {
             }),
         });
         // One quota per tenant for the whole local runner (ingest and API alike).
-        let quotas = Arc::new(shared::quota::Quotas::from_env()?);
+        let quotas = Arc::new(domain::quota::Quotas::from_env()?);
         ingest.quotas = quotas.clone();
         let ingest = Arc::new(ingest);
         let alerts_url = p.reference("AlertsQueue")?.to_owned();
         let alerts_url_for_score = alerts_url.clone();
         let alerts = Arc::new(SqsQueue::new(sqs.clone(), alerts_url.clone()));
-        let limits = shared::limits::LimitWatch {
+        let limits = domain::limits::LimitWatch {
             entitlements: store.clone(),
             usage: store.clone(),
             accounts: store.clone(),
@@ -117,10 +117,10 @@ impl Stack {
             .with_limits(limits)
             .with_quality(store.clone())
             .with_critical_series(store.clone());
-        rollup.hubspot = Some(shared::hubspot::processor::Processor {
+        rollup.hubspot = Some(domain::hubspot::processor::Processor {
             store: store.clone(),
             queue: queue.clone(),
-            retired: Some(shared::hubspot::processor::Retired {
+            retired: Some(domain::hubspot::processor::Retired {
                 policy: store.clone(),
                 quarantine: store.clone(),
             }),
@@ -130,7 +130,7 @@ impl Stack {
         let alerts_topic_arn = p.reference("AlertsTopic")?.to_owned();
         let notify = Arc::new(notify::Notify::new(
             store.clone(),
-            Arc::new(shared::publish::SnsPublisher::new(
+            Arc::new(aws::sns::SnsPublisher::new(
                 sns.clone(),
                 alerts_topic_arn.clone(),
             )),
@@ -189,7 +189,7 @@ impl Stack {
         });
         let mut audit = audit::Audit::new(store.clone(), alerts.clone());
         audit.quarantine = Some(store.clone());
-        audit.dlq = Some(Arc::new(shared::audit::store::SqsDepth {
+        audit.dlq = Some(Arc::new(aws::sqs::SqsDepth {
             client: sqs.clone(),
             url: dlq_url.clone(),
         }));
@@ -288,7 +288,7 @@ impl Stack {
         &self,
         tenant: &TenantId,
         name: &str,
-        backfill: shared::horizon::Horizon,
+        backfill: domain::horizon::Horizon,
     ) -> Result<bool, AdminError> {
         match self.store.create_tenant(tenant, name, backfill).await {
             Ok(()) => {}
@@ -333,9 +333,9 @@ pub fn health_runner(
     sqs: &aws_sdk_sqs::Client,
     score_queue_url: &str,
     alerts_queue_url: &str,
-    crm: Option<Arc<dyn shared::health::writeback::CrmSink>>,
-) -> shared::health::run::HealthRunner {
-    shared::health::run::HealthRunner {
+    crm: Option<Arc<dyn domain::health::writeback::CrmSink>>,
+) -> domain::health::run::HealthRunner {
+    domain::health::run::HealthRunner {
         health: store.clone(),
         accounts: store.clone(),
         usage: store.clone(),
@@ -355,8 +355,9 @@ pub fn health_runner(
 
 /// HubSpot write-back from `HUBSPOT_WRITEBACK_TOKENS` (and `HUBSPOT_API_BASE_URL`,
 /// e.g. a local stand-in); `None` when no tokens are set.
-pub fn crm_from_env() -> Result<Option<Arc<dyn shared::health::writeback::CrmSink>>> {
-    use shared::health::writeback::{parse_tokens, HubSpotWriteback, HyperPost};
+pub fn crm_from_env() -> Result<Option<Arc<dyn domain::health::writeback::CrmSink>>> {
+    use aws::hubspot::HyperPost;
+    use domain::health::writeback::{parse_tokens, HubSpotWriteback};
     let tokens = std::env::var("HUBSPOT_WRITEBACK_TOKENS").unwrap_or_default();
     if tokens.trim().is_empty() {
         return Ok(None);
