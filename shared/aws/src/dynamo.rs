@@ -1445,10 +1445,7 @@ impl LedgerStore for DynamoStore {
             .send()
             .await;
         let existing = match res {
-            Ok(_) => {
-                self.sample(e).await?;
-                return Ok(Claim::New);
-            }
+            Ok(_) => return Ok(Claim::New),
             Err(err)
                 if err
                     .as_service_error()
@@ -1479,15 +1476,15 @@ impl LedgerStore for DynamoStore {
         };
         let view: LedgerClaimView =
             serde_dynamo::from_item(existing).map_err(|err| corrupt(&pk, err))?;
-        if view.chunk == e.chunk && view.pos == e.pos {
-            // Our own earlier claim: make sure its sample copy exists too.
-            self.sample(e).await?;
-        }
         Ok(Claim::Existing {
             chunk: view.chunk,
             pos: view.pos,
             segment: view.segment,
         })
+    }
+
+    async fn sample(&self, e: &LedgerEntry<'_>) -> Result<(), StoreError> {
+        self.write_sample(e).await
     }
 
     async fn apply_part(

@@ -74,7 +74,15 @@ pub trait LedgerStore: Send + Sync {
         tenant: &TenantId,
         accounts: &[AccountId],
     ) -> Result<HashMap<AccountId, Segment>, StoreError>;
+    /// Step 1: claims the event for this chunk and position (a conditional put).
     async fn claim(&self, entry: &LedgerEntry<'_>) -> Result<Claim, StoreError>;
+    /// Step 2, for every event this chunk owns (claimed now or by an earlier delivery
+    /// of the same chunk): copies it into the audit's drift sample when its account
+    /// is sampled ([`crate::audit::store::sampled`] with the adapter's modulus).
+    /// Idempotent: keyed by the event, so a redelivery writes the same copy again.
+    async fn sample(&self, entry: &LedgerEntry<'_>) -> Result<(), StoreError>;
+    /// Step 3: applies one part's rollup deltas once (the part marker in the same
+    /// transaction).
     async fn apply_part(
         &self,
         part: &PartRef<'_>,
@@ -179,7 +187,7 @@ pub async fn process_chunk(
         };
         pending.push(async move {
             let claim = retry(cfg, || store.claim(&entry)).await?;
-            Ok::<_, StoreError>(match claim {
+            let owned = match claim {
                 Claim::New => Some((ev, segment)),
                 Claim::Existing {
                     chunk: c,
@@ -187,7 +195,11 @@ pub async fn process_chunk(
                     segment: s,
                 } if c == chunk.chunk && p == pos => Some((ev, s)),
                 Claim::Existing { .. } => None,
-            })
+            };
+            if owned.is_some() {
+                retry(cfg, || store.sample(&entry)).await?;
+            }
+            Ok::<_, StoreError>(owned)
         });
     }
     let claims: Vec<Option<(&UsageEvent, Segment)>> = stream::iter(pending)

@@ -178,8 +178,9 @@ async fn a_crash_after_claiming_but_before_the_rollup_is_finished_by_the_redeliv
         .collect();
     let s = store();
     let c = chunk(0, events.clone());
-    // Calls: 10 claims, then parts. Fail the first part after it lands and the second before.
-    s.fail_call(10, Fault::After);
+    // Calls: 10 claims and their 10 drift-sample steps, then parts. Fail the first
+    // part after it lands, then a call of the redelivery before it lands.
+    s.fail_call(20, Fault::After);
     assert!(process_chunk(&s, &c, &cfg()).await.is_err());
     s.fail_call(1, Fault::Before);
     let before = s.calls();

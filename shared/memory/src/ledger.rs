@@ -1,11 +1,16 @@
 //! An in-memory [`LedgerStore`] for pure tests of the counting protocol, with fault
 //! injection: any call can fail before it takes effect, or take effect and then fail
-//! (a crash after writing, before acknowledging).
+//! (a crash after writing, before acknowledging). Like the DynamoDB adapter it keeps
+//! the audit's drift sample (step 2 of a claim), readable with
+//! [`crate::suite::SampleReader`].
 
 use async_trait::async_trait;
+use chrono::{NaiveDate, Timelike};
+use domain::audit::kpi::SampledEvent;
+use domain::audit::store::{sampled, DEFAULT_AUDIT_SAMPLE};
 use domain::chunk::Chunk;
 use domain::ids::{AccountId, Segment, TenantId};
-use domain::keys::{ledger_pk, part_pk, part_sk};
+use domain::keys::{ledger_pk, part_pk, part_sk, sample_pk, sample_sk};
 use domain::pipeline::{ChunkJournal, Claim, LedgerEntry, LedgerStore, PartOutcome, PartRef};
 use domain::ports::StoreError;
 use domain::rollup::{RollupDelta, RollupKey};
@@ -28,13 +33,26 @@ struct State {
     parts: HashSet<(String, String)>,
     rollups: BTreeMap<(TenantId, RollupKey), RollupDelta>,
     journal: BTreeMap<(TenantId, String), Chunk>,
+    /// The drift sample: (sample_pk, sample_sk) -> the copied event.
+    samples: BTreeMap<(String, String), SampledEvent>,
     calls: usize,
     faults: HashMap<usize, Fault>,
 }
 
-#[derive(Default)]
 pub struct MemoryLedger {
     state: Mutex<State>,
+    /// Accounts whose events are copied to the drift sample: one in `audit_sample`
+    /// ([`sampled`]); 1 samples every account, 0 none.
+    pub audit_sample: u32,
+}
+
+impl Default for MemoryLedger {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            audit_sample: DEFAULT_AUDIT_SAMPLE,
+        }
+    }
 }
 
 impl MemoryLedger {
@@ -172,6 +190,38 @@ impl LedgerStore for MemoryLedger {
         Ok(result)
     }
 
+    async fn sample(&self, e: &LedgerEntry<'_>) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        let fault = s.next_fault();
+        if fault == Some(Fault::Before) {
+            return Err(injected());
+        }
+        if sampled(&e.event.account, self.audit_sample) {
+            let ev = e.event;
+            let day = ev.timestamp.date_naive();
+            let copy = SampledEvent {
+                account: ev.account.clone(),
+                day,
+                hour: u8::try_from(ev.timestamp.hour()).unwrap_or(23),
+                meter: ev.meter.clone(),
+                stage: ev.stage,
+                service_line: ev.service_line.clone(),
+                quantity: ev.quantity,
+            };
+            s.samples.insert(
+                (
+                    sample_pk(e.tenant, day),
+                    sample_sk(&ev.account, e.source, &ev.id),
+                ),
+                copy,
+            );
+        }
+        if fault == Some(Fault::After) {
+            return Err(injected());
+        }
+        Ok(())
+    }
+
     async fn apply_part(
         &self,
         part: &PartRef<'_>,
@@ -198,5 +248,24 @@ impl LedgerStore for MemoryLedger {
             return Err(injected());
         }
         Ok(result)
+    }
+}
+
+#[async_trait]
+impl crate::suite::SampleReader for MemoryLedger {
+    /// The drift sample of one tenant and day, in key order.
+    async fn sampled_events(
+        &self,
+        tenant: &TenantId,
+        day: NaiveDate,
+    ) -> Result<Vec<SampledEvent>, StoreError> {
+        let pk = sample_pk(tenant, day);
+        Ok(self
+            .lock()
+            .samples
+            .iter()
+            .filter(|((p, _), _)| *p == pk)
+            .map(|(_, e)| e.clone())
+            .collect())
     }
 }

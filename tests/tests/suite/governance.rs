@@ -601,6 +601,13 @@ impl domain::pipeline::LedgerStore for BrokenParts<'_> {
         self.store.claim(entry).await
     }
 
+    async fn sample(
+        &self,
+        entry: &domain::pipeline::LedgerEntry<'_>,
+    ) -> Result<(), domain::ports::StoreError> {
+        self.store.sample(entry).await
+    }
+
     async fn apply_part(
         &self,
         part: &domain::pipeline::PartRef<'_>,

@@ -13,3 +13,4 @@ mod health_writeback;
 mod hubspot;
 mod openapi;
 mod pipeline;
+mod ports;

@@ -22,8 +22,7 @@ use domain::ports::{Page, StoreError};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
 
-/// Default drift sample: the events of one account in 32 (≈ +0.03 WRU per event).
-pub const DEFAULT_AUDIT_SAMPLE: u32 = 32;
+pub use domain::audit::store::DEFAULT_AUDIT_SAMPLE;
 
 fn build_err(op: &'static str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Service {
@@ -146,7 +145,7 @@ impl DynamoStore {
 impl DynamoStore {
     /// Copies an owned event of a sampled account into the drift sample (idempotent:
     /// keyed by the event, written again by a redelivery before its parts apply).
-    pub(super) async fn sample(&self, e: &LedgerEntry<'_>) -> Result<(), StoreError> {
+    pub(super) async fn write_sample(&self, e: &LedgerEntry<'_>) -> Result<(), StoreError> {
         if !domain::audit::store::sampled(&e.event.account, self.audit_sample) {
             return Ok(());
         }

@@ -97,6 +97,9 @@ pub trait ReportStore: Send + Sync {
     ) -> Result<crate::ports::Page<AuditReport>, StoreError>;
 }
 
+/// Default drift sample: the events of one account in 32 (≈ +0.03 WRU per event).
+pub const DEFAULT_AUDIT_SAMPLE: u32 = 32;
+
 /// Whether an account's events are copied to the drift sample: a stable hash of the
 /// account modulo `modulus` (1 samples every account, 0 none).
 pub fn sampled(account: &AccountId, modulus: u32) -> bool {
