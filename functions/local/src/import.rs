@@ -8,14 +8,13 @@
 //! the events not counted yet (docs/adr/0001, "Import re-runs"). Events keep their
 //! ids under the `import` source, so they never collide with live API events.
 
-use domain::audit::series::critical_series;
 use domain::audit::store::QualityRecorder;
 use domain::chunk::{pack, Chunk, SQS_MAX_BYTES};
 use domain::event::{validate_all, Limits, RejectCode, Rejection, TenantPolicy, ValidationContext};
 use domain::horizon::Horizon;
 use domain::ids::MeterName;
 use domain::ids::{Source, TenantId};
-use domain::pipeline::{process_chunk, ChunkJournal, LedgerStore, PipelineConfig};
+use domain::pipeline::{process_chunk, record_quality, ChunkJournal, LedgerStore, PipelineConfig};
 use domain::quarantine::{QuarantineStore, Quarantined};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -387,24 +386,7 @@ impl Importer<'_> {
         report.already_imported += outcome.duplicates + again;
         report.chunks += 1;
         if let Some(q) = self.quality {
-            let expires_at = (chunk.received_at + self.cfg.retention).timestamp();
-            q.record_chunk(
-                &chunk.tenant,
-                &chunk.chunk,
-                chunk.received_at.date_naive(),
-                &outcome.quality,
-                expires_at,
-            )
-            .await?;
-            let owned = outcome
-                .owned
-                .iter()
-                .filter_map(|&p| chunk.events.get(p as usize));
-            let series = critical_series(owned, critical);
-            if !series.is_empty() {
-                q.record_series(&chunk.tenant, &chunk.chunk, &series, expires_at)
-                    .await?;
-            }
+            record_quality(q, chunk, &outcome, critical, self.cfg.retention).await?;
         }
         if let Some(j) = self.journal {
             j.finish(&chunk.tenant, &chunk.chunk).await?;

@@ -408,64 +408,6 @@ mod tests {
         }
     }
 
-    /// The default policy, no cooldown history, and no digest expected.
-    struct NoDigests;
-
-    #[async_trait]
-    impl DigestStore for NoDigests {
-        async fn alert_policy(
-            &self,
-            _: &TenantId,
-        ) -> Result<Option<domain::digest::AlertPolicy>, StoreError> {
-            Ok(None)
-        }
-        async fn put_alert_policy(
-            &self,
-            _: &TenantId,
-            _: &domain::digest::AlertPolicy,
-        ) -> Result<(), StoreError> {
-            unreachable!("not used by notify")
-        }
-        async fn last_published(
-            &self,
-            _: &TenantId,
-            _: &str,
-        ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
-            Ok(None)
-        }
-        async fn record_published(
-            &self,
-            _: &TenantId,
-            _: &str,
-            _: chrono::DateTime<chrono::Utc>,
-        ) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn hold_for_digest(
-            &self,
-            _: &DigestBucket,
-            a: &Alert,
-            _: &str,
-        ) -> Result<(), StoreError> {
-            panic!("{} is a warning and must be published, not digested", a.key)
-        }
-        async fn due_digests(
-            &self,
-            _: chrono::DateTime<chrono::Utc>,
-        ) -> Result<Vec<DigestBucket>, StoreError> {
-            Ok(vec![])
-        }
-        async fn digest_entries(
-            &self,
-            _: &DigestBucket,
-        ) -> Result<Vec<(Alert, String)>, StoreError> {
-            Ok(vec![])
-        }
-        async fn close_digest(&self, _: &DigestBucket) -> Result<(), StoreError> {
-            Ok(())
-        }
-    }
-
     fn alert(key: &str) -> Alert {
         Alert {
             key: key.into(),
@@ -514,7 +456,7 @@ mod tests {
         let n = Notify::new(
             Arc::new(Markers::default()),
             rec.clone(),
-            Arc::new(NoDigests),
+            Arc::new(DueDigests::none()),
         );
         let body = serde_json::to_string(&alert("k1")).unwrap();
         let resp = n
@@ -540,7 +482,7 @@ mod tests {
         let n = Notify::new(
             Arc::new(Markers::default()),
             rec.clone(),
-            Arc::new(NoDigests),
+            Arc::new(DueDigests::none()),
         );
         let body = serde_json::to_string(&alert("k2")).unwrap();
         let first = n.handle(event(vec![msg("m1", &body)])).await;
@@ -556,11 +498,20 @@ mod tests {
         assert_eq!(*rec.published.lock().unwrap(), vec!["k2".to_owned()]);
     }
 
-    /// Due digests with their entries (one per tenant here).
+    /// The default policy, no cooldown history, and these due digests with their
+    /// entries (one per tenant here). Built with [`DueDigests::none`], no digest is
+    /// due and holding an alert for one is a test failure.
     struct DueDigests(
         Vec<(DigestBucket, Vec<(Alert, String)>)>,
         Mutex<Vec<DigestBucket>>,
+        bool,
     );
+
+    impl DueDigests {
+        fn none() -> Self {
+            Self(vec![], Mutex::default(), false)
+        }
+    }
 
     #[async_trait]
     impl DigestStore for DueDigests {
@@ -595,9 +546,14 @@ mod tests {
         async fn hold_for_digest(
             &self,
             _: &DigestBucket,
-            _: &Alert,
+            a: &Alert,
             _: &str,
         ) -> Result<(), StoreError> {
+            assert!(
+                self.2,
+                "{} is a warning and must be published, not digested",
+                a.key
+            );
             Ok(())
         }
         async fn due_digests(
@@ -694,6 +650,7 @@ mod tests {
                 (bucket("small"), held("small", 2)),
             ],
             Mutex::new(Vec::new()),
+            true,
         ));
         let sns = Arc::new(SnsLike::default());
         let n = Notify::new(Arc::new(Markers::default()), sns.clone(), digests.clone());
@@ -727,6 +684,7 @@ mod tests {
                 (bucket("fine"), held("fine", 3)),
             ],
             Mutex::new(Vec::new()),
+            true,
         ));
         let sns = Arc::new(SnsLike {
             refuse_tenant: Some("stuck".into()),

@@ -125,28 +125,19 @@ impl Rollup {
             "chunk counted"
         );
         if let Some(q) = &self.quality {
-            // Once per chunk (a marker in the same transaction), also on redelivery.
-            let expires_at = (chunk.received_at + self.cfg.retention).timestamp();
-            q.record_chunk(
-                &chunk.tenant,
-                &chunk.chunk,
-                chunk.received_at.date_naive(),
-                &outcome.quality,
-                expires_at,
+            // Once per chunk (markers keyed by the chunk), also on redelivery.
+            let critical = match &self.critical {
+                Some(c) => c.of(&chunk.tenant).await?,
+                None => domain::audit::store::MeterSet::default(),
+            };
+            domain::pipeline::record_quality(
+                q.as_ref(),
+                &chunk,
+                &outcome,
+                &critical,
+                self.cfg.retention,
             )
             .await?;
-            if let Some(critical) = &self.critical {
-                let critical = critical.of(&chunk.tenant).await?;
-                let owned = outcome
-                    .owned
-                    .iter()
-                    .filter_map(|&p| chunk.events.get(p as usize));
-                let series = domain::audit::series::critical_series(owned, &critical);
-                if !series.is_empty() {
-                    q.record_series(&chunk.tenant, &chunk.chunk, &series, expires_at)
-                        .await?;
-                }
-            }
         }
         if let Some(limits) = &self.limits {
             // Runs on every delivery, also when every part was already applied: a

@@ -649,20 +649,15 @@ impl DynamoStore {
             (keys::api_key_pk(&hash), keys::API_KEY_SK.to_owned()),
             (pk, sk),
         ] {
-            self.meter.request();
-            self.meter.add(1);
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(pk))
-                .key("sk", s(sk))
-                .update_expression("SET #a = :v")
-                .condition_expression("attribute_exists(pk)")
-                .expression_attribute_names("#a", attr)
-                .expression_attribute_values(":v", value.clone())
-                .send()
-                .await
-                .map_err(|e| svc("update_api_key", e))?;
+            self.set_attribute(
+                "update_api_key",
+                pk,
+                sk,
+                attr,
+                value.clone(),
+                Existing::Required,
+            )
+            .await?;
         }
         let mut grant = listing.grant(&hash);
         match attr {
@@ -1738,20 +1733,15 @@ impl domain::ports::ReplayGuard for DynamoStore {
     }
 
     async fn finish_request(&self, key: &str) -> Result<(), StoreError> {
-        self.meter.request();
-        self.meter.add(1);
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(keys::hubspot_legacy_request_pk(key)))
-            .key("sk", s(keys::HUBSPOT_LEGACY_REQUEST_SK))
-            .update_expression("SET #d = :t")
-            .expression_attribute_names("#d", "done")
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .send()
-            .await
-            .map_err(|e| svc("finish_request", e))?;
-        Ok(())
+        self.set_attribute(
+            "finish_request",
+            keys::hubspot_legacy_request_pk(key),
+            keys::HUBSPOT_LEGACY_REQUEST_SK.to_owned(),
+            "done",
+            AttributeValue::Bool(true),
+            Existing::Optional,
+        )
+        .await
     }
 }
 
@@ -2332,20 +2322,54 @@ impl MarkerStore for DynamoStore {
         kind: MarkerKind,
         key: &str,
     ) -> Result<(), StoreError> {
-        let pk = keys::marker_pk(tenant, marker_kind(kind), key);
+        self.set_attribute(
+            "finish_marker",
+            keys::marker_pk(tenant, marker_kind(kind), key),
+            keys::MARKER_SK.to_owned(),
+            "done",
+            AttributeValue::Bool(true),
+            Existing::Optional,
+        )
+        .await
+    }
+}
+
+/// Whether [`DynamoStore::set_attribute`] may create the item it updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Existing {
+    /// The item must exist (`attribute_exists(pk)`); otherwise the call fails.
+    Required,
+    /// An absent item is created with just the keys and the attribute.
+    Optional,
+}
+
+impl DynamoStore {
+    /// Sets one attribute of one item of the main table (`UpdateItem SET #a = :v`,
+    /// one write unit).
+    async fn set_attribute(
+        &self,
+        op: &'static str,
+        pk: String,
+        sk: String,
+        attr: &str,
+        value: AttributeValue,
+        existing: Existing,
+    ) -> Result<(), StoreError> {
         self.meter.request();
         self.meter.add(1);
-        self.client
+        let mut req = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(pk))
-            .key("sk", s(keys::MARKER_SK))
-            .update_expression("SET #d = :t")
-            .expression_attribute_names("#d", "done")
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .send()
-            .await
-            .map_err(|e| svc("finish_marker", e))?;
+            .key("sk", s(sk))
+            .update_expression("SET #a = :v")
+            .expression_attribute_names("#a", attr)
+            .expression_attribute_values(":v", value);
+        if existing == Existing::Required {
+            req = req.condition_expression("attribute_exists(pk)");
+        }
+        req.send().await.map_err(|e| svc(op, e))?;
         Ok(())
     }
 }

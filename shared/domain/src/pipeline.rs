@@ -270,3 +270,36 @@ where
         }
     }
 }
+
+/// The audit's records of a counted chunk, written once per chunk (both are keyed by
+/// the chunk, so a redelivery or a re-run adds nothing): its quality counters, and
+/// the series of the events it owns on `critical` meters.
+pub async fn record_quality(
+    recorder: &dyn crate::audit::store::QualityRecorder,
+    chunk: &Chunk,
+    outcome: &ChunkOutcome,
+    critical: &HashSet<crate::ids::MeterName>,
+    retention: Duration,
+) -> Result<(), StoreError> {
+    let expires_at = (chunk.received_at + retention).timestamp();
+    recorder
+        .record_chunk(
+            &chunk.tenant,
+            &chunk.chunk,
+            chunk.received_at.date_naive(),
+            &outcome.quality,
+            expires_at,
+        )
+        .await?;
+    let owned = outcome
+        .owned
+        .iter()
+        .filter_map(|&p| chunk.events.get(p as usize));
+    let series = crate::audit::series::critical_series(owned, critical);
+    if !series.is_empty() {
+        recorder
+            .record_series(&chunk.tenant, &chunk.chunk, &series, expires_at)
+            .await?;
+    }
+    Ok(())
+}
