@@ -11,17 +11,17 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use shared::audit::counters::Counts;
-use shared::audit::kpi::SampledEvent;
-use shared::audit::report::AuditReport;
-use shared::audit::series::{CriticalDay, CriticalRow};
-use shared::audit::store::{AuditReader, ReportStore};
-use shared::definition::Definition;
-use shared::governance::Criticality;
-use shared::ids::{AccountId, MeterName, Segment, ServiceLine, Stage, TenantId};
-use shared::keys::Scope;
-use shared::rollup::{Bucket, RollupKey};
-use shared::store::{DefinitionStore, RollupRow, StoreError, UsageReader};
+use domain::audit::counters::Counts;
+use domain::audit::kpi::SampledEvent;
+use domain::audit::report::AuditReport;
+use domain::audit::series::{CriticalDay, CriticalRow};
+use domain::audit::store::{AuditReader, ReportStore};
+use domain::definition::Definition;
+use domain::governance::Criticality;
+use domain::ids::{AccountId, MeterName, Segment, ServiceLine, Stage, TenantId};
+use domain::keys::Scope;
+use domain::ports::{DefinitionStore, RollupRow, StoreError, UsageReader};
+use domain::rollup::{Bucket, RollupKey};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -150,13 +150,13 @@ impl DefinitionStore for Sim {
     async fn governance_policy(
         &self,
         _: &TenantId,
-    ) -> Result<Option<shared::quarantine::PolicyRecord>, StoreError> {
+    ) -> Result<Option<domain::quarantine::PolicyRecord>, StoreError> {
         Ok(None)
     }
     async fn put_governance_policy(
         &self,
         _: &TenantId,
-        _: &shared::quarantine::PolicyRecord,
+        _: &domain::quarantine::PolicyRecord,
     ) -> Result<(), StoreError> {
         Ok(())
     }
@@ -314,8 +314,8 @@ impl ReportStore for Sim {
         _: DateTime<Utc>,
         _: usize,
         _: Option<&str>,
-    ) -> Result<shared::store::Page<AuditReport>, StoreError> {
-        Ok(shared::store::Page {
+    ) -> Result<domain::ports::Page<AuditReport>, StoreError> {
+        Ok(domain::ports::Page {
             items: Vec::new(),
             next: None,
         })
@@ -324,8 +324,8 @@ impl ReportStore for Sim {
 
 struct NullQueue(AtomicU64);
 #[async_trait]
-impl shared::queue::EventQueue for NullQueue {
-    async fn send(&self, bodies: &[String]) -> Vec<Result<(), shared::queue::QueueError>> {
+impl domain::queue::EventQueue for NullQueue {
+    async fn send(&self, bodies: &[String]) -> Vec<Result<(), domain::queue::QueueError>> {
         self.0.fetch_add(bodies.len() as u64, Ordering::Relaxed);
         bodies.iter().map(|_| Ok(())).collect()
     }
@@ -382,7 +382,7 @@ async fn audit_bench(definitions: usize, critical: usize, accounts: usize) {
 async fn import_bench(events: usize) {
     use local::import::{digest, jsonl_records, Importer};
     let tenant = TenantId::parse("bench").unwrap_or_else(|_| unreachable!());
-    let mut policy = shared::event::TenantPolicy {
+    let mut policy = domain::event::TenantPolicy {
         backfill_days: 3650,
         ..Default::default()
     };
@@ -397,10 +397,10 @@ async fn import_bench(events: usize) {
         }
         policy
             .meters
-            .insert(d.meter.clone(), shared::event::MeterRule::from(&d));
+            .insert(d.meter.clone(), domain::event::MeterRule::from(&d));
         defs.push(d);
     }
-    policy.governance = shared::governance::PolicyRules::from_definitions(&defs);
+    policy.governance = domain::governance::PolicyRules::from_definitions(&defs);
     let start = Utc::now() - Duration::days(300);
     let text: String = (0..events)
         .map(|i| {
@@ -413,13 +413,13 @@ async fn import_bench(events: usize) {
             )
         })
         .collect();
-    let ledger = shared::store::memory::MemoryLedger::new();
+    let ledger = memory::MemoryLedger::new();
     let importer = Importer {
         ledger: &ledger,
         quality: None,
         quarantine: None,
         journal: Some(&ledger),
-        cfg: shared::pipeline::PipelineConfig::default(),
+        cfg: domain::pipeline::PipelineConfig::default(),
         batch: 1000,
     };
     let records = jsonl_records(&text);

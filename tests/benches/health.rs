@@ -10,15 +10,15 @@
 //! `cargo bench` runs 100,000 accounts; without `--bench` a 5,000-account smoke run.
 
 use chrono::{Duration, NaiveDate};
-use shared::health::config::HealthConfig;
-use shared::health::memory::{MemoryHealthStore, MemoryQueue, Simulated};
-use shared::health::model::{self, Series};
-use shared::health::run::{run_in_memory, HealthRunner};
-use shared::health::synth::{Synth, SynthConfig};
-use shared::ids::{Stage, TenantId};
-use shared::keys::Scope;
-use shared::rollup::{Bucket, RollupKey};
-use shared::store::RollupRow;
+use domain::health::config::HealthConfig;
+use domain::health::memory::{MemoryHealthStore, MemoryQueue, Simulated};
+use domain::health::model::{self, Series};
+use domain::health::run::{run_in_memory, HealthRunner};
+use domain::health::synth::{Synth, SynthConfig};
+use domain::ids::{Stage, TenantId};
+use domain::keys::Scope;
+use domain::ports::RollupRow;
+use domain::rollup::{Bucket, RollupKey};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -72,7 +72,7 @@ fn rows(s: &Synth, as_of: NaiveDate) -> Vec<Vec<RollupRow>> {
                             day,
                             meter: m.clone(),
                             stage: Stage::Delivered,
-                            service_line: shared::ids::ServiceLine::default_line(),
+                            service_line: domain::ids::ServiceLine::default_line(),
                         },
                         total: Bucket {
                             quantity,

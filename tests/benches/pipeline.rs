@@ -8,12 +8,12 @@
 //! 4. Peak heap of the ingest and rollup handlers (counting allocator).
 
 use async_trait::async_trait;
+use domain::event::{MeterRule, TenantPolicy};
+use domain::ids::{MeterName, TenantId};
+use domain::ports::{Directory, StoreError};
+use domain::queue::{EventQueue, QueueError};
 use e2e::TestStack;
 use serde_json::{json, Value};
-use shared::event::{MeterRule, TenantPolicy};
-use shared::ids::{MeterName, TenantId};
-use shared::queue::{EventQueue, QueueError};
-use shared::store::{Directory, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -65,14 +65,14 @@ struct FixedDirectory(TenantPolicy);
 
 #[async_trait]
 impl Directory for FixedDirectory {
-    async fn key_grant(&self, _: &str) -> Result<Option<shared::auth::KeyGrant>, StoreError> {
+    async fn key_grant(&self, _: &str) -> Result<Option<domain::auth::KeyGrant>, StoreError> {
         Ok(TenantId::parse("bench")
             .ok()
-            .map(|tenant| shared::auth::KeyGrant {
+            .map(|tenant| domain::auth::KeyGrant {
                 tenant,
                 key_id: "bench".into(),
                 label: "bench".into(),
-                scopes: vec![shared::auth::KeyScope::Ingest],
+                scopes: vec![domain::auth::KeyScope::Ingest],
                 created_at: chrono::Utc::now(),
                 expires_at: None,
                 revoked_at: None,
@@ -139,11 +139,11 @@ fn throughput(rt: &tokio::runtime::Runtime) {
     // Measure the handler's work, not quota refusals: one tenant sends far more than
     // its default request and event quotas here.
     let unlimited = || {
-        let a = shared::quota::Allowance {
+        let a = domain::quota::Allowance {
             rate: 1e12,
             burst: 1e12,
         };
-        Arc::new(shared::quota::Quotas::new(a, Default::default()))
+        Arc::new(domain::quota::Quotas::new(a, Default::default()))
     };
     ingest.quotas = unlimited();
     ingest.event_quotas = unlimited();
@@ -284,7 +284,7 @@ async fn costs(requests: usize, critical: Option<&str>) {
 
 /// HubSpot: a signed 100-event batch through verification, parsing and mapping.
 fn hubspot_throughput() {
-    use shared::hubspot::{mapping, signature, webhook};
+    use domain::hubspot::{mapping, signature, webhook};
     let now = chrono::Utc::now().timestamp_millis();
     let events: Vec<Value> = (0..100)
         .map(|i| {
@@ -370,7 +370,7 @@ fn main() {
     if std::env::var("RUST_LOG").is_err() {
         std::env::set_var("RUST_LOG", "warn");
     }
-    shared::telemetry::init();
+    lambda::telemetry::init();
     // `cargo bench` passes --bench; any other argument filters nothing here.
     let one_core = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -2,13 +2,13 @@
 //! resource prefix), with helpers that drive the real handlers.
 
 use aws_config::SdkConfig;
+use domain::ids::TenantId;
+use domain::pipeline::PipelineConfig;
 use lambda_http::{Body, Request};
 use local::esm::PollStats;
 use local::provision::{provision, template_path, Overrides, Provisioned};
 use local::stack::Stack;
 use serde_json::Value;
-use shared::ids::TenantId;
-use shared::pipeline::PipelineConfig;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -112,7 +112,7 @@ impl TestStack {
     }
 
     async fn with(overrides: Overrides) -> Self {
-        let aws = shared::aws::local(&endpoint()).await;
+        let aws = aws::sdk::local(&endpoint()).await;
         let prefix = unique("t");
         let provisioned = provision(&aws, &template_path(), &prefix, &overrides)
             .await
@@ -129,7 +129,7 @@ impl TestStack {
         let stack = Stack::new(&aws, &provisioned, cfg, Some(hubspot)).expect("stack");
         let tenant = TenantId::parse("acme").unwrap();
         stack
-            .ensure_tenant(&tenant, "Acme", shared::horizon::Horizon::DEFAULT_BACKFILL)
+            .ensure_tenant(&tenant, "Acme", domain::horizon::Horizon::DEFAULT_BACKFILL)
             .await
             .expect("tenant");
         let key = stack
@@ -151,7 +151,7 @@ impl TestStack {
     pub async fn second_tenant(&self, id: &str) -> String {
         let t = TenantId::parse(id).unwrap();
         self.stack
-            .ensure_tenant(&t, id, shared::horizon::Horizon::DEFAULT_BACKFILL)
+            .ensure_tenant(&t, id, domain::horizon::Horizon::DEFAULT_BACKFILL)
             .await
             .expect("tenant");
         self.stack

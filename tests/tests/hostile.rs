@@ -6,13 +6,13 @@
 
 use async_trait::async_trait;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use domain::chunk::Chunk;
+use domain::ids::TenantId;
+use domain::ports::DefinitionStore;
 use e2e::{decode, now_rfc3339, total, TestStack, HUBSPOT_SECRET};
 use local::esm::SqsHandler;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use shared::chunk::Chunk;
-use shared::ids::TenantId;
-use shared::store::DefinitionStore;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -170,7 +170,7 @@ async fn hubspot(ingest: &ingest::Ingest, version: &str, path: &str, body: &str)
     let b = match version {
         "v3" => {
             let ts = now_ms().to_string();
-            let sig = shared::hubspot::signature::v3_signature(
+            let sig = domain::hubspot::signature::v3_signature(
                 HUBSPOT_SECRET,
                 "POST",
                 &uri,
@@ -182,9 +182,9 @@ async fn hubspot(ingest: &ingest::Ingest, version: &str, path: &str, body: &str)
         }
         v => {
             let sig = if v == "v1" {
-                shared::hubspot::signature::v1_signature(HUBSPOT_SECRET, body.as_bytes())
+                domain::hubspot::signature::v1_signature(HUBSPOT_SECRET, body.as_bytes())
             } else {
-                shared::hubspot::signature::v2_signature(
+                domain::hubspot::signature::v2_signature(
                     HUBSPOT_SECRET,
                     "POST",
                     &uri,
@@ -452,9 +452,9 @@ async fn a_hostile_tenant_cannot_stop_skew_or_slow_another_tenants_counting() {
         .expect("portal");
     // Quotas as a deployment would set them: the hostile tenant's override.
     let quotas =
-        Arc::new(shared::quota::Quotas::parse(None, None, Some(HOSTILE_REQUESTS)).expect("quotas"));
+        Arc::new(domain::quota::Quotas::parse(None, None, Some(HOSTILE_REQUESTS)).expect("quotas"));
     let events =
-        shared::quota::Quotas::parse_for(&shared::quota::EVENTS, None, None, Some(HOSTILE_EVENTS));
+        domain::quota::Quotas::parse_for(&domain::quota::EVENTS, None, None, Some(HOSTILE_EVENTS));
     let ingest = Arc::get_mut(&mut t.stack.ingest).expect("ingest not shared yet");
     ingest.quotas = quotas.clone();
     ingest.event_quotas = Arc::new(events.expect("event quotas"));
@@ -493,7 +493,7 @@ async fn a_hostile_tenant_cannot_stop_skew_or_slow_another_tenants_counting() {
         secrets: vec![HUBSPOT_SECRET.to_owned()],
         public_base_url: HOOKS.to_owned(),
         portals: t.stack.store.clone(),
-        legacy: shared::hubspot::replay::LegacyPolicy::from_settings("v2", Some("24"))
+        legacy: domain::hubspot::replay::LegacyPolicy::from_settings("v2", Some("24"))
             .expect("setting")
             .map(|policy| ingest::LegacySignatures {
                 policy,

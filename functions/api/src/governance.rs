@@ -3,21 +3,21 @@
 
 use crate::Api;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
-use lambda_http::{Body, Request, Response};
-use serde_json::json;
-use shared::audit::counters::Counts;
-use shared::audit::report::trend;
-use shared::audit::store::QualityRecorder;
-use shared::audit::store::ReportStore;
-use shared::definition::{alias_conflict, definition_from_body, Definition};
-use shared::event::DefinitionStatus;
-use shared::governance::{change_alert, changed_fields, ChangeAction, ChangeEntry, ChangeLog};
-use shared::http::{body_bytes, json, query_pairs, ApiError, PageParams};
-use shared::ids::{MeterName, TenantId};
-use shared::quarantine::{
+use domain::audit::counters::Counts;
+use domain::audit::report::trend;
+use domain::audit::store::QualityRecorder;
+use domain::audit::store::ReportStore;
+use domain::definition::{alias_conflict, definition_from_body, Definition};
+use domain::event::DefinitionStatus;
+use domain::governance::{change_alert, changed_fields, ChangeAction, ChangeEntry, ChangeLog};
+use domain::ids::{MeterName, TenantId};
+use domain::quarantine::{
     policy_from_body, replay, GovernancePolicy, PolicyRecord, QuarantineStore, Replay, MAX_PAGE,
 };
-use shared::queue::EventQueue;
+use domain::queue::EventQueue;
+use lambda::http::{body_bytes, json, query_pairs, ApiError, PageParams};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -56,9 +56,9 @@ pub fn actor(req: &Request) -> String {
         .headers()
         .get("authorization")
         .and_then(|h| h.to_str().ok());
-    match shared::auth::bearer(header) {
+    match domain::auth::bearer(header) {
         Some(key) => {
-            let h = shared::auth::hash_key(key);
+            let h = domain::auth::hash_key(key);
             format!("key:{}", h.get(..12).unwrap_or(&h))
         }
         None => "unknown".to_owned(),
@@ -210,13 +210,13 @@ impl Api {
             tenant,
             meter,
             REPLAY_BUDGET,
-            shared::chunk::SQS_MAX_BYTES - 1024,
+            domain::chunk::SQS_MAX_BYTES - 1024,
             Utc::now(),
         )
         .await;
         let replayed = match &result {
             Ok(r) => r.replayed,
-            Err(shared::quarantine::ReplayError::Queue { replayed, .. }) => *replayed,
+            Err(domain::quarantine::ReplayError::Queue { replayed, .. }) => *replayed,
             Err(_) => 0,
         };
         if let (Some(q), true) = (&g.quality, replayed > 0) {
@@ -236,7 +236,7 @@ impl Api {
         }
         tracing::info!(tenant = %tenant, meter = %meter, replayed, ok = result.is_ok(), "held events replayed");
         result.map_err(|e| match e {
-            shared::quarantine::ReplayError::Store(s) => ApiError::from(s),
+            domain::quarantine::ReplayError::Store(s) => ApiError::from(s),
             other => ApiError::new(503, "replay_incomplete", other.to_string()),
         })
     }

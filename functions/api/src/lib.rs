@@ -4,23 +4,23 @@
 //! are simply not found (404), never forbidden.
 
 use chrono::Utc;
-use lambda_http::{Body, Request, Response};
-use serde_json::json;
-use shared::account::profile_from_body;
-use shared::auth::KeyScope;
-use shared::entitlement::{balance, entitlement_from_body, Entitlement};
-use shared::event::DefinitionStatus;
-use shared::health::store::HealthStore;
-use shared::http::{authenticate, body_bytes, error, json, query_pairs, ApiError, PageParams};
-use shared::ids::EntitlementId;
-use shared::ids::{AccountId, MeterName, Segment, TenantId};
-use shared::keys::Scope;
-use shared::limits::{LimitError, LimitWatch};
-use shared::store::{
+use domain::account::profile_from_body;
+use domain::auth::KeyScope;
+use domain::entitlement::{balance, entitlement_from_body, Entitlement};
+use domain::event::DefinitionStatus;
+use domain::health::store::HealthStore;
+use domain::ids::EntitlementId;
+use domain::ids::{AccountId, MeterName, Segment, TenantId};
+use domain::keys::Scope;
+use domain::limits::{LimitError, LimitWatch};
+use domain::ports::{
     AccountStore, DefinitionStore, DigestStore, Directory, EntitlementStore, KeyAdmin,
     MappingStore, UsageReader,
 };
-use shared::usage::{summarize, UsageQuery};
+use domain::usage::{summarize, UsageQuery};
+use lambda::http::{authenticate, body_bytes, error, json, query_pairs, ApiError, PageParams};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
 use std::sync::Arc;
 
 pub mod governance;
@@ -29,20 +29,20 @@ pub mod governance;
 /// same API): DynamoDB store, per-tenant quotas from the environment, governance with
 /// the alerts queue (`ALERTS_QUEUE_URL`) and the events queue (`EVENTS_QUEUE_URL`).
 pub fn on_lambda(
-    store: Arc<shared::store::dynamo::DynamoStore>,
+    store: Arc<aws::dynamo::DynamoStore>,
     sqs: &aws_sdk_sqs::Client,
 ) -> anyhow::Result<Api> {
     let queue = |var: &'static str| {
-        shared::config::required(var).ok().map(|url| {
-            Arc::new(shared::queue::SqsQueue::new(sqs.clone(), url))
-                as Arc<dyn shared::queue::EventQueue>
+        lambda::config::required(var).ok().map(|url| {
+            Arc::new(aws::sqs::SqsQueue::new(sqs.clone(), url))
+                as Arc<dyn domain::queue::EventQueue>
         })
     };
     // Governance notifications go to the alerts queue when it is configured; held
     // events are replayed onto the events queue when their definition is restored.
     let alerts = queue("ALERTS_QUEUE_URL");
     let events = queue("EVENTS_QUEUE_URL");
-    let quotas = Arc::new(shared::quota::Quotas::from_env()?);
+    let quotas = Arc::new(domain::quota::Quotas::from_env()?);
     Ok(Api::new(store.clone())
         .with_quotas(quotas)
         .with_governance(governance::Governance {
@@ -126,7 +126,7 @@ pub struct Api {
     pub health: Arc<dyn HealthStore>,
     pub keys: Arc<dyn KeyAdmin>,
     /// Per-tenant request quotas of this instance (`429 rate_limited`).
-    pub quotas: Arc<shared::quota::Quotas>,
+    pub quotas: Arc<domain::quota::Quotas>,
     /// Change log, notifications and audit reports (`None`: definitions are saved
     /// without a change log and the audit routes answer 503).
     pub governance: Option<governance::Governance>,
@@ -165,10 +165,10 @@ impl Api {
             alert_policies: store.clone(),
             health: store.clone(),
             keys: store.clone(),
-            quotas: Arc::new(shared::quota::Quotas::new(
-                shared::quota::Allowance {
-                    rate: f64::from(shared::quota::DEFAULT_RATE),
-                    burst: f64::from(shared::quota::DEFAULT_BURST),
+            quotas: Arc::new(domain::quota::Quotas::new(
+                domain::quota::Allowance {
+                    rate: f64::from(domain::quota::DEFAULT_RATE),
+                    burst: f64::from(domain::quota::DEFAULT_BURST),
                 },
                 Default::default(),
             )),
@@ -180,7 +180,7 @@ impl Api {
     }
 
     /// Uses these per-tenant request quotas (default: 100/s, burst 200).
-    pub fn with_quotas(mut self, quotas: Arc<shared::quota::Quotas>) -> Self {
+    pub fn with_quotas(mut self, quotas: Arc<domain::quota::Quotas>) -> Self {
         self.quotas = quotas;
         self
     }
@@ -202,7 +202,7 @@ impl Api {
     /// Answers a request on behalf of a key the caller has already looked up (the web
     /// app's session holds the key's hash, never the key): the same routes, the same
     /// scope check and the same responses as [`Self::handle`] with that key.
-    pub async fn handle_as(&self, grant: &shared::auth::KeyGrant, req: Request) -> Response<Body> {
+    pub async fn handle_as(&self, grant: &domain::auth::KeyGrant, req: Request) -> Response<Body> {
         match self.route(req, Some(grant)).await {
             Ok(resp) => resp,
             Err(e) => error(&e),
@@ -212,7 +212,7 @@ impl Api {
     async fn route(
         &self,
         req: Request,
-        granted: Option<&shared::auth::KeyGrant>,
+        granted: Option<&domain::auth::KeyGrant>,
     ) -> Result<Response<Body>, ApiError> {
         let path = req.uri().path().to_owned();
         let matched = self
@@ -262,7 +262,7 @@ impl Api {
                     .await?
                     .tenant
             }
-            Some(grant) => shared::http::check_grant(grant.clone(), needed)?.tenant,
+            Some(grant) => lambda::http::check_grant(grant.clone(), needed)?.tenant,
         };
         self.quotas
             .take(&tenant, std::time::Instant::now())
@@ -356,7 +356,7 @@ impl Api {
         tenant: &TenantId,
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
-        let new = shared::auth::new_key_from_body(body_bytes(req))
+        let new = domain::auth::new_key_from_body(body_bytes(req))
             .map_err(|e| ApiError::new(400, e.code, e.message))?;
         let now = Utc::now();
         let (key, grant) = self.keys.create_key(tenant, &new, now).await?;
@@ -387,7 +387,7 @@ impl Api {
         key_id: &str,
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
-        let overlap = shared::auth::overlap_from_body(body_bytes(req))
+        let overlap = domain::auth::overlap_from_body(body_bytes(req))
             .map_err(|e| ApiError::new(400, e.code, e.message))?;
         let now = Utc::now();
         let (key, grant, old) = self
@@ -609,7 +609,7 @@ impl Api {
                 "cursor" => cursor = Some(v),
                 "band" => {
                     for b in v.split(',').filter(|b| !b.is_empty()) {
-                        bands.push(shared::health::model::Band::parse(b).ok_or_else(|| {
+                        bands.push(domain::health::model::Band::parse(b).ok_or_else(|| {
                             ApiError::new(
                                 400,
                                 "invalid_parameter",
@@ -868,7 +868,7 @@ impl Api {
         } else {
             "defaults"
         };
-        let resolved = shared::health::config::HealthConfig::resolve(stored.as_ref(), &defs);
+        let resolved = domain::health::config::HealthConfig::resolve(stored.as_ref(), &defs);
         Ok(json(
             200,
             &json!({"config": resolved.config, "source": source, "sources": resolved.sources}),
@@ -880,7 +880,7 @@ impl Api {
         tenant: &TenantId,
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
-        let cfg = shared::health::config::HealthConfig::from_body(body_bytes(req))?;
+        let cfg = domain::health::config::HealthConfig::from_body(body_bytes(req))?;
         self.health.put_health_config(tenant, &cfg).await?;
         tracing::info!(tenant = %tenant, crm_writeback = cfg.crm_writeback, "health config saved");
         Ok(json(200, &json!({"config": cfg, "source": "tenant"})))
@@ -889,11 +889,11 @@ impl Api {
     async fn get_mappings(&self, tenant: &TenantId) -> Result<Response<Body>, ApiError> {
         let (rules, source) = match self.mappings.get_mapping_rules(tenant).await? {
             Some(r) => (r, "tenant"),
-            None => (shared::hubspot::mapping::default_rules(), "defaults"),
+            None => (domain::hubspot::mapping::default_rules(), "defaults"),
         };
         let (profile, profile_source) = match self.mappings.get_profile_sync(tenant).await? {
             Some(p) => (p, "tenant"),
-            None => (shared::hubspot::profile::default_profile_sync(), "defaults"),
+            None => (domain::hubspot::profile::default_profile_sync(), "defaults"),
         };
         Ok(json(
             200,
@@ -911,12 +911,12 @@ impl Api {
             .list_definitions(tenant)
             .await?
             .into_iter()
-            .filter(|d| d.status != shared::event::DefinitionStatus::Deleted)
+            .filter(|d| d.status != domain::event::DefinitionStatus::Deleted)
             .map(|d| d.meter)
             .collect();
         let rules =
-            shared::hubspot::mapping::rules_from_body(body_bytes(req), &|m| defined.contains(m))?;
-        let profile = shared::hubspot::profile::profile_sync_from_body(body_bytes(req))?;
+            domain::hubspot::mapping::rules_from_body(body_bytes(req), &|m| defined.contains(m))?;
+        let profile = domain::hubspot::profile::profile_sync_from_body(body_bytes(req))?;
         self.mappings.put_mapping_rules(tenant, &rules).await?;
         let profile = match profile {
             Some(p) => {
@@ -927,7 +927,7 @@ impl Api {
                 .mappings
                 .get_profile_sync(tenant)
                 .await?
-                .unwrap_or_else(shared::hubspot::profile::default_profile_sync),
+                .unwrap_or_else(domain::hubspot::profile::default_profile_sync),
         };
         tracing::info!(tenant = %tenant, rules = rules.len(), profile_properties = profile.len(), "HubSpot mapping rules replaced");
         Ok(json(
@@ -940,7 +940,7 @@ impl Api {
 fn report(
     mut head: serde_json::Value,
     q: &UsageQuery,
-    rows: &[shared::store::RollupRow],
+    rows: &[domain::ports::RollupRow],
 ) -> serde_json::Value {
     let (series, total) = summarize(rows, q);
     if let Some(obj) = head.as_object_mut() {
@@ -962,7 +962,7 @@ impl Api {
     async fn get_alert_policy(&self, tenant: &TenantId) -> Result<Response<Body>, ApiError> {
         let (policy, source) = match self.alert_policies.alert_policy(tenant).await? {
             Some(p) => (p, "tenant"),
-            None => (shared::digest::AlertPolicy::default(), "defaults"),
+            None => (domain::digest::AlertPolicy::default(), "defaults"),
         };
         Ok(json(200, &json!({"policy": policy, "source": source})))
     }
@@ -972,7 +972,7 @@ impl Api {
         tenant: &TenantId,
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
-        let policy = shared::digest::policy_from_body(body_bytes(req))?;
+        let policy = domain::digest::policy_from_body(body_bytes(req))?;
         self.alert_policies
             .put_alert_policy(tenant, &policy)
             .await?;
@@ -982,7 +982,7 @@ impl Api {
 }
 
 /// A key as the API shows it (never the key itself, nor its hash).
-fn key_json(k: &shared::auth::KeyGrant, now: chrono::DateTime<Utc>) -> serde_json::Value {
+fn key_json(k: &domain::auth::KeyGrant, now: chrono::DateTime<Utc>) -> serde_json::Value {
     json!({
         "key_id": k.key_id,
         "label": k.label,

@@ -1,12 +1,12 @@
+use aws::dynamo::DynamoStore;
 use lambda_http::{run, service_fn, Error, Request};
-use shared::store::dynamo::DynamoStore;
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
-    let table = shared::config::required("USAGE_TABLE")?;
-    let aws = shared::aws::load().await;
+    lambda::telemetry::init();
+    let table = lambda::config::required("USAGE_TABLE")?;
+    let aws = aws::sdk::load().await;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
     let api = Arc::new(api::on_lambda(store, &aws_sdk_sqs::Client::new(&aws))?);
     run(service_fn(move |req: Request| {

@@ -5,25 +5,25 @@
 //! See docs/adr/0007.
 
 use chrono::{DateTime, Duration, DurationRound, NaiveDate, Utc};
-use shared::alert::Severity;
-use shared::audit::anomaly::{detect, FindingKind, HourlySeries};
-use shared::audit::counters::Counts;
-use shared::audit::kpi::{
+use domain::alert::Severity;
+use domain::audit::anomaly::{detect, FindingKind, HourlySeries};
+use domain::audit::counters::Counts;
+use domain::audit::kpi::{
     compare_window, negative_balances, DriftMismatch, Kpis, NegativeBalance, Rate,
 };
-use shared::audit::report::{
+use domain::audit::report::{
     anomaly_finding, finding_alert, summarize, AuditReport, DefinitionReport, Finding,
     MAX_STORED_FINDINGS,
 };
-use shared::audit::series::{self, CriticalRow};
-use shared::audit::store::{AuditReader, QueueDepth, ReportStore};
-use shared::definition::Definition;
-use shared::event::DefinitionStatus;
-use shared::ids::{AccountId, MeterName, Segment, TenantId};
-use shared::keys::Scope;
-use shared::quarantine::{QuarantineStore, MAX_PAGE};
-use shared::queue::EventQueue;
-use shared::store::{DefinitionStore, RollupRow, StoreError, UsageReader};
+use domain::audit::series::{self, CriticalRow};
+use domain::audit::store::{AuditReader, QueueDepth, ReportStore};
+use domain::definition::Definition;
+use domain::event::DefinitionStatus;
+use domain::ids::{AccountId, MeterName, Segment, TenantId};
+use domain::keys::Scope;
+use domain::ports::{DefinitionStore, RollupRow, StoreError, UsageReader};
+use domain::quarantine::{QuarantineStore, MAX_PAGE};
+use domain::queue::EventQueue;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 

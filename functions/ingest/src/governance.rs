@@ -4,13 +4,13 @@
 
 use crate::Flag;
 use chrono::{DateTime, Utc};
+use domain::audit::counters::RequestCounts;
+use domain::audit::store::QualityRecorder;
+use domain::event::{RejectCode, Rejection, TenantPolicy, UsageEvent};
+use domain::ids::{AccountId, MeterName, TenantId};
+use domain::quarantine::QuarantineReason;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use shared::audit::counters::RequestCounts;
-use shared::audit::store::QualityRecorder;
-use shared::event::{RejectCode, Rejection, TenantPolicy, UsageEvent};
-use shared::ids::{AccountId, MeterName, TenantId};
-use shared::quarantine::QuarantineReason;
 use std::collections::{BTreeMap, HashSet};
 
 fn deprecated(policy: &TenantPolicy, m: &MeterName) -> bool {

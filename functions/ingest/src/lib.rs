@@ -5,23 +5,23 @@
 //! event that cannot be queued is reported back as `temporarily_unavailable`).
 
 use chrono::Utc;
-use lambda_http::{Body, Request, Response};
-use serde::Serialize;
-use shared::auth::KeyScope;
-use shared::chunk::{pack, SQS_MAX_BYTES};
-use shared::event::{
+use domain::auth::KeyScope;
+use domain::chunk::{pack, SQS_MAX_BYTES};
+use domain::event::{
     split_body, validate_all, BodyError, Limits, RejectCode, Rejection, ValidationContext,
 };
-use shared::http::{authenticate, body_bytes, error, json, ApiError};
-use shared::hubspot::processor::{BatchKind, WebhookBatch};
-use shared::hubspot::replay::{check_fresh, request_key, LegacyPolicy};
-use shared::hubspot::signature::{verify, LegacyVersions, Signed};
-use shared::hubspot::webhook::{parse_batch, AppEvent};
-use shared::hubspot::workflow::{parse_workflow, QueryTrust, WorkflowQuery};
-use shared::ids::{Source, TenantId};
-use shared::quarantine::{QuarantineReason, QuarantineStore, Quarantined};
-use shared::queue::EventQueue;
-use shared::store::{Directory, PortalDirectory, ReplayGuard, RequestClaim};
+use domain::hubspot::processor::{BatchKind, WebhookBatch};
+use domain::hubspot::replay::{check_fresh, request_key, LegacyPolicy};
+use domain::hubspot::signature::{verify, LegacyVersions, Signed};
+use domain::hubspot::webhook::{parse_batch, AppEvent};
+use domain::hubspot::workflow::{parse_workflow, QueryTrust, WorkflowQuery};
+use domain::ids::{Source, TenantId};
+use domain::ports::{Directory, PortalDirectory, ReplayGuard, RequestClaim};
+use domain::quarantine::{QuarantineReason, QuarantineStore, Quarantined};
+use domain::queue::EventQueue;
+use lambda::http::{authenticate, body_bytes, error, json, ApiError};
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -69,15 +69,15 @@ pub struct Ingest {
     /// Upper bound of one SQS message body.
     pub max_message_bytes: usize,
     /// Data-quality counters and critical-meter activity (docs/adr/0007).
-    pub quality: Option<Arc<dyn shared::audit::store::QualityRecorder>>,
+    pub quality: Option<Arc<dyn domain::audit::store::QualityRecorder>>,
     /// Where events of deleted (or, by policy, deprecated) definitions are held.
     /// Without it such events are refused as `temporarily_unavailable`.
     pub quarantine: Option<Arc<dyn QuarantineStore>>,
     /// Per-tenant request quotas of this instance (`429 rate_limited`).
-    pub quotas: Arc<shared::quota::Quotas>,
+    pub quotas: Arc<domain::quota::Quotas>,
     /// Per-tenant event quotas of this instance: `POST /v1/events` costs its number of
     /// events (`429 rate_limited`; more events than the burst: `413 too_many_events`).
-    pub event_quotas: Arc<shared::quota::Quotas>,
+    pub event_quotas: Arc<domain::quota::Quotas>,
 }
 
 /// A note on an accepted event (e.g. its timestamp was defaulted).
@@ -119,17 +119,17 @@ impl Ingest {
             max_message_bytes: SQS_MAX_BYTES - 1024,
             quality: None,
             quarantine: None,
-            quotas: Arc::new(shared::quota::Quotas::new(
-                shared::quota::Allowance {
-                    rate: f64::from(shared::quota::DEFAULT_RATE),
-                    burst: f64::from(shared::quota::DEFAULT_BURST),
+            quotas: Arc::new(domain::quota::Quotas::new(
+                domain::quota::Allowance {
+                    rate: f64::from(domain::quota::DEFAULT_RATE),
+                    burst: f64::from(domain::quota::DEFAULT_BURST),
                 },
                 Default::default(),
             )),
-            event_quotas: Arc::new(shared::quota::Quotas::new(
-                shared::quota::Allowance {
-                    rate: f64::from(shared::quota::EVENTS.default_rate),
-                    burst: f64::from(shared::quota::EVENTS.default_burst),
+            event_quotas: Arc::new(domain::quota::Quotas::new(
+                domain::quota::Allowance {
+                    rate: f64::from(domain::quota::EVENTS.default_rate),
+                    burst: f64::from(domain::quota::EVENTS.default_burst),
                 },
                 Default::default(),
             )),
@@ -150,7 +150,7 @@ impl Ingest {
         self.event_quotas
             .take_n(tenant, cost, std::time::Instant::now())
             .map_err(|wait| {
-                let secs = shared::quota::retry_after_secs(wait);
+                let secs = domain::quota::retry_after_secs(wait);
                 ApiError {
                     retry_after: Some(secs),
                     ..ApiError::new(
@@ -253,7 +253,7 @@ impl Ingest {
             limits: &self.limits,
         };
         let (valid, mut rejected) = validate_all(&raw, &ctx);
-        let (valid, held) = shared::quarantine::split(valid, &policy);
+        let (valid, held) = domain::quarantine::split(valid, &policy);
         let mut flagged: Vec<Flag> = valid
             .iter()
             .filter(|(_, e)| e.timestamp_defaulted)
@@ -348,10 +348,10 @@ impl Ingest {
     /// Stores held events; when that fails they are refused as retryable, never lost.
     async fn hold(
         &self,
-        tenant: &shared::ids::TenantId,
+        tenant: &domain::ids::TenantId,
         source: Source,
         received_at: chrono::DateTime<Utc>,
-        held: Vec<(usize, shared::event::UsageEvent, QuarantineReason)>,
+        held: Vec<(usize, domain::event::UsageEvent, QuarantineReason)>,
         rejected: &mut Vec<Rejection>,
     ) -> Vec<Held> {
         if held.is_empty() {
@@ -457,14 +457,14 @@ impl Ingest {
         let parsed = match payload {
             Payload::AppBatch => parse_batch(body),
             Payload::Workflow => {
-                let pairs = shared::http::query_pairs(&req);
+                let pairs = lambda::http::query_pairs(&req);
                 let query =
                     WorkflowQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                 parse_workflow(body, &query, QueryTrust::from(version), now_ms).map(|e| vec![e])
             }
         };
         let events = parsed.map_err(|e| {
-            let status = if matches!(e, shared::hubspot::webhook::WebhookError::TooMany(_)) {
+            let status = if matches!(e, domain::hubspot::webhook::WebhookError::TooMany(_)) {
                 413
             } else {
                 400
@@ -593,7 +593,7 @@ impl Ingest {
             ));
         }
         let now = Utc::now();
-        let events = shared::hubspot::import::associations_from_body(body, now.timestamp_millis())?;
+        let events = domain::hubspot::import::associations_from_body(body, now.timestamp_millis())?;
         let count = events.len();
         let mut bodies = Vec::new();
         // Keep each queue message well under the SQS size limit.

@@ -7,11 +7,11 @@
 use crate::import::{csv_records, jsonl_records, Format};
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use shared::definition::Definition;
-use shared::health::backtest::{self, Outcome};
-use shared::health::config::HealthConfig;
-use shared::health::model::{Series, Subject, WINDOW_DAYS};
-use shared::ids::{AccountId, MeterName, Segment};
+use domain::definition::Definition;
+use domain::health::backtest::{self, Outcome};
+use domain::health::config::HealthConfig;
+use domain::health::model::{Series, Subject, WINDOW_DAYS};
+use domain::ids::{AccountId, MeterName, Segment};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! API, with plain-HTTP cookies (no `Secure`: the runner serves http://127.0.0.1).
 
 use anyhow::{Context, Result};
-use shared::store::dynamo::DynamoStore;
+use aws::dynamo::DynamoStore;
 use std::sync::Arc;
 use web::session::SessionKeys;
 
@@ -26,13 +26,13 @@ pub fn web_app(api: Arc<api::Api>, store: Arc<DynamoStore>) -> Result<web::Web> 
 /// A read-scoped key for the cockpit (shown once).
 pub async fn read_key(
     stack: &crate::stack::Stack,
-    tenant: &shared::ids::TenantId,
+    tenant: &domain::ids::TenantId,
     label: &str,
 ) -> Result<String> {
-    use shared::store::KeyAdmin;
-    let new = shared::auth::NewKey {
+    use domain::ports::KeyAdmin;
+    let new = domain::auth::NewKey {
         label: label.to_owned(),
-        scopes: vec![shared::auth::KeyScope::Read],
+        scopes: vec![domain::auth::KeyScope::Read],
         expires_in_days: None,
     };
     let (key, _) = stack
@@ -47,11 +47,11 @@ pub async fn read_key(
 /// 30 days before its last 30, rounded up to a hundred (so a steady account is near
 /// its limit by the month's end, and a decaying one well below it).
 pub fn demo_allowance(
-    synth: &shared::health::synth::Synth,
-    a: &shared::health::synth::SynthAccount,
+    synth: &domain::health::synth::Synth,
+    a: &domain::health::synth::SynthAccount,
     today: chrono::NaiveDate,
 ) -> u64 {
-    let api = shared::health::synth::METERS
+    let api = domain::health::synth::METERS
         .iter()
         .position(|m| *m == "api_calls");
     let used: f64 = (31..=60)
@@ -68,7 +68,7 @@ pub fn demo_allowance(
 pub async fn demo_entitlements(
     stack: &crate::stack::Stack,
     admin_key: &str,
-    synth: &shared::health::synth::Synth,
+    synth: &domain::health::synth::Synth,
     today: chrono::NaiveDate,
 ) -> Result<()> {
     for a in &synth.accounts {

@@ -1,15 +1,15 @@
 //! Synthetic data for the demo (`usage-local demo`) and the backtest
-//! (`usage-local backtest`, `make backtest`), from [`shared::health::synth`].
+//! (`usage-local backtest`, `make backtest`), from [`domain::health::synth`].
 
 use crate::stack::Stack;
 use anyhow::{Context, Result};
 use chrono::{Duration, Utc};
-use shared::health::backtest::{self, Outcome};
-use shared::health::config::{HealthConfig, SegmentConfig};
-use shared::health::model::Subject;
-use shared::health::store::HealthStore;
-use shared::health::synth::{Synth, SynthConfig, METERS};
-use shared::ids::TenantId;
+use domain::health::backtest::{self, Outcome};
+use domain::health::config::{HealthConfig, SegmentConfig};
+use domain::health::model::Subject;
+use domain::health::store::HealthStore;
+use domain::health::synth::{Synth, SynthConfig, METERS};
+use domain::ids::TenantId;
 use std::collections::BTreeMap;
 
 /// Runs the backtest on `accounts` generated accounts and renders the report.
@@ -55,7 +55,7 @@ pub fn backtest(
         by_id
             .get(&s.account)
             .map(|a| synth.series(a, d))
-            .unwrap_or_else(|| shared::health::model::Series::empty(d))
+            .unwrap_or_else(|| domain::health::model::Series::empty(d))
     });
     let report = backtest::report(&preds);
     let mut out = format!(
@@ -76,14 +76,14 @@ pub fn backtest(
 /// Grid-searched weights (in-sample AUC) and the `PUT /v1/health/config` body.
 pub fn fit_section(
     preds: &[backtest::Prediction],
-    report: &BTreeMap<Option<shared::ids::Segment>, backtest::Metrics>,
+    report: &BTreeMap<Option<domain::ids::Segment>, backtest::Metrics>,
 ) -> Result<String> {
     Ok(match backtest::fit_weights(preds) {
         Some((w, auc)) => {
             let current = report.get(&None).and_then(|m| m.auc).unwrap_or(f64::NAN);
-            let segments: BTreeMap<String, serde_json::Value> = shared::ids::Segment::ALL
+            let segments: BTreeMap<String, serde_json::Value> = domain::ids::Segment::ALL
                 .into_iter()
-                .filter(|s| *s != shared::ids::Segment::Unassigned)
+                .filter(|s| *s != domain::ids::Segment::Unassigned)
                 .map(|s| (s.as_str().to_owned(), serde_json::json!({ "weights": w })))
                 .collect();
             format!(
@@ -138,8 +138,8 @@ pub struct Loaded {
 
 /// Loads demo accounts and usage into the running local stack under `tenant`.
 pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<Loaded> {
-    use shared::store::AccountStore;
-    let backfill = shared::horizon::Horizon::parse(100, shared::config::ledger_retention()?)
+    use domain::ports::AccountStore;
+    let backfill = domain::horizon::Horizon::parse(100, lambda::config::ledger_retention()?)
         .context("the demo's 100-day backfill horizon")?;
     let created = stack
         .ensure_tenant(tenant, "Health demo", backfill)
@@ -153,7 +153,7 @@ pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<L
     let now = Utc::now();
     let mut events = Vec::new();
     for a in &synth.accounts {
-        let profile = shared::account::AccountProfile {
+        let profile = domain::account::AccountProfile {
             account: a.subject.account.clone(),
             name: a.name.clone(),
             segment: a.subject.segment,
@@ -224,7 +224,7 @@ pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<L
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::health::model::{self, Band, Series};
+    use domain::health::model::{self, Band, Series};
 
     #[test]
     fn the_demo_data_puts_its_decaying_accounts_first_and_red() {

@@ -122,7 +122,7 @@ impl Poller {
                 .map(|f| f.item_identifier)
                 .collect(),
             Err(payload) => {
-                tracing::error!(queue = %m.queue_arn, panic = %shared::batch::panic_text(payload.as_ref()),
+                tracing::error!(queue = %m.queue_arn, panic = %lambda::batch::panic_text(payload.as_ref()),
                     "handler panicked; the batch stays queued for redelivery");
                 messages
                     .iter()

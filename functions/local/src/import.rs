@@ -8,18 +8,17 @@
 //! the events not counted yet (docs/adr/0001, "Import re-runs"). Events keep their
 //! ids under the `import` source, so they never collide with live API events.
 
+use domain::audit::store::QualityRecorder;
+use domain::chunk::{pack, Chunk, SQS_MAX_BYTES};
+use domain::event::{validate_all, Limits, RejectCode, Rejection, TenantPolicy, ValidationContext};
+use domain::horizon::Horizon;
+use domain::ids::MeterName;
+use domain::ids::{Source, TenantId};
+use domain::pipeline::{process_chunk, record_quality, ChunkJournal, LedgerStore, PipelineConfig};
+use domain::quarantine::{QuarantineStore, Quarantined};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use shared::audit::series::critical_series;
-use shared::audit::store::QualityRecorder;
-use shared::chunk::{pack, Chunk, SQS_MAX_BYTES};
-use shared::event::{validate_all, Limits, RejectCode, Rejection, TenantPolicy, ValidationContext};
-use shared::horizon::Horizon;
-use shared::ids::MeterName;
-use shared::ids::{Source, TenantId};
-use shared::pipeline::{process_chunk, ChunkJournal, LedgerStore, PipelineConfig};
-use shared::quarantine::{QuarantineStore, Quarantined};
 use std::collections::{BTreeMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,9 +47,9 @@ pub enum ImportError {
     #[error("CSV header has no '{0}' column")]
     MissingColumn(&'static str),
     #[error(transparent)]
-    Store(#[from] shared::store::StoreError),
+    Store(#[from] domain::ports::StoreError),
     #[error("packing failed: {0}")]
-    Pack(#[from] shared::chunk::PackError),
+    Pack(#[from] domain::chunk::PackError),
     #[error("chunk could not be read back: {0}")]
     Chunk(#[from] serde_json::Error),
 }
@@ -229,7 +228,7 @@ impl Importer<'_> {
         // The ledger forgets `cfg.retention` after receipt: older events are refused
         // whatever the policy says, or a later resend would be counted twice.
         let limits = Limits {
-            max_backfill_days: shared::horizon::widest_horizon_days(self.cfg.retention),
+            max_backfill_days: domain::horizon::widest_horizon_days(self.cfg.retention),
             ..Limits::default()
         };
         tracing::info!(tenant = %tenant, file_digest = digest, records = records.len(), dry_run, "import started");
@@ -280,7 +279,7 @@ impl Importer<'_> {
                 limits: &limits,
             };
             let (valid, mut rejected) = validate_all(&raw, &ctx);
-            let (valid, held) = shared::quarantine::split(valid, policy);
+            let (valid, held) = domain::quarantine::split(valid, policy);
             let observed = ingest::governance::observe(&raw, &valid, &held, &rejected, policy);
             if !held.is_empty() {
                 match (dry_run, self.quarantine) {
@@ -387,24 +386,7 @@ impl Importer<'_> {
         report.already_imported += outcome.duplicates + again;
         report.chunks += 1;
         if let Some(q) = self.quality {
-            let expires_at = (chunk.received_at + self.cfg.retention).timestamp();
-            q.record_chunk(
-                &chunk.tenant,
-                &chunk.chunk,
-                chunk.received_at.date_naive(),
-                &outcome.quality,
-                expires_at,
-            )
-            .await?;
-            let owned = outcome
-                .owned
-                .iter()
-                .filter_map(|&p| chunk.events.get(p as usize));
-            let series = critical_series(owned, critical);
-            if !series.is_empty() {
-                q.record_series(&chunk.tenant, &chunk.chunk, &series, expires_at)
-                    .await?;
-            }
+            record_quality(q, chunk, &outcome, critical, self.cfg.retention).await?;
         }
         if let Some(j) = self.journal {
             j.finish(&chunk.tenant, &chunk.chunk).await?;
@@ -507,12 +489,12 @@ mod tests {
 
     mod reruns {
         use super::super::*;
+        use domain::event::{DefinitionStatus, MeterRule};
+        use domain::ids::{MeterName, Segment};
+        use domain::pipeline::PipelineConfig;
+        use domain::rollup::{aggregate, RollupDelta, RollupKey};
+        use memory::{Fault, MemoryLedger};
         use proptest::prelude::*;
-        use shared::event::{DefinitionStatus, MeterRule};
-        use shared::ids::{MeterName, Segment};
-        use shared::pipeline::PipelineConfig;
-        use shared::rollup::{aggregate, RollupDelta, RollupKey};
-        use shared::store::memory::{Fault, MemoryLedger};
 
         const METERS: [&str; 3] = ["api_calls", "seats", "storage_gb"];
 

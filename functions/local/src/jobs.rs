@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_sqs::types::QueueAttributeName;
-use shared::ids::TenantId;
+use domain::ids::TenantId;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;

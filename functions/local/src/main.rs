@@ -2,12 +2,12 @@
 //! API keys (locally, or on AWS with `--aws`).
 
 use anyhow::{Context, Result};
+use aws::dynamo::DynamoStore;
 use clap::{Parser, Subcommand};
+use domain::ids::TenantId;
+use domain::pipeline::PipelineConfig;
 use local::provision::{provision, template_path, Overrides};
 use local::stack::{HubspotSettings, Stack};
-use shared::ids::TenantId;
-use shared::pipeline::PipelineConfig;
-use shared::store::dynamo::DynamoStore;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -143,7 +143,7 @@ enum TenantCommand {
         name: Option<String>,
         /// How far back events may be timestamped (days; at most
         /// LEDGER_RETENTION_DAYS - 19).
-        #[arg(long, default_value_t = i64::from(shared::horizon::DEFAULT_BACKFILL_DAYS))]
+        #[arg(long, default_value_t = i64::from(domain::horizon::DEFAULT_BACKFILL_DAYS))]
         backfill_days: i64,
     },
     /// Enrol every existing tenant in the registry the scheduled score and audit
@@ -174,14 +174,14 @@ enum KeyCommand {
     Rotate {
         tenant: String,
         key_id: String,
-        #[arg(long, default_value_t = shared::auth::DEFAULT_OVERLAP_HOURS)]
+        #[arg(long, default_value_t = domain::auth::DEFAULT_OVERLAP_HOURS)]
         overlap_hours: u32,
     },
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    shared::telemetry::init();
+    lambda::telemetry::init();
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve {
         addr: std::env::var("LOCAL_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into()),
@@ -189,9 +189,9 @@ async fn main() -> Result<()> {
         dev_tenant: std::env::var("DEV_TENANT").unwrap_or_else(|_| "dev".into()),
     });
     let aws = if cli.aws {
-        shared::aws::load().await
+        aws::sdk::load().await
     } else {
-        shared::aws::local(&cli.endpoint).await
+        aws::sdk::local(&cli.endpoint).await
     };
     let public_default = format!(
         "http://{}",
@@ -218,7 +218,7 @@ async fn main() -> Result<()> {
                 aws,
                 &p,
                 PipelineConfig {
-                    retention: shared::config::ledger_retention()?.duration(),
+                    retention: lambda::config::ledger_retention()?.duration(),
                     ..PipelineConfig::default()
                 },
                 HubspotSettings::from_env(public_default)?,
@@ -256,7 +256,7 @@ async fn main() -> Result<()> {
             at,
         } => {
             let stored = match config {
-                Some(path) => Some(shared::health::config::HealthConfig::from_body(
+                Some(path) => Some(domain::health::config::HealthConfig::from_body(
                     &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
                 )?),
                 None => None,
@@ -270,7 +270,7 @@ async fn main() -> Result<()> {
                 );
                 return Ok(());
             }
-            let cfg = shared::health::config::HealthConfig::resolve(stored.as_ref(), &[]).config;
+            let cfg = domain::health::config::HealthConfig::resolve(stored.as_ref(), &[]).config;
             print!(
                 "{}",
                 local::demo::backtest(accounts, seed, cutoffs, horizon_days, fit, &cfg)?
@@ -399,8 +399,8 @@ async fn main() -> Result<()> {
         } => {
             let store = if cli.aws {
                 let mut s =
-                    aws_store(&aws)?.with_ledger_table(shared::config::required("LEDGER_TABLE")?);
-                s.audit_sample = shared::config::audit_sample_modulus()?;
+                    aws_store(&aws)?.with_ledger_table(lambda::config::required("LEDGER_TABLE")?);
+                s.audit_sample = lambda::config::audit_sample_modulus()?;
                 Arc::new(s)
             } else {
                 stack(false).await?.0.store
@@ -428,8 +428,8 @@ async fn import(
     horizon_days: Option<i64>,
     as_json: bool,
 ) -> Result<()> {
+    use domain::ports::Directory;
     use local::import::{csv_records, digest, import_policy, jsonl_records, Format, Importer};
-    use shared::store::Directory;
     let tenant = TenantId::parse(tenant)?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let text = String::from_utf8(bytes.clone()).context("the file is not UTF-8")?;
@@ -444,10 +444,10 @@ async fn import(
         .tenant_policy(&tenant)
         .await?
         .ok_or_else(|| anyhow::anyhow!("tenant {tenant} does not exist"))?;
-    let retention = shared::config::ledger_retention()?;
+    let retention = lambda::config::ledger_retention()?;
     let horizon_days = match horizon_days {
         Some(days) => horizon(days, "--horizon-days")?,
-        None => shared::horizon::Horizon::widest(retention),
+        None => domain::horizon::Horizon::widest(retention),
     };
     let policy = import_policy(policy, horizon_days);
     let bar = indicatif::ProgressBar::new(records.len() as u64);
@@ -520,14 +520,14 @@ async fn import(
 }
 
 /// A horizon from the command line, checked against `LEDGER_RETENTION_DAYS`.
-fn horizon(days: i64, flag: &str) -> Result<shared::horizon::Horizon> {
-    let retention = shared::config::ledger_retention()?;
-    shared::horizon::Horizon::parse(days, retention)
+fn horizon(days: i64, flag: &str) -> Result<domain::horizon::Horizon> {
+    let retention = lambda::config::ledger_retention()?;
+    domain::horizon::Horizon::parse(days, retention)
         .map_err(|e| anyhow::anyhow!("{flag} {days} refused ({}): {e}", e.code()))
 }
 
 fn aws_store(aws: &aws_config::SdkConfig) -> Result<DynamoStore> {
-    let table = shared::config::required("USAGE_TABLE")?;
+    let table = lambda::config::required("USAGE_TABLE")?;
     Ok(DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), table))
 }
 
@@ -544,7 +544,7 @@ async fn serve(
         .ensure_tenant(
             &tenant,
             "Local development tenant",
-            shared::horizon::Horizon::DEFAULT_BACKFILL,
+            domain::horizon::Horizon::DEFAULT_BACKFILL,
         )
         .await?;
     let key = match dev_key.filter(|k| !k.is_empty()) {
@@ -652,10 +652,10 @@ async fn print_inbox(sqs: aws_sdk_sqs::Client, url: String, mut stop: watch::Rec
 }
 
 /// `usage-local key …`: the same operations as the admin routes under `/v1/keys`.
-async fn keys(store: &shared::store::dynamo::DynamoStore, command: KeyCommand) -> Result<()> {
-    use shared::store::KeyAdmin;
+async fn keys(store: &aws::dynamo::DynamoStore, command: KeyCommand) -> Result<()> {
+    use domain::ports::KeyAdmin;
     let now = chrono::Utc::now();
-    let show = |k: &shared::auth::KeyGrant| {
+    let show = |k: &domain::auth::KeyGrant| {
         let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
         format!(
             "{}  {:<8} {:<20} {:<18} created {}{}",
@@ -680,7 +680,7 @@ async fn keys(store: &shared::store::dynamo::DynamoStore, command: KeyCommand) -
             let body = serde_json::json!({
                 "label": label, "scopes": scopes, "expires_in_days": expires_in_days
             });
-            let new = shared::auth::new_key_from_body(body.to_string().as_bytes())
+            let new = domain::auth::new_key_from_body(body.to_string().as_bytes())
                 .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
             println!("{}", store.create_scoped_key(&tenant, &new).await?);
         }
@@ -704,9 +704,9 @@ async fn keys(store: &shared::store::dynamo::DynamoStore, command: KeyCommand) -
             overlap_hours,
         } => {
             anyhow::ensure!(
-                overlap_hours <= shared::auth::MAX_OVERLAP_HOURS,
+                overlap_hours <= domain::auth::MAX_OVERLAP_HOURS,
                 "--overlap-hours is at most {}",
-                shared::auth::MAX_OVERLAP_HOURS
+                domain::auth::MAX_OVERLAP_HOURS
             );
             match store
                 .rotate_key(&TenantId::parse(&tenant)?, &key_id, overlap_hours, now)

@@ -365,7 +365,7 @@ async fn create_queue(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::horizon::{
+    use domain::horizon::{
         DEFAULT_RETENTION_DAYS, DELIVERY_DAYS, MAX_RETENTION_DAYS, MIN_RETENTION_DAYS,
     };
 
@@ -443,7 +443,7 @@ mod policy_tests {
     #[test]
     fn the_rollup_may_batch_write_the_hubspot_changes_it_holds_in_quarantine() {
         // HubSpot changes mapped to a deleted meter are held with BatchWriteItem
-        // (shared/src/store/dynamo/quarantine.rs) while the rollup processes the batch.
+        // (shared/aws/src/dynamo/quarantine.rs) while the rollup processes the batch.
         let actions = usage_table_actions("RollupFunction");
         assert!(
             actions.iter().any(|a| a == "dynamodb:BatchWriteItem"),

@@ -22,7 +22,7 @@ async fn dispatch(State(stack): State<Arc<Stack>>, req: HttpRequest<AxumBody>) -
     let bytes = match to_bytes(body, MAX_REQUEST_BYTES).await {
         Ok(b) => b,
         Err(_) => {
-            return to_axum(shared::http::error(&shared::http::ApiError::new(
+            return to_axum(lambda::http::error(&lambda::http::ApiError::new(
                 413,
                 "payload_too_large",
                 format!("request body exceeds {MAX_REQUEST_BYTES} bytes"),
@@ -58,7 +58,7 @@ pub async fn run_job(
     req: &lambda_http::Request,
     name: &str,
 ) -> lambda_http::Response<Body> {
-    use shared::http::{error, json, ApiError};
+    use lambda::http::{error, json, ApiError};
     if req.method() != axum::http::Method::POST {
         return error(&ApiError::new(
             405,
@@ -67,7 +67,7 @@ pub async fn run_job(
         ));
     }
     let tenant =
-        match shared::http::authenticate(stack.store.as_ref(), req, shared::auth::KeyScope::Admin)
+        match lambda::http::authenticate(stack.store.as_ref(), req, domain::auth::KeyScope::Admin)
             .await
         {
             Ok(grant) => grant.tenant,

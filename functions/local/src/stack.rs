@@ -5,13 +5,13 @@ use crate::esm::{Mapping, Poller, SqsHandler};
 use crate::jobs::{DlqDepth, Job, Scheduler};
 use crate::provision::Provisioned;
 use anyhow::Result;
+use aws::dynamo::{AdminError, DynamoStore};
+use aws::sqs::SqsQueue;
 use aws_config::SdkConfig;
-use shared::definition::Definition;
-use shared::ids::{MeterName, TenantId};
-use shared::pipeline::PipelineConfig;
-use shared::queue::SqsQueue;
-use shared::store::dynamo::{AdminError, DynamoStore};
-use shared::store::DefinitionStore;
+use domain::definition::Definition;
+use domain::ids::{MeterName, TenantId};
+use domain::pipeline::PipelineConfig;
+use domain::ports::DefinitionStore;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,7 +54,7 @@ pub struct HubspotSettings {
     pub secrets: Vec<String>,
     pub public_base_url: String,
     /// Legacy (v1/v2) signatures accepted besides v3; `None`: v3 only.
-    pub legacy: Option<shared::hubspot::replay::LegacyPolicy>,
+    pub legacy: Option<domain::hubspot::replay::LegacyPolicy>,
 }
 
 impl HubspotSettings {
@@ -75,7 +75,7 @@ impl HubspotSettings {
                 .ok()
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| default_base_url.to_owned()),
-            legacy: shared::config::hubspot_legacy_policy()?,
+            legacy: lambda::config::hubspot_legacy_policy()?,
         }))
     }
 }
@@ -105,7 +105,7 @@ impl Stack {
         ingest.quality = Some(store_for_ingest.clone());
         ingest.quarantine = Some(store_for_ingest.clone());
         // As on AWS: nothing older than the ledger's retention guards is accepted.
-        ingest.limits.max_backfill_days = shared::horizon::widest_horizon_days(cfg.retention);
+        ingest.limits.max_backfill_days = domain::horizon::widest_horizon_days(cfg.retention);
         ingest.hubspot = hubspot.map(|h| ingest::HubspotConfig {
             secrets: h.secrets,
             public_base_url: h.public_base_url,
@@ -116,14 +116,14 @@ impl Stack {
             }),
         });
         // One quota per tenant for the whole local runner (ingest and API alike).
-        let quotas = Arc::new(shared::quota::Quotas::from_env()?);
+        let quotas = Arc::new(domain::quota::Quotas::from_env()?);
         ingest.quotas = quotas.clone();
         ingest.event_quotas =
-            Arc::new(shared::quota::Quotas::from_env_for(&shared::quota::EVENTS)?);
+            Arc::new(domain::quota::Quotas::from_env_for(&domain::quota::EVENTS)?);
         let ingest = Arc::new(ingest);
 
         let (rollup_store, rollup_sqs) = roles.clients("RollupFunction")?;
-        let limits = shared::limits::LimitWatch {
+        let limits = domain::limits::LimitWatch {
             entitlements: rollup_store.clone(),
             usage: rollup_store.clone(),
             accounts: rollup_store.clone(),
@@ -134,10 +134,10 @@ impl Stack {
             .with_limits(limits)
             .with_quality(rollup_store.clone())
             .with_critical_series(rollup_store.clone());
-        rollup.hubspot = Some(shared::hubspot::processor::Processor {
+        rollup.hubspot = Some(domain::hubspot::processor::Processor {
             store: rollup_store.clone(),
             queue: Arc::new(SqsQueue::new(rollup_sqs.clone(), queue_url.clone())),
-            retired: Some(shared::hubspot::processor::Retired {
+            retired: Some(domain::hubspot::processor::Retired {
                 policy: rollup_store.clone(),
                 quarantine: rollup_store,
             }),
@@ -149,7 +149,7 @@ impl Stack {
         let (notify_store, notify_sqs) = roles.clients("NotifyFunction")?;
         let notify = Arc::new(notify::Notify::new(
             notify_store.clone(),
-            Arc::new(shared::publish::SnsPublisher::new(
+            Arc::new(aws::sns::SnsPublisher::new(
                 aws_sdk_sns::Client::new(&roles.config("NotifyFunction")?),
                 alerts_topic_arn.clone(),
             )),
@@ -227,7 +227,7 @@ impl Stack {
             Arc::new(SqsQueue::new(audit_sqs.clone(), alerts_url)),
         );
         audit.quarantine = Some(audit_store);
-        audit.dlq = Some(Arc::new(shared::audit::store::SqsDepth {
+        audit.dlq = Some(Arc::new(aws::sqs::SqsDepth {
             client: audit_sqs,
             url: dlq_url.clone(),
         }));
@@ -272,8 +272,8 @@ impl Stack {
     /// A score runner with the score function's identity (tests swap the CRM sink).
     pub fn health_runner(
         &self,
-        crm: Option<Arc<dyn shared::health::writeback::CrmSink>>,
-    ) -> shared::health::run::HealthRunner {
+        crm: Option<Arc<dyn domain::health::writeback::CrmSink>>,
+    ) -> domain::health::run::HealthRunner {
         let r = &self.score_role;
         health_runner(&r.store, &r.sqs, &r.score_url, &r.alerts_url, crm)
     }
@@ -337,7 +337,7 @@ impl Stack {
         &self,
         tenant: &TenantId,
         name: &str,
-        backfill: shared::horizon::Horizon,
+        backfill: domain::horizon::Horizon,
     ) -> Result<bool, AdminError> {
         match self.store.create_tenant(tenant, name, backfill).await {
             Ok(()) => {}
@@ -384,7 +384,7 @@ impl<'a> Roles<'a> {
             self.p.reference("UsageTable")?,
         )
         .with_ledger_table(self.p.reference("LedgerTable")?);
-        store.audit_sample = shared::config::audit_sample_modulus()?;
+        store.audit_sample = lambda::config::audit_sample_modulus()?;
         Ok(Arc::new(store))
     }
 
@@ -415,9 +415,9 @@ pub fn health_runner(
     sqs: &aws_sdk_sqs::Client,
     score_queue_url: &str,
     alerts_queue_url: &str,
-    crm: Option<Arc<dyn shared::health::writeback::CrmSink>>,
-) -> shared::health::run::HealthRunner {
-    shared::health::run::HealthRunner {
+    crm: Option<Arc<dyn domain::health::writeback::CrmSink>>,
+) -> domain::health::run::HealthRunner {
+    domain::health::run::HealthRunner {
         health: store.clone(),
         accounts: store.clone(),
         usage: store.clone(),
@@ -437,8 +437,9 @@ pub fn health_runner(
 
 /// HubSpot write-back from `HUBSPOT_WRITEBACK_TOKENS` (and `HUBSPOT_API_BASE_URL`,
 /// e.g. a local stand-in); `None` when no tokens are set.
-pub fn crm_from_env() -> Result<Option<Arc<dyn shared::health::writeback::CrmSink>>> {
-    use shared::health::writeback::{parse_tokens, HubSpotWriteback, HyperPost};
+pub fn crm_from_env() -> Result<Option<Arc<dyn domain::health::writeback::CrmSink>>> {
+    use aws::hubspot::HyperPost;
+    use domain::health::writeback::{parse_tokens, HubSpotWriteback};
     let tokens = std::env::var("HUBSPOT_WRITEBACK_TOKENS").unwrap_or_default();
     if tokens.trim().is_empty() {
         return Ok(None);

@@ -7,10 +7,10 @@
 //! queue's `maxReceiveCount`.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use shared::alert::{render, Alert};
-use shared::digest::{cooldown_scope, render_digest_parts, DigestBucket, Route};
-use shared::publish::{AlertPublisher, PublishError};
-use shared::store::{DigestStore, MarkerClaim, MarkerKind, MarkerStore, StoreError};
+use domain::alert::{render, Alert};
+use domain::digest::{cooldown_scope, render_digest_parts, DigestBucket, Route};
+use domain::ports::{DigestStore, MarkerClaim, MarkerKind, MarkerStore, StoreError};
+use domain::publish::{AlertPublisher, PublishError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -36,7 +36,7 @@ pub enum NotifyError {
     InFlight(String),
 }
 
-impl shared::batch::MessageFailure for NotifyError {
+impl domain::queue::MessageFailure for NotifyError {
     fn is_poison(&self) -> bool {
         matches!(self, NotifyError::Poison(_))
     }
@@ -81,7 +81,7 @@ impl Notify {
 
     /// The Lambda entry point: per-message failures (errors and panics alike).
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        shared::batch::run_batch("notify", event.records, self.concurrency, |m| async move {
+        lambda::batch::run_batch("notify", event.records, self.concurrency, |m| async move {
             self.process(&m).await
         })
         .await
@@ -108,7 +108,7 @@ impl Notify {
             .await?
         {
             MarkerClaim::New => {}
-            MarkerClaim::Mine { done: false, age } if age >= shared::limits::IN_FLIGHT_LEASE => {}
+            MarkerClaim::Mine { done: false, age } if age >= domain::limits::IN_FLIGHT_LEASE => {}
             MarkerClaim::Mine { done: false, .. } => return Err(NotifyError::InFlight(alert.key)),
             MarkerClaim::Mine { done: true, .. } | MarkerClaim::Other => {
                 tracing::info!(tenant = %alert.tenant, alert = %alert.key, "duplicate alert dropped");
@@ -183,7 +183,7 @@ impl Notify {
     pub async fn run_digests_for(
         &self,
         now: chrono::DateTime<chrono::Utc>,
-        tenant: Option<&shared::ids::TenantId>,
+        tenant: Option<&domain::ids::TenantId>,
     ) -> Result<DigestRun, NotifyError> {
         let mut run = DigestRun::default();
         let mut due = self.digests.due_digests(now).await?;
@@ -239,8 +239,8 @@ impl Notify {
             alerts: entries.len(),
         };
         if !entries.is_empty() {
-            let fits = |r: &shared::alert::Rendered| {
-                shared::publish::message(r).is_ok_and(|m| m.len() <= DIGEST_MESSAGE_BUDGET)
+            let fits = |r: &domain::alert::Rendered| {
+                domain::publish::message(r).is_ok_and(|m| m.len() <= DIGEST_MESSAGE_BUDGET)
             };
             let parts = render_digest_parts(bucket, &entries, &fits);
             let n = parts.len();
@@ -321,7 +321,7 @@ fn digest_attributes(
         .iter()
         .map(|(a, _)| a.severity)
         .max()
-        .unwrap_or(shared::alert::Severity::Info);
+        .unwrap_or(domain::alert::Severity::Info);
     BTreeMap::from([
         ("kind", "digest".to_owned()),
         ("severity", severity.as_str().to_owned()),
@@ -336,8 +336,8 @@ fn digest_attributes(
 mod tests {
     use super::*;
     use async_trait::async_trait;
-    use shared::alert::{AlertKind, Rendered, Severity};
-    use shared::ids::{AccountId, Segment, TenantId};
+    use domain::alert::{AlertKind, Rendered, Severity};
+    use domain::ids::{AccountId, Segment, TenantId};
     use std::collections::HashMap;
     use std::sync::Mutex;
 
@@ -408,64 +408,6 @@ mod tests {
         }
     }
 
-    /// The default policy, no cooldown history, and no digest expected.
-    struct NoDigests;
-
-    #[async_trait]
-    impl DigestStore for NoDigests {
-        async fn alert_policy(
-            &self,
-            _: &TenantId,
-        ) -> Result<Option<shared::digest::AlertPolicy>, StoreError> {
-            Ok(None)
-        }
-        async fn put_alert_policy(
-            &self,
-            _: &TenantId,
-            _: &shared::digest::AlertPolicy,
-        ) -> Result<(), StoreError> {
-            unreachable!("not used by notify")
-        }
-        async fn last_published(
-            &self,
-            _: &TenantId,
-            _: &str,
-        ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
-            Ok(None)
-        }
-        async fn record_published(
-            &self,
-            _: &TenantId,
-            _: &str,
-            _: chrono::DateTime<chrono::Utc>,
-        ) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn hold_for_digest(
-            &self,
-            _: &DigestBucket,
-            a: &Alert,
-            _: &str,
-        ) -> Result<(), StoreError> {
-            panic!("{} is a warning and must be published, not digested", a.key)
-        }
-        async fn due_digests(
-            &self,
-            _: chrono::DateTime<chrono::Utc>,
-        ) -> Result<Vec<DigestBucket>, StoreError> {
-            Ok(vec![])
-        }
-        async fn digest_entries(
-            &self,
-            _: &DigestBucket,
-        ) -> Result<Vec<(Alert, String)>, StoreError> {
-            Ok(vec![])
-        }
-        async fn close_digest(&self, _: &DigestBucket) -> Result<(), StoreError> {
-            Ok(())
-        }
-    }
-
     fn alert(key: &str) -> Alert {
         Alert {
             key: key.into(),
@@ -514,7 +456,7 @@ mod tests {
         let n = Notify::new(
             Arc::new(Markers::default()),
             rec.clone(),
-            Arc::new(NoDigests),
+            Arc::new(DueDigests::none()),
         );
         let body = serde_json::to_string(&alert("k1")).unwrap();
         let resp = n
@@ -540,7 +482,7 @@ mod tests {
         let n = Notify::new(
             Arc::new(Markers::default()),
             rec.clone(),
-            Arc::new(NoDigests),
+            Arc::new(DueDigests::none()),
         );
         let body = serde_json::to_string(&alert("k2")).unwrap();
         let first = n.handle(event(vec![msg("m1", &body)])).await;
@@ -556,24 +498,33 @@ mod tests {
         assert_eq!(*rec.published.lock().unwrap(), vec!["k2".to_owned()]);
     }
 
-    /// Due digests with their entries (one per tenant here).
+    /// The default policy, no cooldown history, and these due digests with their
+    /// entries (one per tenant here). Built with [`DueDigests::none`], no digest is
+    /// due and holding an alert for one is a test failure.
     struct DueDigests(
         Vec<(DigestBucket, Vec<(Alert, String)>)>,
         Mutex<Vec<DigestBucket>>,
+        bool,
     );
+
+    impl DueDigests {
+        fn none() -> Self {
+            Self(vec![], Mutex::default(), false)
+        }
+    }
 
     #[async_trait]
     impl DigestStore for DueDigests {
         async fn alert_policy(
             &self,
             _: &TenantId,
-        ) -> Result<Option<shared::digest::AlertPolicy>, StoreError> {
+        ) -> Result<Option<domain::digest::AlertPolicy>, StoreError> {
             Ok(None)
         }
         async fn put_alert_policy(
             &self,
             _: &TenantId,
-            _: &shared::digest::AlertPolicy,
+            _: &domain::digest::AlertPolicy,
         ) -> Result<(), StoreError> {
             unreachable!("not used by notify")
         }
@@ -595,9 +546,14 @@ mod tests {
         async fn hold_for_digest(
             &self,
             _: &DigestBucket,
-            _: &Alert,
+            a: &Alert,
             _: &str,
         ) -> Result<(), StoreError> {
+            assert!(
+                self.2,
+                "{} is a warning and must be published, not digested",
+                a.key
+            );
             Ok(())
         }
         async fn due_digests(
@@ -644,7 +600,7 @@ mod tests {
             attrs: std::collections::BTreeMap<&'static str, String>,
             r: &Rendered,
         ) -> Result<(), PublishError> {
-            let size = shared::publish::message(r)?.len()
+            let size = domain::publish::message(r)?.len()
                 + attrs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
             if size > 256 * 1024 {
                 return Err(PublishError::Sns(format!(
@@ -668,7 +624,7 @@ mod tests {
         DigestBucket {
             tenant: TenantId::parse(tenant).unwrap(),
             segment: Segment::Smb,
-            cadence: shared::digest::Cadence::Daily,
+            cadence: domain::digest::Cadence::Daily,
             start: chrono::NaiveDate::from_ymd_opt(2026, 11, 27).unwrap(),
             end: chrono::NaiveDate::from_ymd_opt(2026, 11, 28).unwrap(),
         }
@@ -694,6 +650,7 @@ mod tests {
                 (bucket("small"), held("small", 2)),
             ],
             Mutex::new(Vec::new()),
+            true,
         ));
         let sns = Arc::new(SnsLike::default());
         let n = Notify::new(Arc::new(Markers::default()), sns.clone(), digests.clone());
@@ -727,6 +684,7 @@ mod tests {
                 (bucket("fine"), held("fine", 3)),
             ],
             Mutex::new(Vec::new()),
+            true,
         ));
         let sns = Arc::new(SnsLike {
             refuse_tenant: Some("stuck".into()),

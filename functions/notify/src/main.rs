@@ -1,15 +1,15 @@
+use aws::dynamo::DynamoStore;
+use aws::sns::SnsPublisher;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use notify::Notify;
-use shared::publish::SnsPublisher;
-use shared::store::dynamo::DynamoStore;
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
-    let table = shared::config::required("USAGE_TABLE")?;
-    let topic = shared::config::required("ALERTS_TOPIC_ARN")?;
-    let aws = shared::aws::load().await;
+    lambda::telemetry::init();
+    let table = lambda::config::required("USAGE_TABLE")?;
+    let topic = lambda::config::required("ALERTS_TOPIC_ARN")?;
+    let aws = aws::sdk::load().await;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
     let publisher = Arc::new(SnsPublisher::new(aws_sdk_sns::Client::new(&aws), topic));
     let notify = Arc::new(Notify::new(store.clone(), publisher, store));

@@ -5,10 +5,10 @@
 //! DLQ after the queue's `maxReceiveCount` while the rest of its batch is counted.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use shared::chunk::{Chunk, CHUNK_VERSION};
-use shared::hubspot::processor::{ProcessError, Processor, WebhookBatch};
-use shared::limits::LimitWatch;
-use shared::pipeline::{process_chunk, LedgerStore, PipelineConfig};
+use domain::chunk::{Chunk, CHUNK_VERSION};
+use domain::hubspot::processor::{ProcessError, Processor, WebhookBatch};
+use domain::limits::LimitWatch;
+use domain::pipeline::{process_chunk, LedgerStore, PipelineConfig};
 use std::sync::Arc;
 
 /// What travels on the events queue.
@@ -29,9 +29,9 @@ pub struct Rollup {
     /// Messages of one batch processed at the same time.
     pub concurrency: usize,
     /// Data-quality counters for the audit (docs/adr/0007); `None` records nothing.
-    pub quality: Option<Arc<dyn shared::audit::store::QualityRecorder>>,
+    pub quality: Option<Arc<dyn domain::audit::store::QualityRecorder>>,
     /// Critical meters per tenant, for the audit's per-account series (needs `quality`).
-    pub critical: Option<shared::audit::store::CriticalMeters>,
+    pub critical: Option<domain::audit::store::CriticalMeters>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,14 +41,14 @@ pub enum MessageError {
     #[error("chunk version {0} is not supported")]
     Version(u8),
     #[error(transparent)]
-    Store(#[from] shared::store::StoreError),
+    Store(#[from] domain::ports::StoreError),
     #[error("HubSpot batch: {0}")]
     Hubspot(#[from] ProcessError),
     #[error(transparent)]
-    Limits(#[from] shared::limits::LimitError),
+    Limits(#[from] domain::limits::LimitError),
 }
 
-impl shared::batch::MessageFailure for MessageError {
+impl domain::queue::MessageFailure for MessageError {
     fn is_poison(&self) -> bool {
         matches!(self, MessageError::Poison(_) | MessageError::Version(_))
     }
@@ -68,13 +68,13 @@ impl Rollup {
     }
 
     /// Also keep each account's hourly series of critical meters (once per chunk).
-    pub fn with_critical_series(mut self, directory: Arc<dyn shared::store::Directory>) -> Self {
-        self.critical = Some(shared::audit::store::CriticalMeters::new(directory));
+    pub fn with_critical_series(mut self, directory: Arc<dyn domain::ports::Directory>) -> Self {
+        self.critical = Some(domain::audit::store::CriticalMeters::new(directory));
         self
     }
 
     /// Also record each chunk's data-quality counters (once per chunk).
-    pub fn with_quality(mut self, quality: Arc<dyn shared::audit::store::QualityRecorder>) -> Self {
+    pub fn with_quality(mut self, quality: Arc<dyn domain::audit::store::QualityRecorder>) -> Self {
         self.quality = Some(quality);
         self
     }
@@ -88,7 +88,7 @@ impl Rollup {
     /// The Lambda entry point: per-message failures; an error or a panic in one
     /// message fails that message alone.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        shared::batch::run_batch("rollup", event.records, self.concurrency, |m| async move {
+        lambda::batch::run_batch("rollup", event.records, self.concurrency, |m| async move {
             self.process(&m).await
         })
         .await
@@ -125,28 +125,19 @@ impl Rollup {
             "chunk counted"
         );
         if let Some(q) = &self.quality {
-            // Once per chunk (a marker in the same transaction), also on redelivery.
-            let expires_at = (chunk.received_at + self.cfg.retention).timestamp();
-            q.record_chunk(
-                &chunk.tenant,
-                &chunk.chunk,
-                chunk.received_at.date_naive(),
-                &outcome.quality,
-                expires_at,
+            // Once per chunk (markers keyed by the chunk), also on redelivery.
+            let critical = match &self.critical {
+                Some(c) => c.of(&chunk.tenant).await?,
+                None => domain::audit::store::MeterSet::default(),
+            };
+            domain::pipeline::record_quality(
+                q.as_ref(),
+                &chunk,
+                &outcome,
+                &critical,
+                self.cfg.retention,
             )
             .await?;
-            if let Some(critical) = &self.critical {
-                let critical = critical.of(&chunk.tenant).await?;
-                let owned = outcome
-                    .owned
-                    .iter()
-                    .filter_map(|&p| chunk.events.get(p as usize));
-                let series = shared::audit::series::critical_series(owned, &critical);
-                if !series.is_empty() {
-                    q.record_series(&chunk.tenant, &chunk.chunk, &series, expires_at)
-                        .await?;
-                }
-            }
         }
         if let Some(limits) = &self.limits {
             // Runs on every delivery, also when every part was already applied: a

@@ -1,34 +1,34 @@
+use aws::dynamo::DynamoStore;
 use aws_lambda_events::sqs::SqsEvent;
+use domain::pipeline::PipelineConfig;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use rollup::Rollup;
-use shared::pipeline::PipelineConfig;
-use shared::store::dynamo::DynamoStore;
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
-    let table = shared::config::required("USAGE_TABLE")?;
-    let ledger_table = shared::config::required("LEDGER_TABLE")?;
-    let retention = shared::config::ledger_retention()?;
-    let aws = shared::aws::load().await;
+    lambda::telemetry::init();
+    let table = lambda::config::required("USAGE_TABLE")?;
+    let ledger_table = lambda::config::required("LEDGER_TABLE")?;
+    let retention = lambda::config::ledger_retention()?;
+    let aws = aws::sdk::load().await;
     let mut store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table)
         .with_ledger_table(ledger_table);
-    store.audit_sample = shared::config::audit_sample_modulus()?;
+    store.audit_sample = lambda::config::audit_sample_modulus()?;
     let store = Arc::new(store);
     let cfg = PipelineConfig {
         retention: retention.duration(),
         ..PipelineConfig::default()
     };
-    let events = Arc::new(shared::queue::SqsQueue::new(
+    let events = Arc::new(aws::sqs::SqsQueue::new(
         aws_sdk_sqs::Client::new(&aws),
-        shared::config::required("EVENTS_QUEUE_URL")?,
+        lambda::config::required("EVENTS_QUEUE_URL")?,
     ));
-    let alerts = Arc::new(shared::queue::SqsQueue::new(
+    let alerts = Arc::new(aws::sqs::SqsQueue::new(
         aws_sdk_sqs::Client::new(&aws),
-        shared::config::required("ALERTS_QUEUE_URL")?,
+        lambda::config::required("ALERTS_QUEUE_URL")?,
     ));
-    let limits = shared::limits::LimitWatch {
+    let limits = domain::limits::LimitWatch {
         entitlements: store.clone(),
         usage: store.clone(),
         accounts: store.clone(),
@@ -39,10 +39,10 @@ async fn main() -> Result<(), Error> {
         .with_limits(limits)
         .with_quality(store.clone())
         .with_critical_series(store.clone());
-    rollup.hubspot = Some(shared::hubspot::processor::Processor {
+    rollup.hubspot = Some(domain::hubspot::processor::Processor {
         store: store.clone(),
         queue: events,
-        retired: Some(shared::hubspot::processor::Retired {
+        retired: Some(domain::hubspot::processor::Retired {
             policy: store.clone(),
             quarantine: store,
         }),

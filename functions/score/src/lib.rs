@@ -3,12 +3,12 @@
 //! * The daily EventBridge schedule (any non-SQS event): starts a run per tenant —
 //!   enumerates accounts and enqueues measure shards on the shard queue.
 //! * The shard queue (SQS, `ReportBatchItemFailures`): measure and score shards, see
-//!   [`shared::health::run`].
+//!   [`domain::health::run`].
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{NaiveDate, Utc};
+use domain::health::run::{HealthRunner, RunStarted};
 use serde::Deserialize;
-use shared::health::run::{HealthRunner, RunStarted};
 use std::sync::Arc;
 
 pub struct Score {
@@ -37,14 +37,14 @@ impl Score {
     pub async fn scheduled(
         &self,
         input: ScheduleInput,
-    ) -> Result<Vec<RunStarted>, shared::health::run::RunError> {
+    ) -> Result<Vec<RunStarted>, domain::health::run::RunError> {
         let as_of = input.as_of.unwrap_or_else(|| Utc::now().date_naive());
         self.runner.start_all(as_of).await
     }
 
     /// The shard-queue entry point: per-message failures (errors and panics alike).
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        shared::batch::run_batch("score", event.records, self.concurrency, |m| async move {
+        lambda::batch::run_batch("score", event.records, self.concurrency, |m| async move {
             self.runner
                 .process(m.body.as_deref().unwrap_or_default())
                 .await

@@ -1,25 +1,26 @@
+use aws::dynamo::DynamoStore;
+use aws::hubspot::HyperPost;
+use aws::sqs::SqsQueue;
+use domain::health::run::HealthRunner;
+use domain::health::writeback::{parse_tokens, CrmSink, HubSpotWriteback};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use score::Score;
-use shared::health::run::HealthRunner;
-use shared::health::writeback::{parse_tokens, CrmSink, HubSpotWriteback, HyperPost};
-use shared::queue::SqsQueue;
-use shared::store::dynamo::DynamoStore;
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
-    let table = shared::config::required("USAGE_TABLE")?;
-    let aws = shared::aws::load().await;
+    lambda::telemetry::init();
+    let table = lambda::config::required("USAGE_TABLE")?;
+    let aws = aws::sdk::load().await;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let shards = Arc::new(SqsQueue::new(
         sqs.clone(),
-        shared::config::required("SCORE_QUEUE_URL")?,
+        lambda::config::required("SCORE_QUEUE_URL")?,
     ));
     let alerts = Arc::new(SqsQueue::new(
         sqs,
-        shared::config::required("ALERTS_QUEUE_URL")?,
+        lambda::config::required("ALERTS_QUEUE_URL")?,
     ));
     let tokens = std::env::var("HUBSPOT_WRITEBACK_TOKENS").unwrap_or_default();
     let crm: Option<Arc<dyn CrmSink>> = if tokens.trim().is_empty() {
@@ -32,7 +33,7 @@ async fn main() -> Result<(), Error> {
                 .unwrap_or_else(|| "https://api.hubapi.com".into()),
             parse_tokens(&tokens)?,
             Arc::new(HyperPost::new()?),
-            shared::config::number("HUBSPOT_REQUESTS_PER_10S", 100usize)?,
+            lambda::config::number("HUBSPOT_REQUESTS_PER_10S", 100usize)?,
         )))
     };
     let runner = Arc::new(HealthRunner {
@@ -44,7 +45,7 @@ async fn main() -> Result<(), Error> {
         shards,
         alerts,
         crm,
-        shard_size: shared::config::number("SCORE_SHARD_SIZE", 100usize)?.clamp(1, 500),
+        shard_size: lambda::config::number("SCORE_SHARD_SIZE", 100usize)?.clamp(1, 500),
         concurrency: 8,
     });
     let score = Arc::new(Score::new(runner));

@@ -10,12 +10,12 @@ pub mod pages;
 pub mod session;
 pub mod view;
 
+use domain::auth::{hash_key, KeyGrant, KeyScope};
+use domain::ports::Directory;
 use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use session::{Session, SessionKeys};
-use shared::auth::{hash_key, KeyGrant, KeyScope};
-use shared::store::Directory;
 use std::sync::Arc;
 
 /// Accounts per portfolio page.
@@ -190,9 +190,9 @@ impl Web {
         if let Err(r) = grant.check(KeyScope::Read, now) {
             tracing::info!(key_id = %grant.key_id, refusal = ?r, "sign-in refused");
             return refuse(match r {
-                shared::auth::KeyRefusal::Revoked => "That key has been revoked.",
-                shared::auth::KeyRefusal::Expired => "That key has expired.",
-                shared::auth::KeyRefusal::Scope(_) => {
+                domain::auth::KeyRefusal::Revoked => "That key has been revoked.",
+                domain::auth::KeyRefusal::Expired => "That key has expired.",
+                domain::auth::KeyRefusal::Scope(_) => {
                     "That key cannot read: sign in with a read or admin key."
                 }
             });
@@ -249,7 +249,7 @@ impl Web {
         }
         let call = path.strip_prefix("/app/definitions/").and_then(|rest| {
             let (meter, verb) = rest.split_once('/')?;
-            let meter = shared::ids::MeterName::parse(meter).ok()?;
+            let meter = domain::ids::MeterName::parse(meter).ok()?;
             match verb {
                 "delete" => Some(("DELETE", format!("/v1/definitions/{meter}"))),
                 "restore" => Some(("POST", format!("/v1/definitions/{meter}/restore"))),
@@ -317,7 +317,7 @@ impl Web {
     }
 
     async fn account(&self, who: &Signed, account: &str, query: &str) -> Response<Body> {
-        let Ok(account) = shared::ids::AccountId::parse(account) else {
+        let Ok(account) = domain::ids::AccountId::parse(account) else {
             return html(404, pages::problem(who, 404, "There is no such account."));
         };
         let granularity = form_urlencoded::parse(query.as_bytes())
@@ -469,7 +469,7 @@ fn encode(pairs: &[(String, String)]) -> String {
 }
 
 fn form(req: &Request) -> Vec<(String, String)> {
-    let body = shared::http::body_bytes(req);
+    let body = lambda::http::body_bytes(req);
     if body.len() > MAX_FORM_BYTES {
         return Vec::new();
     }

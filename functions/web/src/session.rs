@@ -190,7 +190,7 @@ mod tests {
         let k = keys(1);
         let key = "uk_secretsecretsecret";
         let s = k
-            .start("acme", &shared::auth::hash_key(key), 1_000)
+            .start("acme", &domain::auth::hash_key(key), 1_000)
             .unwrap();
         let c = k.seal(&s);
         let (body, _) = c.split_once('.').unwrap();

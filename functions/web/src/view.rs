@@ -1,8 +1,8 @@
 //! What the pages show, derived from the API's JSON responses (pure).
 
 use crate::chart::Point;
+use domain::health::model::Band;
 use serde_json::Value;
-use shared::health::model::Band;
 
 /// A reason code in words (the detail carries the numbers).
 pub fn reason_words(code: &str) -> String {

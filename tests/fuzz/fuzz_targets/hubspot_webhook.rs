@@ -4,13 +4,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shared::hubspot::attribution::{facts, subject};
-use shared::hubspot::mapping::{default_rules, map_event};
-use shared::hubspot::profile::{default_profile_sync, profile_change};
-use shared::hubspot::replay::{check_fresh, request_key, LegacyPolicy};
-use shared::hubspot::signature::{verify, LegacyVersions, Signed, Version};
-use shared::hubspot::webhook::{parse_batch, AppEvent};
-use shared::hubspot::workflow::{parse_workflow, QueryTrust, WorkflowQuery};
+use domain::hubspot::attribution::{facts, subject};
+use domain::hubspot::mapping::{default_rules, map_event};
+use domain::hubspot::profile::{default_profile_sync, profile_change};
+use domain::hubspot::replay::{check_fresh, request_key, LegacyPolicy};
+use domain::hubspot::signature::{verify, LegacyVersions, Signed, Version};
+use domain::hubspot::webhook::{parse_batch, AppEvent};
+use domain::hubspot::workflow::{parse_workflow, QueryTrust, WorkflowQuery};
 
 fn exercise(ev: &AppEvent) {
     let _ = ev.idempotency_key();
@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
         LegacyVersions::NONE,
     );
     let _ = request_key(Version::V2, "POST", signed.uri, body);
-    let _ = shared::hubspot::mapping::property_quantity(&String::from_utf8_lossy(body));
+    let _ = domain::hubspot::mapping::property_quantity(&String::from_utf8_lossy(body));
     let policy = LegacyPolicy::from_settings("v1,v2", None).ok().flatten();
 
     if let Ok(events) = parse_batch(body) {
@@ -66,5 +66,5 @@ fuzz_target!(|data: &[u8]| {
             exercise(&ev);
         }
     }
-    let _ = shared::hubspot::import::associations_from_body(body, 0);
+    let _ = domain::hubspot::import::associations_from_body(body, 0);
 });

@@ -1,0 +1,285 @@
+//! The counting protocol: journal, claims, drift sample, parts ([`ChunkJournal`], [`LedgerStore`]).
+
+use super::*;
+
+/// The import journal: one item per unfinished import chunk, its body as JSON text
+/// (a chunk is at most 255 KiB, under DynamoDB's 400 KB item limit).
+#[async_trait]
+impl ChunkJournal for DynamoStore {
+    async fn begin(&self, chunk: &domain::chunk::Chunk) -> Result<(), StoreError> {
+        let body = serde_json::to_string(chunk).map_err(|e| corrupt(&chunk.chunk, e))?;
+        self.put_data(
+            "begin_import_chunk",
+            keys::import_journal_pk(&chunk.tenant),
+            keys::import_journal_sk(&chunk.chunk),
+            &body,
+        )
+        .await
+    }
+
+    async fn finish(&self, tenant: &TenantId, chunk: &str) -> Result<(), StoreError> {
+        self.delete(
+            "finish_import_chunk",
+            keys::import_journal_pk(tenant),
+            keys::import_journal_sk(chunk),
+            None,
+        )
+        .await
+    }
+
+    async fn unfinished(&self, tenant: &TenantId) -> Result<Vec<domain::chunk::Chunk>, StoreError> {
+        let pk = keys::import_journal_pk(tenant);
+        let bodies: Vec<String> = self
+            .query_data(
+                "unfinished_import_chunks",
+                pk.clone(),
+                keys::IMPORT_JOURNAL_PREFIX,
+            )
+            .await?;
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(|e| corrupt(&pk, e)))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl LedgerStore for DynamoStore {
+    async fn segments(
+        &self,
+        tenant: &TenantId,
+        accounts: &[AccountId],
+    ) -> Result<HashMap<AccountId, Segment>, StoreError> {
+        let pk = keys::accounts_pk(tenant);
+        let mut out = HashMap::new();
+        for group in accounts.chunks(100) {
+            let mut keys_left: Vec<Item> = group
+                .iter()
+                .map(|a| {
+                    HashMap::from([
+                        ("pk".to_owned(), s(pk.clone())),
+                        ("sk".to_owned(), s(keys::account_sk(a))),
+                    ])
+                })
+                .collect();
+            let mut rounds = 0;
+            while !keys_left.is_empty() {
+                rounds += 1;
+                let ka = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut keys_left)))
+                    .projection_expression("sk, #d.#s")
+                    .expression_attribute_names("#d", "data")
+                    .expression_attribute_names("#s", "segment")
+                    .build()
+                    .map_err(|e| StoreError::Service {
+                        op: "segments",
+                        message: e.to_string(),
+                    })?;
+                let res = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, ka)
+                    .send()
+                    .await
+                    .map_err(|e| svc("segments", e))?;
+                for item in res
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    let account = str_attr(&item, "sk")
+                        .and_then(|sk| sk.strip_prefix("ACCOUNT#"))
+                        .and_then(|a| AccountId::parse(a).ok());
+                    let segment = match item.get("data") {
+                        Some(AttributeValue::M(m)) => {
+                            str_attr(m, "segment").and_then(Segment::parse)
+                        }
+                        _ => None,
+                    };
+                    if let (Some(a), Some(seg)) = (account, segment) {
+                        out.insert(a, seg);
+                    }
+                }
+                if let Some(left) = res.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                    if rounds > 8 {
+                        return Err(StoreError::Throttled("segments: unprocessed keys".into()));
+                    }
+                    keys_left = left.keys;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * rounds)).await;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn claim(&self, e: &LedgerEntry<'_>) -> Result<Claim, StoreError> {
+        let pk = keys::ledger_pk(e.tenant, e.source, &e.event.id);
+        let item = LedgerItem {
+            pk: pk.clone(),
+            sk: keys::EVENT_SK,
+            tenant: e.tenant,
+            source: e.source,
+            chunk: e.chunk,
+            pos: e.pos,
+            segment: e.segment,
+            received_at: e.received_at,
+            expires_at: e.expires_at,
+            event: e.event,
+        };
+        let item: Item = serde_dynamo::to_item(item).map_err(|err| corrupt(&pk, err))?;
+        self.meter.request();
+        self.meter.add(write_units(item_size(&item)));
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.ledger_table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let existing = match res {
+            Ok(_) => return Ok(Claim::New),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                match err.into_service_error() {
+                    aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => c.item,
+                    _ => None,
+                }
+            }
+            Err(err) => return Err(svc("claim", err)),
+        };
+        let existing = match existing {
+            Some(i) if i.contains_key("chunk") => i,
+            // Emulators may not return the old item; read it.
+            _ => self
+                .get_from(
+                    &self.ledger_table,
+                    "claim_lookup",
+                    pk.clone(),
+                    keys::EVENT_SK,
+                    true,
+                )
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Conflict(format!("{pk} vanished after a failed condition"))
+                })?,
+        };
+        let view: LedgerClaimView =
+            serde_dynamo::from_item(existing).map_err(|err| corrupt(&pk, err))?;
+        Ok(Claim::Existing {
+            chunk: view.chunk,
+            pos: view.pos,
+            segment: view.segment,
+        })
+    }
+
+    async fn sample(&self, e: &LedgerEntry<'_>) -> Result<(), StoreError> {
+        self.write_sample(e).await
+    }
+
+    async fn apply_part(
+        &self,
+        part: &PartRef<'_>,
+        deltas: &[(RollupKey, RollupDelta)],
+    ) -> Result<PartOutcome, StoreError> {
+        let marker: Item = HashMap::from([
+            ("pk".to_owned(), s(keys::part_pk(part.tenant, part.chunk))),
+            ("sk".to_owned(), s(keys::part_sk(part.part))),
+            ("parts".to_owned(), n(part.parts)),
+            ("rollups".to_owned(), n(deltas.len())),
+            ("expires_at".to_owned(), n(part.expires_at)),
+        ]);
+        let mut units = write_units(item_size(&marker)) * 2;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(marker))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::Service {
+                op: "apply_part",
+                message: e.to_string(),
+            })?;
+        let mut actions = vec![TransactWriteItem::builder().put(put).build()];
+        for (key, delta) in deltas {
+            let pk = keys::usage_pk(part.tenant, &key.scope);
+            let sk = keys::usage_sk(key.day, &key.meter, key.stage, &key.service_line);
+            units += write_units(max_rollup_item_size(&pk, &sk)) * 2;
+            let total = delta.total();
+            let mut expr = vec!["#q :q".to_owned(), "#n :n".to_owned()];
+            let mut names = HashMap::from([
+                ("#q".to_owned(), "q".to_owned()),
+                ("#n".to_owned(), "n".to_owned()),
+            ]);
+            let mut values = HashMap::from([
+                (":q".to_owned(), n(total.quantity)),
+                (":n".to_owned(), n(total.events)),
+            ]);
+            for (h, b) in &delta.hours {
+                let (qn, cn) = hour_names(*h);
+                expr.push(format!("#{qn} :{qn}"));
+                expr.push(format!("#{cn} :{cn}"));
+                values.insert(format!(":{qn}"), n(b.quantity));
+                values.insert(format!(":{cn}"), n(b.events));
+                names.insert(format!("#{qn}"), qn);
+                names.insert(format!("#{cn}"), cn);
+            }
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(pk))
+                .key("sk", s(sk))
+                .update_expression(format!("ADD {}", expr.join(", ")))
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .build()
+                .map_err(|e| StoreError::Service {
+                    op: "apply_part",
+                    message: e.to_string(),
+                })?;
+            actions.push(TransactWriteItem::builder().update(update).build());
+        }
+        self.meter.request();
+        let res = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await;
+        match res {
+            Ok(_) => {
+                self.meter.add(units);
+                Ok(PartOutcome::Applied)
+            }
+            Err(err) => {
+                let reasons: Vec<String> = match err.as_service_error() {
+                    Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
+                        c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_owned()).collect()
+                    }
+                    _ => return Err(svc("apply_part", err)),
+                };
+                // A failed transaction still consumes (non-doubled) units for the marker check.
+                self.meter.add(1);
+                if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") {
+                    return Ok(PartOutcome::AlreadyApplied);
+                }
+                if reasons.iter().any(|r| r == "TransactionConflict") {
+                    return Err(StoreError::Conflict(format!("apply_part: {reasons:?}")));
+                }
+                if reasons
+                    .iter()
+                    .any(|r| r.contains("Throughput") || r.contains("Throttl"))
+                {
+                    return Err(StoreError::Throttled(format!("apply_part: {reasons:?}")));
+                }
+                Err(StoreError::Service {
+                    op: "apply_part",
+                    message: format!("transaction cancelled: {reasons:?}"),
+                })
+            }
+        }
+    }
+}

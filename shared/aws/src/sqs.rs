@@ -1,0 +1,132 @@
+//! SQS adapters: the events queue ([`EventQueue`]) and dead-letter queue depth
+//! ([`QueueDepth`]).
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::Client;
+use domain::audit::store::QueueDepth;
+use domain::chunk::{batch_calls, SQS_MAX_BATCH};
+use domain::ports::StoreError;
+use domain::queue::{EventQueue, QueueError};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub struct SqsQueue {
+    client: Client,
+    url: String,
+    /// SQS API requests made (for the cost benchmark).
+    pub requests: Arc<AtomicU64>,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+            requests: Arc::default(),
+        }
+    }
+
+    async fn send_batch(&self, bodies: &[(usize, &String)]) -> HashMap<usize, String> {
+        let entries: Vec<SendMessageBatchRequestEntry> = bodies
+            .iter()
+            .filter_map(|(i, b)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .message_body(*b)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut failed = HashMap::new();
+        match self
+            .client
+            .send_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(out) => {
+                for f in out.failed {
+                    if let Some(i) = f.id.strip_prefix('m').and_then(|i| i.parse().ok()) {
+                        failed.insert(i, format!("{}: {}", f.code, f.message.unwrap_or_default()));
+                    }
+                }
+            }
+            Err(e) => {
+                let msg = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
+                for (i, _) in bodies {
+                    failed.insert(*i, msg.clone());
+                }
+            }
+        }
+        failed
+    }
+}
+
+#[async_trait]
+impl EventQueue for SqsQueue {
+    async fn send(&self, bodies: &[String]) -> Vec<Result<(), QueueError>> {
+        let sizes: Vec<usize> = bodies.iter().map(String::len).collect();
+        let mut results: Vec<Result<(), QueueError>> = bodies.iter().map(|_| Ok(())).collect();
+        for call in batch_calls(&sizes) {
+            debug_assert!(call.len() <= SQS_MAX_BATCH);
+            let mut pending: Vec<(usize, &String)> =
+                call.iter().map(|&i| (i, &bodies[i])).collect();
+            // One retry of the entries SQS refused (throttling, transient errors).
+            for attempt in 0..2 {
+                let failed = self.send_batch(&pending).await;
+                if failed.is_empty() {
+                    break;
+                }
+                if attempt == 1 {
+                    for (i, msg) in failed {
+                        tracing::error!(index = i, error = %msg, "message could not be queued");
+                        results[i] = Err(QueueError::Send(msg));
+                    }
+                } else {
+                    pending.retain(|(i, _)| failed.contains_key(i));
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+        results
+    }
+}
+
+/// [`QueueDepth`] of an SQS queue (visible + in flight).
+pub struct SqsDepth {
+    pub client: aws_sdk_sqs::Client,
+    pub url: String,
+}
+
+#[async_trait]
+impl QueueDepth for SqsDepth {
+    async fn depth(&self) -> Result<u64, StoreError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let attrs = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|e| StoreError::Service {
+                op: "dlq_depth",
+                message: aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+            })?
+            .attributes
+            .unwrap_or_default();
+        let n = |k: A| {
+            attrs
+                .get(&k)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(n(A::ApproximateNumberOfMessages) + n(A::ApproximateNumberOfMessagesNotVisible))
+    }
+}

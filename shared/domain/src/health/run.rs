@@ -1,0 +1,556 @@
+//! A score run, fanned out: the scheduled start enumerates a tenant's accounts and
+//! enqueues shards; shard workers measure their accounts; the worker that completes
+//! the last shard computes the segment baselines from every measurement and enqueues
+//! the score phase; score workers normalise, store records, raise alerts and write
+//! back to the CRM. Every step is idempotent under SQS redelivery (docs/adr/0006).
+
+use super::config::HealthConfig;
+use super::model::{self, Series, Subject};
+use super::record::{self, AccountInfo};
+use super::store::{HealthStore, Measured, RiskSlot, RunHeader, Save, ShardItem};
+use super::writeback::{CrmSink, CrmUpdate};
+use crate::account::AccountProfile;
+use crate::ids::{AccountId, Segment, TenantId};
+use crate::keys::Scope;
+use crate::ports::{
+    AccountStore, DefinitionStore, MarkerClaim, MarkerKind, MarkerStore, StoreError, UsageReader,
+};
+use crate::queue::EventQueue;
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("queueing failed: {0}")]
+    Queue(String),
+    #[error("message is not a score shard: {0}")]
+    Poison(String),
+    #[error("run {run} has no {what} yet")]
+    Missing { run: String, what: &'static str },
+}
+
+impl RunError {
+    pub fn is_poison(&self) -> bool {
+        matches!(self, RunError::Poison(_))
+    }
+}
+
+impl crate::queue::MessageFailure for RunError {
+    fn is_poison(&self) -> bool {
+        RunError::is_poison(self)
+    }
+}
+
+/// One account as a shard message carries it (so workers need no profile reads).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardAccount {
+    pub subject: Subject,
+    #[serde(default)]
+    pub info: AccountInfo,
+}
+
+impl ShardAccount {
+    pub fn of(p: &AccountProfile) -> Self {
+        Self {
+            subject: Subject {
+                account: p.account.clone(),
+                segment: p.segment,
+                onboarding_date: p.onboarding_date,
+                seats: p
+                    .crm_properties
+                    .get("seats")
+                    .and_then(|c| c.value.trim().parse::<f64>().ok()),
+            },
+            info: AccountInfo {
+                name: Some(p.name.clone()),
+                owner: p.owner_email.clone(),
+                onboarding_date: p.onboarding_date,
+                hubspot_company_id: p.crm_ids.get("hubspot_company_id").cloned(),
+            },
+        }
+    }
+}
+
+/// The body of a shard-queue message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum ShardMessage {
+    Measure {
+        tenant: TenantId,
+        run: String,
+        as_of: NaiveDate,
+        shard: u32,
+        shards: u32,
+        accounts: Vec<ShardAccount>,
+    },
+    Score {
+        tenant: TenantId,
+        run: String,
+        as_of: NaiveDate,
+        shard: u32,
+        shards: u32,
+    },
+}
+
+/// Splits accounts into shards of at most `size`, in order: every account in
+/// exactly one shard.
+pub fn shard<T: Clone>(items: &[T], size: usize) -> Vec<Vec<T>> {
+    items.chunks(size.max(1)).map(<[T]>::to_vec).collect()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunStarted {
+    pub tenant: Option<TenantId>,
+    pub run: String,
+    pub accounts: usize,
+    pub shards: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ShardOutcome {
+    pub measured: usize,
+    pub scored: usize,
+    pub insufficient: usize,
+    pub alerts: usize,
+    /// This worker completed the last measurement and started the score phase.
+    pub started_scoring: bool,
+    pub crm_updated: usize,
+    pub crm_failed: usize,
+}
+
+pub struct HealthRunner {
+    pub health: Arc<dyn HealthStore>,
+    pub accounts: Arc<dyn AccountStore>,
+    pub usage: Arc<dyn UsageReader>,
+    /// The meter registry: `key_feature` / `milestone` definitions drive the
+    /// default config (see [`HealthConfig::resolve`]).
+    pub definitions: Arc<dyn DefinitionStore>,
+    pub markers: Arc<dyn MarkerStore>,
+    pub shards: Arc<dyn EventQueue>,
+    pub alerts: Arc<dyn EventQueue>,
+    pub crm: Option<Arc<dyn CrmSink>>,
+    pub shard_size: usize,
+    /// Accounts read in parallel within a shard.
+    pub concurrency: usize,
+}
+
+async fn send_all(q: &dyn EventQueue, bodies: &[String]) -> Result<(), RunError> {
+    for r in q.send(bodies).await {
+        r.map_err(|e| RunError::Queue(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String, RunError> {
+    serde_json::to_string(v).map_err(|e| RunError::Queue(e.to_string()))
+}
+
+impl HealthRunner {
+    /// The effective config: the stored one, the registry, then the defaults.
+    async fn config(&self, t: &TenantId) -> Result<HealthConfig, RunError> {
+        let stored = self.health.get_health_config(t).await?;
+        let defs = self.definitions.list_definitions(t).await?;
+        Ok(HealthConfig::resolve(stored.as_ref(), &defs).config)
+    }
+
+    /// The scheduled entry point: starts a run for every tenant.
+    pub async fn start_all(&self, as_of: NaiveDate) -> Result<Vec<RunStarted>, RunError> {
+        let mut out = Vec::new();
+        for t in self.health.list_tenants().await? {
+            out.push(self.start(&t, as_of, Utc::now()).await?);
+        }
+        Ok(out)
+    }
+
+    /// Enumerates the tenant's accounts (paged Queries, no Scan) and enqueues one
+    /// measure message per shard.
+    pub async fn start(
+        &self,
+        tenant: &TenantId,
+        as_of: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<RunStarted, RunError> {
+        let mut accounts = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .accounts
+                .list_accounts(tenant, None, 200, cursor.as_deref())
+                .await?;
+            accounts.extend(
+                page.items
+                    .iter()
+                    .filter(|p| p.segment != Segment::Unassigned)
+                    .map(ShardAccount::of),
+            );
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        let run = format!("{as_of}T{}", now.format("%H%M%S%3f"));
+        let shards = shard(&accounts, self.shard_size);
+        let header = RunHeader {
+            run: run.clone(),
+            as_of,
+            shards: shards.len() as u32,
+            accounts: accounts.len(),
+            started_at: now,
+        };
+        self.health.put_run(tenant, &header).await?;
+        let bodies = shards
+            .into_iter()
+            .enumerate()
+            .map(|(i, accounts)| {
+                to_json(&ShardMessage::Measure {
+                    tenant: tenant.clone(),
+                    run: run.clone(),
+                    as_of,
+                    shard: i as u32,
+                    shards: header.shards,
+                    accounts,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        send_all(self.shards.as_ref(), &bodies).await?;
+        tracing::info!(tenant = %tenant, run = %run, accounts = header.accounts, shards = header.shards, "score run started");
+        Ok(RunStarted {
+            tenant: Some(tenant.clone()),
+            run,
+            accounts: header.accounts,
+            shards: header.shards,
+        })
+    }
+
+    /// Handles one shard message.
+    pub async fn process(&self, body: &str) -> Result<ShardOutcome, RunError> {
+        let msg: ShardMessage =
+            serde_json::from_str(body).map_err(|e| RunError::Poison(e.to_string()))?;
+        match msg {
+            ShardMessage::Measure {
+                tenant,
+                run,
+                as_of,
+                shard,
+                shards,
+                accounts,
+            } => {
+                self.measure(&tenant, &run, as_of, shard, shards, &accounts)
+                    .await
+            }
+            ShardMessage::Score {
+                tenant,
+                run,
+                as_of,
+                shard,
+                ..
+            } => self.score(&tenant, &run, as_of, shard).await,
+        }
+    }
+
+    async fn measure(
+        &self,
+        tenant: &TenantId,
+        run: &str,
+        as_of: NaiveDate,
+        shard: u32,
+        shards: u32,
+        accounts: &[ShardAccount],
+    ) -> Result<ShardOutcome, RunError> {
+        let cfg = self.config(tenant).await?;
+        let ids: Vec<AccountId> = accounts.iter().map(|a| a.subject.account.clone()).collect();
+        let previous = self.health.latest(tenant, &ids).await?;
+        let (from, to) = Series::window(as_of);
+        let cfg_ref = &cfg;
+        let previous_ref = &previous;
+        let measured: Vec<Measured> = stream::iter(accounts.iter().cloned())
+            .map(move |a: ShardAccount| {
+                let cfg = cfg_ref;
+                let previous = previous_ref;
+                async move {
+                    let rows = self
+                        .usage
+                        .read_rollups(
+                            tenant,
+                            &Scope::Account(a.subject.account.clone()),
+                            from,
+                            to,
+                            None,
+                        )
+                        .await?;
+                    let series = Series::from_rows(as_of, &rows);
+                    let achieved = previous
+                        .get(&a.subject.account)
+                        .map(|p| p.milestones_reached.clone())
+                        .unwrap_or_default();
+                    Ok::<_, RunError>(Measured {
+                        measurement: model::measure(&a.subject, &series, as_of, cfg, &achieved),
+                        info: a.info.clone(),
+                    })
+                }
+            })
+            .buffered(self.concurrency.max(1))
+            .try_collect()
+            .await?;
+        let n = measured.len();
+        self.health
+            .put_shard(
+                tenant,
+                run,
+                &ShardItem {
+                    shard,
+                    accounts: measured,
+                },
+            )
+            .await?;
+        let mut out = ShardOutcome {
+            measured: n,
+            ..Default::default()
+        };
+        // Fan-in: whoever sees every shard measured starts the score phase, once.
+        if self.health.count_shards(tenant, run).await? as u32 >= shards {
+            let key = format!("health-run:{run}");
+            let owner = format!("shard-{shard}");
+            let expires = (Utc::now() + chrono::Duration::days(35)).timestamp();
+            match self
+                .markers
+                .claim_marker(tenant, MarkerKind::Raised, &key, &owner, expires)
+                .await?
+            {
+                MarkerClaim::New | MarkerClaim::Mine { done: false, .. } => {
+                    let all = self.health.list_shards(tenant, run).await?;
+                    let baselines = model::baselines(
+                        all.iter()
+                            .flat_map(|s| s.accounts.iter().map(|m| &m.measurement)),
+                        &cfg,
+                    );
+                    self.health.put_baselines(tenant, run, &baselines).await?;
+                    let bodies = (0..shards)
+                        .map(|i| {
+                            to_json(&ShardMessage::Score {
+                                tenant: tenant.clone(),
+                                run: run.to_owned(),
+                                as_of,
+                                shard: i,
+                                shards,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    send_all(self.shards.as_ref(), &bodies).await?;
+                    self.markers
+                        .finish_marker(tenant, MarkerKind::Raised, &key)
+                        .await?;
+                    tracing::info!(tenant = %tenant, run = %run, shards, "all shards measured; scoring");
+                    out.started_scoring = true;
+                }
+                MarkerClaim::Mine { done: true, .. } | MarkerClaim::Other => {}
+            }
+        }
+        Ok(out)
+    }
+
+    async fn score(
+        &self,
+        tenant: &TenantId,
+        run: &str,
+        as_of: NaiveDate,
+        shard: u32,
+    ) -> Result<ShardOutcome, RunError> {
+        let cfg = self.config(tenant).await?;
+        let baselines = self
+            .health
+            .get_baselines(tenant, run)
+            .await?
+            .ok_or_else(|| RunError::Missing {
+                run: run.to_owned(),
+                what: "baselines",
+            })?;
+        let item = self
+            .health
+            .get_shard(tenant, run, shard)
+            .await?
+            .ok_or_else(|| RunError::Missing {
+                run: run.to_owned(),
+                what: "shard measurements",
+            })?;
+        let ids: Vec<AccountId> = item
+            .accounts
+            .iter()
+            .map(|m| m.measurement.account.clone())
+            .collect();
+        let previous: HashMap<AccountId, record::HealthRecord> =
+            self.health.latest(tenant, &ids).await?;
+        let now = Utc::now();
+        let mut out = ShardOutcome::default();
+        let mut records = Vec::with_capacity(item.accounts.len());
+        let mut alerts = Vec::new();
+        for m in &item.accounts {
+            let baseline = baselines.get(&m.measurement.segment);
+            let scored = baseline.and_then(|b| model::score(&m.measurement, b, &cfg));
+            let prev = previous.get(&m.measurement.account);
+            let mut rec = record::build(
+                &m.measurement,
+                scored,
+                baseline,
+                m.info.clone(),
+                as_of,
+                prev,
+                now,
+            );
+            if rec.score.is_some() {
+                out.scored += 1;
+            } else {
+                out.insufficient += 1;
+            }
+            alerts.extend(record::decide_alerts(tenant, &mut rec, &cfg, now));
+            records.push((rec, prev.and_then(RiskSlot::of)));
+        }
+        // Alerts first: a retry after a crash re-sends the same keys (notify
+        // publishes each once), while records written first would hide the change.
+        let bodies = alerts.iter().map(to_json).collect::<Result<Vec<_>, _>>()?;
+        send_all(self.alerts.as_ref(), &bodies).await?;
+        out.alerts = alerts.len();
+        for a in &alerts {
+            tracing::info!(tenant = %tenant, account = %a.account, alert = %a.key, kind = a.kind.as_str(), "health alert raised");
+        }
+        let saves: Vec<Save<'_>> = records
+            .iter()
+            .map(|(r, slot)| Save {
+                record: r,
+                previous_slot: slot.clone(),
+            })
+            .collect();
+        self.health.save_records(tenant, &saves).await?;
+        if cfg.crm_writeback {
+            if let Some(crm) = &self.crm {
+                let updates: Vec<CrmUpdate> = records
+                    .iter()
+                    .filter_map(|(r, _)| CrmUpdate::of(r))
+                    .collect();
+                if !updates.is_empty() {
+                    let report = crm.push(tenant, &updates).await;
+                    out.crm_updated = report.updated;
+                    out.crm_failed = report.failed;
+                    if report.failed > 0 {
+                        tracing::error!(tenant = %tenant, run = %run, failed = report.failed, error = ?report.last_error, "CRM write-back incomplete");
+                    }
+                }
+            }
+        }
+        tracing::info!(tenant = %tenant, run = %run, shard, scored = out.scored, insufficient = out.insufficient, alerts = out.alerts, "shard scored");
+        Ok(out)
+    }
+}
+
+/// Runs a whole tenant's score through in-memory queues (used by the pure tests
+/// and the simulated-store benchmark): start, then drain the shard queue, each
+/// message handled once (or twice with `redeliver`, as SQS may).
+pub async fn run_in_memory(
+    runner: &HealthRunner,
+    shards: &super::memory::MemoryQueue,
+    tenant: &TenantId,
+    as_of: NaiveDate,
+    redeliver: bool,
+) -> Result<(RunStarted, ShardOutcome), RunError> {
+    let started = runner.start(tenant, as_of, Utc::now()).await?;
+    let mut total = ShardOutcome::default();
+    while let Some(body) = shards.pop() {
+        let times = if redeliver { 2 } else { 1 };
+        for _ in 0..times {
+            let o = runner.process(&body).await?;
+            total.measured += o.measured;
+            total.scored += o.scored;
+            total.insufficient += o.insufficient;
+            total.alerts += o.alerts;
+            total.crm_updated += o.crm_updated;
+            total.crm_failed += o.crm_failed;
+            total.started_scoring |= o.started_scoring;
+        }
+    }
+    Ok((started, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::memory::{MemoryHealthStore, MemoryQueue, Simulated};
+    use crate::health::synth::{Synth, SynthConfig};
+    use proptest::prelude::*;
+
+    fn sim(accounts: usize) -> (TenantId, Arc<Simulated>, NaiveDate) {
+        let t = TenantId::parse("sim").unwrap();
+        let end = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
+        let synth = Synth::new(SynthConfig {
+            accounts,
+            seed: 3,
+            start: end - chrono::Duration::days(300),
+            end,
+            churn_rate: 0.2,
+        });
+        (t.clone(), Arc::new(Simulated::new(t, synth)), end)
+    }
+
+    #[tokio::test]
+    async fn the_fan_out_scores_every_account_exactly_once_even_when_shards_are_redelivered() {
+        let (t, sim, as_of) = sim(1050);
+        let health = Arc::new(MemoryHealthStore::with_tenants(std::slice::from_ref(&t)));
+        let shards = Arc::new(MemoryQueue::default());
+        let alerts = Arc::new(MemoryQueue::default());
+        let runner = HealthRunner {
+            health: health.clone(),
+            accounts: sim.clone(),
+            usage: sim.clone(),
+            definitions: sim.clone(),
+            markers: sim.clone(),
+            shards: shards.clone(),
+            alerts: alerts.clone(),
+            crm: None,
+            shard_size: 100,
+            concurrency: 4,
+        };
+        let (started, out) = run_in_memory(&runner, &shards, &t, as_of, true)
+            .await
+            .unwrap();
+        assert_eq!((started.accounts, started.shards), (1050, 11));
+        // Redelivered: every shard measured and scored twice, results the same.
+        assert_eq!(out.measured, 2 * 1050);
+        assert_eq!(out.scored + out.insufficient, 2 * 1050);
+        let latest = health.all_latest();
+        assert_eq!(latest.len(), 1050);
+        let mut ids: Vec<&str> = latest.iter().map(|r| r.account.as_str()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 1050);
+        let scored = latest.iter().filter(|r| r.score.is_some()).count();
+        assert_eq!(
+            health.risk_entries(),
+            scored,
+            "one risk-index entry per scored account"
+        );
+        // Alerts: each key raised by both deliveries, the same keys (notify dedupes).
+        let mut keys: Vec<String> = std::iter::from_fn(|| alerts.pop())
+            .map(|b| serde_json::from_str::<crate::alert::Alert>(&b).unwrap().key)
+            .collect();
+        let raised = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(raised, 2 * keys.len());
+        assert!(!keys.is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn sharding_puts_every_account_in_exactly_one_shard(n in 0usize..2000, size in 1usize..300) {
+            let items: Vec<usize> = (0..n).collect();
+            let shards = shard(&items, size);
+            prop_assert!(shards.iter().all(|s| !s.is_empty() && s.len() <= size));
+            let flat: Vec<usize> = shards.into_iter().flatten().collect();
+            prop_assert_eq!(flat, items);
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! CRM write-back: score, band and top reasons to HubSpot company properties through
+//! CRM v3 `POST /crm/v3/objects/companies/batch/update` — 100 companies per request,
+//! at most N requests per rolling 10 seconds, backoff on 429 honouring `Retry-After`
+//! and on 5xx. Per tenant: enabled by the health config's `crm_writeback`, with the
+//! tenant's private-app token from configuration (`HUBSPOT_WRITEBACK_TOKENS`).
+
+use super::model::Band;
+use super::record::HealthRecord;
+use crate::ids::TenantId;
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// HubSpot's batch limit.
+pub const BATCH_SIZE: usize = 100;
+pub const BATCH_UPDATE_PATH: &str = "/crm/v3/objects/companies/batch/update";
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CrmUpdate {
+    pub company_id: String,
+    pub score: f64,
+    pub band: Band,
+    pub reasons: String,
+    pub as_of: NaiveDate,
+}
+
+impl CrmUpdate {
+    /// Only scored accounts with a HubSpot company id are written back.
+    pub fn of(r: &HealthRecord) -> Option<Self> {
+        let id = r.info.hubspot_company_id.clone()?;
+        let reasons: Vec<String> = r
+            .reasons
+            .iter()
+            .take(3)
+            .map(|x| format!("{}: {}", x.code, x.detail))
+            .collect();
+        let mut reasons = reasons.join(" | ");
+        if reasons.len() > 1000 {
+            let mut cut = 997;
+            while !reasons.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reasons.truncate(cut);
+            reasons.push_str("...");
+        }
+        Some(Self {
+            company_id: id,
+            score: r.score?,
+            band: r.band?,
+            reasons,
+            as_of: r.as_of,
+        })
+    }
+}
+
+/// The request body of one batch update.
+pub fn batch_body(updates: &[CrmUpdate]) -> serde_json::Value {
+    serde_json::json!({
+        "inputs": updates.iter().map(|u| serde_json::json!({
+            "id": u.company_id,
+            "properties": {
+                "usage_health_score": format!("{:.1}", u.score),
+                "usage_health_band": u.band.as_str(),
+                "usage_health_reasons": u.reasons,
+                "usage_health_as_of": u.as_of.format("%Y-%m-%d").to_string(),
+            }
+        })).collect::<Vec<_>>()
+    })
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PushReport {
+    pub updated: usize,
+    pub failed: usize,
+    pub requests: usize,
+    pub throttled: usize,
+    pub last_error: Option<String>,
+}
+
+#[async_trait]
+pub trait CrmSink: Send + Sync {
+    async fn push(&self, tenant: &TenantId, updates: &[CrmUpdate]) -> PushReport;
+}
+
+/// At most `max` requests in any rolling `window`.
+#[derive(Debug)]
+pub struct RateWindow {
+    pub max: usize,
+    pub window: Duration,
+    sent: VecDeque<Instant>,
+}
+
+impl RateWindow {
+    pub fn new(max: usize, window: Duration) -> Self {
+        Self {
+            max: max.max(1),
+            window,
+            sent: VecDeque::new(),
+        }
+    }
+    /// How long to wait before the next request may go out at `now`.
+    pub fn wait(&mut self, now: Instant) -> Duration {
+        while self
+            .sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            self.sent.pop_front();
+        }
+        if self.sent.len() < self.max {
+            Duration::ZERO
+        } else {
+            self.sent
+                .front()
+                .map(|t| self.window.saturating_sub(now.duration_since(*t)))
+                .unwrap_or_default()
+        }
+    }
+    pub fn record(&mut self, now: Instant) {
+        self.sent.push_back(now);
+    }
+}
+
+/// The HTTP call, behind a trait so the retry logic is testable without a network.
+#[async_trait]
+pub trait HttpPost: Send + Sync {
+    /// Status, `Retry-After` seconds if any, body text.
+    async fn post_json(
+        &self,
+        url: &str,
+        token: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Option<u64>, String), String>;
+}
+
+pub struct HubSpotWriteback {
+    pub base_url: String,
+    pub tokens: HashMap<TenantId, String>,
+    pub http: std::sync::Arc<dyn HttpPost>,
+    pub limiter: Mutex<RateWindow>,
+    pub max_attempts: u32,
+    /// First backoff when no Retry-After is given; doubles per attempt.
+    pub backoff: Duration,
+}
+
+/// Parses `tenant=token,tenant2=token2` (the `HUBSPOT_WRITEBACK_TOKENS` value).
+pub fn parse_tokens(v: &str) -> Result<HashMap<TenantId, String>, String> {
+    let mut out = HashMap::new();
+    for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (t, tok) = pair
+            .split_once('=')
+            .ok_or_else(|| "expected tenant=token pairs separated by commas".to_owned())?;
+        let t = TenantId::parse(t.trim()).map_err(|e| e.to_string())?;
+        if tok.trim().is_empty() {
+            return Err(format!("empty token for tenant {t}"));
+        }
+        out.insert(t, tok.trim().to_owned());
+    }
+    Ok(out)
+}
+
+impl HubSpotWriteback {
+    pub fn new(
+        base_url: impl Into<String>,
+        tokens: HashMap<TenantId, String>,
+        http: std::sync::Arc<dyn HttpPost>,
+        per_10s: usize,
+    ) -> Self {
+        Self {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            tokens,
+            http,
+            limiter: Mutex::new(RateWindow::new(per_10s, Duration::from_secs(10))),
+            max_attempts: 6,
+            backoff: Duration::from_millis(500),
+        }
+    }
+
+    async fn throttle(&self) {
+        loop {
+            let wait = {
+                let mut l = self.limiter.lock().await;
+                let now = Instant::now();
+                let w = l.wait(now);
+                if w.is_zero() {
+                    l.record(now);
+                    return;
+                }
+                w
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn send_batch(&self, token: &str, batch: &[CrmUpdate], report: &mut PushReport) {
+        let url = format!("{}{BATCH_UPDATE_PATH}", self.base_url);
+        let body = batch_body(batch).to_string().into_bytes();
+        let mut delay = self.backoff;
+        for attempt in 1..=self.max_attempts {
+            self.throttle().await;
+            report.requests += 1;
+            match self.http.post_json(&url, token, body.clone()).await {
+                Ok((200, _, _)) => {
+                    report.updated += batch.len();
+                    return;
+                }
+                Ok((207, _, text)) => {
+                    // Multi-status: some inputs failed (e.g. unknown company ids).
+                    let errors = serde_json::from_str::<serde_json::Value>(&text)
+                        .ok()
+                        .and_then(|v| v["numErrors"].as_u64())
+                        .unwrap_or(0) as usize;
+                    let errors = errors.min(batch.len());
+                    report.updated += batch.len() - errors;
+                    report.failed += errors;
+                    if errors > 0 {
+                        report.last_error = Some(format!("207: {errors} companies not updated"));
+                    }
+                    return;
+                }
+                Ok((429, retry_after, _)) => {
+                    report.throttled += 1;
+                    let wait = retry_after.map(Duration::from_secs).unwrap_or(delay);
+                    tracing::warn!(
+                        attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        "HubSpot rate limit (429); backing off"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Ok((status, _, text)) if status >= 500 => {
+                    report.last_error = Some(format!(
+                        "{status}: {}",
+                        text.chars().take(200).collect::<String>()
+                    ));
+                    tokio::time::sleep(delay).await;
+                }
+                Ok((status, _, text)) => {
+                    report.failed += batch.len();
+                    report.last_error = Some(format!(
+                        "{status}: {}",
+                        text.chars().take(300).collect::<String>()
+                    ));
+                    return;
+                }
+                Err(e) => {
+                    report.last_error = Some(e);
+                    tokio::time::sleep(delay).await;
+                }
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+        report.failed += batch.len();
+        report
+            .last_error
+            .get_or_insert_with(|| "gave up after repeated 429s".into());
+    }
+}
+
+#[async_trait]
+impl CrmSink for HubSpotWriteback {
+    async fn push(&self, tenant: &TenantId, updates: &[CrmUpdate]) -> PushReport {
+        let mut report = PushReport::default();
+        let Some(token) = self.tokens.get(tenant) else {
+            report.failed = updates.len();
+            report.last_error = Some(format!("no HubSpot token configured for tenant {tenant}"));
+            return report;
+        };
+        for batch in updates.chunks(BATCH_SIZE) {
+            self.send_batch(token, batch, &mut report).await;
+        }
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_window_allows_max_requests_per_ten_seconds() {
+        let mut w = RateWindow::new(3, Duration::from_secs(10));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(w.wait(t0), Duration::ZERO);
+            w.record(t0);
+        }
+        assert_eq!(w.wait(t0 + Duration::from_secs(4)), Duration::from_secs(6));
+        assert_eq!(w.wait(t0 + Duration::from_secs(10)), Duration::ZERO);
+    }
+
+    #[test]
+    fn tokens_parse_per_tenant_and_bad_lists_are_refused() {
+        let t = parse_tokens("acme=pat-1, beta = pat-2").unwrap();
+        assert_eq!(t[&TenantId::parse("beta").unwrap()], "pat-2");
+        assert!(parse_tokens("acme").is_err());
+        assert!(parse_tokens("acme=").is_err());
+        assert!(parse_tokens("Bad Tenant=x").is_err());
+        assert!(parse_tokens("").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,28 @@
+//! The usage-intelligence domain: types, pure logic (validation, aggregation, the
+//! exactly-once protocol) and the ports (one trait per capability) adapters implement.
+
+pub mod account;
+pub mod alert;
+pub mod audit;
+pub mod auth;
+pub mod chunk;
+pub mod definition;
+pub mod digest;
+pub mod entitlement;
+pub mod event;
+pub mod governance;
+pub mod health;
+pub mod horizon;
+pub mod hubspot;
+pub mod ids;
+pub mod input;
+pub mod keys;
+pub mod limits;
+pub mod pipeline;
+pub mod ports;
+pub mod publish;
+pub mod quarantine;
+pub mod queue;
+pub mod quota;
+pub mod rollup;
+pub mod usage;

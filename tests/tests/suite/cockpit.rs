@@ -1,0 +1,661 @@
+//! The CS cockpit (`/app`) driven in a real headless Chromium through chromedriver
+//! (Debian's `chromium` and `chromium-driver`), against the local stack's front door
+//! with generated demo data. Screenshots of every page go to tests/screenshots/, and
+//! axe-core (npm, tests/axe) checks each page for serious or critical violations.
+
+use domain::ids::TenantId;
+use e2e::TestStack;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+const CHROMEDRIVER: &str = "chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// chromedriver on a free port; killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+async fn driver() -> Driver {
+    assert!(
+        std::path::Path::new(CHROMIUM).exists(),
+        "the browser tests need {CHROMIUM}: apt-get install -y chromium chromium-driver (.ci/run does)"
+    );
+    let port = free_port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "the browser tests need Chromium and chromedriver ({CHROMEDRIVER}: {e}). \
+                 Install them with: apt-get install -y chromium chromium-driver (.ci/run does)"
+            )
+        });
+    let d = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not listen on port {port} within 10 s");
+}
+
+async fn browser(d: &Driver) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({"binary": CHROMIUM, "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+               "--disable-gpu", "--window-size=1280,1100"]}),
+    );
+    ClientBuilder::rustls()
+        .expect("TLS for the WebDriver client")
+        .capabilities(caps)
+        .connect(&d.url)
+        .await
+        .expect("a Chromium session through chromedriver")
+}
+
+fn screenshots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).expect("tests/screenshots");
+    dir
+}
+
+/// A screenshot of the whole page (the window is made as tall as the page).
+async fn shoot(c: &Client, name: &str) {
+    let height = c
+        .execute("return document.documentElement.scrollHeight", vec![])
+        .await
+        .ok()
+        .and_then(|v| v.as_u64())
+        .unwrap_or(1100)
+        .clamp(600, 6000) as u32;
+    c.set_window_size(1280, height + 140).await.ok();
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(screenshots().join(format!("{name}.png")), png).expect("writing a screenshot");
+}
+
+/// axe-core (tests/axe/node_modules, installed by `make test`) run on the page: the
+/// serious and critical violations, as "rule: help (n nodes)".
+async fn axe(c: &Client) -> Vec<String> {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("axe/node_modules/axe-core/axe.min.js");
+    let src = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "axe-core is missing ({}: {e}); `make test` installs it (cd tests/axe && npm ci)",
+            path.display()
+        )
+    });
+    c.execute(&src, vec![]).await.expect("injecting axe-core");
+    let result = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length})))).catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e), nodes: 0}]));",
+            vec![],
+        )
+        .await
+        .expect("running axe-core");
+    result
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+        .map(|v| format!("{}: {} ({} nodes)", v["id"], v["help"], v["nodes"]))
+        .collect()
+}
+
+async fn assert_accessible(c: &Client, page: &str) {
+    let violations = axe(c).await;
+    assert!(
+        violations.is_empty(),
+        "{page}: serious or critical accessibility violations: {violations:#?}"
+    );
+}
+
+async fn api(stack: &local::stack::Stack, key: &str, method: &str, path: &str) -> (u16, Value) {
+    let req = lambda_http::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {key}"))
+        .body(lambda_http::Body::Empty)
+        .expect("request");
+    e2e::decode(stack.api.handle(req).await)
+}
+
+/// How many changes the registry's change log holds for a meter.
+async fn changes(stack: &local::stack::Stack, key: &str, meter: &str) -> usize {
+    let (s, v) = api(
+        stack,
+        key,
+        "GET",
+        &format!("/v1/definitions/{meter}/changes"),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    v["changes"].as_array().map_or(0, Vec::len)
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+async fn attr(c: &Client, css: &str, name: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .attr(name)
+        .await
+        .expect("attribute")
+        .unwrap_or_default()
+}
+
+async fn sign_in(c: &Client, base: &str, key: &str) {
+    c.goto(&format!("{base}/app/sign-in"))
+        .await
+        .expect("sign-in page");
+    c.find(Locator::Id("key"))
+        .await
+        .expect("key field")
+        .send_keys(key)
+        .await
+        .expect("typing the key");
+    c.find(Locator::Css("form.sign-in button"))
+        .await
+        .expect("sign-in button")
+        .click()
+        .await
+        .expect("signing in");
+    c.wait()
+        .for_url(&url_of(&format!("{base}/app/portfolio")))
+        .await
+        .expect("the portfolio after signing in");
+}
+
+/// Clicks an element and waits until the browser is at `url`.
+async fn click_to(c: &Client, css: &str, url: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+    c.wait()
+        .for_url(&url_of(url))
+        .await
+        .unwrap_or_else(|e| panic!("{url} after clicking {css}: {e}"));
+}
+
+fn url_of(s: &str) -> url::Url {
+    url::Url::parse(s).expect("url")
+}
+
+/// Submits a form the page does not offer, built in the page (with the session's CSRF
+/// token unless told otherwise), and answers the status the refusal page reports.
+async fn forge_post(c: &Client, base: &str, action: &str, with_csrf: bool) -> String {
+    c.execute(
+        "const [action, withCsrf] = arguments;
+         const f = document.createElement('form');
+         f.method = 'post'; f.action = action;
+         if (withCsrf) {
+           const i = document.createElement('input');
+           i.type = 'hidden'; i.name = 'csrf';
+           i.value = document.querySelector('meta[name=csrf-token]').content;
+           f.appendChild(i);
+         }
+         document.body.appendChild(f); f.submit();",
+        vec![json!(action), json!(with_csrf)],
+    )
+    .await
+    .expect("submitting a forged form");
+    c.wait()
+        .for_url(&url_of(&format!("{base}{action}")))
+        .await
+        .expect("the answer to the forged form");
+    attr(c, "p.error", "data-status").await
+}
+
+#[tokio::test]
+async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_why_and_cannot_change_anything(
+) {
+    let drv = driver().await;
+    let ts = TestStack::fresh().await;
+    let tenant = TenantId::parse("demo").unwrap();
+    let demo = local::demo::load(&ts.stack, &tenant, 8)
+        .await
+        .expect("demo data");
+    ts.drain_all(Duration::from_secs(3)).await;
+    ts.stack
+        .scheduler
+        .run_now("score", Some(&tenant))
+        .await
+        .expect("a score job")
+        .expect("the score run starts");
+    ts.drain_score().await;
+    let stack = Arc::new(ts.stack);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let router = local::server::router(stack.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let c = browser(&drv).await;
+
+    // Signed out, /app leads to the sign-in form.
+    c.goto(&format!("{base}/app")).await.expect("/app");
+    assert_eq!(c.current_url().await.unwrap().path(), "/app/sign-in");
+    shoot(&c, "sign-in").await;
+    assert_accessible(&c, "sign-in").await;
+
+    // A read key signs in; the decaying accounts lead the portfolio, red, in words.
+    sign_in(&c, &base, &demo.read_key).await;
+    let rows = c.find_all(Locator::Css("tr[data-account]")).await.unwrap();
+    let mut ids = Vec::new();
+    for r in &rows {
+        ids.push(r.attr("data-account").await.unwrap().unwrap_or_default());
+    }
+    let mut top: Vec<String> = ids.iter().take(demo.decaying.len()).cloned().collect();
+    top.sort();
+    let mut decaying = demo.decaying.clone();
+    decaying.sort();
+    assert_eq!(top, decaying, "portfolio order {ids:?}");
+    let first_band = text(&c, "tr[data-account] .band").await;
+    assert_eq!(first_band, "At risk");
+    // The page and curl agree: the same order and scores as GET /v1/accounts.
+    let (s, listed) = api(
+        &stack,
+        &demo.read_key,
+        "GET",
+        "/v1/accounts?sort=risk&limit=50",
+    )
+    .await;
+    assert_eq!(s, 200, "{listed}");
+    let api_ids: Vec<&str> = listed["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["account"].as_str())
+        .collect();
+    assert_eq!(ids, api_ids);
+    let first_score = text(&c, "tr[data-account] td.num").await;
+    assert_eq!(
+        first_score,
+        format!("{:.1}", listed["accounts"][0]["score"].as_f64().unwrap())
+    );
+    shoot(&c, "portfolio").await;
+    assert_accessible(&c, "portfolio").await;
+
+    // Filtered to the red band: only red accounts, the decaying ones among them.
+    c.find(Locator::Id("band"))
+        .await
+        .unwrap()
+        .select_by_value("red")
+        .await
+        .unwrap();
+    click_to(
+        &c,
+        "form.filters button",
+        &format!("{base}/app/portfolio?band=red&segment="),
+    )
+    .await;
+    let mut red = Vec::new();
+    for b in c
+        .find_all(Locator::Css("tr[data-account] .band"))
+        .await
+        .unwrap()
+    {
+        assert_eq!(b.attr("data-band").await.unwrap().as_deref(), Some("red"));
+    }
+    for r in c.find_all(Locator::Css("tr[data-account]")).await.unwrap() {
+        red.push(r.attr("data-account").await.unwrap().unwrap_or_default());
+    }
+    assert!(decaying.iter().all(|d| red.contains(d)), "{red:?}");
+    c.goto(&format!("{base}/app/portfolio")).await.unwrap();
+
+    // The riskiest account: its reasons in words with numbers, and usage that shows.
+    let riskiest = ids[0].clone();
+    click_to(
+        &c,
+        "tr[data-account] a",
+        &format!("{base}/app/accounts/{riskiest}"),
+    )
+    .await;
+    let reasons = text(&c, "#reasons").await;
+    assert!(
+        reasons.contains("Usage down over the last 30 days"),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains('%'),
+        "reasons carry their numbers: {reasons}"
+    );
+    let mut drawn = 0;
+    for bar in c
+        .find_all(Locator::Css("svg.chart rect.bar"))
+        .await
+        .unwrap()
+    {
+        let v: f64 = bar
+            .attr("data-value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or(0.0);
+        if v > 0.0 {
+            drawn += 1;
+        }
+    }
+    assert!(drawn > 30, "daily usage bars with a value: {drawn}");
+    shoot(&c, "account-daily").await;
+    assert_accessible(&c, "account").await;
+
+    // Monthly: at most 12 windows per chart, and the page says which view it is.
+    click_to(
+        &c,
+        "#g-month",
+        &format!("{base}/app/accounts/{riskiest}?granularity=month"),
+    )
+    .await;
+    assert_eq!(attr(&c, "#g-month", "aria-current").await, "page");
+    let points: usize = attr(&c, "svg.chart[id^=usage]", "data-points")
+        .await
+        .parse()
+        .unwrap();
+    assert_eq!(points, 12);
+    let (s, monthly) = api(
+        &stack,
+        &demo.read_key,
+        "GET",
+        &format!(
+            "/v1/accounts/{riskiest}/usage?granularity=month&meter=api_calls&from={}&to={}",
+            web::usage_window("month", chrono::Utc::now()).0,
+            web::usage_window("month", chrono::Utc::now()).1
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{monthly}");
+    let api_total: f64 = monthly["total"]["quantity"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let charted: f64 = attr(
+        &c,
+        "figure:has(figcaption) svg[aria-labelledby^='usage']",
+        "data-total",
+    )
+    .await
+    .parse()
+    .unwrap_or(-1.0);
+    // Meters are charted in name order: the first chart is api_calls, whose monthly
+    // bars add up to the API's total for the same window.
+    assert_eq!(text(&c, "figure figcaption").await, "api_calls");
+    assert!(api_total > 0.0, "{monthly}");
+    assert!(
+        (charted - api_total).abs() < 1e-6,
+        "{charted} vs {api_total}"
+    );
+    shoot(&c, "account-monthly").await;
+
+    // The entitlement bar is as long as the API's percentage says.
+    let (s, ents) = api(
+        &stack,
+        &demo.read_key,
+        "GET",
+        &format!("/v1/accounts/{riskiest}/entitlements"),
+    )
+    .await;
+    assert_eq!(s, 200, "{ents}");
+    let percent: f64 = ents["entitlements"][0]["balance"]["percent"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let shown: f64 = attr(&c, "svg.meter", "data-percent").await.parse().unwrap();
+    assert!((shown - percent).abs() < 0.005, "{shown} vs {percent}");
+    let width: f64 = attr(&c, "svg.meter rect.fill", "width")
+        .await
+        .parse()
+        .unwrap();
+    assert!(
+        (width - percent.clamp(0.0, 100.0) * 3.0).abs() < 0.06,
+        "bar {width} for {percent} %"
+    );
+
+    // A read key cannot change anything: no form offers it, and a forged POST (with
+    // or without the session's CSRF token) is refused; the definition is unchanged.
+    c.goto(&format!("{base}/app/registry")).await.unwrap();
+    assert!(c
+        .find_all(Locator::Css("table.registry form"))
+        .await
+        .unwrap()
+        .is_empty());
+    shoot(&c, "registry-read").await;
+    assert_accessible(&c, "registry").await;
+    let action = "/app/definitions/api_calls/delete";
+    assert_eq!(forge_post(&c, &base, action, true).await, "403");
+    let refusal = text(&c, "p.error").await;
+    assert!(
+        refusal.contains("'admin' scope"),
+        "the API's own refusal: {refusal}"
+    );
+    shoot(&c, "read-key-refused").await;
+    c.goto(&format!("{base}/app/registry")).await.unwrap();
+    assert_eq!(forge_post(&c, &base, action, false).await, "403");
+    let (_, def) = api(&stack, &demo.key, "GET", "/v1/definitions/api_calls").await;
+    assert_eq!(def["status"], "active", "{def}");
+    assert_eq!(changes(&stack, &demo.key, "api_calls").await, 0);
+
+    // An admin soft-deletes a definition and restores it; the change log grows by two.
+    click_to(&c, "header form button", &format!("{base}/app/sign-in")).await;
+    sign_in(&c, &base, &demo.key).await;
+    c.goto(&format!("{base}/app/registry")).await.unwrap();
+    for verb in ["Delete", "Restore"] {
+        click_to(
+            &c,
+            &format!("tr[data-meter=calls_logged] button[aria-label='{verb} calls_logged']"),
+            &format!("{base}/app/registry"),
+        )
+        .await;
+        let status = attr(&c, "tr[data-meter=calls_logged]", "data-status").await;
+        assert_eq!(
+            status,
+            if verb == "Delete" {
+                "deleted"
+            } else {
+                "active"
+            }
+        );
+        if verb == "Delete" {
+            shoot(&c, "registry-admin").await;
+        }
+    }
+    assert_eq!(changes(&stack, &demo.key, "calls_logged").await, 2);
+
+    c.close().await.ok();
+    server.abort();
+}
+
+/// A request to the web function, with a cookie and a form body.
+fn web_request(method: &str, path: &str, cookie: Option<&str>, form: &str) -> lambda_http::Request {
+    let mut b = lambda_http::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(c) = cookie {
+        b = b.header("cookie", c);
+    }
+    b.body(if form.is_empty() {
+        lambda_http::Body::Empty
+    } else {
+        lambda_http::Body::Text(form.to_owned())
+    })
+    .expect("request")
+}
+
+fn page(resp: &lambda_http::Response<lambda_http::Body>) -> String {
+    match resp.body() {
+        lambda_http::Body::Text(t) => t.clone(),
+        lambda_http::Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_session_holds_no_key_needs_a_readable_key_its_csrf_token_and_ends_when_the_key_is_revoked(
+) {
+    use domain::auth::{KeyScope, NewKey};
+    use domain::ports::KeyAdmin;
+    let ts = TestStack::fresh().await;
+    let web = &ts.stack.web;
+    let key = |scopes: Vec<KeyScope>| NewKey {
+        label: "cockpit".into(),
+        scopes,
+        expires_in_days: None,
+    };
+    let now = chrono::Utc::now();
+    let (ingest_key, _) = ts
+        .stack
+        .store
+        .create_key(&ts.tenant, &key(vec![KeyScope::Ingest]), now)
+        .await
+        .unwrap();
+    let (read_key, read_grant) = ts
+        .stack
+        .store
+        .create_key(&ts.tenant, &key(vec![KeyScope::Read]), now)
+        .await
+        .unwrap();
+
+    // An ingest-only key cannot sign in; nor can a made-up one.
+    for k in [ingest_key.as_str(), "uk_made_up"] {
+        let resp = web
+            .handle(web_request(
+                "POST",
+                "/app/sign-in",
+                None,
+                &format!("key={k}"),
+            ))
+            .await;
+        assert_eq!(resp.status(), 401, "{k}");
+        assert!(resp.headers().get("set-cookie").is_none());
+    }
+
+    // A sign-in posted from another site is refused before the key is looked at.
+    let mut forced = web_request("POST", "/app/sign-in", None, &format!("key={read_key}"));
+    forced
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    forced
+        .headers_mut()
+        .insert("host", "127.0.0.1:8080".parse().unwrap());
+    let resp = web.handle(forced).await;
+    assert_eq!(resp.status(), 403);
+    assert!(resp.headers().get("set-cookie").is_none());
+
+    // A read key gets an HttpOnly, SameSite=Strict cookie that does not hold the key.
+    let resp = web
+        .handle(web_request(
+            "POST",
+            "/app/sign-in",
+            None,
+            &format!("key={read_key}"),
+        ))
+        .await;
+    assert_eq!(resp.status(), 303);
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/app"),
+        "{set}"
+    );
+    assert!(
+        !set.contains("Secure"),
+        "the local runner serves plain HTTP: {set}"
+    );
+    assert!(!set.contains(&read_key), "{set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let resp = web
+        .handle(web_request("GET", "/app/portfolio", Some(&cookie), ""))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let html = page(&resp);
+    let csrf = html
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the page's CSRF token")
+        .to_owned();
+
+    // A read key's change is refused by the API's scope check, with or without the
+    // token; a wrong token is refused before the API is asked.
+    for (form, code) in [
+        (format!("csrf={csrf}"), "'admin' scope"),
+        ("csrf=00".to_owned(), "This form has expired"),
+        (String::new(), "This form has expired"),
+    ] {
+        let resp = web
+            .handle(web_request(
+                "POST",
+                "/app/definitions/api_calls/delete",
+                Some(&cookie),
+                &form,
+            ))
+            .await;
+        assert_eq!(resp.status(), 403, "{form}");
+        assert!(page(&resp).contains(code), "{form}: {}", page(&resp));
+    }
+    let (_, def) = ts.call("GET", "/v1/definitions/api_calls", None).await;
+    assert_eq!(def["status"], "active");
+
+    // A cookie changed by hand is no session.
+    let forged = format!("{cookie}x");
+    let resp = web
+        .handle(web_request("GET", "/app/portfolio", Some(&forged), ""))
+        .await;
+    assert_eq!(resp.status(), 303);
+
+    // Revoking the key ends its session at once.
+    ts.stack
+        .store
+        .revoke_key(&ts.tenant, &read_grant.key_id, chrono::Utc::now())
+        .await
+        .unwrap();
+    let resp = web
+        .handle(web_request("GET", "/app/portfolio", Some(&cookie), ""))
+        .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/app/sign-in");
+}

@@ -1,0 +1,63 @@
+//! The DynamoDB adapter against the behaviour suite every adapter of a port passes
+//! (`memory::suite`; the in-memory adapter runs the same suite in its own tests).
+
+use aws::dynamo::DynamoStore;
+use chrono::NaiveDate;
+use domain::audit::kpi::SampledEvent;
+use domain::audit::store::AuditReader;
+use domain::ids::TenantId;
+use domain::ports::StoreError;
+use e2e::TestStack;
+use memory::suite;
+
+/// The stack's store with the drift sample taking one account in `modulus`.
+fn store(t: &TestStack, modulus: u32) -> DynamoStore {
+    let mut s = (*t.stack.store).clone();
+    s.audit_sample = modulus;
+    s
+}
+
+struct Sample(DynamoStore);
+
+#[async_trait::async_trait]
+impl suite::SampleReader for Sample {
+    async fn sampled_events(
+        &self,
+        tenant: &TenantId,
+        day: NaiveDate,
+    ) -> Result<Vec<SampledEvent>, StoreError> {
+        AuditReader::sampled_events(&self.0, tenant, day).await
+    }
+}
+
+#[tokio::test]
+async fn the_dynamo_ledger_keeps_a_claimed_events_first_owner() {
+    let t = TestStack::fresh().await;
+    suite::a_claimed_event_keeps_its_first_owner(&store(&t, 1), &t.tenant).await;
+}
+
+#[tokio::test]
+async fn the_dynamo_ledger_samples_owned_events_once() {
+    let t = TestStack::fresh().await;
+    let s = store(&t, 1);
+    suite::processing_a_chunk_copies_its_owned_events_to_the_drift_sample_once(
+        &s,
+        &Sample(s.clone()),
+        &t.tenant,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_dynamo_ledger_samples_a_duplicate_once() {
+    let t = TestStack::fresh().await;
+    let s = store(&t, 1);
+    suite::a_duplicate_in_another_chunk_adds_no_sample(&s, &Sample(s.clone()), &t.tenant).await;
+}
+
+#[tokio::test]
+async fn the_dynamo_ledger_samples_nothing_with_sampling_off() {
+    let t = TestStack::fresh().await;
+    let s = store(&t, 0);
+    suite::an_unsampled_account_leaves_no_copy(&s, &Sample(s.clone()), &t.tenant).await;
+}
