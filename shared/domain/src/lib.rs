@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod chunk;
 pub mod cloudevents;
+pub mod cost;
 pub mod definition;
 pub mod digest;
 pub mod entitlement;

@@ -87,7 +87,10 @@ mod tests {
                 json: false
             }
         );
-        let s = settings(&[("AWS_LAMBDA_LOG_FORMAT", "JSON"), ("AWS_LAMBDA_LOG_LEVEL", "FATAL")]);
+        let s = settings(&[
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+            ("AWS_LAMBDA_LOG_LEVEL", "FATAL"),
+        ]);
         assert_eq!((s.filter.as_str(), s.json), ("error", true));
     }
 
