@@ -225,9 +225,12 @@ async fn costs(requests: usize, critical: Option<&str>) {
 
     let mut accepted = 0i64;
     let mut ingest_peak = 0;
+    let mut ingest_time = Duration::ZERO;
     for r in 0..requests {
         let body = request_body(1000, r * 1000, &ts);
+        let sent = Instant::now();
         let ((status, out), peak) = peak_during(t.post_events(&body)).await;
+        ingest_time += sent.elapsed();
         assert_eq!(status, 202, "{out}");
         accepted += out["accepted"].as_i64().unwrap_or(0);
         ingest_peak = ingest_peak.max(peak);
@@ -271,6 +274,26 @@ async fn costs(requests: usize, critical: Option<&str>) {
         stats.received,
         stats.failed
     );
+    print_bill(&domain::cost::RunUsage {
+        events: accepted.unsigned_abs(),
+        write_units: w1 - w0,
+        sqs_requests: sends + polls,
+        http_requests: requests as u64,
+        functions: vec![
+            domain::cost::FunctionRun {
+                name: "ingest",
+                invocations: requests as u64,
+                seconds: ingest_time.as_secs_f64(),
+                memory_mb: 256,
+            },
+            domain::cost::FunctionRun {
+                name: "rollup",
+                invocations: (stats.received as u64).div_ceil(10),
+                seconds: rollup_time.as_secs_f64(),
+                memory_mb: 512,
+            },
+        ],
+    });
     println!("\npeak heap above baseline");
     println!(
         "  ingest handler, one 1,000-event request: {:>8.2} MiB",
@@ -280,6 +303,26 @@ async fn costs(requests: usize, critical: Option<&str>) {
         "  rollup handler, draining {accepted} events:  {:>8.2} MiB",
         rollup_peak as f64 / 1048576.0
     );
+}
+
+/// US dollars per million events at list prices (`domain::cost`), from this run.
+fn print_bill(usage: &domain::cost::RunUsage) {
+    let Some((lines, total)) = domain::cost::per_million_events(usage, &domain::cost::LIST_PRICES)
+    else {
+        return;
+    };
+    println!(
+        "  cost per million events at AWS list prices (us-east-1, on demand, arm64, no free tier):"
+    );
+    for l in &lines {
+        println!("    {:<40} ${:>8.4}", l.item, l.dollars);
+    }
+    println!("    {:<40} ${:>8.4}", "total", total);
+    println!("    Lambda time is this run's handler time against the emulator (memory from the template:");
+    println!(
+        "    ingest 256 MB, rollup 512 MB, 10 messages per rollup invocation), an upper bound: the"
+    );
+    println!("    emulator answers slower than DynamoDB and SQS do.");
 }
 
 /// HubSpot: a signed 100-event batch through verification, parsing and mapping.

@@ -252,7 +252,11 @@ impl Ingest {
             policy: &policy,
             limits: &self.limits,
         };
+        // CloudEvents 1.0 (structured or batch) are mapped onto native events first.
+        let translated = domain::cloudevents::translate(&raw);
+        let raw = translated.elements(&raw);
         let (valid, mut rejected) = validate_all(&raw, &ctx);
+        translated.explain(&mut rejected);
         let (valid, held) = domain::quarantine::split(valid, &policy);
         let mut flagged: Vec<Flag> = valid
             .iter()
@@ -320,6 +324,7 @@ impl Ingest {
         tracing::info!(
             tenant = %tenant,
             received = raw.len(),
+            cloudevents = translated.cloudevents(),
             accepted,
             rejected = rejected.len(),
             messages = bodies.len(),

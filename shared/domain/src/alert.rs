@@ -171,6 +171,60 @@ fn truncate(s: &str, max: usize) -> String {
     out
 }
 
+/// What subscribers receive as the alert's JSON: the fields every alert has, plus only
+/// those of its own kind (a definition notice carries no usage numbers, a risk alert
+/// its score and reasons rather than a "limit").
+pub fn wire(a: &Alert) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let mut o = serde_json::Map::new();
+    let mut put = |k: &str, v: Value| {
+        if !v.is_null() {
+            o.insert(k.to_owned(), v);
+        }
+    };
+    put("key", json!(a.key));
+    put("kind", json!(a.kind));
+    put("code", json!(a.code));
+    put("severity", json!(a.severity));
+    put("tenant", json!(a.tenant));
+    put("account", json!(a.account));
+    put("account_name", json!(a.account_name));
+    put("segment", json!(a.segment));
+    put("owner", json!(a.owner));
+    put("crm_url", json!(a.crm_url));
+    put("raised_at", json!(a.raised_at));
+    let period = json!({"start": a.period_start, "end": a.period_end, "time_zone": a.time_zone});
+    match (a.kind, &a.detail) {
+        (AlertKind::Risk | AlertKind::Opportunity, _) => {
+            put("scored_on", json!(a.period_start));
+            put("score", json!(a.used.to_string()));
+            put("previous_score", json!(a.projected.to_string()));
+            put("reasons", json!(a.reasons));
+        }
+        (AlertKind::DataQuality, Some(detail)) => {
+            if !a.meters.is_empty() {
+                put("meters", json!(a.meters));
+            }
+            put("detail", json!(detail));
+            if !a.code.starts_with("definition_") {
+                put("period", period);
+            }
+        }
+        (AlertKind::Limit | AlertKind::DataQuality, _) => {
+            put("entitlement", json!(a.entitlement));
+            put("meters", json!(a.meters));
+            put("threshold", json!(a.threshold));
+            put("period", period);
+            put("used", json!(a.used.to_string()));
+            put("limit", json!(a.limit.to_string()));
+            put("percent", json!(a.percent.to_string()));
+            put("projected", json!(a.projected.to_string()));
+            put("late", json!(a.late));
+        }
+    }
+    Value::Object(o)
+}
+
 pub fn render(a: &Alert) -> Rendered {
     if matches!(a.kind, AlertKind::Risk | AlertKind::Opportunity) {
         return render_health(a);
@@ -203,7 +257,7 @@ pub fn render(a: &Alert) -> Rendered {
         let json = serde_json::json!({
             "subject": subject,
             "suggested_next_step": next_step(a),
-            "alert": a,
+            "alert": wire(a),
         });
         return Rendered {
             subject,
@@ -237,7 +291,7 @@ pub fn render(a: &Alert) -> Rendered {
     let json = serde_json::json!({
         "subject": subject,
         "suggested_next_step": next_step(a),
-        "alert": a,
+        "alert": wire(a),
     });
     Rendered {
         subject,
@@ -292,7 +346,7 @@ fn render_health(a: &Alert) -> Rendered {
     let json = serde_json::json!({
         "subject": subject,
         "suggested_next_step": step,
-        "alert": a,
+        "alert": wire(a),
     });
     Rendered {
         subject,
@@ -397,5 +451,105 @@ CRM record:  https://app.hubspot.com/contacts/1/company/5123\n\
             .starts_with("[critical] A very long customer name"));
         assert!(r.body.contains("(late, closed period)"));
         assert!(r.body.contains("overage invoice"));
+    }
+
+    /// The fields of the JSON alert a subscriber receives.
+    fn fields(r: &Rendered) -> Vec<String> {
+        r.json["alert"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_definition_notice_carries_no_usage_numbers_or_period() {
+        let mut a = sample();
+        a.kind = AlertKind::DataQuality;
+        a.code = "definition_created".into();
+        a.severity = Severity::Info;
+        a.entitlement = None;
+        a.threshold = None;
+        a.used = Decimal::ZERO;
+        a.limit = Decimal::ZERO;
+        a.percent = Decimal::ZERO;
+        a.projected = Decimal::ZERO;
+        a.detail = Some("definition 'api_calls' was created by key:ab12".into());
+        let r = render(&a);
+        let f = fields(&r);
+        for absent in [
+            "used",
+            "limit",
+            "percent",
+            "projected",
+            "period",
+            "threshold",
+        ] {
+            assert!(!f.contains(&absent.to_owned()), "{absent} in {f:?}");
+        }
+        assert_eq!(
+            r.json["alert"]["detail"],
+            "definition 'api_calls' was created by key:ab12"
+        );
+        assert!(
+            !r.body.contains("Usage:") && !r.body.contains("0 of 0"),
+            "{}",
+            r.body
+        );
+        assert!(r
+            .body
+            .contains("Review the change in the definition's change log"));
+    }
+
+    #[test]
+    fn a_risk_alert_reads_as_a_score_with_reasons_and_links_the_crm_record() {
+        let mut a = sample();
+        a.kind = AlertKind::Risk;
+        a.code = "band_downgrade".into();
+        a.severity = Severity::Critical;
+        a.used = Decimal::new(312, 1);
+        a.projected = Decimal::new(640, 1);
+        a.reasons = vec![
+            "moved from green to red".into(),
+            "usage down 62% over 30 days (segment median: down 3%)".into(),
+        ];
+        let r = render(&a);
+        assert!(
+            r.body.contains("Score:       31.2 (was 64.0)"),
+            "{}",
+            r.body
+        );
+        assert!(
+            r.body
+                .contains("CRM record:  https://app.hubspot.com/contacts/1/company/5123"),
+            "{}",
+            r.body
+        );
+        assert!(
+            r.body.contains("  - usage down 62% over 30 days"),
+            "{}",
+            r.body
+        );
+        let f = fields(&r);
+        for present in ["score", "previous_score", "reasons", "scored_on", "crm_url"] {
+            assert!(
+                f.contains(&present.to_owned()),
+                "{present} missing from {f:?}"
+            );
+        }
+        for absent in ["limit", "percent", "projected", "threshold", "entitlement"] {
+            assert!(!f.contains(&absent.to_owned()), "{absent} in {f:?}");
+        }
+        assert_eq!(r.json["alert"]["score"], "31.2");
+    }
+
+    #[test]
+    fn a_limit_alert_carries_its_usage_against_the_limit() {
+        let r = render(&sample());
+        assert_eq!(r.json["alert"]["used"], "85");
+        assert_eq!(r.json["alert"]["limit"], "100");
+        assert_eq!(r.json["alert"]["percent"], "85");
+        assert_eq!(r.json["alert"]["threshold"], 80);
+        assert_eq!(r.json["alert"]["period"]["time_zone"], "Europe/Berlin");
+        assert!(!fields(&r).contains(&"reasons".to_owned()));
     }
 }

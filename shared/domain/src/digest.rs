@@ -370,10 +370,24 @@ fn render_digest_part(
                 a.severity.as_str(),
                 r.subject
             ));
+            // Self-contained: what to do, and where, without opening the JSON.
+            if let Some(step) = r.json["suggested_next_step"].as_str() {
+                body.push_str(&format!("      Next step: {step}\n"));
+            }
+            if let Some(url) = &a.crm_url {
+                body.push_str(&format!("      CRM record: {url}\n"));
+            }
             items.push(serde_json::json!({"held_because": reason, "alert": r.json}));
         }
     }
-    body.push_str("\nEach alert's full details are in the JSON form of this message.\n");
+    body.push_str(&format!(
+        "\n{} alert{} for {} account{}. Each alert is also in this message's JSON form, \
+         with its key, for tools.\n",
+        alerts.len(),
+        if alerts.len() == 1 { "" } else { "s" },
+        accounts.len(),
+        if accounts.len() == 1 { "" } else { "s" },
+    ));
     let json = serde_json::json!({
         "kind": "digest",
         "tenant": bucket.tenant,
@@ -537,5 +551,31 @@ mod tests {
         assert!(r.body.contains("Globex") && r.body.contains("(repeat inside cooldown)"));
         assert_eq!(r.json["alerts"].as_array().unwrap().len(), 2);
         assert!(r.subject.len() < 100);
+    }
+
+    #[test]
+    fn a_digest_email_says_what_to_do_for_each_alert_without_the_json() {
+        let a = sample();
+        let bucket = DigestBucket {
+            tenant: a.tenant.clone(),
+            segment: a.segment,
+            cadence: Cadence::Daily,
+            start: NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
+            end: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+        };
+        let r = render_digest(&bucket, &[(a, "low_severity".into())]);
+        assert!(
+            r.body
+                .contains("      Next step: Reach out to discuss their usage trend"),
+            "{}",
+            r.body
+        );
+        assert!(
+            r.body
+                .contains("      CRM record: https://app.hubspot.com/contacts/1/company/5123"),
+            "{}",
+            r.body
+        );
+        assert!(r.body.contains("1 alert for 1 account."), "{}", r.body);
     }
 }

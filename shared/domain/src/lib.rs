@@ -6,6 +6,8 @@ pub mod alert;
 pub mod audit;
 pub mod auth;
 pub mod chunk;
+pub mod cloudevents;
+pub mod cost;
 pub mod definition;
 pub mod digest;
 pub mod entitlement;

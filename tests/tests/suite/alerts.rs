@@ -153,3 +153,101 @@ async fn tenants_set_their_alert_policy_through_the_api() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0]["alert"]["threshold"], 50);
 }
+
+/// An alert of the given kind and severity, as the producers build them.
+fn alert_of(
+    kind: domain::alert::AlertKind,
+    severity: domain::alert::Severity,
+) -> domain::alert::Alert {
+    use domain::ids::{AccountId, Segment, TenantId};
+    let today = Utc::now().date_naive();
+    domain::alert::Alert {
+        key: format!("{}:acme:{today}:{}", kind.as_str(), severity.as_str()),
+        kind,
+        code: "signal".into(),
+        severity,
+        tenant: TenantId::parse("dev").expect("tenant"),
+        account: AccountId::parse("acme").expect("account"),
+        account_name: None,
+        segment: Segment::Smb,
+        owner: Some("csm@example.com".into()),
+        crm_url: None,
+        entitlement: None,
+        meters: Vec::new(),
+        threshold: None,
+        period_start: today,
+        period_end: today + Days::days(1),
+        time_zone: "UTC".into(),
+        used: 1.into(),
+        limit: 100.into(),
+        percent: 1.into(),
+        projected: 1.into(),
+        late: false,
+        raised_at: Utc::now(),
+        reasons: vec!["a reason".into()],
+        detail: None,
+    }
+}
+
+#[tokio::test]
+async fn the_templates_email_subscription_gets_digests_opportunities_and_every_warning_or_critical()
+{
+    use domain::alert::{AlertKind as K, Severity as S};
+    use domain::publish::AlertPublisher;
+    let t = TestStack::fresh().await;
+    let template: Value = serde_json::from_str(
+        &std::fs::read_to_string(local::provision::template_path()).expect("template"),
+    )
+    .expect("template JSON");
+    let policy =
+        template["Resources"]["AlertsEmailSubscription"]["Properties"]["FilterPolicy"].to_string();
+    let email = t
+        .stack
+        .subscribe_queue(&e2e::unique("email"), Some(&policy))
+        .await
+        .unwrap();
+    let sns = aws::sns::SnsPublisher::new(t.stack.sns.clone(), t.stack.alerts_topic_arn.clone());
+    let cases = [
+        (K::Opportunity, S::Info, true),
+        (K::Risk, S::Warning, true),
+        (K::Risk, S::Critical, true),
+        (K::Limit, S::Warning, true),
+        (K::DataQuality, S::Critical, true),
+        (K::Limit, S::Info, false),
+        (K::DataQuality, S::Info, false),
+    ];
+    for (kind, severity, _) in &cases {
+        let a = alert_of(*kind, *severity);
+        sns.publish(&a, &domain::alert::render(&a))
+            .await
+            .expect("published");
+    }
+    // And a real digest: an informational limit crossing held, then the period ends.
+    setup(&t, "acme", "mid_market").await;
+    send(&t, "d1", "acme", 60).await;
+    let run = t
+        .stack
+        .notify
+        .run_digests(Utc::now() + Days::days(40))
+        .await
+        .unwrap();
+    assert_eq!(run.published, 1);
+
+    let got = t.take_all(&email).await;
+    let mut kinds: Vec<String> = got
+        .iter()
+        .map(|m| match m["kind"].as_str() {
+            Some("digest") => "digest".to_owned(),
+            _ => format!("{}/{}", m["alert"]["kind"], m["alert"]["severity"]).replace('"', ""),
+        })
+        .collect();
+    kinds.sort();
+    let mut want: Vec<String> = cases
+        .iter()
+        .filter(|(_, _, delivered)| *delivered)
+        .map(|(k, s, _)| format!("{}/{}", k.as_str(), s.as_str()))
+        .chain(["digest".to_owned()])
+        .collect();
+    want.sort();
+    assert_eq!(kinds, want, "what the e-mail subscriber receives");
+}

@@ -532,3 +532,64 @@ async fn a_flooding_tenant_gets_429_with_retry_after_and_another_tenant_is_still
         .await;
     assert_eq!(total(&beta_usage), ("3".into(), 3));
 }
+
+/// Posts `body` to `/v1/events` with the given content type.
+async fn post_typed(t: &TestStack, content_type: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut req = t.request(
+        "POST",
+        "/v1/events",
+        Some(&t.key.clone()),
+        Some(body.as_bytes()),
+    );
+    req.headers_mut().insert(
+        "content-type",
+        content_type.parse().expect("a valid header value"),
+    );
+    e2e::decode(t.stack.ingest.handle(req).await)
+}
+
+fn cloudevent(source: &str, id: &str, account: &str, qty: i64, ts: &str) -> serde_json::Value {
+    json!({"specversion": "1.0", "id": id, "source": source, "type": "api_calls",
+           "subject": account, "time": ts, "datacontenttype": "application/json",
+           "data": {"quantity": qty, "region": "eu"}})
+}
+
+#[tokio::test]
+async fn cloudevents_are_counted_once_by_source_and_id_in_structured_and_batch_mode() {
+    let t = TestStack::fresh().await;
+    let ts = now_rfc3339();
+    let one = cloudevent("/billing", "c1", "acme-co", 5, &ts).to_string();
+    let (s, r) = post_typed(&t, domain::cloudevents::STRUCTURED, &one).await;
+    assert_eq!((s, r["accepted"].as_i64()), (202, Some(1)), "{r}");
+
+    // A batch resending c1, the same id from another source, and one the mapping refuses.
+    let batch = json!([
+        cloudevent("/billing", "c1", "acme-co", 5, &ts),
+        cloudevent("/crm", "c1", "acme-co", 7, &ts),
+        {"specversion": "1.0", "id": "c3", "source": "/billing", "type": "api_calls"},
+    ])
+    .to_string();
+    let (s, r) = post_typed(&t, domain::cloudevents::BATCH, &batch).await;
+    assert_eq!(s, 202, "{r}");
+    assert_eq!(r["accepted"], 2, "{r}");
+    assert_eq!(r["rejected"][0]["index"], 2, "{r}");
+    assert_eq!(r["rejected"][0]["code"], "missing_account", "{r}");
+    assert_eq!(r["rejected"][0]["id"], "c3", "{r}");
+
+    // CloudEvents may also come as plain JSON, mixed with native events.
+    let mixed = json!([
+        cloudevent("/billing", "c1", "acme-co", 5, &ts),
+        event("n1", "acme-co", "api_calls", 1, &ts),
+    ])
+    .to_string();
+    let (s, r) = t.post_events(&mixed).await;
+    assert_eq!((s, r["accepted"].as_i64()), (202, Some(2)), "{r}");
+
+    t.drain().await;
+    let usage = t.usage("acme-co", "meter=api_calls&granularity=day").await;
+    assert_eq!(
+        total(&usage),
+        ("13".into(), 3),
+        "c1 from /billing once (5), c1 from /crm (7), n1 (1)"
+    );
+}

@@ -46,6 +46,9 @@ pub struct AccountInfo {
     pub onboarding_date: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hubspot_company_id: Option<String>,
+    /// The account's CRM record (HubSpot company), linked from its alerts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crm_url: Option<String>,
 }
 
 /// The baseline a record was normalised against (its segment's).
@@ -302,7 +305,7 @@ fn alert(
         account_name: rec.info.name.clone(),
         segment: rec.segment,
         owner: rec.info.owner.clone(),
-        crm_url: None,
+        crm_url: rec.info.crm_url.clone(),
         entitlement: None,
         meters: Vec::new(),
         threshold: None,

@@ -71,6 +71,7 @@ impl ShardAccount {
                 owner: p.owner_email.clone(),
                 onboarding_date: p.onboarding_date,
                 hubspot_company_id: p.crm_ids.get("hubspot_company_id").cloned(),
+                crm_url: crate::limits::crm_url(&p.crm_ids),
             },
         }
     }
@@ -493,6 +494,30 @@ mod tests {
             churn_rate: 0.2,
         });
         (t.clone(), Arc::new(Simulated::new(t, synth)), end)
+    }
+
+    #[test]
+    fn a_scored_account_links_its_hubspot_company_for_its_alerts() {
+        let now = chrono::Utc::now();
+        let p = crate::account::AccountProfile {
+            account: AccountId::parse("acme").unwrap(),
+            name: "Acme".into(),
+            segment: Segment::Smb,
+            owner_email: None,
+            onboarding_date: None,
+            crm_ids: [
+                ("hubspot_portal_id".to_owned(), "77".to_owned()),
+                ("hubspot_company_id".to_owned(), "5123".to_owned()),
+            ]
+            .into(),
+            crm_properties: Default::default(),
+            created_at: now,
+            updated_at: now,
+        };
+        assert_eq!(
+            ShardAccount::of(&p).info.crm_url.as_deref(),
+            Some("https://app.hubspot.com/contacts/77/company/5123")
+        );
     }
 
     #[tokio::test]
