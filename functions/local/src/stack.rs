@@ -366,11 +366,18 @@ impl Stack {
 struct Roles<'a> {
     aws: &'a SdkConfig,
     p: &'a Provisioned,
+    /// One write meter for every function's store, so `stack.store.meter` counts the
+    /// whole stack's writes (the benches' write units per event), whoever made them.
+    meter: Arc<aws::dynamo::WriteMeter>,
 }
 
 impl<'a> Roles<'a> {
     fn new(aws: &'a SdkConfig, p: &'a Provisioned) -> Result<Self> {
-        Ok(Self { aws, p })
+        Ok(Self {
+            aws,
+            p,
+            meter: Arc::default(),
+        })
     }
 
     fn config(&self, function: &str) -> Result<SdkConfig> {
@@ -385,6 +392,7 @@ impl<'a> Roles<'a> {
         )
         .with_ledger_table(self.p.reference("LedgerTable")?);
         store.audit_sample = lambda::config::audit_sample_modulus()?;
+        store.meter = self.meter.clone();
         Ok(Arc::new(store))
     }
 
