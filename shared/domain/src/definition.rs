@@ -2,10 +2,11 @@
 //! who owns it and how closely it is watched. Definitions are data: adding or
 //! changing an event needs no code change (see docs/adr/0007).
 
-use crate::event::DefinitionStatus;
-use crate::governance::{Criticality, PropType, Sensitivity, ValueType};
 use crate::ids::MeterName;
 use crate::input::{input_error, object, opt_string, InputError};
+use crate::registry::{
+    Criticality, DefinitionStatus, PolicyRules, PropType, Schema, Sensitivity, ValueType,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -307,6 +308,38 @@ pub fn alias_conflict(def: &Definition, others: &[Definition]) -> Option<String>
         }
     }
     None
+}
+
+impl PolicyRules {
+    /// Builds the rules from the tenant's definitions. A deleted definition's aliases
+    /// still lead to it (so its legacy traffic is held or refused as `meter_deleted`,
+    /// not lost as unknown) unless a live definition has claimed the name since.
+    pub fn from_definitions<'a>(defs: impl IntoIterator<Item = &'a Definition>) -> Self {
+        let mut rules = Self::default();
+        let mut retired = Vec::new();
+        for d in defs {
+            for a in &d.aliases {
+                if d.status == DefinitionStatus::Deleted {
+                    retired.push((a.clone(), d.meter.clone()));
+                } else {
+                    rules.aliases.insert(a.clone(), d.meter.clone());
+                }
+            }
+            rules.schemas.insert(
+                d.meter.clone(),
+                Schema {
+                    value_type: d.value_type,
+                    required: d.required_properties.clone(),
+                    deprecated: d.status == DefinitionStatus::Deprecated,
+                    critical: d.is_critical(),
+                },
+            );
+        }
+        for (alias, meter) in retired {
+            rules.aliases.entry(alias).or_insert(meter);
+        }
+        rules
+    }
 }
 
 #[cfg(test)]

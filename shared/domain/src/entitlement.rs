@@ -4,7 +4,7 @@
 
 use crate::ids::{AccountId, EntitlementId, MeterName, Stage};
 use crate::input::{input_error, object, opt_string, InputError};
-use crate::ports::RollupRow;
+use crate::rollup::RollupRow;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;

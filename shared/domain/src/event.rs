@@ -6,11 +6,13 @@
 //! (even a number JSON cannot represent) never sinks the others.
 
 use crate::ids::{AccountId, EventId, IdError, MeterName, ServiceLine, Stage};
+use crate::registry::Schema;
+pub use crate::registry::{DefinitionStatus, MeterRule, TenantPolicy};
 use chrono::{DateTime, Duration, DurationRound, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 
 /// Request and event size limits, shared by ingest and its documentation.
@@ -49,35 +51,6 @@ impl Default for Limits {
             max_quantity_scale: 9,
         }
     }
-}
-
-/// Lifecycle of an event definition in the registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum DefinitionStatus {
-    #[default]
-    Active,
-    Deprecated,
-    Deleted,
-}
-
-/// The part of a meter definition that ingest validates against.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MeterRule {
-    pub meter: MeterName,
-    #[serde(default)]
-    pub unit: Option<String>,
-    #[serde(default)]
-    pub status: DefinitionStatus,
-}
-
-/// What a tenant allows: its backfill horizon and its meters.
-#[derive(Debug, Clone, Default)]
-pub struct TenantPolicy {
-    pub backfill_days: u32,
-    pub meters: HashMap<MeterName, MeterRule>,
-    /// Aliases and schemas from the registry (docs/adr/0007).
-    pub governance: crate::governance::PolicyRules,
 }
 
 /// Why one event was refused. Serialised as its snake_case code.
@@ -451,7 +424,7 @@ fn build_event(
     // then held (crate::quarantine); a tenant may choose to refuse them instead.
     if rule.status == DefinitionStatus::Deleted
         && ctx.policy.governance.policy.deleted_meter_events
-            == crate::quarantine::DeletedMeterEvents::Reject
+            == crate::registry::DeletedMeterEvents::Reject
     {
         return Err(bad(
             C::MeterDeleted,
@@ -612,7 +585,7 @@ fn build_event(
     };
 
     if let Some(schema) = ctx.policy.governance.schemas.get(&meter) {
-        crate::governance::check_schema(&meter, schema, quantity, properties.as_ref())
+        check_schema(&meter, schema, quantity, properties.as_ref())
             .map_err(|(code, message)| bad(code, message))?;
     }
 
@@ -676,9 +649,52 @@ fn parse_quantity(text: &str, limits: &Limits) -> Result<Decimal, Bad> {
     Ok(q)
 }
 
+/// Checks a quantity and properties against a schema: the first violation, with its code.
+pub fn check_schema(
+    meter: &MeterName,
+    schema: &Schema,
+    quantity: Decimal,
+    properties: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<(), (RejectCode, String)> {
+    if !schema.value_type.admits(quantity) {
+        return Err((
+            RejectCode::ValueTypeMismatch,
+            format!(
+                "meter '{meter}' takes {} quantities, not {quantity}",
+                schema.value_type.as_str()
+            ),
+        ));
+    }
+    for (name, ty) in &schema.required {
+        match properties.and_then(|p| p.get(name)) {
+            None | Some(serde_json::Value::Null) => {
+                return Err((
+                    RejectCode::MissingProperty,
+                    format!(
+                        "meter '{meter}' requires the property '{name}' ({})",
+                        ty.as_str()
+                    ),
+                ))
+            }
+            Some(v) if !ty.matches(v) => {
+                return Err((
+                    RejectCode::PropertyTypeMismatch,
+                    format!(
+                        "property '{name}' of meter '{meter}' must be a {}",
+                        ty.as_str()
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn policy() -> TenantPolicy {
         let mut meters = HashMap::new();
@@ -702,8 +718,7 @@ mod tests {
             meters,
             ..Default::default()
         };
-        policy.governance.policy.deleted_meter_events =
-            crate::quarantine::DeletedMeterEvents::Reject;
+        policy.governance.policy.deleted_meter_events = crate::registry::DeletedMeterEvents::Reject;
         policy
     }
 
@@ -711,7 +726,7 @@ mod tests {
     fn under_the_quarantine_policy_a_deleted_meters_event_is_still_validated_in_full() {
         let mut policy = policy();
         policy.governance.policy.deleted_meter_events =
-            crate::quarantine::DeletedMeterEvents::Quarantine;
+            crate::registry::DeletedMeterEvents::Quarantine;
         let limits = Limits::default();
         let ctx = ValidationContext {
             received_at: now(),

@@ -3,231 +3,14 @@
 //! Pure; storage lives behind [`ChangeLog`].
 
 use crate::definition::Definition;
-use crate::event::RejectCode;
+pub use crate::event::check_schema;
 use crate::ids::{MeterName, TenantId};
-use crate::ports::StoreError;
+use crate::ports::error::{Page, StoreError};
+pub use crate::registry::{Criticality, PolicyRules, PropType, Schema, Sensitivity, ValueType};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-
-/// What a quantity may be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ValueType {
-    /// Any exact decimal (the default).
-    #[default]
-    Decimal,
-    /// Whole numbers only (counts).
-    Integer,
-    /// 0 or 1 (a flag: "feature used").
-    Boolean,
-}
-
-impl ValueType {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "decimal" => Some(Self::Decimal),
-            "integer" => Some(Self::Integer),
-            "boolean" => Some(Self::Boolean),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Decimal => "decimal",
-            Self::Integer => "integer",
-            Self::Boolean => "boolean",
-        }
-    }
-    /// Whether a quantity fits this type. Corrections (negative) of counts stay whole.
-    pub fn admits(self, q: Decimal) -> bool {
-        match self {
-            Self::Decimal => true,
-            Self::Integer => q.fract().is_zero(),
-            Self::Boolean => q.is_zero() || q == Decimal::ONE || q == Decimal::NEGATIVE_ONE,
-        }
-    }
-}
-
-/// JSON type of a required property.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PropType {
-    String,
-    Number,
-    Integer,
-    Boolean,
-    Object,
-    Array,
-}
-
-impl PropType {
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "string" => Self::String,
-            "number" => Self::Number,
-            "integer" => Self::Integer,
-            "boolean" => Self::Boolean,
-            "object" => Self::Object,
-            "array" => Self::Array,
-            _ => return None,
-        })
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::String => "string",
-            Self::Number => "number",
-            Self::Integer => "integer",
-            Self::Boolean => "boolean",
-            Self::Object => "object",
-            Self::Array => "array",
-        }
-    }
-    pub fn matches(self, v: &serde_json::Value) -> bool {
-        use serde_json::Value as V;
-        match self {
-            Self::String => v.is_string(),
-            Self::Number => v.is_number(),
-            Self::Integer => v.is_i64() || v.is_u64(),
-            Self::Boolean => matches!(v, V::Bool(_)),
-            Self::Object => v.is_object(),
-            Self::Array => v.is_array(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Criticality {
-    Critical,
-    #[default]
-    Normal,
-}
-
-/// How easily anomalies of a definition are reported: the number of robust standard
-/// deviations (1.4826 × MAD) an hour must be away from its seasonal median.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Sensitivity {
-    Low,
-    #[default]
-    Medium,
-    High,
-}
-
-impl Sensitivity {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "low" => Some(Self::Low),
-            "medium" => Some(Self::Medium),
-            "high" => Some(Self::High),
-            _ => None,
-        }
-    }
-    pub fn k(self) -> f64 {
-        match self {
-            Self::Low => 6.0,
-            Self::Medium => 4.0,
-            Self::High => 3.0,
-        }
-    }
-}
-
-/// What ingest checks an event of one meter against, beyond unit and status.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Schema {
-    pub value_type: ValueType,
-    pub required: BTreeMap<String, PropType>,
-    pub deprecated: bool,
-    /// Critical definitions get per-account activity tracking (usage gaps).
-    pub critical: bool,
-}
-
-/// The governance part of a tenant's policy: legacy names and schemas.
-#[derive(Debug, Clone, Default)]
-pub struct PolicyRules {
-    /// Legacy name -> current meter.
-    pub aliases: HashMap<MeterName, MeterName>,
-    pub schemas: HashMap<MeterName, Schema>,
-    /// What happens to events of deleted and deprecated definitions.
-    pub policy: crate::quarantine::GovernancePolicy,
-}
-
-impl PolicyRules {
-    /// Builds the rules from the tenant's definitions. A deleted definition's aliases
-    /// still lead to it (so its legacy traffic is held or refused as `meter_deleted`,
-    /// not lost as unknown) unless a live definition has claimed the name since.
-    pub fn from_definitions<'a>(defs: impl IntoIterator<Item = &'a Definition>) -> Self {
-        let mut rules = Self::default();
-        let mut retired = Vec::new();
-        for d in defs {
-            for a in &d.aliases {
-                if d.status == crate::event::DefinitionStatus::Deleted {
-                    retired.push((a.clone(), d.meter.clone()));
-                } else {
-                    rules.aliases.insert(a.clone(), d.meter.clone());
-                }
-            }
-            rules.schemas.insert(
-                d.meter.clone(),
-                Schema {
-                    value_type: d.value_type,
-                    required: d.required_properties.clone(),
-                    deprecated: d.status == crate::event::DefinitionStatus::Deprecated,
-                    critical: d.is_critical(),
-                },
-            );
-        }
-        for (alias, meter) in retired {
-            rules.aliases.entry(alias).or_insert(meter);
-        }
-        rules
-    }
-}
-
-/// Checks a quantity and properties against a schema: the first violation, with its code.
-pub fn check_schema(
-    meter: &MeterName,
-    schema: &Schema,
-    quantity: Decimal,
-    properties: Option<&serde_json::Map<String, serde_json::Value>>,
-) -> Result<(), (RejectCode, String)> {
-    if !schema.value_type.admits(quantity) {
-        return Err((
-            RejectCode::ValueTypeMismatch,
-            format!(
-                "meter '{meter}' takes {} quantities, not {quantity}",
-                schema.value_type.as_str()
-            ),
-        ));
-    }
-    for (name, ty) in &schema.required {
-        match properties.and_then(|p| p.get(name)) {
-            None | Some(serde_json::Value::Null) => {
-                return Err((
-                    RejectCode::MissingProperty,
-                    format!(
-                        "meter '{meter}' requires the property '{name}' ({})",
-                        ty.as_str()
-                    ),
-                ))
-            }
-            Some(v) if !ty.matches(v) => {
-                return Err((
-                    RejectCode::PropertyTypeMismatch,
-                    format!(
-                        "property '{name}' of meter '{meter}' must be a {}",
-                        ty.as_str()
-                    ),
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(())
-}
 
 /// What happened to a definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -313,13 +96,13 @@ pub trait ChangeLog: Send + Sync {
         meter: &MeterName,
         limit: usize,
         cursor: Option<&str>,
-    ) -> Result<crate::ports::Page<ChangeEntry>, StoreError>;
+    ) -> Result<Page<ChangeEntry>, StoreError>;
 }
 
 /// The governance notification of a registry change (kind `data_quality`, code
 /// `definition_<action>`, routed to the definition's owner).
 pub fn change_alert(tenant: &TenantId, e: &ChangeEntry) -> Option<crate::alert::Alert> {
-    let account = crate::ids::AccountId::parse(crate::audit::report::TENANT_WIDE).ok()?;
+    let account = crate::ids::AccountId::parse(crate::alert::TENANT_WIDE).ok()?;
     let severity = match e.action {
         ChangeAction::Deleted | ChangeAction::Deprecated => crate::alert::Severity::Warning,
         _ => crate::alert::Severity::Info,
@@ -374,7 +157,8 @@ pub fn change_alert(tenant: &TenantId, e: &ChangeEntry) -> Option<crate::alert::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::DefinitionStatus;
+    use crate::event::{DefinitionStatus, RejectCode};
+    use std::collections::BTreeMap;
 
     fn def(status: DefinitionStatus) -> Definition {
         let now = Utc::now();

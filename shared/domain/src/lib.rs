@@ -26,5 +26,6 @@ pub mod publish;
 pub mod quarantine;
 pub mod queue;
 pub mod quota;
+pub mod registry;
 pub mod rollup;
 pub mod usage;

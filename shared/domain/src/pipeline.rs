@@ -16,7 +16,7 @@
 use crate::chunk::Chunk;
 use crate::event::UsageEvent;
 use crate::ids::{AccountId, Segment, Source, TenantId};
-use crate::ports::StoreError;
+use crate::ports::error::StoreError;
 use crate::rollup::{aggregate, partition, RollupDelta, RollupKey};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};

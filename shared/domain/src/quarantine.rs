@@ -9,41 +9,11 @@
 use crate::event::{DefinitionStatus, TenantPolicy, UsageEvent};
 use crate::ids::{MeterName, Source, TenantId};
 use crate::input::{input_error, InputError};
-use crate::ports::{Page, StoreError};
+use crate::ports::error::{Page, StoreError};
+pub use crate::registry::{DeletedMeterEvents, DeprecatedMeterEvents, GovernancePolicy};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-
-/// What happens to events of a deleted definition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum DeletedMeterEvents {
-    /// Held server-side with the reason, replayed on restore (the default).
-    #[default]
-    Quarantine,
-    /// Refused with `meter_deleted`; the sender keeps them.
-    Reject,
-}
-
-/// What happens to events of a deprecated definition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum DeprecatedMeterEvents {
-    /// Counted, and flagged `meter_deprecated` to the sender (the default).
-    #[default]
-    Flag,
-    /// Held like a deleted definition's events until it is active again.
-    Quarantine,
-}
-
-/// A tenant's governance policy (`GET/PUT /v1/governance/policy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct GovernancePolicy {
-    #[serde(default)]
-    pub deleted_meter_events: DeletedMeterEvents,
-    #[serde(default)]
-    pub deprecated_meter_events: DeprecatedMeterEvents,
-}
 
 /// The stored policy with who set it and when (`GET /v1/governance/policy`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

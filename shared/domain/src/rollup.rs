@@ -114,6 +114,14 @@ pub fn partition(
     parts
 }
 
+/// One stored day rollup with its hourly buckets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollupRow {
+    pub key: RollupKey,
+    pub total: Bucket,
+    pub hours: [Bucket; 24],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

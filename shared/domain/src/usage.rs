@@ -3,8 +3,8 @@
 
 use crate::ids::{MeterName, ServiceLine, Stage};
 use crate::input::{input_error, InputError};
-use crate::ports::RollupRow;
 use crate::rollup::Bucket;
+use crate::rollup::RollupRow;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Timelike, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;

@@ -3,8 +3,8 @@
 
 use super::counters::Counts;
 use crate::ids::{AccountId, MeterName, ServiceLine, Stage};
-use crate::ports::RollupRow;
 use crate::rollup::Bucket;
+use crate::rollup::RollupRow;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};

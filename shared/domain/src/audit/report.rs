@@ -226,8 +226,7 @@ pub fn trend(reports: &[AuditReport]) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
-/// The account an alert names when a finding is about a whole definition.
-pub const TENANT_WIDE: &str = "tenant-wide";
+pub use crate::alert::TENANT_WIDE;
 
 fn decimal(v: f64) -> rust_decimal::Decimal {
     use rust_decimal::prelude::FromPrimitive;

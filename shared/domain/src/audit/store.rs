@@ -5,7 +5,7 @@ use super::counters::Counts;
 use super::kpi::SampledEvent;
 use super::report::AuditReport;
 use crate::ids::{AccountId, MeterName, TenantId};
-use crate::ports::StoreError;
+use crate::ports::error::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::BTreeMap;
@@ -94,7 +94,7 @@ pub trait ReportStore: Send + Sync {
         to: DateTime<Utc>,
         limit: usize,
         cursor: Option<&str>,
-    ) -> Result<crate::ports::Page<AuditReport>, StoreError>;
+    ) -> Result<crate::ports::error::Page<AuditReport>, StoreError>;
 }
 
 /// Default drift sample: the events of one account in 32 (≈ +0.03 WRU per event).

@@ -7,7 +7,7 @@ use super::record::HealthRecord;
 use super::store::{HealthStore, RiskEntry, RunHeader, Save, ShardItem};
 use crate::ids::{AccountId, Segment, TenantId};
 use crate::keys;
-use crate::ports::{Page, StoreError};
+use crate::ports::error::{Page, StoreError};
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use std::collections::{BTreeMap, HashMap};
@@ -397,7 +397,7 @@ impl crate::ports::UsageReader for Simulated {
         from: NaiveDate,
         to: NaiveDate,
         _: Option<&crate::ids::MeterName>,
-    ) -> Result<Vec<crate::ports::RollupRow>, StoreError> {
+    ) -> Result<Vec<crate::rollup::RollupRow>, StoreError> {
         use crate::rollup::{Bucket, RollupKey};
         // One Query; ~400 rows of ~500 bytes stay within one 1 MB page.
         self.reads.fetch_add(1, Ordering::Relaxed);
@@ -419,7 +419,7 @@ impl crate::ports::UsageReader for Simulated {
                         quantity,
                         events: 1,
                     };
-                    rows.push(crate::ports::RollupRow {
+                    rows.push(crate::rollup::RollupRow {
                         key: RollupKey {
                             scope: scope.clone(),
                             day,

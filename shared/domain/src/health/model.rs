@@ -4,7 +4,7 @@
 
 use super::config::{Fallback, HealthConfig, Milestone};
 use crate::ids::{AccountId, MeterName, Segment, Stage};
-use crate::ports::RollupRow;
+use crate::rollup::RollupRow;
 use chrono::{Duration, NaiveDate};
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};

@@ -6,7 +6,7 @@ use super::config::HealthConfig;
 use super::model::{Band, Baseline, Measurement};
 use super::record::{AccountInfo, HealthRecord};
 use crate::ids::{AccountId, Segment, TenantId};
-use crate::ports::{Page, StoreError};
+use crate::ports::error::{Page, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};

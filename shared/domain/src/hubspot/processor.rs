@@ -14,7 +14,7 @@ use super::webhook::{occurred_at_in_range, AppEvent};
 use crate::chunk::{pack, SQS_MAX_BYTES};
 use crate::event::UsageEvent;
 use crate::ids::{AccountId, EventId, Source, TenantId};
-use crate::ports::StoreError;
+use crate::ports::error::StoreError;
 use crate::queue::EventQueue;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

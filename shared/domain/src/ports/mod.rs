@@ -5,40 +5,12 @@ use crate::account::AccountProfile;
 use crate::event::{MeterRule, TenantPolicy};
 use crate::ids::{AccountId, MeterName, Segment, TenantId};
 use crate::keys::Scope;
-use crate::rollup::{Bucket, RollupKey};
 use async_trait::async_trait;
+
+pub mod error;
+pub use crate::rollup::RollupRow;
 use chrono::NaiveDate;
-
-/// Storage failures, classified once in the adapter.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("throttled: {0}")]
-    Throttled(String),
-    #[error("transaction conflict: {0}")]
-    Conflict(String),
-    /// A 5xx the SDK's own retries did not get past.
-    #[error("service unavailable: {0}")]
-    Unavailable(String),
-    #[error("stored item {key} is unreadable: {message}")]
-    Corrupt { key: String, message: String },
-    #[error("invalid pagination cursor")]
-    BadCursor,
-    /// A unique claim (e.g. a HubSpot company linked to one account) is held by
-    /// another record.
-    #[error("{message}")]
-    Taken { code: &'static str, message: String },
-    #[error("{op} failed: {message}")]
-    Service { op: &'static str, message: String },
-}
-
-impl StoreError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Throttled(_) | StoreError::Conflict(_) | StoreError::Unavailable(_)
-        )
-    }
-}
+pub use error::{Page, StoreError};
 
 /// Tenants, keys and policies: what ingest and the API check on every request.
 #[async_trait]
@@ -168,13 +140,6 @@ fn decode_meter_cursor(cursor: &str) -> Result<String, StoreError> {
         .ok_or(StoreError::BadCursor)
 }
 
-/// A page of results and the opaque cursor for the next one.
-#[derive(Debug, Clone)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next: Option<String>,
-}
-
 #[async_trait]
 pub trait AccountStore: Send + Sync {
     /// Stores a profile and keeps its HubSpot company link; returns the profile as
@@ -196,14 +161,6 @@ pub trait AccountStore: Send + Sync {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<AccountProfile>, StoreError>;
-}
-
-/// One stored day rollup with its hourly buckets.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RollupRow {
-    pub key: RollupKey,
-    pub total: Bucket,
-    pub hours: [Bucket; 24],
 }
 
 #[async_trait]
