@@ -15,6 +15,7 @@ use domain::quarantine::{
     policy_from_body, replay, GovernancePolicy, PolicyRecord, QuarantineStore, Replay, MAX_PAGE,
 };
 use domain::queue::EventQueue;
+use lambda::http::ErrorCode;
 use lambda::http::{body_bytes, json, query_pairs, ApiError, PageParams};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
@@ -67,8 +68,7 @@ pub fn actor(req: &Request) -> String {
 
 fn unavailable() -> ApiError {
     ApiError::new(
-        503,
-        "governance_not_configured",
+        ErrorCode::GovernanceNotConfigured,
         "the registry change log is not configured for this deployment",
     )
 }
@@ -104,8 +104,7 @@ impl Api {
         let others = self.definitions.list_definitions(tenant).await?;
         if before.is_none() && others.len() >= self.max_definitions_per_tenant {
             return Err(ApiError::new(
-                409,
-                "too_many_definitions",
+                ErrorCode::TooManyDefinitions,
                 format!(
                     "a tenant may store at most {} definitions (deleted ones included); \
                      reuse or restore an existing meter",
@@ -115,7 +114,7 @@ impl Api {
         }
         if after.status != DefinitionStatus::Deleted {
             if let Some(why) = alias_conflict(&after, &others) {
-                return Err(ApiError::new(409, "alias_conflict", why));
+                return Err(ApiError::new(ErrorCode::AliasConflict, why));
             }
         }
         let entry = ChangeEntry {
@@ -158,7 +157,7 @@ impl Api {
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
         let meter = MeterName::parse(meter)
-            .map_err(|e| ApiError::new(400, "invalid_meter", e.to_string()))?;
+            .map_err(|e| ApiError::new(ErrorCode::InvalidMeter, e.to_string()))?;
         let existing = self.definitions.get_definition(tenant, &meter).await?;
         let def = definition_from_body(meter, body_bytes(req), Utc::now(), existing.as_ref())?;
         let created = existing.is_none();
@@ -199,8 +198,7 @@ impl Api {
         let g = self.governance()?;
         let events = g.events.as_ref().ok_or_else(|| {
             ApiError::new(
-                503,
-                "replay_not_configured",
+                ErrorCode::ReplayNotConfigured,
                 "the events queue is not configured for this deployment; held events stay held",
             )
         })?;
@@ -237,7 +235,7 @@ impl Api {
         tracing::info!(tenant = %tenant, meter = %meter, replayed, ok = result.is_ok(), "held events replayed");
         result.map_err(|e| match e {
             domain::quarantine::ReplayError::Store(s) => ApiError::from(s),
-            other => ApiError::new(503, "replay_incomplete", other.to_string()),
+            other => ApiError::new(ErrorCode::ReplayIncomplete, other.to_string()),
         })
     }
 
@@ -253,8 +251,7 @@ impl Api {
         let (page, rest) = PageParams::take(query_pairs(req), 100, MAX_PAGE)?;
         if let Some((other, _)) = rest.first() {
             return Err(ApiError::new(
-                400,
-                "unknown_parameter",
+                ErrorCode::UnknownParameter,
                 format!("unknown parameter '{other}'; expected limit, cursor"),
             ));
         }
@@ -281,9 +278,7 @@ impl Api {
         self.governance()?;
         let (meter, def) = self.definition_or_404(tenant, meter).await?;
         if def.status != DefinitionStatus::Active {
-            return Err(ApiError::new(
-                409,
-                "definition_not_active",
+            return Err(ApiError::new(ErrorCode::DefinitionNotActive,
                 format!(
                     "definition '{meter}' is {}; restore it (or set it active) before replaying its held events",
                     status(def.status)
@@ -377,8 +372,7 @@ impl Api {
         let (meter, existing) = self.definition_or_404(tenant, meter).await?;
         if existing.status != DefinitionStatus::Deleted {
             return Err(ApiError::new(
-                409,
-                "not_deleted",
+                ErrorCode::NotDeleted,
                 format!(
                     "definition '{meter}' is {}, not deleted",
                     status(existing.status)
@@ -406,8 +400,7 @@ impl Api {
         let (paging, rest) = PageParams::take(query_pairs(req), DEFAULT_CHANGES, MAX_CHANGES)?;
         if let Some((other, _)) = rest.first() {
             return Err(ApiError::new(
-                400,
-                "unknown_parameter",
+                ErrorCode::UnknownParameter,
                 format!("unknown parameter '{other}'; expected limit, cursor"),
             ));
         }
@@ -513,8 +506,7 @@ pub fn audit_range(
     for (k, v) in pairs {
         let bad = || {
             ApiError::new(
-                400,
-                "invalid_parameter",
+                ErrorCode::InvalidParameter,
                 format!("{k} '{v}' is not an RFC 3339 time or a YYYY-MM-DD date"),
             )
         };
@@ -523,20 +515,17 @@ pub fn audit_range(
             "to" => to = instant(v, true).ok_or_else(bad)?,
             other => {
                 return Err(ApiError::new(
-                    400,
-                    "unknown_parameter",
+                    ErrorCode::UnknownParameter,
                     format!("unknown parameter '{other}'; expected from, to, limit, cursor"),
                 ))
             }
         }
     }
     if from > to {
-        return Err(ApiError::new(400, "invalid_range", "from is after to"));
+        return Err(ApiError::new(ErrorCode::InvalidRange, "from is after to"));
     }
     if to - from > Duration::days(MAX_AUDIT_RANGE_DAYS) {
-        return Err(ApiError::new(
-            400,
-            "range_too_large",
+        return Err(ApiError::new(ErrorCode::RangeTooLarge,
             format!("from and to are more than {MAX_AUDIT_RANGE_DAYS} days apart; narrow the range and page through it with limit and cursor"),
         ));
     }

@@ -18,6 +18,7 @@ use domain::ports::{
     MappingStore, UsageReader,
 };
 use domain::usage::{summarize, UsageQuery};
+use lambda::http::ErrorCode;
 use lambda::http::{authenticate, body_bytes, error, json, query_pairs, ApiError, PageParams};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
@@ -240,8 +241,7 @@ impl Api {
                 .map(|(m, _)| *m)
                 .collect();
             return Err(ApiError::new(
-                405,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 format!("{method} is not allowed here; use {}", allowed.join(" or ")),
             ));
         }
@@ -250,8 +250,7 @@ impl Api {
         }
         if body_bytes(&req).len() > MAX_BODY_BYTES {
             return Err(ApiError::new(
-                413,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!("request body is larger than {MAX_BODY_BYTES} bytes"),
             ));
         }
@@ -357,7 +356,7 @@ impl Api {
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
         let new = domain::auth::new_key_from_body(body_bytes(req))
-            .map_err(|e| ApiError::new(400, e.code, e.message))?;
+            .map_err(|e| ApiError::domain(400, e.code, e.message))?;
         let now = Utc::now();
         let (key, grant) = self.keys.create_key(tenant, &new, now).await?;
         tracing::info!(tenant = %tenant, key_id = %grant.key_id, scopes = ?grant.scopes, "API key created");
@@ -388,7 +387,7 @@ impl Api {
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
         let overlap = domain::auth::overlap_from_body(body_bytes(req))
-            .map_err(|e| ApiError::new(400, e.code, e.message))?;
+            .map_err(|e| ApiError::domain(400, e.code, e.message))?;
         let now = Utc::now();
         let (key, grant, old) = self
             .keys
@@ -426,8 +425,7 @@ impl Api {
                     Err(e) => {
                         tracing::error!(error = %e, "balance failed");
                         return Err(ApiError::new(
-                            500,
-                            "internal_error",
+                            ErrorCode::InternalError,
                             "an internal error occurred; it has been logged",
                         ));
                     }
@@ -437,8 +435,7 @@ impl Api {
         let mut v = serde_json::to_value(ent).map_err(|e| {
             tracing::error!(error = %e, "entitlement not serializable");
             ApiError::new(
-                500,
-                "internal_error",
+                ErrorCode::InternalError,
                 "an internal error occurred; it has been logged",
             )
         })?;
@@ -508,14 +505,13 @@ impl Api {
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
         let id = EntitlementId::parse(id)
-            .map_err(|e| ApiError::new(400, "invalid_entitlement", e.to_string()))?;
+            .map_err(|e| ApiError::new(ErrorCode::InvalidEntitlement, e.to_string()))?;
         let existing = self.entitlements.get_entitlement(tenant, &id).await?;
         let ent = entitlement_from_body(id, body_bytes(req), Utc::now(), existing.as_ref())?;
         if let Some(old) = &existing {
             if old.account != ent.account {
                 return Err(ApiError::new(
-                    409,
-                    "account_changed",
+                    ErrorCode::AccountChanged,
                     format!(
                         "entitlement {} belongs to account {}; delete it to move it",
                         old.id, old.account
@@ -530,8 +526,7 @@ impl Api {
             .is_none()
         {
             return Err(ApiError::new(
-                422,
-                "unknown_account",
+                ErrorCode::UnknownAccount,
                 format!(
                     "account '{}' has no profile; PUT /v1/accounts/{} first",
                     ent.account, ent.account
@@ -543,8 +538,7 @@ impl Api {
                 Some(d) if d.status != DefinitionStatus::Deleted => {}
                 _ => {
                     return Err(ApiError::new(
-                        422,
-                        "unknown_meter",
+                        ErrorCode::UnknownMeter,
                         format!("meter '{m}' is not defined (PUT /v1/definitions/{m})"),
                     ))
                 }
@@ -556,8 +550,7 @@ impl Api {
             .await?;
         if let Some(clash) = others.iter().find(|o| o.id != ent.id && o.overlaps(&ent)) {
             return Err(ApiError::new(
-                409,
-                "overlapping_entitlement",
+                ErrorCode::OverlappingEntitlement,
                 format!(
                     "entitlement {} already counts {} usage of a meter in these dates",
                     clash.id, clash.stage
@@ -585,8 +578,7 @@ impl Api {
                 "segment" => {
                     segment = Some(Segment::parse(&v).ok_or_else(|| {
                         ApiError::new(
-                            400,
-                            "invalid_parameter",
+                            ErrorCode::InvalidParameter,
                             format!(
                             "segment '{v}' is not one of smb, mid_market, enterprise, strategic"
                         ),
@@ -600,8 +592,7 @@ impl Api {
                         .filter(|l| (1..=200).contains(l))
                         .ok_or_else(|| {
                             ApiError::new(
-                                400,
-                                "invalid_parameter",
+                                ErrorCode::InvalidParameter,
                                 "limit must be between 1 and 200",
                             )
                         })?
@@ -611,8 +602,7 @@ impl Api {
                     for b in v.split(',').filter(|b| !b.is_empty()) {
                         bands.push(domain::health::model::Band::parse(b).ok_or_else(|| {
                             ApiError::new(
-                                400,
-                                "invalid_parameter",
+                                ErrorCode::InvalidParameter,
                                 format!("band '{b}' is not one of red, yellow, green"),
                             )
                         })?);
@@ -622,15 +612,13 @@ impl Api {
                 "sort" if v == "risk" => by_risk = true,
                 "sort" => {
                     return Err(ApiError::new(
-                        400,
-                        "invalid_parameter",
+                        ErrorCode::InvalidParameter,
                         format!("sort '{v}' is not supported; use sort=risk"),
                     ))
                 }
                 other => {
                     return Err(ApiError::new(
-                        400,
-                        "unknown_parameter",
+                        ErrorCode::UnknownParameter,
                         format!(
                         "unknown parameter '{other}'; expected segment, band, sort, limit, cursor"
                     ),
@@ -680,7 +668,7 @@ impl Api {
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
         let account = AccountId::parse(account)
-            .map_err(|e| ApiError::new(400, "invalid_account", e.to_string()))?;
+            .map_err(|e| ApiError::new(ErrorCode::InvalidAccount, e.to_string()))?;
         let existing = self.accounts.get_account(tenant, &account).await?;
         let profile = profile_from_body(account, body_bytes(req), Utc::now(), existing.as_ref())?;
         let profile = self.accounts.put_account(tenant, &profile).await?;
@@ -740,8 +728,7 @@ impl Api {
             PageParams::take(query_pairs(req), DEFAULT_DEFINITIONS, MAX_DEFINITIONS)?;
         if let Some((other, _)) = rest.first() {
             return Err(ApiError::new(
-                400,
-                "unknown_parameter",
+                ErrorCode::UnknownParameter,
                 format!("unknown parameter '{other}'; expected limit, cursor"),
             ));
         }
@@ -785,9 +772,7 @@ impl Api {
         match latest {
             Some(r) => Ok(json(200, &r)),
             None if self.accounts.get_account(tenant, &account).await?.is_some() => {
-                Err(ApiError::new(
-                    404,
-                    "not_scored",
+                Err(ApiError::new(ErrorCode::NotScored,
                     format!("account '{account}' has no health score yet: the daily score run has not covered it"),
                 ))
             }
@@ -808,8 +793,7 @@ impl Api {
             let day = || {
                 chrono::NaiveDate::parse_from_str(&v, "%Y-%m-%d").map_err(|_| {
                     ApiError::new(
-                        400,
-                        "invalid_parameter",
+                        ErrorCode::InvalidParameter,
                         format!("{k} '{v}' is not a YYYY-MM-DD date"),
                     )
                 })
@@ -819,8 +803,7 @@ impl Api {
                 "to" => to = Some(day()?),
                 other => {
                     return Err(ApiError::new(
-                        400,
-                        "unknown_parameter",
+                        ErrorCode::UnknownParameter,
                         format!("unknown parameter '{other}'; expected from, to"),
                     ))
                 }
@@ -830,8 +813,7 @@ impl Api {
         let from = from.unwrap_or(to - chrono::Duration::days(90));
         if from > to || (to - from).num_days() > 400 {
             return Err(ApiError::new(
-                400,
-                "invalid_parameter",
+                ErrorCode::InvalidParameter,
                 "from must not be after to, and the range at most 400 days",
             ));
         }

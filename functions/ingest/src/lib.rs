@@ -19,6 +19,7 @@ use domain::ids::{Source, TenantId};
 use domain::ports::{Directory, PortalDirectory, ReplayGuard, RequestClaim};
 use domain::quarantine::{QuarantineReason, QuarantineStore, Quarantined};
 use domain::queue::EventQueue;
+use lambda::http::ErrorCode;
 use lambda::http::{authenticate, body_bytes, error, json, ApiError};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
@@ -141,9 +142,7 @@ impl Ingest {
         let burst = self.event_quotas.allowance(tenant).burst;
         let cost = u32::try_from(events).unwrap_or(u32::MAX);
         if f64::from(cost) > burst {
-            return Err(ApiError::new(
-                413,
-                "too_many_events",
+            return Err(ApiError::new(ErrorCode::TooManyEvents,
                 format!("tenant {tenant} may send at most {burst} events per request; this one has {events}"),
             ));
         }
@@ -154,8 +153,7 @@ impl Ingest {
                 ApiError {
                     retry_after: Some(secs),
                     ..ApiError::new(
-                        429,
-                        "rate_limited",
+                        ErrorCode::RateLimited,
                         format!("tenant {tenant} is over its event quota; retry after {secs} s"),
                     )
                 }
@@ -177,8 +175,7 @@ impl Ingest {
         }
         if req.method() != "POST" {
             return Err(ApiError::new(
-                405,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 format!("use POST {path}"),
             ));
         }
@@ -200,8 +197,7 @@ impl Ingest {
         let size = declared.unwrap_or(0).max(body.len());
         if size > self.limits.max_body_bytes {
             return Err(ApiError::new(
-                413,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!(
                     "request body is {size} bytes; the limit is {} bytes",
                     self.limits.max_body_bytes
@@ -215,8 +211,7 @@ impl Ingest {
         {
             if !ct.to_ascii_lowercase().contains("json") {
                 return Err(ApiError::new(
-                    415,
-                    "unsupported_media_type",
+                    ErrorCode::UnsupportedMediaType,
                     format!("content-type '{ct}' is not JSON"),
                 ));
             }
@@ -233,17 +228,18 @@ impl Ingest {
             .await?
             .ok_or_else(|| {
                 ApiError::new(
-                    401,
-                    "invalid_api_key",
+                    ErrorCode::InvalidApiKey,
                     "the API key's tenant no longer exists",
                 )
             })?;
 
         let raw = split_body(body, &self.limits).map_err(|e| match e {
-            BodyError::Empty => ApiError::new(400, "empty_body", e.to_string()),
-            BodyError::Malformed { .. } => ApiError::new(400, "malformed_json", e.to_string()),
-            BodyError::NotAnEventList => ApiError::new(400, "invalid_body", e.to_string()),
-            BodyError::TooManyEvents { .. } => ApiError::new(413, "too_many_events", e.to_string()),
+            BodyError::Empty => ApiError::new(ErrorCode::EmptyBody, e.to_string()),
+            BodyError::Malformed { .. } => ApiError::new(ErrorCode::MalformedJson, e.to_string()),
+            BodyError::NotAnEventList => ApiError::new(ErrorCode::InvalidBody, e.to_string()),
+            BodyError::TooManyEvents { .. } => {
+                ApiError::new(ErrorCode::TooManyEvents, e.to_string())
+            }
         })?;
         self.charge_events(&tenant, raw.len())?;
         let received_at = Utc::now();
@@ -288,8 +284,7 @@ impl Ingest {
         .map_err(|e| {
             tracing::error!(error = %e, "packing failed");
             ApiError::new(
-                500,
-                "internal_error",
+                ErrorCode::InternalError,
                 "events could not be prepared for queuing",
             )
         })?;
@@ -412,16 +407,14 @@ impl Ingest {
     ) -> Result<Response<Body>, ApiError> {
         let hs = self.hubspot.as_ref().ok_or_else(|| {
             ApiError::new(
-                503,
-                "webhooks_not_configured",
+                ErrorCode::WebhooksNotConfigured,
                 "HUBSPOT_CLIENT_SECRET is not set for this deployment",
             )
         })?;
         let body = body_bytes(&req);
         if body.len() > self.limits.max_body_bytes {
             return Err(ApiError::new(
-                413,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!(
                     "request body is larger than {} bytes",
                     self.limits.max_body_bytes
@@ -457,7 +450,7 @@ impl Ingest {
             .map_or(LegacyVersions::NONE, |l| l.policy.versions);
         let version = verify(&signed, &hs.secrets, now_ms, allowed).map_err(|e| {
             tracing::warn!(error = %e, code = e.code(), "HubSpot webhook refused");
-            ApiError::new(401, e.code(), e.to_string())
+            ApiError::domain(401, e.code(), e.to_string())
         })?;
         let parsed = match payload {
             Payload::AppBatch => parse_batch(body),
@@ -475,14 +468,14 @@ impl Ingest {
                 400
             };
             tracing::warn!(error = %e, code = e.code(), signature = %version, "HubSpot webhook refused");
-            ApiError::new(status, e.code(), e.to_string())
+            ApiError::domain(status, e.code(), e.to_string())
         })?;
         // A legacy signature has no time: fresh by its signed occurredAt, then claimed once.
         let claim = match (&hs.legacy, version.is_legacy()) {
             (Some(legacy), true) => {
                 check_fresh(&events, version, &legacy.policy, now_ms).map_err(|e| {
                     tracing::warn!(error = %e, code = e.code(), signature = %version, "legacy HubSpot webhook refused");
-                    ApiError::new(e.status(), e.code(), e.to_string())
+                    ApiError::domain(e.status(), e.code(), e.to_string())
                 })?;
                 let key = request_key(version, signed.method, &uri, body);
                 match legacy
@@ -525,7 +518,7 @@ impl Ingest {
                     };
                     bodies.push(
                         serde_json::to_string(&batch)
-                            .map_err(|e| ApiError::new(500, "internal_error", e.to_string()))?,
+                            .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?,
                     );
                 }
                 None => {
@@ -551,8 +544,7 @@ impl Ingest {
             if let Err(e) = r {
                 tracing::error!(error = %e, "HubSpot batch could not be queued");
                 return Err(ApiError::new(
-                    503,
-                    "temporarily_unavailable",
+                    ErrorCode::TemporarilyUnavailable,
                     "the webhook could not be queued; HubSpot will retry",
                 ));
             }
@@ -589,8 +581,7 @@ impl Ingest {
         let body = body_bytes(&req);
         if body.len() > self.limits.max_body_bytes {
             return Err(ApiError::new(
-                413,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!(
                     "request body is larger than {} bytes",
                     self.limits.max_body_bytes
@@ -612,15 +603,14 @@ impl Ingest {
             };
             bodies.push(
                 serde_json::to_string(&batch)
-                    .map_err(|e| ApiError::new(500, "internal_error", e.to_string()))?,
+                    .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?,
             );
         }
         for r in self.queue.send(&bodies).await {
             if let Err(e) = r {
                 tracing::error!(tenant = %tenant, error = %e, "association import could not be queued");
                 return Err(ApiError::new(
-                    503,
-                    "temporarily_unavailable",
+                    ErrorCode::TemporarilyUnavailable,
                     "the import could not be queued; retry it (it is idempotent)",
                 ));
             }

@@ -7,6 +7,7 @@ use axum::body::{to_bytes, Body as AxumBody};
 use axum::extract::State;
 use axum::http::Request as HttpRequest;
 use axum::response::Response as AxumResponse;
+use lambda::http::ErrorCode;
 use lambda_http::Body;
 use std::sync::Arc;
 
@@ -23,8 +24,7 @@ async fn dispatch(State(stack): State<Arc<Stack>>, req: HttpRequest<AxumBody>) -
         Ok(b) => b,
         Err(_) => {
             return to_axum(lambda::http::error(&lambda::http::ApiError::new(
-                413,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!("request body exceeds {MAX_REQUEST_BYTES} bytes"),
             )))
         }
@@ -61,8 +61,7 @@ pub async fn run_job(
     use lambda::http::{error, json, ApiError};
     if req.method() != axum::http::Method::POST {
         return error(&ApiError::new(
-            405,
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             "use POST /local/jobs/{name}",
         ));
     }
@@ -75,8 +74,7 @@ pub async fn run_job(
         };
     match stack.scheduler.run_now(name, Some(&tenant)).await {
         None => error(&ApiError::new(
-            404,
-            "unknown_job",
+            ErrorCode::UnknownJob,
             format!(
                 "no job '{name}'; jobs: {}",
                 stack.scheduler.names().join(", ")
@@ -86,7 +84,7 @@ pub async fn run_job(
             200,
             &serde_json::json!({"job": name, "tenant": tenant, "report": report}),
         ),
-        Some(Err(e)) => error(&ApiError::new(500, "job_failed", e.to_string())),
+        Some(Err(e)) => error(&ApiError::new(ErrorCode::JobFailed, e.to_string())),
     }
 }
 

@@ -6,6 +6,83 @@ use domain::ports::{Directory, StoreError};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
+/// Declares [`ErrorCode`]: each of the HTTP layer's own error codes once, with the
+/// status it always answers with and its wire form.
+macro_rules! error_codes {
+    ($($variant:ident = ($status:literal, $code:literal),)*) => {
+        /// The error codes the HTTP layer itself answers with. Codes that come from a
+        /// domain error (input validation, webhook signatures, unique claims) keep the
+        /// domain's own code: see [`ApiError::domain`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the order declared.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The status this code is always answered with.
+            pub fn status(self) -> u16 {
+                match self {
+                    $(ErrorCode::$variant => $status,)*
+                }
+            }
+
+            /// The stable snake_case code clients branch on.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    EmptyBody = (400, "empty_body"),
+    InvalidAccount = (400, "invalid_account"),
+    InvalidBody = (400, "invalid_body"),
+    InvalidCursor = (400, "invalid_cursor"),
+    InvalidEntitlement = (400, "invalid_entitlement"),
+    InvalidMeter = (400, "invalid_meter"),
+    InvalidParameter = (400, "invalid_parameter"),
+    InvalidRange = (400, "invalid_range"),
+    MalformedJson = (400, "malformed_json"),
+    RangeTooLarge = (400, "range_too_large"),
+    UnknownParameter = (400, "unknown_parameter"),
+    ApiKeyExpired = (401, "api_key_expired"),
+    ApiKeyRevoked = (401, "api_key_revoked"),
+    InvalidApiKey = (401, "invalid_api_key"),
+    MissingApiKey = (401, "missing_api_key"),
+    InsufficientScope = (403, "insufficient_scope"),
+    NotFound = (404, "not_found"),
+    NotScored = (404, "not_scored"),
+    UnknownJob = (404, "unknown_job"),
+    MethodNotAllowed = (405, "method_not_allowed"),
+    AccountChanged = (409, "account_changed"),
+    AliasConflict = (409, "alias_conflict"),
+    DefinitionNotActive = (409, "definition_not_active"),
+    NotDeleted = (409, "not_deleted"),
+    OverlappingEntitlement = (409, "overlapping_entitlement"),
+    TooManyDefinitions = (409, "too_many_definitions"),
+    PayloadTooLarge = (413, "payload_too_large"),
+    TooManyEvents = (413, "too_many_events"),
+    UnsupportedMediaType = (415, "unsupported_media_type"),
+    UnknownAccount = (422, "unknown_account"),
+    UnknownMeter = (422, "unknown_meter"),
+    RateLimited = (429, "rate_limited"),
+    InternalError = (500, "internal_error"),
+    JobFailed = (500, "job_failed"),
+    GovernanceNotConfigured = (503, "governance_not_configured"),
+    ReplayIncomplete = (503, "replay_incomplete"),
+    ReplayNotConfigured = (503, "replay_not_configured"),
+    TemporarilyUnavailable = (503, "temporarily_unavailable"),
+    WebhooksNotConfigured = (503, "webhooks_not_configured"),
+}
+
+/// One error answer: its status, its code (an [`ErrorCode`] or a domain error's code)
+/// and a sentence for humans.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: u16,
@@ -16,7 +93,13 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::domain(code.status(), code.as_str(), message)
+    }
+
+    /// An error whose code a domain error defines (e.g. an `InputError`'s
+    /// `invalid_key_feature`, a webhook signature's `signature_expired`).
+    pub fn domain(status: u16, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -31,20 +114,19 @@ impl ApiError {
         Self {
             retry_after: Some(secs),
             ..Self::new(
-                429,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 format!("tenant {tenant} is over its request quota; retry after {secs} s"),
             )
         }
     }
     pub fn not_found(what: &str) -> Self {
-        Self::new(404, "not_found", format!("{what} not found"))
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
     }
 }
 
 impl From<domain::input::InputError> for ApiError {
     fn from(e: domain::input::InputError) -> Self {
-        ApiError::new(400, e.code, e.message)
+        ApiError::domain(400, e.code, e.message)
     }
 }
 
@@ -52,24 +134,21 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::BadCursor => ApiError::new(
-                400,
-                "invalid_cursor",
+                ErrorCode::InvalidCursor,
                 "the cursor is not one this API returned",
             ),
-            StoreError::Taken { code, message } => ApiError::new(409, code, message),
+            StoreError::Taken { code, message } => ApiError::domain(409, code, message),
             StoreError::Throttled(_) | StoreError::Conflict(_) | StoreError::Unavailable(_) => {
                 tracing::warn!(error = %e, "store busy");
                 ApiError::new(
-                    503,
-                    "temporarily_unavailable",
+                    ErrorCode::TemporarilyUnavailable,
                     "storage is busy; retry shortly",
                 )
             }
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::new(
-                    500,
-                    "internal_error",
+                    ErrorCode::InternalError,
                     "an internal error occurred; it has been logged",
                 )
             }
@@ -122,15 +201,14 @@ pub async fn authenticate(
         .and_then(|h| h.to_str().ok());
     let key = bearer(header).ok_or_else(|| {
         ApiError::new(
-            401,
-            "missing_api_key",
+            ErrorCode::MissingApiKey,
             "send your API key as 'Authorization: Bearer <key>'",
         )
     })?;
     let grant = dir
         .key_grant(&hash_key(key))
         .await?
-        .ok_or_else(|| ApiError::new(401, "invalid_api_key", "the API key is not valid"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "the API key is not valid"))?;
     check_grant(grant, needed)
 }
 
@@ -141,21 +219,18 @@ pub fn check_grant(grant: KeyGrant, needed: KeyScope) -> Result<KeyGrant, ApiErr
     match grant.check(needed, chrono::Utc::now()) {
         Ok(()) => Ok(grant),
         Err(KeyRefusal::Revoked) => Err(ApiError::new(
-            401,
-            "api_key_revoked",
+            ErrorCode::ApiKeyRevoked,
             format!("API key {} has been revoked", grant.key_id),
         )),
         Err(KeyRefusal::Expired) => Err(ApiError::new(
-            401,
-            "api_key_expired",
+            ErrorCode::ApiKeyExpired,
             format!(
                 "API key {} has expired; rotate or create a new one",
                 grant.key_id
             ),
         )),
         Err(KeyRefusal::Scope(s)) => Err(ApiError::new(
-            403,
-            "insufficient_scope",
+            ErrorCode::InsufficientScope,
             format!(
                 "this request needs a key with the '{}' scope; key {} has: {}",
                 s.as_str(),
@@ -209,8 +284,7 @@ impl PageParams {
             };
             if repeated {
                 return Err(ApiError::new(
-                    400,
-                    "invalid_parameter",
+                    ErrorCode::InvalidParameter,
                     format!("parameter '{k}' given twice"),
                 ));
             }
@@ -222,8 +296,7 @@ impl PageParams {
                             .filter(|l| (1..=max).contains(l))
                             .ok_or_else(|| {
                                 ApiError::new(
-                                    400,
-                                    "invalid_parameter",
+                                    ErrorCode::InvalidParameter,
                                     format!("limit must be between 1 and {max}"),
                                 )
                             })?,
@@ -231,8 +304,7 @@ impl PageParams {
                 }
                 "cursor" if v.is_empty() => {
                     return Err(ApiError::new(
-                        400,
-                        "invalid_cursor",
+                        ErrorCode::InvalidCursor,
                         "the cursor is not one this API returned",
                     ))
                 }
@@ -291,5 +363,62 @@ mod tests {
             let err = PageParams::take(pairs(&p), 50, 200).unwrap_err();
             assert_eq!((err.status, err.code), (400, code), "{p:?}");
         }
+    }
+
+    #[test]
+    fn every_error_code_is_distinct_snake_case_and_an_error_status() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            let s = code.as_str();
+            assert!(seen.insert(s), "{s} is declared twice");
+            assert!(
+                !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{s} is not snake_case"
+            );
+            assert!(
+                (400..600).contains(&code.status()),
+                "{s}: {}",
+                code.status()
+            );
+        }
+    }
+
+    /// The local runner's job routes (`/local/jobs/…`) are not part of the deployed API.
+    const LOCAL_ONLY: &[ErrorCode] = &[ErrorCode::UnknownJob, ErrorCode::JobFailed];
+
+    /// Whether `text` names `code` as a whole word.
+    fn mentions(text: &str, code: &str) -> bool {
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        text.match_indices(code)
+            .any(|(i, _)| !text[..i].ends_with(word) && !text[i + code.len()..].starts_with(word))
+    }
+
+    #[test]
+    fn every_error_code_the_api_answers_is_in_the_contract() {
+        let contract = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json"),
+        )
+        .expect("docs/openapi.json is readable");
+        let missing: Vec<&str> = ErrorCode::ALL
+            .iter()
+            .filter(|c| !LOCAL_ONLY.contains(c))
+            .map(|c| c.as_str())
+            .filter(|c| !mentions(&contract, c))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "codes not in docs/openapi.json: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn an_error_answers_with_its_codes_status_and_envelope() {
+        let e = ApiError::new(ErrorCode::TooManyEvents, "1001 events; at most 1000");
+        assert_eq!((e.status, e.code), (413, "too_many_events"));
+        let resp = error(&e);
+        assert_eq!(resp.status(), 413);
+        let body: serde_json::Value = serde_json::from_slice(resp.body().as_ref()).unwrap();
+        assert_eq!(body["error"]["code"], "too_many_events");
+        assert_eq!(body["error"]["message"], "1001 events; at most 1000");
     }
 }
