@@ -56,44 +56,109 @@ pub fn on_lambda(
         }))
 }
 
-/// Routes this function serves, as (method, OpenAPI path).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/healthz"),
-    ("GET", "/v1/accounts"),
-    ("GET", "/v1/accounts/{account}"),
-    ("PUT", "/v1/accounts/{account}"),
-    ("GET", "/v1/accounts/{account}/usage"),
-    ("GET", "/v1/segments/{segment}/usage"),
-    ("GET", "/v1/definitions"),
-    ("GET", "/v1/definitions/{meter}"),
-    ("PUT", "/v1/definitions/{meter}"),
-    ("GET", "/v1/hubspot/mappings"),
-    ("PUT", "/v1/hubspot/mappings"),
-    ("GET", "/v1/accounts/{account}/entitlements"),
-    ("GET", "/v1/entitlements/{id}"),
-    ("PUT", "/v1/entitlements/{id}"),
-    ("DELETE", "/v1/entitlements/{id}"),
-    ("GET", "/v1/alerts/policy"),
-    ("PUT", "/v1/alerts/policy"),
-    ("GET", "/v1/accounts/{account}/health"),
-    ("GET", "/v1/accounts/{account}/health/history"),
-    ("GET", "/v1/health/config"),
-    ("PUT", "/v1/health/config"),
+/// What a request asks for, once its method and path are matched: one variant per
+/// route of [`ROUTES`], dispatched by [`Api::route`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Healthz,
+    ListAccounts,
+    GetAccount,
+    PutAccount,
+    AccountUsage,
+    SegmentUsage,
+    ListDefinitions,
+    GetDefinition,
+    PutDefinition,
+    GetMappings,
+    PutMappings,
+    ListEntitlements,
+    GetEntitlement,
+    PutEntitlement,
+    DeleteEntitlement,
+    GetAlertPolicy,
+    PutAlertPolicy,
+    GetHealth,
+    HealthHistory,
+    GetHealthConfig,
+    PutHealthConfig,
+    DeleteDefinition,
+    RestoreDefinition,
+    DefinitionChanges,
+    LatestAudit,
+    ListAudits,
+    ListQuarantine,
+    ReplayQuarantine,
+    GetGovernancePolicy,
+    PutGovernancePolicy,
+    ListKeys,
+    CreateKey,
+    RevokeKey,
+    RotateKey,
+}
+
+/// Every route this function serves, as (method, OpenAPI path, route): the one place a
+/// path is written.
+pub const ROUTES: &[(&str, &str, Route)] = &[
+    ("GET", "/healthz", Route::Healthz),
+    ("GET", "/v1/accounts", Route::ListAccounts),
+    ("GET", "/v1/accounts/{account}", Route::GetAccount),
+    ("PUT", "/v1/accounts/{account}", Route::PutAccount),
+    ("GET", "/v1/accounts/{account}/usage", Route::AccountUsage),
+    ("GET", "/v1/segments/{segment}/usage", Route::SegmentUsage),
+    ("GET", "/v1/definitions", Route::ListDefinitions),
+    ("GET", "/v1/definitions/{meter}", Route::GetDefinition),
+    ("PUT", "/v1/definitions/{meter}", Route::PutDefinition),
+    ("GET", "/v1/hubspot/mappings", Route::GetMappings),
+    ("PUT", "/v1/hubspot/mappings", Route::PutMappings),
+    (
+        "GET",
+        "/v1/accounts/{account}/entitlements",
+        Route::ListEntitlements,
+    ),
+    ("GET", "/v1/entitlements/{id}", Route::GetEntitlement),
+    ("PUT", "/v1/entitlements/{id}", Route::PutEntitlement),
+    ("DELETE", "/v1/entitlements/{id}", Route::DeleteEntitlement),
+    ("GET", "/v1/alerts/policy", Route::GetAlertPolicy),
+    ("PUT", "/v1/alerts/policy", Route::PutAlertPolicy),
+    ("GET", "/v1/accounts/{account}/health", Route::GetHealth),
+    (
+        "GET",
+        "/v1/accounts/{account}/health/history",
+        Route::HealthHistory,
+    ),
+    ("GET", "/v1/health/config", Route::GetHealthConfig),
+    ("PUT", "/v1/health/config", Route::PutHealthConfig),
     // Governance and audits (functions/api/src/governance.rs).
-    ("DELETE", "/v1/definitions/{meter}"),
-    ("POST", "/v1/definitions/{meter}/restore"),
-    ("GET", "/v1/definitions/{meter}/changes"),
-    ("GET", "/v1/audits/latest"),
-    ("GET", "/v1/audits"),
-    ("GET", "/v1/definitions/{meter}/quarantine"),
-    ("POST", "/v1/definitions/{meter}/quarantine/replay"),
-    ("GET", "/v1/governance/policy"),
-    ("PUT", "/v1/governance/policy"),
+    ("DELETE", "/v1/definitions/{meter}", Route::DeleteDefinition),
+    (
+        "POST",
+        "/v1/definitions/{meter}/restore",
+        Route::RestoreDefinition,
+    ),
+    (
+        "GET",
+        "/v1/definitions/{meter}/changes",
+        Route::DefinitionChanges,
+    ),
+    ("GET", "/v1/audits/latest", Route::LatestAudit),
+    ("GET", "/v1/audits", Route::ListAudits),
+    (
+        "GET",
+        "/v1/definitions/{meter}/quarantine",
+        Route::ListQuarantine,
+    ),
+    (
+        "POST",
+        "/v1/definitions/{meter}/quarantine/replay",
+        Route::ReplayQuarantine,
+    ),
+    ("GET", "/v1/governance/policy", Route::GetGovernancePolicy),
+    ("PUT", "/v1/governance/policy", Route::PutGovernancePolicy),
     // API keys (admin-scoped keys only).
-    ("GET", "/v1/keys"),
-    ("POST", "/v1/keys"),
-    ("DELETE", "/v1/keys/{key_id}"),
-    ("POST", "/v1/keys/{key_id}/rotate"),
+    ("GET", "/v1/keys", Route::ListKeys),
+    ("POST", "/v1/keys", Route::CreateKey),
+    ("DELETE", "/v1/keys/{key_id}", Route::RevokeKey),
+    ("POST", "/v1/keys/{key_id}/rotate", Route::RotateKey),
 ];
 
 /// The scope a route needs: every read is `read`, except the key listing; every
@@ -152,7 +217,7 @@ impl Api {
             + 'static,
     {
         let mut router = matchit::Router::new();
-        for (_, p) in ROUTES {
+        for (_, p, _) in ROUTES {
             // Paths are constants checked by a unit test; repeats (one path, two
             // methods) are refused by the router and harmless.
             let _ = router.insert(*p, *p);
@@ -234,18 +299,22 @@ impl Api {
         };
         let template = *matched.value;
         let method = req.method().as_str().to_owned();
-        if !ROUTES.iter().any(|(m, p)| *m == method && *p == template) {
+        let Some(route) = ROUTES
+            .iter()
+            .find(|(m, p, _)| *m == method && *p == template)
+            .map(|(_, _, r)| *r)
+        else {
             let allowed: Vec<&str> = ROUTES
                 .iter()
-                .filter(|(_, p)| *p == template)
-                .map(|(m, _)| *m)
+                .filter(|(_, p, _)| *p == template)
+                .map(|(m, _, _)| *m)
                 .collect();
             return Err(ApiError::new(
                 ErrorCode::MethodNotAllowed,
                 format!("{method} is not allowed here; use {}", allowed.join(" or ")),
             ));
-        }
-        if template == "/healthz" {
+        };
+        if route == Route::Healthz {
             return Ok(json(200, &json!({"status": "ok"})));
         }
         if body_bytes(&req).len() > MAX_BODY_BYTES {
@@ -266,75 +335,47 @@ impl Api {
         self.quotas
             .take(&tenant, std::time::Instant::now())
             .map_err(|wait| ApiError::rate_limited(&tenant, wait))?;
-        match (method.as_str(), template) {
-            ("GET", "/v1/accounts") => self.list_accounts(&tenant, &req).await,
-            ("GET", "/v1/accounts/{account}") => self.get_account(&tenant, &param("account")).await,
-            ("PUT", "/v1/accounts/{account}") => {
-                self.put_account(&tenant, &param("account"), &req).await
-            }
-            ("GET", "/v1/accounts/{account}/usage") => {
-                self.account_usage(&tenant, &param("account"), &req).await
-            }
-            ("GET", "/v1/segments/{segment}/usage") => {
-                self.segment_usage(&tenant, &param("segment"), &req).await
-            }
-            ("GET", "/v1/definitions") => self.list_definitions(&tenant, &req).await,
-            ("GET", "/v1/definitions/{meter}") => {
-                self.get_definition(&tenant, &param("meter")).await
-            }
-            ("GET", "/v1/hubspot/mappings") => self.get_mappings(&tenant).await,
-            ("PUT", "/v1/hubspot/mappings") => self.put_mappings(&tenant, &req).await,
-            ("PUT", "/v1/definitions/{meter}") => {
-                self.put_definition(&tenant, &param("meter"), &req).await
-            }
-            ("GET", "/v1/accounts/{account}/entitlements") => {
-                self.list_entitlements(&tenant, &param("account")).await
-            }
-            ("GET", "/v1/entitlements/{id}") => self.get_entitlement(&tenant, &param("id")).await,
-            ("PUT", "/v1/entitlements/{id}") => {
-                self.put_entitlement(&tenant, &param("id"), &req).await
-            }
-            ("DELETE", "/v1/entitlements/{id}") => {
-                self.delete_entitlement(&tenant, &param("id")).await
-            }
-            ("GET", "/v1/alerts/policy") => self.get_alert_policy(&tenant).await,
-            ("PUT", "/v1/alerts/policy") => self.put_alert_policy(&tenant, &req).await,
-            ("GET", "/v1/accounts/{account}/health") => {
-                self.get_health(&tenant, &param("account")).await
-            }
-            ("GET", "/v1/accounts/{account}/health/history") => {
-                self.health_history(&tenant, &param("account"), &req).await
-            }
-            ("GET", "/v1/health/config") => self.get_health_config(&tenant).await,
-            ("PUT", "/v1/health/config") => self.put_health_config(&tenant, &req).await,
-            ("DELETE", "/v1/definitions/{meter}") => {
-                self.delete_definition(&tenant, &param("meter"), &req).await
-            }
-            ("POST", "/v1/definitions/{meter}/restore") => {
+        match route {
+            Route::Healthz => Ok(json(200, &json!({"status": "ok"}))),
+            Route::ListAccounts => self.list_accounts(&tenant, &req).await,
+            Route::GetAccount => self.get_account(&tenant, &param("account")).await,
+            Route::PutAccount => self.put_account(&tenant, &param("account"), &req).await,
+            Route::AccountUsage => self.account_usage(&tenant, &param("account"), &req).await,
+            Route::SegmentUsage => self.segment_usage(&tenant, &param("segment"), &req).await,
+            Route::ListDefinitions => self.list_definitions(&tenant, &req).await,
+            Route::GetDefinition => self.get_definition(&tenant, &param("meter")).await,
+            Route::GetMappings => self.get_mappings(&tenant).await,
+            Route::PutMappings => self.put_mappings(&tenant, &req).await,
+            Route::PutDefinition => self.put_definition(&tenant, &param("meter"), &req).await,
+            Route::ListEntitlements => self.list_entitlements(&tenant, &param("account")).await,
+            Route::GetEntitlement => self.get_entitlement(&tenant, &param("id")).await,
+            Route::PutEntitlement => self.put_entitlement(&tenant, &param("id"), &req).await,
+            Route::DeleteEntitlement => self.delete_entitlement(&tenant, &param("id")).await,
+            Route::GetAlertPolicy => self.get_alert_policy(&tenant).await,
+            Route::PutAlertPolicy => self.put_alert_policy(&tenant, &req).await,
+            Route::GetHealth => self.get_health(&tenant, &param("account")).await,
+            Route::HealthHistory => self.health_history(&tenant, &param("account"), &req).await,
+            Route::GetHealthConfig => self.get_health_config(&tenant).await,
+            Route::PutHealthConfig => self.put_health_config(&tenant, &req).await,
+            Route::DeleteDefinition => self.delete_definition(&tenant, &param("meter"), &req).await,
+            Route::RestoreDefinition => {
                 self.restore_definition(&tenant, &param("meter"), &req)
                     .await
             }
-            ("GET", "/v1/definitions/{meter}/changes") => {
+            Route::DefinitionChanges => {
                 self.definition_changes(&tenant, &param("meter"), &req)
                     .await
             }
-            ("GET", "/v1/audits/latest") => self.latest_audit(&tenant).await,
-            ("GET", "/v1/audits") => self.list_audits(&tenant, &req).await,
-            ("GET", "/v1/definitions/{meter}/quarantine") => {
-                self.list_quarantine(&tenant, &param("meter"), &req).await
-            }
-            ("POST", "/v1/definitions/{meter}/quarantine/replay") => {
-                self.replay_quarantine(&tenant, &param("meter")).await
-            }
-            ("GET", "/v1/governance/policy") => self.get_governance_policy(&tenant).await,
-            ("PUT", "/v1/governance/policy") => self.put_governance_policy(&tenant, &req).await,
-            ("GET", "/v1/keys") => self.list_keys(&tenant).await,
-            ("POST", "/v1/keys") => self.create_key(&tenant, &req).await,
-            ("DELETE", "/v1/keys/{key_id}") => self.revoke_key(&tenant, &param("key_id")).await,
-            ("POST", "/v1/keys/{key_id}/rotate") => {
-                self.rotate_key(&tenant, &param("key_id"), &req).await
-            }
-            _ => Err(ApiError::not_found("route")),
+            Route::LatestAudit => self.latest_audit(&tenant).await,
+            Route::ListAudits => self.list_audits(&tenant, &req).await,
+            Route::ListQuarantine => self.list_quarantine(&tenant, &param("meter"), &req).await,
+            Route::ReplayQuarantine => self.replay_quarantine(&tenant, &param("meter")).await,
+            Route::GetGovernancePolicy => self.get_governance_policy(&tenant).await,
+            Route::PutGovernancePolicy => self.put_governance_policy(&tenant, &req).await,
+            Route::ListKeys => self.list_keys(&tenant).await,
+            Route::CreateKey => self.create_key(&tenant, &req).await,
+            Route::RevokeKey => self.revoke_key(&tenant, &param("key_id")).await,
+            Route::RotateKey => self.rotate_key(&tenant, &param("key_id"), &req).await,
         }
     }
 
@@ -983,12 +1024,22 @@ mod tests {
     #[test]
     fn every_route_path_is_accepted_by_the_router() {
         let mut router = matchit::Router::new();
-        let mut paths: Vec<&str> = ROUTES.iter().map(|(_, p)| *p).collect();
+        let mut paths: Vec<&str> = ROUTES.iter().map(|(_, p, _)| *p).collect();
         paths.sort();
         paths.dedup();
         for p in paths {
             router.insert(p, ()).unwrap();
         }
         assert!(router.at("/v1/accounts/42/usage").is_ok());
+    }
+
+    #[test]
+    fn each_route_is_served_at_one_method_and_path() {
+        for (i, (m, p, r)) in ROUTES.iter().enumerate() {
+            for (m2, p2, r2) in &ROUTES[i + 1..] {
+                assert!((m, p) != (m2, p2), "{m} {p} is declared twice");
+                assert!(r != r2, "{r:?} is served at {m} {p} and at {m2} {p2}");
+            }
+        }
     }
 }

@@ -29,8 +29,12 @@ fn documented() -> BTreeSet<(String, String)> {
 fn every_route_is_documented_and_every_documented_route_exists() {
     let served: BTreeSet<(String, String)> = ingest::ROUTES
         .iter()
-        .chain(api::ROUTES.iter())
         .map(|(m, p)| (m.to_string(), p.to_string()))
+        .chain(
+            api::ROUTES
+                .iter()
+                .map(|(m, p, _)| (m.to_string(), p.to_string())),
+        )
         .collect();
     let documented = documented();
     let missing: Vec<_> = served.difference(&documented).collect();
