@@ -33,27 +33,43 @@ pub fn on_lambda(
     store: Arc<aws::dynamo::DynamoStore>,
     sqs: &aws_sdk_sqs::Client,
 ) -> anyhow::Result<Api> {
-    let queue = |var: &'static str| {
-        lambda::config::required(var).ok().map(|url| {
+    let quotas = Arc::new(domain::quota::Quotas::from_env()?);
+    Ok(wired(
+        store,
+        sqs,
+        quotas,
+        lambda::config::required("ALERTS_QUEUE_URL").ok(),
+        lambda::config::required("EVENTS_QUEUE_URL").ok(),
+    ))
+}
+
+/// The API over one store and its two queues: what [`on_lambda`] builds from the
+/// environment and the local stack builds per function role. Governance notifications
+/// go to the alerts queue when there is one; held events are replayed onto the events
+/// queue when their definition is restored.
+pub fn wired(
+    store: Arc<aws::dynamo::DynamoStore>,
+    sqs: &aws_sdk_sqs::Client,
+    quotas: Arc<domain::quota::Quotas>,
+    alerts_url: Option<String>,
+    events_url: Option<String>,
+) -> Api {
+    let queue = |url: Option<String>| {
+        url.map(|url| {
             Arc::new(aws::sqs::SqsQueue::new(sqs.clone(), url))
                 as Arc<dyn domain::queue::EventQueue>
         })
     };
-    // Governance notifications go to the alerts queue when it is configured; held
-    // events are replayed onto the events queue when their definition is restored.
-    let alerts = queue("ALERTS_QUEUE_URL");
-    let events = queue("EVENTS_QUEUE_URL");
-    let quotas = Arc::new(domain::quota::Quotas::from_env()?);
-    Ok(Api::new(store.clone())
+    Api::new(store.clone())
         .with_quotas(quotas)
         .with_governance(governance::Governance {
             changes: store.clone(),
             reports: store.clone(),
-            alerts,
+            alerts: queue(alerts_url),
             quarantine: store.clone(),
-            events,
+            events: queue(events_url),
             quality: Some(store),
-        }))
+        })
 }
 
 /// What a request asks for, once its method and path are matched: one variant per

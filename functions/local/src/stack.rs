@@ -123,26 +123,13 @@ impl Stack {
         let ingest = Arc::new(ingest);
 
         let (rollup_store, rollup_sqs) = roles.clients("RollupFunction")?;
-        let limits = domain::limits::LimitWatch {
-            entitlements: rollup_store.clone(),
-            usage: rollup_store.clone(),
-            accounts: rollup_store.clone(),
-            markers: rollup_store.clone(),
-            alerts: Arc::new(SqsQueue::new(rollup_sqs.clone(), alerts_url.clone())),
-        };
-        let mut rollup = rollup::Rollup::new(rollup_store.clone(), cfg)
-            .with_limits(limits)
-            .with_quality(rollup_store.clone())
-            .with_critical_series(rollup_store.clone());
-        rollup.hubspot = Some(domain::hubspot::processor::Processor {
-            store: rollup_store.clone(),
-            queue: Arc::new(SqsQueue::new(rollup_sqs.clone(), queue_url.clone())),
-            retired: Some(domain::hubspot::processor::Retired {
-                policy: rollup_store.clone(),
-                quarantine: rollup_store,
-            }),
-        });
-        let rollup = Arc::new(rollup);
+        let rollup = Arc::new(rollup::wired(
+            rollup_store,
+            cfg,
+            &rollup_sqs,
+            queue_url.clone(),
+            alerts_url.clone(),
+        ));
 
         let sns = aws_sdk_sns::Client::new(aws);
         let alerts_topic_arn = p.reference("AlertsTopic")?.to_owned();
@@ -170,16 +157,13 @@ impl Stack {
         // in-process, under its own role).
         let api_as = |function: &str| -> Result<(api::Api, Arc<DynamoStore>)> {
             let (fn_store, fn_sqs) = roles.clients(function)?;
-            let api = api::Api::new(fn_store.clone())
-                .with_quotas(quotas.clone())
-                .with_governance(api::governance::Governance {
-                    changes: fn_store.clone(),
-                    reports: fn_store.clone(),
-                    alerts: Some(Arc::new(SqsQueue::new(fn_sqs.clone(), alerts_url.clone()))),
-                    quarantine: fn_store.clone(),
-                    events: Some(Arc::new(SqsQueue::new(fn_sqs, queue_url.clone()))),
-                    quality: Some(fn_store.clone()),
-                });
+            let api = api::wired(
+                fn_store.clone(),
+                &fn_sqs,
+                quotas.clone(),
+                Some(alerts_url.clone()),
+                Some(queue_url.clone()),
+            );
             Ok((api, fn_store))
         };
         let api = Arc::new(api_as("ApiFunction")?.0);

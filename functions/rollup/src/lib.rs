@@ -54,6 +54,40 @@ impl domain::queue::MessageFailure for MessageError {
     }
 }
 
+/// The rollup over one store and its two queues, with limit alerts, data-quality
+/// counters, critical-series tracking and HubSpot batches: what the function's
+/// `main.rs` builds from the environment and the local stack builds under the
+/// function's own role. HubSpot events are re-queued onto the events queue; limit
+/// alerts go to the alerts queue.
+pub fn wired(
+    store: Arc<aws::dynamo::DynamoStore>,
+    cfg: PipelineConfig,
+    sqs: &aws_sdk_sqs::Client,
+    events_url: String,
+    alerts_url: String,
+) -> Rollup {
+    let limits = LimitWatch {
+        entitlements: store.clone(),
+        usage: store.clone(),
+        accounts: store.clone(),
+        markers: store.clone(),
+        alerts: Arc::new(aws::sqs::SqsQueue::new(sqs.clone(), alerts_url)),
+    };
+    let mut rollup = Rollup::new(store.clone(), cfg)
+        .with_limits(limits)
+        .with_quality(store.clone())
+        .with_critical_series(store.clone());
+    rollup.hubspot = Some(Processor {
+        store: store.clone(),
+        queue: Arc::new(aws::sqs::SqsQueue::new(sqs.clone(), events_url)),
+        retired: Some(domain::hubspot::processor::Retired {
+            policy: store.clone(),
+            quarantine: store,
+        }),
+    });
+    rollup
+}
+
 impl Rollup {
     pub fn new(store: Arc<dyn LedgerStore>, cfg: PipelineConfig) -> Self {
         Self {
