@@ -322,15 +322,6 @@ impl ReportStore for Sim {
     }
 }
 
-struct NullQueue(AtomicU64);
-#[async_trait]
-impl domain::queue::EventQueue for NullQueue {
-    async fn send(&self, bodies: &[String]) -> Vec<Result<(), domain::queue::QueueError>> {
-        self.0.fetch_add(bodies.len() as u64, Ordering::Relaxed);
-        bodies.iter().map(|_| Ok(())).collect()
-    }
-}
-
 async fn audit_bench(definitions: usize, critical: usize, accounts: usize) {
     let now = DateTime::parse_from_rfc3339("2026-11-25T14:20:00Z")
         .unwrap_or_else(|_| unreachable!())
@@ -359,7 +350,7 @@ async fn audit_bench(definitions: usize, critical: usize, accounts: usize) {
         read_units: AtomicU64::new(0),
         reports: Mutex::new(Vec::new()),
     });
-    let alerts = Arc::new(NullQueue(AtomicU64::new(0)));
+    let alerts = Arc::new(memory::MemoryQueue::discarding());
     let audit = audit::Audit::new(sim.clone(), alerts.clone());
     let started = Instant::now();
     let out = audit.run_all(now).await;
@@ -372,7 +363,7 @@ async fn audit_bench(definitions: usize, critical: usize, accounts: usize) {
         sim.items.load(Ordering::Relaxed),
         sim.read_units.load(Ordering::Relaxed),
         report.as_ref().map_or(0, |r| r.findings_total),
-        alerts.0.load(Ordering::Relaxed),
+        alerts.sent.load(Ordering::Relaxed),
         report.as_ref().map_or(0, |r| r.drift.len()),
         report.as_ref().map_or(0, |r| r.drift_windows_checked),
         out.is_ok(),

@@ -11,14 +11,14 @@
 
 use chrono::{Duration, NaiveDate};
 use domain::health::config::HealthConfig;
-use domain::health::memory::{MemoryHealthStore, MemoryQueue, Simulated};
 use domain::health::model::{self, Series};
-use domain::health::run::{run_in_memory, HealthRunner};
+use domain::health::run::HealthRunner;
 use domain::health::synth::{Synth, SynthConfig};
 use domain::ids::{Stage, TenantId};
 use domain::keys::Scope;
 use domain::ports::RollupRow;
 use domain::rollup::{Bucket, RollupKey};
+use memory::health::{run_in_memory, MemoryHealthStore, MemoryQueue, Simulated};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -338,48 +338,8 @@ mod tests {
     use async_trait::async_trait;
     use domain::alert::{AlertKind, Rendered, Severity};
     use domain::ids::{AccountId, Segment, TenantId};
-    use std::collections::HashMap;
+    use memory::{MemoryDigests, MemoryMarkers};
     use std::sync::Mutex;
-
-    #[derive(Default)]
-    struct Markers(Mutex<HashMap<String, (String, bool)>>);
-
-    #[async_trait]
-    impl MarkerStore for Markers {
-        async fn claim_marker(
-            &self,
-            tenant: &TenantId,
-            _: MarkerKind,
-            key: &str,
-            owner: &str,
-            _: i64,
-        ) -> Result<MarkerClaim, StoreError> {
-            let key = &format!("{tenant}/{key}");
-            let mut m = self.0.lock().unwrap();
-            match m.get(key) {
-                None => {
-                    m.insert(key.to_owned(), (owner.to_owned(), false));
-                    Ok(MarkerClaim::New)
-                }
-                Some((o, done)) if o == owner => Ok(MarkerClaim::Mine {
-                    done: *done,
-                    age: chrono::Duration::minutes(5),
-                }),
-                Some(_) => Ok(MarkerClaim::Other),
-            }
-        }
-        async fn finish_marker(
-            &self,
-            tenant: &TenantId,
-            _: MarkerKind,
-            key: &str,
-        ) -> Result<(), StoreError> {
-            if let Some(v) = self.0.lock().unwrap().get_mut(&format!("{tenant}/{key}")) {
-                v.1 = true;
-            }
-            Ok(())
-        }
-    }
 
     #[derive(Default)]
     struct Recorder {
@@ -453,10 +413,11 @@ mod tests {
     #[tokio::test]
     async fn the_same_alert_in_two_messages_is_published_once_and_poison_is_reported() {
         let rec = Arc::new(Recorder::default());
+        let digests = Arc::new(MemoryDigests::default());
         let n = Notify::new(
-            Arc::new(Markers::default()),
+            Arc::new(MemoryMarkers::default()),
             rec.clone(),
-            Arc::new(DueDigests::none()),
+            digests.clone(),
         );
         let body = serde_json::to_string(&alert("k1")).unwrap();
         let resp = n
@@ -473,16 +434,18 @@ mod tests {
             .collect();
         assert_eq!(failed, vec!["m3".to_owned()]);
         assert_eq!(*rec.published.lock().unwrap(), vec!["k1".to_owned()]);
+        assert_eq!(digests.held(), 0, "a warning is published, not digested");
     }
 
     #[tokio::test]
     async fn a_failed_publish_is_retried_by_the_same_message_and_then_published() {
         let rec = Arc::new(Recorder::default());
         *rec.fail_next.lock().unwrap() = true;
+        let markers = Arc::new(MemoryMarkers::default());
         let n = Notify::new(
-            Arc::new(Markers::default()),
+            markers.clone(),
             rec.clone(),
-            Arc::new(DueDigests::none()),
+            Arc::new(MemoryDigests::default()),
         );
         let body = serde_json::to_string(&alert("k2")).unwrap();
         let first = n.handle(event(vec![msg("m1", &body)])).await;
@@ -492,97 +455,12 @@ mod tests {
         let dup = n.handle(event(vec![msg("m9", &body)])).await;
         assert!(dup.batch_item_failures.is_empty());
         assert!(rec.published.lock().unwrap().is_empty());
-        // SQS redelivers m1 (same message id): it owns the claim and publishes.
+        // SQS redelivers m1 (same message id) once its lease ran out: it owns the
+        // claim and publishes.
+        markers.age_claims(domain::limits::IN_FLIGHT_LEASE);
         let again = n.handle(event(vec![msg("m1", &body)])).await;
         assert!(again.batch_item_failures.is_empty());
         assert_eq!(*rec.published.lock().unwrap(), vec!["k2".to_owned()]);
-    }
-
-    /// The default policy, no cooldown history, and these due digests with their
-    /// entries (one per tenant here). Built with [`DueDigests::none`], no digest is
-    /// due and holding an alert for one is a test failure.
-    struct DueDigests(
-        Vec<(DigestBucket, Vec<(Alert, String)>)>,
-        Mutex<Vec<DigestBucket>>,
-        bool,
-    );
-
-    impl DueDigests {
-        fn none() -> Self {
-            Self(vec![], Mutex::default(), false)
-        }
-    }
-
-    #[async_trait]
-    impl DigestStore for DueDigests {
-        async fn alert_policy(
-            &self,
-            _: &TenantId,
-        ) -> Result<Option<domain::digest::AlertPolicy>, StoreError> {
-            Ok(None)
-        }
-        async fn put_alert_policy(
-            &self,
-            _: &TenantId,
-            _: &domain::digest::AlertPolicy,
-        ) -> Result<(), StoreError> {
-            unreachable!("not used by notify")
-        }
-        async fn last_published(
-            &self,
-            _: &TenantId,
-            _: &str,
-        ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
-            Ok(None)
-        }
-        async fn record_published(
-            &self,
-            _: &TenantId,
-            _: &str,
-            _: chrono::DateTime<chrono::Utc>,
-        ) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn hold_for_digest(
-            &self,
-            _: &DigestBucket,
-            a: &Alert,
-            _: &str,
-        ) -> Result<(), StoreError> {
-            assert!(
-                self.2,
-                "{} is a warning and must be published, not digested",
-                a.key
-            );
-            Ok(())
-        }
-        async fn due_digests(
-            &self,
-            _: chrono::DateTime<chrono::Utc>,
-        ) -> Result<Vec<DigestBucket>, StoreError> {
-            let closed = self.1.lock().unwrap();
-            Ok(self
-                .0
-                .iter()
-                .map(|(b, _)| b.clone())
-                .filter(|b| !closed.contains(b))
-                .collect())
-        }
-        async fn digest_entries(
-            &self,
-            b: &DigestBucket,
-        ) -> Result<Vec<(Alert, String)>, StoreError> {
-            Ok(self
-                .0
-                .iter()
-                .find(|(x, _)| x == b)
-                .map(|(_, e)| e.clone())
-                .unwrap_or_default())
-        }
-        async fn close_digest(&self, b: &DigestBucket) -> Result<(), StoreError> {
-            self.1.lock().unwrap().push(b.clone());
-            Ok(())
-        }
     }
 
     /// Publishes like SNS: refuses a message over 256 KiB, and can be told to fail
@@ -642,18 +520,29 @@ mod tests {
             .collect()
     }
 
+    /// A digest store holding `n` informational alerts for each tenant, all due.
+    async fn holding(tenants: &[(&str, usize)]) -> Arc<MemoryDigests> {
+        let digests = Arc::new(MemoryDigests::default());
+        for (tenant, n) in tenants {
+            for (a, reason) in held(tenant, *n) {
+                digests
+                    .hold_for_digest(&bucket(tenant), &a, &reason)
+                    .await
+                    .unwrap();
+            }
+        }
+        digests
+    }
+
     #[tokio::test]
     async fn a_digest_over_snss_limit_is_split_into_parts_and_other_tenants_digests_still_go_out() {
-        let digests = Arc::new(DueDigests(
-            vec![
-                (bucket("big"), held("big", 3_000)),
-                (bucket("small"), held("small", 2)),
-            ],
-            Mutex::new(Vec::new()),
-            true,
-        ));
+        let digests = holding(&[("big", 3_000), ("small", 2)]).await;
         let sns = Arc::new(SnsLike::default());
-        let n = Notify::new(Arc::new(Markers::default()), sns.clone(), digests.clone());
+        let n = Notify::new(
+            Arc::new(MemoryMarkers::default()),
+            sns.clone(),
+            digests.clone(),
+        );
         let run = n.run_digests(chrono::Utc::now()).await.unwrap();
         assert_eq!((run.due, run.published, run.failed), (2, 2, 0), "{run:?}");
         assert_eq!(run.alerts, 3_002);
@@ -678,19 +567,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_digest_that_cannot_be_sent_fails_alone_and_is_retried_next_run() {
-        let digests = Arc::new(DueDigests(
-            vec![
-                (bucket("stuck"), held("stuck", 3)),
-                (bucket("fine"), held("fine", 3)),
-            ],
-            Mutex::new(Vec::new()),
-            true,
-        ));
+        let digests = holding(&[("stuck", 3), ("fine", 3)]).await;
         let sns = Arc::new(SnsLike {
             refuse_tenant: Some("stuck".into()),
             ..SnsLike::default()
         });
-        let n = Notify::new(Arc::new(Markers::default()), sns.clone(), digests.clone());
+        let n = Notify::new(
+            Arc::new(MemoryMarkers::default()),
+            sns.clone(),
+            digests.clone(),
+        );
         let run = n.run_digests(chrono::Utc::now()).await.unwrap();
         assert_eq!((run.due, run.published, run.failed), (2, 1, 1), "{run:?}");
         assert_eq!(sns.sent.lock().unwrap()[0].0, "fine");

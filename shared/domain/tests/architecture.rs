@@ -55,7 +55,7 @@ fn crate_paths(code: &str) -> Vec<String> {
         if rest[end..].starts_with('{') && rest[..end].ends_with("::") {
             let group_end = rest[end..].find('}').map_or(rest.len(), |i| end + i);
             for item in rest[end + 1..group_end].split(',') {
-                let item = item.trim().split_whitespace().next().unwrap_or_default();
+                let item = item.split_whitespace().next().unwrap_or_default();
                 if !item.is_empty() {
                     paths.push(format!("{head}::{item}"));
                 }
@@ -179,7 +179,9 @@ fn the_checker_sees_a_cycle_when_there_is_one() {
                 .collect()
         )
     );
-    g.get_mut("ports").map(|d| d.clear());
+    if let Some(d) = g.get_mut("ports") {
+        d.clear();
+    }
     assert_eq!(find_cycle(&g), None);
 }
 

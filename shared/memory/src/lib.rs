@@ -1,7 +1,42 @@
 //! Every port of `domain` in memory, with the fault injection tests need, and the
 //! behaviour suite each adapter of a port must pass (`suite`).
 
+pub mod health;
 pub mod ledger;
+pub mod queue;
+pub mod stores;
 pub mod suite;
 
 pub use ledger::{Fault, MemoryLedger};
+pub use queue::MemoryQueue;
+pub use stores::{MemoryDigests, MemoryDirectory, MemoryEntitlements, MemoryMarkers};
+
+#[cfg(test)]
+mod small_ports_pass_the_suite {
+    use super::*;
+    use domain::ids::TenantId;
+
+    fn tenant() -> TenantId {
+        TenantId::parse("suite").expect("valid")
+    }
+
+    #[tokio::test]
+    async fn memory_markers_belong_to_their_first_claimant() {
+        suite::a_marker_belongs_to_its_first_claimant(&MemoryMarkers::default(), &tenant()).await;
+    }
+
+    #[tokio::test]
+    async fn memory_entitlements_are_found_by_id_and_listed_by_account() {
+        suite::entitlements_are_found_by_id_and_listed_by_account(
+            &MemoryEntitlements::default(),
+            &tenant(),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn memory_digests_hold_alerts_until_their_bucket_is_due() {
+        suite::digests_hold_alerts_until_their_bucket_is_due(&MemoryDigests::default(), &tenant())
+            .await;
+    }
+}

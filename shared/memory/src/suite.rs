@@ -13,7 +13,9 @@ use domain::chunk::Chunk;
 use domain::event::UsageEvent;
 use domain::ids::{AccountId, EventId, MeterName, ServiceLine, Source, Stage, TenantId};
 use domain::pipeline::{process_chunk, Claim, LedgerEntry, LedgerStore, PipelineConfig};
-use domain::ports::StoreError;
+use domain::ports::{
+    DigestStore, EntitlementStore, MarkerClaim, MarkerKind, MarkerStore, StoreError,
+};
 use rust_decimal::Decimal;
 
 /// Reads the drift sample back (the audit's `AuditReader::sampled_events`).
@@ -189,6 +191,206 @@ pub async fn an_unsampled_account_leaves_no_copy(
     assert!(
         got.iter().all(|s| s.account.as_str() != "acct-off"),
         "no copy of an unsampled account's event"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// The small ports: markers, entitlements, digests. `tenant` must be unused in the
+// store passed in.
+
+/// A "done once" marker belongs to whoever claimed it first: a second owner is
+/// told `Other`, the first owner is told it is `Mine` (not done until finished), and
+/// the same key of another kind or tenant is a different marker.
+pub async fn a_marker_belongs_to_its_first_claimant(store: &dyn MarkerStore, tenant: &TenantId) {
+    let other_tenant = TenantId::parse(&format!("{tenant}-x")).unwrap_or_else(|_| tenant.clone());
+    let claim = |t: &TenantId, kind, owner: &'static str| {
+        let t = t.clone();
+        async move {
+            store
+                .claim_marker(&t, kind, "k1", owner, i64::MAX / 2)
+                .await
+        }
+    };
+    let first = claim(tenant, MarkerKind::Raised, "m1").await;
+    assert!(
+        matches!(first, Ok(MarkerClaim::New)),
+        "first claim: {first:?}"
+    );
+    let second = claim(tenant, MarkerKind::Raised, "m2").await;
+    assert!(
+        matches!(second, Ok(MarkerClaim::Other)),
+        "another owner: {second:?}"
+    );
+    let again = claim(tenant, MarkerKind::Raised, "m1").await;
+    assert!(
+        matches!(again, Ok(MarkerClaim::Mine { done: false, .. })),
+        "the first owner again, before finishing: {again:?}"
+    );
+    let finished = store.finish_marker(tenant, MarkerKind::Raised, "k1").await;
+    assert!(finished.is_ok(), "finish: {finished:?}");
+    let done = claim(tenant, MarkerKind::Raised, "m1").await;
+    assert!(
+        matches!(done, Ok(MarkerClaim::Mine { done: true, .. })),
+        "the first owner after finishing: {done:?}"
+    );
+    let kind = claim(tenant, MarkerKind::Published, "m2").await;
+    assert!(
+        matches!(kind, Ok(MarkerClaim::New)),
+        "another kind: {kind:?}"
+    );
+    let tenant2 = claim(&other_tenant, MarkerKind::Raised, "m2").await;
+    assert!(
+        matches!(tenant2, Ok(MarkerClaim::New)),
+        "another tenant: {tenant2:?}"
+    );
+}
+
+fn entitlement(id: &str, account: &str, limit: u32) -> domain::entitlement::Entitlement {
+    let body = format!(
+        r#"{{"account":"{account}","meter":"api_calls","limit":{limit},"period":"calendar_month"}}"#
+    );
+    let id = domain::ids::EntitlementId::parse(id).expect("suite ids are valid");
+    domain::entitlement::entitlement_from_body(id, body.as_bytes(), Utc::now(), None)
+        .expect("suite entitlements are valid")
+}
+
+/// Entitlements are found by id and listed by account, a put replaces, a delete
+/// removes, and another tenant sees none of them.
+pub async fn entitlements_are_found_by_id_and_listed_by_account(
+    store: &dyn EntitlementStore,
+    tenant: &TenantId,
+) {
+    let other_tenant = TenantId::parse(&format!("{tenant}-x")).unwrap_or_else(|_| tenant.clone());
+    let (e1, e2, e3) = (
+        entitlement("e1", "acme", 100),
+        entitlement("e2", "acme", 200),
+        entitlement("e3", "globex", 300),
+    );
+    for e in [&e1, &e2, &e3] {
+        assert!(store.put_entitlement(tenant, e).await.is_ok());
+    }
+    let got = store.get_entitlement(tenant, &e2.id).await.ok().flatten();
+    assert_eq!(got.as_ref(), Some(&e2), "found by id");
+    let acme = AccountId::parse("acme").expect("valid");
+    let mut listed: Vec<_> = store
+        .list_entitlements(tenant, &acme)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![e1.id.clone(), e2.id.clone()],
+        "listed by account"
+    );
+    let raised = entitlement("e1", "acme", 150);
+    assert!(store.put_entitlement(tenant, &raised).await.is_ok());
+    let got = store.get_entitlement(tenant, &e1.id).await.ok().flatten();
+    assert_eq!(got.map(|e| e.limit), Some(raised.limit), "a put replaces");
+    assert!(store.delete_entitlement(tenant, &raised).await.is_ok());
+    assert_eq!(
+        store.get_entitlement(tenant, &e1.id).await.ok().flatten(),
+        None,
+        "deleted"
+    );
+    assert_eq!(
+        store
+            .list_entitlements(tenant, &acme)
+            .await
+            .unwrap_or_default()
+            .len(),
+        1,
+        "the other stays"
+    );
+    assert_eq!(
+        store
+            .get_entitlement(&other_tenant, &e2.id)
+            .await
+            .ok()
+            .flatten(),
+        None,
+        "another tenant's id is not found"
+    );
+}
+
+fn alert(tenant: &TenantId, meter: &str) -> domain::alert::Alert {
+    let def =
+        domain::definition::Definition::new(MeterName::parse(meter).expect("valid"), Utc::now());
+    let entry = domain::governance::ChangeEntry {
+        meter: def.meter.clone(),
+        at: Utc::now(),
+        actor: "cli:suite".into(),
+        action: domain::governance::ChangeAction::Deleted,
+        changed: vec!["status".into()],
+        before: None,
+        after: def,
+    };
+    domain::governance::change_alert(tenant, &entry).expect("a deletion raises an alert")
+}
+
+/// Held alerts wait in their bucket until it is due; holding one again replaces it;
+/// a closed bucket is no longer due; policies and cooldowns are kept per tenant.
+pub async fn digests_hold_alerts_until_their_bucket_is_due(
+    store: &dyn DigestStore,
+    tenant: &TenantId,
+) {
+    use domain::digest::{Cadence, DigestBucket};
+    let start = day();
+    let bucket = DigestBucket {
+        tenant: tenant.clone(),
+        segment: domain::ids::Segment::Smb,
+        cadence: Cadence::Daily,
+        start,
+        end: start.succ_opt().unwrap_or(start),
+    };
+    let (a1, a2) = (alert(tenant, "logins"), alert(tenant, "exports"));
+    for (a, why) in [(&a1, "first"), (&a2, "second"), (&a1, "again")] {
+        assert!(store.hold_for_digest(&bucket, a, why).await.is_ok());
+    }
+    let mut entries = store.digest_entries(&bucket).await.unwrap_or_default();
+    entries.sort_by(|x, y| x.0.key.cmp(&y.0.key));
+    let reasons: Vec<&str> = entries.iter().map(|(_, r)| r.as_str()).collect();
+    assert_eq!(entries.len(), 2, "one entry per alert key: {reasons:?}");
+    assert!(
+        reasons.contains(&"again"),
+        "holding again replaces: {reasons:?}"
+    );
+    let mine =
+        |buckets: Vec<DigestBucket>| buckets.into_iter().filter(|b| &b.tenant == tenant).count();
+    let before_end = Utc.from_utc_datetime(&start.and_hms_opt(23, 0, 0).unwrap_or_default());
+    let at_end = Utc.from_utc_datetime(&bucket.end.and_hms_opt(0, 0, 1).unwrap_or_default());
+    assert_eq!(
+        mine(store.due_digests(before_end).await.unwrap_or_default()),
+        0,
+        "not due yet"
+    );
+    assert_eq!(
+        mine(store.due_digests(at_end).await.unwrap_or_default()),
+        1,
+        "due"
+    );
+    assert!(store.close_digest(&bucket).await.is_ok());
+    assert_eq!(
+        mine(store.due_digests(at_end).await.unwrap_or_default()),
+        0,
+        "closed"
+    );
+    assert_eq!(
+        store.last_published(tenant, "risk").await.ok().flatten(),
+        None
+    );
+    let at = Utc.from_utc_datetime(&start.and_hms_opt(9, 0, 0).unwrap_or_default());
+    assert!(store.record_published(tenant, "risk", at).await.is_ok());
+    assert_eq!(
+        store.last_published(tenant, "risk").await.ok().flatten(),
+        Some(at)
+    );
+    assert_eq!(
+        store.alert_policy(tenant).await.ok().flatten(),
+        None,
+        "no policy yet"
     );
 }
 

@@ -61,3 +61,22 @@ async fn the_dynamo_ledger_samples_nothing_with_sampling_off() {
     let s = store(&t, 0);
     suite::an_unsampled_account_leaves_no_copy(&s, &Sample(s.clone()), &t.tenant).await;
 }
+
+#[tokio::test]
+async fn dynamo_markers_belong_to_their_first_claimant() {
+    let t = TestStack::fresh().await;
+    suite::a_marker_belongs_to_its_first_claimant(t.stack.store.as_ref(), &t.tenant).await;
+}
+
+#[tokio::test]
+async fn dynamo_entitlements_are_found_by_id_and_listed_by_account() {
+    let t = TestStack::fresh().await;
+    suite::entitlements_are_found_by_id_and_listed_by_account(t.stack.store.as_ref(), &t.tenant)
+        .await;
+}
+
+#[tokio::test]
+async fn dynamo_digests_hold_alerts_until_their_bucket_is_due() {
+    let t = TestStack::fresh().await;
+    suite::digests_hold_alerts_until_their_bucket_is_due(t.stack.store.as_ref(), &t.tenant).await;
+}

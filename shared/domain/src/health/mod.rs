@@ -4,7 +4,6 @@
 
 pub mod backtest;
 pub mod config;
-pub mod memory;
 pub mod model;
 pub mod record;
 pub mod run;

@@ -1,15 +1,15 @@
-//! In-memory [`HealthStore`] for pure tests and the simulated-store benchmark. It
+//! In-memory [`HealthStore`](domain::health::store::HealthStore) for pure tests and the simulated-store benchmark. It
 //! counts the requests the DynamoDB adapter would make for each call.
 
-use super::config::HealthConfig;
-use super::model::{Band, Baseline};
-use super::record::HealthRecord;
-use super::store::{HealthStore, RiskEntry, RunHeader, Save, ShardItem};
-use crate::ids::{AccountId, Segment, TenantId};
-use crate::keys;
-use crate::ports::error::{Page, StoreError};
 use async_trait::async_trait;
 use chrono::NaiveDate;
+use domain::health::config::HealthConfig;
+use domain::health::model::{Band, Baseline};
+use domain::health::record::HealthRecord;
+use domain::health::store::{HealthStore, RiskEntry, RunHeader, Save, ShardItem};
+use domain::ids::{AccountId, Segment, TenantId};
+use domain::keys;
+use domain::ports::error::{Page, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -209,7 +209,7 @@ impl HealthStore for MemoryHealthStore {
                 .or_default()
                 .insert(r.as_of, r.clone());
             items += 2;
-            let new_slot = super::store::RiskSlot::of(r);
+            let new_slot = domain::health::store::RiskSlot::of(r);
             if let Some(old) = &s.previous_slot {
                 if Some(old) != new_slot.as_ref() {
                     if let Some(p) = st.risk.get_mut(&(t.clone(), old.segment, old.band)) {
@@ -291,15 +291,15 @@ impl HealthStore for MemoryHealthStore {
 /// request it would be.
 pub struct Simulated {
     pub tenant: TenantId,
-    pub synth: super::synth::Synth,
+    pub synth: domain::health::synth::Synth,
     index: HashMap<AccountId, usize>,
-    markers: Mutex<HashMap<String, (String, bool)>>,
+    markers: crate::MemoryMarkers,
     pub reads: AtomicU64,
     pub writes: AtomicU64,
 }
 
 impl Simulated {
-    pub fn new(tenant: TenantId, synth: super::synth::Synth) -> Self {
+    pub fn new(tenant: TenantId, synth: domain::health::synth::Synth) -> Self {
         let index = synth
             .accounts
             .iter()
@@ -310,7 +310,7 @@ impl Simulated {
             tenant,
             synth,
             index,
-            markers: Mutex::default(),
+            markers: crate::MemoryMarkers::default(),
             reads: AtomicU64::new(0),
             writes: AtomicU64::new(0),
         }
@@ -318,12 +318,12 @@ impl Simulated {
 }
 
 #[async_trait]
-impl crate::ports::AccountStore for Simulated {
+impl domain::ports::AccountStore for Simulated {
     async fn put_account(
         &self,
         _: &TenantId,
-        _: &crate::account::AccountProfile,
-    ) -> Result<crate::account::AccountProfile, StoreError> {
+        _: &domain::account::AccountProfile,
+    ) -> Result<domain::account::AccountProfile, StoreError> {
         Err(StoreError::Service {
             op: "simulated",
             message: "read-only".into(),
@@ -333,7 +333,7 @@ impl crate::ports::AccountStore for Simulated {
         &self,
         _: &TenantId,
         a: &AccountId,
-    ) -> Result<Option<crate::account::AccountProfile>, StoreError> {
+    ) -> Result<Option<domain::account::AccountProfile>, StoreError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         Ok(self.index.get(a).map(|i| profile(&self.synth.accounts[*i])))
     }
@@ -343,7 +343,7 @@ impl crate::ports::AccountStore for Simulated {
         _: Option<Segment>,
         limit: usize,
         cursor: Option<&str>,
-    ) -> Result<Page<crate::account::AccountProfile>, StoreError> {
+    ) -> Result<Page<domain::account::AccountProfile>, StoreError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         if *t != self.tenant {
             return Ok(Page {
@@ -366,9 +366,9 @@ impl crate::ports::AccountStore for Simulated {
     }
 }
 
-fn profile(a: &super::synth::SynthAccount) -> crate::account::AccountProfile {
+fn profile(a: &domain::health::synth::SynthAccount) -> domain::account::AccountProfile {
     let now = chrono::Utc::now();
-    crate::account::AccountProfile {
+    domain::account::AccountProfile {
         account: a.subject.account.clone(),
         name: a.name.clone(),
         segment: a.subject.segment,
@@ -389,19 +389,19 @@ fn profile(a: &super::synth::SynthAccount) -> crate::account::AccountProfile {
 }
 
 #[async_trait]
-impl crate::ports::UsageReader for Simulated {
+impl domain::ports::UsageReader for Simulated {
     async fn read_rollups(
         &self,
         _: &TenantId,
-        scope: &crate::keys::Scope,
+        scope: &domain::keys::Scope,
         from: NaiveDate,
         to: NaiveDate,
-        _: Option<&crate::ids::MeterName>,
-    ) -> Result<Vec<crate::rollup::RollupRow>, StoreError> {
-        use crate::rollup::{Bucket, RollupKey};
+        _: Option<&domain::ids::MeterName>,
+    ) -> Result<Vec<domain::rollup::RollupRow>, StoreError> {
+        use domain::rollup::{Bucket, RollupKey};
         // One Query; ~400 rows of ~500 bytes stay within one 1 MB page.
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let crate::keys::Scope::Account(a) = scope else {
+        let domain::keys::Scope::Account(a) = scope else {
             return Ok(Vec::new());
         };
         let Some(i) = self.index.get(a) else {
@@ -419,13 +419,13 @@ impl crate::ports::UsageReader for Simulated {
                         quantity,
                         events: 1,
                     };
-                    rows.push(crate::rollup::RollupRow {
+                    rows.push(domain::rollup::RollupRow {
                         key: RollupKey {
                             scope: scope.clone(),
                             day,
                             meter: m.clone(),
-                            stage: crate::ids::Stage::Delivered,
-                            service_line: crate::ids::ServiceLine::default_line(),
+                            stage: domain::ids::Stage::Delivered,
+                            service_line: domain::ids::ServiceLine::default_line(),
                         },
                         total: Bucket {
                             quantity,
@@ -445,11 +445,11 @@ impl crate::ports::UsageReader for Simulated {
 /// built-in meters, so the built-in config applies (as it did before the registry
 /// drove scoring, keeping generator backtests comparable).
 #[async_trait]
-impl crate::ports::DefinitionStore for Simulated {
+impl domain::ports::DefinitionStore for Simulated {
     async fn put_definition(
         &self,
         _: &TenantId,
-        _: &crate::definition::Definition,
+        _: &domain::definition::Definition,
     ) -> Result<(), StoreError> {
         Err(StoreError::Service {
             op: "simulated",
@@ -459,28 +459,28 @@ impl crate::ports::DefinitionStore for Simulated {
     async fn get_definition(
         &self,
         _: &TenantId,
-        _: &crate::ids::MeterName,
-    ) -> Result<Option<crate::definition::Definition>, StoreError> {
+        _: &domain::ids::MeterName,
+    ) -> Result<Option<domain::definition::Definition>, StoreError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         Ok(None)
     }
     async fn list_definitions(
         &self,
         _: &TenantId,
-    ) -> Result<Vec<crate::definition::Definition>, StoreError> {
+    ) -> Result<Vec<domain::definition::Definition>, StoreError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         Ok(Vec::new())
     }
     async fn governance_policy(
         &self,
         _: &TenantId,
-    ) -> Result<Option<crate::quarantine::PolicyRecord>, StoreError> {
+    ) -> Result<Option<domain::quarantine::PolicyRecord>, StoreError> {
         Ok(None)
     }
     async fn put_governance_policy(
         &self,
         _: &TenantId,
-        _: &crate::quarantine::PolicyRecord,
+        _: &domain::quarantine::PolicyRecord,
     ) -> Result<(), StoreError> {
         Err(StoreError::Service {
             op: "simulated",
@@ -490,76 +490,175 @@ impl crate::ports::DefinitionStore for Simulated {
 }
 
 #[async_trait]
-impl crate::ports::MarkerStore for Simulated {
+impl domain::ports::MarkerStore for Simulated {
     async fn claim_marker(
         &self,
-        _: &TenantId,
-        _: crate::ports::MarkerKind,
+        tenant: &TenantId,
+        kind: domain::ports::MarkerKind,
         key: &str,
         owner: &str,
-        _: i64,
-    ) -> Result<crate::ports::MarkerClaim, StoreError> {
+        expires_at: i64,
+    ) -> Result<domain::ports::MarkerClaim, StoreError> {
         self.writes.fetch_add(1, Ordering::Relaxed);
-        let mut m = self.markers.lock().map_err(|_| poisoned())?;
-        Ok(match m.get(key) {
-            None => {
-                m.insert(key.to_owned(), (owner.to_owned(), false));
-                crate::ports::MarkerClaim::New
-            }
-            Some((o, done)) if o == owner => crate::ports::MarkerClaim::Mine {
-                done: *done,
-                age: chrono::Duration::zero(),
-            },
-            Some(_) => crate::ports::MarkerClaim::Other,
-        })
+        self.markers
+            .claim_marker(tenant, kind, key, owner, expires_at)
+            .await
     }
     async fn finish_marker(
         &self,
-        _: &TenantId,
-        _: crate::ports::MarkerKind,
+        tenant: &TenantId,
+        kind: domain::ports::MarkerKind,
         key: &str,
     ) -> Result<(), StoreError> {
         self.writes.fetch_add(1, Ordering::Relaxed);
-        if let Some(v) = self.markers.lock().map_err(|_| poisoned())?.get_mut(key) {
-            v.1 = true;
+        self.markers.finish_marker(tenant, kind, key).await
+    }
+}
+
+pub use crate::queue::MemoryQueue;
+
+/// Runs a whole tenant's score through in-memory queues (used by the pure tests
+/// and the simulated-store benchmark): start, then drain the shard queue, each
+/// message handled once (or twice with `redeliver`, as SQS may).
+pub async fn run_in_memory(
+    runner: &domain::health::run::HealthRunner,
+    shards: &MemoryQueue,
+    tenant: &TenantId,
+    as_of: NaiveDate,
+    redeliver: bool,
+) -> Result<
+    (
+        domain::health::run::RunStarted,
+        domain::health::run::ShardOutcome,
+    ),
+    domain::health::run::RunError,
+> {
+    use chrono::Utc;
+    use domain::health::run::ShardOutcome;
+    let started = runner.start(tenant, as_of, Utc::now()).await?;
+    let mut total = ShardOutcome::default();
+    while let Some(body) = shards.pop() {
+        let times = if redeliver { 2 } else { 1 };
+        for _ in 0..times {
+            let o = runner.process(&body).await?;
+            total.measured += o.measured;
+            total.scored += o.scored;
+            total.insufficient += o.insufficient;
+            total.alerts += o.alerts;
+            total.crm_updated += o.crm_updated;
+            total.crm_failed += o.crm_failed;
+            total.started_scoring |= o.started_scoring;
         }
-        Ok(())
     }
+    Ok((started, total))
 }
 
-/// An in-memory queue: bodies sent are kept in order for the caller to drain.
-#[derive(Default)]
-pub struct MemoryQueue {
-    pub bodies: Mutex<std::collections::VecDeque<String>>,
-    pub requests: AtomicU64,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::health::run::*;
+    use domain::health::synth::{Synth, SynthConfig};
+    use domain::ids::{AccountId, TenantId};
+    use proptest::prelude::*;
+    use std::sync::Arc;
 
-impl MemoryQueue {
-    pub fn pop(&self) -> Option<String> {
-        self.bodies.lock().ok()?.pop_front()
+    fn sim(accounts: usize) -> (TenantId, Arc<Simulated>, NaiveDate) {
+        let t = TenantId::parse("sim").unwrap();
+        let end = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
+        let synth = Synth::new(SynthConfig {
+            accounts,
+            seed: 3,
+            start: end - chrono::Duration::days(300),
+            end,
+            churn_rate: 0.2,
+        });
+        (t.clone(), Arc::new(Simulated::new(t, synth)), end)
     }
-    pub fn len(&self) -> usize {
-        self.bodies.lock().map(|b| b.len()).unwrap_or(0)
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
-#[async_trait]
-impl crate::queue::EventQueue for MemoryQueue {
-    async fn send(&self, bodies: &[String]) -> Vec<Result<(), crate::queue::QueueError>> {
-        self.requests
-            .fetch_add(bodies.len().div_ceil(10) as u64, Ordering::Relaxed);
-        match self.bodies.lock() {
-            Ok(mut q) => {
-                q.extend(bodies.iter().cloned());
-                bodies.iter().map(|_| Ok(())).collect()
-            }
-            Err(_) => bodies
-                .iter()
-                .map(|_| Err(crate::queue::QueueError::Send("poisoned".into())))
-                .collect(),
+    #[test]
+    fn a_scored_account_links_its_hubspot_company_for_its_alerts() {
+        let now = chrono::Utc::now();
+        let p = domain::account::AccountProfile {
+            account: AccountId::parse("acme").unwrap(),
+            name: "Acme".into(),
+            segment: Segment::Smb,
+            owner_email: None,
+            onboarding_date: None,
+            crm_ids: [
+                ("hubspot_portal_id".to_owned(), "77".to_owned()),
+                ("hubspot_company_id".to_owned(), "5123".to_owned()),
+            ]
+            .into(),
+            crm_properties: Default::default(),
+            created_at: now,
+            updated_at: now,
+        };
+        assert_eq!(
+            ShardAccount::of(&p).info.crm_url.as_deref(),
+            Some("https://app.hubspot.com/contacts/77/company/5123")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_fan_out_scores_every_account_exactly_once_even_when_shards_are_redelivered() {
+        let (t, sim, as_of) = sim(1050);
+        let health = Arc::new(MemoryHealthStore::with_tenants(std::slice::from_ref(&t)));
+        let shards = Arc::new(MemoryQueue::default());
+        let alerts = Arc::new(MemoryQueue::default());
+        let runner = HealthRunner {
+            health: health.clone(),
+            accounts: sim.clone(),
+            usage: sim.clone(),
+            definitions: sim.clone(),
+            markers: sim.clone(),
+            shards: shards.clone(),
+            alerts: alerts.clone(),
+            crm: None,
+            shard_size: 100,
+            concurrency: 4,
+        };
+        let (started, out) = run_in_memory(&runner, &shards, &t, as_of, true)
+            .await
+            .unwrap();
+        assert_eq!((started.accounts, started.shards), (1050, 11));
+        // Redelivered: every shard measured and scored twice, results the same.
+        assert_eq!(out.measured, 2 * 1050);
+        assert_eq!(out.scored + out.insufficient, 2 * 1050);
+        let latest = health.all_latest();
+        assert_eq!(latest.len(), 1050);
+        let mut ids: Vec<&str> = latest.iter().map(|r| r.account.as_str()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 1050);
+        let scored = latest.iter().filter(|r| r.score.is_some()).count();
+        assert_eq!(
+            health.risk_entries(),
+            scored,
+            "one risk-index entry per scored account"
+        );
+        // Alerts: each key raised by both deliveries, the same keys (notify dedupes).
+        let mut keys: Vec<String> = std::iter::from_fn(|| alerts.pop())
+            .map(|b| {
+                serde_json::from_str::<domain::alert::Alert>(&b)
+                    .unwrap()
+                    .key
+            })
+            .collect();
+        let raised = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(raised, 2 * keys.len());
+        assert!(!keys.is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn sharding_puts_every_account_in_exactly_one_shard(n in 0usize..2000, size in 1usize..300) {
+            let items: Vec<usize> = (0..n).collect();
+            let shards = shard(&items, size);
+            prop_assert!(shards.iter().all(|s| !s.is_empty() && s.len() <= size));
+            let flat: Vec<usize> = shards.into_iter().flatten().collect();
+            prop_assert_eq!(flat, items);
         }
     }
 }
