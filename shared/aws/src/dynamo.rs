@@ -510,7 +510,7 @@ impl DynamoStore {
                 .table_name(&self.table)
                 .filter_expression("sk = :p AND begins_with(pk, :t)")
                 .expression_attribute_values(":p", s(keys::PROFILE_SK))
-                .expression_attribute_values(":t", s("TENANT#"))
+                .expression_attribute_values(":t", s(keys::TENANT_PREFIX))
                 .projection_expression("tenant")
                 .set_exclusive_start_key(start.take())
                 .send()

@@ -15,8 +15,11 @@ pub enum Scope {
     Segment(Segment),
 }
 
+/// What begins every tenant partition key (and every tenant registry sort key).
+pub const TENANT_PREFIX: &str = "TENANT#";
+
 pub fn tenant_pk(t: &TenantId) -> String {
-    format!("TENANT#{t}")
+    format!("{TENANT_PREFIX}{t}")
 }
 
 pub fn definition_sk(m: &MeterName) -> String {
@@ -44,8 +47,17 @@ pub fn accounts_pk(t: &TenantId) -> String {
     format!("TENANT#{t}#ACCOUNTS")
 }
 
+/// What begins every account sort key.
+pub const ACCOUNT_PREFIX: &str = "ACCOUNT#";
+
 pub fn account_sk(a: &AccountId) -> String {
-    format!("ACCOUNT#{a}")
+    format!("{ACCOUNT_PREFIX}{a}")
+}
+
+/// The account an account sort key names (`None` for any other sort key).
+pub fn account_of_sk(sk: &str) -> Option<AccountId> {
+    sk.strip_prefix(ACCOUNT_PREFIX)
+        .and_then(|a| AccountId::parse(a).ok())
 }
 
 /// Ledger key: the idempotency key of an event is (tenant, source, id) and nothing else,
@@ -137,6 +149,10 @@ pub fn hubspot_portal_pk(portal: u64) -> String {
     format!("HUBSPOT#PORTAL#{portal}")
 }
 pub const HUBSPOT_PORTAL_SK: &str = "#TENANT";
+/// Per-day counts of events refused because their portal maps to no tenant.
+pub fn hubspot_unknown_portal_pk(portal: u64) -> String {
+    format!("HUBSPOT#UNKNOWN_PORTAL#{portal}")
+}
 pub fn entitlements_pk(t: &TenantId, a: &AccountId) -> String {
     format!("TENANT#{t}#ACCOUNT#{a}#ENTITLEMENTS")
 }
@@ -207,7 +223,13 @@ pub const HEALTH_CONFIG_SK: &str = "HEALTH#CONFIG";
 /// Registry of tenants, so scheduled jobs can enumerate them without a Scan.
 pub const TENANTS_PK: &str = "TENANTS";
 pub fn tenant_registry_sk(t: &TenantId) -> String {
-    format!("TENANT#{t}")
+    format!("{TENANT_PREFIX}{t}")
+}
+
+/// The tenant a tenant registry sort key names.
+pub fn tenant_of_registry_sk(sk: &str) -> Option<TenantId> {
+    sk.strip_prefix(TENANT_PREFIX)
+        .and_then(|t| TenantId::parse(t).ok())
 }
 
 // --- Governance and audits (docs/adr/0007) ---

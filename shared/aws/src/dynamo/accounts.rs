@@ -73,7 +73,7 @@ impl AccountStore for DynamoStore {
         self.query_page(
             "list_accounts",
             pk,
-            "ACCOUNT#",
+            keys::ACCOUNT_PREFIX,
             limit,
             cursor,
             false,

@@ -66,8 +66,7 @@ impl HealthStore for DynamoStore {
         Ok(items
             .iter()
             .filter_map(|i| str_attr(i, "sk"))
-            .filter_map(|sk| sk.strip_prefix("TENANT#"))
-            .filter_map(|t| TenantId::parse(t).ok())
+            .filter_map(keys::tenant_of_registry_sk)
             .collect())
     }
 

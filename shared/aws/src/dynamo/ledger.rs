@@ -88,9 +88,7 @@ impl LedgerStore for DynamoStore {
                     .remove(&self.table)
                     .unwrap_or_default()
                 {
-                    let account = str_attr(&item, "sk")
-                        .and_then(|sk| sk.strip_prefix("ACCOUNT#"))
-                        .and_then(|a| AccountId::parse(a).ok());
+                    let account = str_attr(&item, "sk").and_then(keys::account_of_sk);
                     let segment = match item.get("data") {
                         Some(AttributeValue::M(m)) => {
                             str_attr(m, "segment").and_then(Segment::parse)

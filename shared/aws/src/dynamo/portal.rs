@@ -87,7 +87,7 @@ impl domain::ports::PortalDirectory for DynamoStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(format!("HUBSPOT#UNKNOWN_PORTAL#{portal}")))
+            .key("pk", s(keys::hubspot_unknown_portal_pk(portal)))
             .key("sk", s(day))
             .update_expression("ADD refused :n")
             .expression_attribute_values(":n", n(events))
