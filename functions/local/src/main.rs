@@ -204,10 +204,26 @@ async fn main() -> Result<()> {
         (&aws, &cli.prefix, &cli.endpoint, &public_default);
     let stack = |roles: bool| async move {
         let (aws, public_default) = (aws_ref, public_default_ref);
-        let overrides = Overrides {
+        let mut overrides = Overrides {
             admin_identity: !roles,
             ..Overrides::default()
         };
+        // Secrets the runner's environment sets go into the emulator's Secrets Manager,
+        // where the functions read them as on AWS.
+        if let Some(h) = HubspotSettings::from_env(public_default)? {
+            overrides
+                .secret_values
+                .insert("HubspotClientSecretStore".into(), h.secret_string());
+        }
+        if let Some(t) = std::env::var("HUBSPOT_WRITEBACK_TOKENS")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+        {
+            overrides.secret_values.insert(
+                "HubspotWritebackTokensStore".into(),
+                serde_json::json!({ "tokens": t }).to_string(),
+            );
+        }
         let p = provision(aws, &template_path(), prefix, &overrides)
             .await
             .with_context(|| {

@@ -27,4 +27,5 @@ pub mod quarantine;
 pub mod queue;
 pub mod quota;
 pub mod rollup;
+pub mod secrets;
 pub mod usage;

@@ -409,3 +409,14 @@ pub trait DigestStore: Send + Sync {
     /// Marks a digest sent (its entries expire with their TTL).
     async fn close_digest(&self, bucket: &crate::digest::DigestBucket) -> Result<(), StoreError>;
 }
+
+/// Where secrets are read (AWS Secrets Manager; the local emulator serves the same
+/// API). Callers wrap it in [`crate::secrets::CachedSecret`].
+#[async_trait]
+pub trait SecretSource: Send + Sync {
+    /// The current value of the secret (its `SecretString`).
+    async fn fetch(
+        &self,
+        id: &crate::secrets::SecretId,
+    ) -> Result<String, crate::secrets::SecretError>;
+}
