@@ -24,6 +24,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub mod governance;
+pub mod portals;
 
 /// The API as its Lambda wires it (and the web function, which serves pages from the
 /// same API): DynamoDB store, per-tenant quotas from the environment, governance with
@@ -45,6 +46,7 @@ pub fn on_lambda(
     let quotas = Arc::new(domain::quota::Quotas::from_env()?);
     Ok(Api::new(store.clone())
         .with_quotas(quotas)
+        .with_portals(store.clone())
         .with_governance(governance::Governance {
             changes: store.clone(),
             reports: store.clone(),
@@ -68,6 +70,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/definitions/{meter}"),
     ("GET", "/v1/hubspot/mappings"),
     ("PUT", "/v1/hubspot/mappings"),
+    ("GET", "/v1/hubspot/portals/{portal_id}"),
+    ("PUT", "/v1/hubspot/portals/{portal_id}"),
+    ("DELETE", "/v1/hubspot/portals/{portal_id}"),
     ("GET", "/v1/accounts/{account}/entitlements"),
     ("GET", "/v1/entitlements/{id}"),
     ("PUT", "/v1/entitlements/{id}"),
@@ -132,6 +137,8 @@ pub struct Api {
     pub governance: Option<governance::Governance>,
     /// Definitions one tenant may store ([`MAX_DEFINITIONS_PER_TENANT`]).
     pub max_definitions_per_tenant: usize,
+    /// HubSpot portal → tenant map (`None`: the portal routes answer 503).
+    pub portals: Option<Arc<dyn domain::ports::PortalAdmin>>,
     /// Maps a request path to its route template.
     router: matchit::Router<&'static str>,
 }
@@ -174,6 +181,7 @@ impl Api {
             )),
             entitlements: store,
             governance: None,
+            portals: None,
             max_definitions_per_tenant: MAX_DEFINITIONS_PER_TENANT,
             router,
         }
@@ -183,6 +191,33 @@ impl Api {
     pub fn with_quotas(mut self, quotas: Arc<domain::quota::Quotas>) -> Self {
         self.quotas = quotas;
         self
+    }
+
+    /// Adds the HubSpot portal routes.
+    pub fn with_portals(mut self, portals: Arc<dyn domain::ports::PortalAdmin>) -> Self {
+        self.portals = Some(portals);
+        self
+    }
+
+    /// `PUT/GET/DELETE /v1/hubspot/portals/{portal_id}` ([`portals`]).
+    async fn portal(
+        &self,
+        method: &str,
+        tenant: &TenantId,
+        raw: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let p = self.portals.as_deref().ok_or_else(|| {
+            ApiError::new(
+                503,
+                "portals_not_configured",
+                "this deployment has no HubSpot portal directory",
+            )
+        })?;
+        match method {
+            "PUT" => portals::put(p, tenant, raw).await,
+            "DELETE" => portals::delete(p, tenant, raw).await,
+            _ => portals::get(p, tenant, raw).await,
+        }
     }
 
     /// Adds the registry change log, notifications and audit reports.
@@ -285,6 +320,9 @@ impl Api {
             }
             ("GET", "/v1/hubspot/mappings") => self.get_mappings(&tenant).await,
             ("PUT", "/v1/hubspot/mappings") => self.put_mappings(&tenant, &req).await,
+            (m, "/v1/hubspot/portals/{portal_id}") => {
+                self.portal(m, &tenant, &param("portal_id")).await
+            }
             ("PUT", "/v1/definitions/{meter}") => {
                 self.put_definition(&tenant, &param("meter"), &req).await
             }

@@ -18,8 +18,8 @@ use domain::hubspot::workflow::{parse_workflow, QueryTrust, WorkflowQuery};
 use domain::ids::{Source, TenantId};
 use domain::ports::{Directory, PortalDirectory, ReplayGuard, RequestClaim};
 use domain::quarantine::{QuarantineReason, QuarantineStore, Quarantined};
-use domain::secrets::{client_secrets, CachedSecret, SecretError, SecretId};
 use domain::queue::EventQueue;
+use domain::secrets::{client_secrets, CachedSecret, SecretError, SecretId};
 use lambda::http::{authenticate, body_bytes, error, json, ApiError};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
@@ -109,8 +109,14 @@ pub struct HubspotEnv {
 /// HubSpot webhook settings from `var` (the environment): `None` when no secret (nor
 /// secret ARN) is set. A missing `PUBLIC_BASE_URL` is no error: `POST /v1/events` must
 /// not go down with the webhooks; the webhook routes answer 503 until it is set.
-pub fn hubspot_env(var: impl Fn(&str) -> Option<String>) -> Result<Option<HubspotEnv>, SecretError> {
-    let var = |k: &str| var(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+pub fn hubspot_env(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Option<HubspotEnv>, SecretError> {
+    let var = |k: &str| {
+        var(k)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
     let secrets = match var("HUBSPOT_CLIENT_SECRET_ARN") {
         Some(arn) => SecretsFrom::Manager(SecretId::parse(&arn)?),
         None => {
@@ -747,7 +753,12 @@ mod tests {
     use super::*;
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
     }
 
     #[test]
@@ -779,7 +790,11 @@ mod tests {
         );
         assert_eq!(hubspot_env(env(&[("PUBLIC_BASE_URL", "x")])).unwrap(), None);
         assert_eq!(
-            hubspot_env(env(&[("HUBSPOT_CLIENT_SECRET", " "), ("HUBSPOT_CLIENT_SECRET_ARN", "")])).unwrap(),
+            hubspot_env(env(&[
+                ("HUBSPOT_CLIENT_SECRET", " "),
+                ("HUBSPOT_CLIENT_SECRET_ARN", "")
+            ]))
+            .unwrap(),
             None
         );
     }

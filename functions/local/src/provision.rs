@@ -282,9 +282,14 @@ async fn put_secret(
                 .is_some_and(|s| s.is_resource_exists_exception()) =>
         {
             if !replace {
-                let out = client.describe_secret().secret_id(name).send().await.map_err(|e| {
-                    anyhow!(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())
-                })?;
+                let out = client
+                    .describe_secret()
+                    .secret_id(name)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow!(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())
+                    })?;
                 return Ok(out.arn.unwrap_or_default());
             }
             let out = client
@@ -298,9 +303,10 @@ async fn put_secret(
                 })?;
             Ok(out.arn.unwrap_or_default())
         }
-        Err(e) => Err(anyhow!(
-            aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string()
-        )),
+        Err(e) => Err(anyhow!(aws_sdk_secretsmanager::error::DisplayErrorContext(
+            e
+        )
+        .to_string())),
     }
 }
 

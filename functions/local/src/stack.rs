@@ -196,6 +196,7 @@ impl Stack {
             let (fn_store, fn_sqs) = roles.clients(function)?;
             let api = api::Api::new(fn_store.clone())
                 .with_quotas(quotas.clone())
+                .with_portals(fn_store.clone())
                 .with_governance(api::governance::Governance {
                     changes: fn_store.clone(),
                     reports: fn_store.clone(),

@@ -26,6 +26,7 @@ impl SecretSource for SecretsManager {
             .await
             .map_err(|e| {
                 let code = e.code().unwrap_or_default().to_owned();
+                let status = e.raw_response().map(|r| r.status().as_u16());
                 let reason = aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string();
                 tracing::warn!(secret = %id, code = %code, error = %reason, "GetSecretValue failed");
                 match code.as_str() {
@@ -33,6 +34,8 @@ impl SecretSource for SecretsManager {
                     "AccessDeniedException" | "AccessDenied" => {
                         SecretError::Denied(id.to_string())
                     }
+                    // An IAM refusal whose body is not in the service's error shape.
+                    _ if status == Some(403) => SecretError::Denied(id.to_string()),
                     _ => SecretError::Unavailable {
                         id: id.to_string(),
                         reason,
@@ -47,9 +50,14 @@ impl SecretSource for SecretsManager {
 }
 
 /// A cached secret read with `aws`'s identity (no request is made until first use).
-pub fn cached(aws: &aws_config::SdkConfig, id: SecretId) -> std::sync::Arc<domain::secrets::CachedSecret> {
+pub fn cached(
+    aws: &aws_config::SdkConfig,
+    id: SecretId,
+) -> std::sync::Arc<domain::secrets::CachedSecret> {
     std::sync::Arc::new(domain::secrets::CachedSecret::new(
-        std::sync::Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(aws))),
+        std::sync::Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
+            aws,
+        ))),
         id,
     ))
 }

@@ -242,7 +242,10 @@ mod tests {
     }
 
     fn cached(s: &Arc<Store>) -> CachedSecret {
-        CachedSecret::new(s.clone(), SecretId::parse("arn:aws:secretsmanager:x").unwrap())
+        CachedSecret::new(
+            s.clone(),
+            SecretId::parse("arn:aws:secretsmanager:x").unwrap(),
+        )
     }
 
     #[tokio::test(start_paused = true)]
@@ -257,7 +260,11 @@ mod tests {
         tokio::time::advance(DEFAULT_TTL - Duration::from_secs(1)).await;
         assert_eq!(&*c.get().await.unwrap(), "one", "still within the TTL");
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(&*c.get().await.unwrap(), "two", "the rotated value after the TTL");
+        assert_eq!(
+            &*c.get().await.unwrap(),
+            "two",
+            "the rotated value after the TTL"
+        );
         assert_eq!(s.reads.load(Ordering::SeqCst), 2);
     }
 
@@ -318,7 +325,9 @@ mod tests {
         assert_eq!(t.get(&acme).map(String::as_str), Some("pat-1"));
         let t = writeback_tokens(&id, "acme=pat-2").unwrap();
         assert_eq!(t.get(&acme).map(String::as_str), Some("pat-2"));
-        assert!(writeback_tokens(&id, r#"{"tokens":""}"#).unwrap().is_empty());
+        assert!(writeback_tokens(&id, r#"{"tokens":""}"#)
+            .unwrap()
+            .is_empty());
         assert_eq!(
             writeback_tokens(&id, r#"{"tokens":"acme"}"#)
                 .unwrap_err()

@@ -153,11 +153,15 @@ impl From<HashMap<TenantId, String>> for Tokens {
 }
 
 impl Tokens {
-    async fn token(&self, tenant: &TenantId) -> Result<Option<String>, crate::secrets::SecretError> {
+    async fn token(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<String>, crate::secrets::SecretError> {
         match self {
             Tokens::Fixed(m) => Ok(m.get(tenant).cloned()),
-            Tokens::Managed(c) => Ok(crate::secrets::writeback_tokens(c.id(), &c.get().await?)?
-                .remove(tenant)),
+            Tokens::Managed(c) => {
+                Ok(crate::secrets::writeback_tokens(c.id(), &c.get().await?)?.remove(tenant))
+            }
         }
     }
 
@@ -343,7 +347,8 @@ impl CrmSink for HubSpotWriteback {
             }
         };
         for batch in updates.chunks(BATCH_SIZE) {
-            self.send_batch(tenant, &mut token, batch, &mut report).await;
+            self.send_batch(tenant, &mut token, batch, &mut report)
+                .await;
         }
         report
     }
@@ -373,5 +378,70 @@ mod tests {
         assert!(parse_tokens("acme=").is_err());
         assert!(parse_tokens("Bad Tenant=x").is_err());
         assert!(parse_tokens("").unwrap().is_empty());
+    }
+
+    /// HubSpot accepting one token only; a secret store whose value the test rotates.
+    struct OnlyToken(&'static str);
+
+    #[async_trait]
+    impl HttpPost for OnlyToken {
+        async fn post_json(
+            &self,
+            _url: &str,
+            token: &str,
+            _body: Vec<u8>,
+        ) -> Result<(u16, Option<u64>, String), String> {
+            Ok(if token == self.0 {
+                (200, None, String::new())
+            } else {
+                (401, None, "expired token".into())
+            })
+        }
+    }
+
+    struct Store(std::sync::Mutex<String>);
+
+    #[async_trait]
+    impl crate::ports::SecretSource for Store {
+        async fn fetch(
+            &self,
+            _id: &crate::secrets::SecretId,
+        ) -> Result<String, crate::secrets::SecretError> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+    }
+
+    fn update() -> CrmUpdate {
+        CrmUpdate {
+            company_id: "42".into(),
+            score: 50.0,
+            band: Band::Yellow,
+            reasons: String::new(),
+            as_of: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_rotated_in_the_secret_is_used_after_one_401_without_a_restart() {
+        let store = std::sync::Arc::new(Store(std::sync::Mutex::new(
+            r#"{"tokens":"acme=pat-old"}"#.into(),
+        )));
+        let mut secret = crate::secrets::CachedSecret::new(
+            store.clone(),
+            crate::secrets::SecretId::parse("tokens").unwrap(),
+        );
+        secret.min_refresh = Duration::ZERO;
+        let wb = HubSpotWriteback::new(
+            "https://api.example",
+            Tokens::Managed(std::sync::Arc::new(secret)),
+            std::sync::Arc::new(OnlyToken("pat-new")),
+            100,
+        );
+        let acme = TenantId::parse("acme").unwrap();
+        let r = wb.push(&acme, &[update()]).await;
+        assert_eq!((r.updated, r.failed), (0, 1), "the old token is refused");
+        *store.0.lock().unwrap() = r#"{"tokens":"acme=pat-new"}"#.into();
+        let r = wb.push(&acme, &[update()]).await;
+        assert_eq!((r.updated, r.failed, r.requests), (1, 0, 2), "{r:?}");
     }
 }
