@@ -416,6 +416,20 @@ def sns_checks(handler: Any, action: str) -> list[tuple[str, str]]:
     return [(f"sns:{action}", topic if isinstance(topic, str) and topic else "*")]
 
 
+def secretsmanager_checks(handler: Any, action: str) -> list[tuple[str, str]]:
+    """Secrets Manager actions against the secret's full ARN, whether the request names
+    it by name, full or partial ARN, as on AWS (moto: against "*", so a policy naming the
+    secret's ARN would refuse every read)."""
+    secret_id = handler._get_param("SecretId")
+    arn: Optional[str] = None
+    if isinstance(secret_id, str) and secret_id:
+        from moto.secretsmanager.models import secretsmanager_backends
+
+        secret = secretsmanager_backends[handler.current_account][handler.region].secrets.get(secret_id)
+        arn = secret.arn if secret is not None else (secret_id if secret_id.startswith("arn:") else None)
+    return [(f"secretsmanager:{action}", arn or "*")]
+
+
 def _access_key_id(authorization: str) -> Optional[str]:
     scope = authorization.partition("Credential=")[2].partition(",")[0]
     return scope.split("/")[0] if scope else None
@@ -467,6 +481,8 @@ def enforce_iam(admin_key: str = "testing", log_path: Optional[str] = None) -> N
             checks = dynamodb_checks(action, self.body, self.region, self.current_account)
         elif service == "sns":
             checks = sns_checks(self, action)
+        elif service == "secretsmanager":
+            checks = secretsmanager_checks(self, action)
         elif service == "sqs" and action in _SQS_BATCH_ACTIONS:
             checks = [(_SQS_BATCH_ACTIONS[action], resource)]
         else:

@@ -606,6 +606,26 @@ def test_with_iam_sns_publish_is_authorised_against_the_topic(iam_endpoint: tupl
     assert f"sns:Publish on resource: {other}" in _denied(err)
 
 
+def test_with_iam_secrets_are_authorised_against_the_secret_arn_whatever_names_it(iam_endpoint: tuple[str, Path]) -> None:
+    url, _ = iam_endpoint
+    admin = _client("secretsmanager", url)
+    mine = admin.create_secret(Name=f"s-{uuid.uuid4().hex[:8]}", SecretString="one")
+    other = admin.create_secret(Name=f"s-{uuid.uuid4().hex[:8]}", SecretString="two")
+    # A policy names the full ARN (random suffix included), as the template's Ref does.
+    _, key, secret = _user_with(
+        url, [{"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": mine["ARN"]}]
+    )
+    sm = _client("secretsmanager", url, key, secret)
+    assert sm.get_secret_value(SecretId=mine["ARN"])["SecretString"] == "one"
+    assert sm.get_secret_value(SecretId=mine["Name"])["SecretString"] == "one"
+    with pytest.raises(ClientError) as err:
+        sm.get_secret_value(SecretId=other["Name"])
+    assert f"secretsmanager:GetSecretValue on resource: {other['ARN']}" in _denied(err)
+    with pytest.raises(ClientError) as err:
+        sm.put_secret_value(SecretId=mine["ARN"], SecretString="mine now")
+    assert f"secretsmanager:PutSecretValue on resource: {mine['ARN']}" in _denied(err)
+
+
 def test_with_iam_sqs_calls_are_authorised_against_the_queue(iam_endpoint: tuple[str, Path]) -> None:
     url, _ = iam_endpoint
     admin = _client("sqs", url)

@@ -111,20 +111,24 @@ impl TestStack {
             .collect()
     }
 
-    async fn with(overrides: Overrides) -> Self {
+    async fn with(mut overrides: Overrides) -> Self {
         let aws = aws::sdk::local(&endpoint()).await;
         let prefix = unique("t");
+        let hubspot = local::stack::HubspotSettings {
+            secrets: vec![HUBSPOT_SECRET.to_owned(), HUBSPOT_OLD_SECRET.to_owned()],
+            public_base_url: "https://hooks.example.com".to_owned(),
+            legacy: None,
+        };
+        // Ingest reads the client secrets from the emulator's Secrets Manager, as on AWS.
+        overrides
+            .secret_values
+            .insert("HubspotClientSecretStore".into(), hubspot.secret_string());
         let provisioned = provision(&aws, &template_path(), &prefix, &overrides)
             .await
             .expect("provisioning in the emulator (run tests through `make test`)");
         let cfg = PipelineConfig {
             backoff: Duration::from_millis(5),
             ..PipelineConfig::default()
-        };
-        let hubspot = local::stack::HubspotSettings {
-            secrets: vec![HUBSPOT_SECRET.to_owned(), HUBSPOT_OLD_SECRET.to_owned()],
-            public_base_url: "https://hooks.example.com".to_owned(),
-            legacy: None,
         };
         let stack = Stack::new(&aws, &provisioned, cfg, Some(hubspot)).expect("stack");
         let tenant = TenantId::parse("acme").unwrap();

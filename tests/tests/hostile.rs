@@ -490,8 +490,8 @@ async fn a_hostile_tenant_cannot_stop_skew_or_slow_another_tenants_counting() {
     assert_eq!(s, 200, "{v}");
     let mut legacy = ingest::Ingest::new(t.stack.store.clone(), t.stack.queue.clone());
     legacy.hubspot = Some(ingest::HubspotConfig {
-        secrets: vec![HUBSPOT_SECRET.to_owned()],
-        public_base_url: HOOKS.to_owned(),
+        secrets: vec![HUBSPOT_SECRET.to_owned()].into(),
+        public_base_url: Some(HOOKS.to_owned()),
         portals: t.stack.store.clone(),
         legacy: domain::hubspot::replay::LegacyPolicy::from_settings("v2", Some("24"))
             .expect("setting")

@@ -25,6 +25,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub mod governance;
+pub mod portals;
 
 /// The API as its Lambda wires it (and the web function, which serves pages from the
 /// same API): DynamoDB store, per-tenant quotas from the environment, governance with
@@ -62,6 +63,7 @@ pub fn wired(
     };
     Api::new(store.clone())
         .with_quotas(quotas)
+        .with_portals(store.clone())
         .with_governance(governance::Governance {
             changes: store.clone(),
             reports: store.clone(),
@@ -87,6 +89,9 @@ pub enum Route {
     PutDefinition,
     GetMappings,
     PutMappings,
+    GetPortal,
+    PutPortal,
+    DeletePortal,
     ListEntitlements,
     GetEntitlement,
     PutEntitlement,
@@ -126,6 +131,13 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("PUT", "/v1/definitions/{meter}", Route::PutDefinition),
     ("GET", "/v1/hubspot/mappings", Route::GetMappings),
     ("PUT", "/v1/hubspot/mappings", Route::PutMappings),
+    ("GET", "/v1/hubspot/portals/{portal_id}", Route::GetPortal),
+    ("PUT", "/v1/hubspot/portals/{portal_id}", Route::PutPortal),
+    (
+        "DELETE",
+        "/v1/hubspot/portals/{portal_id}",
+        Route::DeletePortal,
+    ),
     (
         "GET",
         "/v1/accounts/{account}/entitlements",
@@ -214,6 +226,8 @@ pub struct Api {
     pub governance: Option<governance::Governance>,
     /// Definitions one tenant may store ([`MAX_DEFINITIONS_PER_TENANT`]).
     pub max_definitions_per_tenant: usize,
+    /// HubSpot portal → tenant map (`None`: the portal routes answer 503).
+    pub portals: Option<Arc<dyn domain::ports::PortalAdmin>>,
     /// Maps a request path to its route template.
     router: matchit::Router<&'static str>,
 }
@@ -256,6 +270,7 @@ impl Api {
             )),
             entitlements: store,
             governance: None,
+            portals: None,
             max_definitions_per_tenant: MAX_DEFINITIONS_PER_TENANT,
             router,
         }
@@ -265,6 +280,32 @@ impl Api {
     pub fn with_quotas(mut self, quotas: Arc<domain::quota::Quotas>) -> Self {
         self.quotas = quotas;
         self
+    }
+
+    /// Adds the HubSpot portal routes.
+    pub fn with_portals(mut self, portals: Arc<dyn domain::ports::PortalAdmin>) -> Self {
+        self.portals = Some(portals);
+        self
+    }
+
+    /// `PUT/GET/DELETE /v1/hubspot/portals/{portal_id}` ([`portals`]).
+    async fn portal(
+        &self,
+        route: Route,
+        tenant: &TenantId,
+        raw: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let p = self.portals.as_deref().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::PortalsNotConfigured,
+                "this deployment has no HubSpot portal directory",
+            )
+        })?;
+        match route {
+            Route::PutPortal => portals::put(p, tenant, raw).await,
+            Route::DeletePortal => portals::delete(p, tenant, raw).await,
+            _ => portals::get(p, tenant, raw).await,
+        }
     }
 
     /// Adds the registry change log, notifications and audit reports.
@@ -362,6 +403,9 @@ impl Api {
             Route::GetDefinition => self.get_definition(&tenant, &param("meter")).await,
             Route::GetMappings => self.get_mappings(&tenant).await,
             Route::PutMappings => self.put_mappings(&tenant, &req).await,
+            Route::GetPortal | Route::PutPortal | Route::DeletePortal => {
+                self.portal(route, &tenant, &param("portal_id")).await
+            }
             Route::PutDefinition => self.put_definition(&tenant, &param("meter"), &req).await,
             Route::ListEntitlements => self.list_entitlements(&tenant, &param("account")).await,
             Route::GetEntitlement => self.get_entitlement(&tenant, &param("id")).await,

@@ -12,13 +12,14 @@ use domain::event::{
 };
 use domain::hubspot::processor::{BatchKind, WebhookBatch};
 use domain::hubspot::replay::{check_fresh, request_key, LegacyPolicy};
-use domain::hubspot::signature::{verify, LegacyVersions, Signed};
+use domain::hubspot::signature::{verify, LegacyVersions, SignatureError, Signed};
 use domain::hubspot::webhook::{parse_batch, AppEvent};
 use domain::hubspot::workflow::{parse_workflow, QueryTrust, WorkflowQuery};
 use domain::ids::{Source, TenantId};
 use domain::ports::{Directory, PortalDirectory, ReplayGuard, RequestClaim};
 use domain::quarantine::{QuarantineReason, QuarantineStore, Quarantined};
 use domain::queue::EventQueue;
+use domain::secrets::{client_secrets, CachedSecret, SecretError, SecretId};
 use lambda::http::ErrorCode;
 use lambda::http::{authenticate, body_bytes, error, json, ApiError};
 use lambda_http::{Body, Request, Response};
@@ -39,11 +40,105 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// HubSpot webhook settings: client secrets (current first, then the one being
 /// rotated out), the public base URL HubSpot calls, and the portal directory.
 pub struct HubspotConfig {
-    pub secrets: Vec<String>,
-    pub public_base_url: String,
+    pub secrets: ClientSecrets,
+    /// `None`: not set; webhooks answer 503 `webhooks_not_configured` (the signature
+    /// covers the URL HubSpot called), and everything else is served as usual.
+    pub public_base_url: Option<String>,
     pub portals: Arc<dyn PortalDirectory>,
     /// `None` (the default): only v3 signatures are accepted.
     pub legacy: Option<LegacySignatures>,
+}
+
+/// The HubSpot app's client secrets.
+pub enum ClientSecrets {
+    /// Fixed values, current first (tests, and the local runner without the emulator).
+    Fixed(Vec<String>),
+    /// Read from Secrets Manager on first use (`HUBSPOT_CLIENT_SECRET_ARN`), cached for
+    /// a TTL and read again early when a signature does not match, so a rotated secret
+    /// is picked up without a redeploy (`domain::secrets`).
+    Managed(Arc<CachedSecret>),
+}
+
+impl From<Vec<String>> for ClientSecrets {
+    fn from(v: Vec<String>) -> Self {
+        ClientSecrets::Fixed(v)
+    }
+}
+
+impl ClientSecrets {
+    async fn current(&self) -> Result<Vec<String>, SecretError> {
+        match self {
+            ClientSecrets::Fixed(v) => Ok(v.clone()),
+            ClientSecrets::Managed(c) => client_secrets(c.id(), &c.get().await?),
+        }
+    }
+
+    /// The secrets again after a mismatch, if reading them again changed them.
+    async fn refreshed(&self) -> Option<Vec<String>> {
+        let ClientSecrets::Managed(c) = self else {
+            return None;
+        };
+        match c.refresh().await {
+            Ok(Some(v)) => client_secrets(c.id(), &v)
+                .map_err(|e| tracing::error!(error = %e, code = e.code(), "HubSpot client secret unreadable"))
+                .ok(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, code = e.code(), "HubSpot client secret could not be read again");
+                None
+            }
+        }
+    }
+}
+
+/// Where a deployment's HubSpot settings come from, read from the environment with no
+/// I/O (init time matters: the secret itself is fetched by the first webhook).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretsFrom {
+    /// `HUBSPOT_CLIENT_SECRET` (+ `HUBSPOT_CLIENT_SECRET_PREVIOUS`): the local runner.
+    Fixed(Vec<String>),
+    /// `HUBSPOT_CLIENT_SECRET_ARN`: the deployed stack (Secrets Manager).
+    Manager(SecretId),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubspotEnv {
+    pub secrets: SecretsFrom,
+    pub public_base_url: Option<String>,
+}
+
+/// HubSpot webhook settings from `var` (the environment): `None` when no secret (nor
+/// secret ARN) is set. A missing `PUBLIC_BASE_URL` is no error: `POST /v1/events` must
+/// not go down with the webhooks; the webhook routes answer 503 until it is set.
+pub fn hubspot_env(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Option<HubspotEnv>, SecretError> {
+    let var = |k: &str| {
+        var(k)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let secrets = match var("HUBSPOT_CLIENT_SECRET_ARN") {
+        Some(arn) => SecretsFrom::Manager(SecretId::parse(&arn)?),
+        None => {
+            let fixed: Vec<String> = ["HUBSPOT_CLIENT_SECRET", "HUBSPOT_CLIENT_SECRET_PREVIOUS"]
+                .iter()
+                .filter_map(|k| var(k))
+                .collect();
+            if fixed.is_empty() {
+                return Ok(None);
+            }
+            SecretsFrom::Fixed(fixed)
+        }
+    };
+    let public_base_url = var("PUBLIC_BASE_URL");
+    if public_base_url.is_none() {
+        tracing::error!("a HubSpot client secret is configured but PUBLIC_BASE_URL is not: HubSpot webhooks answer 503 until it is set");
+    }
+    Ok(Some(HubspotEnv {
+        secrets,
+        public_base_url,
+    }))
 }
 
 /// A deployment's opt-in to legacy (v1/v2) signatures, which cannot be enabled
@@ -421,18 +516,16 @@ impl Ingest {
                 ),
             ));
         }
+        let base = hs.public_base_url.as_deref().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::WebhooksNotConfigured,
+                "PUBLIC_BASE_URL is not set for this deployment (HubSpot signs the URL it called)",
+            )
+        })?;
         let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
         let uri = match req.uri().query() {
-            Some(q) => format!(
-                "{}{}?{q}",
-                hs.public_base_url.trim_end_matches('/'),
-                req.uri().path()
-            ),
-            None => format!(
-                "{}{}",
-                hs.public_base_url.trim_end_matches('/'),
-                req.uri().path()
-            ),
+            Some(q) => format!("{}{}?{q}", base.trim_end_matches('/'), req.uri().path()),
+            None => format!("{}{}", base.trim_end_matches('/'), req.uri().path()),
         };
         let signed = Signed {
             method: req.method().as_str(),
@@ -448,8 +541,30 @@ impl Ingest {
             .legacy
             .as_ref()
             .map_or(LegacyVersions::NONE, |l| l.policy.versions);
-        let version = verify(&signed, &hs.secrets, now_ms, allowed).map_err(|e| {
+        let secrets = hs.secrets.current().await.map_err(|e| {
+            tracing::error!(error = %e, code = e.code(), "HubSpot client secret unavailable");
+            ApiError::new(
+                ErrorCode::WebhooksUnavailable,
+                "the HubSpot client secret could not be read; HubSpot will retry",
+            )
+        })?;
+        let verified = match verify(&signed, &secrets, now_ms, allowed) {
+            // The secret may have been rotated since it was cached: read it again (at
+            // most once per refresh interval) and check once more.
+            Err(SignatureError::Mismatch) => match hs.secrets.refreshed().await {
+                Some(fresh) => verify(&signed, &fresh, now_ms, allowed),
+                None => Err(SignatureError::Mismatch),
+            },
+            other => other,
+        };
+        let version = verified.map_err(|e| {
             tracing::warn!(error = %e, code = e.code(), "HubSpot webhook refused");
+            if e == SignatureError::NotConfigured {
+                return ApiError::new(
+                    ErrorCode::WebhooksNotConfigured,
+                    "no HubSpot client secret is set for this deployment",
+                );
+            }
             ApiError::domain(401, e.code(), e.to_string())
         })?;
         let parsed = match payload {
@@ -617,5 +732,57 @@ impl Ingest {
         }
         tracing::info!(tenant = %tenant, associations = count, "HubSpot associations imported");
         Ok(json(202, &serde_json::json!({"queued": count})))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn a_hubspot_secret_without_public_base_url_is_no_start_failure() {
+        let got = hubspot_env(env(&[("HUBSPOT_CLIENT_SECRET", "s3cret")]))
+            .expect("ingest must start: /v1/events does not depend on the webhook settings")
+            .expect("webhooks configured");
+        assert_eq!(got.secrets, SecretsFrom::Fixed(vec!["s3cret".into()]));
+        assert_eq!(got.public_base_url, None);
+    }
+
+    #[test]
+    fn the_secret_arn_wins_over_plain_secrets_and_nothing_set_means_no_webhooks() {
+        let arn = "arn:aws:secretsmanager:us-east-1:1:secret:hs-AbCdEf";
+        let got = hubspot_env(env(&[
+            ("HUBSPOT_CLIENT_SECRET_ARN", arn),
+            ("HUBSPOT_CLIENT_SECRET", "ignored"),
+            ("PUBLIC_BASE_URL", "https://hooks.example.com"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            got.secrets,
+            SecretsFrom::Manager(SecretId::parse(arn).unwrap())
+        );
+        assert_eq!(
+            got.public_base_url.as_deref(),
+            Some("https://hooks.example.com")
+        );
+        assert_eq!(hubspot_env(env(&[("PUBLIC_BASE_URL", "x")])).unwrap(), None);
+        assert_eq!(
+            hubspot_env(env(&[
+                ("HUBSPOT_CLIENT_SECRET", " "),
+                ("HUBSPOT_CLIENT_SECRET_ARN", "")
+            ]))
+            .unwrap(),
+            None
+        );
     }
 }

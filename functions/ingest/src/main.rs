@@ -23,11 +23,8 @@ async fn main() -> Result<(), Error> {
     ingest.limits.max_backfill_days = lambda::config::ledger_retention()?.max_horizon_days();
     ingest.quality = Some(store.clone());
     ingest.quarantine = Some(store.clone());
-    let secrets: Vec<String> = ["HUBSPOT_CLIENT_SECRET", "HUBSPOT_CLIENT_SECRET_PREVIOUS"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .collect();
-    if !secrets.is_empty() {
+    // Settings only: the client secret itself is read by the first webhook (init time).
+    if let Some(hs) = ingest::hubspot_env(|k| std::env::var(k).ok())? {
         let legacy = lambda::config::hubspot_legacy_policy()?.map(|policy| {
             tracing::warn!(versions = ?policy.versions, window_hours = policy.window.num_hours(), "legacy HubSpot signatures accepted, with the replay guard");
             ingest::LegacySignatures {
@@ -35,9 +32,15 @@ async fn main() -> Result<(), Error> {
                 guard: store.clone(),
             }
         });
+        let secrets = match hs.secrets {
+            ingest::SecretsFrom::Fixed(v) => ingest::ClientSecrets::Fixed(v),
+            ingest::SecretsFrom::Manager(id) => {
+                ingest::ClientSecrets::Managed(aws::secrets::cached(&aws, id))
+            }
+        };
         ingest.hubspot = Some(ingest::HubspotConfig {
             secrets,
-            public_base_url: lambda::config::required("PUBLIC_BASE_URL")?,
+            public_base_url: hs.public_base_url,
             portals: store,
             legacy,
         });

@@ -338,7 +338,11 @@ impl Check {
 
     /// The logical id of the resource (`{prefix}-{Logical}` is every local name).
     pub fn logical_resource(&self) -> Option<&str> {
-        let name = self.resource.rsplit([':', '/']).next()?;
+        let mut name = self.resource.rsplit([':', '/']).next()?;
+        if self.resource.contains(":secretsmanager:") {
+            // Secrets Manager appends `-` and six random characters to a secret's name.
+            name = name.rsplit_once('-')?.0;
+        }
         name.rsplit_once('-').map(|(_, l)| l)
     }
 }
@@ -678,6 +682,12 @@ mod tests {
         assert_eq!(c.logical_resource(), Some("LedgerTable"));
         assert!(c.from_stack("t-1-0-ab"));
         assert!(!c.from_stack("t-1-0"));
+        let secret = check(
+            "t-1-0-ab-IngestFunction",
+            "secretsmanager:GetSecretValue",
+            "arn:aws:secretsmanager:us-east-1:1:secret:t-1-0-ab-HubspotClientSecretStore-AbCdEf",
+        );
+        assert_eq!(secret.logical_resource(), Some("HubspotClientSecretStore"));
     }
 
     #[test]

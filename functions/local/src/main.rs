@@ -106,6 +106,12 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// HubSpot portals: which tenant receives a portal's webhooks (the same rules as
+    /// `PUT/GET/DELETE /v1/hubspot/portals/{portal_id}`: one tenant per portal).
+    Portal {
+        #[command(subcommand)]
+        command: PortalCommand,
+    },
     /// API keys.
     Key {
         #[command(subcommand)]
@@ -132,6 +138,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum PortalCommand {
+    /// Map a portal to a tenant (refused when another tenant holds it).
+    Map { portal: String, tenant: String },
+    /// Unmap a portal from a tenant.
+    Unmap { portal: String, tenant: String },
+    /// Whether a portal is mapped to a tenant.
+    Show { portal: String, tenant: String },
 }
 
 #[derive(Subcommand)]
@@ -204,10 +220,26 @@ async fn main() -> Result<()> {
         (&aws, &cli.prefix, &cli.endpoint, &public_default);
     let stack = |roles: bool| async move {
         let (aws, public_default) = (aws_ref, public_default_ref);
-        let overrides = Overrides {
+        let mut overrides = Overrides {
             admin_identity: !roles,
             ..Overrides::default()
         };
+        // Secrets the runner's environment sets go into the emulator's Secrets Manager,
+        // where the functions read them as on AWS.
+        if let Some(h) = HubspotSettings::from_env(public_default)? {
+            overrides
+                .secret_values
+                .insert("HubspotClientSecretStore".into(), h.secret_string());
+        }
+        if let Some(t) = std::env::var("HUBSPOT_WRITEBACK_TOKENS")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+        {
+            overrides.secret_values.insert(
+                "HubspotWritebackTokensStore".into(),
+                serde_json::json!({ "tokens": t }).to_string(),
+            );
+        }
         let p = provision(aws, &template_path(), prefix, &overrides)
             .await
             .with_context(|| {
@@ -379,6 +411,45 @@ async fn main() -> Result<()> {
                     format!("tenant {tenant} already exists")
                 }
             );
+            Ok(())
+        }
+        Command::Portal { command } => {
+            use domain::ports::PortalAdmin;
+            let store = if cli.aws {
+                aws_store(&aws)?
+            } else {
+                let (stack, _) = stack(false).await?;
+                Arc::unwrap_or_clone(stack.store.clone())
+            };
+            let (PortalCommand::Map { portal, tenant }
+            | PortalCommand::Unmap { portal, tenant }
+            | PortalCommand::Show { portal, tenant }) = &command;
+            let id = api::portals::portal_id(portal).map_err(|e| anyhow::anyhow!(e.message))?;
+            let tenant = TenantId::parse(tenant)?;
+            let line = match command {
+                PortalCommand::Map { .. } => {
+                    if store.claim_portal(id, &tenant).await? {
+                        format!("portal {id} mapped to tenant {tenant}")
+                    } else {
+                        format!("portal {id} was already mapped to tenant {tenant}")
+                    }
+                }
+                PortalCommand::Unmap { .. } => {
+                    if store.release_portal(id, &tenant).await? {
+                        format!("portal {id} unmapped from tenant {tenant}")
+                    } else {
+                        anyhow::bail!("portal {id} is not mapped to tenant {tenant}")
+                    }
+                }
+                PortalCommand::Show { .. } => {
+                    if store.owns_portal(id, &tenant).await? {
+                        format!("portal {id} is mapped to tenant {tenant}")
+                    } else {
+                        anyhow::bail!("portal {id} is not mapped to tenant {tenant}")
+                    }
+                }
+            };
+            println!("{line}");
             Ok(())
         }
         Command::Key { command } => {

@@ -39,6 +39,9 @@ pub struct Overrides {
     pub revoke: Vec<crate::iam::Revoke>,
     /// Build no roles: every function acts as the admin identity (admin commands).
     pub admin_identity: bool,
+    /// `SecretString` of secrets by logical id (e.g. the HubSpot client secret from the
+    /// local runner's environment), instead of the template's value.
+    pub secret_values: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -172,6 +175,23 @@ pub async fn provision(
     }
 
     let params = parameters(&template);
+    let secrets = aws_sdk_secretsmanager::Client::new(aws);
+    for (id, r) in res
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::SecretsManager::Secret")
+    {
+        // A value given replaces the stored one; the template's value only creates the
+        // secret (admin commands must not reset a running runner's secrets).
+        let (value, replace) = match overrides.secret_values.get(id) {
+            Some(v) => (v.clone(), true),
+            None => (secret_string(props(r), &params)?, false),
+        };
+        let arn = put_secret(&secrets, &format!("{prefix}-{id}"), &value, replace)
+            .await
+            .with_context(|| format!("creating secret {id}"))?;
+        out.refs.insert(id.clone(), arn.clone());
+        out.arns.insert(id.clone(), arn);
+    }
     for (id, r) in res
         .iter()
         .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
@@ -205,6 +225,89 @@ pub async fn provision(
         .context("creating each function's role")?;
     out.keys = keys;
     Ok(out)
+}
+
+/// A secret's value as the template sets it: `SecretString` (a string, or `Fn::Sub`
+/// over parameters, resolved to their defaults), or `GenerateSecretString` (random
+/// letters and digits of `PasswordLength`).
+fn secret_string(p: &Map<String, Value>, params: &HashMap<String, String>) -> Result<String> {
+    if let Some(v) = p.get("SecretString") {
+        if let Some(s) = v.as_str() {
+            return Ok(s.to_owned());
+        }
+        if let Some(sub) = v.get("Fn::Sub").and_then(Value::as_str) {
+            let mut out = sub.to_owned();
+            for (k, d) in params {
+                out = out.replace(&format!("${{{k}}}"), d);
+            }
+            if out.contains("${") {
+                bail!("SecretString {sub:?} names something other than parameters");
+            }
+            return Ok(out);
+        }
+        bail!("SecretString {v} is not resolved locally");
+    }
+    let len = p
+        .get("GenerateSecretString")
+        .and_then(|g| g.get("PasswordLength"))
+        .and_then(Value::as_u64)
+        .unwrap_or(32)
+        .clamp(1, 4096) as usize;
+    let mut out = String::new();
+    while out.len() < len {
+        out.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    out.truncate(len);
+    Ok(out)
+}
+
+/// Creates the secret `name` with `value`; when it exists (a restarted runner on a
+/// running emulator), puts `value` as its current version if `replace`. Its ARN.
+async fn put_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    name: &str,
+    value: &str,
+    replace: bool,
+) -> Result<String> {
+    match client
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.arn.unwrap_or_default()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_exists_exception()) =>
+        {
+            if !replace {
+                let out = client
+                    .describe_secret()
+                    .secret_id(name)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow!(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())
+                    })?;
+                return Ok(out.arn.unwrap_or_default());
+            }
+            let out = client
+                .put_secret_value()
+                .secret_id(name)
+                .secret_string(value)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow!(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())
+                })?;
+            Ok(out.arn.unwrap_or_default())
+        }
+        Err(e) => Err(anyhow!(aws_sdk_secretsmanager::error::DisplayErrorContext(
+            e
+        )
+        .to_string())),
+    }
 }
 
 async fn create_table(

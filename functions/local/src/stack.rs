@@ -58,6 +58,15 @@ pub struct HubspotSettings {
 }
 
 impl HubspotSettings {
+    /// The value of the template's `HubspotClientSecretStore` secret for these secrets.
+    pub fn secret_string(&self) -> String {
+        serde_json::json!({
+            "current": self.secrets.first().cloned().unwrap_or_default(),
+            "previous": self.secrets.get(1).cloned().unwrap_or_default(),
+        })
+        .to_string()
+    }
+
     /// `HUBSPOT_CLIENT_SECRET` (+ `HUBSPOT_CLIENT_SECRET_PREVIOUS` during a rotation),
     /// `PUBLIC_BASE_URL` and the legacy-signature opt-in (`HUBSPOT_LEGACY_SIGNATURES`,
     /// `HUBSPOT_LEGACY_REPLAY_WINDOW_HOURS`); `None` when no secret is set.
@@ -106,9 +115,24 @@ impl Stack {
         ingest.quarantine = Some(store_for_ingest.clone());
         // As on AWS: nothing older than the ledger's retention guards is accepted.
         ingest.limits.max_backfill_days = domain::horizon::widest_horizon_days(cfg.retention);
-        ingest.hubspot = hubspot.map(|h| ingest::HubspotConfig {
-            secrets: h.secrets,
-            public_base_url: h.public_base_url,
+        // As on AWS: the client secret is read from Secrets Manager (the emulator) with
+        // ingest's own key, on first use; provisioning stored `h.secret_string()` there.
+        let client_secrets = |h: &HubspotSettings| -> Result<ingest::ClientSecrets> {
+            Ok(match p.refs.get("HubspotClientSecretStore") {
+                Some(arn) => ingest::ClientSecrets::Managed(aws::secrets::cached(
+                    &roles.config("IngestFunction")?,
+                    domain::secrets::SecretId::parse(arn)?,
+                )),
+                None => ingest::ClientSecrets::Fixed(h.secrets.clone()),
+            })
+        };
+        let hubspot = match hubspot {
+            Some(h) => Some((client_secrets(&h)?, h)),
+            None => None,
+        };
+        ingest.hubspot = hubspot.map(|(secrets, h)| ingest::HubspotConfig {
+            secrets,
+            public_base_url: Some(h.public_base_url),
             portals: store_for_ingest.clone(),
             legacy: h.legacy.map(|policy| ingest::LegacySignatures {
                 policy,
@@ -193,7 +217,7 @@ impl Stack {
             &score_role.sqs,
             &score_url,
             &alerts_url,
-            crm_from_env()?,
+            crm_from_secret(p, &roles.config("ScoreFunction")?)?,
         ))));
         let score_poller = Arc::new(Poller {
             sqs: score_sqs,
@@ -425,6 +449,46 @@ pub fn health_runner(
             .clamp(1, 500),
         concurrency: 8,
     }
+}
+
+/// HubSpot write-back as the score function has it on AWS: tokens read from the
+/// provisioned `HubspotWritebackTokensStore` secret with the score role's key (on first
+/// use), when `HUBSPOT_WRITEBACK_TOKENS` is set (provisioning stored it there);
+/// `HUBSPOT_API_BASE_URL` may point at a local stand-in.
+pub fn crm_from_secret(
+    p: &Provisioned,
+    score_role: &SdkConfig,
+) -> Result<Option<Arc<dyn domain::health::writeback::CrmSink>>> {
+    use domain::health::writeback::{HubSpotWriteback, Tokens};
+    let Some(arn) = p.refs.get("HubspotWritebackTokensStore") else {
+        return crm_from_env();
+    };
+    if std::env::var("HUBSPOT_WRITEBACK_TOKENS")
+        .unwrap_or_default()
+        .trim()
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(HubSpotWriteback::new(
+        hubspot_api_base(),
+        Tokens::Managed(aws::secrets::cached(
+            score_role,
+            domain::secrets::SecretId::parse(arn)?,
+        )),
+        Arc::new(aws::hubspot::HyperPost::new().map_err(|e| anyhow::anyhow!(e))?),
+        std::env::var("HUBSPOT_REQUESTS_PER_10S")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100),
+    ))))
+}
+
+fn hubspot_api_base() -> String {
+    std::env::var("HUBSPOT_API_BASE_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "https://api.hubapi.com".into())
 }
 
 /// HubSpot write-back from `HUBSPOT_WRITEBACK_TOKENS` (and `HUBSPOT_API_BASE_URL`,

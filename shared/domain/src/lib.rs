@@ -28,4 +28,5 @@ pub mod queue;
 pub mod quota;
 pub mod registry;
 pub mod rollup;
+pub mod secrets;
 pub mod usage;

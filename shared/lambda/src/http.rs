@@ -47,6 +47,7 @@ error_codes! {
     InvalidEntitlement = (400, "invalid_entitlement"),
     InvalidMeter = (400, "invalid_meter"),
     InvalidParameter = (400, "invalid_parameter"),
+    InvalidPortalId = (400, "invalid_portal_id"),
     InvalidRange = (400, "invalid_range"),
     MalformedJson = (400, "malformed_json"),
     RangeTooLarge = (400, "range_too_large"),
@@ -75,10 +76,12 @@ error_codes! {
     InternalError = (500, "internal_error"),
     JobFailed = (500, "job_failed"),
     GovernanceNotConfigured = (503, "governance_not_configured"),
+    PortalsNotConfigured = (503, "portals_not_configured"),
     ReplayIncomplete = (503, "replay_incomplete"),
     ReplayNotConfigured = (503, "replay_not_configured"),
     TemporarilyUnavailable = (503, "temporarily_unavailable"),
     WebhooksNotConfigured = (503, "webhooks_not_configured"),
+    WebhooksUnavailable = (503, "webhooks_unavailable"),
 }
 
 /// One error answer: its status, its code (an [`ErrorCode`] or a domain error's code)

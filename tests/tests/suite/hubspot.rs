@@ -611,8 +611,8 @@ async fn post_workflow_v3(t: &TestStack, query: &str, body: &Value) -> (u16, Val
 fn legacy_ingest(t: &TestStack, versions: &str) -> ingest::Ingest {
     let mut i = ingest::Ingest::new(t.stack.store.clone(), t.stack.queue.clone());
     i.hubspot = Some(ingest::HubspotConfig {
-        secrets: vec![HUBSPOT_SECRET.to_owned()],
-        public_base_url: "https://hooks.example.com".to_owned(),
+        secrets: vec![HUBSPOT_SECRET.to_owned()].into(),
+        public_base_url: Some("https://hooks.example.com".to_owned()),
         portals: t.stack.store.clone(),
         legacy: domain::hubspot::replay::LegacyPolicy::from_settings(versions, Some("24"))
             .expect("setting")

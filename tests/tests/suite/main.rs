@@ -17,4 +17,6 @@ mod hubspot;
 mod iam;
 mod openapi;
 mod pipeline;
+mod portals;
 mod ports;
+mod secrets;

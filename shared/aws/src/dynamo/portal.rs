@@ -99,6 +99,65 @@ impl domain::ports::PortalDirectory for DynamoStore {
 }
 
 #[async_trait]
+impl domain::ports::PortalAdmin for DynamoStore {
+    async fn claim_portal(&self, portal: u64, tenant: &TenantId) -> Result<bool, StoreError> {
+        use domain::ports::PortalDirectory;
+        match self.tenant_for_portal(portal).await? {
+            Some(t) if &t == tenant => return Ok(false),
+            Some(_) => return Err(portal_taken(portal)),
+            None => {}
+        }
+        let item = PortalItem {
+            pk: keys::hubspot_portal_pk(portal),
+            sk: keys::HUBSPOT_PORTAL_SK.into(),
+            tenant: tenant.clone(),
+            portal,
+        };
+        let item = serde_dynamo::to_item(item).map_err(|e| corrupt("portal", e))?;
+        // Conditional: two tenants claiming the same portal at once cannot both win.
+        let claimed = self
+            .put_if(
+                "claim_portal",
+                item,
+                Some("attribute_not_exists(pk) OR tenant = :t"),
+                &[(":t", s(tenant.as_str()))],
+            )
+            .await?;
+        if claimed {
+            Ok(true)
+        } else {
+            Err(portal_taken(portal))
+        }
+    }
+
+    async fn owns_portal(&self, portal: u64, tenant: &TenantId) -> Result<bool, StoreError> {
+        use domain::ports::PortalDirectory;
+        Ok(self.tenant_for_portal(portal).await?.as_ref() == Some(tenant))
+    }
+
+    async fn release_portal(&self, portal: u64, tenant: &TenantId) -> Result<bool, StoreError> {
+        if !domain::ports::PortalAdmin::owns_portal(self, portal, tenant).await? {
+            return Ok(false);
+        }
+        self.delete(
+            "release_portal",
+            keys::hubspot_portal_pk(portal),
+            keys::HUBSPOT_PORTAL_SK.into(),
+            Some(("tenant = :t", ":t", s(tenant.as_str()))),
+        )
+        .await?;
+        Ok(true)
+    }
+}
+
+fn portal_taken(portal: u64) -> StoreError {
+    StoreError::Taken {
+        code: "portal_taken",
+        message: format!("HubSpot portal {portal} is mapped to another tenant"),
+    }
+}
+
+#[async_trait]
 impl domain::ports::ReplayGuard for DynamoStore {
     async fn claim_request(
         &self,

@@ -2,7 +2,9 @@
 //! CRM v3 `POST /crm/v3/objects/companies/batch/update` — 100 companies per request,
 //! at most N requests per rolling 10 seconds, backoff on 429 honouring `Retry-After`
 //! and on 5xx. Per tenant: enabled by the health config's `crm_writeback`, with the
-//! tenant's private-app token from configuration (`HUBSPOT_WRITEBACK_TOKENS`).
+//! tenant's private-app token from Secrets Manager (`HUBSPOT_WRITEBACK_TOKENS_ARN`,
+//! cached, read again on a 401 so a rotated token is used without a redeploy) or, for
+//! the local runner, from `HUBSPOT_WRITEBACK_TOKENS`.
 
 use super::model::Band;
 use super::record::HealthRecord;
@@ -137,9 +139,54 @@ pub trait HttpPost: Send + Sync {
     ) -> Result<(u16, Option<u64>, String), String>;
 }
 
+/// Where the per-tenant tokens come from.
+pub enum Tokens {
+    Fixed(HashMap<TenantId, String>),
+    /// A secret holding `{"tokens": "tenant=token,..."}` ([`crate::secrets::writeback_tokens`]).
+    Managed(std::sync::Arc<crate::secrets::CachedSecret>),
+}
+
+impl From<HashMap<TenantId, String>> for Tokens {
+    fn from(v: HashMap<TenantId, String>) -> Self {
+        Tokens::Fixed(v)
+    }
+}
+
+impl Tokens {
+    async fn token(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<String>, crate::secrets::SecretError> {
+        match self {
+            Tokens::Fixed(m) => Ok(m.get(tenant).cloned()),
+            Tokens::Managed(c) => {
+                Ok(crate::secrets::writeback_tokens(c.id(), &c.get().await?)?.remove(tenant))
+            }
+        }
+    }
+
+    /// The tenant's token after a 401, if reading the secret again changed it.
+    async fn refreshed(&self, tenant: &TenantId) -> Option<String> {
+        let Tokens::Managed(c) = self else {
+            return None;
+        };
+        match c.refresh().await {
+            Ok(Some(v)) => crate::secrets::writeback_tokens(c.id(), &v)
+                .map_err(|e| tracing::error!(error = %e, code = e.code(), "write-back tokens unreadable"))
+                .ok()?
+                .remove(tenant),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, code = e.code(), "write-back tokens could not be read again");
+                None
+            }
+        }
+    }
+}
+
 pub struct HubSpotWriteback {
     pub base_url: String,
-    pub tokens: HashMap<TenantId, String>,
+    pub tokens: Tokens,
     pub http: std::sync::Arc<dyn HttpPost>,
     pub limiter: Mutex<RateWindow>,
     pub max_attempts: u32,
@@ -166,13 +213,13 @@ pub fn parse_tokens(v: &str) -> Result<HashMap<TenantId, String>, String> {
 impl HubSpotWriteback {
     pub fn new(
         base_url: impl Into<String>,
-        tokens: HashMap<TenantId, String>,
+        tokens: impl Into<Tokens>,
         http: std::sync::Arc<dyn HttpPost>,
         per_10s: usize,
     ) -> Self {
         Self {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
-            tokens,
+            tokens: tokens.into(),
             http,
             limiter: Mutex::new(RateWindow::new(per_10s, Duration::from_secs(10))),
             max_attempts: 6,
@@ -196,14 +243,33 @@ impl HubSpotWriteback {
         }
     }
 
-    async fn send_batch(&self, token: &str, batch: &[CrmUpdate], report: &mut PushReport) {
+    async fn send_batch(
+        &self,
+        tenant: &TenantId,
+        token: &mut String,
+        batch: &[CrmUpdate],
+        report: &mut PushReport,
+    ) {
         let url = format!("{}{BATCH_UPDATE_PATH}", self.base_url);
         let body = batch_body(batch).to_string().into_bytes();
         let mut delay = self.backoff;
+        let mut reread = false;
         for attempt in 1..=self.max_attempts {
             self.throttle().await;
             report.requests += 1;
             match self.http.post_json(&url, token, body.clone()).await {
+                // A rotated token: read the secret again (once) and retry with the new one.
+                Ok((401, _, _)) if !reread => {
+                    reread = true;
+                    if let Some(fresh) = self.tokens.refreshed(tenant).await {
+                        tracing::info!(tenant = %tenant, "HubSpot token rotated; retrying with the new one");
+                        *token = fresh;
+                        continue;
+                    }
+                    report.failed += batch.len();
+                    report.last_error = Some("401: the HubSpot token was refused".into());
+                    return;
+                }
                 Ok((200, _, _)) => {
                     report.updated += batch.len();
                     return;
@@ -265,13 +331,24 @@ impl HubSpotWriteback {
 impl CrmSink for HubSpotWriteback {
     async fn push(&self, tenant: &TenantId, updates: &[CrmUpdate]) -> PushReport {
         let mut report = PushReport::default();
-        let Some(token) = self.tokens.get(tenant) else {
-            report.failed = updates.len();
-            report.last_error = Some(format!("no HubSpot token configured for tenant {tenant}"));
-            return report;
+        let mut token = match self.tokens.token(tenant).await {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                report.failed = updates.len();
+                report.last_error =
+                    Some(format!("no HubSpot token configured for tenant {tenant}"));
+                return report;
+            }
+            Err(e) => {
+                tracing::error!(tenant = %tenant, error = %e, code = e.code(), "write-back tokens unavailable");
+                report.failed = updates.len();
+                report.last_error = Some(e.to_string());
+                return report;
+            }
         };
         for batch in updates.chunks(BATCH_SIZE) {
-            self.send_batch(token, batch, &mut report).await;
+            self.send_batch(tenant, &mut token, batch, &mut report)
+                .await;
         }
         report
     }
@@ -301,5 +378,70 @@ mod tests {
         assert!(parse_tokens("acme=").is_err());
         assert!(parse_tokens("Bad Tenant=x").is_err());
         assert!(parse_tokens("").unwrap().is_empty());
+    }
+
+    /// HubSpot accepting one token only; a secret store whose value the test rotates.
+    struct OnlyToken(&'static str);
+
+    #[async_trait]
+    impl HttpPost for OnlyToken {
+        async fn post_json(
+            &self,
+            _url: &str,
+            token: &str,
+            _body: Vec<u8>,
+        ) -> Result<(u16, Option<u64>, String), String> {
+            Ok(if token == self.0 {
+                (200, None, String::new())
+            } else {
+                (401, None, "expired token".into())
+            })
+        }
+    }
+
+    struct Store(std::sync::Mutex<String>);
+
+    #[async_trait]
+    impl crate::ports::SecretSource for Store {
+        async fn fetch(
+            &self,
+            _id: &crate::secrets::SecretId,
+        ) -> Result<String, crate::secrets::SecretError> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+    }
+
+    fn update() -> CrmUpdate {
+        CrmUpdate {
+            company_id: "42".into(),
+            score: 50.0,
+            band: Band::Yellow,
+            reasons: String::new(),
+            as_of: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_rotated_in_the_secret_is_used_after_one_401_without_a_restart() {
+        let store = std::sync::Arc::new(Store(std::sync::Mutex::new(
+            r#"{"tokens":"acme=pat-old"}"#.into(),
+        )));
+        let mut secret = crate::secrets::CachedSecret::new(
+            store.clone(),
+            crate::secrets::SecretId::parse("tokens").unwrap(),
+        );
+        secret.min_refresh = Duration::ZERO;
+        let wb = HubSpotWriteback::new(
+            "https://api.example",
+            Tokens::Managed(std::sync::Arc::new(secret)),
+            std::sync::Arc::new(OnlyToken("pat-new")),
+            100,
+        );
+        let acme = TenantId::parse("acme").unwrap();
+        let r = wb.push(&acme, &[update()]).await;
+        assert_eq!((r.updated, r.failed), (0, 1), "the old token is refused");
+        *store.0.lock().unwrap() = r#"{"tokens":"acme=pat-new"}"#.into();
+        let r = wb.push(&acme, &[update()]).await;
+        assert_eq!((r.updated, r.failed, r.requests), (1, 0, 2), "{r:?}");
     }
 }

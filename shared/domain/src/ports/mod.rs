@@ -102,6 +102,20 @@ pub trait PortalDirectory: Send + Sync {
     async fn record_unknown_portal(&self, portal: u64, events: usize) -> Result<(), StoreError>;
 }
 
+/// Which tenant receives a HubSpot portal's webhooks, managed by the tenant's admin
+/// (`PUT/GET/DELETE /v1/hubspot/portals/{portal_id}`). A portal belongs to one tenant:
+/// claiming one another tenant holds is refused (`StoreError::Taken`, code
+/// `portal_taken`), and a tenant never sees or releases another tenant's portal.
+#[async_trait]
+pub trait PortalAdmin: Send + Sync {
+    /// Maps `portal` to `tenant`; `false` when it already was (nothing changed).
+    async fn claim_portal(&self, portal: u64, tenant: &TenantId) -> Result<bool, StoreError>;
+    /// Whether `portal` is mapped to `tenant`.
+    async fn owns_portal(&self, portal: u64, tenant: &TenantId) -> Result<bool, StoreError>;
+    /// Unmaps `portal` if `tenant` holds it; `false` when it did not.
+    async fn release_portal(&self, portal: u64, tenant: &TenantId) -> Result<bool, StoreError>;
+}
+
 /// Per-tenant HubSpot mapping rules (absent: the defaults apply).
 #[async_trait]
 pub trait MappingStore: Send + Sync {
@@ -365,4 +379,15 @@ pub trait DigestStore: Send + Sync {
     ) -> Result<Vec<(crate::alert::Alert, String)>, StoreError>;
     /// Marks a digest sent (its entries expire with their TTL).
     async fn close_digest(&self, bucket: &crate::digest::DigestBucket) -> Result<(), StoreError>;
+}
+
+/// Where secrets are read (AWS Secrets Manager; the local emulator serves the same
+/// API). Callers wrap it in [`crate::secrets::CachedSecret`].
+#[async_trait]
+pub trait SecretSource: Send + Sync {
+    /// The current value of the secret (its `SecretString`).
+    async fn fetch(
+        &self,
+        id: &crate::secrets::SecretId,
+    ) -> Result<String, crate::secrets::SecretError>;
 }
