@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 
 /// Storage failures, classified once in the adapter.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("throttled: {0}")]
     Throttled(String),

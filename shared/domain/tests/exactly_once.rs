@@ -191,7 +191,7 @@ async fn a_crash_after_claiming_but_before_the_rollup_is_finished_by_the_redeliv
         out.counted, 10,
         "the chunk's own claims are still its to count"
     );
-    assert!(out.parts_already_applied >= 1);
+    assert!(out.units_already_applied >= 1);
     assert_eq!(counted(&s), expected(&events));
 }
 
