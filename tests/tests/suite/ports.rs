@@ -61,3 +61,10 @@ async fn the_dynamo_ledger_samples_nothing_with_sampling_off() {
     let s = store(&t, 0);
     suite::an_unsampled_account_leaves_no_copy(&s, &Sample(s.clone()), &t.tenant).await;
 }
+
+#[tokio::test]
+async fn the_dynamo_ledger_names_each_applied_unit_of_a_pack_and_writes_nothing() {
+    let t = TestStack::fresh().await;
+    suite::a_pack_meeting_applied_units_names_each_and_writes_nothing(&store(&t, 1), &t.tenant)
+        .await;
+}
