@@ -77,6 +77,17 @@ impl TestStack {
         .await
     }
 
+    /// Test visibility timeouts, with `max_receives` before the DLQ (the soak kills its
+    /// worker often, so a good message is received more than twice).
+    pub async fn for_soak(max_receives: u32) -> Self {
+        Self::with(Overrides {
+            visibility_timeout: Some(TEST_VISIBILITY_SECS),
+            max_receive_count: Some(max_receives),
+            ..Overrides::default()
+        })
+        .await
+    }
+
     /// A fresh stack whose functions' policies lack the `revoke`d actions (ADR 0010).
     pub async fn with_revoked(revoke: Vec<local::iam::Revoke>) -> Self {
         Self::with(Overrides {
