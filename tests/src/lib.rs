@@ -35,6 +35,14 @@ pub struct TestStack {
     pub key: String,
 }
 
+/// The pipeline settings of test stacks: defaults with a short retry backoff.
+fn bench_cfg() -> PipelineConfig {
+    PipelineConfig {
+        backoff: Duration::from_millis(5),
+        ..PipelineConfig::default()
+    }
+}
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 pub fn unique(prefix: &str) -> String {
@@ -88,6 +96,24 @@ impl TestStack {
         .await
     }
 
+    /// [`Self::for_benchmarks`] with each chunk's units written on their own (the
+    /// write path before issue #16), for the bench's before/after figures.
+    pub async fn for_benchmarks_unmerged() -> Self {
+        let overrides = Overrides {
+            visibility_timeout: Some(60),
+            max_receive_count: None,
+            ..Overrides::default()
+        };
+        Self::with_cfg(
+            overrides,
+            PipelineConfig {
+                merge_chunks: false,
+                ..bench_cfg()
+            },
+        )
+        .await
+    }
+
     /// A fresh stack whose functions' policies lack the `revoke`d actions (ADR 0010).
     pub async fn with_revoked(revoke: Vec<local::iam::Revoke>) -> Self {
         Self::with(Overrides {
@@ -123,15 +149,15 @@ impl TestStack {
     }
 
     async fn with(overrides: Overrides) -> Self {
+        Self::with_cfg(overrides, bench_cfg()).await
+    }
+
+    async fn with_cfg(overrides: Overrides, cfg: PipelineConfig) -> Self {
         let aws = aws::sdk::local(&endpoint()).await;
         let prefix = unique("t");
         let provisioned = provision(&aws, &template_path(), &prefix, &overrides)
             .await
             .expect("provisioning in the emulator (run tests through `make test`)");
-        let cfg = PipelineConfig {
-            backoff: Duration::from_millis(5),
-            ..PipelineConfig::default()
-        };
         let hubspot = local::stack::HubspotSettings {
             secrets: vec![HUBSPOT_SECRET.to_owned(), HUBSPOT_OLD_SECRET.to_owned()],
             public_base_url: "https://hooks.example.com".to_owned(),

@@ -130,6 +130,10 @@ pub struct PipelineConfig {
     pub part_size: usize,
     /// Buckets a chunk's deltas are split into ([`UNIT_BUCKETS`]; tests vary it).
     pub buckets: u32,
+    /// Packs the units of all chunks of an invocation together (the default); off,
+    /// each chunk's units are written on their own, as before issue #16 (the bench's
+    /// "before" figure).
+    pub merge_chunks: bool,
     pub max_attempts: u32,
     pub backoff: std::time::Duration,
 }
@@ -141,6 +145,7 @@ impl Default for PipelineConfig {
             claim_concurrency: 16,
             part_size: 99,
             buckets: UNIT_BUCKETS,
+            merge_chunks: true,
             max_attempts: 6,
             backoff: std::time::Duration::from_millis(25),
         }
@@ -238,7 +243,16 @@ pub async fn process_batch(
             Err(e) => slots.push(Some(Err(e))),
         }
     }
-    for (i, r) in at.into_iter().zip(apply_claimed(store, ok, cfg).await) {
+    let applied = if cfg.merge_chunks {
+        apply_claimed(store, ok, cfg).await
+    } else {
+        let mut each = Vec::with_capacity(ok.len());
+        for c in ok {
+            each.extend(apply_claimed(store, vec![c], cfg).await);
+        }
+        each
+    };
+    for (i, r) in at.into_iter().zip(applied) {
         if let Some(slot) = slots.get_mut(i) {
             *slot = Some(r);
         }
