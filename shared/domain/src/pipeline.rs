@@ -348,7 +348,6 @@ pub async fn claim_chunk(
         owned: owned.iter().map(|(p, _)| *p).collect(),
         ..Default::default()
     };
-    drop(owned_events);
     Ok(Claimed {
         chunk,
         owned,
