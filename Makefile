@@ -43,6 +43,9 @@ clippy:
 ## Benchmarks (figures named in the issues), against a private moto.
 bench:
 	infra/local/with-moto.sh cargo bench --locked -p e2e --bench pipeline
+	# Issue #16: a bounded soak (SOAK_SECONDS, default 300) with kills, crashes, duplicates,
+	# late events and poison messages; its own private moto, so its peak RSS is the soak's.
+	infra/local/with-moto.sh cargo bench --locked -p e2e --bench soak
 	# A second private moto: it keeps memory from the first bench's tables.
 	infra/local/with-moto.sh cargo bench --locked -p e2e --bench entitlements
 	# Health scoring: pure, against a simulated store (no emulator needed).

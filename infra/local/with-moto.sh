@@ -22,6 +22,8 @@ fi
 : >"$MOTO_LAUNCHER_IAM_LOG"
 "$moto" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
 moto_pid=$!
+# The emulator's pid, for commands that report its memory (the soak bench).
+export MOTO_PID=$moto_pid
 trap 'kill $moto_pid 2>/dev/null || true; wait $moto_pid 2>/dev/null || true; [ -z "$own_iam_log" ] || rm -f "$own_iam_log"' EXIT INT TERM
 for _ in $(seq 1 100); do
   if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/')" 2>/dev/null; then break; fi

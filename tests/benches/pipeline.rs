@@ -197,8 +197,12 @@ fn throughput(rt: &tokio::runtime::Runtime) {
 /// Write costs of `requests` x 1,000 events; with `critical`, that meter is a critical
 /// definition (its events also feed the ingest activity items and the audit's
 /// per-account series).
-async fn costs(requests: usize, critical: Option<&str>) {
-    let t = TestStack::for_benchmarks().await;
+async fn costs(requests: usize, critical: Option<&str>, merged: bool) {
+    let t = if merged {
+        TestStack::for_benchmarks().await
+    } else {
+        TestStack::for_benchmarks_unmerged().await
+    };
     if let Some(m) = critical {
         let unit = if m == "storage_gb" {
             "GB"
@@ -255,7 +259,16 @@ async fn costs(requests: usize, critical: Option<&str>) {
         critical.map_or(String::new(), |m| format!(", with {m} (1 meter in 3) critical"))
     );
     println!(
-        "  DynamoDB write request units:  {:>8.3} per event  ({wru} WRU; target <= 2.2)",
+        "  rollup write path: {} (batches of up to 10 messages; {} received)",
+        if merged {
+            "units of every chunk of an invocation merged (issue #16)"
+        } else {
+            "BEFORE issue #16: each chunk's units written on their own"
+        },
+        stats.received
+    );
+    println!(
+        "  DynamoDB write request units:  {:>8.3} per event  ({wru} WRU; target <= 1.10 for the burst)",
         wru / accepted as f64
     );
     println!("    counted from the items sent, by DynamoDB's sizing rules: ceil(size/1 KB) per item write,");
@@ -426,8 +439,10 @@ fn main() {
         throughput(&one_core);
         hubspot_throughput();
     }
-    one_core.block_on(costs(if full { 10 } else { 1 }, None));
-    one_core.block_on(costs(if full { 3 } else { 1 }, Some("api_calls")));
+    // The 10,000-event burst before (each chunk on its own) and after merging.
+    one_core.block_on(costs(if full { 10 } else { 1 }, None, false));
+    one_core.block_on(costs(if full { 10 } else { 1 }, None, true));
+    one_core.block_on(costs(if full { 3 } else { 1 }, Some("api_calls"), true));
     if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
         if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM")) {
             println!(

@@ -35,6 +35,14 @@ pub struct TestStack {
     pub key: String,
 }
 
+/// The pipeline settings of test stacks: defaults with a short retry backoff.
+fn bench_cfg() -> PipelineConfig {
+    PipelineConfig {
+        backoff: Duration::from_millis(5),
+        ..PipelineConfig::default()
+    }
+}
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 pub fn unique(prefix: &str) -> String {
@@ -77,6 +85,36 @@ impl TestStack {
         .await
     }
 
+    /// A `visibility` timeout and `max_receives` before the DLQ for the soak: it kills
+    /// its worker often, and a batch can take longer than the tests' 2 s on a busy
+    /// emulator (a message still being counted would be received again, and again).
+    pub async fn for_soak(visibility: i32, max_receives: u32) -> Self {
+        Self::with(Overrides {
+            visibility_timeout: Some(visibility),
+            max_receive_count: Some(max_receives),
+            ..Overrides::default()
+        })
+        .await
+    }
+
+    /// [`Self::for_benchmarks`] with each chunk's units written on their own (the
+    /// write path before issue #16), for the bench's before/after figures.
+    pub async fn for_benchmarks_unmerged() -> Self {
+        let overrides = Overrides {
+            visibility_timeout: Some(60),
+            max_receive_count: None,
+            ..Overrides::default()
+        };
+        Self::with_cfg(
+            overrides,
+            PipelineConfig {
+                merge_chunks: false,
+                ..bench_cfg()
+            },
+        )
+        .await
+    }
+
     /// A fresh stack whose functions' policies lack the `revoke`d actions (ADR 0010).
     pub async fn with_revoked(revoke: Vec<local::iam::Revoke>) -> Self {
         Self::with(Overrides {
@@ -111,7 +149,11 @@ impl TestStack {
             .collect()
     }
 
-    async fn with(mut overrides: Overrides) -> Self {
+    async fn with(overrides: Overrides) -> Self {
+        Self::with_cfg(overrides, bench_cfg()).await
+    }
+
+    async fn with_cfg(mut overrides: Overrides, cfg: PipelineConfig) -> Self {
         let aws = aws::sdk::local(&endpoint()).await;
         let prefix = unique("t");
         let hubspot = local::stack::HubspotSettings {
@@ -126,10 +168,6 @@ impl TestStack {
         let provisioned = provision(&aws, &template_path(), &prefix, &overrides)
             .await
             .expect("provisioning in the emulator (run tests through `make test`)");
-        let cfg = PipelineConfig {
-            backoff: Duration::from_millis(5),
-            ..PipelineConfig::default()
-        };
         let stack = Stack::new(&aws, &provisioned, cfg, Some(hubspot)).expect("stack");
         let tenant = TenantId::parse("acme").unwrap();
         stack

@@ -376,8 +376,8 @@ impl Importer<'_> {
             j.begin(chunk).await?;
         }
         let outcome = process_chunk(self.ledger, chunk, &self.cfg).await?;
-        // Every part already applied: this exact chunk was counted by an earlier run.
-        let again = if outcome.parts_applied == 0 && outcome.parts_already_applied > 0 {
+        // Every unit already applied: this exact chunk was counted by an earlier run.
+        let again = if outcome.units_applied == 0 && outcome.units_already_applied > 0 {
             outcome.counted
         } else {
             0

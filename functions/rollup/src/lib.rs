@@ -1,14 +1,20 @@
 //! SQS consumer: counts each chunk's events exactly once into the rollups.
 //!
-//! Messages are processed independently and reported individually
-//! (`ReportBatchItemFailures`), so a poison message is retried alone and reaches the
-//! DLQ after the queue's `maxReceiveCount` while the rest of its batch is counted.
+//! Messages are reported individually (`ReportBatchItemFailures`), so a poison message
+//! is retried alone and reaches the DLQ after the queue's `maxReceiveCount` while the
+//! rest of its batch is counted. Each chunk's events are claimed on their own; the
+//! rollup units of every chunk of the invocation are then written together
+//! (`domain::pipeline::process_batch`, docs/adr/0001 "Merged units"), and a chunk
+//! whose claims or units fail fails alone.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use domain::chunk::{Chunk, CHUNK_VERSION};
 use domain::hubspot::processor::{ProcessError, Processor, WebhookBatch};
 use domain::limits::LimitWatch;
-use domain::pipeline::{process_chunk, LedgerStore, PipelineConfig};
+use domain::pipeline::{process_batch, Claimed, LedgerStore, PipelineConfig};
+use futures::FutureExt;
+use lambda::batch::{response, run_each, Failed};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 /// What travels on the events queue.
@@ -122,13 +128,67 @@ impl Rollup {
     /// The Lambda entry point: per-message failures; an error or a panic in one
     /// message fails that message alone.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        lambda::batch::run_batch("rollup", event.records, self.concurrency, |m| async move {
-            self.process(&m).await
+        let records: Vec<(String, SqsMessage)> = event
+            .records
+            .into_iter()
+            .map(|m| (m.message_id.clone().unwrap_or_default(), m))
+            .collect();
+        // 1. Parse; HubSpot batches are processed whole here, chunks come back.
+        let parsed = run_each(records, self.concurrency, |m| async move {
+            self.parse(&m).await
         })
-        .await
+        .await;
+        let mut results: Vec<(String, Result<(), Failed<MessageError>>)> = Vec::new();
+        let (mut ids, mut chunks) = (Vec::new(), Vec::new());
+        for (id, r) in parsed {
+            match r {
+                Ok(Some(chunk)) => {
+                    ids.push(id);
+                    chunks.push(chunk);
+                }
+                Ok(None) => results.push((id, Ok(()))),
+                Err(f) => results.push((id, Err(f))),
+            }
+        }
+        // 2. Claims per chunk, then the units of all of them together.
+        let counted = AssertUnwindSafe(process_batch(
+            self.store.as_ref(),
+            chunks,
+            &self.cfg,
+            self.concurrency,
+        ))
+        .catch_unwind()
+        .await;
+        let counted = match counted {
+            Ok(c) => c,
+            Err(payload) => {
+                let p = lambda::batch::panic_text(payload.as_ref());
+                results.extend(
+                    ids.into_iter()
+                        .map(|id| (id, Err(Failed::Panicked(p.clone())))),
+                );
+                return response("rollup", results);
+            }
+        };
+        let mut done = Vec::with_capacity(counted.len());
+        for (id, r) in ids.into_iter().zip(counted) {
+            match r {
+                Ok(c) => done.push((id, c)),
+                Err(e) => results.push((id, Err(Failed::Error(MessageError::Store(e))))),
+            }
+        }
+        // 3. Per counted chunk: the audit's records and the entitlement checks.
+        results.extend(
+            run_each(done, self.concurrency, |c| async move {
+                self.after_counting(&c).await
+            })
+            .await,
+        );
+        response("rollup", results)
     }
 
-    async fn process(&self, m: &SqsMessage) -> Result<(), MessageError> {
+    /// A chunk to count, or `None` for a HubSpot batch (processed here, whole).
+    async fn parse(&self, m: &SqsMessage) -> Result<Option<Chunk>, MessageError> {
         let body = m.body.as_deref().unwrap_or_default();
         let chunk = match serde_json::from_str(body)
             .map_err(|e| MessageError::Poison(e.to_string()))?
@@ -141,21 +201,26 @@ impl Rollup {
                 let report = processor.process(&batch).await?;
                 tracing::info!(tenant = %batch.tenant, batch = %batch.id, attributed = report.attributed, released = report.released,
                     held = report.held, unmapped = report.unmapped, facts = report.facts, quarantined = report.quarantined, "HubSpot batch processed");
-                return Ok(());
+                return Ok(None);
             }
         };
         if chunk.v != CHUNK_VERSION {
             return Err(MessageError::Version(chunk.v));
         }
-        let outcome = process_chunk(self.store.as_ref(), &chunk, &self.cfg).await?;
+        Ok(Some(chunk))
+    }
+
+    async fn after_counting(&self, claimed: &Claimed) -> Result<(), MessageError> {
+        let chunk = &claimed.chunk;
+        let outcome = &claimed.outcome;
         tracing::info!(
             tenant = %chunk.tenant,
             chunk = %chunk.chunk,
             events = chunk.events.len(),
             counted = outcome.counted,
             duplicates = outcome.duplicates,
-            parts_applied = outcome.parts_applied,
-            parts_already_applied = outcome.parts_already_applied,
+            units_applied = outcome.units_applied,
+            units_already_applied = outcome.units_already_applied,
             "chunk counted"
         );
         if let Some(q) = &self.quality {
@@ -166,15 +231,15 @@ impl Rollup {
             };
             domain::pipeline::record_quality(
                 q.as_ref(),
-                &chunk,
-                &outcome,
+                chunk,
+                outcome,
                 &critical,
                 self.cfg.retention,
             )
             .await?;
         }
         if let Some(limits) = &self.limits {
-            // Runs on every delivery, also when every part was already applied: a
+            // Runs on every delivery, also when every unit was already applied: a
             // crash between counting and alerting is finished by the redelivery.
             let expires_at = (chunk.received_at + self.cfg.retention).timestamp();
             let l = limits

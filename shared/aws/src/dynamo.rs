@@ -17,7 +17,7 @@ use domain::event::{MeterRule, TenantPolicy, UsageEvent};
 use domain::ids::EntitlementId;
 use domain::ids::{AccountId, MeterName, Segment, Source, TenantId};
 use domain::keys::{self, Scope};
-use domain::pipeline::{ChunkJournal, Claim, LedgerEntry, LedgerStore, PartOutcome, PartRef};
+use domain::pipeline::{ChunkJournal, Claim, LedgerEntry, LedgerStore, UnitRef, UnitsOutcome};
 use domain::ports::{
     AccountStore, DefinitionStore, Directory, EntitlementStore, MarkerClaim, MarkerKind,
     MarkerStore, Page, RollupRow, StoreError, UsageReader,

@@ -85,6 +85,11 @@ pub fn part_sk(part: usize) -> String {
     format!("PART#{part:04}")
 }
 
+/// Marker of one applied unit of a chunk (`rollup::Unit`), under [`part_pk`].
+pub fn unit_sk(bucket: u32, piece: u32) -> String {
+    format!("UNIT#{bucket:02}#{piece:04}")
+}
+
 pub fn usage_pk(t: &TenantId, scope: &Scope) -> String {
     match scope {
         Scope::Account(a) => format!("TENANT#{t}#USAGE#ACCOUNT#{a}"),

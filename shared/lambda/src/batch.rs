@@ -34,10 +34,31 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: MessageFailure,
 {
-    let results: Vec<(String, Result<T, Failed<E>>)> = stream::iter(records)
-        .map(|m| {
-            let id = m.message_id.clone().unwrap_or_default();
-            let fut = AssertUnwindSafe(process(m)).catch_unwind();
+    let items = records
+        .into_iter()
+        .map(|m| (m.message_id.clone().unwrap_or_default(), m))
+        .collect();
+    let results = run_each(items, concurrency, process).await;
+    response(
+        consumer,
+        results.into_iter().map(|(id, r)| (id, r.map(|_| ()))),
+    )
+}
+
+/// Runs `process` on each `(message id, item)` with up to `concurrency` in flight,
+/// containing panics per item; one result per item, in no particular order.
+pub async fn run_each<I, F, Fut, T, E>(
+    items: Vec<(String, I)>,
+    concurrency: usize,
+    process: F,
+) -> Vec<(String, Result<T, Failed<E>>)>
+where
+    F: Fn(I) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    stream::iter(items)
+        .map(|(id, item)| {
+            let fut = AssertUnwindSafe(process(item)).catch_unwind();
             async move {
                 let r = match fut.await {
                     Ok(Ok(v)) => Ok(v),
@@ -49,7 +70,15 @@ where
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
-        .await;
+        .await
+}
+
+/// The partial batch response for per-message results: every failure logged (poison,
+/// retried, panicked) and reported by its message id.
+pub fn response<E: MessageFailure>(
+    consumer: &'static str,
+    results: impl IntoIterator<Item = (String, Result<(), Failed<E>>)>,
+) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for (id, r) in results {
         let Err(failed) = r else { continue };

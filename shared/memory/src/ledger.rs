@@ -10,8 +10,8 @@ use domain::audit::kpi::SampledEvent;
 use domain::audit::store::{sampled, DEFAULT_AUDIT_SAMPLE};
 use domain::chunk::Chunk;
 use domain::ids::{AccountId, Segment, TenantId};
-use domain::keys::{ledger_pk, part_pk, part_sk, sample_pk, sample_sk};
-use domain::pipeline::{ChunkJournal, Claim, LedgerEntry, LedgerStore, PartOutcome, PartRef};
+use domain::keys::{ledger_pk, part_pk, sample_pk, sample_sk, unit_sk};
+use domain::pipeline::{ChunkJournal, Claim, LedgerEntry, LedgerStore, UnitRef, UnitsOutcome};
 use domain::ports::StoreError;
 use domain::rollup::{RollupDelta, RollupKey};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -222,27 +222,50 @@ impl LedgerStore for MemoryLedger {
         Ok(())
     }
 
-    async fn apply_part(
+    async fn apply_units(
         &self,
-        part: &PartRef<'_>,
+        tenant: &TenantId,
+        units: &[UnitRef<'_>],
         deltas: &[(RollupKey, RollupDelta)],
-    ) -> Result<PartOutcome, StoreError> {
+    ) -> Result<UnitsOutcome, StoreError> {
         let mut s = self.lock();
         let fault = s.next_fault();
         if fault == Some(Fault::Before) {
             return Err(injected());
         }
-        let marker = (part_pk(part.tenant, part.chunk), part_sk(part.part));
-        let result = if s.parts.insert(marker) {
+        // Like DynamoDB's cancellation reasons: every unit whose marker exists is
+        // named, and then nothing is written.
+        let markers: Vec<(String, String)> = units
+            .iter()
+            .map(|u| (part_pk(tenant, u.chunk), unit_sk(u.bucket, u.piece)))
+            .collect();
+        // Like DynamoDB: one transaction may not touch an item twice.
+        let distinct_markers: HashSet<&(String, String)> = markers.iter().collect();
+        let distinct_items: HashSet<&RollupKey> = deltas.iter().map(|(k, _)| k).collect();
+        if distinct_markers.len() != markers.len() || distinct_items.len() != deltas.len() {
+            return Err(StoreError::Service {
+                op: "apply_units",
+                message: "transaction request cannot include multiple operations on one item"
+                    .into(),
+            });
+        }
+        let existing: Vec<usize> = markers
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| s.parts.contains(*m))
+            .map(|(i, _)| i)
+            .collect();
+        let result = if existing.is_empty() {
+            s.parts.extend(markers);
             for (k, d) in deltas {
                 s.rollups
-                    .entry((part.tenant.clone(), k.clone()))
+                    .entry((tenant.clone(), k.clone()))
                     .or_default()
                     .merge(d);
             }
-            PartOutcome::Applied
+            UnitsOutcome::Applied
         } else {
-            PartOutcome::AlreadyApplied
+            UnitsOutcome::AlreadyApplied(existing)
         };
         if fault == Some(Fault::After) {
             return Err(injected());

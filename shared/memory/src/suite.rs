@@ -12,7 +12,9 @@ use domain::audit::kpi::SampledEvent;
 use domain::chunk::Chunk;
 use domain::event::UsageEvent;
 use domain::ids::{AccountId, EventId, MeterName, ServiceLine, Source, Stage, TenantId};
-use domain::pipeline::{process_chunk, Claim, LedgerEntry, LedgerStore, PipelineConfig};
+use domain::pipeline::{
+    process_chunk, Claim, LedgerEntry, LedgerStore, PipelineConfig, UnitRef, UnitsOutcome,
+};
 use domain::ports::{
     DigestStore, EntitlementStore, MarkerClaim, MarkerKind, MarkerStore, StoreError,
 };
@@ -394,6 +396,64 @@ pub async fn digests_hold_alerts_until_their_bucket_is_due(
     );
 }
 
+/// Step 3: a pack of units is all-or-nothing. A pack that meets markers of units
+/// already applied names every one of them (by its index in the pack) and writes
+/// nothing, not even the other units' markers, so those can be sent again without it.
+pub async fn a_pack_meeting_applied_units_names_each_and_writes_nothing(
+    store: &dyn LedgerStore,
+    tenant: &TenantId,
+) {
+    let ev = event("suite-pack-1", "acct-pack", 10).expect("suite event");
+    let deltas: Vec<_> = domain::rollup::aggregate([(&ev, domain::ids::Segment::Unassigned)])
+        .into_iter()
+        .collect();
+    let unit = |chunk: &'static str, bucket: u32| UnitRef {
+        chunk,
+        bucket,
+        piece: 0,
+        items: deltas.len(),
+        expires_at: 4_000_000_000,
+    };
+    let apply = |units: Vec<UnitRef<'static>>| {
+        let deltas = deltas.clone();
+        async move { store.apply_units(tenant, &units, &deltas).await }
+    };
+    assert_eq!(
+        apply(vec![unit("pack-a", 0)]).await.expect("first pack"),
+        UnitsOutcome::Applied,
+        "a new unit is applied"
+    );
+    assert_eq!(
+        apply(vec![unit("pack-b", 0)]).await.expect("second pack"),
+        UnitsOutcome::Applied,
+        "another chunk's unit of the same items is applied too"
+    );
+    assert_eq!(
+        apply(vec![
+            unit("pack-c", 1),
+            unit("pack-a", 0),
+            unit("pack-d", 0),
+            unit("pack-b", 0)
+        ])
+        .await
+        .expect("mixed pack"),
+        UnitsOutcome::AlreadyApplied(vec![1, 3]),
+        "every applied unit of the pack is named"
+    );
+    assert_eq!(
+        apply(vec![unit("pack-c", 1), unit("pack-d", 0)])
+            .await
+            .expect("the rest of the pack"),
+        UnitsOutcome::Applied,
+        "the cancelled pack wrote none of its new markers"
+    );
+    assert_eq!(
+        apply(vec![unit("pack-d", 0)]).await.expect("a replay"),
+        UnitsOutcome::AlreadyApplied(vec![0]),
+        "a unit applied once is never applied again"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,6 +467,11 @@ mod tests {
         let mut l = MemoryLedger::new();
         l.audit_sample = modulus;
         l
+    }
+
+    #[tokio::test]
+    async fn the_memory_ledger_names_each_applied_unit_of_a_pack_and_writes_nothing() {
+        a_pack_meeting_applied_units_names_each_and_writes_nothing(&ledger(1), &tenant()).await;
     }
 
     #[tokio::test]

@@ -608,18 +608,19 @@ impl domain::pipeline::LedgerStore for BrokenParts<'_> {
         self.store.sample(entry).await
     }
 
-    async fn apply_part(
+    async fn apply_units(
         &self,
-        part: &domain::pipeline::PartRef<'_>,
+        tenant: &domain::ids::TenantId,
+        units: &[domain::pipeline::UnitRef<'_>],
         deltas: &[(domain::rollup::RollupKey, domain::rollup::RollupDelta)],
-    ) -> Result<domain::pipeline::PartOutcome, domain::ports::StoreError> {
+    ) -> Result<domain::pipeline::UnitsOutcome, domain::ports::StoreError> {
         if self.broken.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(domain::ports::StoreError::Service {
-                op: "apply_part",
+                op: "apply_units",
                 message: "crashed on purpose".into(),
             });
         }
-        self.store.apply_part(part, deltas).await
+        self.store.apply_units(tenant, units, deltas).await
     }
 }
 

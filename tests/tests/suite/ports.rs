@@ -80,3 +80,10 @@ async fn dynamo_digests_hold_alerts_until_their_bucket_is_due() {
     let t = TestStack::fresh().await;
     suite::digests_hold_alerts_until_their_bucket_is_due(t.stack.store.as_ref(), &t.tenant).await;
 }
+
+#[tokio::test]
+async fn the_dynamo_ledger_names_each_applied_unit_of_a_pack_and_writes_nothing() {
+    let t = TestStack::fresh().await;
+    suite::a_pack_meeting_applied_units_names_each_and_writes_nothing(&store(&t, 1), &t.tenant)
+        .await;
+}

@@ -180,33 +180,39 @@ impl LedgerStore for DynamoStore {
         self.write_sample(e).await
     }
 
-    async fn apply_part(
+    async fn apply_units(
         &self,
-        part: &PartRef<'_>,
+        tenant: &TenantId,
+        units: &[UnitRef<'_>],
         deltas: &[(RollupKey, RollupDelta)],
-    ) -> Result<PartOutcome, StoreError> {
-        let marker: Item = HashMap::from([
-            ("pk".to_owned(), s(keys::part_pk(part.tenant, part.chunk))),
-            ("sk".to_owned(), s(keys::part_sk(part.part))),
-            ("parts".to_owned(), n(part.parts)),
-            ("rollups".to_owned(), n(deltas.len())),
-            ("expires_at".to_owned(), n(part.expires_at)),
-        ]);
-        let mut units = write_units(item_size(&marker)) * 2;
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(marker))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| StoreError::Service {
-                op: "apply_part",
-                message: e.to_string(),
-            })?;
-        let mut actions = vec![TransactWriteItem::builder().put(put).build()];
+    ) -> Result<UnitsOutcome, StoreError> {
+        let build_err = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Service {
+            op: "apply_units",
+            message: e.to_string(),
+        };
+        // Markers first: cancellation reason `i` < units.len() is unit `i`'s.
+        let mut units_wru = 0;
+        let mut actions = Vec::with_capacity(units.len() + deltas.len());
+        for u in units {
+            let marker: Item = HashMap::from([
+                ("pk".to_owned(), s(keys::part_pk(tenant, u.chunk))),
+                ("sk".to_owned(), s(keys::unit_sk(u.bucket, u.piece))),
+                ("rollups".to_owned(), n(u.items)),
+                ("expires_at".to_owned(), n(u.expires_at)),
+            ]);
+            units_wru += write_units(item_size(&marker)) * 2;
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(marker))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(build_err)?;
+            actions.push(TransactWriteItem::builder().put(put).build());
+        }
         for (key, delta) in deltas {
-            let pk = keys::usage_pk(part.tenant, &key.scope);
+            let pk = keys::usage_pk(tenant, &key.scope);
             let sk = keys::usage_sk(key.day, &key.meter, key.stage, &key.service_line);
-            units += write_units(max_rollup_item_size(&pk, &sk)) * 2;
+            units_wru += write_units(max_rollup_item_size(&pk, &sk)) * 2;
             let total = delta.total();
             let mut expr = vec!["#q :q".to_owned(), "#n :n".to_owned()];
             let mut names = HashMap::from([
@@ -234,10 +240,7 @@ impl LedgerStore for DynamoStore {
                 .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values))
                 .build()
-                .map_err(|e| StoreError::Service {
-                    op: "apply_part",
-                    message: e.to_string(),
-                })?;
+                .map_err(build_err)?;
             actions.push(TransactWriteItem::builder().update(update).build());
         }
         self.meter.request();
@@ -249,32 +252,39 @@ impl LedgerStore for DynamoStore {
             .await;
         match res {
             Ok(_) => {
-                self.meter.add(units);
-                Ok(PartOutcome::Applied)
+                self.meter.add(units_wru);
+                Ok(UnitsOutcome::Applied)
             }
             Err(err) => {
                 let reasons: Vec<String> = match err.as_service_error() {
                     Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
                         c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_owned()).collect()
                     }
-                    _ => return Err(svc("apply_part", err)),
+                    _ => return Err(svc("apply_units", err)),
                 };
-                // A failed transaction still consumes (non-doubled) units for the marker check.
+                // A failed transaction still consumes (non-doubled) units for the checks.
                 self.meter.add(1);
-                if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") {
-                    return Ok(PartOutcome::AlreadyApplied);
+                let applied: Vec<usize> = reasons
+                    .iter()
+                    .take(units.len())
+                    .enumerate()
+                    .filter(|(_, r)| r.as_str() == "ConditionalCheckFailed")
+                    .map(|(i, _)| i)
+                    .collect();
+                if !applied.is_empty() {
+                    return Ok(UnitsOutcome::AlreadyApplied(applied));
                 }
                 if reasons.iter().any(|r| r == "TransactionConflict") {
-                    return Err(StoreError::Conflict(format!("apply_part: {reasons:?}")));
+                    return Err(StoreError::Conflict(format!("apply_units: {reasons:?}")));
                 }
                 if reasons
                     .iter()
                     .any(|r| r.contains("Throughput") || r.contains("Throttl"))
                 {
-                    return Err(StoreError::Throttled(format!("apply_part: {reasons:?}")));
+                    return Err(StoreError::Throttled(format!("apply_units: {reasons:?}")));
                 }
                 Err(StoreError::Service {
-                    op: "apply_part",
+                    op: "apply_units",
                     message: format!("transaction cancelled: {reasons:?}"),
                 })
             }

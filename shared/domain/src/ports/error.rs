@@ -3,7 +3,7 @@
 //! need these import them from here, not from the traits above them.
 
 /// Storage failures, classified once in the adapter.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("throttled: {0}")]
     Throttled(String),
