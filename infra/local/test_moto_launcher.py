@@ -799,3 +799,49 @@ def test_a_transaction_of_adds_counts_and_cancels_as_moto_does(ddb: Any) -> None
         "None"
     ] * 3
     assert _everything(ddb, table) == before
+
+
+def _tree(node: Any) -> Any:
+    """A syntax tree as nested tuples (node type, children), leaves as their repr."""
+    children = getattr(node, "children", None)
+    if isinstance(children, (list, tuple)):
+        return (type(node).__name__, tuple(_tree(c) for c in children))
+    to_json = getattr(node, "to_json", None)
+    return to_json() if callable(to_json) else repr(node)
+
+
+def test_an_update_expression_is_parsed_once_and_its_tree_is_never_changed_by_its_users() -> None:
+    """Point 8: moto's own update path (SET and ADD with raw names: not the direct ADD)
+    run twice with one expression text parses it once, leaves the shared tree as parsed,
+    and gives the results moto gives with a fresh parse each time."""
+    from moto import mock_aws
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    moto_launcher.apply_patch()
+    fresh = moto_launcher._originals["UpdateExpressionParser.make"]
+    expression = "SET note = :note, #g = :g ADD n :one REMOVE gone"
+    shared = UpdateExpressionParser.make(expression)
+    pristine = _tree(fresh(expression))
+    assert _tree(shared) == pristine and "UpdateExpressionAddAction" in str(pristine)
+    assert UpdateExpressionParser.make(expression) is shared
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        table = _table(client)
+        backend = dynamodb_backends["123456789012"]["us-east-1"]
+        client.put_item(TableName=table, Item={**_key(True, "a"), "n": {"N": "1"}, "gone": {"S": "x"}})
+        for value in ("first", "second"):
+            backend.update_item(
+                table,
+                _key(True, "a"),
+                expression,
+                {"#g": "gpk"},
+                {":note": {"S": value}, ":g": {"S": value}, ":one": {"N": "1"}},
+            )
+        after = _everything(client, table)[table]
+    assert after == [{**_key(True, "a"), "n": {"N": "3"}, "note": {"S": "second"}, "gpk": {"S": "second"}}]
+    assert _tree(UpdateExpressionParser.make(expression)) == pristine
+    with pytest.raises(Exception) as bad:
+        UpdateExpressionParser.make("ADD")
+    with pytest.raises(type(bad.value)):
+        UpdateExpressionParser.make("ADD")  # errors are raised every time, not cached
