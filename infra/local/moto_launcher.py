@@ -26,15 +26,6 @@ What this changes, and nothing else:
    names) are computed once instead of on every request (see _cache_static_lookups).
 5. A Query on the table's own key reads the one partition it names instead of sorting
    every item of the table to filter them (see _query_one_partition).
-8. An update expression's syntax tree is parsed once per distinct expression text (moto
-   parses it again for every update, in the handler and in the backend) and shared:
-   its users only read it, and the one that rewrites it deep-copies it first
-   (see _cache_update_expression_parses).
-7. An update whose expression only ``ADD``s numbers to top-level, non-key attributes
-   named by placeholders (``ADD #a :a, #b :b``; what every rollup update is), with no
-   condition, is applied directly, with moto's own number addition, instead of through
-   moto's expression parser and its ten validating passes over the syntax tree
-   (see _add_numbers_directly). Anything else goes to moto's code unchanged.
 6. Only with ``MOTO_LAUNCHER_IAM=1`` (ADR 0010): every request is authenticated and
    authorised against the IAM users and policies created in moto, closer to AWS than
    moto's own check: DynamoDB actions against the table (or index) ARN, each item of a
@@ -47,6 +38,15 @@ What this changes, and nothing else:
    resource, allowed)
    as a JSON line: tests read the denials, and ``usage-local iam-coverage`` checks that
    every granted action was used.
+7. An update whose expression only ``ADD``s numbers to top-level, non-key attributes
+   named by placeholders (``ADD #a :a, #b :b``; what every rollup update is), with no
+   condition, is applied directly, with moto's own number addition, instead of through
+   moto's expression parser and its ten validating passes over the syntax tree
+   (see _add_numbers_directly). Anything else goes to moto's code unchanged.
+8. An update expression's syntax tree is parsed once per distinct expression text (moto
+   parses it again for every update, in the handler and in the backend) and shared:
+   its users only read it, and the one that rewrites it deep-copies it first
+   (see _cache_update_expression_parses).
 
 moto's conditions, cancellation reasons and error codes are its own code, unchanged.
 The patched functions are fingerprinted: if the installed moto's sources differ from the
