@@ -686,3 +686,182 @@ def test_with_iam_a_form_body_is_checked_as_signed_not_as_python_re_encodes_it(i
         urllib.request.Request(url + "/", data=body.encode(), headers=dict(prepared.headers), method="POST")
     )
     assert answer.status == 200
+
+
+def _twin_tables(backend: Any, client: Any) -> tuple[str, str]:
+    """Two identical tables (hash+range, a GSI on `gpk`, a stream) seeded alike."""
+    names = []
+    for _ in range(2):
+        name = _table(client)
+        client.update_table(
+            TableName=name, StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+        )
+        for pk in ("a", "b", "c"):
+            client.put_item(TableName=name, Item={**_key(True, pk), "q": {"N": "5"}, "s": {"S": "text"}})
+        client.put_item(TableName=name, Item={**_key(True, "d"), "q": {"N": "1.5"}, "gpk": {"S": "g"}})
+        names.append(name)
+    return names[0], names[1]
+
+
+def _random_add(rng: Any) -> tuple[dict[str, Any], str, dict[str, str], dict[str, Any], Any]:
+    """An update as the rollup writes it (ADD of numbers by placeholder), or one of its
+    near misses: other types, keys, duplicates, undefined placeholders, a condition."""
+    key = _key(True, rng.choice("abcdef"), rng.choice(["x", "y"]))
+    actions, names, values = [], {}, {}
+    for i in range(rng.randint(1, 4)):
+        if rng.random() < 0.85:
+            attr = rng.choice(["q", "n", "q05", "n05", "q23", "new"])
+            value = rng.choice([{"N": "1"}, {"N": "-3"}, {"N": "2.50"}, {"N": "0"}, {"N": "12"}])
+        else:
+            attr = rng.choice(["q", "s", "gpk", "pk", "sk"])
+            value = rng.choice([{"N": "1e3"}, {"N": "007"}, {"S": "x"}, {"NS": ["1"]}, {"N": "1"}])
+        name_ph = f"#{attr}" if rng.random() < 0.9 else f"#n{i}"
+        names[name_ph] = attr
+        value_ph = f":v{i}"
+        if rng.random() < 0.97:
+            values[value_ph] = value
+        actions.append(f"{name_ph} {value_ph}")
+    expression = "ADD " + rng.choice([", ", " , ", ","]).join(actions)
+    if rng.random() < 0.03:
+        expression = expression.replace("ADD ", "add  ")
+    condition = "attribute_exists(q)" if rng.random() < 0.05 else None
+    return key, expression, names, values, condition
+
+
+def test_adds_of_numbers_give_what_moto_gives_item_for_item_error_for_error() -> None:
+    """Point 7, in-process: 600 random updates (the rollup's ADD form and near misses)
+    applied by moto's own update_item to one table and by the launcher's to its twin:
+    the same result or the same error each time, the same items and stream records."""
+    import random
+
+    from moto import mock_aws
+    from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
+
+    moto_launcher.apply_patch()
+    original = moto_launcher._originals["DynamoDBBackend.update_item"]
+    assert DynamoDBBackend.update_item is not original
+    rng = random.Random(16)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        backend = dynamodb_backends["123456789012"]["us-east-1"]
+        plain, launcher = _twin_tables(backend, client)
+        outcomes = Counter()
+        for _ in range(600):
+            key, expression, names, values, condition = _random_add(rng)
+            results = []
+            for table, update_item in ((plain, original), (launcher, DynamoDBBackend.update_item)):
+                try:
+                    item = update_item(backend, table, key, expression, names, values, condition_expression=condition)
+                    results.append(("ok", item.to_json()))
+                except Exception as err:  # noqa: BLE001 - the errors are what is compared
+                    results.append((type(err).__name__, str(err)))
+            assert results[0] == results[1], (expression, names, values)
+            outcomes[results[0][0]] += 1
+        assert _everything(client, plain)[plain] == _everything(client, launcher)[launcher]
+        streams = [
+            [(r.record["eventName"], r.record["dynamodb"].get("NewImage"), r.record["dynamodb"].get("OldImage"))
+             for r in backend.tables[t].stream_shard.items]
+            for t in (plain, launcher)
+        ]
+        assert streams[0] == streams[1]
+    # The sequence exercised both the direct path and moto's errors.
+    assert outcomes["ok"] > 250 and len(outcomes) > 3, outcomes
+
+
+def test_a_transaction_of_adds_counts_and_cancels_as_moto_does(ddb: Any) -> None:
+    """Point 7 over HTTP, on both servers: the rollup's transaction form (a part marker
+    and ADDs by placeholder) applies, sums exactly, and a repeat is cancelled whole."""
+    table = _table(ddb)
+
+    def part(values: list[str]) -> list[dict[str, Any]]:
+        ops: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": table,
+                    "Item": {**_key(True, "marker", "part-0")},
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        ]
+        for i, v in enumerate(values):
+            ops.append(
+                {
+                    "Update": {
+                        "TableName": table,
+                        "Key": _key(True, "rollup", f"day-{i}"),
+                        "UpdateExpression": "ADD #q :q, #n :n, #q05 :q05, #n05 :n05",
+                        "ExpressionAttributeNames": {"#q": "q", "#n": "n", "#q05": "q05", "#n05": "n05"},
+                        "ExpressionAttributeValues": {
+                            ":q": {"N": v},
+                            ":n": {"N": "1"},
+                            ":q05": {"N": v},
+                            ":n05": {"N": "1"},
+                        },
+                    }
+                }
+            )
+        return ops
+
+    ddb.put_item(TableName=table, Item={**_key(True, "rollup", "day-0"), "q": {"N": "0.5"}, "n": {"N": "1"}})
+    ddb.transact_write_items(TransactItems=part(["2.25", "3", "-1"]))
+    after = {i["sk"]["S"]: i for i in _everything(ddb, table)[table] if i["pk"]["S"] == "rollup"}
+    assert after["day-0"] == {
+        **_key(True, "rollup", "day-0"),
+        "q": {"N": "2.75"},
+        "n": {"N": "2"},
+        "q05": {"N": "2.25"},
+        "n05": {"N": "1"},
+    }
+    assert (after["day-1"]["q"], after["day-2"]["q"], after["day-2"]["n05"]) == ({"N": "3"}, {"N": "-1"}, {"N": "1"})
+    before = _everything(ddb, table)
+    err = _cancel(ddb, part(["7", "7", "7"]))
+    assert [r.get("Code", "None") for r in err.response["CancellationReasons"]] == ["ConditionalCheckFailed"] + [
+        "None"
+    ] * 3
+    assert _everything(ddb, table) == before
+
+
+def _tree(node: Any) -> Any:
+    """A syntax tree as nested tuples (node type, children), leaves as their repr."""
+    children = getattr(node, "children", None)
+    if isinstance(children, (list, tuple)):
+        return (type(node).__name__, tuple(_tree(c) for c in children))
+    to_json = getattr(node, "to_json", None)
+    return to_json() if callable(to_json) else repr(node)
+
+
+def test_an_update_expression_is_parsed_once_and_its_tree_is_never_changed_by_its_users() -> None:
+    """Point 8: moto's own update path (SET and ADD with raw names: not the direct ADD)
+    run twice with one expression text parses it once, leaves the shared tree as parsed,
+    and gives the results moto gives with a fresh parse each time."""
+    from moto import mock_aws
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    moto_launcher.apply_patch()
+    fresh = moto_launcher._originals["UpdateExpressionParser.make"]
+    expression = "SET note = :note, #g = :g ADD n :one REMOVE gone"
+    shared = UpdateExpressionParser.make(expression)
+    pristine = _tree(fresh(expression))
+    assert _tree(shared) == pristine and "UpdateExpressionAddAction" in str(pristine)
+    assert UpdateExpressionParser.make(expression) is shared
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        table = _table(client)
+        backend = dynamodb_backends["123456789012"]["us-east-1"]
+        client.put_item(TableName=table, Item={**_key(True, "a"), "n": {"N": "1"}, "gone": {"S": "x"}})
+        for value in ("first", "second"):
+            backend.update_item(
+                table,
+                _key(True, "a"),
+                expression,
+                {"#g": "gpk"},
+                {":note": {"S": value}, ":g": {"S": value}, ":one": {"N": "1"}},
+            )
+        after = _everything(client, table)[table]
+    assert after == [{**_key(True, "a"), "n": {"N": "3"}, "note": {"S": "second"}, "gpk": {"S": "second"}}]
+    assert _tree(UpdateExpressionParser.make(expression)) == pristine
+    with pytest.raises(Exception) as bad:
+        UpdateExpressionParser.make("ADD")
+    with pytest.raises(type(bad.value)):
+        UpdateExpressionParser.make("ADD")  # errors are raised every time, not cached

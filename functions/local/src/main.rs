@@ -535,6 +535,7 @@ async fn import(
         journal: Some(store.as_ref()),
         cfg: PipelineConfig {
             retention: retention.duration(),
+            claim_group: local::import::IMPORT_CLAIM_GROUP,
             ..PipelineConfig::default()
         },
         batch: 1000,

@@ -88,6 +88,19 @@ pub trait LedgerStore: Send + Sync {
     ) -> Result<HashMap<AccountId, Segment>, StoreError>;
     /// Step 1: claims the event for this chunk and position (a conditional put).
     async fn claim(&self, entry: &LedgerEntry<'_>) -> Result<Claim, StoreError>;
+    /// Step 1 for several events at once ([`PipelineConfig::claim_group`] > 1): the
+    /// answer [`LedgerStore::claim`] gives for each entry, in order. Each claim is
+    /// independent (the protocol needs no atomicity across them), so an error may
+    /// leave some of them made; the retry then finds them as this chunk's own. The
+    /// default makes one claim after another; the DynamoDB adapter writes a group in
+    /// one conditional transaction (docs/adr/0001, "Import: claims in groups").
+    async fn claim_group(&self, entries: &[LedgerEntry<'_>]) -> Result<Vec<Claim>, StoreError> {
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            out.push(self.claim(e).await?);
+        }
+        Ok(out)
+    }
     /// Step 2, for every event this chunk owns (claimed now or by an earlier delivery
     /// of the same chunk): copies it into the audit's drift sample when its account
     /// is sampled ([`crate::audit::store::sampled`] with the adapter's modulus).
@@ -124,6 +137,10 @@ pub struct PipelineConfig {
     /// How long ledger records (the dedupe memory) are kept.
     pub retention: Duration,
     pub claim_concurrency: usize,
+    /// Events claimed per store call: 1 (the default) makes one conditional put per
+    /// event; more uses [`LedgerStore::claim_group`] (the importer: fewer requests,
+    /// at twice the write units per claim on DynamoDB, docs/adr/0001).
+    pub claim_group: usize,
     /// Most rollup items in one unit (a bucket holding more is cut into pieces); a unit
     /// alone always fits one transaction with its marker, so at most 99. Part of the
     /// protocol like [`UNIT_BUCKETS`]: never change it with chunks queued.
@@ -143,6 +160,7 @@ impl Default for PipelineConfig {
         Self {
             retention: Duration::days(400),
             claim_concurrency: 16,
+            claim_group: 1,
             part_size: 99,
             buckets: UNIT_BUCKETS,
             merge_chunks: true,
@@ -285,45 +303,55 @@ pub async fn claim_chunk(
     accounts.dedup();
     let segments = store.segments(&chunk.tenant, &accounts).await?;
 
-    // Futures are collected first (not mapped lazily) so the future stays `Send`.
-    let mut pending = Vec::with_capacity(events.len());
-    for &(pos, ev) in &events {
-        let segment = segments
-            .get(&ev.account)
-            .copied()
-            .unwrap_or(Segment::Unassigned);
-        let entry = LedgerEntry {
+    let entries: Vec<LedgerEntry<'_>> = events
+        .iter()
+        .map(|&(pos, ev)| LedgerEntry {
             tenant: &chunk.tenant,
             source: chunk.source,
             chunk: &chunk.chunk,
             pos,
-            segment,
+            segment: segments
+                .get(&ev.account)
+                .copied()
+                .unwrap_or(Segment::Unassigned),
             event: ev,
             received_at: chunk.received_at,
             expires_at,
-        };
-        let chunk_id = &chunk.chunk;
+        })
+        .collect();
+    // Futures are collected first (not mapped lazily) so the future stays `Send`.
+    let mut pending = Vec::new();
+    for group in entries.chunks(cfg.claim_group.clamp(1, MAX_CLAIM_GROUP)) {
         pending.push(async move {
-            let claim = retry(cfg, || store.claim(&entry)).await?;
-            let owned = match claim {
-                Claim::New => Some(segment),
-                Claim::Existing {
-                    chunk: c,
-                    pos: p,
-                    segment: s,
-                } if c == *chunk_id && p == pos => Some(s),
-                Claim::Existing { .. } => None,
+            let answers = if group.len() == 1 {
+                vec![retry(cfg, || store.claim(&group[0])).await?]
+            } else {
+                retry(cfg, || store.claim_group(group)).await?
             };
-            if owned.is_some() {
-                retry(cfg, || store.sample(&entry)).await?;
+            if answers.len() != group.len() {
+                return Err(StoreError::Service {
+                    op: "claim_group",
+                    message: format!("{} answers for {} claims", answers.len(), group.len()),
+                });
             }
-            Ok::<_, StoreError>(owned.map(|s| (pos, s)))
+            let mut owned = Vec::with_capacity(group.len());
+            for (entry, claim) in group.iter().zip(answers) {
+                let mine = ours(entry, claim);
+                if mine.is_some() {
+                    retry(cfg, || store.sample(entry)).await?;
+                }
+                owned.push(mine);
+            }
+            Ok::<_, StoreError>(owned)
         });
     }
     let claims: Vec<Option<(u32, Segment)>> = stream::iter(pending)
         .buffered(cfg.claim_concurrency.max(1))
-        .try_collect()
-        .await?;
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
 
     let owned: Vec<(u32, Segment)> = claims.into_iter().flatten().collect();
     let owned_events: Vec<(&UsageEvent, Segment)> = owned
@@ -559,6 +587,23 @@ async fn apply_pack(
         }
     }
     result
+}
+
+/// Most claims in one group: a DynamoDB transaction holds at most 100 actions.
+pub const MAX_CLAIM_GROUP: usize = 100;
+
+/// Whether `entry`'s event is this chunk's to count, and with which segment: claimed
+/// now, or claimed earlier by this very chunk and position (an interrupted delivery).
+fn ours(entry: &LedgerEntry<'_>, claim: Claim) -> Option<(u32, Segment)> {
+    match claim {
+        Claim::New => Some((entry.pos, entry.segment)),
+        Claim::Existing {
+            chunk: c,
+            pos: p,
+            segment: s,
+        } if c == entry.chunk && p == entry.pos => Some((entry.pos, s)),
+        Claim::Existing { .. } => None,
+    }
 }
 
 async fn retry<T, F, Fut>(cfg: &PipelineConfig, mut op: F) -> Result<T, StoreError>

@@ -5,7 +5,6 @@
 //! (at most once per [`CachedSecret::min_refresh`]), so a rotated value is picked up
 //! without a redeploy.
 
-use crate::ports::SecretSource;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use tokio::time::{Duration, Instant};
@@ -179,32 +178,12 @@ pub fn client_secrets(id: &SecretId, value: &str) -> Result<Vec<String>, SecretE
         .collect())
 }
 
-/// The write-back tokens a secret holds: `{"tokens": "tenant=token,..."}` or the
-/// `tenant=token,...` list as plain text (the `HUBSPOT_WRITEBACK_TOKENS` format).
-pub fn writeback_tokens(
-    id: &SecretId,
-    value: &str,
-) -> Result<std::collections::HashMap<crate::ids::TenantId, String>, SecretError> {
-    let value = value.trim();
-    let list = if value.starts_with('{') {
-        #[derive(serde::Deserialize)]
-        struct Tokens {
-            #[serde(default)]
-            tokens: String,
-        }
-        serde_json::from_str::<Tokens>(value)
-            .map_err(|e| SecretError::Malformed {
-                id: id.to_string(),
-                reason: format!("expected {{\"tokens\": \"tenant=token,...\"}}: {e}"),
-            })?
-            .tokens
-    } else {
-        value.to_owned()
-    };
-    crate::health::writeback::parse_tokens(&list).map_err(|reason| SecretError::Malformed {
-        id: id.to_string(),
-        reason,
-    })
+/// Where secrets are read (AWS Secrets Manager; the local emulator serves the same
+/// API). Callers wrap it in [`CachedSecret`].
+#[async_trait::async_trait]
+pub trait SecretSource: Send + Sync {
+    /// The current value of the secret (its `SecretString`).
+    async fn fetch(&self, id: &SecretId) -> Result<String, SecretError>;
 }
 
 #[cfg(test)]
@@ -313,25 +292,6 @@ mod tests {
         assert_eq!(client_secrets(&id, " plain ").unwrap(), ["plain"]);
         assert_eq!(
             client_secrets(&id, "{not json").unwrap_err().code(),
-            "secret_malformed"
-        );
-    }
-
-    #[test]
-    fn writeback_tokens_read_the_tokens_field_or_the_plain_list() {
-        let id = SecretId::parse("s").unwrap();
-        let acme = crate::ids::TenantId::parse("acme").unwrap();
-        let t = writeback_tokens(&id, r#"{"tokens":"acme=pat-1"}"#).unwrap();
-        assert_eq!(t.get(&acme).map(String::as_str), Some("pat-1"));
-        let t = writeback_tokens(&id, "acme=pat-2").unwrap();
-        assert_eq!(t.get(&acme).map(String::as_str), Some("pat-2"));
-        assert!(writeback_tokens(&id, r#"{"tokens":""}"#)
-            .unwrap()
-            .is_empty());
-        assert_eq!(
-            writeback_tokens(&id, r#"{"tokens":"acme"}"#)
-                .unwrap_err()
-                .code(),
             "secret_malformed"
         );
     }

@@ -90,13 +90,17 @@ fn counted(store: &MemoryLedger) -> Vec<(domain::rollup::RollupKey, domain::roll
 }
 
 /// Delivers chunks like SQS would: a failed chunk goes back on the queue.
-async fn deliver_until_done(store: &MemoryLedger, chunks: Vec<Chunk>) -> usize {
+async fn deliver_until_done(store: &MemoryLedger, chunks: Vec<Chunk>, claim_group: usize) -> usize {
+    let cfg = PipelineConfig {
+        claim_group,
+        ..cfg()
+    };
     let mut queue: VecDeque<Chunk> = chunks.into();
     let mut deliveries = 0;
     while let Some(c) = queue.pop_front() {
         deliveries += 1;
         assert!(deliveries < 10_000, "no progress");
-        if process_chunk(store, &c, &cfg()).await.is_err() {
+        if process_chunk(store, &c, &cfg).await.is_err() {
             queue.push_back(c);
         }
     }
@@ -187,6 +191,7 @@ proptest! {
         order_seed in any::<u64>(),
         chunk_size in 1usize..8,
         faults in prop::collection::vec((0usize..60, any::<bool>()), 0..6),
+        claim_group in prop_oneof![Just(1usize), 2usize..6],
     ) {
         // Every event is sent 1-3 times, in a shuffled stream cut into chunks.
         let stream: Vec<UsageEvent> = events
@@ -216,11 +221,11 @@ proptest! {
         for (at, after) in faults {
             s.fail_call(at, if after { Fault::After } else { Fault::Before });
         }
-        rt().block_on(deliver_until_done(&s, chunks.clone()));
+        rt().block_on(deliver_until_done(&s, chunks.clone(), claim_group));
         prop_assert_eq!(counted(&s), expected(&events));
 
         // Replaying the whole stream (a DLQ redrive, a client resend) changes nothing.
-        rt().block_on(deliver_until_done(&s, chunks));
+        rt().block_on(deliver_until_done(&s, chunks, claim_group));
         prop_assert_eq!(counted(&s), expected(&events));
     }
 }
@@ -342,4 +347,40 @@ async fn the_same_event_in_two_requests_is_counted_by_the_first_only() {
     assert_eq!((first.counted, first.duplicates), (1, 0));
     assert_eq!((second.counted, second.duplicates), (0, 1));
     assert_eq!(counted(&s), expected(&[e]));
+}
+
+#[tokio::test]
+async fn claims_made_in_groups_and_crashed_mid_chunk_are_finished_by_the_redelivery() {
+    let events: Vec<UsageEvent> = (0..10)
+        .map(|i| event(i, (i % 2) as u8, 0, 1, i as i64 * 90, 10))
+        .collect();
+    let s = store();
+    let grouped = PipelineConfig {
+        claim_group: 4,
+        claim_concurrency: 1,
+        ..cfg()
+    };
+    // Another chunk counted event 3 first: it stays that chunk's.
+    let other = process_chunk(&s, &chunk(9, vec![events[3].clone()]), &cfg())
+        .await
+        .unwrap();
+    assert_eq!(other.counted, 1);
+    let c = chunk(0, events.clone());
+    // Calls: the first group (events 0-3) and its 3 drift-sample steps, then the
+    // second group (events 4-7): it lands, then the caller sees an error.
+    let before = s.calls();
+    s.fail_call(4, Fault::After);
+    assert!(process_chunk(&s, &c, &grouped).await.is_err());
+    assert_eq!(s.calls() - before, 5, "stopped at the second group");
+    // The redelivery: both groups again (3 + 4 samples), then the third group (events
+    // 8-9) fails before it lands.
+    s.fail_call(1 + 3 + 1 + 4, Fault::Before);
+    assert!(process_chunk(&s, &c, &grouped).await.is_err());
+    let out = process_chunk(&s, &c, &grouped).await.unwrap();
+    assert_eq!(
+        (out.counted, out.duplicates),
+        (9, 1),
+        "the chunk counts its own claims, old and new, and not the other chunk's"
+    );
+    assert_eq!(counted(&s), expected(&events));
 }

@@ -190,6 +190,35 @@ impl LedgerStore for MemoryLedger {
         Ok(result)
     }
 
+    /// One call for the group, as the DynamoDB adapter's transaction: a fault before
+    /// makes none of the claims, a fault after makes all of them and then fails.
+    async fn claim_group(&self, entries: &[LedgerEntry<'_>]) -> Result<Vec<Claim>, StoreError> {
+        let mut s = self.lock();
+        let fault = s.next_fault();
+        if fault == Some(Fault::Before) {
+            return Err(injected());
+        }
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let key = ledger_pk(e.tenant, e.source, &e.event.id);
+            out.push(match s.ledger.get(&key) {
+                Some((chunk, pos, segment)) => Claim::Existing {
+                    chunk: chunk.clone(),
+                    pos: *pos,
+                    segment: *segment,
+                },
+                None => {
+                    s.ledger.insert(key, (e.chunk.to_owned(), e.pos, e.segment));
+                    Claim::New
+                }
+            });
+        }
+        if fault == Some(Fault::After) {
+            return Err(injected());
+        }
+        Ok(out)
+    }
+
     async fn sample(&self, e: &LedgerEntry<'_>) -> Result<(), StoreError> {
         let mut s = self.lock();
         let fault = s.next_fault();

@@ -112,6 +112,60 @@ pub async fn a_claimed_event_keeps_its_first_owner(store: &dyn LedgerStore, tena
     );
 }
 
+/// Claims in a group (the importer's): each answer is the one a single claim gives.
+/// Events already claimed, by another chunk or by this one, are named with their owner;
+/// the rest are claimed, and a second group call finds them all as this chunk's own.
+pub async fn a_group_of_claims_answers_each_as_a_single_claim_would(
+    store: &dyn LedgerStore,
+    tenant: &TenantId,
+) {
+    let events: Vec<UsageEvent> = (0..5)
+        .map(|i| event(&format!("suite-group-{i}"), "acct-group", 10).expect("suite event"))
+        .collect();
+    let other = store
+        .claim(&entry(tenant, "chunk-other", 7, &events[1]))
+        .await;
+    assert_eq!(other.expect("other chunk's claim"), Claim::New);
+    let earlier = store.claim(&entry(tenant, "chunk-g", 3, &events[3])).await;
+    assert_eq!(earlier.expect("an earlier delivery's claim"), Claim::New);
+    let group: Vec<LedgerEntry<'_>> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| entry(tenant, "chunk-g", i as u32, e))
+        .collect();
+    let answers = store.claim_group(&group).await.expect("group claim");
+    let owners: Vec<Option<(String, u32)>> = answers
+        .iter()
+        .map(|c| match c {
+            Claim::New => None,
+            Claim::Existing { chunk, pos, .. } => Some((chunk.clone(), *pos)),
+        })
+        .collect();
+    assert_eq!(
+        owners,
+        vec![
+            None,
+            Some(("chunk-other".to_owned(), 7)),
+            None,
+            Some(("chunk-g".to_owned(), 3)),
+            None
+        ],
+        "existing claims are named with their owner, the others are new"
+    );
+    let again = store
+        .claim_group(&group)
+        .await
+        .expect("repeated group claim");
+    assert!(
+        again.iter().enumerate().all(|(i, c)| match c {
+            Claim::Existing { chunk, pos, .. } if i == 1 => chunk == "chunk-other" && *pos == 7,
+            Claim::Existing { chunk, pos, .. } => chunk == "chunk-g" && *pos == i as u32,
+            Claim::New => false,
+        }),
+        "a repeated group finds every claim made: {again:?}"
+    );
+}
+
 /// Step 2 of the claim protocol: an owned event of a sampled account is copied into
 /// the drift sample once, however often the chunk is delivered, with what the drift
 /// check re-sums.
@@ -477,6 +531,11 @@ mod tests {
     #[tokio::test]
     async fn the_memory_ledger_keeps_a_claimed_events_first_owner() {
         a_claimed_event_keeps_its_first_owner(&ledger(1), &tenant()).await;
+    }
+
+    #[tokio::test]
+    async fn the_memory_ledger_answers_a_group_of_claims_as_single_claims() {
+        a_group_of_claims_answers_each_as_a_single_claim_would(&ledger(1), &tenant()).await;
     }
 
     #[tokio::test]

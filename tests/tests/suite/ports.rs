@@ -37,6 +37,12 @@ async fn the_dynamo_ledger_keeps_a_claimed_events_first_owner() {
 }
 
 #[tokio::test]
+async fn the_dynamo_ledger_answers_a_group_of_claims_as_single_claims() {
+    let t = TestStack::fresh().await;
+    suite::a_group_of_claims_answers_each_as_a_single_claim_would(&store(&t, 1), &t.tenant).await;
+}
+
+#[tokio::test]
 async fn the_dynamo_ledger_samples_owned_events_once() {
     let t = TestStack::fresh().await;
     let s = store(&t, 1);

@@ -112,20 +112,7 @@ impl LedgerStore for DynamoStore {
     }
 
     async fn claim(&self, e: &LedgerEntry<'_>) -> Result<Claim, StoreError> {
-        let pk = keys::ledger_pk(e.tenant, e.source, &e.event.id);
-        let item = LedgerItem {
-            pk: pk.clone(),
-            sk: keys::EVENT_SK,
-            tenant: e.tenant,
-            source: e.source,
-            chunk: e.chunk,
-            pos: e.pos,
-            segment: e.segment,
-            received_at: e.received_at,
-            expires_at: e.expires_at,
-            event: e.event,
-        };
-        let item: Item = serde_dynamo::to_item(item).map_err(|err| corrupt(&pk, err))?;
+        let (pk, item) = ledger_item(e)?;
         self.meter.request();
         self.meter.add(write_units(item_size(&item)));
         let res = self
@@ -151,29 +138,114 @@ impl LedgerStore for DynamoStore {
             }
             Err(err) => return Err(svc("claim", err)),
         };
-        let existing = match existing {
-            Some(i) if i.contains_key("chunk") => i,
-            // Emulators may not return the old item; read it.
-            _ => self
-                .get_from(
-                    &self.ledger_table,
-                    "claim_lookup",
-                    pk.clone(),
-                    keys::EVENT_SK,
-                    true,
-                )
-                .await?
-                .ok_or_else(|| {
-                    StoreError::Conflict(format!("{pk} vanished after a failed condition"))
-                })?,
-        };
-        let view: LedgerClaimView =
-            serde_dynamo::from_item(existing).map_err(|err| corrupt(&pk, err))?;
-        Ok(Claim::Existing {
-            chunk: view.chunk,
-            pos: view.pos,
-            segment: view.segment,
-        })
+        self.existing_claim(&pk, existing).await
+    }
+
+    /// The group's claims as conditional puts in one transaction. A cancelled
+    /// transaction writes nothing and names, per action, the claims that already
+    /// existed (`ConditionalCheckFailed`, with the item: `ALL_OLD`); those are answered
+    /// as [`LedgerStore::claim`] answers them and the rest are sent again, until a
+    /// transaction commits or nothing is left. Each round settles at least one claim.
+    async fn claim_group(&self, entries: &[LedgerEntry<'_>]) -> Result<Vec<Claim>, StoreError> {
+        let mut answers: Vec<Option<Claim>> = vec![None; entries.len()];
+        let mut items = Vec::with_capacity(entries.len());
+        for e in entries {
+            items.push(ledger_item(e)?);
+        }
+        loop {
+            let left: Vec<usize> = (0..entries.len())
+                .filter(|&i| answers[i].is_none())
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            let mut actions = Vec::with_capacity(left.len());
+            let mut units = 0u64;
+            for &i in &left {
+                let item = items[i].1.clone();
+                units += write_units(item_size(&item));
+                let put = Put::builder()
+                    .table_name(&self.ledger_table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    )
+                    .build()
+                    .map_err(|e| StoreError::Service {
+                        op: "claim_group",
+                        message: e.to_string(),
+                    })?;
+                actions.push(TransactWriteItem::builder().put(put).build());
+            }
+            self.meter.request();
+            let res = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(actions))
+                .send()
+                .await;
+            let reasons = match res {
+                Ok(_) => {
+                    // Transactional writes cost twice a plain write.
+                    self.meter.add(units * 2);
+                    for &i in &left {
+                        answers[i] = Some(Claim::New);
+                    }
+                    break;
+                }
+                Err(err) => match err.as_service_error() {
+                    Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
+                        c.cancellation_reasons().to_vec()
+                    }
+                    _ => return Err(svc("claim_group", err)),
+                },
+            };
+            // A cancelled transaction still reads every condition (upper bound: as writes).
+            self.meter.add(units);
+            if reasons.len() != left.len() {
+                return Err(StoreError::Service {
+                    op: "claim_group",
+                    message: format!(
+                        "{} cancellation reasons for {} claims",
+                        reasons.len(),
+                        left.len()
+                    ),
+                });
+            }
+            let mut settled = 0;
+            for (&i, reason) in left.iter().zip(reasons) {
+                match reason.code() {
+                    Some("ConditionalCheckFailed") => {
+                        answers[i] = Some(self.existing_claim(&items[i].0, reason.item).await?);
+                        settled += 1;
+                    }
+                    None | Some("None") => {}
+                    Some(code) if code == "TransactionConflict" => {
+                        return Err(StoreError::Conflict(format!("claim_group: {code}")));
+                    }
+                    Some(code) if code.contains("Throughput") || code.contains("Throttl") => {
+                        return Err(StoreError::Throttled(format!("claim_group: {code}")));
+                    }
+                    Some(code) => {
+                        return Err(StoreError::Service {
+                            op: "claim_group",
+                            message: format!(
+                                "transaction cancelled: {code} {:?}",
+                                reason.message()
+                            ),
+                        })
+                    }
+                }
+            }
+            if settled == 0 {
+                return Err(StoreError::Service {
+                    op: "claim_group",
+                    message: "transaction cancelled without a reason".into(),
+                });
+            }
+        }
+        Ok(answers.into_iter().flatten().collect())
     }
 
     async fn sample(&self, e: &LedgerEntry<'_>) -> Result<(), StoreError> {
@@ -289,5 +361,53 @@ impl LedgerStore for DynamoStore {
                 })
             }
         }
+    }
+}
+
+/// The ledger record of a claim, and its key.
+fn ledger_item(e: &LedgerEntry<'_>) -> Result<(String, Item), StoreError> {
+    let pk = keys::ledger_pk(e.tenant, e.source, &e.event.id);
+    let item = LedgerItem {
+        pk: pk.clone(),
+        sk: keys::EVENT_SK,
+        tenant: e.tenant,
+        source: e.source,
+        chunk: e.chunk,
+        pos: e.pos,
+        segment: e.segment,
+        received_at: e.received_at,
+        expires_at: e.expires_at,
+        event: e.event,
+    };
+    let item: Item = serde_dynamo::to_item(item).map_err(|err| corrupt(&pk, err))?;
+    Ok((pk, item))
+}
+
+impl DynamoStore {
+    /// Who owns a claim whose condition failed: from the old item the failure
+    /// returned, or read back when an emulator returned none.
+    async fn existing_claim(&self, pk: &str, existing: Option<Item>) -> Result<Claim, StoreError> {
+        let existing = match existing {
+            Some(i) if i.contains_key("chunk") => i,
+            _ => self
+                .get_from(
+                    &self.ledger_table,
+                    "claim_lookup",
+                    pk.to_owned(),
+                    keys::EVENT_SK,
+                    true,
+                )
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Conflict(format!("{pk} vanished after a failed condition"))
+                })?,
+        };
+        let view: LedgerClaimView =
+            serde_dynamo::from_item(existing).map_err(|err| corrupt(pk, err))?;
+        Ok(Claim::Existing {
+            chunk: view.chunk,
+            pos: view.pos,
+            segment: view.segment,
+        })
     }
 }

@@ -142,7 +142,7 @@ pub trait HttpPost: Send + Sync {
 /// Where the per-tenant tokens come from.
 pub enum Tokens {
     Fixed(HashMap<TenantId, String>),
-    /// A secret holding `{"tokens": "tenant=token,..."}` ([`crate::secrets::writeback_tokens`]).
+    /// A secret holding `{"tokens": "tenant=token,..."}` ([`writeback_tokens`]).
     Managed(std::sync::Arc<crate::secrets::CachedSecret>),
 }
 
@@ -159,9 +159,7 @@ impl Tokens {
     ) -> Result<Option<String>, crate::secrets::SecretError> {
         match self {
             Tokens::Fixed(m) => Ok(m.get(tenant).cloned()),
-            Tokens::Managed(c) => {
-                Ok(crate::secrets::writeback_tokens(c.id(), &c.get().await?)?.remove(tenant))
-            }
+            Tokens::Managed(c) => Ok(writeback_tokens(c.id(), &c.get().await?)?.remove(tenant)),
         }
     }
 
@@ -171,7 +169,7 @@ impl Tokens {
             return None;
         };
         match c.refresh().await {
-            Ok(Some(v)) => crate::secrets::writeback_tokens(c.id(), &v)
+            Ok(Some(v)) => writeback_tokens(c.id(), &v)
                 .map_err(|e| tracing::error!(error = %e, code = e.code(), "write-back tokens unreadable"))
                 .ok()?
                 .remove(tenant),
@@ -354,6 +352,34 @@ impl CrmSink for HubSpotWriteback {
     }
 }
 
+/// The write-back tokens a secret holds: `{"tokens": "tenant=token,..."}` or the
+/// `tenant=token,...` list as plain text (the `HUBSPOT_WRITEBACK_TOKENS` format).
+pub fn writeback_tokens(
+    id: &crate::secrets::SecretId,
+    value: &str,
+) -> Result<std::collections::HashMap<crate::ids::TenantId, String>, crate::secrets::SecretError> {
+    let value = value.trim();
+    let list = if value.starts_with('{') {
+        #[derive(serde::Deserialize)]
+        struct Tokens {
+            #[serde(default)]
+            tokens: String,
+        }
+        serde_json::from_str::<Tokens>(value)
+            .map_err(|e| crate::secrets::SecretError::Malformed {
+                id: id.to_string(),
+                reason: format!("expected {{\"tokens\": \"tenant=token,...\"}}: {e}"),
+            })?
+            .tokens
+    } else {
+        value.to_owned()
+    };
+    parse_tokens(&list).map_err(|reason| crate::secrets::SecretError::Malformed {
+        id: id.to_string(),
+        reason,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,5 +469,23 @@ mod tests {
         *store.0.lock().unwrap() = r#"{"tokens":"acme=pat-new"}"#.into();
         let r = wb.push(&acme, &[update()]).await;
         assert_eq!((r.updated, r.failed, r.requests), (1, 0, 2), "{r:?}");
+    }
+    #[test]
+    fn writeback_tokens_read_the_tokens_field_or_the_plain_list() {
+        let id = crate::secrets::SecretId::parse("s").unwrap();
+        let acme = crate::ids::TenantId::parse("acme").unwrap();
+        let t = writeback_tokens(&id, r#"{"tokens":"acme=pat-1"}"#).unwrap();
+        assert_eq!(t.get(&acme).map(String::as_str), Some("pat-1"));
+        let t = writeback_tokens(&id, "acme=pat-2").unwrap();
+        assert_eq!(t.get(&acme).map(String::as_str), Some("pat-2"));
+        assert!(writeback_tokens(&id, r#"{"tokens":""}"#)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            writeback_tokens(&id, r#"{"tokens":"acme"}"#)
+                .unwrap_err()
+                .code(),
+            "secret_malformed"
+        );
     }
 }

@@ -381,13 +381,5 @@ pub trait DigestStore: Send + Sync {
     async fn close_digest(&self, bucket: &crate::digest::DigestBucket) -> Result<(), StoreError>;
 }
 
-/// Where secrets are read (AWS Secrets Manager; the local emulator serves the same
-/// API). Callers wrap it in [`crate::secrets::CachedSecret`].
-#[async_trait]
-pub trait SecretSource: Send + Sync {
-    /// The current value of the secret (its `SecretString`).
-    async fn fetch(
-        &self,
-        id: &crate::secrets::SecretId,
-    ) -> Result<String, crate::secrets::SecretError>;
-}
+/// Where secrets are read: defined with the secrets it reads ([`crate::secrets`]).
+pub use crate::secrets::SecretSource;
