@@ -196,29 +196,6 @@ pub fn run(
     };
     let preds = backtest::replay(&inputs.accounts, &cutoffs, horizon_days, cfg, series_of);
     let report = backtest::report(&preds);
-    // The simple baselines the score has to beat, on the same predictions: days since
-    // the last key-meter use, and days with key-meter use in the window.
-    let (mut recency, mut frequency) = (Vec::new(), Vec::new());
-    for p in &preds {
-        let series = series_of(&p.subject, p.cutoff);
-        let daily: Vec<f64> = (0..WINDOW_DAYS)
-            .map(|i| {
-                cfg.key_meters
-                    .iter()
-                    .filter_map(|m| series.meters.get(m).and_then(|v| v.get(i)))
-                    .sum()
-            })
-            .collect();
-        let since = daily
-            .iter()
-            .rposition(|q| *q > 0.0)
-            .map_or(WINDOW_DAYS + 1, |i| WINDOW_DAYS - i);
-        recency.push((since as f64, p.churned));
-        frequency.push((
-            -(daily.iter().filter(|q| **q > 0.0).count() as f64),
-            p.churned,
-        ));
-    }
     let mut out = format!(
         "Backtest: {} accounts, {} cut-offs {} .. {}, churn within {horizon_days} days (as the outcomes file says), {} predictions in {:.1} s\nKey meters: {}\n\n",
         inputs.accounts.len(),
@@ -230,12 +207,18 @@ pub fn run(
         cfg.key_meters.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "),
     );
     out.push_str(&backtest::render(&report));
-    let f = |v: Option<f64>| v.map_or("-".to_owned(), |a| format!("{a:.3}"));
-    out.push_str(&format!(
-        "\nBaselines on the same predictions: recency AUC {}, frequency AUC {}\n",
-        f(backtest::roc_auc(&recency)),
-        f(backtest::roc_auc(&frequency))
-    ));
+    let all: Vec<&backtest::Prediction> = preds.iter().collect();
+    out.push_str("\nThe score and the single-metric baselines on the same predictions:\n");
+    let mut rows = vec![backtest::ranked(
+        "health score",
+        &all.iter()
+            .map(|p| (100.0 - p.score, p.churned))
+            .collect::<Vec<_>>(),
+    )];
+    rows.extend(backtest::baselines(&all));
+    out.push_str(&backtest::render_ranked(&rows));
+    out.push_str("\nWhat each part of the score ranks on its own:\n");
+    out.push_str(&backtest::render_ranked(&backtest::part_aucs(&all)));
     if fit {
         out.push_str(&crate::demo::fit_section(&preds, &report)?);
     }

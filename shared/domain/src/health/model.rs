@@ -131,8 +131,9 @@ pub enum Metric {
     /// Recency: `ln(1 + days since the last key-feature use)` (1 = yesterday; 91
     /// when none in the window); lower is better.
     KeyRecency,
-    /// Frequency: share of the last 90 days (or of the days since onboarding, if
-    /// fewer) with key-feature use.
+    /// Frequency: `ln(1 + days with key-feature use per 90 days)` (over the days since
+    /// onboarding when fewer than 90). Logarithmic like recency: one more active day
+    /// matters more to an account active on 2 days than to one active on 60.
     KeyActiveDays,
 }
 
@@ -218,7 +219,7 @@ impl Metric {
             Metric::Utilisation => (0.7, 0.2),
             Metric::WeeklyConsistency => (0.9, 0.15),
             Metric::KeyRecency => (std::f64::consts::LN_2, 0.6),
-            Metric::KeyActiveDays => (0.6, 0.2),
+            Metric::KeyActiveDays => (4.0, 0.4),
         };
         Stat {
             median,
@@ -243,7 +244,7 @@ impl Metric {
             Metric::Utilisation => 0.08,
             Metric::WeeklyConsistency => 0.125,
             Metric::KeyRecency => 0.5,
-            Metric::KeyActiveDays => 0.05,
+            Metric::KeyActiveDays => 0.3,
         }
     }
 }
@@ -804,10 +805,8 @@ pub fn measure(
     if sig.active_days > 0 {
         let days = sig.days_since_key_use.unwrap_or(WINDOW_DAYS as u32 + 1);
         metrics.insert(Metric::KeyRecency, f64::from(days).ln_1p());
-        metrics.insert(
-            Metric::KeyActiveDays,
-            f64::from(sig.key_active_days) / observed as f64,
-        );
+        let per_window = f64::from(sig.key_active_days) * WINDOW_DAYS as f64 / observed as f64;
+        metrics.insert(Metric::KeyActiveDays, per_window.ln_1p());
     }
     // Burst then gap: a week at least 3x the median active week, followed by 10+
     // silent days up to now.
@@ -935,6 +934,8 @@ fn r1(x: f64) -> f64 {
 const PEN_UNADOPTED: f64 = 20.0;
 const PEN_OVERDUE: f64 = 15.0;
 const PEN_NO_ACTIVITY: f64 = 50.0;
+/// Days without usage that raise `no_activity_14d` (where that is unusual).
+const SILENT_DAYS: u32 = 14;
 const PEN_BURST_GAP: f64 = 30.0;
 const PEN_FRICTION_RISING: f64 = 30.0;
 const PEN_USAGE_COLLAPSE: f64 = 40.0;
@@ -969,6 +970,12 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
         );
     }
     // Flags, as penalties on a component (codes and points).
+    // Flags that read silence or a quiet month as alarming (no activity for 14 days, a
+    // collapse, a burst then a gap) apply where use is regular: where the segment's
+    // median account used a key feature within the last 14 days. In a segment that
+    // buys every few months, quiet weeks are the norm; the recency and frequency
+    // metrics still rank them (on the CDNOW purchase log these flags cost 0.01 AUC).
+    let regular_use = baseline.get(Metric::KeyRecency).stat.median < f64::from(SILENT_DAYS).ln_1p();
     let mut penalties: BTreeMap<Component, Vec<(&'static str, f64, String)>> = BTreeMap::new();
     let usage_change = m.metrics.get(&Metric::UsageTrend).copied();
     if !sig.unadopted_key_meters.is_empty() && per_comp.contains_key(&Component::UsageTrend) {
@@ -994,7 +1001,7 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
     // engagement too, whatever the segment does.
     let level = m.metrics.get(&Metric::UsageLevel).copied();
     if let (Some(u), Some(l)) = (usage_change, level) {
-        if u <= COLLAPSE && l <= COLLAPSE {
+        if u <= COLLAPSE && l <= COLLAPSE && regular_use {
             penalties.entry(Component::Engagement).or_default().push((
                 "usage_down_30d",
                 PEN_USAGE_COLLAPSE,
@@ -1006,14 +1013,17 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
             ));
         }
     }
-    if let Some(d) = sig.days_since_activity.filter(|d| *d >= 14) {
+    if let Some(d) = sig
+        .days_since_activity
+        .filter(|d| *d >= SILENT_DAYS && regular_use)
+    {
         penalties.entry(Component::Engagement).or_default().push((
             "no_activity_14d",
             PEN_NO_ACTIVITY,
             format!("no usage for {d} days"),
         ));
     }
-    if let Some((peak, med, gap)) = sig.burst_then_gap {
+    if let Some((peak, med, gap)) = sig.burst_then_gap.filter(|_| regular_use) {
         penalties.entry(Component::Engagement).or_default().push((
             "burst_then_gap",
             PEN_BURST_GAP,
@@ -1062,14 +1072,27 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
     for c in &present {
         let share = c.weight(&seg.weights) / total_w;
         let metrics = per_comp.remove(c).unwrap_or_default();
-        let n = metrics.len().max(1) as f64;
-        let base = metrics.values().map(|v| v.normalised).sum::<f64>() / n;
+        // The weighted mean of the component's metrics (equal weights if the config
+        // zeroes them all).
+        let mut mw: BTreeMap<Metric, f64> = metrics
+            .keys()
+            .map(|k| (*k, seg.metric_weight(*k)))
+            .collect();
+        if mw.values().sum::<f64>() <= 0.0 {
+            mw.values_mut().for_each(|w| *w = 1.0);
+        }
+        let n = mw.values().sum::<f64>().max(f64::MIN_POSITIVE);
+        let base = metrics
+            .iter()
+            .map(|(k, v)| mw.get(k).copied().unwrap_or(1.0) * v.normalised)
+            .sum::<f64>()
+            / n;
         let pens = penalties.remove(c).unwrap_or_default();
         let penalty: f64 = pens.iter().map(|p| p.1).sum();
         let score = (base - penalty).clamp(0.0, 100.0);
         total += share * score;
         for (metric, v) in &metrics {
-            let impact = share * (v.normalised - 50.0) / n;
+            let impact = share * mw.get(metric).copied().unwrap_or(1.0) * (v.normalised - 50.0) / n;
             match metric_reason(*metric, v, impact, m, cfg) {
                 Some((code, detail)) => add_reason(code, impact, detail),
                 None => add_reason(
@@ -1413,7 +1436,7 @@ fn metric_reason(
                 "key features used on {} of the last {} days; segment median {:.0}",
                 sig.key_active_days,
                 sig.observed_days,
-                med * f64::from(sig.observed_days)
+                med.exp_m1() * f64::from(sig.observed_days) / WINDOW_DAYS as f64
             ),
         ),
         // Weeks count key-feature use only: an account busy on other meters is not

@@ -663,3 +663,77 @@ proptest! {
         prop_assert_eq!(codes.len(), n, "one reason per code");
     }
 }
+
+/// A purchase-log account: one `cds_bought` on each of `days_ago` (1 = yesterday).
+fn purchases(days_ago: &[i64]) -> Series {
+    let as_of = d(AS_OF);
+    let mut s = Series::empty(as_of);
+    for ago in days_ago {
+        s.add(&m("cds_bought"), as_of - Duration::days(*ago), 1.0);
+    }
+    s
+}
+
+/// Scores `target` among 24 occasional buyers (one to three purchases in 90 days,
+/// most a month or more ago), the way the CDNOW backtest sees its customers.
+fn score_among_occasional_buyers(target: &[i64]) -> Scored {
+    let cfg = HealthConfig {
+        key_meters: vec![m("cds_bought")],
+        min_active_days: 1,
+        min_segment_population: 3,
+        ..HealthConfig::default()
+    };
+    let mut pop: Vec<Measurement> = (0..24i64)
+        .map(|i| {
+            let days: Vec<i64> = (0..=(i % 3)).map(|k| 10 + 3 * i + 20 * k).collect();
+            measure(
+                &subject(&format!("buyer-{i}"), Segment::Smb),
+                &purchases(&days),
+                d(AS_OF),
+                &cfg,
+                &BTreeMap::new(),
+            )
+        })
+        .collect();
+    let t = measure(
+        &subject("target", Segment::Smb),
+        &purchases(target),
+        d(AS_OF),
+        &cfg,
+        &BTreeMap::new(),
+    );
+    pop.push(t.clone());
+    let b = baselines(&pop, &cfg);
+    score(&t, &b[&Segment::Smb], &cfg).expect("scored")
+}
+
+#[test]
+fn in_a_segment_that_buys_every_few_months_a_quiet_month_is_not_flagged_as_silence() {
+    let quiet = score_among_occasional_buyers(&[40, 70]);
+    let engagement = &quiet.components[&Component::Engagement];
+    assert_eq!(engagement.penalty, 0.0, "{quiet:#?}");
+    assert!(
+        quiet
+            .reasons
+            .iter()
+            .all(|r| !r.detail.contains("no usage for")),
+        "{:#?}",
+        quiet.reasons
+    );
+}
+
+#[test]
+fn a_frequent_buyer_quiet_for_forty_days_outranks_a_one_time_buyer_of_last_week() {
+    // On the CDNOW log, customers with 4+ purchase days in 90 churn at about a third of
+    // the rate of one-time buyers, however recent: frequency ranks before recency.
+    let frequent = score_among_occasional_buyers(&[40, 50, 60, 70, 80]);
+    let once = score_among_occasional_buyers(&[5]);
+    assert!(
+        frequent.score > once.score,
+        "frequent {} vs once {}\n{:#?}\n{:#?}",
+        frequent.score,
+        once.score,
+        frequent.reasons,
+        once.reasons
+    );
+}
