@@ -173,7 +173,7 @@ pub fn run(
     cfg: &HealthConfig,
     cutoffs: &[NaiveDate],
     horizon_days: i64,
-    fit: bool,
+    fit: Option<&crate::demo::FitOptions>,
 ) -> Result<String> {
     let cutoffs: Vec<NaiveDate> = if cutoffs.is_empty() {
         (0..6)
@@ -219,8 +219,8 @@ pub fn run(
     out.push_str(&backtest::render_ranked(&rows));
     out.push_str("\nWhat each part of the score ranks on its own:\n");
     out.push_str(&backtest::render_ranked(&backtest::part_aucs(&all)));
-    if fit {
-        out.push_str(&crate::demo::fit_section(&preds, &report)?);
+    if let Some(fit) = fit {
+        out.push_str(&crate::demo::fit_section(&preds, cfg, fit)?);
     }
     Ok(out)
 }

@@ -26,6 +26,9 @@ pub struct Prediction {
     pub components: BTreeMap<Component, f64>,
     /// Each metric normalised against the segment (0-100, 50 = segment median).
     pub metrics: BTreeMap<Metric, f64>,
+    /// Flag points taken off each component before its clamp to 0-100 (so a fit can
+    /// re-score exactly with other weights).
+    pub penalties: BTreeMap<Component, f64>,
     /// Days since the last key-feature use (`None`: none in the window) and days with
     /// key-feature use: the recency and frequency baselines the score must beat.
     pub days_since_key_use: Option<u32>,
@@ -80,6 +83,7 @@ where
                     .values()
                     .flat_map(|c| c.metrics.iter().map(|(k, v)| (*k, v.normalised)))
                     .collect(),
+                penalties: sc.components.iter().map(|(c, v)| (*c, v.penalty)).collect(),
                 days_since_key_use: m.signals.days_since_key_use,
                 key_active_days: m.signals.key_active_days,
                 churned: days_to_churn.is_some_and(|d| d > 0 && d <= horizon_days),
@@ -99,7 +103,7 @@ pub fn roc_auc(points: &[(f64, bool)]) -> Option<f64> {
         return None;
     }
     let mut sorted: Vec<(f64, bool)> = points.to_vec();
-    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    sorted.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
     // Average ranks over ties.
     let mut rank_sum_pos = 0.0;
     let mut i = 0;
