@@ -99,6 +99,11 @@ enum Command {
         /// days apart, ending the horizon before the last event.
         #[arg(long = "at", value_delimiter = ',')]
         at: Vec<chrono::NaiveDate>,
+        /// The tenant's stored usage (day rollups) and profiles instead of files,
+        /// scored with the config the score job resolves (with --outcomes). Locally
+        /// from the emulator; with --aws from the table in USAGE_TABLE.
+        #[arg(long, requires = "outcomes", conflicts_with = "events")]
+        tenant: Option<String>,
     },
     /// Load generated demo accounts (a quarter of them decaying) and 63 days of usage
     /// into the local stack, through ingest, under tenant `demo` (printed key).
@@ -263,6 +268,7 @@ async fn main() -> Result<()> {
             profiles,
             outcomes,
             at,
+            tenant,
         } => {
             let stored = match config {
                 Some(path) => Some(domain::health::config::HealthConfig::from_body(
@@ -276,6 +282,24 @@ async fn main() -> Result<()> {
                 stored: stored.clone(),
                 write_to: write_config,
             });
+            if let (Some(tenant), Some(outcomes)) = (&tenant, &outcomes) {
+                let tenant = TenantId::parse(tenant)?;
+                let store = if cli.aws {
+                    aws_store(&aws)?
+                } else {
+                    let (stack, _) = stack(false).await?;
+                    Arc::unwrap_or_clone(stack.store.clone())
+                };
+                let to = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
+                let (inputs, cfg) =
+                    local::backtest_stored::load(&store, &tenant, outcomes, &at, horizon_days, to)
+                        .await?;
+                print!(
+                    "{}",
+                    local::backtest_files::run(&inputs, &cfg, &at, horizon_days, fit.as_ref())?
+                );
+                return Ok(());
+            }
             if let (Some(events), Some(profiles), Some(outcomes)) = (events, profiles, outcomes) {
                 let inputs = local::backtest_files::load(&events, &profiles, &outcomes)?;
                 let cfg = local::backtest_files::default_config(&inputs.meters, stored.as_ref());

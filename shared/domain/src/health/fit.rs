@@ -205,8 +205,9 @@ fn r1(x: f64) -> f64 {
 
 /// Band lines from scored training points: red below the line that maximises the F1
 /// score of "red" as a churn prediction (lines at the 1st..60th percentiles); green
-/// from the lowest score above which the churn rate is at most half the overall
-/// rate (among at least 5 % of the points), else from the 75th percentile.
+/// from the higher of the median score of the accounts that stayed and the lowest
+/// score above which the churn rate is at most half the overall rate (among at least
+/// 5 % of the points; else the 75th percentile).
 fn fit_bands(points: &[(f64, bool)]) -> Bands {
     let mut sorted: Vec<f64> = points.iter().map(|p| p.0).collect();
     sorted.sort_by(f64::total_cmp);
@@ -251,6 +252,8 @@ fn fit_bands(points: &[(f64, bool)]) -> Bands {
             .copied()
             .unwrap_or(Bands::default().green_min)
     });
+    let mut stayed: Vec<f64> = points.iter().filter(|p| !p.1).map(|p| p.0).collect();
+    let green = super::model::median(&mut stayed).map_or(green, |m| green.max(m));
     Bands {
         yellow_min,
         green_min: r1(green).max(r1(yellow_min + 0.1)).min(100.0),
