@@ -85,8 +85,11 @@ pub fn rescore(
 /// A prediction reduced to what re-scoring needs: per component, the weighted sum
 /// and weight of its metrics other than frequency, the frequency value, the flag
 /// points; so a grid of thousands of weightings stays fast.
+/// Per component: weighted sum and weight of the other metrics, frequency, flag points.
+type Part = (f64, f64, Option<f64>, f64);
+
 struct Compact {
-    parts: [Option<(f64, f64, Option<f64>, f64)>; 4],
+    parts: [Option<Part>; 4],
     churned: bool,
 }
 

@@ -914,6 +914,10 @@ pub struct Reason {
 
 /// Named numbers behind one statement.
 type Nums = Vec<(&'static str, f64)>;
+/// A statement and its numbers.
+type Said = (String, Nums);
+/// A flag: its code, its points and what it says.
+type Flag = (&'static str, f64, Said);
 
 /// A percentage as [`pct`] shows it (`-0.42` -> `-42`).
 fn pct_n(x: f64) -> f64 {
@@ -991,8 +995,7 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
     // buys every few months, quiet weeks are the norm; the recency and frequency
     // metrics still rank them (on the CDNOW purchase log these flags cost 0.01 AUC).
     let regular_use = baseline.get(Metric::KeyRecency).stat.median < f64::from(SILENT_DAYS).ln_1p();
-    let mut penalties: BTreeMap<Component, Vec<(&'static str, f64, (String, Nums))>> =
-        BTreeMap::new();
+    let mut penalties: BTreeMap<Component, Vec<Flag>> = BTreeMap::new();
     let usage_change = m.metrics.get(&Metric::UsageTrend).copied();
     if !sig.unadopted_key_meters.is_empty() && per_comp.contains_key(&Component::UsageTrend) {
         let names: Vec<&str> = sig
@@ -1101,8 +1104,8 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
         return None;
     }
     let mut components = BTreeMap::new();
-    let mut reasons: BTreeMap<String, (f64, Vec<(String, Nums)>)> = BTreeMap::new();
-    let mut add_reason = |code: &str, impact: f64, said: (String, Nums)| {
+    let mut reasons: BTreeMap<String, (f64, Vec<Said>)> = BTreeMap::new();
+    let mut add_reason = |code: &str, impact: f64, said: Said| {
         let e = reasons.entry(code.to_owned()).or_insert((0.0, Vec::new()));
         e.0 += impact;
         if !e.1.iter().any(|d| d.0 == said.0) {
@@ -1213,7 +1216,7 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
         add_reason("expansion_signal", 0.0, (detail, nums));
     }
     // Each statement is made once, in the reason it moves most.
-    let mut ordered: Vec<(String, (f64, Vec<(String, Nums)>))> = reasons.into_iter().collect();
+    let mut ordered: Vec<(String, (f64, Vec<Said>))> = reasons.into_iter().collect();
     ordered.sort_by(|a, b| b.1 .0.abs().total_cmp(&a.1 .0.abs()).then(a.0.cmp(&b.0)));
     let mut said = std::collections::BTreeSet::new();
     let (major, minor): (Vec<_>, Vec<_>) = ordered
@@ -1321,7 +1324,7 @@ fn unadopted_detail(names: &[&str], sig: &Signals) -> (String, Nums) {
 /// dropping any already `said` here or in an earlier reason, with the numbers of the
 /// statements kept (the first value of a name wins).
 fn unique_parts(
-    details: &[(String, Nums)],
+    details: &[Said],
     said: &mut std::collections::BTreeSet<String>,
 ) -> (String, BTreeMap<String, f64>) {
     let mut out: Vec<&str> = Vec::new();
