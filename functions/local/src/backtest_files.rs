@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Daily quantities per account and meter.
-type History = BTreeMap<AccountId, BTreeMap<MeterName, BTreeMap<NaiveDate, f64>>>;
+pub type History = BTreeMap<AccountId, BTreeMap<MeterName, BTreeMap<NaiveDate, f64>>>;
 
 pub struct Inputs {
     pub history: History,
@@ -81,30 +81,7 @@ pub fn load(events: &Path, accounts: &Path, outcomes: &Path) -> Result<Inputs> {
     }
     let last_day = last_day.ok_or_else(|| anyhow!("{}: no usable events", events.display()))?;
 
-    let mut churn: BTreeMap<AccountId, Option<NaiveDate>> = BTreeMap::new();
-    let outcomes_text = read(outcomes)?;
-    let mut rd = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(outcomes_text.as_bytes());
-    for (i, row) in rd.records().enumerate() {
-        let row = row?;
-        let account = AccountId::parse(row.get(0).unwrap_or_default().trim())
-            .map_err(|e| anyhow!("outcomes line {}: {e}", i + 2))?;
-        let churned = matches!(
-            row.get(1).unwrap_or_default().trim(),
-            "true" | "1" | "yes" | "TRUE" | "True"
-        );
-        let date = row.get(2).map(str::trim).filter(|s| !s.is_empty());
-        let date = match (churned, date) {
-            (true, Some(d)) => Some(
-                NaiveDate::parse_from_str(d, "%Y-%m-%d")
-                    .with_context(|| format!("outcomes line {}: churn_date", i + 2))?,
-            ),
-            (true, None) => bail!("outcomes line {}: churned without a churn_date", i + 2),
-            (false, _) => None,
-        };
-        churn.insert(account, date);
-    }
+    let churn = read_outcomes(outcomes)?;
 
     let mut subjects = Vec::new();
     for (i, line) in read(accounts)?.lines().enumerate() {
@@ -152,6 +129,36 @@ pub fn load(events: &Path, accounts: &Path, outcomes: &Path) -> Result<Inputs> {
     })
 }
 
+/// Outcomes CSV `account,churned,churn_date`: each account's churn date (`None`:
+/// not churned).
+pub fn read_outcomes(outcomes: &Path) -> Result<BTreeMap<AccountId, Option<NaiveDate>>> {
+    let mut churn: BTreeMap<AccountId, Option<NaiveDate>> = BTreeMap::new();
+    let outcomes_text = read(outcomes)?;
+    let mut rd = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(outcomes_text.as_bytes());
+    for (i, row) in rd.records().enumerate() {
+        let row = row?;
+        let account = AccountId::parse(row.get(0).unwrap_or_default().trim())
+            .map_err(|e| anyhow!("outcomes line {}: {e}", i + 2))?;
+        let churned = matches!(
+            row.get(1).unwrap_or_default().trim(),
+            "true" | "1" | "yes" | "TRUE" | "True"
+        );
+        let date = row.get(2).map(str::trim).filter(|s| !s.is_empty());
+        let date = match (churned, date) {
+            (true, Some(d)) => Some(
+                NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .with_context(|| format!("outcomes line {}: churn_date", i + 2))?,
+            ),
+            (true, None) => bail!("outcomes line {}: churned without a churn_date", i + 2),
+            (false, _) => None,
+        };
+        churn.insert(account, date);
+    }
+    Ok(churn)
+}
+
 /// Without a config, every meter in the file is a key feature (as if the registry
 /// flagged them), so the registry-driven defaults apply.
 pub fn default_config(meters: &BTreeSet<MeterName>, stored: Option<&HealthConfig>) -> HealthConfig {
@@ -173,7 +180,7 @@ pub fn run(
     cfg: &HealthConfig,
     cutoffs: &[NaiveDate],
     horizon_days: i64,
-    fit: bool,
+    fit: Option<&crate::demo::FitOptions>,
 ) -> Result<String> {
     let cutoffs: Vec<NaiveDate> = if cutoffs.is_empty() {
         (0..6)
@@ -196,29 +203,6 @@ pub fn run(
     };
     let preds = backtest::replay(&inputs.accounts, &cutoffs, horizon_days, cfg, series_of);
     let report = backtest::report(&preds);
-    // The simple baselines the score has to beat, on the same predictions: days since
-    // the last key-meter use, and days with key-meter use in the window.
-    let (mut recency, mut frequency) = (Vec::new(), Vec::new());
-    for p in &preds {
-        let series = series_of(&p.subject, p.cutoff);
-        let daily: Vec<f64> = (0..WINDOW_DAYS)
-            .map(|i| {
-                cfg.key_meters
-                    .iter()
-                    .filter_map(|m| series.meters.get(m).and_then(|v| v.get(i)))
-                    .sum()
-            })
-            .collect();
-        let since = daily
-            .iter()
-            .rposition(|q| *q > 0.0)
-            .map_or(WINDOW_DAYS + 1, |i| WINDOW_DAYS - i);
-        recency.push((since as f64, p.churned));
-        frequency.push((
-            -(daily.iter().filter(|q| **q > 0.0).count() as f64),
-            p.churned,
-        ));
-    }
     let mut out = format!(
         "Backtest: {} accounts, {} cut-offs {} .. {}, churn within {horizon_days} days (as the outcomes file says), {} predictions in {:.1} s\nKey meters: {}\n\n",
         inputs.accounts.len(),
@@ -230,14 +214,41 @@ pub fn run(
         cfg.key_meters.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "),
     );
     out.push_str(&backtest::render(&report));
-    let f = |v: Option<f64>| v.map_or("-".to_owned(), |a| format!("{a:.3}"));
-    out.push_str(&format!(
-        "\nBaselines on the same predictions: recency AUC {}, frequency AUC {}\n",
-        f(backtest::roc_auc(&recency)),
-        f(backtest::roc_auc(&frequency))
-    ));
-    if fit {
-        out.push_str(&crate::demo::fit_section(&preds, &report)?);
+    let all: Vec<&backtest::Prediction> = preds.iter().collect();
+    out.push_str("\nThe score and the single-metric baselines on the same predictions:\n");
+    let mut rows = vec![backtest::ranked(
+        "health score",
+        &all.iter()
+            .map(|p| (100.0 - p.score, p.churned))
+            .collect::<Vec<_>>(),
+    )];
+    rows.extend(backtest::baselines(&all));
+    out.push_str(&backtest::render_ranked(&rows));
+    let score_risk = |p: &backtest::Prediction| 100.0 - p.score;
+    let recency = |p: &backtest::Prediction| {
+        f64::from(p.days_since_key_use.unwrap_or(WINDOW_DAYS as u32 + 1))
+    };
+    let frequency = |p: &backtest::Prediction| -f64::from(p.key_active_days);
+    for (name, d) in [
+        (
+            "recency",
+            backtest::paired_auc_difference(&all, score_risk, recency, 200, 1),
+        ),
+        (
+            "frequency",
+            backtest::paired_auc_difference(&all, score_risk, frequency, 200, 1),
+        ),
+    ] {
+        if let Some((diff, lo, hi)) = d {
+            out.push_str(&format!(
+                "  score minus {name:<9}        AUC {diff:+.3} (95 % CI {lo:+.3} to {hi:+.3}; paired bootstrap over accounts, 200 resamples)\n"
+            ));
+        }
+    }
+    out.push_str("\nWhat each part of the score ranks on its own:\n");
+    out.push_str(&backtest::render_ranked(&backtest::part_aucs(&all)));
+    if let Some(fit) = fit {
+        out.push_str(&crate::demo::fit_section(&preds, cfg, fit)?);
     }
     Ok(out)
 }

@@ -18,7 +18,7 @@ pub fn backtest(
     seed: u64,
     cutoffs: usize,
     horizon_days: i64,
-    fit: bool,
+    fit: Option<&FitOptions>,
     cfg: &HealthConfig,
 ) -> Result<String> {
     let end = Utc::now().date_naive();
@@ -67,32 +67,73 @@ pub fn backtest(
         started.elapsed().as_secs_f64()
     );
     out.push_str(&backtest::render(&report));
-    if fit {
-        out.push_str(&fit_section(&preds, &report)?);
+    if let Some(fit) = fit {
+        out.push_str(&fit_section(&preds, cfg, fit)?);
     }
     Ok(out)
 }
 
-/// Grid-searched weights (in-sample AUC) and the `PUT /v1/health/config` body.
+/// How `--fit` runs: folds of the cross-validation (by account, seeded), the
+/// tenant's stored config the fitted values go into, and where to write it.
+#[derive(Debug, Clone, Default)]
+pub struct FitOptions {
+    pub folds: usize,
+    pub seed: u64,
+    pub stored: Option<HealthConfig>,
+    pub write_to: Option<std::path::PathBuf>,
+}
+
+/// Weights and bands fitted by k-fold cross-validation: the held-out figures (each
+/// account scored by what was fitted without it) next to the in-sample ones, and the
+/// `PUT /v1/health/config` body fitted on everything (written to `write_to`).
 pub fn fit_section(
     preds: &[backtest::Prediction],
-    report: &BTreeMap<Option<domain::ids::Segment>, backtest::Metrics>,
+    cfg: &HealthConfig,
+    opts: &FitOptions,
 ) -> Result<String> {
-    Ok(match backtest::fit_weights(preds) {
-        Some((w, auc)) => {
-            let current = report.get(&None).and_then(|m| m.auc).unwrap_or(f64::NAN);
-            let segments: BTreeMap<String, serde_json::Value> = domain::ids::Segment::ALL
-                .into_iter()
-                .filter(|s| *s != domain::ids::Segment::Unassigned)
-                .map(|s| (s.as_str().to_owned(), serde_json::json!({ "weights": w })))
-                .collect();
-            format!(
-                "\nFitted weights (in-sample AUC {auc:.3} vs {current:.3} with the current weights):\nPUT /v1/health/config\n{}\n",
-                serde_json::to_string_pretty(&serde_json::json!({ "segments": segments }))?
-            )
+    use domain::health::fit;
+    let started = std::time::Instant::now();
+    let Some(cv) = fit::cross_validate(preds, cfg, opts.folds, opts.seed) else {
+        return Ok("\nNo churners (or no stayers) in the window: nothing to fit.\n".to_owned());
+    };
+    let body = fit::fitted_config(opts.stored.as_ref(), &cv.fitted);
+    body.validate()
+        .map_err(|e| anyhow::anyhow!("fitted config rejected: {}", e.message))?;
+    let json = serde_json::to_string_pretty(&body)?;
+    let mut out = format!(
+        "\nFit: weights, frequency weight and bands per segment, {}-fold cross-validation by account (seed {}), {:.1} s\n\nHeld out (each account scored by the fit made without it):\n",
+        cv.folds,
+        cv.seed,
+        started.elapsed().as_secs_f64()
+    );
+    out.push_str(&backtest::render(&backtest::report(&cv.held_out)));
+    out.push_str("\nIn sample (fitted and measured on the same accounts; optimistic):\n");
+    out.push_str(&backtest::render(&backtest::report(&cv.in_sample)));
+    out.push_str("\nFitted on all accounts:\n");
+    for (seg, p) in &cv.fitted {
+        out.push_str(&format!(
+            "  {:<11} weights usage {} / milestones {} / friction {} / engagement {}, frequency x{}, red below {}, green from {}\n",
+            seg.map_or("all", |s| s.as_str()),
+            p.weights.usage_trend,
+            p.weights.milestones,
+            p.weights.friction,
+            p.weights.engagement,
+            p.frequency_weight,
+            p.bands.yellow_min,
+            p.bands.green_min
+        ));
+    }
+    match &opts.write_to {
+        Some(path) => {
+            std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
+            out.push_str(&format!(
+                "\nWrote the config to {} (PUT /v1/health/config with it as the body).\n",
+                path.display()
+            ));
         }
-        None => "\nNo churners in the window: nothing to fit.\n".to_owned(),
-    })
+        None => out.push_str(&format!("\nPUT /v1/health/config\n{json}\n")),
+    }
+    Ok(out)
 }
 
 /// The demo tenant: established accounts (onboarded 200 days before `today`, past

@@ -2,6 +2,7 @@
 //! every function's handler in one process (HTTP, SQS pollers, scheduler).
 
 pub mod backtest_files;
+pub mod backtest_stored;
 pub mod cockpit;
 pub mod demo;
 pub mod esm;

@@ -71,9 +71,16 @@ enum Command {
         /// A churn within this many days after a cut-off counts as predicted.
         #[arg(long, default_value_t = 60)]
         horizon_days: i64,
-        /// Also grid-search component weights and print the suggested configuration.
+        /// Also fit weights and band thresholds by k-fold cross-validation (folds by
+        /// account), print held-out and in-sample figures and the fitted configuration.
         #[arg(long)]
         fit: bool,
+        /// Folds of the --fit cross-validation.
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        /// Write the fitted configuration (a `PUT /v1/health/config` body) here.
+        #[arg(long, requires = "fit")]
+        write_config: Option<std::path::PathBuf>,
         /// A health config (the `PUT /v1/health/config` body) to score with instead
         /// of the defaults.
         #[arg(long)]
@@ -92,6 +99,11 @@ enum Command {
         /// days apart, ending the horizon before the last event.
         #[arg(long = "at", value_delimiter = ',')]
         at: Vec<chrono::NaiveDate>,
+        /// The tenant's stored usage (day rollups) and profiles instead of files,
+        /// scored with the config the score job resolves (with --outcomes). Locally
+        /// from the emulator; with --aws from the table in USAGE_TABLE.
+        #[arg(long, requires = "outcomes", conflicts_with = "events")]
+        tenant: Option<String>,
     },
     /// Load generated demo accounts (a quarter of them decaying) and 63 days of usage
     /// into the local stack, through ingest, under tenant `demo` (printed key).
@@ -281,11 +293,14 @@ async fn main() -> Result<()> {
             cutoffs,
             horizon_days,
             fit,
+            folds,
+            write_config,
             config,
             events,
             profiles,
             outcomes,
             at,
+            tenant,
         } => {
             let stored = match config {
                 Some(path) => Some(domain::health::config::HealthConfig::from_body(
@@ -293,19 +308,43 @@ async fn main() -> Result<()> {
                 )?),
                 None => None,
             };
+            let fit = fit.then(|| local::demo::FitOptions {
+                folds,
+                seed,
+                stored: stored.clone(),
+                write_to: write_config,
+            });
+            if let (Some(tenant), Some(outcomes)) = (&tenant, &outcomes) {
+                let tenant = TenantId::parse(tenant)?;
+                let store = if cli.aws {
+                    aws_store(&aws)?
+                } else {
+                    let (stack, _) = stack(false).await?;
+                    Arc::unwrap_or_clone(stack.store.clone())
+                };
+                let to = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
+                let (inputs, cfg) =
+                    local::backtest_stored::load(&store, &tenant, outcomes, &at, horizon_days, to)
+                        .await?;
+                print!(
+                    "{}",
+                    local::backtest_files::run(&inputs, &cfg, &at, horizon_days, fit.as_ref())?
+                );
+                return Ok(());
+            }
             if let (Some(events), Some(profiles), Some(outcomes)) = (events, profiles, outcomes) {
                 let inputs = local::backtest_files::load(&events, &profiles, &outcomes)?;
                 let cfg = local::backtest_files::default_config(&inputs.meters, stored.as_ref());
                 print!(
                     "{}",
-                    local::backtest_files::run(&inputs, &cfg, &at, horizon_days, fit)?
+                    local::backtest_files::run(&inputs, &cfg, &at, horizon_days, fit.as_ref())?
                 );
                 return Ok(());
             }
             let cfg = domain::health::config::HealthConfig::resolve(stored.as_ref(), &[]).config;
             print!(
                 "{}",
-                local::demo::backtest(accounts, seed, cutoffs, horizon_days, fit, &cfg)?
+                local::demo::backtest(accounts, seed, cutoffs, horizon_days, fit.as_ref(), &cfg)?
             );
             Ok(())
         }

@@ -484,3 +484,130 @@ async fn with_no_health_config_the_registry_key_feature_ranks_steady_above_decay
     let held: Vec<&str> = held.iter().map(|(a, _)| a.account.as_str()).collect();
     assert_eq!(held, ["decaying"]);
 }
+
+/// `usage-local backtest --tenant T --outcomes FILE`: the report from the tenant's
+/// stored rollups and profiles agrees with the file backtest on the same events.
+#[tokio::test]
+async fn the_backtest_on_stored_usage_reports_the_same_figures_as_on_the_files_it_was_imported_from(
+) {
+    let ts = TestStack::fresh().await;
+    let (t, key) = tenant(&ts, "btstore").await;
+    let (s, v) = ts
+        .call_as(
+            &key,
+            "PUT",
+            "/v1/definitions/reports_run",
+            Some(r#"{"description":"Reports run","unit":"report","key_feature":true}"#),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let today = Utc::now().date_naive();
+    let onboarded = today - Duration::days(80);
+    let dir = std::env::temp_dir().join(e2e::unique("backtest"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut events, mut profiles, mut outcomes) = (
+        Vec::new(),
+        String::new(),
+        "account,churned,churn_date\n".to_owned(),
+    );
+    // Ten accounts: seven steady (every other day), three that stop 35 days before
+    // today and churn 10 days later (within 20 days of the first cut-off).
+    for i in 0..10usize {
+        let account = format!("bt-{i}");
+        let churner = i % 3 == 0 && i < 9;
+        let stop = if churner { 35 } else { 0 };
+        let body =
+            format!(r#"{{"name":"{account}","segment":"smb","onboarding_date":"{onboarded}"}}"#);
+        let (s, v) = ts
+            .call_as(&key, "PUT", &format!("/v1/accounts/{account}"), Some(&body))
+            .await;
+        assert_eq!(s, 201, "{v}");
+        profiles.push_str(&format!(
+            "{{\"account\":\"{account}\",\"segment\":\"smb\",\"onboarding_date\":\"{onboarded}\"}}\n"
+        ));
+        if churner {
+            outcomes.push_str(&format!("{account},true,{}\n", today - Duration::days(25)));
+        } else {
+            outcomes.push_str(&format!("{account},false,\n"));
+        }
+        for back in (stop + 1..=80i64).filter(|b| b % 2 == 0) {
+            let day = today - Duration::days(back);
+            let q = 10 + ((back as usize * 7 + i * 13) % 10) as i64 - if churner { 5 } else { 0 };
+            events.push(serde_json::json!({
+                "id": format!("{account}-{back}"), "account": account, "meter": "reports_run",
+                "quantity": q, "timestamp": format!("{day}T10:00:00Z"),
+            }));
+        }
+    }
+    for chunk in events.chunks(500) {
+        let (s, v) = ts
+            .call_as(
+                &key,
+                "POST",
+                "/v1/events",
+                Some(&Value::Array(chunk.to_vec()).to_string()),
+            )
+            .await;
+        assert_eq!(
+            (s, v["accepted"].as_u64()),
+            (202, Some(chunk.len() as u64)),
+            "{v}"
+        );
+    }
+    ts.drain_all(std::time::Duration::from_secs(60)).await;
+    let jsonl: String = events.iter().map(|e| format!("{e}\n")).collect();
+    let (ev, pr, oc) = (
+        dir.join("events.jsonl"),
+        dir.join("accounts.jsonl"),
+        dir.join("outcomes.csv"),
+    );
+    std::fs::write(&ev, jsonl).unwrap();
+    std::fs::write(&pr, profiles).unwrap();
+    std::fs::write(&oc, outcomes).unwrap();
+
+    let cutoffs = [today - Duration::days(30), today - Duration::days(20)];
+    let (stored, cfg) = local::backtest_stored::load(
+        ts.stack.store.as_ref(),
+        &t,
+        &oc,
+        &cutoffs,
+        20,
+        today - Duration::days(1),
+    )
+    .await
+    .expect("stored inputs");
+    assert_eq!(
+        cfg.key_meters
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>(),
+        ["reports_run"],
+        "the score job's config: the registry's key feature"
+    );
+    let files = local::backtest_files::load(&ev, &pr, &oc).expect("file inputs");
+    assert_eq!(stored.accounts, files.accounts);
+    assert_eq!(stored.history, files.history);
+    assert_eq!(stored.last_day, files.last_day);
+    let file_cfg = local::backtest_files::default_config(&files.meters, None);
+    let report = |inputs, cfg| {
+        let out = local::backtest_files::run(inputs, cfg, &cutoffs, 20, None).expect("report");
+        // The first line has the run time.
+        out.split_once('\n')
+            .map(|(_, rest)| rest.to_owned())
+            .unwrap()
+    };
+    let from_store = report(&stored, &cfg);
+    let from_files = report(&files, &file_cfg);
+    assert_eq!(from_store, from_files);
+    assert!(from_store.contains("health score"), "{from_store}");
+    let all = from_store
+        .lines()
+        .find(|l| l.starts_with("all "))
+        .expect("an overall line");
+    assert_ne!(
+        all.split_whitespace().nth(3),
+        Some("-"),
+        "an AUC needs churners and stayers scored: {all}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,6 +1,7 @@
 //! Health-scoring configuration: per tenant, with per-segment weights, bands and
 //! milestones. Stored as one item per tenant; absent means the defaults.
 
+use super::model::Metric;
 use crate::ids::{MeterName, Segment};
 use crate::input::{input_error, InputError};
 use serde::{Deserialize, Serialize};
@@ -73,9 +74,30 @@ pub struct SegmentConfig {
     /// strategic).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_use_due_days: Option<u32>,
+    /// Weight of each metric within its component (0-100; the component is their
+    /// weighted mean). Metrics not named take their default: 2 for `key_active_days`
+    /// (frequency ranks churners best on real histories; see
+    /// docs/health-backtest-real-data.md), 1 for the others.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metric_weights: BTreeMap<Metric, f64>,
+}
+
+/// A metric's weight within its component when the config names none.
+pub fn default_metric_weight(m: Metric) -> f64 {
+    match m {
+        Metric::KeyActiveDays => 2.0,
+        _ => 1.0,
+    }
 }
 
 impl SegmentConfig {
+    pub fn metric_weight(&self, m: Metric) -> f64 {
+        self.metric_weights
+            .get(&m)
+            .copied()
+            .unwrap_or_else(|| default_metric_weight(m))
+    }
+
     pub fn milestones(&self) -> &[Milestone] {
         self.milestones.as_deref().unwrap_or(&[])
     }
@@ -406,6 +428,12 @@ impl HealthConfig {
                 return bad(format!(
                     "segments.{s}.bands need 0 <= yellow_min < green_min <= 100"
                 ));
+            }
+            if c.metric_weights
+                .values()
+                .any(|w| !w.is_finite() || !(0.0..=100.0).contains(w))
+            {
+                return bad(format!("segments.{s}.metric_weights must be 0-100"));
             }
             if c.milestones().len() > 20 {
                 return bad(format!("segments.{s}.milestones: at most 20"));

@@ -4,6 +4,7 @@
 
 pub mod backtest;
 pub mod config;
+pub mod fit;
 pub mod model;
 pub mod record;
 pub mod run;

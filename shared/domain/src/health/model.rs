@@ -131,8 +131,9 @@ pub enum Metric {
     /// Recency: `ln(1 + days since the last key-feature use)` (1 = yesterday; 91
     /// when none in the window); lower is better.
     KeyRecency,
-    /// Frequency: share of the last 90 days (or of the days since onboarding, if
-    /// fewer) with key-feature use.
+    /// Frequency: `ln(1 + days with key-feature use per 90 days)` (over the days since
+    /// onboarding when fewer than 90). Logarithmic like recency: one more active day
+    /// matters more to an account active on 2 days than to one active on 60.
     KeyActiveDays,
 }
 
@@ -218,7 +219,7 @@ impl Metric {
             Metric::Utilisation => (0.7, 0.2),
             Metric::WeeklyConsistency => (0.9, 0.15),
             Metric::KeyRecency => (std::f64::consts::LN_2, 0.6),
-            Metric::KeyActiveDays => (0.6, 0.2),
+            Metric::KeyActiveDays => (4.0, 0.4),
         };
         Stat {
             median,
@@ -243,7 +244,7 @@ impl Metric {
             Metric::Utilisation => 0.08,
             Metric::WeeklyConsistency => 0.125,
             Metric::KeyRecency => 0.5,
-            Metric::KeyActiveDays => 0.05,
+            Metric::KeyActiveDays => 0.3,
         }
     }
 }
@@ -804,10 +805,8 @@ pub fn measure(
     if sig.active_days > 0 {
         let days = sig.days_since_key_use.unwrap_or(WINDOW_DAYS as u32 + 1);
         metrics.insert(Metric::KeyRecency, f64::from(days).ln_1p());
-        metrics.insert(
-            Metric::KeyActiveDays,
-            f64::from(sig.key_active_days) / observed as f64,
-        );
+        let per_window = f64::from(sig.key_active_days) * WINDOW_DAYS as f64 / observed as f64;
+        metrics.insert(Metric::KeyActiveDays, per_window.ln_1p());
     }
     // Burst then gap: a week at least 3x the median active week, followed by 10+
     // silent days up to now.
@@ -907,6 +906,25 @@ pub struct Reason {
     pub code: String,
     pub impact: f64,
     pub detail: String,
+    /// The named numbers the detail states, as shown (e.g. `change_pct: -42`,
+    /// `window_days: 30`), so a client need not parse the text.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub numbers: BTreeMap<String, f64>,
+}
+
+/// Named numbers behind one statement.
+type Nums = Vec<(&'static str, f64)>;
+/// A statement and its numbers.
+type Said = (String, Nums);
+/// A flag: its code, its points and what it says.
+type Flag = (&'static str, f64, Said);
+
+/// A percentage as [`pct`] shows it (`-0.42` -> `-42`).
+fn pct_n(x: f64) -> f64 {
+    (x * 100.0).round()
+}
+fn r2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -935,6 +953,8 @@ fn r1(x: f64) -> f64 {
 const PEN_UNADOPTED: f64 = 20.0;
 const PEN_OVERDUE: f64 = 15.0;
 const PEN_NO_ACTIVITY: f64 = 50.0;
+/// Days without usage that raise `no_activity_14d` (where that is unusual).
+const SILENT_DAYS: u32 = 14;
 const PEN_BURST_GAP: f64 = 30.0;
 const PEN_FRICTION_RISING: f64 = 30.0;
 const PEN_USAGE_COLLAPSE: f64 = 40.0;
@@ -969,7 +989,13 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
         );
     }
     // Flags, as penalties on a component (codes and points).
-    let mut penalties: BTreeMap<Component, Vec<(&'static str, f64, String)>> = BTreeMap::new();
+    // Flags that read silence or a quiet month as alarming (no activity for 14 days, a
+    // collapse, a burst then a gap) apply where use is regular: where the segment's
+    // median account used a key feature within the last 14 days. In a segment that
+    // buys every few months, quiet weeks are the norm; the recency and frequency
+    // metrics still rank them (on the CDNOW purchase log these flags cost 0.01 AUC).
+    let regular_use = baseline.get(Metric::KeyRecency).stat.median < f64::from(SILENT_DAYS).ln_1p();
+    let mut penalties: BTreeMap<Component, Vec<Flag>> = BTreeMap::new();
     let usage_change = m.metrics.get(&Metric::UsageTrend).copied();
     if !sig.unadopted_key_meters.is_empty() && per_comp.contains_key(&Component::UsageTrend) {
         let names: Vec<&str> = sig
@@ -994,33 +1020,53 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
     // engagement too, whatever the segment does.
     let level = m.metrics.get(&Metric::UsageLevel).copied();
     if let (Some(u), Some(l)) = (usage_change, level) {
-        if u <= COLLAPSE && l <= COLLAPSE {
+        if u <= COLLAPSE && l <= COLLAPSE && regular_use {
             penalties.entry(Component::Engagement).or_default().push((
                 "usage_down_30d",
                 PEN_USAGE_COLLAPSE,
-                format!(
-                    "key usage collapsing: {} over 30 d and {} on the median week",
-                    pct(u),
-                    pct(l)
+                (
+                    format!(
+                        "key usage collapsing: {} over 30 d and {} on the median week",
+                        pct(u),
+                        pct(l)
+                    ),
+                    vec![
+                        ("collapse_30d_pct", pct_n(u)),
+                        ("collapse_median_week_pct", pct_n(l)),
+                        ("window_days", 30.0),
+                    ],
                 ),
             ));
         }
     }
-    if let Some(d) = sig.days_since_activity.filter(|d| *d >= 14) {
+    if let Some(d) = sig
+        .days_since_activity
+        .filter(|d| *d >= SILENT_DAYS && regular_use)
+    {
         penalties.entry(Component::Engagement).or_default().push((
             "no_activity_14d",
             PEN_NO_ACTIVITY,
-            format!("no usage for {d} days"),
+            (
+                format!("no usage for {d} days"),
+                vec![("days_without_usage", f64::from(d))],
+            ),
         ));
     }
-    if let Some((peak, med, gap)) = sig.burst_then_gap {
+    if let Some((peak, med, gap)) = sig.burst_then_gap.filter(|_| regular_use) {
         penalties.entry(Component::Engagement).or_default().push((
             "burst_then_gap",
             PEN_BURST_GAP,
-            format!(
-                "a week of {} key-meter units ({:.1}x the median week) then {gap} silent days",
-                r1(peak),
-                peak / med.max(f64::MIN_POSITIVE)
+            (
+                format!(
+                    "a week of {} key-meter units ({:.1}x the median week) then {gap} silent days",
+                    r1(peak),
+                    peak / med.max(f64::MIN_POSITIVE)
+                ),
+                vec![
+                    ("burst_week", r1(peak)),
+                    ("times_median_week", r1(peak / med.max(f64::MIN_POSITIVE))),
+                    ("silent_days", f64::from(gap)),
+                ],
             ),
         ));
     }
@@ -1030,12 +1076,20 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
             penalties.entry(Component::Friction).or_default().push((
                 "ticket_friction_rising",
                 PEN_FRICTION_RISING,
-                format!(
-                    "tickets {} ({} vs {}) while key usage {} vs prior 30 d",
-                    pct(t),
-                    sig.tickets_30d,
-                    sig.tickets_prior_30d,
-                    pct(u)
+                (
+                    format!(
+                        "tickets {} ({} vs {}) while key usage {} vs prior 30 d",
+                        pct(t),
+                        sig.tickets_30d,
+                        sig.tickets_prior_30d,
+                        pct(u)
+                    ),
+                    vec![
+                        ("tickets_change_pct", pct_n(t)),
+                        ("tickets_30d", sig.tickets_30d),
+                        ("tickets_prior_30d", sig.tickets_prior_30d),
+                        ("usage_change_pct", pct_n(u)),
+                    ],
                 ),
             ));
         }
@@ -1050,34 +1104,53 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
         return None;
     }
     let mut components = BTreeMap::new();
-    let mut reasons: BTreeMap<String, (f64, Vec<String>)> = BTreeMap::new();
-    let mut add_reason = |code: &str, impact: f64, detail: String| {
+    let mut reasons: BTreeMap<String, (f64, Vec<Said>)> = BTreeMap::new();
+    let mut add_reason = |code: &str, impact: f64, said: Said| {
         let e = reasons.entry(code.to_owned()).or_insert((0.0, Vec::new()));
         e.0 += impact;
-        if !e.1.contains(&detail) {
-            e.1.push(detail);
+        if !e.1.iter().any(|d| d.0 == said.0) {
+            e.1.push(said);
         }
     };
     let mut total = 0.0;
     for c in &present {
         let share = c.weight(&seg.weights) / total_w;
         let metrics = per_comp.remove(c).unwrap_or_default();
-        let n = metrics.len().max(1) as f64;
-        let base = metrics.values().map(|v| v.normalised).sum::<f64>() / n;
+        // The weighted mean of the component's metrics (equal weights if the config
+        // zeroes them all).
+        let mut mw: BTreeMap<Metric, f64> = metrics
+            .keys()
+            .map(|k| (*k, seg.metric_weight(*k)))
+            .collect();
+        if mw.values().sum::<f64>() <= 0.0 {
+            mw.values_mut().for_each(|w| *w = 1.0);
+        }
+        let n = mw.values().sum::<f64>().max(f64::MIN_POSITIVE);
+        let base = metrics
+            .iter()
+            .map(|(k, v)| mw.get(k).copied().unwrap_or(1.0) * v.normalised)
+            .sum::<f64>()
+            / n;
         let pens = penalties.remove(c).unwrap_or_default();
         let penalty: f64 = pens.iter().map(|p| p.1).sum();
         let score = (base - penalty).clamp(0.0, 100.0);
         total += share * score;
         for (metric, v) in &metrics {
-            let impact = share * (v.normalised - 50.0) / n;
+            let impact = share * mw.get(metric).copied().unwrap_or(1.0) * (v.normalised - 50.0) / n;
             match metric_reason(*metric, v, impact, m, cfg) {
-                Some((code, detail)) => add_reason(code, impact, detail),
+                Some((code, detail, nums)) => add_reason(code, impact, (detail, nums)),
                 None => add_reason(
                     "other_factors",
                     impact,
-                    format!(
-                        "{metric:?} {:.2}; segment median {:.2}",
-                        v.value, v.segment_median
+                    (
+                        format!(
+                            "{metric:?} {:.2}, segment median {:.2}",
+                            v.value, v.segment_median
+                        ),
+                        vec![
+                            ("value", r2(v.value)),
+                            ("segment_median", r2(v.segment_median)),
+                        ],
                     ),
                 ),
             }
@@ -1123,21 +1196,27 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
             .iter()
             .filter_map(|t| t.change().map(|c| (c, t)))
             .max_by(|a, b| a.0.total_cmp(&b.0));
+        let mut nums = Nums::new();
         let mut detail = match best {
-            Some((c, t)) => format!("{} {} vs prior 30 d", t.meter, pct(c)),
+            Some((c, t)) => {
+                nums.push(("change_pct", pct_n(c)));
+                nums.push(("window_days", 30.0));
+                format!("{} {} vs prior 30 d", t.meter, pct(c))
+            }
             None => "key usage growing".to_owned(),
         };
         if let Some(u) = utilisation {
+            nums.push(("seats_active_pct", pct_n(u)));
             detail.push_str(&format!(
                 ", {} of seats active",
                 pct(u).trim_start_matches('+')
             ));
         }
         detail.push_str(", friction at or below the segment median");
-        add_reason("expansion_signal", 0.0, detail);
+        add_reason("expansion_signal", 0.0, (detail, nums));
     }
     // Each statement is made once, in the reason it moves most.
-    let mut ordered: Vec<(String, (f64, Vec<String>))> = reasons.into_iter().collect();
+    let mut ordered: Vec<(String, (f64, Vec<Said>))> = reasons.into_iter().collect();
     ordered.sort_by(|a, b| b.1 .0.abs().total_cmp(&a.1 .0.abs()).then(a.0.cmp(&b.0)));
     let mut said = std::collections::BTreeSet::new();
     let (major, minor): (Vec<_>, Vec<_>) = ordered
@@ -1145,10 +1224,14 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
         .partition(|(code, (impact, _))| impact.abs() >= 0.5 || code == "expansion_signal");
     let mut reasons: Vec<Reason> = major
         .into_iter()
-        .map(|(code, (impact, details))| Reason {
-            code,
-            impact: r1(impact),
-            detail: unique_parts(&details, &mut said),
+        .map(|(code, (impact, details))| {
+            let (detail, numbers) = unique_parts(&details, &mut said);
+            Reason {
+                code,
+                impact: r1(impact),
+                detail,
+                numbers,
+            }
         })
         .collect();
     // The small movers together, so the impacts always add up to the distance from a
@@ -1165,11 +1248,14 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
             Some(r) => {
                 r.impact = r1(r.impact + rest);
                 r.detail = format!("{}; {detail}", r.detail);
+                r.numbers
+                    .insert("smaller_factors".into(), minor.len() as f64);
             }
             None => reasons.push(Reason {
                 code: "other_factors".into(),
                 impact: r1(rest),
                 detail,
+                numbers: [("smaller_factors".to_owned(), minor.len() as f64)].into(),
             }),
         }
     }
@@ -1190,8 +1276,17 @@ pub fn score(m: &Measurement, baseline: &Baseline, cfg: &HealthConfig) -> Option
     })
 }
 
-fn overdue_detail(overdue: &[Overdue]) -> String {
-    overdue
+fn overdue_detail(overdue: &[Overdue]) -> (String, Nums) {
+    let nums = overdue
+        .first()
+        .map(|o| {
+            vec![
+                ("due_day", f64::from(o.due_days)),
+                ("day_now", f64::from(o.age_days)),
+            ]
+        })
+        .unwrap_or_default();
+    let text = overdue
         .iter()
         .map(|o| {
             let what = if o.name.starts_with("first_") {
@@ -1205,33 +1300,50 @@ fn overdue_detail(overdue: &[Overdue]) -> String {
             )
         })
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    (text, nums)
 }
 
-fn unadopted_detail(names: &[&str], sig: &Signals) -> String {
+fn unadopted_detail(names: &[&str], sig: &Signals) -> (String, Nums) {
     let mut s = format!(
         "no use of key features ({}) in the last {WINDOW_DAYS} d",
         names.join(", ")
     );
+    let mut nums = vec![("window_days", WINDOW_DAYS as f64)];
     if sig.active_days > 0 {
+        nums.push(("other_meters_active_days", f64::from(sig.active_days)));
         s.push_str(&format!(
             ", though active on other meters on {} of {WINDOW_DAYS} days",
             sig.active_days
         ));
     }
-    s
+    (s, nums)
 }
 
 /// Joins the statements of `details` (each may hold several, `; `-separated),
-/// dropping any already `said` here or in an earlier reason.
-fn unique_parts(details: &[String], said: &mut std::collections::BTreeSet<String>) -> String {
+/// dropping any already `said` here or in an earlier reason, with the numbers of the
+/// statements kept (the first value of a name wins).
+fn unique_parts(
+    details: &[Said],
+    said: &mut std::collections::BTreeSet<String>,
+) -> (String, BTreeMap<String, f64>) {
     let mut out: Vec<&str> = Vec::new();
-    for part in details.iter().flat_map(|d| d.split("; ")) {
-        if said.insert(part.to_owned()) {
-            out.push(part);
+    let mut numbers = BTreeMap::new();
+    for (text, nums) in details {
+        let mut kept = false;
+        for part in text.split("; ") {
+            if said.insert(part.to_owned()) {
+                out.push(part);
+                kept = true;
+            }
+        }
+        if kept {
+            for (k, v) in nums {
+                numbers.entry((*k).to_owned()).or_insert(*v);
+            }
         }
     }
-    out.join("; ")
+    (out.join("; "), numbers)
 }
 
 fn metric_reason(
@@ -1240,26 +1352,17 @@ fn metric_reason(
     impact: f64,
     m: &Measurement,
     cfg: &HealthConfig,
-) -> Option<(&'static str, String)> {
+) -> Option<(&'static str, String, Nums)> {
     let sig = &m.signals;
     let hurts = impact < 0.0;
     let med = v.segment_median;
     Some(match metric {
         Metric::UsageTrend => {
-            let worst = sig
-                .trends
-                .iter()
-                .filter_map(|t| t.change().map(|c| (c, t)))
-                .min_by(|a, b| a.0.total_cmp(&b.0));
-            let best = sig
-                .trends
-                .iter()
-                .filter_map(|t| t.change().map(|c| (c, t)))
-                .max_by(|a, b| a.0.total_cmp(&b.0));
+            let changes = sig.trends.iter().filter_map(|t| t.change().map(|c| (c, t)));
             let (code, pick) = if hurts {
-                ("usage_down_30d", worst)
+                ("usage_down_30d", changes.min_by(|a, b| a.0.total_cmp(&b.0)))
             } else {
-                ("usage_up_30d", best)
+                ("usage_up_30d", changes.max_by(|a, b| a.0.total_cmp(&b.0)))
             };
             let (c, t) = pick?;
             (
@@ -1272,6 +1375,13 @@ fn metric_reason(
                     r1(t.prior_30d),
                     pct(med)
                 ),
+                vec![
+                    ("change_pct", pct_n(c)),
+                    ("window_days", 30.0),
+                    ("last_30d", r1(t.last_30d)),
+                    ("prior_30d", r1(t.prior_30d)),
+                    ("segment_median_change_pct", pct_n(med)),
+                ],
             )
         }
         Metric::UsageLevel => {
@@ -1299,25 +1409,42 @@ fn metric_reason(
                     r1(t.prior_median_week),
                     pct(med)
                 ),
+                vec![
+                    ("median_week_change_pct", pct_n(c)),
+                    ("median_week", r1(t.median_week)),
+                    ("prior_median_week", r1(t.prior_median_week)),
+                    ("segment_median_week_change_pct", pct_n(med)),
+                ],
             )
         }
         Metric::MilestonesOnTime | Metric::TimeToValue if hurts => match sig.overdue.is_empty() {
-            false => ("milestone_overdue", overdue_detail(&sig.overdue)),
-            true => (
-                "slow_time_to_value",
-                format!(
-                    "milestones reached at {:.1}x their due days; segment median {:.1}x",
-                    m.metrics
-                        .get(&Metric::TimeToValue)
-                        .copied()
-                        .unwrap_or(v.value),
-                    med
-                ),
-            ),
+            false => {
+                let (text, nums) = overdue_detail(&sig.overdue);
+                ("milestone_overdue", text, nums)
+            }
+            true => {
+                let ttv = m
+                    .metrics
+                    .get(&Metric::TimeToValue)
+                    .copied()
+                    .unwrap_or(v.value);
+                (
+                    "slow_time_to_value",
+                    format!(
+                        "milestones reached at {:.1}x their due days; segment median {:.1}x",
+                        ttv, med
+                    ),
+                    vec![
+                        ("times_due_days", r1(ttv)),
+                        ("segment_median_times_due_days", r1(med)),
+                    ],
+                )
+            }
         },
         Metric::MilestonesOnTime | Metric::TimeToValue => (
             "milestones_on_track",
             format!("{} of milestones reached", sig.achieved.len()),
+            vec![("milestones_reached", sig.achieved.len() as f64)],
         ),
         Metric::TicketsPerUser if hurts => (
             "high_ticket_rate",
@@ -1325,6 +1452,11 @@ fn metric_reason(
                 "{:.2} tickets per active user in 30 d ({} tickets); segment median {:.2}",
                 v.value, sig.tickets_30d, med
             ),
+            vec![
+                ("tickets_per_user", r2(v.value)),
+                ("tickets_30d", sig.tickets_30d),
+                ("segment_median_per_user", r2(med)),
+            ],
         ),
         Metric::ReopenRate if hurts => (
             "high_reopen_rate",
@@ -1333,6 +1465,10 @@ fn metric_reason(
                 pct(v.value).trim_start_matches('+'),
                 pct(med).trim_start_matches('+')
             ),
+            vec![
+                ("reopened_pct", pct_n(v.value)),
+                ("segment_median_pct", pct_n(med)),
+            ],
         ),
         Metric::EscalationsPerUser if hurts => (
             "escalations",
@@ -1340,6 +1476,10 @@ fn metric_reason(
                 "{:.2} escalations ({}) per active user in 30 d; segment median {:.2}",
                 v.value, cfg.escalated_meter, med
             ),
+            vec![
+                ("escalations_per_user", r2(v.value)),
+                ("segment_median_per_user", r2(med)),
+            ],
         ),
         Metric::TicketTrend if hurts => (
             "tickets_rising",
@@ -1351,93 +1491,133 @@ fn metric_reason(
                 sig.tickets_prior_30d,
                 pct(med)
             ),
+            vec![
+                ("tickets_change_pct", pct_n(v.value)),
+                ("tickets_30d", sig.tickets_30d),
+                ("tickets_prior_30d", sig.tickets_prior_30d),
+                ("segment_median_change_pct", pct_n(med)),
+            ],
         ),
         Metric::TicketsPerUser
         | Metric::ReopenRate
         | Metric::EscalationsPerUser
-        | Metric::TicketTrend => ("low_friction", "support load below the segment".into()),
-        Metric::Utilisation => (
-            if hurts {
-                "low_active_users"
-            } else {
-                "high_adoption"
-            },
-            format!(
-                "{:.0} of {:.0} {} seats active (14-day average, {}); segment median {}",
-                sig.active_users_avg.unwrap_or(0.0),
-                sig.licensed_seats.or(sig.active_users_peak).unwrap_or(0.0),
-                if sig.licensed_seats.is_some() {
-                    "licensed"
-                } else {
-                    "peak"
-                },
-                pct(v.value).trim_start_matches('+'),
-                pct(med).trim_start_matches('+')
-            ),
+        | Metric::TicketTrend => (
+            "low_friction",
+            "support load below the segment".into(),
+            Nums::new(),
         ),
-        Metric::KeyRecency if hurts => {
-            let days = sig.days_since_key_use;
+        Metric::Utilisation => {
+            let users = sig.active_users_avg.unwrap_or(0.0);
+            let seats = sig.licensed_seats.or(sig.active_users_peak).unwrap_or(0.0);
             (
-                if days.is_none_or(|d| d >= 14) {
-                    "no_activity_14d"
+                if hurts {
+                    "low_active_users"
                 } else {
-                    "last_use_late"
+                    "high_adoption"
                 },
-                match days {
-                    Some(d) => format!(
-                        "last key-feature use {d} days ago; segment median {:.0} days",
-                        med.exp_m1()
-                    ),
-                    None => format!(
-                        "no key-feature use in the last {WINDOW_DAYS} d; segment median {:.0} days since the last",
-                        med.exp_m1()
-                    ),
-                },
+                format!(
+                    "{:.0} of {:.0} {} seats active (14-day average, {}); segment median {}",
+                    users,
+                    seats,
+                    if sig.licensed_seats.is_some() {
+                        "licensed"
+                    } else {
+                        "peak"
+                    },
+                    pct(v.value).trim_start_matches('+'),
+                    pct(med).trim_start_matches('+')
+                ),
+                vec![
+                    ("active_users", users.round()),
+                    ("seats", seats.round()),
+                    ("seats_active_pct", pct_n(v.value)),
+                    ("segment_median_pct", pct_n(med)),
+                ],
             )
         }
-        Metric::KeyRecency => (
-            "recent_use",
-            format!(
-                "last key-feature use {} days ago; segment median {:.0} days",
-                sig.days_since_key_use.unwrap_or(0),
-                med.exp_m1()
-            ),
-        ),
-        Metric::KeyActiveDays => (
-            if hurts {
-                "activity_days_low"
+        Metric::KeyRecency => {
+            let days = sig.days_since_key_use;
+            let median_days = med.exp_m1().round();
+            let code = if !hurts {
+                "recent_use"
+            } else if days.is_none_or(|d| d >= 14) {
+                "no_activity_14d"
             } else {
-                "activity_days_high"
-            },
-            format!(
-                "key features used on {} of the last {} days; segment median {:.0}",
-                sig.key_active_days,
-                sig.observed_days,
-                med * f64::from(sig.observed_days)
-            ),
-        ),
+                "last_use_late"
+            };
+            match days {
+                Some(d) => (
+                    code,
+                    format!(
+                        "last key-feature use {d} days ago; segment median {median_days} days"
+                    ),
+                    vec![
+                        ("days_since_key_use", f64::from(d)),
+                        ("segment_median_days", median_days),
+                    ],
+                ),
+                None => (
+                    code,
+                    format!(
+                        "no key-feature use in the last {WINDOW_DAYS} d; segment median {median_days} days since the last"
+                    ),
+                    vec![
+                        ("window_days", WINDOW_DAYS as f64),
+                        ("segment_median_days", median_days),
+                    ],
+                ),
+            }
+        }
+        Metric::KeyActiveDays => {
+            let median_days =
+                (med.exp_m1() * f64::from(sig.observed_days) / WINDOW_DAYS as f64).round();
+            (
+                if hurts {
+                    "activity_days_low"
+                } else {
+                    "activity_days_high"
+                },
+                format!(
+                    "key features used on {} of the last {} days; segment median {median_days}",
+                    sig.key_active_days, sig.observed_days,
+                ),
+                vec![
+                    ("active_days", f64::from(sig.key_active_days)),
+                    ("observed_days", f64::from(sig.observed_days)),
+                    ("segment_median_days", median_days),
+                ],
+            )
+        }
         // Weeks count key-feature use only: an account busy on other meters is not
         // "inactive", it does not use the key features (and the reason says so).
         Metric::WeeklyConsistency if sig.weeks_active == 0 => {
             let names: Vec<&str> = cfg.key_meters.iter().map(|m| m.as_str()).collect();
-            ("key_feature_not_adopted", unadopted_detail(&names, sig))
+            let (text, nums) = unadopted_detail(&names, sig);
+            ("key_feature_not_adopted", text, nums)
         }
-        Metric::WeeklyConsistency => (
-            if hurts {
-                "inconsistent_usage"
-            } else {
-                "consistent_usage"
-            },
-            format!(
-                "key features ({}) used in {} of the last 8 weeks; segment median {:.0}",
-                cfg.key_meters
-                    .iter()
-                    .map(|m| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                sig.weeks_active,
-                med * 8.0
-            ),
-        ),
+        Metric::WeeklyConsistency => {
+            let median_weeks = (med * 8.0).round();
+            (
+                if hurts {
+                    "inconsistent_usage"
+                } else {
+                    "consistent_usage"
+                },
+                format!(
+                    "key features ({}) used in {} of the last 8 weeks; segment median {median_weeks}",
+                    cfg.key_meters
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    sig.weeks_active,
+                ),
+                vec![
+                    ("weeks_active", f64::from(sig.weeks_active)),
+                    ("weeks", 8.0),
+                    ("segment_median_weeks", median_weeks),
+                ],
+            )
+        }
     })
 }
