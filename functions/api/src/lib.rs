@@ -23,6 +23,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use std::sync::Arc;
 
+pub mod adoption;
 pub mod governance;
 
 /// The API as its Lambda wires it (and the web function, which serves pages from the
@@ -63,6 +64,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/accounts/{account}"),
     ("GET", "/v1/accounts/{account}/usage"),
     ("GET", "/v1/segments/{segment}/usage"),
+    ("GET", "/v1/segments/{segment}/adoption"),
     ("GET", "/v1/definitions"),
     ("GET", "/v1/definitions/{meter}"),
     ("PUT", "/v1/definitions/{meter}"),
@@ -278,6 +280,10 @@ impl Api {
             }
             ("GET", "/v1/segments/{segment}/usage") => {
                 self.segment_usage(&tenant, &param("segment"), &req).await
+            }
+            ("GET", "/v1/segments/{segment}/adoption") => {
+                self.segment_adoption(&tenant, &param("segment"), &req)
+                    .await
             }
             ("GET", "/v1/definitions") => self.list_definitions(&tenant, &req).await,
             ("GET", "/v1/definitions/{meter}") => {
