@@ -5,6 +5,7 @@
 //! page and `curl` always agree, and the API's scope check is the one that refuses a
 //! read key's attempt to change anything. See docs/adr/0012-cs-cockpit-web-app.md.
 
+pub mod adoption;
 pub mod chart;
 pub mod pages;
 pub mod session;
@@ -127,6 +128,7 @@ impl Web {
                     "/app" => redirect("/app/portfolio"),
                     "/app/portfolio" => self.portfolio(&who, &query).await,
                     "/app/registry" => self.registry(&who).await,
+                    "/app/adoption" => self.adoption(&who, &query).await,
                     _ => match path.strip_prefix("/app/accounts/") {
                         Some(account) if !account.contains('/') => {
                             self.account(&who, account, &query).await
@@ -362,6 +364,15 @@ impl Web {
             entitlements: &ents,
         };
         html(200, pages::account(who, &page))
+    }
+
+    async fn adoption(&self, who: &Signed, query: &str) -> Response<Body> {
+        let q = adoption::AdoptionQuery::from_query(query);
+        let answer = self.call(who, "GET", &q.api_path()).await;
+        html(
+            if answer.ok() { 200 } else { answer.status },
+            adoption::page(who, &q, &answer),
+        )
     }
 
     async fn registry(&self, who: &Signed) -> Response<Body> {

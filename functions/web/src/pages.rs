@@ -34,7 +34,7 @@ fn band_badge(band: &str) -> Markup {
     }
 }
 
-fn segment_word(s: &str) -> String {
+pub(crate) fn segment_word(s: &str) -> String {
     SEGMENTS
         .iter()
         .find(|(k, _)| *k == s)
@@ -42,7 +42,7 @@ fn segment_word(s: &str) -> String {
         .unwrap_or_else(|| view::humanize(s))
 }
 
-fn layout(title: &str, who: Option<&Signed>, body: Markup) -> Markup {
+pub(crate) fn layout(title: &str, who: Option<&Signed>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -60,6 +60,7 @@ fn layout(title: &str, who: Option<&Signed>, body: Markup) -> Markup {
                         a class="brand" href="/app/portfolio" { "CS cockpit" }
                         @if who.is_some() {
                             a href="/app/portfolio" { "Portfolio" }
+                            a href="/app/adoption" { "Adoption" }
                             a href="/app/registry" { "Registry" }
                         }
                     }

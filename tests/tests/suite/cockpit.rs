@@ -455,6 +455,97 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
         "bar {width} for {percent} %"
     );
 
+    // Adoption by tier: two onboarding cohorts of one segment side by side, with the
+    // figures of GET /v1/segments/{segment}/adoption.
+    let mut two = None;
+    for s in ["smb", "mid_market", "enterprise", "strategic"] {
+        let (st, v) = api(
+            &stack,
+            &demo.read_key,
+            "GET",
+            &format!("/v1/segments/{s}/adoption?cohort=month"),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        if v["cohorts"].as_array().map_or(0, Vec::len) >= 2 {
+            two = Some((s, v));
+            break;
+        }
+    }
+    let (segment, adoption) = two.expect("a segment of the demo data with two onboarding cohorts");
+    c.goto(&format!("{base}/app/portfolio")).await.unwrap();
+    click_to(
+        &c,
+        "nav a[href='/app/adoption']",
+        &format!("{base}/app/adoption"),
+    )
+    .await;
+    c.goto(&format!("{base}/app/adoption?segment={segment}"))
+        .await
+        .unwrap();
+    let cohorts = adoption["cohorts"].as_array().unwrap();
+    let (first, last) = (&cohorts[0], &cohorts[cohorts.len() - 1]);
+    let (ca, cb) = (
+        first["cohort"].as_str().unwrap(),
+        last["cohort"].as_str().unwrap(),
+    );
+    for (id, cohort) in [("a", ca), ("b", cb)] {
+        c.find(Locator::Id(id))
+            .await
+            .unwrap()
+            .select_by_value(cohort)
+            .await
+            .unwrap();
+    }
+    click_to(
+        &c,
+        "form.filters button",
+        &format!("{base}/app/adoption?segment={segment}&a={ca}&b={cb}"),
+    )
+    .await;
+    let heading = text(&c, "#compare-h").await;
+    assert_eq!(heading, format!("Cohort {ca} against cohort {cb}"));
+    let median = |c: &Value| {
+        c["milestones"][0]["median_days"]
+            .as_i64()
+            .map(|d| d.to_string())
+    };
+    assert_eq!(
+        c.find(Locator::Css("#compare td[data-cohort=a]"))
+            .await
+            .unwrap()
+            .attr("data-median")
+            .await
+            .unwrap(),
+        median(first),
+        "{adoption}"
+    );
+    assert_eq!(
+        c.find(Locator::Css("#compare td[data-cohort=b]"))
+            .await
+            .unwrap()
+            .attr("data-median")
+            .await
+            .unwrap(),
+        median(last),
+        "{adoption}"
+    );
+    assert_eq!(
+        attr(&c, "section.kpi", "data-kpi").await,
+        adoption["kpi"]["kind"].as_str().unwrap()
+    );
+    let lagging_rows = c
+        .find_all(Locator::Css("#lagging tr[data-account]"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(
+        lagging_rows,
+        adoption["lagging"].as_array().map_or(0, Vec::len)
+    );
+    shoot(&c, "adoption").await;
+    assert_accessible(&c, "adoption").await;
+
     // A read key cannot change anything: no form offers it, and a forged POST (with
     // or without the session's CSRF token) is refused; the definition is unchanged.
     c.goto(&format!("{base}/app/registry")).await.unwrap();
