@@ -341,14 +341,16 @@ impl Web {
             format!("/v1/accounts/{a}/usage?{window}"),
             format!("/v1/accounts/{a}/usage?{window}&group_by=meter"),
             format!("/v1/accounts/{a}/entitlements"),
+            "/v1/health/config".to_owned(),
         ];
-        let (profile, health, history, usage, by_meter, ents) = tokio::join!(
+        let (profile, health, history, usage, by_meter, ents, config) = tokio::join!(
             self.call(who, "GET", &paths[0]),
             self.call(who, "GET", &paths[1]),
             self.call(who, "GET", &paths[2]),
             self.call(who, "GET", &paths[3]),
             self.call(who, "GET", &paths[4]),
             self.call(who, "GET", &paths[5]),
+            self.call(who, "GET", &paths[6]),
         );
         if profile.status == 404 {
             return html(404, pages::problem(who, 404, "There is no such account."));
@@ -362,6 +364,7 @@ impl Web {
             usage: &usage,
             by_meter: &by_meter,
             entitlements: &ents,
+            config: &config,
         };
         html(200, pages::account(who, &page))
     }

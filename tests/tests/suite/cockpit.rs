@@ -361,6 +361,31 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
         reasons.contains('%'),
         "reasons carry their numbers: {reasons}"
     );
+    // Its milestones: reached as its health record says, the others due or overdue.
+    let (s, health) = api(
+        &stack,
+        &demo.read_key,
+        "GET",
+        &format!("/v1/accounts/{riskiest}/health"),
+    )
+    .await;
+    assert_eq!(s, 200, "{health}");
+    let reached = health["milestones_reached"]
+        .as_object()
+        .map_or(0, |m| m.len());
+    let shown_reached = c
+        .find_all(Locator::Css("#milestones td[data-state=reached]"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(shown_reached, reached, "{health}");
+    assert!(
+        !c.find_all(Locator::Css("#milestones tr[data-milestone]"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the segment's milestone is listed"
+    );
     let mut drawn = 0;
     for bar in c
         .find_all(Locator::Css("svg.chart rect.bar"))
