@@ -943,7 +943,8 @@ impl Api {
     }
 }
 
-fn report(
+/// A usage report body as `GET .../usage` answers it (also used by the cockpit bench).
+pub fn report(
     mut head: serde_json::Value,
     q: &UsageQuery,
     rows: &[domain::ports::RollupRow],
