@@ -432,8 +432,9 @@ impl HealthConfig {
                 return bad(format!("segments.{s}.first_use_due_days must be 1-365"));
             }
             if let Some(k) = &c.kpi {
-                k.validate(&format!("segments.{s}.kpi"))
-                    .or_else(|m| bad(m))?;
+                if let Err(m) = k.validate(&format!("segments.{s}.kpi")) {
+                    return bad(m);
+                }
             }
             for ms in c.milestones() {
                 if ms.name.is_empty() || ms.name.len() > 64 {
