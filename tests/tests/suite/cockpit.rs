@@ -606,15 +606,27 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
             &format!("{base}/app/registry"),
         )
         .await;
-        let status = attr(&c, "tr[data-meter=calls_logged]", "data-status").await;
-        assert_eq!(
-            status,
-            if verb == "Delete" {
-                "deleted"
-            } else {
-                "active"
+        // The form posts back to the page it is on, so the URL does not say when the
+        // answer has loaded: wait for the row's new status (a row of the page being
+        // replaced may go stale under our feet).
+        let want = if verb == "Delete" {
+            "deleted"
+        } else {
+            "active"
+        };
+        let mut status = String::new();
+        for _ in 0..150 {
+            if let Ok(row) = c.find(Locator::Css("tr[data-meter=calls_logged]")).await {
+                if let Ok(Some(s)) = row.attr("data-status").await {
+                    status = s;
+                    if status == want {
+                        break;
+                    }
+                }
             }
-        );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(status, want, "{verb}");
         if verb == "Delete" {
             shoot(&c, "registry-admin").await;
         }
