@@ -52,6 +52,8 @@ bench:
 	cargo bench --locked -p e2e --bench health
 	# Issue #6: audit job on a simulated store, and import throughput (no emulator).
 	cargo bench --locked -p e2e --bench audit
+	# Issue #12: cockpit page render times and bytes, 10,000 scored accounts (no emulator).
+	cargo bench --locked -p e2e --bench cockpit
 
 ## Fuzz the HubSpot webhook parsers for FUZZ_SECONDS (default 60) with cargo-fuzz/libFuzzer.
 ## The stable toolchain is enough: RUSTC_BOOTSTRAP=1 unlocks the sanitizer flags it ships.

@@ -24,6 +24,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use std::sync::Arc;
 
+pub mod adoption;
 pub mod governance;
 pub mod portals;
 
@@ -84,6 +85,7 @@ pub enum Route {
     PutAccount,
     AccountUsage,
     SegmentUsage,
+    SegmentAdoption,
     ListDefinitions,
     GetDefinition,
     PutDefinition,
@@ -126,6 +128,11 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("PUT", "/v1/accounts/{account}", Route::PutAccount),
     ("GET", "/v1/accounts/{account}/usage", Route::AccountUsage),
     ("GET", "/v1/segments/{segment}/usage", Route::SegmentUsage),
+    (
+        "GET",
+        "/v1/segments/{segment}/adoption",
+        Route::SegmentAdoption,
+    ),
     ("GET", "/v1/definitions", Route::ListDefinitions),
     ("GET", "/v1/definitions/{meter}", Route::GetDefinition),
     ("PUT", "/v1/definitions/{meter}", Route::PutDefinition),
@@ -399,6 +406,10 @@ impl Api {
             Route::PutAccount => self.put_account(&tenant, &param("account"), &req).await,
             Route::AccountUsage => self.account_usage(&tenant, &param("account"), &req).await,
             Route::SegmentUsage => self.segment_usage(&tenant, &param("segment"), &req).await,
+            Route::SegmentAdoption => {
+                self.segment_adoption(&tenant, &param("segment"), &req)
+                    .await
+            }
             Route::ListDefinitions => self.list_definitions(&tenant, &req).await,
             Route::GetDefinition => self.get_definition(&tenant, &param("meter")).await,
             Route::GetMappings => self.get_mappings(&tenant).await,
@@ -1020,7 +1031,8 @@ impl Api {
     }
 }
 
-fn report(
+/// A usage report body as `GET .../usage` answers it (also used by the cockpit bench).
+pub fn report(
     mut head: serde_json::Value,
     q: &UsageQuery,
     rows: &[domain::ports::RollupRow],

@@ -136,9 +136,13 @@ pub fn fit_section(
     Ok(out)
 }
 
+/// Days before `today` the demo's recent onboarding cohort started.
+pub const RECENT_COHORT_DAYS: i64 = 45;
+
 /// The demo tenant: established accounts (onboarded 200 days before `today`, past
-/// their ramp-up), every fourth one decaying for the last 45 days; and its config
-/// (small-segment friendly, one milestone per segment).
+/// their ramp-up), every fourth one decaying for the last 45 days, and in each segment
+/// with two or more steady accounts one recent account (onboarded 45 days ago); and its
+/// config (small-segment friendly, one milestone per segment).
 pub fn demo_data(accounts: usize, today: chrono::NaiveDate) -> (Synth, HealthConfig) {
     let mut synth = Synth::new(SynthConfig {
         accounts,
@@ -153,6 +157,20 @@ pub fn demo_data(accounts: usize, today: chrono::NaiveDate) -> (Synth, HealthCon
         if i % 4 == 1 {
             a.truth.decay_start = Some(today - Duration::days(45));
             a.truth.churn_date = Some(today + Duration::days(15));
+        }
+    }
+    // A second, recent onboarding cohort per segment (for adoption by tier): the last
+    // steady account of each segment with two or more steady ones starts 45 days ago,
+    // its usage ramping up from then.
+    let mut by_segment: BTreeMap<domain::ids::Segment, Vec<usize>> = BTreeMap::new();
+    for (i, a) in synth.accounts.iter().enumerate() {
+        if a.truth.decay_start.is_none() {
+            by_segment.entry(a.subject.segment).or_default().push(i);
+        }
+    }
+    for steady in by_segment.values().filter(|v| v.len() >= 2) {
+        if let Some(a) = steady.last().and_then(|i| synth.accounts.get_mut(*i)) {
+            a.subject.onboarding_date = Some(today - Duration::days(RECENT_COHORT_DAYS));
         }
     }
     let mut cfg = HealthConfig {

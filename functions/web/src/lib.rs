@@ -5,6 +5,7 @@
 //! page and `curl` always agree, and the API's scope check is the one that refuses a
 //! read key's attempt to change anything. See docs/adr/0012-cs-cockpit-web-app.md.
 
+pub mod adoption;
 pub mod chart;
 pub mod pages;
 pub mod session;
@@ -127,6 +128,7 @@ impl Web {
                     "/app" => redirect("/app/portfolio"),
                     "/app/portfolio" => self.portfolio(&who, &query).await,
                     "/app/registry" => self.registry(&who).await,
+                    "/app/adoption" => self.adoption(&who, &query).await,
                     _ => match path.strip_prefix("/app/accounts/") {
                         Some(account) if !account.contains('/') => {
                             self.account(&who, account, &query).await
@@ -339,14 +341,16 @@ impl Web {
             format!("/v1/accounts/{a}/usage?{window}"),
             format!("/v1/accounts/{a}/usage?{window}&group_by=meter"),
             format!("/v1/accounts/{a}/entitlements"),
+            "/v1/health/config".to_owned(),
         ];
-        let (profile, health, history, usage, by_meter, ents) = tokio::join!(
+        let (profile, health, history, usage, by_meter, ents, config) = tokio::join!(
             self.call(who, "GET", &paths[0]),
             self.call(who, "GET", &paths[1]),
             self.call(who, "GET", &paths[2]),
             self.call(who, "GET", &paths[3]),
             self.call(who, "GET", &paths[4]),
             self.call(who, "GET", &paths[5]),
+            self.call(who, "GET", &paths[6]),
         );
         if profile.status == 404 {
             return html(404, pages::problem(who, 404, "There is no such account."));
@@ -360,8 +364,18 @@ impl Web {
             usage: &usage,
             by_meter: &by_meter,
             entitlements: &ents,
+            config: &config,
         };
         html(200, pages::account(who, &page))
+    }
+
+    async fn adoption(&self, who: &Signed, query: &str) -> Response<Body> {
+        let q = adoption::AdoptionQuery::from_query(query);
+        let answer = self.call(who, "GET", &q.api_path()).await;
+        html(
+            if answer.ok() { 200 } else { answer.status },
+            adoption::page(who, &q, &answer),
+        )
     }
 
     async fn registry(&self, who: &Signed) -> Response<Body> {

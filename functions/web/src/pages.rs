@@ -34,7 +34,7 @@ fn band_badge(band: &str) -> Markup {
     }
 }
 
-fn segment_word(s: &str) -> String {
+pub(crate) fn segment_word(s: &str) -> String {
     SEGMENTS
         .iter()
         .find(|(k, _)| *k == s)
@@ -42,7 +42,7 @@ fn segment_word(s: &str) -> String {
         .unwrap_or_else(|| view::humanize(s))
 }
 
-fn layout(title: &str, who: Option<&Signed>, body: Markup) -> Markup {
+pub(crate) fn layout(title: &str, who: Option<&Signed>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -60,6 +60,7 @@ fn layout(title: &str, who: Option<&Signed>, body: Markup) -> Markup {
                         a class="brand" href="/app/portfolio" { "CS cockpit" }
                         @if who.is_some() {
                             a href="/app/portfolio" { "Portfolio" }
+                            a href="/app/adoption" { "Adoption" }
                             a href="/app/registry" { "Registry" }
                         }
                     }
@@ -219,6 +220,8 @@ pub struct AccountPage<'a> {
     pub usage: &'a Answer,
     pub by_meter: &'a Answer,
     pub entitlements: &'a Answer,
+    /// `GET /v1/health/config` (the resolved milestones of the account's segment).
+    pub config: &'a Answer,
 }
 
 fn signed_points(v: f64) -> String {
@@ -243,7 +246,11 @@ pub fn account(who: &Signed, p: &AccountPage) -> Markup {
                 "Segment " strong { (segment_word(prof["segment"].as_str().unwrap_or_default())) }
                 " · owner " strong { (prof["owner_email"].as_str().unwrap_or("none")) }
                 @if let Some(d) = prof["onboarding_date"].as_str() { " · onboarded " strong { (d) } }
-                @if let Some(c) = prof["crm_ids"]["hubspot_company_id"].as_str() { " · HubSpot company " strong { (c) } }
+                @if let Some(c) = prof["crm_ids"]["hubspot_company_id"].as_str() {
+                    " · HubSpot company "
+                    @if let Some(url) = view::crm_link(prof) { a href=(url) id="crm-link" rel="noopener" { (c) } }
+                    @else { strong { (c) } }
+                }
             }
             section aria-labelledby="health-h" {
                 h2 id="health-h" { "Health" }
@@ -288,6 +295,30 @@ pub fn account(who: &Signed, p: &AccountPage) -> Markup {
                     p class="empty" { "Not enough data to score: " (h["insufficient_reason"].as_str().unwrap_or("unknown")) }
                 } @else {
                     p class="empty" { (p.health.message()) }
+                }
+                h3 { "Milestones" }
+                @let onboarded = prof["onboarding_date"].as_str().and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+                @let ms = view::milestone_rows(&p.config.body, prof["segment"].as_str().unwrap_or_default(), onboarded, &h["milestones_reached"], chrono::Utc::now().date_naive());
+                @if ms.is_empty() { p class="empty" { "No milestones for this segment." } }
+                @else {
+                    table class="milestones" id="milestones" {
+                        thead { tr { th scope="col" { "Milestone" } th scope="col" { "Meter" } th scope="col" class="num" { "Due (days)" } th scope="col" { "Status" } } }
+                        tbody {
+                            @for m in &ms {
+                                tr data-milestone=(m.name) {
+                                    th scope="row" { (m.name) }
+                                    td { (m.meter) }
+                                    td class="num" { (m.due_days) }
+                                    @match &m.state {
+                                        view::MilestoneState::Reached { on, days } => { td data-state="reached" { "Reached on " (on) " (day " (days) ")" } }
+                                        view::MilestoneState::Overdue { days_behind } => { td data-state="overdue" class="error" { "Overdue by " (days_behind) " days" } }
+                                        view::MilestoneState::Due { in_days } => { td data-state="due" { "Due in " (in_days) " days" } }
+                                        view::MilestoneState::Pending => { td data-state="pending" { "Not reached (no onboarding date)" } }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
                 h3 { "Score history" }
                 (history(&p.history.body))

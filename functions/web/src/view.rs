@@ -208,6 +208,87 @@ pub fn entitlement_rows(resp: &Value) -> Vec<EntitlementRow> {
         .collect()
 }
 
+/// Where an account stands on one of its segment's milestones.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MilestoneState {
+    /// Reached on this day, this many days after onboarding.
+    Reached { on: String, days: i64 },
+    /// Past its due day without it, by this many days.
+    Overdue { days_behind: i64 },
+    /// Not reached yet, due in this many days.
+    Due { in_days: i64 },
+    /// Not reached and the account has no onboarding date to count from.
+    Pending,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MilestoneRow {
+    pub name: String,
+    pub meter: String,
+    pub due_days: i64,
+    pub state: MilestoneState,
+}
+
+/// The account's milestones: its segment's (from `GET /v1/health/config`, resolved)
+/// against the days its latest health record says it reached them.
+pub fn milestone_rows(
+    config: &Value,
+    segment: &str,
+    onboarded: Option<chrono::NaiveDate>,
+    reached: &Value,
+    today: chrono::NaiveDate,
+) -> Vec<MilestoneRow> {
+    let parse = |v: &Value| {
+        v.as_str()
+            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+    };
+    config["config"]["segments"][segment]["milestones"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let name = m["name"].as_str().unwrap_or_default().to_owned();
+            let due_days = m["due_days"].as_i64().unwrap_or(0);
+            let state = match (parse(&reached[&name]), onboarded) {
+                (Some(on), o) => MilestoneState::Reached {
+                    on: on.to_string(),
+                    days: o.map_or(0, |o| (on - o).num_days().max(0)),
+                },
+                (None, Some(o)) => {
+                    let age = (today - o).num_days();
+                    if age > due_days {
+                        MilestoneState::Overdue {
+                            days_behind: age - due_days,
+                        }
+                    } else {
+                        MilestoneState::Due {
+                            in_days: due_days - age,
+                        }
+                    }
+                }
+                (None, None) => MilestoneState::Pending,
+            };
+            MilestoneRow {
+                name,
+                meter: m["meter"].as_str().unwrap_or_default().to_owned(),
+                due_days,
+                state,
+            }
+        })
+        .collect()
+}
+
+/// The account's HubSpot company page, when its CRM ids say where it is; only
+/// `https` addresses are linked (a `crm_ids.url` is whatever the tenant stored).
+pub fn crm_link(profile: &Value) -> Option<String> {
+    let ids: std::collections::BTreeMap<String, String> = profile["crm_ids"]
+        .as_object()?
+        .iter()
+        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+        .collect();
+    domain::limits::crm_url(&ids).filter(|u| u.starts_with("https://"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +340,55 @@ mod tests {
         assert_eq!(r[0].percent, 25.0);
         assert_eq!(r[0].period, "2026-11-01 to 2026-12-01");
         assert_eq!(r[1].note.as_deref(), Some("not in force today"));
+    }
+
+    #[test]
+    fn milestones_read_as_reached_overdue_or_due_from_the_config_and_the_record() {
+        let cfg = serde_json::json!({"config": {"segments": {"smb": {"milestones": [
+            {"name": "first", "meter": "api_calls", "quantity": 1, "due_days": 7},
+            {"name": "second", "meter": "api_calls", "quantity": 9, "due_days": 30},
+            {"name": "third", "meter": "seats", "quantity": 9, "due_days": 60},
+        ]}}}});
+        let reached = serde_json::json!({"first": "2026-01-04"});
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let rows = milestone_rows(
+            &cfg,
+            "smb",
+            Some(d("2026-01-01")),
+            &reached,
+            d("2026-02-10"),
+        );
+        assert_eq!(
+            rows.iter().map(|r| r.state.clone()).collect::<Vec<_>>(),
+            [
+                MilestoneState::Reached {
+                    on: "2026-01-04".into(),
+                    days: 3
+                },
+                MilestoneState::Overdue { days_behind: 10 },
+                MilestoneState::Due { in_days: 20 },
+            ]
+        );
+        assert!(milestone_rows(&cfg, "enterprise", None, &reached, d("2026-02-10")).is_empty());
+    }
+
+    #[test]
+    fn the_hubspot_link_needs_a_portal_and_a_company_and_only_https_is_linked() {
+        let p = |ids: Value| serde_json::json!({"crm_ids": ids});
+        assert_eq!(
+            crm_link(&p(
+                serde_json::json!({"hubspot_portal_id": "42", "hubspot_company_id": "7"})
+            ))
+            .as_deref(),
+            Some("https://app.hubspot.com/contacts/42/company/7")
+        );
+        assert_eq!(
+            crm_link(&p(serde_json::json!({"hubspot_company_id": "7"}))),
+            None
+        );
+        assert_eq!(
+            crm_link(&p(serde_json::json!({"url": "javascript:alert(1)"}))),
+            None
+        );
     }
 }

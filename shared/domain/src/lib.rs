@@ -2,6 +2,7 @@
 //! exactly-once protocol) and the ports (one trait per capability) adapters implement.
 
 pub mod account;
+pub mod adoption;
 pub mod alert;
 pub mod audit;
 pub mod auth;

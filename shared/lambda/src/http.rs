@@ -72,6 +72,7 @@ error_codes! {
     UnsupportedMediaType = (415, "unsupported_media_type"),
     UnknownAccount = (422, "unknown_account"),
     UnknownMeter = (422, "unknown_meter"),
+    UsageOverflow = (422, "usage_overflow"),
     RateLimited = (429, "rate_limited"),
     InternalError = (500, "internal_error"),
     JobFailed = (500, "job_failed"),

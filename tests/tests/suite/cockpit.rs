@@ -361,6 +361,31 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
         reasons.contains('%'),
         "reasons carry their numbers: {reasons}"
     );
+    // Its milestones: reached as its health record says, the others due or overdue.
+    let (s, health) = api(
+        &stack,
+        &demo.read_key,
+        "GET",
+        &format!("/v1/accounts/{riskiest}/health"),
+    )
+    .await;
+    assert_eq!(s, 200, "{health}");
+    let reached = health["milestones_reached"]
+        .as_object()
+        .map_or(0, |m| m.len());
+    let shown_reached = c
+        .find_all(Locator::Css("#milestones td[data-state=reached]"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(shown_reached, reached, "{health}");
+    assert!(
+        !c.find_all(Locator::Css("#milestones tr[data-milestone]"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the segment's milestone is listed"
+    );
     let mut drawn = 0;
     for bar in c
         .find_all(Locator::Css("svg.chart rect.bar"))
@@ -455,6 +480,97 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
         "bar {width} for {percent} %"
     );
 
+    // Adoption by tier: two onboarding cohorts of one segment side by side, with the
+    // figures of GET /v1/segments/{segment}/adoption.
+    let mut two = None;
+    for s in ["smb", "mid_market", "enterprise", "strategic"] {
+        let (st, v) = api(
+            &stack,
+            &demo.read_key,
+            "GET",
+            &format!("/v1/segments/{s}/adoption?cohort=month"),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        if v["cohorts"].as_array().map_or(0, Vec::len) >= 2 {
+            two = Some((s, v));
+            break;
+        }
+    }
+    let (segment, adoption) = two.expect("a segment of the demo data with two onboarding cohorts");
+    c.goto(&format!("{base}/app/portfolio")).await.unwrap();
+    click_to(
+        &c,
+        "nav a[href='/app/adoption']",
+        &format!("{base}/app/adoption"),
+    )
+    .await;
+    c.goto(&format!("{base}/app/adoption?segment={segment}"))
+        .await
+        .unwrap();
+    let cohorts = adoption["cohorts"].as_array().unwrap();
+    let (first, last) = (&cohorts[0], &cohorts[cohorts.len() - 1]);
+    let (ca, cb) = (
+        first["cohort"].as_str().unwrap(),
+        last["cohort"].as_str().unwrap(),
+    );
+    for (id, cohort) in [("a", ca), ("b", cb)] {
+        c.find(Locator::Id(id))
+            .await
+            .unwrap()
+            .select_by_value(cohort)
+            .await
+            .unwrap();
+    }
+    click_to(
+        &c,
+        "form.filters button",
+        &format!("{base}/app/adoption?segment={segment}&a={ca}&b={cb}"),
+    )
+    .await;
+    let heading = text(&c, "#compare-h").await;
+    assert_eq!(heading, format!("Cohort {ca} against cohort {cb}"));
+    let median = |c: &Value| {
+        c["milestones"][0]["median_days"]
+            .as_i64()
+            .map(|d| d.to_string())
+    };
+    assert_eq!(
+        c.find(Locator::Css("#compare td[data-cohort=a]"))
+            .await
+            .unwrap()
+            .attr("data-median")
+            .await
+            .unwrap(),
+        median(first),
+        "{adoption}"
+    );
+    assert_eq!(
+        c.find(Locator::Css("#compare td[data-cohort=b]"))
+            .await
+            .unwrap()
+            .attr("data-median")
+            .await
+            .unwrap(),
+        median(last),
+        "{adoption}"
+    );
+    assert_eq!(
+        attr(&c, "section.kpi", "data-kpi").await,
+        adoption["kpi"]["kind"].as_str().unwrap()
+    );
+    let lagging_rows = c
+        .find_all(Locator::Css("#lagging tr[data-account]"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(
+        lagging_rows,
+        adoption["lagging"].as_array().map_or(0, Vec::len)
+    );
+    shoot(&c, "adoption").await;
+    assert_accessible(&c, "adoption").await;
+
     // A read key cannot change anything: no form offers it, and a forged POST (with
     // or without the session's CSRF token) is refused; the definition is unchanged.
     c.goto(&format!("{base}/app/registry")).await.unwrap();
@@ -490,15 +606,27 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
             &format!("{base}/app/registry"),
         )
         .await;
-        let status = attr(&c, "tr[data-meter=calls_logged]", "data-status").await;
-        assert_eq!(
-            status,
-            if verb == "Delete" {
-                "deleted"
-            } else {
-                "active"
+        // The form posts back to the page it is on, so the URL does not say when the
+        // answer has loaded: wait for the row's new status (a row of the page being
+        // replaced may go stale under our feet).
+        let want = if verb == "Delete" {
+            "deleted"
+        } else {
+            "active"
+        };
+        let mut status = String::new();
+        for _ in 0..150 {
+            if let Ok(row) = c.find(Locator::Css("tr[data-meter=calls_logged]")).await {
+                if let Ok(Some(s)) = row.attr("data-status").await {
+                    status = s;
+                    if status == want {
+                        break;
+                    }
+                }
             }
-        );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(status, want, "{verb}");
         if verb == "Delete" {
             shoot(&c, "registry-admin").await;
         }

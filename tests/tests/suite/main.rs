@@ -3,6 +3,7 @@
 //! hostile-tenant test (`tests/tests/hostile.rs`) stays a binary of its own: it measures
 //! lag, so it must not share the emulator with the rest of the suite's tests.
 
+mod adoption;
 mod alerts;
 mod api;
 mod audit;

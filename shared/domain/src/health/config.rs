@@ -74,6 +74,10 @@ pub struct SegmentConfig {
     /// strategic).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_use_due_days: Option<u32>,
+    /// The tier's primary KPI and benchmark on the adoption page; `None`: the tier's
+    /// default ([`crate::adoption::kpi::TierKpi::default_for`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kpi: Option<crate::adoption::kpi::TierKpi>,
     /// Weight of each metric within its component (0-100; the component is their
     /// weighted mean). Metrics not named take their default: 2 for `key_active_days`
     /// (frequency ranks churners best on real histories; see
@@ -100,6 +104,22 @@ impl SegmentConfig {
 
     pub fn milestones(&self) -> &[Milestone] {
         self.milestones.as_deref().unwrap_or(&[])
+    }
+}
+
+impl HealthConfig {
+    /// The segment's adoption KPI: the configured one, else the tier's default.
+    pub fn tier_kpi(&self, s: Segment) -> Option<crate::adoption::kpi::TierKpi> {
+        self.segments
+            .get(&s)
+            .and_then(|c| c.kpi.clone())
+            .or_else(|| {
+                crate::adoption::kpi::TierKpi::default_for(
+                    s,
+                    &self.tickets_meter,
+                    &self.escalated_meter,
+                )
+            })
     }
 }
 
@@ -443,6 +463,11 @@ impl HealthConfig {
             {
                 return bad(format!("segments.{s}.first_use_due_days must be 1-365"));
             }
+            if let Some(k) = &c.kpi {
+                if let Err(m) = k.validate(&format!("segments.{s}.kpi")) {
+                    return bad(m);
+                }
+            }
             for ms in c.milestones() {
                 if ms.name.is_empty() || ms.name.len() > 64 {
                     return bad(format!("segments.{s}.milestones: name of 1-64 characters"));
@@ -511,6 +536,16 @@ mod tests {
             Some(80.0)
         );
         assert_eq!(c.segment(Segment::Smb).weights, Weights::default());
+        assert_eq!(
+            c.tier_kpi(Segment::Enterprise).map(|k| k.name()),
+            Some("escalation_rate"),
+            "a tier without a kpi keeps its default"
+        );
+        let k = HealthConfig::from_body(
+            br#"{"segments": {"smb": {"kpi": {"kind": "health_trend", "benchmark_points": 2}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(k.tier_kpi(Segment::Smb).map(|k| k.benchmark()), Some(2.0));
         for body in [
             &br#"{"weights": 1}"#[..],
             br#"{"segments": {"smb": {"bands": {"green_min": 40, "yellow_min": 50}}}}"#,
@@ -519,6 +554,8 @@ mod tests {
             br#"{"key_meters": ["a","b","c","d","e","f","g","h","i","j","k"]}"#,
             br#"{"key_meters": ["bad meter!"]}"#,
             br#"{"drop_alert_points": 0}"#,
+            br#"{"segments": {"smb": {"kpi": {"kind": "sla_hit_rate", "met_meter": "a", "total_meter": "b", "benchmark_percent": 120}}}}"#,
+            br#"{"segments": {"smb": {"kpi": {"kind": "happiness", "benchmark_points": 1}}}}"#,
             b"[",
         ] {
             assert_eq!(
