@@ -7,11 +7,8 @@
 //! 3. SQS requests per accepted event (sends, and with the poller's receives/deletes).
 //! 4. Peak heap of the ingest and rollup handlers (counting allocator).
 
-use async_trait::async_trait;
 use domain::event::{MeterRule, TenantPolicy};
 use domain::ids::{MeterName, TenantId};
-use domain::ports::{Directory, StoreError};
-use domain::queue::{EventQueue, QueueError};
 use e2e::TestStack;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -59,45 +56,25 @@ fn request_body(n: usize, offset: usize, ts: &str) -> String {
     serde_json::to_string(&events).unwrap_or_default()
 }
 
-/// In-memory directory and queue: the throughput figure measures the handler's own
-/// work (auth lookup, parsing, validation, packing), not the emulator's network.
-struct FixedDirectory(TenantPolicy);
+/// The bench key, and the in-memory directory that knows it: the throughput figure
+/// measures the handler's own work (auth lookup, parsing, validation, packing), not
+/// the emulator's network.
+const BENCH_KEY: &str = "k";
 
-#[async_trait]
-impl Directory for FixedDirectory {
-    async fn key_grant(&self, _: &str) -> Result<Option<domain::auth::KeyGrant>, StoreError> {
-        Ok(TenantId::parse("bench")
-            .ok()
-            .map(|tenant| domain::auth::KeyGrant {
-                tenant,
-                key_id: "bench".into(),
-                label: "bench".into(),
-                scopes: vec![domain::auth::KeyScope::Ingest],
-                created_at: chrono::Utc::now(),
-                expires_at: None,
-                revoked_at: None,
-            }))
-    }
-    async fn tenant_policy(&self, _: &TenantId) -> Result<Option<TenantPolicy>, StoreError> {
-        Ok(Some(self.0.clone()))
-    }
-}
-
-struct NullQueue;
-
-#[async_trait]
-impl EventQueue for NullQueue {
-    async fn send(&self, bodies: &[String]) -> Vec<Result<(), QueueError>> {
-        bodies
-            .iter()
-            .map(|b| {
-                std::hint::black_box(b)
-                    .is_empty()
-                    .then_some(())
-                    .map_or(Ok(()), Ok)
-            })
-            .collect()
-    }
+fn directory() -> memory::MemoryDirectory {
+    let tenant = TenantId::parse("bench").expect("valid");
+    let grant = domain::auth::KeyGrant {
+        tenant: tenant.clone(),
+        key_id: "bench".into(),
+        label: "bench".into(),
+        scopes: vec![domain::auth::KeyScope::Ingest],
+        created_at: chrono::Utc::now(),
+        expires_at: None,
+        revoked_at: None,
+    };
+    memory::MemoryDirectory::default()
+        .with_policy(&tenant, policy())
+        .with_key(&domain::auth::hash_key(BENCH_KEY), grant)
 }
 
 fn policy() -> TenantPolicy {
@@ -135,7 +112,10 @@ fn post(body: &str, key: &str) -> lambda_http::Request {
 }
 
 fn throughput(rt: &tokio::runtime::Runtime) {
-    let mut ingest = ingest::Ingest::new(Arc::new(FixedDirectory(policy())), Arc::new(NullQueue));
+    let mut ingest = ingest::Ingest::new(
+        Arc::new(directory()),
+        Arc::new(memory::MemoryQueue::discarding()),
+    );
     // Measure the handler's work, not quota refusals: one tenant sends far more than
     // its default request and event quotas here.
     let unlimited = || {
@@ -153,12 +133,12 @@ fn throughput(rt: &tokio::runtime::Runtime) {
 
     // Warm up, then time each side for the same wall budget.
     for _ in 0..5 {
-        let r = rt.block_on(ingest.handle(post(&body, "k")));
+        let r = rt.block_on(ingest.handle(post(&body, BENCH_KEY)));
         assert_eq!(r.status(), 202);
     }
     let (mut n, start) = (0u32, Instant::now());
     while start.elapsed() < budget {
-        let r = rt.block_on(ingest.handle(post(&body, "k")));
+        let r = rt.block_on(ingest.handle(post(&body, BENCH_KEY)));
         assert_eq!(r.status(), 202);
         n += 1;
     }

@@ -4,9 +4,8 @@
 use crate::stack::Stack;
 use anyhow::{Context, Result};
 use chrono::{Duration, Utc};
-use domain::health::backtest::{self, Outcome};
+use domain::health::backtest;
 use domain::health::config::{HealthConfig, SegmentConfig};
-use domain::health::model::Subject;
 use domain::health::store::HealthStore;
 use domain::health::synth::{Synth, SynthConfig, METERS};
 use domain::ids::TenantId;
@@ -30,23 +29,8 @@ pub fn backtest(
         end,
         churn_rate: 0.25,
     });
-    let by_id: BTreeMap<_, _> = synth
-        .accounts
-        .iter()
-        .map(|a| (a.subject.account.clone(), a))
-        .collect();
-    let outcomes: Vec<(Subject, Outcome)> = synth
-        .accounts
-        .iter()
-        .map(|a| {
-            (
-                a.subject.clone(),
-                Outcome {
-                    churn_date: a.truth.churn_date,
-                },
-            )
-        })
-        .collect();
+    let by_id = synth.by_id();
+    let outcomes = synth.outcomes();
     let dates: Vec<_> = (0..cutoffs.max(1))
         .map(|i| end - Duration::days(horizon_days + 30 * i as i64))
         .collect();

@@ -42,6 +42,27 @@ fn production_code(source: &str) -> String {
         .join("\n")
 }
 
+/// `code` with each `super::` written as the `crate::` path it names from `module`
+/// (a file module's parent, or a `mod.rs` module's own parent).
+fn with_super_resolved(module: &str, code: &str) -> String {
+    let parent = module.rsplit_once("::").map_or("", |(p, _)| p);
+    let absolute = if parent.is_empty() {
+        "crate::".to_owned()
+    } else {
+        format!("crate::{parent}::")
+    };
+    let mut out = String::with_capacity(code.len());
+    let mut rest = code;
+    while let Some(at) = rest.find("super::") {
+        let starts_word = !rest[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+        out.push_str(&rest[..at]);
+        out.push_str(if starts_word { &absolute } else { "super::" });
+        rest = &rest[at + "super::".len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Every `crate::a::b::C` path in `code`, with `crate::a::{b, c::D}` groups expanded.
 fn crate_paths(code: &str) -> Vec<String> {
     let mut paths = Vec::new();
@@ -80,7 +101,7 @@ fn graph(src: &Path) -> Graph {
     let mut g = Graph::new();
     for (module, file) in &files {
         let source = std::fs::read_to_string(file).expect("domain sources are readable");
-        let deps = crate_paths(&production_code(&source))
+        let deps = crate_paths(&with_super_resolved(module, &production_code(&source)))
             .iter()
             .filter_map(|p| resolve(p))
             .filter(|d| d != module && !d.is_empty())
@@ -183,6 +204,21 @@ fn the_checker_sees_a_cycle_when_there_is_one() {
         d.clear();
     }
     assert_eq!(find_cycle(&g), None);
+}
+
+#[test]
+fn super_paths_are_read_from_the_module_that_writes_them() {
+    assert_eq!(
+        crate_paths(&with_super_resolved(
+            "health::config",
+            "use super::model::Metric;"
+        )),
+        ["health::model::Metric"]
+    );
+    assert_eq!(
+        crate_paths(&with_super_resolved("health", "use super::ids::Segment;")),
+        ["ids::Segment"]
+    );
 }
 
 #[test]

@@ -441,23 +441,8 @@ mod tests {
             end,
             churn_rate: 0.25,
         });
-        let accounts: Vec<(Subject, Outcome)> = synth
-            .accounts
-            .iter()
-            .map(|a| {
-                (
-                    a.subject.clone(),
-                    Outcome {
-                        churn_date: a.truth.churn_date,
-                    },
-                )
-            })
-            .collect();
-        let by_id: BTreeMap<_, _> = synth
-            .accounts
-            .iter()
-            .map(|a| (a.subject.account.clone(), a))
-            .collect();
+        let accounts = synth.outcomes();
+        let by_id = synth.by_id();
         let cutoffs: Vec<NaiveDate> = (1..=4).map(|i| end - Duration::days(60 * i)).collect();
         let preds = replay(&accounts, &cutoffs, 60, &HealthConfig::default(), |s, d| {
             synth.series(by_id[&s.account], d)

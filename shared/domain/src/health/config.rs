@@ -1,7 +1,7 @@
 //! Health-scoring configuration: per tenant, with per-segment weights, bands and
 //! milestones. Stored as one item per tenant; absent means the defaults.
 
-use super::model::Metric;
+use super::metric::Metric;
 use crate::ids::{MeterName, Segment};
 use crate::input::{input_error, InputError};
 use serde::{Deserialize, Serialize};

@@ -417,8 +417,7 @@ pub fn fitted_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::backtest::{replay, report, Outcome};
-    use crate::health::model::Subject;
+    use crate::health::backtest::{replay, report};
     use crate::health::synth::{Synth, SynthConfig};
     use chrono::{Duration, NaiveDate};
 
@@ -431,23 +430,8 @@ mod tests {
             end,
             churn_rate: 0.25,
         });
-        let by_id: BTreeMap<_, _> = synth
-            .accounts
-            .iter()
-            .map(|a| (a.subject.account.clone(), a))
-            .collect();
-        let accounts: Vec<(Subject, Outcome)> = synth
-            .accounts
-            .iter()
-            .map(|a| {
-                (
-                    a.subject.clone(),
-                    Outcome {
-                        churn_date: a.truth.churn_date,
-                    },
-                )
-            })
-            .collect();
+        let by_id = synth.by_id();
+        let accounts = synth.outcomes();
         let cutoffs: Vec<NaiveDate> = (1..=4).map(|i| end - Duration::days(60 * i)).collect();
         let cfg = HealthConfig::default();
         let preds = replay(&accounts, &cutoffs, 60, &cfg, |s, d| {

@@ -5,6 +5,7 @@
 pub mod backtest;
 pub mod config;
 pub mod fit;
+pub mod metric;
 pub mod model;
 pub mod record;
 pub mod run;

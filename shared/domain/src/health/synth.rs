@@ -133,6 +133,27 @@ fn seg_params(s: Segment, r: &mut Rng) -> (f64, f64, f64) {
 }
 
 impl Synth {
+    /// Each account with its true outcome, as a backtest's outcomes file gives them.
+    pub fn outcomes(&self) -> Vec<(Subject, super::backtest::Outcome)> {
+        self.accounts
+            .iter()
+            .map(|a| {
+                let outcome = super::backtest::Outcome {
+                    churn_date: a.truth.churn_date,
+                };
+                (a.subject.clone(), outcome)
+            })
+            .collect()
+    }
+
+    /// The accounts by id.
+    pub fn by_id(&self) -> std::collections::BTreeMap<AccountId, &SynthAccount> {
+        self.accounts
+            .iter()
+            .map(|a| (a.subject.account.clone(), a))
+            .collect()
+    }
+
     pub fn new(cfg: SynthConfig) -> Self {
         let mut r = Rng::new(cfg.seed);
         let span = (cfg.end - cfg.start).num_days().max(1);
