@@ -10,9 +10,9 @@ use chrono::{Duration, NaiveDate};
 use domain::health::backtest::Outcome;
 use domain::health::config::HealthConfig;
 use domain::health::model::WINDOW_DAYS;
-use domain::health::run::ShardAccount;
+use domain::health::run::scorable_accounts;
 use domain::health::store::HealthStore;
-use domain::ids::{Segment, Stage, TenantId};
+use domain::ids::{Stage, TenantId};
 use domain::keys::Scope;
 use domain::ports::{AccountStore, DefinitionStore, UsageReader};
 use rust_decimal::prelude::ToPrimitive;
@@ -42,23 +42,7 @@ where
         Some(first) => *first - Duration::days(WINDOW_DAYS as i64),
         None => to - Duration::days(horizon_days + DEFAULT_SPAN_DAYS),
     };
-    let mut profiles = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = store
-            .list_accounts(tenant, None, 200, cursor.as_deref())
-            .await?;
-        profiles.extend(
-            page.items
-                .iter()
-                .filter(|p| p.segment != Segment::Unassigned)
-                .map(ShardAccount::of),
-        );
-        match page.next {
-            Some(n) => cursor = Some(n),
-            None => break,
-        }
-    }
+    let profiles = scorable_accounts(store, tenant).await?;
     let mut history = History::new();
     let mut meters = BTreeSet::new();
     let mut last_day: Option<NaiveDate> = None;

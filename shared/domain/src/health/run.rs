@@ -124,6 +124,32 @@ pub struct ShardOutcome {
     pub crm_failed: usize,
 }
 
+/// Every account of `tenant` the score run measures (all pages; accounts without a
+/// segment are left out), as the run's shards carry them. The backtest on stored
+/// usage reads the same set.
+pub async fn scorable_accounts(
+    store: &dyn AccountStore,
+    tenant: &TenantId,
+) -> Result<Vec<ShardAccount>, StoreError> {
+    let mut accounts = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store
+            .list_accounts(tenant, None, 200, cursor.as_deref())
+            .await?;
+        accounts.extend(
+            page.items
+                .iter()
+                .filter(|p| p.segment != Segment::Unassigned)
+                .map(ShardAccount::of),
+        );
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => return Ok(accounts),
+        }
+    }
+}
+
 pub struct HealthRunner {
     pub health: Arc<dyn HealthStore>,
     pub accounts: Arc<dyn AccountStore>,
@@ -176,24 +202,7 @@ impl HealthRunner {
         as_of: NaiveDate,
         now: DateTime<Utc>,
     ) -> Result<RunStarted, RunError> {
-        let mut accounts = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self
-                .accounts
-                .list_accounts(tenant, None, 200, cursor.as_deref())
-                .await?;
-            accounts.extend(
-                page.items
-                    .iter()
-                    .filter(|p| p.segment != Segment::Unassigned)
-                    .map(ShardAccount::of),
-            );
-            match page.next {
-                Some(n) => cursor = Some(n),
-                None => break,
-            }
-        }
+        let accounts = scorable_accounts(self.accounts.as_ref(), tenant).await?;
         let run = format!("{as_of}T{}", now.format("%H%M%S%3f"));
         let shards = shard(&accounts, self.shard_size);
         let header = RunHeader {
