@@ -81,6 +81,26 @@ pub struct Audit {
     pub cfg: AuditConfig,
 }
 
+/// The audit on DynamoDB (usage and ledger tables), the alerts queue and the events
+/// DLQ's depth, as every deployment wires it: `main.rs` on Lambda and the local runner.
+pub fn wired(
+    store: Arc<aws::dynamo::DynamoStore>,
+    sqs: aws_sdk_sqs::Client,
+    alerts_url: String,
+    dlq_url: String,
+) -> Audit {
+    let mut audit = Audit::new(
+        store.clone(),
+        Arc::new(aws::sqs::SqsQueue::new(sqs.clone(), alerts_url)),
+    );
+    audit.quarantine = Some(store);
+    audit.dlq = Some(Arc::new(aws::sqs::SqsDepth {
+        client: sqs,
+        url: dlq_url,
+    }));
+    audit
+}
+
 impl Audit {
     pub fn new<S>(store: Arc<S>, alerts: Arc<dyn EventQueue>) -> Self
     where

@@ -1,6 +1,4 @@
-use audit::Audit;
 use aws::dynamo::DynamoStore;
-use aws::sqs::SqsDepth;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use std::sync::Arc;
 
@@ -14,18 +12,12 @@ async fn main() -> Result<(), Error> {
         DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table)
             .with_ledger_table(ledger_table),
     );
-    let sqs = aws_sdk_sqs::Client::new(&aws);
-    let alerts = Arc::new(aws::sqs::SqsQueue::new(
-        sqs.clone(),
+    let audit = Arc::new(audit::wired(
+        store,
+        aws_sdk_sqs::Client::new(&aws),
         lambda::config::required("ALERTS_QUEUE_URL")?,
+        lambda::config::required("EVENTS_DLQ_URL")?,
     ));
-    let mut audit = Audit::new(store.clone(), alerts);
-    audit.quarantine = Some(store);
-    audit.dlq = Some(Arc::new(SqsDepth {
-        client: sqs,
-        url: lambda::config::required("EVENTS_DLQ_URL")?,
-    }));
-    let audit = Arc::new(audit);
     // EventBridge scheduled event; its payload is not needed.
     run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let audit = audit.clone();

@@ -205,6 +205,54 @@ pub struct Outcome {
     pub quarantined: Vec<Held>,
 }
 
+/// What ingest is wired from besides its store and queue: the same on Lambda (`main.rs`,
+/// from the environment) and in the local runner (from the provisioned stack).
+pub struct Wiring {
+    /// Events older than the ledger remembers are refused, whatever a stored policy says.
+    pub max_backfill_days: u32,
+    pub hubspot: Option<HubspotWiring>,
+    pub quotas: Arc<domain::quota::Quotas>,
+    pub event_quotas: Arc<domain::quota::Quotas>,
+}
+
+/// The HubSpot webhook settings: the client secrets, `PUBLIC_BASE_URL` and the
+/// legacy-signature opt-in (`None`: v3 only).
+pub struct HubspotWiring {
+    pub secrets: ClientSecrets,
+    pub public_base_url: Option<String>,
+    pub legacy: Option<LegacyPolicy>,
+}
+
+/// Ingest on DynamoDB and SQS, as every deployment wires it.
+pub fn wired(
+    store: Arc<aws::dynamo::DynamoStore>,
+    queue: Arc<aws::sqs::SqsQueue>,
+    w: Wiring,
+) -> Ingest {
+    let mut ingest = Ingest::new(store.clone(), queue);
+    ingest.limits.max_backfill_days = w.max_backfill_days;
+    ingest.quality = Some(store.clone());
+    ingest.quarantine = Some(store.clone());
+    ingest.hubspot = w.hubspot.map(|h| {
+        let legacy = h.legacy.map(|policy| {
+            tracing::warn!(versions = ?policy.versions, window_hours = policy.window.num_hours(), "legacy HubSpot signatures accepted, with the replay guard");
+            LegacySignatures {
+                policy,
+                guard: store.clone(),
+            }
+        });
+        HubspotConfig {
+            secrets: h.secrets,
+            public_base_url: h.public_base_url,
+            portals: store,
+            legacy,
+        }
+    });
+    ingest.quotas = w.quotas;
+    ingest.event_quotas = w.event_quotas;
+    ingest
+}
+
 impl Ingest {
     pub fn new(directory: Arc<dyn Directory>, queue: Arc<dyn EventQueue>) -> Self {
         Self {

@@ -9,6 +9,7 @@ use aws::dynamo::{AdminError, DynamoStore};
 use aws::sqs::SqsQueue;
 use aws_config::SdkConfig;
 use domain::definition::Definition;
+use domain::health::writeback::Tokens;
 use domain::ids::{MeterName, TenantId};
 use domain::pipeline::PipelineConfig;
 use domain::ports::DefinitionStore;
@@ -109,42 +110,37 @@ impl Stack {
         let (ingest_store, ingest_sqs) = roles.clients("IngestFunction")?;
         // The events queue as ingest sends to it (with ingest's key).
         let queue = Arc::new(SqsQueue::new(ingest_sqs, queue_url.clone()));
-        let mut ingest = ingest::Ingest::new(ingest_store.clone(), queue.clone());
-        let store_for_ingest = ingest_store;
-        ingest.quality = Some(store_for_ingest.clone());
-        ingest.quarantine = Some(store_for_ingest.clone());
-        // As on AWS: nothing older than the ledger's retention guards is accepted.
-        ingest.limits.max_backfill_days = domain::horizon::widest_horizon_days(cfg.retention);
         // As on AWS: the client secret is read from Secrets Manager (the emulator) with
         // ingest's own key, on first use; provisioning stored `h.secret_string()` there.
-        let client_secrets = |h: &HubspotSettings| -> Result<ingest::ClientSecrets> {
-            Ok(match p.refs.get("HubspotClientSecretStore") {
-                Some(arn) => ingest::ClientSecrets::Managed(aws::secrets::cached(
-                    &roles.config("IngestFunction")?,
-                    domain::secrets::SecretId::parse(arn)?,
-                )),
-                None => ingest::ClientSecrets::Fixed(h.secrets.clone()),
-            })
-        };
         let hubspot = match hubspot {
-            Some(h) => Some((client_secrets(&h)?, h)),
             None => None,
-        };
-        ingest.hubspot = hubspot.map(|(secrets, h)| ingest::HubspotConfig {
-            secrets,
-            public_base_url: Some(h.public_base_url),
-            portals: store_for_ingest.clone(),
-            legacy: h.legacy.map(|policy| ingest::LegacySignatures {
-                policy,
-                guard: store_for_ingest.clone(),
+            Some(h) => Some(ingest::HubspotWiring {
+                secrets: match p.refs.get("HubspotClientSecretStore") {
+                    Some(arn) => ingest::ClientSecrets::Managed(aws::secrets::cached(
+                        &roles.config("IngestFunction")?,
+                        domain::secrets::SecretId::parse(arn)?,
+                    )),
+                    None => ingest::ClientSecrets::Fixed(h.secrets),
+                },
+                public_base_url: Some(h.public_base_url),
+                legacy: h.legacy,
             }),
-        });
+        };
         // One quota per tenant for the whole local runner (ingest and API alike).
         let quotas = Arc::new(domain::quota::Quotas::from_env()?);
-        ingest.quotas = quotas.clone();
-        ingest.event_quotas =
-            Arc::new(domain::quota::Quotas::from_env_for(&domain::quota::EVENTS)?);
-        let ingest = Arc::new(ingest);
+        let ingest = Arc::new(ingest::wired(
+            ingest_store,
+            queue.clone(),
+            ingest::Wiring {
+                // As on AWS: nothing older than the ledger's retention guards is accepted.
+                max_backfill_days: domain::horizon::widest_horizon_days(cfg.retention),
+                hubspot,
+                quotas: quotas.clone(),
+                event_quotas: Arc::new(domain::quota::Quotas::from_env_for(
+                    &domain::quota::EVENTS,
+                )?),
+            },
+        ));
 
         let (rollup_store, rollup_sqs) = roles.clients("RollupFunction")?;
         let rollup = Arc::new(rollup::wired(
@@ -158,13 +154,10 @@ impl Stack {
         let sns = aws_sdk_sns::Client::new(aws);
         let alerts_topic_arn = p.reference("AlertsTopic")?.to_owned();
         let (notify_store, notify_sqs) = roles.clients("NotifyFunction")?;
-        let notify = Arc::new(notify::Notify::new(
-            notify_store.clone(),
-            Arc::new(aws::sns::SnsPublisher::new(
-                aws_sdk_sns::Client::new(&roles.config("NotifyFunction")?),
-                alerts_topic_arn.clone(),
-            )),
+        let notify = Arc::new(notify::wired(
             notify_store,
+            aws_sdk_sns::Client::new(&roles.config("NotifyFunction")?),
+            alerts_topic_arn.clone(),
         ));
         // Event source mappings poll with the consumer's role, as Lambda's do.
         let alerts_poller = Arc::new(Poller {
@@ -212,13 +205,21 @@ impl Stack {
             score_url: score_url.clone(),
             alerts_url: alerts_url.clone(),
         };
-        let score = Arc::new(score::Score::new(Arc::new(health_runner(
-            &score_role.store,
-            &score_role.sqs,
-            &score_url,
-            &alerts_url,
-            crm_from_secret(p, &roles.config("ScoreFunction")?)?,
-        ))));
+        // As on AWS: the write-back tokens are read from the provisioned secret (where
+        // provisioning stored `HUBSPOT_WRITEBACK_TOKENS`) with the score role's key.
+        let score_cfg = roles.config("ScoreFunction")?;
+        let managed = |id| Tokens::Managed(aws::secrets::cached(&score_cfg, id));
+        let crm = match score::tokens_from_env(managed).map_err(anyhow::Error::msg)? {
+            None => None,
+            Some(tokens) => Some(
+                score::writeback(match p.refs.get("HubspotWritebackTokensStore") {
+                    Some(arn) => managed(domain::secrets::SecretId::parse(arn)?),
+                    None => tokens,
+                })
+                .map_err(anyhow::Error::msg)?,
+            ),
+        };
+        let score = Arc::new(score::Score::new(Arc::new(score_role.runner(crm)?)));
         let score_poller = Arc::new(Poller {
             sqs: score_sqs,
             mapping: Mapping {
@@ -230,16 +231,12 @@ impl Stack {
             requests: Default::default(),
         });
         let (audit_store, audit_sqs) = roles.clients("AuditFunction")?;
-        let mut audit = audit::Audit::new(
-            audit_store.clone(),
-            Arc::new(SqsQueue::new(audit_sqs.clone(), alerts_url)),
-        );
-        audit.quarantine = Some(audit_store);
-        audit.dlq = Some(Arc::new(aws::sqs::SqsDepth {
-            client: audit_sqs,
-            url: dlq_url.clone(),
-        }));
-        let audit = Arc::new(audit);
+        let audit = Arc::new(audit::wired(
+            audit_store,
+            audit_sqs,
+            alerts_url,
+            dlq_url.clone(),
+        ));
         let jobs: Vec<Arc<dyn Job>> = vec![
             Arc::new(DlqDepth {
                 sqs: sqs.clone(),
@@ -281,9 +278,8 @@ impl Stack {
     pub fn health_runner(
         &self,
         crm: Option<Arc<dyn domain::health::writeback::CrmSink>>,
-    ) -> domain::health::run::HealthRunner {
-        let r = &self.score_role;
-        health_runner(&r.store, &r.sqs, &r.score_url, &r.alerts_url, crm)
+    ) -> Result<domain::health::run::HealthRunner> {
+        self.score_role.runner(crm)
     }
 
     pub fn rollup_handler(&self) -> Arc<dyn SqsHandler> {
@@ -424,93 +420,17 @@ pub const STARTER_METERS: &[(&str, &str, &str)] = &[
     ("tickets_escalated", "ticket", "Support tickets escalated"),
 ];
 
-/// The score function's runner wired to the stack's table and queues (tests swap the
-/// CRM sink for a stand-in).
-pub fn health_runner(
-    store: &Arc<DynamoStore>,
-    sqs: &aws_sdk_sqs::Client,
-    score_queue_url: &str,
-    alerts_queue_url: &str,
-    crm: Option<Arc<dyn domain::health::writeback::CrmSink>>,
-) -> domain::health::run::HealthRunner {
-    domain::health::run::HealthRunner {
-        health: store.clone(),
-        accounts: store.clone(),
-        usage: store.clone(),
-        definitions: store.clone(),
-        markers: store.clone(),
-        shards: Arc::new(SqsQueue::new(sqs.clone(), score_queue_url)),
-        alerts: Arc::new(SqsQueue::new(sqs.clone(), alerts_queue_url)),
-        crm,
-        shard_size: std::env::var("SCORE_SHARD_SIZE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(100usize)
-            .clamp(1, 500),
-        concurrency: 8,
+impl ScoreRole {
+    fn runner(
+        &self,
+        crm: Option<Arc<dyn domain::health::writeback::CrmSink>>,
+    ) -> Result<domain::health::run::HealthRunner> {
+        Ok(score::runner(
+            &self.store,
+            &self.sqs,
+            &self.score_url,
+            &self.alerts_url,
+            crm,
+        )?)
     }
-}
-
-/// HubSpot write-back as the score function has it on AWS: tokens read from the
-/// provisioned `HubspotWritebackTokensStore` secret with the score role's key (on first
-/// use), when `HUBSPOT_WRITEBACK_TOKENS` is set (provisioning stored it there);
-/// `HUBSPOT_API_BASE_URL` may point at a local stand-in.
-pub fn crm_from_secret(
-    p: &Provisioned,
-    score_role: &SdkConfig,
-) -> Result<Option<Arc<dyn domain::health::writeback::CrmSink>>> {
-    use domain::health::writeback::{HubSpotWriteback, Tokens};
-    let Some(arn) = p.refs.get("HubspotWritebackTokensStore") else {
-        return crm_from_env();
-    };
-    if std::env::var("HUBSPOT_WRITEBACK_TOKENS")
-        .unwrap_or_default()
-        .trim()
-        .is_empty()
-    {
-        return Ok(None);
-    }
-    Ok(Some(Arc::new(HubSpotWriteback::new(
-        hubspot_api_base(),
-        Tokens::Managed(aws::secrets::cached(
-            score_role,
-            domain::secrets::SecretId::parse(arn)?,
-        )),
-        Arc::new(aws::hubspot::HyperPost::new().map_err(|e| anyhow::anyhow!(e))?),
-        std::env::var("HUBSPOT_REQUESTS_PER_10S")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(100),
-    ))))
-}
-
-fn hubspot_api_base() -> String {
-    std::env::var("HUBSPOT_API_BASE_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "https://api.hubapi.com".into())
-}
-
-/// HubSpot write-back from `HUBSPOT_WRITEBACK_TOKENS` (and `HUBSPOT_API_BASE_URL`,
-/// e.g. a local stand-in); `None` when no tokens are set.
-pub fn crm_from_env() -> Result<Option<Arc<dyn domain::health::writeback::CrmSink>>> {
-    use aws::hubspot::HyperPost;
-    use domain::health::writeback::{parse_tokens, HubSpotWriteback};
-    let tokens = std::env::var("HUBSPOT_WRITEBACK_TOKENS").unwrap_or_default();
-    if tokens.trim().is_empty() {
-        return Ok(None);
-    }
-    let base = std::env::var("HUBSPOT_API_BASE_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "https://api.hubapi.com".into());
-    Ok(Some(Arc::new(HubSpotWriteback::new(
-        base,
-        parse_tokens(&tokens).map_err(|e| anyhow::anyhow!("HUBSPOT_WRITEBACK_TOKENS: {e}"))?,
-        Arc::new(HyperPost::new().map_err(|e| anyhow::anyhow!(e))?),
-        std::env::var("HUBSPOT_REQUESTS_PER_10S")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(100),
-    ))))
 }

@@ -64,6 +64,20 @@ pub struct DigestRun {
     pub failed: usize,
 }
 
+/// Notify on DynamoDB (markers, digests) and the alerts topic, as every deployment
+/// wires it: `main.rs` on Lambda and the local runner.
+pub fn wired(
+    store: Arc<aws::dynamo::DynamoStore>,
+    sns: aws_sdk_sns::Client,
+    topic_arn: String,
+) -> Notify {
+    Notify::new(
+        store.clone(),
+        Arc::new(aws::sns::SnsPublisher::new(sns, topic_arn)),
+        store,
+    )
+}
+
 impl Notify {
     pub fn new(
         markers: Arc<dyn MarkerStore>,

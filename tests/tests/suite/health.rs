@@ -115,7 +115,7 @@ async fn a_scheduled_run_scores_every_account_once_lists_decaying_accounts_first
         .expect("subscribe");
 
     // Shards of 3 accounts, so the 10 accounts need 4 shards and a real fan-in.
-    let runner = ts.stack.health_runner(None);
+    let runner = ts.stack.health_runner(None).expect("score runner wiring");
     let runner = Arc::new(domain::health::run::HealthRunner {
         shard_size: 3,
         ..runner
@@ -414,7 +414,7 @@ async fn with_no_health_config_the_registry_key_feature_ranks_steady_above_decay
         .subscribe_queue(&format!("{}-inbox", e2e::unique("w")), None)
         .await
         .expect("subscribe");
-    let runner = Arc::new(ts.stack.health_runner(None));
+    let runner = Arc::new(ts.stack.health_runner(None).expect("score runner wiring"));
     let score = score::Score::new(runner.clone());
     runner.start(&t, today, Utc::now()).await.expect("start");
     let polled = ts.drain_score_with(&score).await;
