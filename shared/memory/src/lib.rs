@@ -3,11 +3,13 @@
 
 pub mod health;
 pub mod ledger;
+pub mod quarantine;
 pub mod queue;
 pub mod stores;
 pub mod suite;
 
 pub use ledger::{Fault, MemoryLedger};
+pub use quarantine::MemoryQuarantine;
 pub use queue::MemoryQueue;
 pub use stores::{MemoryDigests, MemoryDirectory, MemoryEntitlements, MemoryMarkers};
 
@@ -38,5 +40,14 @@ mod small_ports_pass_the_suite {
     async fn memory_digests_hold_alerts_until_their_bucket_is_due() {
         suite::digests_hold_alerts_until_their_bucket_is_due(&MemoryDigests::default(), &tenant())
             .await;
+    }
+
+    #[tokio::test]
+    async fn memory_quarantine_pages_held_events_in_key_order() {
+        suite::held_events_page_in_key_order_and_a_resend_replaces_its_copy(
+            &MemoryQuarantine::default(),
+            &tenant(),
+        )
+        .await;
     }
 }

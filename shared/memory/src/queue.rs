@@ -8,7 +8,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-#[derive(Default)]
 pub struct MemoryQueue {
     pub bodies: Mutex<VecDeque<String>>,
     /// `SendMessageBatch` requests the bodies would have taken.
@@ -18,6 +17,21 @@ pub struct MemoryQueue {
     discard: bool,
     /// The next this-many bodies are refused with [`QueueError::Send`].
     failing: AtomicUsize,
+    /// Bodies still accepted before every later one is refused (`usize::MAX`: no limit).
+    accepting: AtomicUsize,
+}
+
+impl Default for MemoryQueue {
+    fn default() -> Self {
+        Self {
+            bodies: Mutex::default(),
+            requests: AtomicU64::default(),
+            sent: AtomicU64::default(),
+            discard: false,
+            failing: AtomicUsize::default(),
+            accepting: AtomicUsize::new(usize::MAX),
+        }
+    }
 }
 
 impl MemoryQueue {
@@ -32,6 +46,11 @@ impl MemoryQueue {
     /// entries do); later ones are accepted.
     pub fn fail_next(&self, n: usize) {
         self.failing.store(n, Ordering::SeqCst);
+    }
+    /// Accepts the next `n` bodies, then refuses every later one (a queue that goes
+    /// down part-way through a run).
+    pub fn fail_after(&self, n: usize) {
+        self.accepting.store(n, Ordering::SeqCst);
     }
     pub fn pop(&self) -> Option<String> {
         self.bodies.lock().ok()?.pop_front()
@@ -72,6 +91,16 @@ impl EventQueue for MemoryQueue {
                 if refused {
                     return Err(QueueError::Send("injected send failure".into()));
                 }
+                let accepted = self
+                    .accepting
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                        usize::MAX => Some(n),
+                        n => n.checked_sub(1),
+                    })
+                    .is_ok();
+                if !accepted {
+                    return Err(QueueError::Send("queue down (injected)".into()));
+                }
                 self.sent.fetch_add(1, Ordering::Relaxed);
                 if !self.discard {
                     q.push_back(body.clone());
@@ -108,6 +137,19 @@ mod tests {
         assert_eq!(out.iter().filter(|r| r.is_err()).count(), 2);
         assert_eq!(q.drain(), vec!["m2".to_owned()]);
         assert!(q.send(&bodies(1)).await[0].is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_queue_that_fails_after_n_accepts_n_and_refuses_every_later_body() {
+        let q = MemoryQueue::default();
+        q.fail_after(2);
+        let out = q.send(&bodies(3)).await;
+        assert_eq!(
+            out.iter().map(Result::is_ok).collect::<Vec<_>>(),
+            [true, true, false]
+        );
+        assert!(q.send(&bodies(1)).await[0].is_err());
+        assert_eq!(q.drain(), vec!["m0".to_owned(), "m1".to_owned()]);
     }
 
     #[tokio::test]

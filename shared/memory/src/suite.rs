@@ -18,6 +18,7 @@ use domain::pipeline::{
 use domain::ports::{
     DigestStore, EntitlementStore, MarkerClaim, MarkerKind, MarkerStore, StoreError,
 };
+use domain::quarantine::{QuarantineReason, QuarantineStore, Quarantined};
 use rust_decimal::Decimal;
 
 /// Reads the drift sample back (the audit's `AuditReader::sampled_events`).
@@ -505,6 +506,94 @@ pub async fn a_pack_meeting_applied_units_names_each_and_writes_nothing(
         apply(vec![unit("pack-d", 0)]).await.expect("a replay"),
         UnitsOutcome::AlreadyApplied(vec![0]),
         "a unit applied once is never applied again"
+    );
+}
+
+/// A held copy of `id` (from `source`) for `meter`, of `tenths` / 10 units.
+fn held(source: Source, id: &str, meter: &str, tenths: i64) -> Quarantined {
+    let mut event = event(id, "acct-held", tenths).expect("suite event");
+    event.meter = MeterName::parse(meter).expect("suite meter");
+    Quarantined {
+        source,
+        reason: QuarantineReason::MeterDeleted,
+        received_at: Utc.from_utc_datetime(&day().and_hms_opt(8, 0, 0).unwrap_or_default()),
+        event,
+    }
+}
+
+/// Every page of `meter`'s held events, `limit` at a time, in the order given.
+async fn all_held(
+    store: &dyn QuarantineStore,
+    tenant: &TenantId,
+    meter: &MeterName,
+    limit: usize,
+) -> Vec<Quarantined> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let page = store
+            .held(tenant, meter, limit, cursor.as_deref())
+            .await
+            .expect("held events can be read");
+        assert!(page.items.len() <= limit, "a page holds at most its limit");
+        out.extend(page.items);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return out,
+        }
+    }
+    panic!("paging did not end");
+}
+
+/// Held events are kept per (tenant, meter) and page in key order (`<source>#<id>`);
+/// a resent event replaces its own copy; released events are gone and the rest stay.
+pub async fn held_events_page_in_key_order_and_a_resend_replaces_its_copy(
+    store: &dyn QuarantineStore,
+    tenant: &TenantId,
+) {
+    let meter = MeterName::parse("held_meter").expect("suite meter");
+    let mut events: Vec<Quarantined> = (0..5)
+        .map(|i| held(Source::Api, &format!("e-{i}"), "held_meter", 10))
+        .collect();
+    events.push(held(Source::Import, "e-0", "held_meter", 10));
+    events.push(held(Source::Api, "e-9", "other_meter", 10));
+    assert!(store.hold(tenant, &events).await.is_ok());
+    // The sender resends e-2 with another quantity: its copy is replaced.
+    assert!(store
+        .hold(tenant, &[held(Source::Api, "e-2", "held_meter", 70)])
+        .await
+        .is_ok());
+    let all = all_held(store, tenant, &meter, 2).await;
+    let keys: Vec<String> = all.iter().map(Quarantined::key).collect();
+    assert_eq!(
+        keys,
+        [
+            "api#e-0",
+            "api#e-1",
+            "api#e-2",
+            "api#e-3",
+            "api#e-4",
+            "import#e-0"
+        ],
+        "one copy per (source, id), in key order, this meter only"
+    );
+    assert_eq!(all[2].event.quantity, Decimal::new(70, 1), "the resend won");
+    assert!(store
+        .release(tenant, &meter, &["api#e-1".into(), "import#e-0".into()])
+        .await
+        .is_ok());
+    let left: Vec<String> = all_held(store, tenant, &meter, 10)
+        .await
+        .iter()
+        .map(Quarantined::key)
+        .collect();
+    assert_eq!(left, ["api#e-0", "api#e-2", "api#e-3", "api#e-4"]);
+    let other = MeterName::parse("other_meter").expect("suite meter");
+    assert_eq!(all_held(store, tenant, &other, 10).await.len(), 1);
+    let stranger = TenantId::parse("quarantine-stranger").expect("tenant id");
+    assert!(
+        all_held(store, &stranger, &meter, 10).await.is_empty(),
+        "another tenant sees nothing"
     );
 }
 

@@ -93,3 +93,13 @@ async fn the_dynamo_ledger_names_each_applied_unit_of_a_pack_and_writes_nothing(
     suite::a_pack_meeting_applied_units_names_each_and_writes_nothing(&store(&t, 1), &t.tenant)
         .await;
 }
+
+#[tokio::test]
+async fn the_dynamo_quarantine_pages_held_events_in_key_order() {
+    let t = TestStack::fresh().await;
+    suite::held_events_page_in_key_order_and_a_resend_replaces_its_copy(
+        t.stack.store.as_ref(),
+        &t.tenant,
+    )
+    .await;
+}
