@@ -158,14 +158,17 @@ impl Stack {
         let sns = aws_sdk_sns::Client::new(aws);
         let alerts_topic_arn = p.reference("AlertsTopic")?.to_owned();
         let (notify_store, notify_sqs) = roles.clients("NotifyFunction")?;
-        let notify = Arc::new(notify::Notify::new(
-            notify_store.clone(),
-            Arc::new(aws::sns::SnsPublisher::new(
-                aws_sdk_sns::Client::new(&roles.config("NotifyFunction")?),
-                alerts_topic_arn.clone(),
-            )),
-            notify_store,
-        ));
+        let notify = Arc::new(
+            notify::Notify::new(
+                notify_store.clone(),
+                Arc::new(aws::sns::SnsPublisher::new(
+                    aws_sdk_sns::Client::new(&roles.config("NotifyFunction")?),
+                    alerts_topic_arn.clone(),
+                )),
+                notify_store.clone(),
+            )
+            .with_history(notify_store),
+        );
         // Event source mappings poll with the consumer's role, as Lambda's do.
         let alerts_poller = Arc::new(Poller {
             sqs: notify_sqs,

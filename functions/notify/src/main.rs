@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     let aws = aws::sdk::load().await;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
     let publisher = Arc::new(SnsPublisher::new(aws_sdk_sns::Client::new(&aws), topic));
-    let notify = Arc::new(Notify::new(store.clone(), publisher, store));
+    let notify = Arc::new(Notify::new(store.clone(), publisher, store.clone()).with_history(store));
     // One function, two triggers: the alerts queue (SQS records) and the daily
     // EventBridge schedule that sends due digests.
     run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
