@@ -9,6 +9,7 @@
 //!    `health/history` (the API's 90-day default), usage by day over 90 days and by
 //!    month over 12 months (5 meters, through the API's own report function), rendered
 //!    and gzipped.
+//!    Its newest 10 of 50 recorded alerts (in-memory alert history, the API's JSON).
 //! 3. Bytes per page, plain and gzipped; the style sheet is the only other resource
 //!    (cached for an hour, so a later page costs just its HTML).
 //!
@@ -19,7 +20,7 @@ use domain::health::record::HealthRecord;
 use domain::health::store::{HealthStore, Save};
 use domain::ids::{AccountId, Stage, TenantId};
 use domain::keys::Scope;
-use domain::ports::RollupRow;
+use domain::ports::{AlertHistory, RollupRow};
 use domain::rollup::{Bucket, RollupKey};
 use domain::usage::UsageQuery;
 use memory::health::MemoryHealthStore;
@@ -136,7 +137,7 @@ fn usage_rows(account: &AccountId, from: NaiveDate, to: NaiveDate) -> Vec<Rollup
                     scope: Scope::Account(account.clone()),
                     day,
                     meter: domain::ids::MeterName::parse(m).expect("meter"),
-                    stage: Stage::Delivered,
+                    stage: Stage::ALL[(n % 3) as usize],
                     service_line: domain::ids::ServiceLine::default_line(),
                 },
                 total: Bucket {
@@ -160,7 +161,7 @@ fn usage(account: &AccountId, granularity: &str, by_meter: bool) -> Value {
         ("to".to_owned(), to),
     ];
     if by_meter {
-        params.push(("group_by".to_owned(), "meter".to_owned()));
+        params.push(("group_by".to_owned(), "meter,stage".to_owned()));
     }
     let q = UsageQuery::parse(&params, now).expect("usage query");
     let (from, to) = q.days();
@@ -169,6 +170,42 @@ fn usage(account: &AccountId, granularity: &str, by_meter: bool) -> Value {
         &q,
         &usage_rows(account, from, to),
     )
+}
+
+/// A limit alert of the account, the `i`-th in time.
+fn limit_alert(tenant: &TenantId, account: &AccountId, i: usize) -> domain::alert::Alert {
+    use domain::alert::{Alert, AlertKind, Severity};
+    let threshold = [80, 90, 100][i % 3];
+    Alert {
+        key: format!("limit:ent-{i}:2026-11-01:threshold:{threshold}"),
+        kind: AlertKind::Limit,
+        code: "threshold_crossed".into(),
+        severity: if threshold >= 100 {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        tenant: tenant.clone(),
+        account: account.clone(),
+        account_name: Some("History Corp".into()),
+        segment: domain::ids::Segment::MidMarket,
+        owner: Some("csm@example.com".into()),
+        crm_url: None,
+        entitlement: Some(format!("ent-{i}")),
+        meters: vec![domain::ids::MeterName::parse("api_calls").expect("a meter")],
+        threshold: Some(threshold),
+        period_start: Utc::now().date_naive() - Duration::days(20),
+        period_end: Utc::now().date_naive() + Duration::days(10),
+        time_zone: "UTC".into(),
+        used: (threshold * 1_000).into(),
+        limit: 100_000.into(),
+        percent: threshold.into(),
+        projected: 130_000.into(),
+        late: false,
+        raised_at: Utc::now() - Duration::hours(i as i64),
+        reasons: Vec::new(),
+        detail: None,
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -244,6 +281,14 @@ async fn main() {
     );
     let config = answer(json!({"config": domain::health::config::HealthConfig::default()}));
     let ents = answer(json!({"account": account, "entitlements": []}));
+    // A full history of alerts, of which the page shows the newest.
+    let alert_history = memory::MemoryAlertHistory::default();
+    for i in 0..domain::alert::RECENT_ALERTS_KEPT {
+        alert_history
+            .record_alert(&limit_alert(&tenant, &account, i))
+            .await
+            .expect("an alert");
+    }
     for granularity in ["day", "month"] {
         let mut times = Vec::new();
         let (mut plain, mut gz) = (0, 0);
@@ -271,6 +316,11 @@ async fn main() {
             let history = answer(json!({"account": account, "history": days}));
             let totals = answer(usage(&account, granularity, false));
             let by_meter = answer(usage(&account, granularity, true));
+            let recent = alert_history
+                .recent_alerts(&tenant, &account, web::ALERTS_SHOWN, Utc::now())
+                .await
+                .expect("recent alerts");
+            let alerts = answer(api::alerts_body(&account, &recent));
             let page = web::pages::AccountPage {
                 account: account.as_str(),
                 granularity,
@@ -281,6 +331,7 @@ async fn main() {
                 by_meter: &by_meter,
                 entitlements: &ents,
                 config: &config,
+                alerts: &alerts,
             };
             let markup = web::pages::account(&who, &page);
             gz = sizes(web::compress(web::html(200, markup)));

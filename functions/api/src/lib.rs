@@ -75,6 +75,58 @@ pub fn wired(
         })
 }
 
+/// Most risk-index rows one filtered `GET /v1/accounts` reads (owner,
+/// `band_changed_within`); a page that found fewer rows says where to go on.
+pub const RISK_SCAN_BUDGET: usize = 2_000;
+
+/// Filters of the risk listing that the index does not key on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RiskFilter {
+    /// The owner's e-mail, lowercase.
+    pub owner: Option<String>,
+    /// Days: accounts whose band changed within them.
+    pub band_changed_within: Option<i64>,
+}
+
+impl RiskFilter {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+
+    pub fn keeps(&self, e: &domain::health::store::RiskEntry, today: chrono::NaiveDate) -> bool {
+        let owner_ok = self
+            .owner
+            .as_ref()
+            .is_none_or(|o| e.owner.as_deref().is_some_and(|x| x.to_lowercase() == *o));
+        let band_ok = self.band_changed_within.is_none_or(|d| {
+            e.band_changed_on
+                .is_some_and(|c| c > today - chrono::Duration::days(d))
+        });
+        owner_ok && band_ok
+    }
+}
+
+/// The body of `GET /v1/accounts/{account}/alerts`: each alert with what crossed what
+/// (`subject`, as e-mailed), the suggested next step and the alert as delivered.
+pub fn alerts_body(account: &AccountId, alerts: &[domain::alert::Alert]) -> serde_json::Value {
+    use domain::alert::{render, wire, ALERT_HISTORY_DAYS, RECENT_ALERTS_KEPT};
+    let shown: Vec<serde_json::Value> = alerts
+        .iter()
+        .map(|a| {
+            let r = render(a);
+            json!({
+                "subject": r.subject,
+                "next_step": r.json["suggested_next_step"],
+                "alert": wire(a),
+            })
+        })
+        .collect();
+    json!({
+        "account": account, "alerts": shown,
+        "kept": RECENT_ALERTS_KEPT, "retention_days": ALERT_HISTORY_DAYS,
+    })
+}
+
 /// What a request asks for, once its method and path are matched: one variant per
 /// route of [`ROUTES`], dispatched by [`Api::route`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +136,7 @@ pub enum Route {
     GetAccount,
     PutAccount,
     AccountUsage,
+    AccountAlerts,
     SegmentUsage,
     SegmentAdoption,
     ListDefinitions,
@@ -127,6 +180,7 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("GET", "/v1/accounts/{account}", Route::GetAccount),
     ("PUT", "/v1/accounts/{account}", Route::PutAccount),
     ("GET", "/v1/accounts/{account}/usage", Route::AccountUsage),
+    ("GET", "/v1/accounts/{account}/alerts", Route::AccountAlerts),
     ("GET", "/v1/segments/{segment}/usage", Route::SegmentUsage),
     (
         "GET",
@@ -224,6 +278,8 @@ pub struct Api {
     pub mappings: Arc<dyn MappingStore>,
     pub entitlements: Arc<dyn EntitlementStore>,
     pub alert_policies: Arc<dyn DigestStore>,
+    /// Each account's recent alerts (recorded by notify).
+    pub alert_history: Arc<dyn domain::ports::AlertHistory>,
     pub health: Arc<dyn HealthStore>,
     pub keys: Arc<dyn KeyAdmin>,
     /// Per-tenant request quotas of this instance (`429 rate_limited`).
@@ -249,6 +305,7 @@ impl Api {
             + MappingStore
             + EntitlementStore
             + DigestStore
+            + domain::ports::AlertHistory
             + HealthStore
             + KeyAdmin
             + 'static,
@@ -266,6 +323,7 @@ impl Api {
             usage: store.clone(),
             definitions: store.clone(),
             alert_policies: store.clone(),
+            alert_history: store.clone(),
             health: store.clone(),
             keys: store.clone(),
             quotas: Arc::new(domain::quota::Quotas::new(
@@ -405,6 +463,7 @@ impl Api {
             Route::GetAccount => self.get_account(&tenant, &param("account")).await,
             Route::PutAccount => self.put_account(&tenant, &param("account"), &req).await,
             Route::AccountUsage => self.account_usage(&tenant, &param("account"), &req).await,
+            Route::AccountAlerts => self.account_alerts(&tenant, &param("account"), &req).await,
             Route::SegmentUsage => self.segment_usage(&tenant, &param("segment"), &req).await,
             Route::SegmentAdoption => {
                 self.segment_adoption(&tenant, &param("segment"), &req)
@@ -685,8 +744,36 @@ impl Api {
         let mut cursor = None;
         let mut bands = Vec::new();
         let mut by_risk = false;
+        let mut filter = RiskFilter::default();
         for (k, v) in query_pairs(req) {
             match k.as_str() {
+                "owner" => {
+                    if v.is_empty() || v.chars().count() > 254 {
+                        return Err(ApiError::new(
+                            ErrorCode::InvalidParameter,
+                            "owner must be 1 to 254 characters",
+                        ));
+                    }
+                    filter.owner = Some(v.to_lowercase());
+                    by_risk = true;
+                }
+                "band_changed_within" => {
+                    filter.band_changed_within = Some(
+                        v.parse::<i64>()
+                            .ok()
+                            .filter(|d| (1..=domain::health::record::RECENT_DAYS).contains(d))
+                            .ok_or_else(|| {
+                                ApiError::new(
+                                    ErrorCode::InvalidParameter,
+                                    format!(
+                                        "band_changed_within must be a number of days from 1 to {}",
+                                        domain::health::record::RECENT_DAYS
+                                    ),
+                                )
+                            })?,
+                    );
+                    by_risk = true;
+                }
                 "segment" => {
                     segment = Some(Segment::parse(&v).ok_or_else(|| {
                         ApiError::new(
@@ -732,13 +819,13 @@ impl Api {
                     return Err(ApiError::new(
                         ErrorCode::UnknownParameter,
                         format!(
-                        "unknown parameter '{other}'; expected segment, band, sort, limit, cursor"
+                        "unknown parameter '{other}'; expected segment, band, owner, band_changed_within, sort, limit, cursor"
                     ),
                     ))
                 }
             }
         }
-        if by_risk {
+        if by_risk && filter.is_empty() {
             // Scored accounts from the risk index, lowest score (riskiest) first.
             let page = self
                 .health
@@ -747,6 +834,31 @@ impl Api {
             return Ok(json(
                 200,
                 &json!({"accounts": page.items, "next_cursor": page.next, "sorted_by": "risk"}),
+            ));
+        }
+        if by_risk {
+            // Filtered: index pages read in order, each as long as the rows still
+            // wanted (so every page ends on a cursor), until the page is full or
+            // RISK_SCAN_BUDGET rows were read; a cursor then says where to go on.
+            let today = Utc::now().date_naive();
+            let (mut rows, mut scanned) = (Vec::new(), 0usize);
+            let mut next = cursor;
+            loop {
+                let want = limit - rows.len();
+                let page = self
+                    .health
+                    .list_risk(tenant, segment, &bands, want, next.as_deref())
+                    .await?;
+                scanned += page.items.len();
+                rows.extend(page.items.into_iter().filter(|e| filter.keeps(e, today)));
+                next = page.next;
+                if rows.len() >= limit || next.is_none() || scanned >= RISK_SCAN_BUDGET {
+                    break;
+                }
+            }
+            return Ok(json(
+                200,
+                &json!({"accounts": rows, "next_cursor": next, "sorted_by": "risk", "scanned": scanned}),
             ));
         }
         let page = self
@@ -890,6 +1002,39 @@ impl Api {
             }
             None => Err(ApiError::not_found("account")),
         }
+    }
+
+    /// `GET /v1/accounts/{account}/alerts`: the account's recent alerts, newest first,
+    /// each with what crossed what (`subject`) and the suggested next step.
+    async fn account_alerts(
+        &self,
+        tenant: &TenantId,
+        account: &str,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        use domain::alert::RECENT_ALERTS_KEPT;
+        let account = AccountId::parse(account).map_err(|_| ApiError::not_found("account"))?;
+        let (page, rest) = PageParams::take(query_pairs(req), 20, RECENT_ALERTS_KEPT)?;
+        let other = match (rest.first(), &page.cursor) {
+            (Some((k, _)), _) => Some(k.as_str()),
+            // The newest alerts fit one page: there is no next one to ask for.
+            (None, Some(_)) => Some("cursor"),
+            (None, None) => None,
+        };
+        if let Some(other) = other {
+            return Err(ApiError::new(
+                ErrorCode::UnknownParameter,
+                format!("unknown parameter '{other}'; expected limit"),
+            ));
+        }
+        let alerts = self
+            .alert_history
+            .recent_alerts(tenant, &account, page.limit, Utc::now())
+            .await?;
+        if alerts.is_empty() && self.accounts.get_account(tenant, &account).await?.is_none() {
+            return Err(ApiError::not_found("account"));
+        }
+        Ok(json(200, &alerts_body(&account, &alerts)))
     }
 
     async fn health_history(
@@ -1092,6 +1237,34 @@ fn key_json(k: &domain::auth::KeyGrant, now: chrono::DateTime<Utc>) -> serde_jso
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_risk_filter_keeps_an_owners_accounts_and_those_whose_band_changed_lately() {
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        let entry = |owner: Option<&str>, changed: Option<u32>| {
+            serde_json::from_value::<domain::health::store::RiskEntry>(json!({
+                "account": "acme", "segment": "smb", "band": "red", "score": 30.0,
+                "as_of": "2026-11-20", "owner": owner, "reasons": [],
+                "band_changed_on": changed.map(|d| format!("2026-11-{d:02}")),
+            }))
+            .unwrap()
+        };
+        let owner = RiskFilter {
+            owner: Some("csm@example.com".into()),
+            ..RiskFilter::default()
+        };
+        assert!(owner.keeps(&entry(Some("CSM@example.com"), None), today));
+        assert!(!owner.keeps(&entry(Some("other@example.com"), None), today));
+        assert!(!owner.keeps(&entry(None, None), today));
+        let week = RiskFilter {
+            band_changed_within: Some(7),
+            ..RiskFilter::default()
+        };
+        assert!(week.keeps(&entry(None, Some(14)), today), "six days ago");
+        assert!(!week.keeps(&entry(None, Some(13)), today), "a week ago");
+        assert!(!week.keeps(&entry(None, None), today));
+        assert!(RiskFilter::default().is_empty() && !week.is_empty());
+    }
 
     #[test]
     fn every_route_path_is_accepted_by_the_router() {

@@ -195,13 +195,15 @@ pub async fn load(stack: &Stack, tenant: &TenantId, accounts: usize) -> Result<L
     stack.store.put_health_config(tenant, &cfg).await?;
     let now = Utc::now();
     let mut events = Vec::new();
-    for a in &synth.accounts {
+    for (i, a) in synth.accounts.iter().enumerate() {
         let profile = domain::account::AccountProfile {
             account: a.subject.account.clone(),
             name: a.name.clone(),
             segment: a.subject.segment,
             owner_email: Some(format!("csm-{}@example.com", a.subject.segment.as_str())),
             onboarding_date: a.subject.onboarding_date,
+            // Renewals spread over the next year, so the portfolio shows days to each.
+            renewal_date: Some(today + Duration::days(20 + (i as i64 * 47) % 340)),
             crm_ids: Default::default(),
             crm_properties: Default::default(),
             created_at: now,

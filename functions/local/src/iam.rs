@@ -370,23 +370,13 @@ const EVENT_SOURCE_MAPPING_ONLY: &[&str] =
 
 /// Grants kept although no test uses them, each with the code path that needs it and
 /// why no test can reach it. Keep this list short: every entry is a blind spot.
-pub const KEPT_UNUSED: &[(&str, &str, &str, &str)] = &[
-    (
-        "RollupFunction",
-        "dynamodb:GetItem",
-        "LedgerTable",
-        "the ledger claim's fallback read (shared store, `claim_lookup`) when a failed \
+pub const KEPT_UNUSED: &[(&str, &str, &str, &str)] = &[(
+    "RollupFunction",
+    "dynamodb:GetItem",
+    "LedgerTable",
+    "the ledger claim's fallback read (shared store, `claim_lookup`) when a failed \
          conditional put does not return the old item; AWS and moto both return it",
-    ),
-    (
-        "WebFunction",
-        "sqs:SendMessage*",
-        "EventsQueue",
-        "restoring a definition from the cockpit replays the events held for it onto the \
-         events queue (as the API's restore does); the browser test restores a definition \
-         that holds none",
-    ),
-];
+)];
 
 /// A granted action on a resource that no permitted call used.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use domain::alert::{render, Alert};
 use domain::digest::{cooldown_scope, render_digest_parts, DigestBucket, Route};
-use domain::ports::{DigestStore, MarkerClaim, MarkerKind, MarkerStore, StoreError};
+use domain::ports::{AlertHistory, DigestStore, MarkerClaim, MarkerKind, MarkerStore, StoreError};
 use domain::publish::{AlertPublisher, PublishError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,6 +19,8 @@ pub struct Notify {
     pub publisher: Arc<dyn AlertPublisher>,
     /// Policy, cooldown clocks and digest buckets.
     pub digests: Arc<dyn DigestStore>,
+    /// Each account's recent alerts (the account page's); `None` records none.
+    pub history: Option<Arc<dyn AlertHistory>>,
     /// How long published-alert markers are kept (dedupe memory).
     pub retention: chrono::Duration,
     pub concurrency: usize,
@@ -64,7 +66,7 @@ pub struct DigestRun {
     pub failed: usize,
 }
 
-/// Notify on DynamoDB (markers, digests) and the alerts topic, as every deployment
+/// Notify on DynamoDB (markers, digests, each account's alert history) and the alerts topic, as every deployment
 /// wires it: `main.rs` on Lambda and the local runner.
 pub fn wired(
     store: Arc<aws::dynamo::DynamoStore>,
@@ -74,8 +76,9 @@ pub fn wired(
     Notify::new(
         store.clone(),
         Arc::new(aws::sns::SnsPublisher::new(sns, topic_arn)),
-        store,
+        store.clone(),
     )
+    .with_history(store)
 }
 
 impl Notify {
@@ -88,9 +91,16 @@ impl Notify {
             markers,
             publisher,
             digests,
+            history: None,
             retention: chrono::Duration::days(400),
             concurrency: 4,
         }
+    }
+
+    /// Records every alert delivered (published or digested) in its account's history.
+    pub fn with_history(mut self, history: Arc<dyn AlertHistory>) -> Self {
+        self.history = Some(history);
+        self
     }
 
     /// The Lambda entry point: per-message failures (errors and panics alike).
@@ -127,6 +137,13 @@ impl Notify {
             MarkerClaim::Mine { done: true, .. } | MarkerClaim::Other => {
                 tracing::info!(tenant = %alert.tenant, alert = %alert.key, "duplicate alert dropped");
                 return Ok(Delivery::Duplicate);
+            }
+        }
+        if let Some(h) = &self.history {
+            // The account page's record; delivery does not wait on it (a redelivery
+            // records the alert again, in its place).
+            if let Err(e) = h.record_alert(&alert).await {
+                tracing::warn!(tenant = %alert.tenant, account = %alert.account, alert = %alert.key, error = %e, "alert not recorded in the account's history");
             }
         }
         let policy = self
@@ -449,6 +466,42 @@ mod tests {
         assert_eq!(failed, vec!["m3".to_owned()]);
         assert_eq!(*rec.published.lock().unwrap(), vec!["k1".to_owned()]);
         assert_eq!(digests.held(), 0, "a warning is published, not digested");
+    }
+
+    #[tokio::test]
+    async fn each_delivered_alert_is_recorded_once_under_its_account_and_duplicates_are_not() {
+        let history = Arc::new(memory::MemoryAlertHistory::default());
+        let n = Notify::new(
+            Arc::new(MemoryMarkers::default()),
+            Arc::new(Recorder::default()),
+            Arc::new(MemoryDigests::default()),
+        )
+        .with_history(history.clone());
+        let (a, b) = (alert("k1"), alert("k2"));
+        // The rollup re-sending k1 after a crash: raised again, a second later.
+        let mut again = a.clone();
+        again.raised_at += chrono::Duration::seconds(1);
+        let bodies: Vec<String> = [&a, &b, &again]
+            .iter()
+            .map(|x| serde_json::to_string(x).unwrap())
+            .collect();
+        let resp = n
+            .handle(event(vec![
+                msg("m1", &bodies[0]),
+                msg("m2", &bodies[1]),
+                msg("m3", &bodies[2]),
+            ]))
+            .await;
+        assert!(resp.batch_item_failures.is_empty());
+        let mut keys: Vec<String> = history
+            .recent_alerts(&a.tenant, &a.account, 10, chrono::Utc::now())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|x| x.key)
+            .collect();
+        keys.sort();
+        assert_eq!(keys, vec!["k1".to_owned(), "k2".to_owned()]);
     }
 
     #[tokio::test]

@@ -8,6 +8,8 @@
 pub mod adoption;
 pub mod chart;
 pub mod pages;
+pub mod quality;
+pub mod registry;
 pub mod session;
 pub mod view;
 
@@ -21,6 +23,8 @@ use std::sync::Arc;
 
 /// Accounts per portfolio page.
 pub const PAGE_ROWS: usize = 50;
+/// Recent alerts on an account page.
+pub const ALERTS_SHOWN: usize = 10;
 /// Largest form body accepted (a sign-in or an admin action).
 pub const MAX_FORM_BYTES: usize = 4096;
 
@@ -128,10 +132,25 @@ impl Web {
                     "/app" => redirect("/app/portfolio"),
                     "/app/portfolio" => self.portfolio(&who, &query).await,
                     "/app/registry" => self.registry(&who).await,
+                    "/app/registry/new" if who.is_admin() => html(
+                        200,
+                        registry::new_page(&who, &registry::DefinitionForm::blank(), None),
+                    ),
+                    "/app/registry/new" => html(
+                        403,
+                        pages::problem(&who, 403, "Creating a definition needs an admin key."),
+                    ),
                     "/app/adoption" => self.adoption(&who, &query).await,
-                    _ => match path.strip_prefix("/app/accounts/") {
-                        Some(account) if !account.contains('/') => {
+                    "/app/quality" => self.quality(&who, &query).await,
+                    _ => match (
+                        path.strip_prefix("/app/accounts/"),
+                        path.strip_prefix("/app/definitions/"),
+                    ) {
+                        (Some(account), _) if !account.contains('/') => {
                             self.account(&who, account, &query).await
+                        }
+                        (_, Some(meter)) if !meter.contains('/') => {
+                            self.definition(&who, meter, None).await
                         }
                         _ => html(404, pages::problem(&who, 404, "There is no such page.")),
                     },
@@ -249,6 +268,18 @@ impl Web {
             }
             return resp;
         }
+        if path == "/app/definitions" {
+            return self.create_definition(who, &form).await;
+        }
+        if let Some(meter) = path.strip_prefix("/app/quality/replay/") {
+            return self.replay(who, meter).await;
+        }
+        if let Some(meter) = path
+            .strip_prefix("/app/definitions/")
+            .and_then(|rest| rest.strip_suffix("/edit"))
+        {
+            return self.edit_definition(who, meter, &form).await;
+        }
         let call = path.strip_prefix("/app/definitions/").and_then(|rest| {
             let (meter, verb) = rest.split_once('/')?;
             let meter = domain::ids::MeterName::parse(meter).ok()?;
@@ -275,10 +306,24 @@ impl Web {
 
     /// Calls the API in-process as the signed-in key.
     pub async fn call(&self, who: &Signed, method: &str, path_and_query: &str) -> Answer {
+        self.send(who, method, path_and_query, None).await
+    }
+
+    /// Calls the API in-process as the signed-in key, with a JSON body; the change log
+    /// records the key (by its hash's prefix, as for a JSON client) as the actor.
+    pub async fn send(
+        &self,
+        who: &Signed,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> Answer {
         let req = lambda_http::http::Request::builder()
             .method(method)
             .uri(path_and_query)
-            .body(Body::Empty);
+            .header(header::CONTENT_TYPE, "application/json")
+            .extension(api::governance::Actor::of_key_hash(&who.session.h))
+            .body(body.map_or(Body::Empty, |b| Body::Text(b.to_string())));
         let Ok(req) = req else {
             return Answer {
                 status: 400,
@@ -306,6 +351,12 @@ impl Web {
         }
         if let Some(s) = &filters.segment {
             api_q.push(("segment".into(), s.clone()));
+        }
+        if let Some(o) = &filters.owner {
+            api_q.push(("owner".into(), o.clone()));
+        }
+        if filters.changed_this_week {
+            api_q.push(("band_changed_within".into(), "7".into()));
         }
         if let Some(c) = &filters.cursor {
             api_q.push(("cursor".into(), c.clone()));
@@ -339,11 +390,12 @@ impl Web {
             format!("/v1/accounts/{a}/health"),
             format!("/v1/accounts/{a}/health/history"),
             format!("/v1/accounts/{a}/usage?{window}"),
-            format!("/v1/accounts/{a}/usage?{window}&group_by=meter"),
+            format!("/v1/accounts/{a}/usage?{window}&group_by=meter,stage"),
             format!("/v1/accounts/{a}/entitlements"),
             "/v1/health/config".to_owned(),
+            format!("/v1/accounts/{a}/alerts?limit={ALERTS_SHOWN}"),
         ];
-        let (profile, health, history, usage, by_meter, ents, config) = tokio::join!(
+        let (profile, health, history, usage, by_meter, ents, config, alerts) = tokio::join!(
             self.call(who, "GET", &paths[0]),
             self.call(who, "GET", &paths[1]),
             self.call(who, "GET", &paths[2]),
@@ -351,6 +403,7 @@ impl Web {
             self.call(who, "GET", &paths[4]),
             self.call(who, "GET", &paths[5]),
             self.call(who, "GET", &paths[6]),
+            self.call(who, "GET", &paths[7]),
         );
         if profile.status == 404 {
             return html(404, pages::problem(who, 404, "There is no such account."));
@@ -365,6 +418,7 @@ impl Web {
             by_meter: &by_meter,
             entitlements: &ents,
             config: &config,
+            alerts: &alerts,
         };
         html(200, pages::account(who, &page))
     }
@@ -378,6 +432,48 @@ impl Web {
         )
     }
 
+    async fn quality(&self, who: &Signed, query: &str) -> Response<Body> {
+        let runs_path = format!("/v1/audits?limit={}", quality::TREND_RUNS);
+        let (latest, runs) = tokio::join!(
+            self.call(who, "GET", "/v1/audits/latest"),
+            self.call(who, "GET", &runs_path),
+        );
+        let status = if latest.ok() || latest.status == 404 {
+            200
+        } else {
+            latest.status
+        };
+        html(
+            status,
+            quality::page(who, &latest, &runs, &quality::Notice::from_query(query)),
+        )
+    }
+
+    /// `POST /app/quality/replay/{meter}`: the API replays (an admin key's; a read
+    /// key is refused by the API's scope check).
+    async fn replay(&self, who: &Signed, meter: &str) -> Response<Body> {
+        let Ok(meter) = domain::ids::MeterName::parse(meter) else {
+            return html(
+                404,
+                pages::problem(who, 404, "There is no such definition."),
+            );
+        };
+        let answer = self
+            .call(
+                who,
+                "POST",
+                &format!("/v1/definitions/{meter}/quarantine/replay"),
+            )
+            .await;
+        if !answer.ok() {
+            return refused_by_scope(who, &answer);
+        }
+        let replayed = answer.body["replayed"].as_u64().unwrap_or(0);
+        let remaining = answer.body["remaining"].as_bool().unwrap_or(false);
+        tracing::info!(tenant = %who.grant.tenant, key_id = %who.grant.key_id, meter = %meter, replayed, remaining, "held events replayed from the cockpit");
+        redirect(&quality::Notice::link(meter.as_str(), replayed, remaining))
+    }
+
     async fn registry(&self, who: &Signed) -> Response<Body> {
         let answer = self.call(who, "GET", "/v1/definitions?limit=200").await;
         html(
@@ -385,6 +481,134 @@ impl Web {
             pages::registry(who, &answer),
         )
     }
+}
+
+impl Web {
+    /// A definition's page: its edit form (admin; refilled as posted when the API
+    /// refused it) and its change log.
+    async fn definition(
+        &self,
+        who: &Signed,
+        meter: &str,
+        refused: Option<(&registry::DefinitionForm, &registry::Refusal, u16)>,
+    ) -> Response<Body> {
+        let Ok(meter) = domain::ids::MeterName::parse(meter) else {
+            return html(
+                404,
+                pages::problem(who, 404, "There is no such definition."),
+            );
+        };
+        let def_path = format!("/v1/definitions/{meter}");
+        let changes_path = format!(
+            "/v1/definitions/{meter}/changes?limit={}",
+            registry::CHANGES_SHOWN
+        );
+        let (def, changes) = tokio::join!(
+            self.call(who, "GET", &def_path),
+            self.call(who, "GET", &changes_path),
+        );
+        if def.status == 404 {
+            return html(
+                404,
+                pages::problem(who, 404, "There is no such definition."),
+            );
+        }
+        let stored = registry::DefinitionForm::of_definition(&def.body);
+        let (form, refusal, status) = match refused {
+            Some((f, r, s)) => (f, Some(r), s),
+            None => (&stored, None, if def.ok() { 200 } else { def.status }),
+        };
+        html(
+            status,
+            registry::definition_page(who, &def, &changes, form, refusal),
+        )
+    }
+
+    /// `POST /app/definitions`: a new definition (refused if the meter exists, so a
+    /// create never overwrites).
+    async fn create_definition(&self, who: &Signed, pairs: &[(String, String)]) -> Response<Body> {
+        let form = registry::DefinitionForm::from_pairs(pairs);
+        let refuse = |answer: &Answer| {
+            let r = registry::Refusal::of(answer);
+            tracing::info!(tenant = %who.grant.tenant, key_id = %who.grant.key_id, code = %r.code, "definition create refused");
+            html(answer.status, registry::new_page(who, &form, Some(&r)))
+        };
+        let meter = match domain::ids::MeterName::parse(&form.meter) {
+            Ok(m) => m,
+            // The API's own check of the name, with its words (the name is part of the
+            // route, so it cannot be sent to be refused there).
+            Err(e) => {
+                return refuse(&Answer {
+                    status: 400,
+                    body: serde_json::json!({"error": {"code": "invalid_meter", "message": e.to_string()}}),
+                })
+            }
+        };
+        let path = format!("/v1/definitions/{meter}");
+        let existing = self.call(who, "GET", &path).await;
+        if existing.ok() {
+            return refuse(&registry::meter_exists(meter.as_str()));
+        }
+        let answer = self.send(who, "PUT", &path, Some(&form.body(None))).await;
+        if answer.status == 403 {
+            return refused_by_scope(who, &answer);
+        }
+        if !answer.ok() {
+            return refuse(&answer);
+        }
+        tracing::info!(tenant = %who.grant.tenant, key_id = %who.grant.key_id, meter = %meter, "definition created");
+        redirect(&format!("/app/definitions/{meter}"))
+    }
+
+    /// `POST /app/definitions/{meter}/edit`: the stored definition with the form's
+    /// fields, saved; a refusal shows the form as posted with the API's error.
+    async fn edit_definition(
+        &self,
+        who: &Signed,
+        meter: &str,
+        pairs: &[(String, String)],
+    ) -> Response<Body> {
+        let Ok(meter) = domain::ids::MeterName::parse(meter) else {
+            return html(
+                404,
+                pages::problem(who, 404, "There is no such definition."),
+            );
+        };
+        let path = format!("/v1/definitions/{meter}");
+        let existing = self.call(who, "GET", &path).await;
+        if !existing.ok() {
+            return html(
+                existing.status,
+                pages::problem(who, existing.status, &existing.message()),
+            );
+        }
+        let mut form = registry::DefinitionForm::from_pairs(pairs);
+        form.meter = meter.as_str().to_owned();
+        let answer = self
+            .send(who, "PUT", &path, Some(&form.body(Some(&existing.body))))
+            .await;
+        if answer.ok() {
+            tracing::info!(tenant = %who.grant.tenant, key_id = %who.grant.key_id, meter = %meter, "definition edited");
+            return redirect(&format!("/app/definitions/{meter}"));
+        }
+        if answer.status == 403 {
+            return refused_by_scope(who, &answer);
+        }
+        let r = registry::Refusal::of(&answer);
+        tracing::info!(tenant = %who.grant.tenant, key_id = %who.grant.key_id, meter = %meter, code = %r.code, "definition edit refused");
+        self.definition(who, meter.as_str(), Some((&form, &r, answer.status)))
+            .await
+    }
+}
+
+/// The API's refusal, as a page of its own (a read key's scope has no form to show
+/// it next to; a replay has no form field).
+fn refused_by_scope(who: &Signed, answer: &Answer) -> Response<Body> {
+    tracing::info!(tenant = %who.grant.tenant, key_id = %who.grant.key_id, code = %answer.code(), "action refused by the API");
+    html(
+        answer.status,
+        pages::problem(who, answer.status, &answer.message()),
+    )
 }
 
 /// The usage window shown for a granularity: 72 hours, 90 days or 12 months, ending

@@ -62,6 +62,7 @@ pub(crate) fn layout(title: &str, who: Option<&Signed>, body: Markup) -> Markup 
                             a href="/app/portfolio" { "Portfolio" }
                             a href="/app/adoption" { "Adoption" }
                             a href="/app/registry" { "Registry" }
+                            a href="/app/quality" { "Data quality" }
                         }
                     }
                     @if let Some(w) = who {
@@ -118,6 +119,10 @@ pub fn problem(who: &Signed, status: u16, message: &str) -> Markup {
 pub struct PortfolioFilters {
     pub band: Option<String>,
     pub segment: Option<String>,
+    /// The owner's e-mail.
+    pub owner: Option<String>,
+    /// Only accounts whose band changed in the last 7 days.
+    pub changed_this_week: bool,
     pub cursor: Option<String>,
 }
 
@@ -130,6 +135,10 @@ impl PortfolioFilters {
                 "segment" if SEGMENTS.iter().any(|(s, _)| *s == v) => {
                     f.segment = Some(v.into_owned())
                 }
+                "owner" if !v.trim().is_empty() && v.chars().count() <= 254 => {
+                    f.owner = Some(v.trim().to_owned())
+                }
+                "changed" if v == "week" => f.changed_this_week = true,
                 "cursor" if !v.is_empty() && v.len() < 2048 => f.cursor = Some(v.into_owned()),
                 _ => {}
             }
@@ -145,6 +154,12 @@ impl PortfolioFilters {
         if let Some(x) = &self.segment {
             s.append_pair("segment", x);
         }
+        if let Some(o) = &self.owner {
+            s.append_pair("owner", o);
+        }
+        if self.changed_this_week {
+            s.append_pair("changed", "week");
+        }
         if let Some(c) = cursor {
             s.append_pair("cursor", c);
         }
@@ -152,7 +167,29 @@ impl PortfolioFilters {
     }
 }
 
+/// The 7-day score change as an arrow with its number (a word for screen readers).
+fn trend(change: Option<f64>) -> Markup {
+    match change {
+        None => html! { span class="trend-none" { "—" } },
+        Some(c) => {
+            let (arrow, word, class) = if c >= 0.5 {
+                ("\u{2191}", "up", "up")
+            } else if c <= -0.5 {
+                ("\u{2193}", "down", "down")
+            } else {
+                ("\u{2192}", "steady", "flat")
+            };
+            html! {
+                span class=(format!("trend-{class}")) data-change=(format!("{c:.1}")) {
+                    span aria-hidden="true" { (arrow) } " " span class="sr" { (word) " " } (signed_points(c))
+                }
+            }
+        }
+    }
+}
+
 pub fn portfolio(who: &Signed, f: &PortfolioFilters, a: &Answer) -> Markup {
+    let today = chrono::Utc::now().date_naive();
     let rows = a.body["accounts"].as_array().cloned().unwrap_or_default();
     let next = a.body["next_cursor"].as_str();
     layout(
@@ -171,6 +208,10 @@ pub fn portfolio(who: &Signed, f: &PortfolioFilters, a: &Answer) -> Markup {
                     option value="" { "All segments" }
                     @for (s, w) in SEGMENTS { option value=(s) selected[f.segment.as_deref() == Some(s)] { (w) } }
                 }
+                label for="owner" { "Owner" }
+                input id="owner" name="owner" type="email" value=[f.owner.as_deref()] placeholder="csm@example.com" size="22";
+                input id="changed" name="changed" type="checkbox" value="week" checked[f.changed_this_week];
+                label for="changed" { "Changed band this week" }
                 button type="submit" { "Apply" }
             }
             @if !a.ok() {
@@ -180,10 +221,11 @@ pub fn portfolio(who: &Signed, f: &PortfolioFilters, a: &Answer) -> Markup {
                     code { "POST /local/jobs/score" } ")." }
             } @else {
                 table class="portfolio" {
-                    caption { "Riskiest first; " (rows.len()) " accounts on this page." }
+                    caption { "Riskiest first; " (rows.len()) " accounts on this page"
+                        @if let Some(n) = a.body["scanned"].as_u64() { " (" (n) " scored accounts looked through)" } "." }
                     thead { tr {
-                        th scope="col" { "Account" } th scope="col" class="num" { "Score" } th scope="col" { "Band" }
-                        th scope="col" { "Top reason" } th scope="col" { "Segment" } th scope="col" { "Owner" } th scope="col" { "Scored on" }
+                        th scope="col" { "Account" } th scope="col" class="num" { "Score" } th scope="col" { "7-day trend" } th scope="col" { "Band" }
+                        th scope="col" { "Top reason" } th scope="col" { "Segment" } th scope="col" { "Owner" } th scope="col" class="num" { "Renews in" } th scope="col" { "Scored on" }
                     } }
                     tbody {
                         @for r in &rows {
@@ -192,10 +234,16 @@ pub fn portfolio(who: &Signed, f: &PortfolioFilters, a: &Answer) -> Markup {
                             tr data-account=(id) {
                                 td { a href=(format!("/app/accounts/{id}")) { (r["name"].as_str().unwrap_or(id)) } br; small { (id) } }
                                 td class="num" { (format!("{:.1}", r["score"].as_f64().unwrap_or(0.0))) }
-                                td { (band_badge(r["band"].as_str().unwrap_or_default())) }
+                                td class="trend" { (trend(r["change_7d"].as_f64())) }
+                                td { (band_badge(r["band"].as_str().unwrap_or_default()))
+                                    @if let Some(d) = r["band_changed_on"].as_str() { br; small data-band-changed=(d) { "since " (d) } } }
                                 td { (view::top_reason(&reasons)) }
                                 td { (segment_word(r["segment"].as_str().unwrap_or_default())) }
                                 td { (r["owner"].as_str().unwrap_or("—")) }
+                                @let renews = view::days_to(r["renewal_date"].as_str(), today);
+                                td class="num" data-renewal=[r["renewal_date"].as_str()] title=[r["renewal_date"].as_str()] {
+                                    @match renews { Some(d) if d < 0 => { (-d) " days ago" } Some(d) => { (d) " days" } None => { "—" } }
+                                }
                                 td { (r["as_of"].as_str().unwrap_or_default()) }
                             }
                         }
@@ -222,6 +270,8 @@ pub struct AccountPage<'a> {
     pub entitlements: &'a Answer,
     /// `GET /v1/health/config` (the resolved milestones of the account's segment).
     pub config: &'a Answer,
+    /// `GET /v1/accounts/{account}/alerts` (the newest ones).
+    pub alerts: &'a Answer,
 }
 
 fn signed_points(v: f64) -> String {
@@ -246,6 +296,9 @@ pub fn account(who: &Signed, p: &AccountPage) -> Markup {
                 "Segment " strong { (segment_word(prof["segment"].as_str().unwrap_or_default())) }
                 " · owner " strong { (prof["owner_email"].as_str().unwrap_or("none")) }
                 @if let Some(d) = prof["onboarding_date"].as_str() { " · onboarded " strong { (d) } }
+                @if let Some(d) = prof["crm_properties"]["renewal_date"]["value"].as_str().or(prof["renewal_date"].as_str()) {
+                    " · renews " strong id="renewal" { (d) }
+                }
                 @if let Some(c) = prof["crm_ids"]["hubspot_company_id"].as_str() {
                     " · HubSpot company "
                     @if let Some(url) = view::crm_link(prof) { a href=(url) id="crm-link" rel="noopener" { (c) } }
@@ -336,6 +389,24 @@ pub fn account(who: &Signed, p: &AccountPage) -> Markup {
                 } @else {
                     @let meters = view::usage_by_meter(&p.usage.body, &p.by_meter.body, p.granularity);
                     @if meters.is_empty() { p class="empty" { "No usage in this window." } }
+                    @let stages = view::usage_by_stage(&p.by_meter.body);
+                    @if !stages.is_empty() {
+                        table class="stages" id="stages" {
+                            caption { "Totals in this window by meter and stage" }
+                            thead { tr { th scope="col" { "Meter" }
+                                @for s in domain::ids::Stage::ALL { th scope="col" class="num" { (view::humanize(s.as_str())) } } } }
+                            tbody {
+                                @for (m, totals) in &stages {
+                                    tr data-meter=(m) {
+                                        th scope="row" { (m) }
+                                        @for (s, t) in domain::ids::Stage::ALL.iter().zip(totals) {
+                                            td class="num" data-stage=(s.as_str()) data-total=(t) { (chart::compact(*t)) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                     div class="charts" {
                         @for (i, (m, pts)) in meters.iter().enumerate() {
                             figure {
@@ -377,10 +448,34 @@ pub fn account(who: &Signed, p: &AccountPage) -> Markup {
             }
             section aria-labelledby="alerts-h" {
                 h2 id="alerts-h" { "Recent alerts" }
-                p class="empty" { "Not shown yet: alerts are delivered to the alerts topic (e-mail, Slack), and the API has no route that lists one account's alerts." }
+                (recent_alerts(p.alerts))
             }
         },
     )
+}
+
+/// The account's recent alerts: when, how severe (in words), what crossed what, and
+/// what to do next.
+fn recent_alerts(a: &Answer) -> Markup {
+    let alerts = a.body["alerts"].as_array().cloned().unwrap_or_default();
+    html! {
+        @if !a.ok() { p class="error" { (a.message()) } }
+        @else if alerts.is_empty() {
+            p class="empty" id="no-alerts" { "No alerts in the last " (a.body["retention_days"].as_i64().unwrap_or(90)) " days." }
+        } @else {
+            ol class="alerts" id="alerts" {
+                @for x in &alerts {
+                    @let severity = x["alert"]["severity"].as_str().unwrap_or_default();
+                    li data-alert=(x["alert"]["key"].as_str().unwrap_or_default()) data-kind=(x["alert"]["kind"].as_str().unwrap_or_default()) {
+                        span class=(format!("severity severity-{severity}")) { (view::humanize(severity)) }
+                        " " time datetime=(x["alert"]["raised_at"].as_str().unwrap_or_default()) { (x["alert"]["raised_at"].as_str().unwrap_or_default().get(..16).unwrap_or_default().replace('T', " ")) " UTC" }
+                        p class="what" { (x["subject"].as_str().unwrap_or_default()) }
+                        p class="next" { strong { "Next step: " } (x["next_step"].as_str().unwrap_or_default()) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn history(body: &Value) -> Markup {
@@ -417,7 +512,9 @@ pub fn registry(who: &Signed, a: &Answer) -> Markup {
         Some(who),
         html! {
             h1 { "Event registry" }
-            @if !who.is_admin() { p { "You are signed in with a read key: you can look, not change." } }
+            @if who.is_admin() { p { a href="/app/registry/new" id="new-definition" { "New definition" } } }
+            @else { p { "You are signed in with a read key: you can look, not change." } }
+            p { "Open a meter for its change log (who, when, before → after)" (if who.is_admin() { " and its edit form" } else { "" }) "." }
             @if !a.ok() { p class="error" role="alert" { (a.message()) } }
             table class="registry" {
                 thead { tr { th scope="col" { "Meter" } th scope="col" { "Status" } th scope="col" { "Owner" } th scope="col" { "Criticality" } th scope="col" { "Aliases" }
@@ -427,7 +524,7 @@ pub fn registry(who: &Signed, a: &Answer) -> Markup {
                         @let m = d["meter"].as_str().unwrap_or_default();
                         @let status = d["status"].as_str().unwrap_or_default();
                         tr data-meter=(m) data-status=(status) {
-                            th scope="row" { (m) }
+                            th scope="row" { a href=(format!("/app/definitions/{m}")) { (m) } }
                             td { (status) }
                             td { (d["owner"].as_str().unwrap_or("—")) }
                             td { (d["criticality"].as_str().unwrap_or_default()) }
@@ -462,8 +559,27 @@ mod tests {
             f.link(Some("n x")),
             "/app/portfolio?band=red&segment=smb&cursor=n+x"
         );
-        let bad = PortfolioFilters::from_query("band=purple&segment=%3Cscript%3E");
+        let bad = PortfolioFilters::from_query("band=purple&segment=%3Cscript%3E&changed=year");
         assert_eq!(bad, PortfolioFilters::default());
+        let mine = PortfolioFilters::from_query("owner=+csm%40example.com&changed=week");
+        assert_eq!(mine.owner.as_deref(), Some("csm@example.com"));
+        assert!(mine.changed_this_week);
+        assert_eq!(
+            mine.link(None),
+            "/app/portfolio?owner=csm%40example.com&changed=week"
+        );
+    }
+
+    #[test]
+    fn a_trend_reads_as_an_arrow_a_word_and_its_points() {
+        let down = trend(Some(-12.34)).into_string();
+        assert!(
+            down.contains("trend-down") && down.contains("down") && down.contains("\u{2212}12.3"),
+            "{down}"
+        );
+        assert!(trend(Some(0.2)).into_string().contains("steady"));
+        assert!(trend(Some(3.0)).into_string().contains("+3.0"));
+        assert!(trend(None).into_string().contains("trend-none"));
     }
 
     #[test]

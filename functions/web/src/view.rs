@@ -39,6 +39,12 @@ pub fn reason_words(code: &str) -> String {
     }
 }
 
+/// Days from `today` to a `YYYY-MM-DD` date (negative when it has passed).
+pub fn days_to(date: Option<&str>, today: chrono::NaiveDate) -> Option<i64> {
+    let d = chrono::NaiveDate::parse_from_str(date?, "%Y-%m-%d").ok()?;
+    Some((d - today).num_days())
+}
+
 /// `snake_case` -> "Snake case".
 pub fn humanize(s: &str) -> String {
     let spaced = s.replace('_', " ");
@@ -84,6 +90,25 @@ pub fn usage_points(resp: &Value, granularity: &str) -> Vec<Point> {
 
 /// Per meter: the series of a `group_by=meter` response laid on the windows of the
 /// ungrouped one (which lists every window, zeros included).
+/// Each meter's total in the window by stage (`requested`, `delivered`, `billed`),
+/// from the usage grouped by meter and stage; meters in name order.
+pub fn usage_by_stage(grouped: &Value) -> Vec<(String, [f64; 3])> {
+    let mut meters: std::collections::BTreeMap<String, [f64; 3]> = Default::default();
+    for p in grouped["series"].as_array().into_iter().flatten() {
+        let (Some(meter), Some(stage)) = (p["meter"].as_str(), p["stage"].as_str()) else {
+            continue;
+        };
+        let Some(i) = domain::ids::Stage::ALL
+            .iter()
+            .position(|s| s.as_str() == stage)
+        else {
+            continue;
+        };
+        meters.entry(meter.to_owned()).or_default()[i] += decimal(&p["quantity"]);
+    }
+    meters.into_iter().collect()
+}
+
 pub fn usage_by_meter(
     all: &Value,
     grouped: &Value,
@@ -320,6 +345,33 @@ mod tests {
         let v: Vec<f64> = m[0].1.iter().map(|p| p.value).collect();
         assert_eq!(v, vec![5.0, 0.0, 3.0]);
         assert_eq!(m[1].1[2].label, "2026-11-03");
+    }
+
+    #[test]
+    fn usage_is_totalled_per_meter_and_stage_over_the_window() {
+        let grouped = serde_json::json!({"series": [
+            {"start": "2026-11-01T00:00:00Z", "meter": "api_calls", "stage": "requested", "quantity": "10"},
+            {"start": "2026-11-02T00:00:00Z", "meter": "api_calls", "stage": "requested", "quantity": "5.5"},
+            {"start": "2026-11-02T00:00:00Z", "meter": "api_calls", "stage": "billed", "quantity": "3"},
+            {"start": "2026-11-02T00:00:00Z", "meter": "seats", "stage": "delivered", "quantity": "2"},
+            {"start": "2026-11-02T00:00:00Z", "meter": "seats", "stage": "elsewhere", "quantity": "9"},
+        ]});
+        assert_eq!(
+            usage_by_stage(&grouped),
+            vec![
+                ("api_calls".to_owned(), [15.5, 0.0, 3.0]),
+                ("seats".to_owned(), [0.0, 2.0, 0.0]),
+            ]
+        );
+    }
+
+    #[test]
+    fn days_to_renewal_count_from_today_and_past_dates_are_negative() {
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        assert_eq!(days_to(Some("2027-01-01"), today), Some(32));
+        assert_eq!(days_to(Some("2026-11-20"), today), Some(-10));
+        assert_eq!(days_to(Some("soon"), today), None);
+        assert_eq!(days_to(None, today), None);
     }
 
     #[test]

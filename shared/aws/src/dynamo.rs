@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 mod accounts;
+mod alerts;
 mod api_keys;
 mod definitions;
 mod digests;

@@ -15,6 +15,10 @@ pub struct AccountProfile {
     pub owner_email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub onboarding_date: Option<NaiveDate>,
+    /// When the contract renews, as set through the API; a synced CRM value
+    /// (`crm_properties.renewal_date`) takes its place ([`AccountProfile::renewal`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_date: Option<NaiveDate>,
     /// External ids by system, e.g. `{"hubspot_company_id": "5123"}`.
     #[serde(default)]
     pub crm_ids: BTreeMap<String, String>,
@@ -34,8 +38,34 @@ const FIELDS: &[&str] = &[
     "segment",
     "owner_email",
     "onboarding_date",
+    "renewal_date",
     "crm_ids",
 ];
+
+impl AccountProfile {
+    /// The renewal date in force: the one synced from the mapped HubSpot company
+    /// property when there is one (the CRM owns the contract), else the API's.
+    pub fn renewal(&self) -> Option<NaiveDate> {
+        self.crm_properties
+            .get(crate::hubspot::profile::ProfileField::RenewalDate.as_str())
+            .and_then(|c| NaiveDate::parse_from_str(&c.value, "%Y-%m-%d").ok())
+            .or(self.renewal_date)
+    }
+}
+
+/// An optional `YYYY-MM-DD` field of a profile body.
+fn opt_date(
+    map: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    code: &'static str,
+) -> Result<Option<NaiveDate>, InputError> {
+    match opt_string(map, name, 10, code)? {
+        None => Ok(None),
+        Some(d) => NaiveDate::parse_from_str(&d, "%Y-%m-%d")
+            .map(Some)
+            .map_err(|_| input_error(code, format!("{name} '{d}' is not a YYYY-MM-DD date"))),
+    }
+}
 
 /// Validates a `PUT /v1/accounts/{account}` body into the profile to store.
 pub fn profile_from_body(
@@ -74,16 +104,8 @@ pub fn profile_from_body(
             ));
         }
     }
-    let onboarding_date = match opt_string(&map, "onboarding_date", 10, "invalid_onboarding_date")?
-    {
-        None => None,
-        Some(d) => Some(NaiveDate::parse_from_str(&d, "%Y-%m-%d").map_err(|_| {
-            input_error(
-                "invalid_onboarding_date",
-                format!("onboarding_date '{d}' is not a YYYY-MM-DD date"),
-            )
-        })?),
-    };
+    let onboarding_date = opt_date(&map, "onboarding_date", "invalid_onboarding_date")?;
+    let renewal_date = opt_date(&map, "renewal_date", "invalid_renewal_date")?;
     let mut crm_ids = BTreeMap::new();
     match map.get("crm_ids") {
         None | Some(serde_json::Value::Null) => {}
@@ -130,6 +152,7 @@ pub fn profile_from_body(
         segment,
         owner_email,
         onboarding_date,
+        renewal_date,
         crm_ids,
         crm_properties: existing
             .map(|e| e.crm_properties.clone())
@@ -204,5 +227,31 @@ mod tests {
             put(r#"{"name":"A","segment":"smb","tier":"x"}"#).err(),
             Some("unknown_field")
         );
+        assert_eq!(
+            put(r#"{"name":"A","segment":"smb","renewal_date":"next spring"}"#).err(),
+            Some("invalid_renewal_date")
+        );
+    }
+
+    #[test]
+    fn the_renewal_date_is_the_synced_crm_value_when_there_is_one_else_the_profiles() {
+        let mut p = put(r#"{"name":"A","segment":"smb","renewal_date":"2027-03-31"}"#).unwrap();
+        assert_eq!(p.renewal(), NaiveDate::from_ymd_opt(2027, 3, 31));
+        let synced = crate::hubspot::profile::ProfileField::RenewalDate
+            .normalise("1798675200000")
+            .unwrap();
+        assert_eq!(synced, "2026-12-31", "HubSpot's epoch milliseconds");
+        p.crm_properties.insert(
+            "renewal_date".into(),
+            crate::hubspot::profile::CrmProperty {
+                value: synced,
+                changed_at: Utc::now(),
+                source: "contract_renewal".into(),
+            },
+        );
+        assert_eq!(p.renewal(), NaiveDate::from_ymd_opt(2026, 12, 31));
+        assert!(crate::hubspot::profile::ProfileField::RenewalDate
+            .normalise("31/12/2026")
+            .is_err());
     }
 }

@@ -6,6 +6,23 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+/// Alerts kept per account for the account page (the newest ones).
+pub const RECENT_ALERTS_KEPT: usize = 50;
+/// How long an account's alerts are kept (a TTL) and answered.
+pub const ALERT_HISTORY_DAYS: i64 = 90;
+
+impl Alert {
+    /// Whether the alert is still within the account history's retention at `now`.
+    pub fn kept_at(&self, now: DateTime<Utc>) -> bool {
+        self.raised_at + chrono::Duration::days(ALERT_HISTORY_DAYS) > now
+    }
+
+    /// The TTL (Unix seconds) of the alert in an account's history.
+    pub fn history_expires_at(&self) -> i64 {
+        (self.raised_at + chrono::Duration::days(ALERT_HISTORY_DAYS)).timestamp()
+    }
+}
+
 /// The account an alert names when a finding is about a whole definition.
 pub const TENANT_WIDE: &str = "tenant-wide";
 

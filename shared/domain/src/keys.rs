@@ -193,6 +193,17 @@ pub fn digest_pk(b: &crate::digest::DigestBucket) -> String {
     format!("TENANT#{}#DIGEST#{}", b.tenant, b.key())
 }
 
+/// One account's recent alerts ([`crate::ports::AlertHistory`]).
+pub fn account_alerts_pk(t: &TenantId, account: &crate::ids::AccountId) -> String {
+    format!("TENANT#{t}#ALERTS#{account}")
+}
+
+/// Sorted by the time the alert was raised (fixed-width UTC, so text order is time
+/// order), then its key.
+pub fn account_alert_sk(a: &crate::alert::Alert) -> String {
+    format!("{}#{}", a.raised_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), a.key)
+}
+
 /// Every digest not yet sent, sorted by the day it becomes due.
 pub const DIGESTS_DUE_PK: &str = "DIGESTS#DUE";
 pub fn digest_due_sk(b: &crate::digest::DigestBucket) -> String {

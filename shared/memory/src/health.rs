@@ -374,6 +374,7 @@ fn profile(a: &domain::health::synth::SynthAccount) -> domain::account::AccountP
         segment: a.subject.segment,
         owner_email: Some("csm@example.com".into()),
         onboarding_date: a.subject.onboarding_date,
+        renewal_date: None,
         crm_ids: BTreeMap::from([(
             "hubspot_company_id".to_owned(),
             a.subject
@@ -584,6 +585,7 @@ mod tests {
             segment: Segment::Smb,
             owner_email: None,
             onboarding_date: None,
+            renewal_date: None,
             crm_ids: [
                 ("hubspot_portal_id".to_owned(), "77".to_owned()),
                 ("hubspot_company_id".to_owned(), "5123".to_owned()),

@@ -11,7 +11,9 @@ pub mod suite;
 pub use ledger::{Fault, MemoryLedger};
 pub use quarantine::MemoryQuarantine;
 pub use queue::MemoryQueue;
-pub use stores::{MemoryDigests, MemoryDirectory, MemoryEntitlements, MemoryMarkers};
+pub use stores::{
+    MemoryAlertHistory, MemoryDigests, MemoryDirectory, MemoryEntitlements, MemoryMarkers,
+};
 
 #[cfg(test)]
 mod small_ports_pass_the_suite {
@@ -31,6 +33,15 @@ mod small_ports_pass_the_suite {
     async fn memory_entitlements_are_found_by_id_and_listed_by_account() {
         suite::entitlements_are_found_by_id_and_listed_by_account(
             &MemoryEntitlements::default(),
+            &tenant(),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn memory_alert_history_keeps_each_accounts_newest_alerts_for_its_retention() {
+        suite::an_accounts_recent_alerts_are_its_newest_within_the_retention(
+            &MemoryAlertHistory::default(),
             &tenant(),
         )
         .await;

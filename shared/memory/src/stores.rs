@@ -11,7 +11,8 @@ use domain::entitlement::Entitlement;
 use domain::event::TenantPolicy;
 use domain::ids::{AccountId, EntitlementId, TenantId};
 use domain::ports::{
-    DigestStore, Directory, EntitlementStore, MarkerClaim, MarkerKind, MarkerStore, StoreError,
+    AlertHistory, DigestStore, Directory, EntitlementStore, MarkerClaim, MarkerKind, MarkerStore,
+    StoreError,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -293,5 +294,45 @@ impl Directory for MemoryDirectory {
     }
     async fn tenant_policy(&self, tenant: &TenantId) -> Result<Option<TenantPolicy>, StoreError> {
         Ok(lock(&self.policies)?.get(tenant).cloned())
+    }
+}
+
+/// Each account's recent alerts, by sort key (raised time, then alert key), trimmed to
+/// the newest [`domain::alert::RECENT_ALERTS_KEPT`] as the DynamoDB adapter trims them.
+#[derive(Default)]
+pub struct MemoryAlertHistory {
+    accounts: Mutex<HashMap<(TenantId, AccountId), BTreeMap<String, Alert>>>,
+}
+
+#[async_trait]
+impl AlertHistory for MemoryAlertHistory {
+    async fn record_alert(&self, alert: &Alert) -> Result<(), StoreError> {
+        let mut accounts = lock(&self.accounts)?;
+        let kept = accounts
+            .entry((alert.tenant.clone(), alert.account.clone()))
+            .or_default();
+        kept.insert(domain::keys::account_alert_sk(alert), alert.clone());
+        while kept.len() > domain::alert::RECENT_ALERTS_KEPT {
+            kept.pop_first();
+        }
+        Ok(())
+    }
+
+    async fn recent_alerts(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Alert>, StoreError> {
+        let accounts = lock(&self.accounts)?;
+        Ok(accounts
+            .get(&(tenant.clone(), account.clone()))
+            .into_iter()
+            .flat_map(|kept| kept.values().rev())
+            .filter(|a| a.kept_at(now))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 }

@@ -16,7 +16,7 @@ use domain::pipeline::{
     process_chunk, Claim, LedgerEntry, LedgerStore, PipelineConfig, UnitRef, UnitsOutcome,
 };
 use domain::ports::{
-    DigestStore, EntitlementStore, MarkerClaim, MarkerKind, MarkerStore, StoreError,
+    AlertHistory, DigestStore, EntitlementStore, MarkerClaim, MarkerKind, MarkerStore, StoreError,
 };
 use domain::quarantine::{QuarantineReason, QuarantineStore, Quarantined};
 use rust_decimal::Decimal;
@@ -385,6 +385,84 @@ fn alert(tenant: &TenantId, meter: &str) -> domain::alert::Alert {
         after: def,
     };
     domain::governance::change_alert(tenant, &entry).expect("a deletion raises an alert")
+}
+
+/// An account's recent alerts: newest first, its own only, one per alert (recording
+/// it again replaces it), the newest [`domain::alert::RECENT_ALERTS_KEPT`] kept, none
+/// older than [`domain::alert::ALERT_HISTORY_DAYS`] answered.
+pub async fn an_accounts_recent_alerts_are_its_newest_within_the_retention(
+    store: &dyn AlertHistory,
+    tenant: &TenantId,
+) {
+    use domain::alert::{ALERT_HISTORY_DAYS, RECENT_ALERTS_KEPT};
+    let now = Utc::now();
+    let acme = AccountId::parse("acme").expect("valid");
+    let other = AccountId::parse("globex").expect("valid");
+    let raised = |i: usize, account: &AccountId| {
+        let mut a = alert(tenant, "logins");
+        a.key = format!("suite:{account}:{i:03}");
+        a.account = account.clone();
+        a.raised_at = now - chrono::Duration::minutes(1_000 - i as i64);
+        a
+    };
+    // Oldest first, more than are kept; one of them recorded twice.
+    for i in 0..RECENT_ALERTS_KEPT + 5 {
+        assert!(store.record_alert(&raised(i, &acme)).await.is_ok(), "{i}");
+    }
+    assert!(store
+        .record_alert(&raised(RECENT_ALERTS_KEPT + 4, &acme))
+        .await
+        .is_ok());
+    assert!(store.record_alert(&raised(0, &other)).await.is_ok());
+    let keys = |alerts: Vec<domain::alert::Alert>| -> Vec<String> {
+        alerts.into_iter().map(|a| a.key).collect()
+    };
+    let three = keys(
+        store
+            .recent_alerts(tenant, &acme, 3, now)
+            .await
+            .unwrap_or_default(),
+    );
+    let newest = RECENT_ALERTS_KEPT + 4;
+    assert_eq!(
+        three,
+        (newest - 2..=newest)
+            .rev()
+            .map(|i| format!("suite:acme:{i:03}"))
+            .collect::<Vec<_>>(),
+        "newest first, at most the limit, recorded twice shown once"
+    );
+    let all = keys(
+        store
+            .recent_alerts(tenant, &acme, 1_000, now)
+            .await
+            .unwrap_or_default(),
+    );
+    assert_eq!(all.len(), RECENT_ALERTS_KEPT, "only the newest are kept");
+    assert_eq!(all.last().map(String::as_str), Some("suite:acme:005"));
+    assert_eq!(
+        keys(
+            store
+                .recent_alerts(tenant, &other, 10, now)
+                .await
+                .unwrap_or_default()
+        ),
+        vec!["suite:globex:000".to_owned()],
+        "each account its own"
+    );
+    // Past the retention, an alert is not answered (the TTL removes it in time).
+    let later = now + chrono::Duration::days(ALERT_HISTORY_DAYS);
+    assert!(store
+        .recent_alerts(tenant, &other, 10, later)
+        .await
+        .unwrap_or_default()
+        .is_empty());
+    let nobody = AccountId::parse("initech").expect("valid");
+    assert!(store
+        .recent_alerts(tenant, &nobody, 10, now)
+        .await
+        .unwrap_or_default()
+        .is_empty());
 }
 
 /// Held alerts wait in their bucket until it is due; holding one again replaces it;

@@ -251,3 +251,74 @@ async fn the_templates_email_subscription_gets_digests_opportunities_and_every_w
     want.sort();
     assert_eq!(kinds, want, "what the e-mail subscriber receives");
 }
+
+#[tokio::test]
+async fn an_accounts_recent_alerts_are_listed_newest_first_with_what_crossed_what_and_the_next_step(
+) {
+    let t = TestStack::fresh().await;
+    setup(&t, "acme", "mid_market").await;
+    setup(&t, "globex", "mid_market").await;
+    let (s, v) = t.call("GET", "/v1/accounts/acme/alerts", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["alerts"], json!([]), "no alerts yet");
+
+    send(&t, "r1", "acme", 60).await; // 50 %: informational, held for the digest
+    send(&t, "r2", "acme", 25).await; // 80 %: a warning, published
+    let (s, issued) = t
+        .call(
+            "POST",
+            "/v1/keys",
+            Some(r#"{"label": "cs-app", "scopes": ["read"]}"#),
+        )
+        .await;
+    assert_eq!(s, 201, "{issued}");
+    let read_key = issued["key"].as_str().unwrap().to_owned();
+    let (s, v) = t
+        .call_as(&read_key, "GET", "/v1/accounts/acme/alerts", None)
+        .await;
+    assert_eq!(s, 200, "a read key reads them: {v}");
+    let alerts = v["alerts"].as_array().unwrap();
+    let thresholds: Vec<&Value> = alerts.iter().map(|a| &a["alert"]["threshold"]).collect();
+    assert_eq!(
+        thresholds,
+        vec![&json!(80), &json!(50)],
+        "newest first, digested ones too: {v}"
+    );
+    let subject = alerts[0]["subject"].as_str().unwrap();
+    assert!(
+        subject.contains("reached 80% of its api_calls limit"),
+        "{subject}"
+    );
+    assert!(!alerts[0]["next_step"].as_str().unwrap().is_empty());
+    assert_eq!(alerts[0]["alert"]["used"], "85");
+    assert_eq!(v["kept"], domain::alert::RECENT_ALERTS_KEPT);
+
+    let (_, one) = t
+        .call("GET", "/v1/accounts/acme/alerts?limit=1", None)
+        .await;
+    assert_eq!(one["alerts"].as_array().map(Vec::len), Some(1));
+    let (_, other) = t.call("GET", "/v1/accounts/globex/alerts", None).await;
+    assert_eq!(other["alerts"], json!([]), "each account its own");
+    for (path, status, code) in [
+        ("/v1/accounts/nobody/alerts", 404, "not_found"),
+        ("/v1/accounts/acme/alerts?limit=0", 400, "invalid_parameter"),
+        (
+            "/v1/accounts/acme/alerts?limit=51",
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "/v1/accounts/acme/alerts?cursor=x",
+            400,
+            "unknown_parameter",
+        ),
+        ("/v1/accounts/acme/alerts?since=1", 400, "unknown_parameter"),
+    ] {
+        let (s, v) = t.call("GET", path, None).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {v}"
+        );
+    }
+}

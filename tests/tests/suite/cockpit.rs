@@ -257,6 +257,31 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
         .await
         .expect("demo data");
     ts.drain_all(Duration::from_secs(3)).await;
+    // Eight days ago the decaying accounts were scored green (as that day's run would
+    // have stored them): today's run finds them red, trending down, band changed.
+    let week_ago = chrono::Utc::now().date_naive() - chrono::Duration::days(8);
+    for d in &demo.decaying {
+        let (s, profile) = api(&ts.stack, &demo.key, "GET", &format!("/v1/accounts/{d}")).await;
+        assert_eq!(s, 200, "{profile}");
+        let earlier: domain::health::record::HealthRecord = serde_json::from_value(json!({
+            "account": d, "segment": profile["segment"], "as_of": week_ago, "state": "scored",
+            "score": 82.0, "band": "green",
+            "recent": [{"as_of": week_ago, "score": 82.0, "band": "green"}],
+            "info": {"name": profile["name"], "owner": profile["owner_email"]},
+            "computed_at": chrono::Utc::now(),
+        }))
+        .expect("a record");
+        domain::health::store::HealthStore::save_records(
+            ts.stack.store.as_ref(),
+            &tenant,
+            &[domain::health::store::Save {
+                record: &earlier,
+                previous_slot: None,
+            }],
+        )
+        .await
+        .expect("last week's score");
+    }
     ts.stack
         .scheduler
         .run_now("score", Some(&tenant))
@@ -264,6 +289,7 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
         .expect("a score job")
         .expect("the score run starts");
     ts.drain_score().await;
+    ts.drain_alerts().await;
     let stack = Arc::new(ts.stack);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -314,8 +340,105 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
         first_score,
         format!("{:.1}", listed["accounts"][0]["score"].as_f64().unwrap())
     );
+    // Each row's 7-day trend and days to renewal are the API's numbers.
+    let first = &listed["accounts"][0];
+    assert_eq!(
+        attr(&c, "tr[data-account] td.trend span", "data-change").await,
+        format!("{:.1}", first["change_7d"].as_f64().unwrap())
+    );
+    assert!(
+        first["change_7d"].as_f64().unwrap() < -20.0,
+        "down from 82: {first}"
+    );
+    assert_eq!(
+        attr(&c, "tr[data-account] td.trend span", "class").await,
+        "trend-down"
+    );
+    let renewal = first["renewal_date"].as_str().unwrap();
+    assert_eq!(
+        attr(&c, "tr[data-account] td[data-renewal]", "data-renewal").await,
+        renewal
+    );
+    let days = (chrono::NaiveDate::parse_from_str(renewal, "%Y-%m-%d").unwrap()
+        - chrono::Utc::now().date_naive())
+    .num_days();
+    assert_eq!(
+        text(&c, "tr[data-account] td[data-renewal]").await,
+        format!("{days} days")
+    );
     shoot(&c, "portfolio").await;
     assert_accessible(&c, "portfolio").await;
+
+    // "Changed band this week": the decaying accounts, green a week ago, and no other.
+    c.find(Locator::Id("changed"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    click_to(
+        &c,
+        "form.filters button",
+        &format!("{base}/app/portfolio?band=&segment=&owner=&changed=week"),
+    )
+    .await;
+    let mut changed = Vec::new();
+    for r in c.find_all(Locator::Css("tr[data-account]")).await.unwrap() {
+        changed.push(r.attr("data-account").await.unwrap().unwrap_or_default());
+    }
+    changed.sort();
+    assert_eq!(changed, decaying);
+    let (_, week) = api(
+        &stack,
+        &demo.read_key,
+        "GET",
+        "/v1/accounts?sort=risk&limit=50&band_changed_within=7",
+    )
+    .await;
+    assert_eq!(
+        week["accounts"].as_array().map(Vec::len),
+        Some(decaying.len())
+    );
+
+    // One owner's accounts: every row is theirs, as the API lists them.
+    let owner = first["owner"].as_str().unwrap().to_owned();
+    c.goto(&format!("{base}/app/portfolio")).await.unwrap();
+    c.find(Locator::Id("owner"))
+        .await
+        .unwrap()
+        .send_keys(&owner)
+        .await
+        .unwrap();
+    click_to(
+        &c,
+        "form.filters button",
+        &format!(
+            "{base}/app/portfolio?band=&segment=&owner={}",
+            owner.replace('@', "%40")
+        ),
+    )
+    .await;
+    let (_, theirs) = api(
+        &stack,
+        &demo.read_key,
+        "GET",
+        &format!(
+            "/v1/accounts?sort=risk&limit=50&owner={}",
+            owner.replace('@', "%40")
+        ),
+    )
+    .await;
+    let rows = c.find_all(Locator::Css("tr[data-account]")).await.unwrap();
+    assert_eq!(
+        rows.len(),
+        theirs["accounts"].as_array().map_or(0, Vec::len),
+        "{theirs}"
+    );
+    assert!(rows.len() < ids.len(), "the filter leaves others out");
+    for r in &rows {
+        assert!(r.text().await.unwrap().contains(&owner));
+    }
+    c.goto(&format!("{base}/app/portfolio")).await.unwrap();
 
     // Filtered to the red band: only red accounts, the decaying ones among them.
     c.find(Locator::Id("band"))
@@ -327,7 +450,7 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
     click_to(
         &c,
         "form.filters button",
-        &format!("{base}/app/portfolio?band=red&segment="),
+        &format!("{base}/app/portfolio?band=red&segment=&owner="),
     )
     .await;
     let mut red = Vec::new();
@@ -453,6 +576,46 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
         (charted - api_total).abs() < 1e-6,
         "{charted} vs {api_total}"
     );
+    // By stage: the meter's stage totals add up to the same total, and each stage is
+    // the API's total for that stage.
+    let mut staged = 0.0;
+    for cell in c
+        .find_all(Locator::Css(
+            "#stages tr[data-meter=api_calls] td[data-stage]",
+        ))
+        .await
+        .unwrap()
+    {
+        let stage = cell.attr("data-stage").await.unwrap().unwrap_or_default();
+        let shown: f64 = cell
+            .attr("data-total")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+            .parse()
+            .unwrap();
+        let (month_from, month_to) = web::usage_window("month", chrono::Utc::now());
+        let (s, v) = api(
+            &stack,
+            &demo.read_key,
+            "GET",
+            &format!(
+                "/v1/accounts/{riskiest}/usage?granularity=month&meter=api_calls&stage={stage}&from={month_from}&to={month_to}"
+            ),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let api_stage: f64 = v["total"]["quantity"].as_str().unwrap().parse().unwrap();
+        assert!(
+            (shown - api_stage).abs() < 1e-6,
+            "{stage}: {shown} vs {api_stage}"
+        );
+        staged += shown;
+    }
+    assert!(
+        (staged - api_total).abs() < 1e-6,
+        "stages {staged} vs {api_total}"
+    );
     shoot(&c, "account-monthly").await;
 
     // The entitlement bar is as long as the API's percentage says.
@@ -478,6 +641,31 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
     assert!(
         (width - percent.clamp(0.0, 100.0) * 3.0).abs() < 0.06,
         "bar {width} for {percent} %"
+    );
+
+    // Its recent alerts: what crossed what and what to do next, as the API lists them.
+    let (s, alerts) = api(
+        &stack,
+        &demo.read_key,
+        "GET",
+        &format!("/v1/accounts/{riskiest}/alerts?limit={}", web::ALERTS_SHOWN),
+    )
+    .await;
+    assert_eq!(s, 200, "{alerts}");
+    let listed = alerts["alerts"].as_array().unwrap();
+    assert!(
+        !listed.is_empty(),
+        "the decaying account was alerted on: {alerts}"
+    );
+    let shown = c.find_all(Locator::Css("#alerts li")).await.unwrap();
+    assert_eq!(shown.len(), listed.len());
+    assert_eq!(
+        text(&c, "#alerts li:first-child p.what").await,
+        listed[0]["subject"].as_str().unwrap()
+    );
+    assert_eq!(
+        text(&c, "#alerts li:first-child p.next").await,
+        format!("Next step: {}", listed[0]["next_step"].as_str().unwrap())
     );
 
     // Adoption by tier: two onboarding cohorts of one segment side by side, with the
@@ -633,6 +821,252 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
     }
     assert_eq!(changes(&stack, &demo.key, "calls_logged").await, 2);
 
+    // An admin creates a definition: a cadence that is not a number is refused by the
+    // API, and its message stands next to that field, the form kept as typed.
+    click_to(&c, "#new-definition", &format!("{base}/app/registry/new")).await;
+    assert_accessible(&c, "new definition").await;
+    for (id, typed) in [
+        ("meter", "reports_exported"),
+        ("owner", "cs-ops@example.com"),
+        ("expected_cadence_hours", "every day"),
+    ] {
+        c.find(Locator::Id(id))
+            .await
+            .unwrap()
+            .send_keys(typed)
+            .await
+            .unwrap();
+    }
+    click_to(
+        &c,
+        "#definition-form button[type=submit]",
+        &format!("{base}/app/definitions"),
+    )
+    .await;
+    let refusal = text(&c, ".field:has(#expected_cadence_hours) p.field-error").await;
+    assert!(
+        refusal.contains("expected_cadence_hours must be a whole number"),
+        "{refusal}"
+    );
+    assert_eq!(
+        attr(&c, "#expected_cadence_hours-error", "data-code").await,
+        "invalid_cadence"
+    );
+    assert_eq!(
+        attr(&c, "#expected_cadence_hours", "aria-invalid").await,
+        "true"
+    );
+    assert!(attr(&c, "#expected_cadence_hours", "aria-describedby")
+        .await
+        .contains("expected_cadence_hours-error"));
+    assert_eq!(attr(&c, "#meter", "value").await, "reports_exported");
+    assert_eq!(
+        c.find_all(Locator::Css("p.field-error"))
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "only the field at fault is marked"
+    );
+    shoot(&c, "definition-refused").await;
+    assert_accessible(&c, "refused definition").await;
+    let (s, _) = api(&stack, &demo.key, "GET", "/v1/definitions/reports_exported").await;
+    assert_eq!(s, 404, "a refused form saves nothing");
+
+    // Fixed, it is saved: its page shows the change log with the admin as its author.
+    let cadence = c.find(Locator::Id("expected_cadence_hours")).await.unwrap();
+    cadence.clear().await.unwrap();
+    cadence.send_keys("24").await.unwrap();
+    click_to(
+        &c,
+        "#definition-form button[type=submit]",
+        &format!("{base}/app/definitions/reports_exported"),
+    )
+    .await;
+    let (s, created) = api(&stack, &demo.key, "GET", "/v1/definitions/reports_exported").await;
+    assert_eq!(s, 200, "{created}");
+    assert_eq!(created["expected_cadence_hours"], 24);
+    assert_eq!(created["owner"], "cs-ops@example.com");
+    let log = c.find_all(Locator::Css("#changes tbody tr")).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        attr(&c, "#changes tbody tr", "data-action").await,
+        "created"
+    );
+    let admin_actor = format!("key:{}", &domain::auth::hash_key(&demo.key)[..12]);
+    assert!(
+        text(&c, "#changes tbody tr").await.contains(&admin_actor),
+        "the change log names the admin's key"
+    );
+
+    // Listed on the registry page.
+    c.goto(&format!("{base}/app/registry")).await.unwrap();
+    assert_eq!(
+        attr(&c, "tr[data-meter=reports_exported]", "data-status").await,
+        "active"
+    );
+
+    // Edited: the owner changes, and the change log grows by one entry saying who,
+    // when and the owner's value before -> after.
+    click_to(
+        &c,
+        "tr[data-meter=reports_exported] a",
+        &format!("{base}/app/definitions/reports_exported"),
+    )
+    .await;
+    let owner = c.find(Locator::Id("owner")).await.unwrap();
+    owner.clear().await.unwrap();
+    owner.send_keys("success@example.com").await.unwrap();
+    c.find(Locator::Css("#definition-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mut rows = 0;
+    for _ in 0..150 {
+        rows = c
+            .find_all(Locator::Css("#changes tbody tr"))
+            .await
+            .map_or(0, |r| r.len());
+        if rows == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows, 2, "the change log grew by the edit");
+    assert_eq!(
+        text(&c, "#changes tbody tr:first-child li[data-field=owner]").await,
+        "Owner: cs-ops@example.com → success@example.com"
+    );
+    assert_eq!(changes(&stack, &demo.key, "reports_exported").await, 2);
+    let (_, log) = api(
+        &stack,
+        &demo.key,
+        "GET",
+        "/v1/definitions/reports_exported/changes",
+    )
+    .await;
+    assert_eq!(log["changes"][1]["actor"], admin_actor.as_str(), "{log}");
+    assert_eq!(log["changes"][1]["changed"], json!(["owner"]), "{log}");
+    shoot(&c, "definition-changes").await;
+    assert_accessible(&c, "definition").await;
+
+    // Data quality: reports_exported is deleted, an event for it is held, and it is made
+    // active again without the restore that would replay it (as when a backlog is
+    // larger than one replay): the audit counts it held, and the admin replays it.
+    let (s, v) = api(
+        &stack,
+        &demo.key,
+        "DELETE",
+        "/v1/definitions/reports_exported",
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let event = json!([{"id": "held-1", "account": riskiest, "meter": "reports_exported",
+                        "quantity": 3, "timestamp": e2e::now_rfc3339()}]);
+    let req = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/v1/events")
+        .header("authorization", format!("Bearer {}", demo.key))
+        .header("content-type", "application/json")
+        .body(lambda_http::Body::Text(event.to_string()))
+        .expect("request");
+    let (s, v) = e2e::decode(stack.ingest.handle(req).await);
+    assert_eq!(
+        (s, v["quarantined"].as_array().map(Vec::len)),
+        (202, Some(1)),
+        "{v}"
+    );
+    let mut active = domain::ports::DefinitionStore::get_definition(
+        stack.store.as_ref(),
+        &tenant,
+        &domain::ids::MeterName::parse("reports_exported").unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    active.status = domain::event::DefinitionStatus::Active;
+    domain::ports::DefinitionStore::put_definition(stack.store.as_ref(), &tenant, &active)
+        .await
+        .unwrap();
+    let report = stack
+        .audit
+        .run_tenant(&tenant, chrono::Utc::now(), None)
+        .await
+        .expect("an audit run");
+    click_to(
+        &c,
+        "nav a[href='/app/quality']",
+        &format!("{base}/app/quality"),
+    )
+    .await;
+    assert_eq!(
+        attr(
+            &c,
+            "#quarantine tr[data-meter=reports_exported]",
+            "data-held"
+        )
+        .await,
+        "1"
+    );
+    assert_eq!(
+        c.find_all(Locator::Css("#kpis tr[data-kpi]"))
+            .await
+            .unwrap()
+            .len(),
+        12
+    );
+    assert_eq!(
+        text(&c, "#kpis tr[data-kpi=duplicate_rate] td.num").await,
+        match report.kpis.duplicate_rate.value {
+            Some(v) => format!(
+                "{:.2} % ({} of {})",
+                v * 100.0,
+                report.kpis.duplicate_rate.numerator,
+                report.kpis.duplicate_rate.denominator
+            ),
+            None => "no events".to_owned(),
+        }
+    );
+    assert!(
+        !c.find_all(Locator::Css("#kpis svg.chart"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "each KPI with runs has its trend chart"
+    );
+    assert_accessible(&c, "data quality").await;
+    c.find(Locator::Css(
+        "#quarantine button[aria-label='Replay held events of reports_exported']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    // The page posts to another address and comes back here: wait for its answer.
+    c.wait()
+        .for_element(Locator::Css("#replayed, p.error[data-status]"))
+        .await
+        .expect("the page after the replay");
+    assert_eq!(
+        c.current_url().await.unwrap().as_str(),
+        format!("{base}/app/quality?meter=reports_exported&replayed=1&remaining=false"),
+        "{}",
+        text(&c, "main").await
+    );
+    assert_eq!(attr(&c, "#replayed", "data-replayed").await, "1");
+    shoot(&c, "quality").await;
+    let (_, held) = api(
+        &stack,
+        &demo.key,
+        "GET",
+        "/v1/definitions/reports_exported/quarantine",
+    )
+    .await;
+    assert_eq!(held["events"], json!([]), "replayed: {held}");
+
     c.close().await.ok();
     server.abort();
 }
@@ -765,8 +1199,72 @@ async fn a_session_holds_no_key_needs_a_readable_key_its_csrf_token_and_ends_whe
         assert_eq!(resp.status(), 403, "{form}");
         assert!(page(&resp).contains(code), "{form}: {}", page(&resp));
     }
+    // Nor can it create or edit a definition, though it may read one and its log.
+    let (_, before) = ts.call("GET", "/v1/definitions/api_calls", None).await;
+    for (path, form) in [
+        (
+            "/app/definitions",
+            format!("csrf={csrf}&meter=reports_exported"),
+        ),
+        (
+            "/app/definitions/api_calls/edit",
+            format!("csrf={csrf}&owner=mallory%40example.com"),
+        ),
+    ] {
+        let resp = web
+            .handle(web_request("POST", path, Some(&cookie), &form))
+            .await;
+        assert_eq!(resp.status(), 403, "{path}");
+        assert!(
+            page(&resp).contains("'admin' scope"),
+            "{path}: {}",
+            page(&resp)
+        );
+    }
+    let resp = web
+        .handle(web_request("GET", "/app/registry/new", Some(&cookie), ""))
+        .await;
+    assert_eq!(resp.status(), 403);
+    // It sees data quality, and may not replay held events.
+    let resp = web
+        .handle(web_request("GET", "/app/quality", Some(&cookie), ""))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        page(&resp).contains("No audit has run yet"),
+        "{}",
+        page(&resp)
+    );
+    let resp = web
+        .handle(web_request(
+            "POST",
+            "/app/quality/replay/api_calls",
+            Some(&cookie),
+            &format!("csrf={csrf}"),
+        ))
+        .await;
+    assert_eq!(resp.status(), 403);
+    assert!(page(&resp).contains("'admin' scope"), "{}", page(&resp));
+    let resp = web
+        .handle(web_request(
+            "GET",
+            "/app/definitions/api_calls",
+            Some(&cookie),
+            "",
+        ))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        !page(&resp).contains("definition-form"),
+        "no form for a read key"
+    );
     let (_, def) = ts.call("GET", "/v1/definitions/api_calls", None).await;
     assert_eq!(def["status"], "active");
+    assert_eq!(def, before);
+    let (s, _) = ts
+        .call("GET", "/v1/definitions/reports_exported", None)
+        .await;
+    assert_eq!(s, 404);
 
     // A cookie changed by hand is no session.
     let forged = format!("{cookie}x");
@@ -786,4 +1284,88 @@ async fn a_session_holds_no_key_needs_a_readable_key_its_csrf_token_and_ends_whe
         .await;
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()["location"], "/app/sign-in");
+}
+
+/// Signs in to the web function with a key; the session cookie and the page's token.
+async fn session(web: &web::Web, key: &str) -> (String, String) {
+    let resp = web
+        .handle(web_request(
+            "POST",
+            "/app/sign-in",
+            None,
+            &format!("key={key}"),
+        ))
+        .await;
+    assert_eq!(resp.status(), 303, "{}", page(&resp));
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let resp = web
+        .handle(web_request("GET", "/app/registry", Some(&cookie), ""))
+        .await;
+    let html = page(&resp);
+    let csrf = html
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the page's CSRF token")
+        .to_owned();
+    (cookie, csrf)
+}
+
+#[tokio::test]
+async fn a_change_made_in_the_cockpit_is_logged_under_the_signed_in_key_not_as_unknown() {
+    use domain::auth::{KeyScope, NewKey};
+    use domain::ports::KeyAdmin;
+    let ts = TestStack::fresh().await;
+    let web = &ts.stack.web;
+    let (admin, _) = ts
+        .stack
+        .store
+        .create_key(
+            &ts.tenant,
+            &NewKey {
+                label: "cockpit-admin".into(),
+                scopes: vec![KeyScope::Admin],
+                expires_in_days: None,
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let (cookie, csrf) = session(web, &admin).await;
+    let resp = web
+        .handle(web_request(
+            "POST",
+            "/app/definitions/api_calls/edit",
+            Some(&cookie),
+            &format!("csrf={csrf}&owner=ops%40example.com&criticality=critical&value_type=decimal&anomaly_sensitivity=medium&status=active"),
+        ))
+        .await;
+    assert_eq!(resp.status(), 303, "{}", page(&resp));
+    let (s, log) = ts
+        .call("GET", "/v1/definitions/api_calls/changes", None)
+        .await;
+    assert_eq!(s, 200, "{log}");
+    let last = log["changes"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last["actor"],
+        format!("key:{}", &domain::auth::hash_key(&admin)[..12]),
+        "{last}"
+    );
+    assert_eq!(last["after"]["owner"], "ops@example.com");
+    assert_eq!(
+        last["changed"],
+        json!(["criticality", "owner"]),
+        "fields not posted are kept: {last}"
+    );
+    // The definition's page shows it as the signed-in key's change.
+    let resp = web
+        .handle(web_request(
+            "GET",
+            "/app/definitions/api_calls",
+            Some(&cookie),
+            "",
+        ))
+        .await;
+    assert!(page(&resp).contains("(you)"), "{}", page(&resp));
 }

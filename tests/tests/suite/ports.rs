@@ -88,6 +88,16 @@ async fn dynamo_digests_hold_alerts_until_their_bucket_is_due() {
 }
 
 #[tokio::test]
+async fn dynamo_alert_history_keeps_each_accounts_newest_alerts_for_its_retention() {
+    let t = TestStack::fresh().await;
+    suite::an_accounts_recent_alerts_are_its_newest_within_the_retention(
+        t.stack.store.as_ref(),
+        &t.tenant,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn the_dynamo_ledger_names_each_applied_unit_of_a_pack_and_writes_nothing() {
     let t = TestStack::fresh().await;
     suite::a_pack_meeting_applied_units_names_each_and_writes_nothing(&store(&t, 1), &t.tenant)

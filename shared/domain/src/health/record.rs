@@ -49,6 +49,9 @@ pub struct AccountInfo {
     /// The account's CRM record (HubSpot company), linked from its alerts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crm_url: Option<String>,
+    /// When its contract renews ([`crate::account::AccountProfile::renewal`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_date: Option<NaiveDate>,
 }
 
 /// The baseline a record was normalised against (its segment's).

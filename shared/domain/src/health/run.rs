@@ -72,6 +72,7 @@ impl ShardAccount {
                 onboarding_date: p.onboarding_date,
                 hubspot_company_id: p.crm_ids.get("hubspot_company_id").cloned(),
                 crm_url: crate::limits::crm_url(&p.crm_ids),
+                renewal_date: p.renewal(),
             },
         }
     }

@@ -496,6 +496,7 @@ fn a_shard_carries_the_seats_synced_onto_the_profile() {
         segment: Segment::Enterprise,
         owner_email: None,
         onboarding_date: None,
+        renewal_date: None,
         crm_ids: BTreeMap::new(),
         crm_properties: BTreeMap::new(),
         created_at: Utc::now(),

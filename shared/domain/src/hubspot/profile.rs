@@ -25,6 +25,9 @@ pub enum ProfileField {
     Employees,
     /// Annual revenue or ARR (a non-negative decimal).
     AnnualRevenue,
+    /// Contract renewal date (`YYYY-MM-DD`, or a HubSpot date property's epoch
+    /// milliseconds at midnight UTC).
+    RenewalDate,
 }
 
 impl ProfileField {
@@ -34,6 +37,7 @@ impl ProfileField {
             ProfileField::Plan => "plan",
             ProfileField::Employees => "employees",
             ProfileField::AnnualRevenue => "annual_revenue",
+            ProfileField::RenewalDate => "renewal_date",
         }
     }
 
@@ -62,6 +66,16 @@ impl ProfileField {
                 Err("a plan name is 1-100 characters".into())
             }
             ProfileField::Plan => Ok(raw.to_owned()),
+            ProfileField::RenewalDate => chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+                .ok()
+                .or_else(|| {
+                    raw.parse::<i64>()
+                        .ok()
+                        .and_then(DateTime::from_timestamp_millis)
+                        .map(|t| t.date_naive())
+                })
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .ok_or_else(|| format!("'{raw}' is not a date (YYYY-MM-DD or epoch milliseconds)")),
         }
     }
 }
@@ -176,7 +190,7 @@ pub fn profile_sync_from_body(body: &[u8]) -> Result<Option<ProfileSync>, InputE
             input_error(
                 "invalid_mapping",
                 format!(
-                    "profile_properties.{property}: {field} is not one of seats, plan, employees, annual_revenue"
+                    "profile_properties.{property}: {field} is not one of seats, plan, employees, annual_revenue, renewal_date"
                 ),
             )
         })?;

@@ -381,5 +381,25 @@ pub trait DigestStore: Send + Sync {
     async fn close_digest(&self, bucket: &crate::digest::DigestBucket) -> Result<(), StoreError>;
 }
 
+/// The recent alerts of each account, for the account page and
+/// `GET /v1/accounts/{account}/alerts`: notify records every alert it delivers
+/// (published or held for a digest). Each account keeps its newest
+/// [`crate::alert::RECENT_ALERTS_KEPT`] alerts, for [`crate::alert::ALERT_HISTORY_DAYS`]
+/// days (a TTL); older ones are neither kept nor answered.
+#[async_trait]
+pub trait AlertHistory: Send + Sync {
+    /// Records an alert under its account (again: replaces it, by raised time and key).
+    async fn record_alert(&self, alert: &crate::alert::Alert) -> Result<(), StoreError>;
+    /// The account's newest alerts still within the retention at `now`, newest first,
+    /// at most `limit`.
+    async fn recent_alerts(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        limit: usize,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<crate::alert::Alert>, StoreError>;
+}
+
 /// Where secrets are read: defined with the secrets it reads ([`crate::secrets`]).
 pub use crate::secrets::SecretSource;
