@@ -1066,3 +1066,52 @@ def test_items_are_built_as_moto_builds_them_and_refused_at_the_same_size() -> N
     with pytest.raises(Exception) as too_large:
         item.attrs["more"] = DynamoType({"S": "z" * 2_000})
     assert type(too_large.value).__name__ == "ItemSizeTooLarge"
+
+
+def test_adds_near_the_item_size_limit_are_refused_where_moto_refuses_them() -> None:
+    """Point 7 keeps the item's size as moto's LimitedSizeDict sums it: on items a few
+    bytes under the limit, the same ADDs succeed, or fail at the same action with the
+    same error and the same item left behind."""
+    from moto import mock_aws
+    from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
+
+    moto_launcher.apply_patch()
+    original = moto_launcher._originals["DynamoDBBackend.update_item"]
+    outcomes: Counter[str] = Counter()
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        backend = dynamodb_backends["123456789012"]["us-east-1"]
+        tables = [_table(client), _table(client)]
+        for room in range(0, 40, 3):
+            filler = "y" * (405000 - 40 - len("big") - len("pk") - len("sk") - 2 + room)
+            results = []
+            for table, update_item in zip(tables, (original, DynamoDBBackend.update_item)):
+                client.put_item(TableName=table, Item={**_key(True, "a"), "q": {"N": "5"}})
+                try:
+                    client.put_item(TableName=table, Item={**_key(True, "a"), "q": {"N": "5"}, "big": {"S": filler}})
+                except ClientError as err:
+                    results.append(("put refused", err.response["Error"]["Code"]))
+                    continue
+                try:
+                    update_item(
+                        backend,
+                        table,
+                        _key(True, "a"),
+                        "ADD #q :q, #new :n, #n2 :n",
+                        {"#q": "q", "#new": "new", "#n2": "n2"},
+                        {":q": {"N": "123456"}, ":n": {"N": "1"}},
+                    )
+                    outcome = "ok"
+                except Exception as err:  # noqa: BLE001 - the errors are what is compared
+                    outcome = type(err).__name__
+                item = backend.tables[table].get_item(*(_dt(v) for v in _key(True, "a").values()))
+                results.append((outcome, {k: v.value for k, v in item.attrs.items() if k != "big"}))
+            assert results[0] == results[1], room
+            outcomes[results[0][0]] += 1
+    assert outcomes["ok"] > 0 and outcomes["ItemSizeToUpdateTooLarge"] > 0, outcomes
+
+
+def _dt(value: dict[str, Any]) -> Any:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    return DynamoType(value)
