@@ -47,6 +47,12 @@ What this changes, and nothing else:
    parses it again for every update, in the handler and in the backend) and shared:
    its users only read it, and the one that rewrites it deep-copies it first
    (see _cache_update_expression_parses).
+9. A condition expression is parsed once per distinct (text, names, values) and the parsed
+   condition shared (moto parses it up to three times per conditional put; see
+   _cache_condition_expression_parses).
+10. Items are built in one pass instead of re-summing their size for every attribute set,
+   with short texts interned, and the direct ADD of point 7 keeps the item's size the
+   same way (see _build_items_in_linear_time).
 
 moto's conditions, cancellation reasons and error codes are its own code, unchanged.
 The patched functions are fingerprinted: if the installed moto's sources differ from the
