@@ -865,3 +865,253 @@ def test_an_update_expression_is_parsed_once_and_its_tree_is_never_changed_by_it
         UpdateExpressionParser.make("ADD")
     with pytest.raises(type(bad.value)):
         UpdateExpressionParser.make("ADD")  # errors are raised every time, not cached
+
+
+def _random_condition(rng: Any) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """A condition as the pipeline writes them, or another of moto's grammar, or a
+    broken one (unknown placeholder, unused name, reserved word, bad syntax)."""
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    parts = []
+    for i in range(rng.randint(1, 3)):
+        attr = rng.choice(["pk", "q", "s", "state", "gone"])
+        ref = attr
+        if rng.random() < 0.5:
+            ref = f"#a{i}"
+            names[ref] = attr
+        value = rng.choice([{"N": "5"}, {"N": "6"}, {"S": "text"}, {"S": "open"}, {"N": "5.0"}])
+        form = rng.choice(["exists", "not_exists", "eq", "lt", "begins", "between", "in", "size"])
+        if form in ("exists", "not_exists"):
+            parts.append(f"attribute_{form}({ref})")
+            continue
+        values[f":v{i}"] = value
+        parts.append(
+            {
+                "eq": f"{ref} = :v{i}",
+                "lt": f"{ref} < :v{i}",
+                "begins": f"begins_with({ref}, :v{i})",
+                "between": f"{ref} BETWEEN :v{i} AND :v{i}",
+                "in": f"{ref} IN (:v{i}, :v{i})",
+                "size": f"size({ref}) > :v{i}",
+            }[form]
+        )
+    expression = rng.choice([" AND ", " OR "]).join(parts)
+    if rng.random() < 0.2:
+        expression = f"NOT ({expression})"
+    roll = rng.random()
+    if roll < 0.04:
+        expression += " AND #missing = :v0"
+    elif roll < 0.08:
+        names["#unused"] = "q"
+    elif roll < 0.1:
+        expression = expression.replace("(", "((", 1)
+    elif roll < 0.12:
+        expression += " AND size = :v0"
+    return expression, names, values
+
+
+def test_condition_expressions_give_what_moto_gives_item_for_item_error_for_error() -> None:
+    """Point 9, in-process: 500 random conditions (most repeated, as the pipeline's are)
+    parsed by the launcher (cached) and by moto's own parse (fresh each time): the same
+    verdict on every item or the same error, and the same names and values found."""
+    import random
+
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    moto_launcher.apply_patch()
+    original = moto_launcher._originals["ConditionExpressionParser.parse"]
+    assert ConditionExpressionParser.parse is not original
+    items = [None] + [
+        Item(DynamoType({"S": pk}), None, {"pk": {"S": pk}, **attrs})
+        for pk, attrs in [
+            ("a", {"q": {"N": "5"}, "s": {"S": "text"}}),
+            ("b", {"q": {"N": "6"}, "state": {"S": "open"}}),
+            ("c", {"s": {"S": "textual"}, "state": {"S": "closed"}}),
+        ]
+    ]
+    rng = random.Random(9)
+    pool = [_random_condition(rng) for _ in range(60)]
+    outcomes: Counter[str] = Counter()
+    for _ in range(500):
+        expression, names, values = rng.choice(pool)
+        results = []
+        for parse in (original, ConditionExpressionParser.parse):
+            parser = ConditionExpressionParser(expression, json.loads(json.dumps(names)), json.loads(json.dumps(values)))
+            try:
+                op = parse(parser)
+                verdicts: list[Any] = []
+                for item in items:
+                    try:
+                        verdicts.append(op.expr(item))
+                    except Exception as err:  # noqa: BLE001 - the errors are what is compared
+                        verdicts.append(type(err).__name__)
+                results.append(("ok", verdicts, parser.expr_attr_names_found, parser.expr_attr_values_found))
+            except Exception as err:  # noqa: BLE001
+                results.append((type(err).__name__, str(err)))
+        assert results[0] == results[1], (expression, names, values)
+        outcomes[results[0][0]] += 1
+    assert outcomes["ok"] > 300 and len(outcomes) > 1, outcomes
+    assert ConditionExpressionParser.parse.counts["hits"] > 300  # type: ignore[attr-defined]
+
+
+def test_a_condition_text_repeated_with_other_values_or_names_is_judged_on_its_own(ddb: Any) -> None:
+    """Point 9 over HTTP, on both servers: one condition text with different values and
+    names (puts, updates, deletes, a transaction) answers for the values it is sent
+    with, and an unused or undefined name is refused every time."""
+    table = _table(ddb)
+    ddb.put_item(TableName=table, Item={**_key(True, "a"), "state": {"S": "open"}, "n": {"N": "1"}})
+    condition = "#f = :v"
+    verdicts = []
+    for field, value in [("state", "open"), ("state", "closed"), ("n", "1"), ("state", "open")]:
+        value_json = {"N": value} if field == "n" else {"S": value}
+        try:
+            ddb.put_item(
+                TableName=table,
+                Item={**_key(True, "a"), "state": {"S": "open"}, "n": {"N": "1"}},
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#f": field},
+                ExpressionAttributeValues={":v": value_json},
+            )
+            verdicts.append("put")
+        except ClientError as err:
+            verdicts.append(err.response["Error"]["Code"])
+    assert verdicts == ["put", "ConditionalCheckFailedException", "put", "put"]
+    refusals = []
+    for _ in range(2):
+        with pytest.raises(ClientError) as unused:
+            ddb.delete_item(
+                TableName=table,
+                Key=_key(True, "a"),
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#unused": "n"},
+            )
+        with pytest.raises(ClientError) as undefined:
+            ddb.update_item(
+                TableName=table,
+                Key=_key(True, "a"),
+                UpdateExpression="SET n = :one",
+                ConditionExpression="#g = :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+        refusals.append((unused.value.response["Error"]["Code"], undefined.value.response["Error"]["Code"]))
+    # moto answers an undefined name with a 500 (plain and launcher alike).
+    assert refusals == [("ValidationException", "500")] * 2
+    check = {
+        "ConditionCheck": {
+            "TableName": table,
+            "Key": _key(True, "a"),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#f": "state"},
+            "ExpressionAttributeValues": {":v": {"S": "closed"}},
+        }
+    }
+    write = {"Put": {"TableName": table, "Item": {**_key(True, "b")}, "ConditionExpression": "attribute_not_exists(pk)"}}
+    err = _cancel(ddb, [write, check])
+    assert [r.get("Code", "None") for r in err.response["CancellationReasons"]] == ["None", "ConditionalCheckFailed"]
+    check["ConditionCheck"]["ExpressionAttributeValues"] = {":v": {"S": "open"}}
+    ddb.transact_write_items(TransactItems=[write, check])
+    assert [i["pk"]["S"] for i in _everything(ddb, table)[table]] == ["a", "b"]
+
+
+def _random_attrs(rng: Any) -> dict[str, Any]:
+    """Item attributes of every type, some near or over moto's size limit."""
+    attrs: dict[str, Any] = {"pk": {"S": rng.choice(["a", "b"])}}
+    for i in range(rng.randint(0, 12)):
+        kind = rng.choice(["S", "N", "B", "BOOL", "NULL", "SS", "NS", "L", "M", "big"])
+        name = rng.choice(["tenant", "source", "chunk", "pos", "event", "é-ünïcode", f"a{i}"])
+        attrs[name] = {
+            "S": {"S": rng.choice(["dev", "import", "", "ünïcode", "x" * 70])},
+            "N": {"N": rng.choice(["0", "-12.5", "1790000000"])},
+            "B": {"B": "aGVsbG8="},
+            "BOOL": {"BOOL": rng.random() < 0.5},
+            "NULL": {"NULL": True},
+            "SS": {"SS": ["a", "b"]},
+            "NS": {"NS": ["1", "2.5"]},
+            "L": {"L": [{"S": "dev"}, {"N": "1"}, {"M": {"k": {"S": "v"}}}]},
+            "M": {"M": {"id": {"S": "e-1"}, "account": {"S": "acme"}, "q": {"N": "3"}, "nested": {"L": [{"S": "x"}]}}},
+            "big": {"S": "y" * rng.choice([100_000, 200_000, 404_900])},
+        }[kind]
+    return attrs
+
+
+def test_items_are_built_as_moto_builds_them_and_refused_at_the_same_size() -> None:
+    """Point 10, in-process: 400 random items (every type, texts interned, sizes around
+    moto's 405,000-byte limit) built by the launcher and by moto's own Item.__init__:
+    the same attributes, in the same order, or the same error."""
+    import random
+
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    moto_launcher.apply_patch()
+    original = moto_launcher._originals["Item.__init__"]
+    assert Item.__init__ is not original
+    rng = random.Random(10)
+    outcomes: Counter[str] = Counter()
+    for _ in range(400):
+        attrs = _random_attrs(rng)
+        results = []
+        for init in (original, Item.__init__):
+            item = Item.__new__(Item)
+            try:
+                init(item, DynamoType(attrs["pk"]), None, json.loads(json.dumps(attrs)))
+                results.append(("ok", list(item.attrs), item.to_json(), item.size(), type(item.attrs).__name__))
+            except Exception as err:  # noqa: BLE001 - the errors are what is compared
+                results.append((type(err).__name__, str(err)))
+        assert results[0] == results[1]
+        outcomes[results[0][0]] += 1
+    assert outcomes["ok"] > 100 and outcomes["ItemSizeTooLarge"] > 10, outcomes
+    # The stored item still checks its size on later writes (moto's LimitedSizeDict).
+    item = Item(DynamoType({"S": "a"}), None, {"pk": {"S": "a"}, "big": {"S": "y" * 404_000}})
+    with pytest.raises(Exception) as too_large:
+        item.attrs["more"] = DynamoType({"S": "z" * 2_000})
+    assert type(too_large.value).__name__ == "ItemSizeTooLarge"
+
+
+def test_adds_near_the_item_size_limit_are_refused_where_moto_refuses_them() -> None:
+    """Point 7 keeps the item's size as moto's LimitedSizeDict sums it: on items a few
+    bytes under the limit, the same ADDs succeed, or fail at the same action with the
+    same error and the same item left behind."""
+    from moto import mock_aws
+    from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
+
+    moto_launcher.apply_patch()
+    original = moto_launcher._originals["DynamoDBBackend.update_item"]
+    outcomes: Counter[str] = Counter()
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        backend = dynamodb_backends["123456789012"]["us-east-1"]
+        tables = [_table(client), _table(client)]
+        for room in range(0, 40, 3):
+            filler = "y" * (405000 - 40 - len("big") - len("pk") - len("sk") - 2 + room)
+            results = []
+            for table, update_item in zip(tables, (original, DynamoDBBackend.update_item)):
+                client.put_item(TableName=table, Item={**_key(True, "a"), "q": {"N": "5"}})
+                try:
+                    client.put_item(TableName=table, Item={**_key(True, "a"), "q": {"N": "5"}, "big": {"S": filler}})
+                except ClientError as err:
+                    results.append(("put refused", err.response["Error"]["Code"]))
+                    continue
+                try:
+                    update_item(
+                        backend,
+                        table,
+                        _key(True, "a"),
+                        "ADD #q :q, #new :n, #n2 :n",
+                        {"#q": "q", "#new": "new", "#n2": "n2"},
+                        {":q": {"N": "123456"}, ":n": {"N": "1"}},
+                    )
+                    outcome = "ok"
+                except Exception as err:  # noqa: BLE001 - the errors are what is compared
+                    outcome = type(err).__name__
+                item = backend.tables[table].get_item(*(_dt(v) for v in _key(True, "a").values()))
+                results.append((outcome, {k: v.value for k, v in item.attrs.items() if k != "big"}))
+            assert results[0] == results[1], room
+            outcomes[results[0][0]] += 1
+    assert outcomes["ok"] > 0 and outcomes["ItemSizeToUpdateTooLarge"] > 0, outcomes
+
+
+def _dt(value: dict[str, Any]) -> Any:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    return DynamoType(value)
