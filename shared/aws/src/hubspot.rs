@@ -1,7 +1,8 @@
-//! The HTTPS transport the HubSpot CRM write-back posts through ([`HttpPost`]).
+//! The HTTPS transport every HubSpot call goes through ([`HubSpotHttp`]): the CRM
+//! write-back, `hubspot setup` and plays.
 
 use async_trait::async_trait;
-use domain::health::writeback::HttpPost;
+use domain::hubspot::client::{HttpReply, HttpRequest, HubSpotHttp, RateHeaders};
 use std::time::Duration;
 
 /// The real transport: hyper with rustls (native roots); plain http allowed for
@@ -33,39 +34,42 @@ impl HyperPost {
 }
 
 #[async_trait]
-impl HttpPost for HyperPost {
-    async fn post_json(
-        &self,
-        url: &str,
-        token: &str,
-        body: Vec<u8>,
-    ) -> Result<(u16, Option<u64>, String), String> {
+impl HubSpotHttp for HyperPost {
+    async fn send(&self, req: HttpRequest) -> Result<HttpReply, String> {
         use http_body_util::BodyExt;
-        let req = http::Request::post(url)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let resp = tokio::time::timeout(self.timeout, self.client.request(req))
+        let mut builder = http::Request::builder()
+            .method(req.method.as_str())
+            .uri(&req.url)
+            .header("authorization", format!("Bearer {}", req.token));
+        if req.body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        let body = http_body_util::Full::new(bytes::Bytes::from(req.body.unwrap_or_default()));
+        let request = builder.body(body).map_err(|e| e.to_string())?;
+        let resp = tokio::time::timeout(self.timeout, self.client.request(request))
             .await
             .map_err(|_| "HubSpot request timed out".to_owned())?
             .map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let retry_after = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
+        let rate = RateHeaders::read(header);
         let bytes = resp
             .into_body()
             .collect()
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
-        Ok((
+        Ok(HttpReply {
             status,
             retry_after,
-            String::from_utf8_lossy(&bytes).into_owned(),
-        ))
+            rate,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        })
     }
 }
