@@ -124,6 +124,11 @@ enum Command {
         #[command(subcommand)]
         command: PortalCommand,
     },
+    /// HubSpot portal set-up.
+    Hubspot {
+        #[command(subcommand)]
+        command: HubspotCommand,
+    },
     /// API keys.
     Key {
         #[command(subcommand)]
@@ -160,6 +165,21 @@ enum PortalCommand {
     Unmap { portal: String, tenant: String },
     /// Whether a portal is mapped to a tenant.
     Show { portal: String, tenant: String },
+}
+
+#[derive(Subcommand)]
+enum HubspotCommand {
+    /// Create (or repair) the `usage_health` company property group and properties
+    /// in the tenant's portal with its write-back token (the same as
+    /// `POST /v1/hubspot/setup`); safe to run again. Tokens from
+    /// HUBSPOT_WRITEBACK_TOKENS (tenant=token,...) or the secret in
+    /// HUBSPOT_WRITEBACK_TOKENS_ARN; HUBSPOT_API_BASE_URL may point at a stand-in.
+    Setup {
+        tenant: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -489,6 +509,43 @@ async fn main() -> Result<()> {
                 }
             };
             println!("{line}");
+            Ok(())
+        }
+        Command::Hubspot {
+            command: HubspotCommand::Setup { tenant, json },
+        } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let tokens = aws::hubspot::tokens_from_env(&aws)
+                .map_err(|e| anyhow::anyhow!(e))?
+                .context("set HUBSPOT_WRITEBACK_TOKENS (tenant=token,...) or HUBSPOT_WRITEBACK_TOKENS_ARN")?;
+            let setup = api::hubspot_setup::HubSpotSetup {
+                client: aws::hubspot::client_from_env().map_err(|e| anyhow::anyhow!(e))?,
+                tokens,
+            };
+            let r = setup
+                .run(&tenant)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "property group usage_health {}; created {}, updated {}, unchanged {}; {} requests",
+                    r.group,
+                    r.created.len(),
+                    r.updated.len(),
+                    r.unchanged.len(),
+                    r.requests
+                );
+                for (name, why) in &r.conflicts {
+                    println!("conflict: {name} {why}");
+                }
+            }
+            anyhow::ensure!(
+                r.conflicts.is_empty(),
+                "{} properties need attention in HubSpot",
+                r.conflicts.len()
+            );
             Ok(())
         }
         Command::Key { command } => {

@@ -190,7 +190,11 @@ impl Stack {
             );
             Ok((api, fn_store))
         };
-        let api = Arc::new(api_as("ApiFunction")?.0);
+        let api = Arc::new(
+            api_as("ApiFunction")?
+                .0
+                .with_hubspot_setup(hubspot_setup(p, &roles.config("ApiFunction")?)?),
+        );
         let (web_api, web_store) = api_as("WebFunction")?;
         let web = Arc::new(crate::cockpit::web_app(Arc::new(web_api), web_store)?);
         let poller = Arc::new(Poller {
@@ -482,6 +486,31 @@ pub fn crm_from_secret(
             .and_then(|v| v.parse().ok())
             .unwrap_or(100),
     ))))
+}
+
+/// `POST /v1/hubspot/setup` as the api function has it on AWS: the tokens secret read
+/// with the api role's key, when `HUBSPOT_WRITEBACK_TOKENS` is set.
+pub fn hubspot_setup(
+    p: &Provisioned,
+    api_role: &SdkConfig,
+) -> Result<Option<Arc<api::hubspot_setup::HubSpotSetup>>> {
+    let Some(arn) = p.refs.get("HubspotWritebackTokensStore") else {
+        return Ok(None);
+    };
+    if std::env::var("HUBSPOT_WRITEBACK_TOKENS")
+        .unwrap_or_default()
+        .trim()
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(api::hubspot_setup::HubSpotSetup {
+        client: aws::hubspot::client_from_env().map_err(|e| anyhow::anyhow!(e))?,
+        tokens: domain::health::writeback::Tokens::Managed(aws::secrets::cached(
+            api_role,
+            domain::secrets::SecretId::parse(arn)?,
+        )),
+    })))
 }
 
 fn hubspot_api_base() -> String {

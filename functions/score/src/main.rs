@@ -2,7 +2,7 @@ use aws::dynamo::DynamoStore;
 use aws::hubspot::HyperPost;
 use aws::sqs::SqsQueue;
 use domain::health::run::HealthRunner;
-use domain::health::writeback::{parse_tokens, CrmSink, HubSpotWriteback, Tokens};
+use domain::health::writeback::{CrmSink, HubSpotWriteback};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use score::Score;
 use std::sync::Arc;
@@ -24,26 +24,10 @@ async fn main() -> Result<(), Error> {
     ));
     // Tokens from Secrets Manager (read by the first write-back, not here: init time),
     // or a plain list (the local runner).
-    let tokens: Option<Tokens> = match std::env::var("HUBSPOT_WRITEBACK_TOKENS_ARN")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-    {
-        Some(arn) => Some(Tokens::Managed(aws::secrets::cached(
-            &aws,
-            domain::secrets::SecretId::parse(&arn)?,
-        ))),
-        None => Some(std::env::var("HUBSPOT_WRITEBACK_TOKENS").unwrap_or_default())
-            .filter(|t| !t.trim().is_empty())
-            .map(|t| parse_tokens(&t).map(Tokens::Fixed))
-            .transpose()?,
-    };
-    let crm: Option<Arc<dyn CrmSink>> = match tokens {
+    let crm: Option<Arc<dyn CrmSink>> = match aws::hubspot::tokens_from_env(&aws)? {
         None => None,
         Some(tokens) => Some(Arc::new(HubSpotWriteback::new(
-            std::env::var("HUBSPOT_API_BASE_URL")
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| "https://api.hubapi.com".into()),
+            aws::hubspot::api_base(),
             tokens,
             Arc::new(HyperPost::new()?),
             lambda::config::number("HUBSPOT_REQUESTS_PER_10S", 100usize)?,

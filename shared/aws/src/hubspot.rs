@@ -73,3 +73,49 @@ impl HubSpotHttp for HyperPost {
         })
     }
 }
+
+/// HubSpot's API base: `HUBSPOT_API_BASE_URL` (e.g. a local stand-in) or the real one.
+pub fn api_base() -> String {
+    std::env::var("HUBSPOT_API_BASE_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "https://api.hubapi.com".into())
+}
+
+/// The per-tenant write-back tokens as a function reads them: from the Secrets
+/// Manager secret in `HUBSPOT_WRITEBACK_TOKENS_ARN` (cached; read on first use, not at
+/// init), or the plain `HUBSPOT_WRITEBACK_TOKENS` list; `None` when neither is set.
+pub fn tokens_from_env(
+    aws: &aws_config::SdkConfig,
+) -> Result<Option<domain::health::writeback::Tokens>, String> {
+    use domain::health::writeback::{parse_tokens, Tokens};
+    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if let Some(arn) = set("HUBSPOT_WRITEBACK_TOKENS_ARN") {
+        let id = domain::secrets::SecretId::parse(&arn).map_err(|e| e.to_string())?;
+        return Ok(Some(Tokens::Managed(crate::secrets::cached(aws, id))));
+    }
+    set("HUBSPOT_WRITEBACK_TOKENS")
+        .map(|t| {
+            parse_tokens(&t)
+                .map(Tokens::Fixed)
+                .map_err(|e| format!("HUBSPOT_WRITEBACK_TOKENS: {e}"))
+        })
+        .transpose()
+}
+
+/// A paced, retrying client of [`api_base`] at `HUBSPOT_REQUESTS_PER_10S` requests per
+/// rolling 10 s (100 by default).
+pub fn client_from_env() -> Result<domain::hubspot::client::HubSpotClient, String> {
+    let per_10s = match std::env::var("HUBSPOT_REQUESTS_PER_10S") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| format!("HUBSPOT_REQUESTS_PER_10S '{v}' is not a whole number"))?,
+        _ => 100,
+    };
+    Ok(domain::hubspot::client::HubSpotClient::new(
+        api_base(),
+        std::sync::Arc::new(HyperPost::new()?),
+        per_10s,
+    ))
+}

@@ -15,6 +15,7 @@ mod handlers;
 mod health;
 mod health_writeback;
 mod hubspot;
+mod hubspot_setup;
 mod iam;
 mod openapi;
 mod pipeline;

@@ -102,7 +102,7 @@ impl From<HashMap<TenantId, String>> for Tokens {
 }
 
 impl Tokens {
-    async fn token(
+    pub async fn token(
         &self,
         tenant: &TenantId,
     ) -> Result<Option<String>, crate::secrets::SecretError> {
