@@ -488,8 +488,9 @@ pub fn crm_from_secret(
     ))))
 }
 
-/// `POST /v1/hubspot/setup` as the api function has it on AWS: the tokens secret read
-/// with the api role's key, when `HUBSPOT_WRITEBACK_TOKENS` is set.
+/// `POST /v1/hubspot/setup` as the api function has it on AWS: the provisioned tokens
+/// secret read with the api role's key (on first use); `HUBSPOT_API_BASE_URL` may
+/// point at a local stand-in.
 pub fn hubspot_setup(
     p: &Provisioned,
     api_role: &SdkConfig,
@@ -497,13 +498,6 @@ pub fn hubspot_setup(
     let Some(arn) = p.refs.get("HubspotWritebackTokensStore") else {
         return Ok(None);
     };
-    if std::env::var("HUBSPOT_WRITEBACK_TOKENS")
-        .unwrap_or_default()
-        .trim()
-        .is_empty()
-    {
-        return Ok(None);
-    }
     Ok(Some(Arc::new(api::hubspot_setup::HubSpotSetup {
         client: aws::hubspot::client_from_env().map_err(|e| anyhow::anyhow!(e))?,
         tokens: domain::health::writeback::Tokens::Managed(aws::secrets::cached(

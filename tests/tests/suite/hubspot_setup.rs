@@ -132,3 +132,81 @@ async fn a_429_with_retry_after_is_waited_out_and_the_call_retried() {
         "Retry-After: 1 honoured ({gap:?})"
     );
 }
+
+/// The api function as deployed, under its own role, with HubSpot at the stand-in.
+fn api_with_setup(t: &e2e::TestStack, crm: &CrmStandIn) -> api::Api {
+    let cfg = t
+        .provisioned
+        .function_config(&t.aws, "ApiFunction")
+        .unwrap();
+    let store = Arc::new(aws::dynamo::DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&cfg),
+        t.provisioned.reference("UsageTable").unwrap(),
+    ));
+    let tokens = domain::secrets::CachedSecret::new(
+        Arc::new(aws::secrets::SecretsManager::new(
+            aws_sdk_secretsmanager::Client::new(&cfg),
+        )),
+        domain::secrets::SecretId::parse(
+            t.provisioned
+                .reference("HubspotWritebackTokensStore")
+                .unwrap(),
+        )
+        .unwrap(),
+    );
+    let quotas = Arc::new(domain::quota::Quotas::from_env().unwrap());
+    api::wired(store, &aws_sdk_sqs::Client::new(&cfg), quotas, None, None).with_hubspot_setup(Some(
+        Arc::new(api::hubspot_setup::HubSpotSetup {
+            client: client(crm),
+            tokens: domain::health::writeback::Tokens::Managed(Arc::new(tokens)),
+        }),
+    ))
+}
+
+#[tokio::test]
+async fn post_hubspot_setup_reads_the_tenant_token_with_the_api_role_and_is_idempotent() {
+    let t = e2e::TestStack::fresh().await;
+    let crm = CrmStandIn::start("pat-route").await;
+    let api = api_with_setup(&t, &crm);
+    let post = || t.request("POST", "/v1/hubspot/setup", Some(&t.key), None);
+    // The template's secret holds no token for the tenant yet.
+    let (s, v) = e2e::decode(api.handle(post()).await);
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("no_hubspot_token")),
+        "{v}"
+    );
+    aws_sdk_secretsmanager::Client::new(&t.aws)
+        .put_secret_value()
+        .secret_id(
+            t.provisioned
+                .reference("HubspotWritebackTokensStore")
+                .unwrap(),
+        )
+        .secret_string(serde_json::json!({"tokens": format!("{}=pat-route", t.tenant)}).to_string())
+        .send()
+        .await
+        .unwrap();
+    // A fresh api (a new container) reads the operator's value.
+    let api = api_with_setup(&t, &crm);
+    let (s, v) = e2e::decode(api.handle(post()).await);
+    assert_eq!((s, v["group"].as_str()), (200, Some("created")), "{v}");
+    assert_eq!(
+        v["created"].as_array().map(Vec::len),
+        Some(PROPERTIES.len())
+    );
+    let (s, v) = e2e::decode(api.handle(post()).await);
+    assert_eq!(
+        (s, v["created"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{v}"
+    );
+    assert_eq!(
+        v["unchanged"].as_array().map(Vec::len),
+        Some(PROPERTIES.len())
+    );
+    // A read-only key may not run it.
+    let (s, _) = t.call("GET", "/v1/hubspot/setup", None).await;
+    assert_eq!(s, 405);
+    assert_eq!(t.denials(), Vec::new());
+}
