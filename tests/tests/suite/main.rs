@@ -22,3 +22,4 @@ mod pipeline;
 mod portals;
 mod ports;
 mod secrets;
+mod stack_outputs;
