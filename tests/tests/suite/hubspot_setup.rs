@@ -210,3 +210,38 @@ async fn post_hubspot_setup_reads_the_tenant_token_with_the_api_role_and_is_idem
     assert_eq!(s, 405);
     assert_eq!(t.denials(), Vec::new());
 }
+
+#[tokio::test]
+async fn after_setup_the_write_back_lands_on_the_properties_and_is_paced_by_the_portal_budget() {
+    use domain::health::writeback::{CrmSink, CrmUpdate, HubSpotWriteback};
+    let crm = CrmStandIn::start("pat-wb").await;
+    let tenant = domain::ids::TenantId::parse("acme").unwrap();
+    let updates: Vec<CrmUpdate> = (0..450)
+        .map(|i| CrmUpdate {
+            company_id: (9000 + i).to_string(),
+            score: 42.0,
+            band: domain::health::model::Band::Yellow,
+            reasons: "usage_down_30d: api_calls -40 %".into(),
+            as_of: chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(),
+        })
+        .collect();
+    let wb = HubSpotWriteback::new(
+        &crm.base,
+        std::collections::HashMap::from([(tenant.clone(), "pat-wb".to_owned())]),
+        Arc::new(HyperPost::new().unwrap()),
+        100,
+    )
+    .with_backoff(Duration::from_millis(50));
+    // Before setup HubSpot refuses properties it does not know.
+    let r = wb.push(&tenant, &updates[..1]).await;
+    assert_eq!((r.updated, r.failed), (0, 1), "{r:?}");
+    setup::run(&client(&crm), "pat-wb").await.unwrap();
+    // 5 batches against a budget of 3 requests per 600 ms: paced, never refused.
+    let crm = crm.with_budget(3, Duration::from_millis(600));
+    let r = wb.push(&tenant, &updates).await;
+    assert_eq!((r.updated, r.failed, r.throttled), (450, 0, 0), "{r:?}");
+    let s = crm.lock();
+    assert_eq!(s.companies.len(), 450);
+    assert_eq!(s.companies["9000"]["usage_health_band"], "yellow");
+    assert_eq!(s.answered(429), 0);
+}
