@@ -1,6 +1,8 @@
 //! Test harness: a fresh, fully provisioned stack in the emulator per test (unique
 //! resource prefix), with helpers that drive the real handlers.
 
+pub mod crm;
+
 use aws_config::SdkConfig;
 use domain::ids::TenantId;
 use domain::pipeline::PipelineConfig;

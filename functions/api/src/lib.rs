@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 pub mod adoption;
 pub mod governance;
+pub mod hubspot_setup;
 pub mod portals;
 
 /// The API as its Lambda wires it (and the web function, which serves pages from the
@@ -147,6 +148,7 @@ pub enum Route {
     GetPortal,
     PutPortal,
     DeletePortal,
+    HubspotSetup,
     ListEntitlements,
     GetEntitlement,
     PutEntitlement,
@@ -199,6 +201,7 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
         "/v1/hubspot/portals/{portal_id}",
         Route::DeletePortal,
     ),
+    ("POST", "/v1/hubspot/setup", Route::HubspotSetup),
     (
         "GET",
         "/v1/accounts/{account}/entitlements",
@@ -291,6 +294,9 @@ pub struct Api {
     pub max_definitions_per_tenant: usize,
     /// HubSpot portal → tenant map (`None`: the portal routes answer 503).
     pub portals: Option<Arc<dyn domain::ports::PortalAdmin>>,
+    /// HubSpot's API and the write-back tokens (`None`: `POST /v1/hubspot/setup`
+    /// answers 503).
+    pub hubspot_setup: Option<Arc<hubspot_setup::HubSpotSetup>>,
     /// Maps a request path to its route template.
     router: matchit::Router<&'static str>,
 }
@@ -336,6 +342,7 @@ impl Api {
             entitlements: store,
             governance: None,
             portals: None,
+            hubspot_setup: None,
             max_definitions_per_tenant: MAX_DEFINITIONS_PER_TENANT,
             router,
         }
@@ -351,6 +358,23 @@ impl Api {
     pub fn with_portals(mut self, portals: Arc<dyn domain::ports::PortalAdmin>) -> Self {
         self.portals = Some(portals);
         self
+    }
+
+    /// Adds `POST /v1/hubspot/setup`.
+    pub fn with_hubspot_setup(mut self, setup: Option<Arc<hubspot_setup::HubSpotSetup>>) -> Self {
+        self.hubspot_setup = setup;
+        self
+    }
+
+    /// `POST /v1/hubspot/setup` ([`hubspot_setup`]).
+    async fn hubspot_setup(&self, tenant: &TenantId) -> Result<Response<Body>, ApiError> {
+        let s = self.hubspot_setup.as_deref().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::HubspotNotConfigured,
+                "this deployment has no HubSpot write-back tokens (HubspotWritebackTokens)",
+            )
+        })?;
+        hubspot_setup::post(s, tenant).await
     }
 
     /// `PUT/GET/DELETE /v1/hubspot/portals/{portal_id}` ([`portals`]).
@@ -473,6 +497,7 @@ impl Api {
             Route::GetDefinition => self.get_definition(&tenant, &param("meter")).await,
             Route::GetMappings => self.get_mappings(&tenant).await,
             Route::PutMappings => self.put_mappings(&tenant, &req).await,
+            Route::HubspotSetup => self.hubspot_setup(&tenant).await,
             Route::GetPortal | Route::PutPortal | Route::DeletePortal => {
                 self.portal(route, &tenant, &param("portal_id")).await
             }

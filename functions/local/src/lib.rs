@@ -9,6 +9,7 @@ pub mod esm;
 pub mod iam;
 pub mod import;
 pub mod jobs;
+pub mod outputs;
 pub mod provision;
 pub mod server;
 pub mod stack;

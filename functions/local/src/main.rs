@@ -33,9 +33,16 @@ struct Cli {
         global = true
     )]
     prefix: String,
-    /// Talk to real AWS (standard credential chain) and the table in USAGE_TABLE.
+    /// Talk to a deployed stack on AWS (standard credential chain), finding its table
+    /// and secrets in the stack's outputs.
     #[arg(long, global = true)]
     aws: bool,
+    /// With --aws: the CloudFormation stack (default: samconfig.toml's stack_name).
+    #[arg(long, env = "USAGE_STACK_NAME", global = true)]
+    stack_name: Option<String>,
+    /// With --aws: the samconfig.toml environment naming the stack (default, dev, prod).
+    #[arg(long, default_value = "default", global = true)]
+    config_env: String,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -101,7 +108,7 @@ enum Command {
         at: Vec<chrono::NaiveDate>,
         /// The tenant's stored usage (day rollups) and profiles instead of files,
         /// scored with the config the score job resolves (with --outcomes). Locally
-        /// from the emulator; with --aws from the table in USAGE_TABLE.
+        /// from the emulator; with --aws from the stack's table.
         #[arg(long, requires = "outcomes", conflicts_with = "events")]
         tenant: Option<String>,
     },
@@ -123,6 +130,11 @@ enum Command {
     Portal {
         #[command(subcommand)]
         command: PortalCommand,
+    },
+    /// HubSpot portal set-up.
+    Hubspot {
+        #[command(subcommand)]
+        command: HubspotCommand,
     },
     /// API keys.
     Key {
@@ -160,6 +172,21 @@ enum PortalCommand {
     Unmap { portal: String, tenant: String },
     /// Whether a portal is mapped to a tenant.
     Show { portal: String, tenant: String },
+}
+
+#[derive(Subcommand)]
+enum HubspotCommand {
+    /// Create (or repair) the `usage_health` company property group and properties
+    /// in the tenant's portal with its write-back token (the same as
+    /// `POST /v1/hubspot/setup`); safe to run again. Tokens from
+    /// HUBSPOT_WRITEBACK_TOKENS (tenant=token,...) or the secret in
+    /// HUBSPOT_WRITEBACK_TOKENS_ARN; HUBSPOT_API_BASE_URL may point at a stand-in.
+    Setup {
+        tenant: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -221,6 +248,18 @@ async fn main() -> Result<()> {
     } else {
         aws::sdk::local(&cli.endpoint).await
     };
+    // With --aws, the deployed stack's outputs (read once, when a command needs them).
+    let outputs_cell = tokio::sync::OnceCell::new();
+    let (stack_name, config_env) = (cli.stack_name.clone(), cli.config_env.clone());
+    let outputs = || async {
+        outputs_cell
+            .get_or_try_init(|| async {
+                let name = local::outputs::stack_name(stack_name.as_deref(), &config_env)?;
+                local::outputs::StackOutputs::read(&aws, &name).await
+            })
+            .await
+    };
+    let aws_store = || async { outputs().await?.store(&aws) };
     let public_default = format!(
         "http://{}",
         std::env::var("LOCAL_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into())
@@ -317,7 +356,7 @@ async fn main() -> Result<()> {
             if let (Some(tenant), Some(outcomes)) = (&tenant, &outcomes) {
                 let tenant = TenantId::parse(tenant)?;
                 let store = if cli.aws {
-                    aws_store(&aws)?
+                    aws_store().await?
                 } else {
                     let (stack, _) = stack(false).await?;
                     Arc::unwrap_or_clone(stack.store.clone())
@@ -400,7 +439,7 @@ async fn main() -> Result<()> {
             command: TenantCommand::RegisterAll,
         } => {
             let store = if cli.aws {
-                aws_store(&aws)?
+                aws_store().await?
             } else {
                 let (stack, _) = stack(false).await?;
                 Arc::unwrap_or_clone(stack.store.clone())
@@ -423,7 +462,7 @@ async fn main() -> Result<()> {
             let tenant = TenantId::parse(&tenant)?;
             let backfill_days = horizon(backfill_days, "--backfill-days")?;
             let created = if cli.aws {
-                let store = aws_store(&aws)?;
+                let store = aws_store().await?;
                 store
                     .create_tenant(
                         &tenant,
@@ -455,7 +494,7 @@ async fn main() -> Result<()> {
         Command::Portal { command } => {
             use domain::ports::PortalAdmin;
             let store = if cli.aws {
-                aws_store(&aws)?
+                aws_store().await?
             } else {
                 let (stack, _) = stack(false).await?;
                 Arc::unwrap_or_clone(stack.store.clone())
@@ -491,9 +530,56 @@ async fn main() -> Result<()> {
             println!("{line}");
             Ok(())
         }
+        Command::Hubspot {
+            command: HubspotCommand::Setup { tenant, json },
+        } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let tokens = match aws::hubspot::tokens_from_env(&aws).map_err(|e| anyhow::anyhow!(e))? {
+                Some(t) => t,
+                // On AWS: the stack's write-back tokens secret.
+                None if cli.aws => domain::health::writeback::Tokens::Managed(aws::secrets::cached(
+                    &aws,
+                    domain::secrets::SecretId::parse(
+                        outputs().await?.get("HubspotWritebackTokensSecretArn")?,
+                    )?,
+                )),
+                None => anyhow::bail!(
+                    "set HUBSPOT_WRITEBACK_TOKENS (tenant=token,...) or HUBSPOT_WRITEBACK_TOKENS_ARN"
+                ),
+            };
+            let setup = api::hubspot_setup::HubSpotSetup {
+                client: aws::hubspot::client_from_env().map_err(|e| anyhow::anyhow!(e))?,
+                tokens,
+            };
+            let r = setup
+                .run(&tenant)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "property group usage_health {}; created {}, updated {}, unchanged {}; {} requests",
+                    r.group,
+                    r.created.len(),
+                    r.updated.len(),
+                    r.unchanged.len(),
+                    r.requests
+                );
+                for (name, why) in &r.conflicts {
+                    println!("conflict: {name} {why}");
+                }
+            }
+            anyhow::ensure!(
+                r.conflicts.is_empty(),
+                "{} properties need attention in HubSpot",
+                r.conflicts.len()
+            );
+            Ok(())
+        }
         Command::Key { command } => {
             let store = if cli.aws {
-                Arc::new(aws_store(&aws)?)
+                Arc::new(aws_store().await?)
             } else {
                 stack(false).await?.0.store
             };
@@ -508,8 +594,8 @@ async fn main() -> Result<()> {
             json,
         } => {
             let store = if cli.aws {
-                let mut s =
-                    aws_store(&aws)?.with_ledger_table(lambda::config::required("LEDGER_TABLE")?);
+                let ledger = outputs().await?.get("LedgerTableName")?.to_owned();
+                let mut s = aws_store().await?.with_ledger_table(ledger);
                 s.audit_sample = lambda::config::audit_sample_modulus()?;
                 Arc::new(s)
             } else {
@@ -635,11 +721,6 @@ fn horizon(days: i64, flag: &str) -> Result<domain::horizon::Horizon> {
     let retention = lambda::config::ledger_retention()?;
     domain::horizon::Horizon::parse(days, retention)
         .map_err(|e| anyhow::anyhow!("{flag} {days} refused ({}): {e}", e.code()))
-}
-
-fn aws_store(aws: &aws_config::SdkConfig) -> Result<DynamoStore> {
-    let table = lambda::config::required("USAGE_TABLE")?;
-    Ok(DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), table))
 }
 
 async fn serve(

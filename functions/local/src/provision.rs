@@ -21,13 +21,19 @@ pub fn template_path() -> PathBuf {
     if let Ok(p) = std::env::var("TEMPLATE_PATH") {
         return PathBuf::from(p);
     }
-    let cwd = PathBuf::from(TEMPLATE);
+    repo_file(TEMPLATE)
+}
+
+/// A file of the repository by its path from the root: from the working directory
+/// when there, else from this crate's checkout.
+pub fn repo_file(rel: &str) -> PathBuf {
+    let cwd = PathBuf::from(rel);
     if cwd.exists() {
         return cwd;
     }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
-        .join(TEMPLATE)
+        .join(rel)
 }
 
 /// Local adjustments for tests (short visibility timeouts, quick redrive).

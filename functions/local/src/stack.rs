@@ -183,7 +183,11 @@ impl Stack {
             );
             Ok((api, fn_store))
         };
-        let api = Arc::new(api_as("ApiFunction")?.0);
+        let api = Arc::new(
+            api_as("ApiFunction")?
+                .0
+                .with_hubspot_setup(hubspot_setup(p, &roles.config("ApiFunction")?)?),
+        );
         let (web_api, web_store) = api_as("WebFunction")?;
         let web = Arc::new(crate::cockpit::web_app(Arc::new(web_api), web_store)?);
         let poller = Arc::new(Poller {
@@ -208,12 +212,14 @@ impl Stack {
         // As on AWS: the write-back tokens are read from the provisioned secret (where
         // provisioning stored `HUBSPOT_WRITEBACK_TOKENS`) with the score role's key.
         let score_cfg = roles.config("ScoreFunction")?;
-        let managed = |id| Tokens::Managed(aws::secrets::cached(&score_cfg, id));
-        let crm = match score::tokens_from_env(managed).map_err(anyhow::Error::msg)? {
+        let crm = match aws::hubspot::tokens_from_env(&score_cfg).map_err(anyhow::Error::msg)? {
             None => None,
             Some(tokens) => Some(
                 score::writeback(match p.refs.get("HubspotWritebackTokensStore") {
-                    Some(arn) => managed(domain::secrets::SecretId::parse(arn)?),
+                    Some(arn) => Tokens::Managed(aws::secrets::cached(
+                        &score_cfg,
+                        domain::secrets::SecretId::parse(arn)?,
+                    )),
                     None => tokens,
                 })
                 .map_err(anyhow::Error::msg)?,
@@ -433,4 +439,23 @@ impl ScoreRole {
             crm,
         )?)
     }
+}
+
+/// `POST /v1/hubspot/setup` as the api function has it on AWS: the provisioned tokens
+/// secret read with the api role's key (on first use); `HUBSPOT_API_BASE_URL` may
+/// point at a local stand-in.
+pub fn hubspot_setup(
+    p: &Provisioned,
+    api_role: &SdkConfig,
+) -> Result<Option<Arc<api::hubspot_setup::HubSpotSetup>>> {
+    let Some(arn) = p.refs.get("HubspotWritebackTokensStore") else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(api::hubspot_setup::HubSpotSetup {
+        client: aws::hubspot::client_from_env().map_err(|e| anyhow::anyhow!(e))?,
+        tokens: domain::health::writeback::Tokens::Managed(aws::secrets::cached(
+            api_role,
+            domain::secrets::SecretId::parse(arn)?,
+        )),
+    })))
 }

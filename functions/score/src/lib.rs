@@ -8,7 +8,7 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{NaiveDate, Utc};
 use domain::health::run::{HealthRunner, RunStarted};
-use domain::health::writeback::{parse_tokens, CrmSink, HubSpotWriteback, Tokens};
+use domain::health::writeback::{CrmSink, HubSpotWriteback, Tokens};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -50,36 +50,12 @@ pub fn runner(
     })
 }
 
-/// Where the write-back tokens come from: `HUBSPOT_WRITEBACK_TOKENS_ARN` (a Secrets
-/// Manager secret, read on first use through `managed`), else the plain
-/// `HUBSPOT_WRITEBACK_TOKENS` list; `None` when neither is set (no write-back).
-pub fn tokens_from_env(
-    managed: impl FnOnce(domain::secrets::SecretId) -> Tokens,
-) -> Result<Option<Tokens>, String> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    if let Some(arn) = var("HUBSPOT_WRITEBACK_TOKENS_ARN") {
-        let id = domain::secrets::SecretId::parse(&arn).map_err(|e| e.to_string())?;
-        return Ok(Some(managed(id)));
-    }
-    var("HUBSPOT_WRITEBACK_TOKENS")
-        .map(|t| {
-            parse_tokens(&t)
-                .map(Tokens::Fixed)
-                .map_err(|e| format!("HUBSPOT_WRITEBACK_TOKENS: {e}"))
-        })
-        .transpose()
-}
-
 /// The HubSpot write-back with `tokens`, posting to `HUBSPOT_API_BASE_URL` (default
 /// HubSpot's; a local stand-in in tests) at most `HUBSPOT_REQUESTS_PER_10S` (default
 /// 100) requests per ten seconds.
 pub fn writeback(tokens: Tokens) -> Result<Arc<dyn CrmSink>, String> {
-    let base = std::env::var("HUBSPOT_API_BASE_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "https://api.hubapi.com".into());
     Ok(Arc::new(HubSpotWriteback::new(
-        base,
+        aws::hubspot::api_base(),
         tokens,
         Arc::new(aws::hubspot::HyperPost::new()?),
         lambda::config::number("HUBSPOT_REQUESTS_PER_10S", 100usize).map_err(|e| e.to_string())?,

@@ -1,5 +1,4 @@
 use aws::dynamo::DynamoStore;
-use domain::health::writeback::Tokens;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use score::Score;
 use std::sync::Arc;
@@ -12,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
     // Tokens from Secrets Manager (read by the first write-back, not here: init time),
     // or a plain list (the local runner).
-    let crm = score::tokens_from_env(|id| Tokens::Managed(aws::secrets::cached(&aws, id)))?
+    let crm = aws::hubspot::tokens_from_env(&aws)?
         .map(score::writeback)
         .transpose()?;
     let runner = score::runner(

@@ -102,14 +102,13 @@ async fn stand_in() -> (String, Shared) {
 
 fn client(base: &str, per_10s: usize) -> HubSpotWriteback {
     let t = TenantId::parse("acme").unwrap();
-    let mut w = HubSpotWriteback::new(
+    HubSpotWriteback::new(
         base,
         HashMap::from([(t, "pat-test".to_owned())]),
         Arc::new(HyperPost::new().unwrap()),
         per_10s,
-    );
-    w.backoff = Duration::from_millis(100);
-    w
+    )
+    .with_backoff(Duration::from_millis(100))
 }
 
 fn updates(n: usize) -> Vec<CrmUpdate> {

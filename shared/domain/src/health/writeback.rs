@@ -8,14 +8,14 @@
 
 use super::model::Band;
 use super::record::HealthRecord;
+pub use crate::hubspot::client::RateWindow;
+use crate::hubspot::client::{HubSpotClient, HubSpotHttp, Method};
 use crate::ids::TenantId;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::Serialize;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::Duration;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
 
 /// HubSpot's batch limit.
 pub const BATCH_SIZE: usize = 100;
@@ -88,57 +88,6 @@ pub trait CrmSink: Send + Sync {
     async fn push(&self, tenant: &TenantId, updates: &[CrmUpdate]) -> PushReport;
 }
 
-/// At most `max` requests in any rolling `window`.
-#[derive(Debug)]
-pub struct RateWindow {
-    pub max: usize,
-    pub window: Duration,
-    sent: VecDeque<Instant>,
-}
-
-impl RateWindow {
-    pub fn new(max: usize, window: Duration) -> Self {
-        Self {
-            max: max.max(1),
-            window,
-            sent: VecDeque::new(),
-        }
-    }
-    /// How long to wait before the next request may go out at `now`.
-    pub fn wait(&mut self, now: Instant) -> Duration {
-        while self
-            .sent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= self.window)
-        {
-            self.sent.pop_front();
-        }
-        if self.sent.len() < self.max {
-            Duration::ZERO
-        } else {
-            self.sent
-                .front()
-                .map(|t| self.window.saturating_sub(now.duration_since(*t)))
-                .unwrap_or_default()
-        }
-    }
-    pub fn record(&mut self, now: Instant) {
-        self.sent.push_back(now);
-    }
-}
-
-/// The HTTP call, behind a trait so the retry logic is testable without a network.
-#[async_trait]
-pub trait HttpPost: Send + Sync {
-    /// Status, `Retry-After` seconds if any, body text.
-    async fn post_json(
-        &self,
-        url: &str,
-        token: &str,
-        body: Vec<u8>,
-    ) -> Result<(u16, Option<u64>, String), String>;
-}
-
 /// Where the per-tenant tokens come from.
 pub enum Tokens {
     Fixed(HashMap<TenantId, String>),
@@ -153,7 +102,7 @@ impl From<HashMap<TenantId, String>> for Tokens {
 }
 
 impl Tokens {
-    async fn token(
+    pub async fn token(
         &self,
         tenant: &TenantId,
     ) -> Result<Option<String>, crate::secrets::SecretError> {
@@ -183,13 +132,9 @@ impl Tokens {
 }
 
 pub struct HubSpotWriteback {
-    pub base_url: String,
     pub tokens: Tokens,
-    pub http: std::sync::Arc<dyn HttpPost>,
-    pub limiter: Mutex<RateWindow>,
-    pub max_attempts: u32,
-    /// First backoff when no Retry-After is given; doubles per attempt.
-    pub backoff: Duration,
+    /// Paced, retrying HTTP (429 with `Retry-After`, the rate-limit headers, 5xx).
+    pub client: HubSpotClient,
 }
 
 /// Parses `tenant=token,tenant2=token2` (the `HUBSPOT_WRITEBACK_TOKENS` value).
@@ -212,33 +157,19 @@ impl HubSpotWriteback {
     pub fn new(
         base_url: impl Into<String>,
         tokens: impl Into<Tokens>,
-        http: std::sync::Arc<dyn HttpPost>,
+        http: std::sync::Arc<dyn HubSpotHttp>,
         per_10s: usize,
     ) -> Self {
         Self {
-            base_url: base_url.into().trim_end_matches('/').to_owned(),
             tokens: tokens.into(),
-            http,
-            limiter: Mutex::new(RateWindow::new(per_10s, Duration::from_secs(10))),
-            max_attempts: 6,
-            backoff: Duration::from_millis(500),
+            client: HubSpotClient::new(base_url, http, per_10s),
         }
     }
 
-    async fn throttle(&self) {
-        loop {
-            let wait = {
-                let mut l = self.limiter.lock().await;
-                let now = Instant::now();
-                let w = l.wait(now);
-                if w.is_zero() {
-                    l.record(now);
-                    return;
-                }
-                w
-            };
-            tokio::time::sleep(wait).await;
-        }
+    /// Sets the first backoff used when a 429 or 5xx carries no `Retry-After`.
+    pub fn with_backoff(mut self, backoff: Duration) -> Self {
+        self.client.backoff = backoff;
+        self
     }
 
     async fn send_batch(
@@ -248,16 +179,26 @@ impl HubSpotWriteback {
         batch: &[CrmUpdate],
         report: &mut PushReport,
     ) {
-        let url = format!("{}{BATCH_UPDATE_PATH}", self.base_url);
-        let body = batch_body(batch).to_string().into_bytes();
-        let mut delay = self.backoff;
+        let body = batch_body(batch);
         let mut reread = false;
-        for attempt in 1..=self.max_attempts {
-            self.throttle().await;
-            report.requests += 1;
-            match self.http.post_json(&url, token, body.clone()).await {
+        loop {
+            let out = self
+                .client
+                .call(Method::Post, BATCH_UPDATE_PATH, token, Some(&body))
+                .await;
+            report.requests += out.requests;
+            report.throttled += out.throttled;
+            let reply = match out.reply {
+                Ok(r) => r,
+                Err(e) => {
+                    report.failed += batch.len();
+                    report.last_error = Some(e);
+                    return;
+                }
+            };
+            match reply.status {
                 // A rotated token: read the secret again (once) and retry with the new one.
-                Ok((401, _, _)) if !reread => {
+                401 if !reread => {
                     reread = true;
                     if let Some(fresh) = self.tokens.refreshed(tenant).await {
                         tracing::info!(tenant = %tenant, "HubSpot token rotated; retrying with the new one");
@@ -266,16 +207,12 @@ impl HubSpotWriteback {
                     }
                     report.failed += batch.len();
                     report.last_error = Some("401: the HubSpot token was refused".into());
-                    return;
                 }
-                Ok((200, _, _)) => {
-                    report.updated += batch.len();
-                    return;
-                }
-                Ok((207, _, text)) => {
+                200 => report.updated += batch.len(),
+                207 => {
                     // Multi-status: some inputs failed (e.g. unknown company ids).
-                    let errors = serde_json::from_str::<serde_json::Value>(&text)
-                        .ok()
+                    let errors = reply
+                        .json()
                         .and_then(|v| v["numErrors"].as_u64())
                         .unwrap_or(0) as usize;
                     let errors = errors.min(batch.len());
@@ -284,44 +221,18 @@ impl HubSpotWriteback {
                     if errors > 0 {
                         report.last_error = Some(format!("207: {errors} companies not updated"));
                     }
-                    return;
                 }
-                Ok((429, retry_after, _)) => {
-                    report.throttled += 1;
-                    let wait = retry_after.map(Duration::from_secs).unwrap_or(delay);
-                    tracing::warn!(
-                        attempt,
-                        wait_ms = wait.as_millis() as u64,
-                        "HubSpot rate limit (429); backing off"
-                    );
-                    tokio::time::sleep(wait).await;
-                }
-                Ok((status, _, text)) if status >= 500 => {
-                    report.last_error = Some(format!(
-                        "{status}: {}",
-                        text.chars().take(200).collect::<String>()
-                    ));
-                    tokio::time::sleep(delay).await;
-                }
-                Ok((status, _, text)) => {
+                429 => {
                     report.failed += batch.len();
-                    report.last_error = Some(format!(
-                        "{status}: {}",
-                        text.chars().take(300).collect::<String>()
-                    ));
-                    return;
+                    report.last_error = Some("gave up after repeated 429s".into());
                 }
-                Err(e) => {
-                    report.last_error = Some(e);
-                    tokio::time::sleep(delay).await;
+                status => {
+                    report.failed += batch.len();
+                    report.last_error = Some(format!("{status}: {}", reply.excerpt()));
                 }
             }
-            delay = (delay * 2).min(Duration::from_secs(30));
+            return;
         }
-        report.failed += batch.len();
-        report
-            .last_error
-            .get_or_insert_with(|| "gave up after repeated 429s".into());
     }
 }
 
@@ -384,18 +295,6 @@ pub fn writeback_tokens(
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn the_rate_window_allows_max_requests_per_ten_seconds() {
-        let mut w = RateWindow::new(3, Duration::from_secs(10));
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            assert_eq!(w.wait(t0), Duration::ZERO);
-            w.record(t0);
-        }
-        assert_eq!(w.wait(t0 + Duration::from_secs(4)), Duration::from_secs(6));
-        assert_eq!(w.wait(t0 + Duration::from_secs(10)), Duration::ZERO);
-    }
-
     #[test]
     fn tokens_parse_per_tenant_and_bad_lists_are_refused() {
         let t = parse_tokens("acme=pat-1, beta = pat-2").unwrap();
@@ -410,17 +309,14 @@ mod tests {
     struct OnlyToken(&'static str);
 
     #[async_trait]
-    impl HttpPost for OnlyToken {
-        async fn post_json(
+    impl HubSpotHttp for OnlyToken {
+        async fn send(
             &self,
-            _url: &str,
-            token: &str,
-            _body: Vec<u8>,
-        ) -> Result<(u16, Option<u64>, String), String> {
-            Ok(if token == self.0 {
-                (200, None, String::new())
-            } else {
-                (401, None, "expired token".into())
+            req: crate::hubspot::client::HttpRequest,
+        ) -> Result<crate::hubspot::client::HttpReply, String> {
+            Ok(crate::hubspot::client::HttpReply {
+                status: if req.token == self.0 { 200 } else { 401 },
+                ..Default::default()
             })
         }
     }
