@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let api = Arc::new(api::on_lambda(store, &aws_sdk_sqs::Client::new(&aws))?);
     run(service_fn(move |req: Request| {
         let api = api.clone();
-        async move { Ok::<_, Error>(api.handle(req).await) }
+        async move { Ok::<_, Error>(lambda::http::correlated(req, |r| api.handle(r)).await) }
     }))
     .await
 }

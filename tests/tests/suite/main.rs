@@ -16,6 +16,7 @@ mod health;
 mod health_writeback;
 mod hubspot;
 mod iam;
+mod metrics;
 mod openapi;
 mod pipeline;
 mod portals;
