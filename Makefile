@@ -54,6 +54,10 @@ bench:
 	cargo bench --locked -p e2e --bench audit
 	# Issue #12: cockpit page render times and bytes, 10,000 scored accounts (no emulator).
 	cargo bench --locked -p e2e --bench cockpit
+	# Issue #13: each Lambda artifact's init time (spawn to the first Runtime API request,
+	# median) and stripped size; built for this machine (profile `lambda`, incremental).
+	ARCH=x86_64 infra/build.sh
+	python3 infra/bench-lambda.py
 
 ## Fuzz the HubSpot webhook parsers for FUZZ_SECONDS (default 60) with cargo-fuzz/libFuzzer.
 ## The stable toolchain is enough: RUSTC_BOOTSTRAP=1 unlocks the sanitizer flags it ships.
@@ -67,7 +71,7 @@ FUZZ_API_SECONDS ?= 150
 fuzz-api:
 	FUZZ_API_SECONDS=$(FUZZ_API_SECONDS) infra/fuzz-api.sh
 
-## Lambda artifacts with cargo-lambda (ARCH=arm64 default; ARCH=x86_64 on this machine).
+## Lambda artifacts, profile `lambda` (ARCH=arm64 default, cargo-lambda + zig; ARCH=x86_64: host cargo).
 build:
 	infra/build.sh
 

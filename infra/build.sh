@@ -1,34 +1,37 @@
 #!/usr/bin/env bash
-# Build the Lambda artifacts (ingest, rollup, api, notify, score, audit) with cargo-lambda into
+# Build the Lambda artifacts (ingest, rollup, api, notify, score, audit, web) into
 #   <repo>/target/lambda/<function>/bootstrap
-# for size checks and manual uploads. Deployment builds through `sam build` instead
-# (infra/deploy.sh; the template's CodeUri is each function's crate, BuildMethod rust-cargolambda).
+# for size checks, the init-time bench (`make bench`, infra/bench-lambda.py) and manual
+# uploads. Deployment builds through `sam build` instead (infra/deploy.sh; the template's
+# CodeUri is each function's crate, BuildMethod rust-cargolambda).
+#
+# Profile: `lambda` (Cargo.toml: release + opt-level "s", fat LTO, one codegen unit,
+# stripped; panics still unwind, which the SQS consumers rely on to fail one message
+# alone). `cargo bench` keeps the `release` profile and its build time. docs/benchmarks.md
+# records what each setting bought.
 #
 #   ARCH        arm64 (default) | x86_64. Must match the Architecture parameter used at deploy
 #               (infra/deploy.sh reads the same ARCH and checks the binaries' ELF machine).
-#   BUILD_VENV  virtualenv used for cargo-lambda when `cargo lambda` is not on PATH
+#   BUILD_VENV  virtualenv used for cargo-lambda (arm64) when `cargo lambda` is not on PATH
 #               (default .venv-build, relative to the repo root; pins in infra/requirements-build.txt)
-#   Extra arguments are passed through to `cargo lambda build`.
+#   Extra arguments are passed through to cargo (x86_64) or `cargo lambda build` (arm64).
 #
 # Architectures:
-#   x86_64  `cargo lambda build --release --x86-64 --compiler cargo`: plain cargo and the host
-#           linker, no zig. This is what these 2-core dev/CI machines build reliably. Because the
-#           host linker links against the host glibc (Debian 12: 2.36) while Lambda's
-#           provided.al2023 has glibc 2.34, the script checks the GLIBC_x symbol versions the
-#           binaries need and fails if any is newer than 2.34.
-#   arm64   `cargo lambda build --release --arm64 --output-format binary`: cross-compiles through
-#           cargo-zigbuild, which needs (a) the aarch64-unknown-linux-gnu Rust std and (b) zig.
-#           zig comes from the `ziglang` wheel (`pip install ziglang`; the cargo-lambda wheel
-#           depends on it, so the venv has it). The Rust target is added with rustup if missing.
-#           DESIGN.md §9 records that the aarch64 target cannot be installed on these machines,
-#           i.e. that they build x86_64 only; treat arm64 as a CI-runner / laptop build. If
-#           `rustup target add` fails, the script stops and says to use ARCH=x86_64 (and to deploy
-#           with the same ARCH). Observed 2026-11-25 on a dev machine: `rustup target add` did
-#           succeed and a dependency-free test workspace linked for aarch64 with zig; the real
-#           workspace (aws-lc-sys, ring: C code compiled through zig cc) was not tried for arm64.
+#   x86_64  plain `cargo build --profile lambda` with the host linker, no zig, no
+#           cargo-lambda: what these 2-core dev/CI machines build reliably, and the only
+#           artifacts this machine can run (the init-time bench). Because the host linker
+#           links against the host glibc (Debian 12: 2.36) while Lambda's provided.al2023
+#           has glibc 2.34, the script checks the GLIBC_x symbol versions the binaries need
+#           and fails if any is newer than 2.34.
+#   arm64   `cargo lambda build --arm64 --profile lambda`: cross-compiles through
+#           cargo-zigbuild, which needs (a) the aarch64-unknown-linux-gnu Rust std (added
+#           with rustup if missing; `rustup target add` works on these machines) and (b) zig,
+#           from the `ziglang` wheel that the cargo-lambda wheel depends on. What was tried
+#           and what works is in docs/deploy.md ("arm64").
 #
-# CARGO_TARGET_DIR is honoured for compilation (e.g. a shared, incremental dir outside the clone);
-# --lambda-dir pins the copied bootstrap binaries to <repo>/target/lambda regardless.
+# CARGO_TARGET_DIR is honoured for compilation (the Makefile sets one outside the clone);
+# when unset it is <repo>/target/cargo, so cargo's `lambda` profile directory
+# (<target>/lambda/<bin>) cannot collide with the artifacts (<repo>/target/lambda/<fn>/).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,6 +42,8 @@ VENV="${BUILD_VENV:-.venv-build}"
 [[ "$VENV" == /* ]] || VENV="$ROOT/$VENV"
 REQS="infra/requirements-build.txt"
 LAMBDA_DIR="$ROOT/target/lambda"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target/cargo}"
+PROFILE=lambda
 FUNCTIONS=(ingest rollup api notify score audit web)
 MAX_GLIBC_MINOR=34 # provided.al2023 ships glibc 2.34
 
@@ -48,8 +53,8 @@ case "$ARCH" in
   *) echo "build: ARCH must be arm64 or x86_64, got '$ARCH'" >&2; exit 2 ;;
 esac
 
-# --- cargo-lambda: use the one on PATH, else the pinned wheel in $VENV -----------------------
-if ! command -v cargo-lambda >/dev/null 2>&1; then
+# --- cargo-lambda (arm64 only): the one on PATH, else the pinned wheel in $VENV -------------
+if [[ "$ARCH" == arm64 ]] && ! command -v cargo-lambda >/dev/null 2>&1; then
   pinned="$(sed -n 's/^cargo-lambda==\([^[:space:]#]*\).*/\1/p' "$REQS")"
   have="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("cargo-lambda"))' 2>/dev/null || true)"
   if [[ "$have" != "$pinned" ]]; then
@@ -60,9 +65,11 @@ if ! command -v cargo-lambda >/dev/null 2>&1; then
   # The venv's bin also provides python3 with the ziglang module, which cargo-zigbuild uses.
   export PATH="$VENV/bin:$PATH"
 fi
-echo "build: $(cargo lambda --version) for $ARCH ($RUST_TARGET)" >&2
 
-# --- per-architecture flags -----------------------------------------------------------------
+# --- per-architecture build ------------------------------------------------------------------
+PKG_FLAGS=()
+for fn in "${FUNCTIONS[@]}"; do PKG_FLAGS+=(-p "$fn"); done
+
 if [[ "$ARCH" == arm64 ]]; then
   if ! rustup target list --installed 2>/dev/null | grep -qx "$RUST_TARGET"; then
     echo "build: adding Rust target $RUST_TARGET" >&2
@@ -70,23 +77,29 @@ if [[ "$ARCH" == arm64 ]]; then
       cat >&2 <<MSG
 build: cannot install the $RUST_TARGET Rust target on this machine, so arm64 cannot be built here.
        Build and deploy x86_64 instead:   ARCH=x86_64 make build && ARCH=x86_64 make deploy
-       or build arm64 on a CI runner / machine that has the aarch64 target and zig.
 MSG
       exit 1
     fi
   fi
-  ARCH_FLAGS=(--arm64)
+  echo "build: $(cargo lambda --version) for $ARCH ($RUST_TARGET), profile $PROFILE" >&2
+  set -x
+  cargo lambda build --arm64 --profile "$PROFILE" --output-format binary \
+    --lambda-dir "$LAMBDA_DIR" --locked "${PKG_FLAGS[@]}" "$@"
+  { set +x; } 2>/dev/null
 else
-  ARCH_FLAGS=(--x86-64 --compiler cargo)
+  if [[ "$(uname -m)" != x86_64 ]]; then
+    echo "build: ARCH=x86_64 builds with the host toolchain, and this host is $(uname -m)" >&2
+    exit 1
+  fi
+  echo "build: cargo for $ARCH (host toolchain), profile $PROFILE" >&2
+  set -x
+  cargo build --profile "$PROFILE" --locked "${PKG_FLAGS[@]}" "$@"
+  { set +x; } 2>/dev/null
+  for fn in "${FUNCTIONS[@]}"; do
+    mkdir -p "$LAMBDA_DIR/$fn"
+    cp "$CARGO_TARGET_DIR/$PROFILE/$fn" "$LAMBDA_DIR/$fn/bootstrap"
+  done
 fi
-
-PKG_FLAGS=()
-for fn in "${FUNCTIONS[@]}"; do PKG_FLAGS+=(-p "$fn"); done
-
-set -x
-cargo lambda build --release "${ARCH_FLAGS[@]}" --output-format binary \
-  --lambda-dir "$LAMBDA_DIR" --locked "${PKG_FLAGS[@]}" "$@"
-{ set +x; } 2>/dev/null
 
 # --- check what was produced ----------------------------------------------------------------
 status=0
@@ -102,7 +115,7 @@ for fn in "${FUNCTIONS[@]}"; do
   newest="$(grep -aoE 'GLIBC_2\.[0-9]+' "$bin" | sed 's/GLIBC_2\.//' | sort -n | tail -1 || true)"
   if [[ -n "$newest" ]] && (( newest > MAX_GLIBC_MINOR )); then
     echo "build: $bin needs GLIBC_2.$newest but provided.al2023 has glibc 2.$MAX_GLIBC_MINOR" >&2
-    echo "       (build with zig instead: cargo lambda build --release --x86-64, or on a CI runner)" >&2
+    echo "       (build with zig instead: cargo lambda build --profile lambda --x86-64, or on a CI runner)" >&2
     status=1; continue
   fi
   printf 'build: %-7s %s (%s bytes, needs glibc 2.%s)\n' "$fn" "${bin#"$ROOT"/}" "$(stat -c %s "$bin")" "${newest:-?}"

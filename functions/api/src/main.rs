@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
         Arc::new(api::on_lambda(store, &aws_sdk_sqs::Client::new(&aws))?.with_hubspot_setup(setup));
     run(service_fn(move |req: Request| {
         let api = api.clone();
-        async move { Ok::<_, Error>(api.handle(req).await) }
+        async move { Ok::<_, Error>(lambda::http::correlated(req, |r| api.handle(r)).await) }
     }))
     .await
 }

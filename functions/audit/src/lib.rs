@@ -216,6 +216,11 @@ impl Audit {
         }
 
         let mut findings: Vec<Finding> = Vec::new();
+        // Events held in quarantine for definitions active again (a lower bound when a
+        // definition holds more than a page).
+        let mut quarantine_pending = 0usize;
+        // Events held in quarantine in all (up to a page per definition).
+        let mut quarantine_size = 0usize;
         let mut definitions = Vec::new();
         let mut gap_pairs = 0u64;
         let mut gaps = 0u64;
@@ -233,11 +238,16 @@ impl Audit {
                 usage_gap_rate: None,
             };
             if def.status != DefinitionStatus::Active {
+                if c.quarantined > 0 {
+                    quarantine_size = quarantine_size.saturating_add(self.held(tenant, def).await?);
+                }
                 definitions.push(report);
                 continue;
             }
             if c.quarantined > 0 {
-                if let Some(f) = self.pending_quarantine(tenant, def).await? {
+                if let Some((f, held)) = self.pending_quarantine(tenant, def).await? {
+                    quarantine_pending = quarantine_pending.saturating_add(held);
+                    quarantine_size = quarantine_size.saturating_add(held);
                     findings.push(f);
                 }
             }
@@ -370,7 +380,20 @@ impl Audit {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "audit done"
         );
+        emit_audit(tenant, started, quarantine_size, quarantine_pending);
         Ok(report)
+    }
+
+    /// How many events are held for `def` (up to a page).
+    async fn held(&self, tenant: &TenantId, def: &Definition) -> Result<usize, StoreError> {
+        Ok(match &self.quarantine {
+            Some(q) => q
+                .held(tenant, &def.meter, MAX_PAGE, None)
+                .await?
+                .items
+                .len(),
+            None => 0,
+        })
     }
 
     /// Events still held for a definition that is active again (a restore whose replay
@@ -379,7 +402,7 @@ impl Audit {
         &self,
         tenant: &TenantId,
         def: &Definition,
-    ) -> Result<Option<Finding>, StoreError> {
+    ) -> Result<Option<(Finding, usize)>, StoreError> {
         let Some(q) = &self.quarantine else {
             return Ok(None);
         };
@@ -392,7 +415,8 @@ impl Audit {
         } else {
             page.items.len().to_string()
         };
-        Ok(Some(Finding {
+        let held = page.items.len();
+        Ok(Some((Finding {
             code: "quarantine_pending".into(),
             severity: Severity::Warning,
             meter: def.meter.clone(),
@@ -404,7 +428,7 @@ impl Audit {
                 def.meter, def.meter
             ),
             anomaly: None,
-        }))
+        }, held)))
     }
 
     /// Per-account anomalies and usage gaps of the critical definitions: one Query per
@@ -557,4 +581,21 @@ fn gap_finding(
         ),
         anomaly: None,
     }
+}
+/// One tenant's audit metrics: `AuditDuration` (ms), `QuarantineSize` (events held, up
+/// to a page per definition) and `QuarantinePending` (of those, held for definitions that
+/// are active again: a replay is due); the tenant is a property.
+fn emit_audit(tenant: &TenantId, started: std::time::Instant, size: usize, pending: usize) {
+    use lambda::metrics::{publish, record, set};
+    let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+    let mut s = set("audit");
+    record(s.put(
+        "AuditDuration",
+        domain::metrics::Unit::Milliseconds,
+        started.elapsed().as_secs_f64() * 1000.0,
+    ));
+    record(s.count("QuarantineSize", n(size)));
+    record(s.count("QuarantinePending", n(pending)));
+    record(s.property("tenant", tenant.as_str()));
+    publish(&s);
 }

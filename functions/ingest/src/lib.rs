@@ -468,6 +468,7 @@ impl Ingest {
             messages = bodies.len(),
             "events ingested"
         );
+        emit_outcome(&tenant, accepted, &rejected, quarantined.len());
         let status = if accepted == 0 && quarantined.is_empty() && unavailable > 0 {
             503
         } else {
@@ -780,6 +781,30 @@ impl Ingest {
         }
         tracing::info!(tenant = %tenant, associations = count, "HubSpot associations imported");
         Ok(json(202, &serde_json::json!({"queued": count})))
+    }
+}
+
+/// The request's metrics: `EventsAccepted`, `EventsRejected` (in total and per code,
+/// the `Code` dimension), `EventsQuarantined`; the tenant is a property.
+fn emit_outcome(tenant: &TenantId, accepted: usize, rejected: &[Rejection], held: usize) {
+    use lambda::metrics::{publish, record, set, set_with};
+    let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+    let mut s = set("ingest");
+    record(s.count("EventsAccepted", n(accepted)));
+    record(s.count("EventsRejected", n(rejected.len())));
+    record(s.count("EventsQuarantined", n(held)));
+    record(s.property("tenant", tenant.as_str()));
+    publish(&s);
+    let mut by_code: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for r in rejected {
+        let c = by_code.entry(r.code.as_str()).or_default();
+        *c = c.saturating_add(1);
+    }
+    for (code, count) in by_code {
+        let mut s = set_with("ingest", &[("Code", code)]);
+        record(s.count("EventsRejected", count));
+        record(s.property("tenant", tenant.as_str()));
+        publish(&s);
     }
 }
 

@@ -43,7 +43,7 @@ async fn main() -> Result<(), Error> {
     ));
     run(service_fn(move |req: Request| {
         let ingest = ingest.clone();
-        async move { Ok::<_, Error>(ingest.handle(req).await) }
+        async move { Ok::<_, Error>(lambda::http::correlated(req, |r| ingest.handle(r)).await) }
     }))
     .await
 }

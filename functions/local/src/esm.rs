@@ -91,6 +91,7 @@ impl Poller {
                 .max_number_of_messages((m.batch_size as usize - messages.len()).min(10) as i32)
                 .wait_time_seconds(remaining.as_secs().min(20) as i32)
                 .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
                 .send()
                 .await
                 .map_err(|e| {
@@ -174,6 +175,17 @@ impl Poller {
             .iter()
             .flatten()
             .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+            .collect();
+        r.message_attributes = msg
+            .message_attributes
+            .iter()
+            .flatten()
+            .map(|(k, v)| {
+                let mut a = aws_lambda_events::sqs::SqsMessageAttribute::default();
+                a.string_value = v.string_value.clone();
+                a.data_type = Some(v.data_type.clone());
+                (k.clone(), a)
+            })
             .collect();
         r.event_source = Some("aws:sqs".into());
         r.event_source_arn = Some(self.mapping.queue_arn.clone());

@@ -30,6 +30,10 @@ async fn dispatch(State(stack): State<Arc<Stack>>, req: HttpRequest<AxumBody>) -
         }
     };
     let path = parts.uri.path().to_owned();
+    if path.trim_end_matches('/') == "/local/metrics" {
+        let req = lambda_http::Request::from_parts(parts, Body::Empty);
+        return to_axum(local_metrics(&req));
+    }
     if let Some(job) = path.strip_prefix("/local/jobs/") {
         let req = lambda_http::Request::from_parts(parts, Body::Empty);
         return to_axum(run_job(&stack, &req, job).await);
@@ -43,11 +47,11 @@ async fn dispatch(State(stack): State<Arc<Stack>>, req: HttpRequest<AxumBody>) -
     // API Gateway's routes: ingest's own paths go to ingest, the rest to the API.
     let trimmed = path.trim_end_matches('/');
     let resp = if trimmed == "/app" || trimmed.starts_with("/app/") {
-        stack.web.handle(req).await
+        lambda::http::correlated(req, |r| stack.web.handle(r)).await
     } else if ingest::ROUTES.iter().any(|(_, p)| *p == trimmed) {
-        stack.ingest.handle(req).await
+        lambda::http::correlated(req, |r| stack.ingest.handle(r)).await
     } else {
-        stack.api.handle(req).await
+        lambda::http::correlated(req, |r| stack.api.handle(r)).await
     };
     to_axum(resp)
 }
@@ -86,6 +90,38 @@ pub async fn run_job(
         ),
         Some(Err(e)) => error(&ApiError::new(ErrorCode::JobFailed, e.to_string())),
     }
+}
+
+/// `GET /local/metrics[?tenant=ID]`: what CloudWatch would show of the functions' EMF
+/// metrics since the runner started (function → metric → count, sum, min, max, p50,
+/// p99), of every tenant or of one (the documents' `tenant` property). Local only, like
+/// CloudWatch itself it needs no API key.
+pub fn local_metrics(req: &lambda_http::Request) -> lambda_http::Response<Body> {
+    use lambda::http::{error, json, ApiError};
+    if req.method() != axum::http::Method::GET {
+        return error(&ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            "use GET /local/metrics",
+        ));
+    }
+    let tenant = req.uri().query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "tenant")
+            .map(|(_, v)| v.into_owned())
+    });
+    let Some(tally) = lambda::metrics::tally() else {
+        return error(&ApiError::new(
+            ErrorCode::InternalError,
+            "metrics go to another sink in this process",
+        ));
+    };
+    json(
+        200,
+        &serde_json::json!({
+            "tenant": tenant,
+            "functions": tally.summaries(tenant.as_deref()),
+        }),
+    )
 }
 
 fn to_axum(resp: lambda_http::Response<Body>) -> AxumResponse {

@@ -101,6 +101,8 @@ impl Stack {
         cfg: PipelineConfig,
         hubspot: Option<HubspotSettings>,
     ) -> Result<Self> {
+        // The functions' EMF metrics are tallied in-process (`GET /local/metrics`).
+        let _ = lambda::metrics::tally();
         let roles = Roles::new(aws, p)?;
         let sqs = aws_sdk_sqs::Client::new(aws);
         let store = roles.store(aws)?;

@@ -173,6 +173,7 @@ impl Notify {
                 digest = %bucket.key(),
                 "alert held for the digest"
             );
+            emit_alert(&alert, "AlertsHeldForDigest");
             return Ok(Delivery::Digested);
         }
         let rendered = render(&alert);
@@ -194,8 +195,19 @@ impl Notify {
             subject = %rendered.subject,
             "alert published"
         );
+        emit_alert(&alert, "AlertsPublished");
         Ok(Delivery::Published)
     }
+}
+
+/// One alert's metric, `metric` (1) with the alert's kind as the `Kind` dimension (a
+/// handful of values) and the tenant as a property.
+fn emit_alert(alert: &Alert, metric: &str) {
+    use lambda::metrics::{publish, record, set_with};
+    let mut s = set_with("notify", &[("Kind", alert.kind.as_str())]);
+    record(s.count(metric, 1));
+    record(s.property("tenant", alert.tenant.as_str()));
+    publish(&s);
 }
 
 impl Notify {

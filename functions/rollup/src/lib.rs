@@ -128,14 +128,29 @@ impl Rollup {
     /// The Lambda entry point: per-message failures; an error or a panic in one
     /// message fails that message alone.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        // Redeliveries: a chunk whose earlier attempt failed or timed out.
+        let retried = event
+            .records
+            .iter()
+            .filter(|m| {
+                m.attributes
+                    .get("ApproximateReceiveCount")
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(|n| n > 1)
+            })
+            .count();
         let records: Vec<(String, SqsMessage)> = event
             .records
             .into_iter()
             .map(|m| (m.message_id.clone().unwrap_or_default(), m))
             .collect();
         // 1. Parse; HubSpot batches are processed whole here, chunks come back.
+        let correlations: std::collections::HashMap<String, String> = records
+            .iter()
+            .filter_map(|(id, m)| Some((id.clone(), lambda::batch::correlation_of(m)?)))
+            .collect();
         let parsed = run_each(records, self.concurrency, |m| async move {
-            self.parse(&m).await
+            lambda::batch::correlated(lambda::batch::correlation_of(&m), self.parse(&m)).await
         })
         .await;
         let mut results: Vec<(String, Result<(), Failed<MessageError>>)> = Vec::new();
@@ -167,6 +182,7 @@ impl Rollup {
                     ids.into_iter()
                         .map(|id| (id, Err(Failed::Panicked(p.clone())))),
                 );
+                emit_batch(retried, &results, &[]);
                 return response("rollup", results);
             }
         };
@@ -177,11 +193,18 @@ impl Rollup {
                 Err(e) => results.push((id, Err(Failed::Error(MessageError::Store(e))))),
             }
         }
+        emit_batch(retried, &results, &done);
         // 3. Per counted chunk: the audit's records and the entitlement checks.
         results.extend(
-            run_each(done, self.concurrency, |c| async move {
-                self.after_counting(&c).await
-            })
+            run_each(
+                done.into_iter()
+                    .map(|(id, c)| (id.clone(), (correlations.get(&id).cloned(), c)))
+                    .collect(),
+                self.concurrency,
+                |(correlation, c)| async move {
+                    lambda::batch::correlated(correlation, self.after_counting(&c)).await
+                },
+            )
             .await,
         );
         response("rollup", results)
@@ -261,5 +284,47 @@ impl Rollup {
             );
         }
         Ok(())
+    }
+}
+
+/// The batch's metrics: `ChunksRetried` (redelivered messages), `ChunksFailed` (parse
+/// or counting failures) and, per tenant (a property), `ChunksCounted`,
+/// `EventsCounted`, `DuplicatesSkipped` and `RollupLag`: for each counted chunk, the
+/// milliseconds from the events' receipt by ingest to their counting (a values array,
+/// so CloudWatch has the p50/p99 of chunk lag).
+fn emit_batch<T>(
+    retried: usize,
+    results: &[(String, Result<(), Failed<T>>)],
+    done: &[(String, Claimed)],
+) {
+    use lambda::metrics::{publish, record, set};
+    let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+    let mut batch = set("rollup");
+    record(batch.count("ChunksRetried", n(retried)));
+    record(batch.count(
+        "ChunksFailed",
+        n(results.iter().filter(|(_, r)| r.is_err()).count()),
+    ));
+    publish(&batch);
+    let now = chrono::Utc::now();
+    let mut per_tenant: std::collections::BTreeMap<&str, Vec<&Claimed>> = Default::default();
+    for (_, c) in done {
+        per_tenant
+            .entry(c.chunk.tenant.as_str())
+            .or_default()
+            .push(c);
+    }
+    for (tenant, chunks) in per_tenant {
+        let mut s = set("rollup");
+        record(s.property("tenant", tenant));
+        record(s.count("ChunksCounted", n(chunks.len())));
+        for c in chunks {
+            record(s.count("EventsCounted", n(c.outcome.counted)));
+            record(s.count("DuplicatesSkipped", n(c.outcome.duplicates)));
+            let lag = (now - c.chunk.received_at).num_milliseconds().max(0);
+            #[allow(clippy::cast_precision_loss)]
+            record(s.put("RollupLag", domain::metrics::Unit::Milliseconds, lag as f64));
+        }
+        publish(&s);
     }
 }

@@ -76,15 +76,22 @@ impl Score {
         input: ScheduleInput,
     ) -> Result<Vec<RunStarted>, domain::health::run::RunError> {
         let as_of = input.as_of.unwrap_or_else(|| Utc::now().date_naive());
-        self.runner.start_all(as_of).await
+        let started = std::time::Instant::now();
+        let r = self.runner.start_all(as_of).await;
+        emit_duration("ScoreRunStartDuration", started, r.is_ok());
+        r
     }
 
     /// The shard-queue entry point: per-message failures (errors and panics alike).
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
         lambda::batch::run_batch("score", event.records, self.concurrency, |m| async move {
-            self.runner
+            let started = std::time::Instant::now();
+            let r = self
+                .runner
                 .process(m.body.as_deref().unwrap_or_default())
-                .await
+                .await;
+            emit_duration("ScoreShardDuration", started, r.is_ok());
+            r
         })
         .await
     }
@@ -115,4 +122,19 @@ impl Score {
             }
         }
     }
+}
+
+/// A step's duration in milliseconds, and `ScoreFailures` (1) when it failed.
+fn emit_duration(metric: &str, started: std::time::Instant, ok: bool) {
+    use lambda::metrics::{publish, record, set};
+    let mut s = set("score");
+    record(s.put(
+        metric,
+        domain::metrics::Unit::Milliseconds,
+        started.elapsed().as_secs_f64() * 1000.0,
+    ));
+    if !ok {
+        record(s.count("ScoreFailures", 1));
+    }
+    publish(&s);
 }

@@ -21,7 +21,7 @@ async fn main() -> Result<(), Error> {
     let web = Arc::new(Web::new(api, store, sessions));
     run(service_fn(move |req: Request| {
         let web = web.clone();
-        async move { Ok::<_, Error>(web.handle(req).await) }
+        async move { Ok::<_, Error>(lambda::http::correlated(req, |r| web.handle(r)).await) }
     }))
     .await
 }

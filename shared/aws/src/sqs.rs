@@ -2,7 +2,7 @@
 //! ([`QueueDepth`]).
 
 use async_trait::async_trait;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use aws_sdk_sqs::Client;
 use domain::audit::store::QueueDepth;
 use domain::chunk::{batch_calls, SQS_MAX_BATCH};
@@ -29,14 +29,24 @@ impl SqsQueue {
     }
 
     async fn send_batch(&self, bodies: &[(usize, &String)]) -> HashMap<usize, String> {
+        // The correlation id of the work sending them travels as a message attribute.
+        let correlation = domain::correlation::current().and_then(|id| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(id)
+                .build()
+                .ok()
+        });
         let entries: Vec<SendMessageBatchRequestEntry> = bodies
             .iter()
             .filter_map(|(i, b)| {
-                SendMessageBatchRequestEntry::builder()
+                let mut entry = SendMessageBatchRequestEntry::builder()
                     .id(format!("m{i}"))
-                    .message_body(*b)
-                    .build()
-                    .ok()
+                    .message_body(*b);
+                if let Some(c) = &correlation {
+                    entry = entry.message_attributes(domain::correlation::ATTRIBUTE, c.clone());
+                }
+                entry.build().ok()
             })
             .collect();
         self.requests.fetch_add(1, Ordering::Relaxed);

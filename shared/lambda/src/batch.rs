@@ -38,11 +38,36 @@ where
         .into_iter()
         .map(|m| (m.message_id.clone().unwrap_or_default(), m))
         .collect();
-    let results = run_each(items, concurrency, process).await;
+    let results = run_each(items, concurrency, |m: SqsMessage| {
+        let correlation = correlation_of(&m);
+        correlated(correlation, process(m))
+    })
+    .await;
     response(
         consumer,
         results.into_iter().map(|(id, r)| (id, r.map(|_| ()))),
     )
+}
+
+/// The correlation id a message carries (its `correlation_id` attribute).
+pub fn correlation_of(m: &SqsMessage) -> Option<String> {
+    m.message_attributes
+        .get(domain::correlation::ATTRIBUTE)
+        .and_then(|a| a.string_value.as_deref())
+        .map(|v| domain::correlation::accept(Some(v)))
+}
+
+/// Runs `fut` as the work of `correlation` when there is one: current (so messages it
+/// sends carry it on) and on every log line (a `message` span).
+pub async fn correlated<F: Future>(correlation: Option<String>, fut: F) -> F::Output {
+    use tracing::Instrument;
+    match correlation {
+        Some(id) => {
+            let span = tracing::info_span!("message", correlationId = %id);
+            domain::correlation::scope(id, fut.instrument(span)).await
+        }
+        None => fut.await,
+    }
 }
 
 /// Runs `process` on each `(message id, item)` with up to `concurrency` in flight,

@@ -194,6 +194,26 @@ pub fn body_bytes(req: &Request) -> &[u8] {
     }
 }
 
+/// Serves `req` as one correlated piece of work: the caller's `x-correlation-id` (or a
+/// new id, [`domain::correlation::accept`]) is current while `handle` runs (so queued
+/// messages carry it), it and the tenant (recorded once the API key is checked) are on
+/// every log line of the request (a `request` span), and the response returns it.
+pub async fn correlated<F, Fut>(req: Request, handle: F) -> Response<Body>
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response<Body>>,
+{
+    use tracing::Instrument;
+    let header = domain::correlation::HEADER;
+    let id = domain::correlation::accept(req.headers().get(header).and_then(|v| v.to_str().ok()));
+    let span = tracing::info_span!("request", correlationId = %id, tenant = tracing::field::Empty);
+    let mut resp = domain::correlation::scope(id.clone(), handle(req).instrument(span)).await;
+    if let Ok(v) = http::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(header, v);
+    }
+    resp
+}
+
 /// Resolves the request's API key and checks it may do what the request needs:
 /// 401 when missing, unknown, revoked or expired; 403 when it lacks the scope.
 pub async fn authenticate(
@@ -223,7 +243,11 @@ pub async fn authenticate(
 /// lookup, for callers that hold the grant (the web app's sessions).
 pub fn check_grant(grant: KeyGrant, needed: KeyScope) -> Result<KeyGrant, ApiError> {
     match grant.check(needed, chrono::Utc::now()) {
-        Ok(()) => Ok(grant),
+        Ok(()) => {
+            // Every later log line of the request names its tenant ([`correlated`]).
+            tracing::Span::current().record("tenant", grant.tenant.as_str());
+            Ok(grant)
+        }
         Err(KeyRefusal::Revoked) => Err(ApiError::new(
             ErrorCode::ApiKeyRevoked,
             format!("API key {} has been revoked", grant.key_id),
@@ -331,6 +355,42 @@ impl PageParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn served(header: Option<&str>) -> (Option<String>, Option<String>) {
+        let mut b = http::Request::builder().uri("/v1/events");
+        if let Some(h) = header {
+            b = b.header("x-correlation-id", h);
+        }
+        let req: Request = b.body(Body::Empty).unwrap();
+        let mut seen = None;
+        let resp = correlated(req, |_| async {
+            seen = domain::correlation::current();
+            json(200, &serde_json::json!({}))
+        })
+        .await;
+        let returned = resp
+            .headers()
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (seen, returned)
+    }
+
+    #[tokio::test]
+    async fn a_request_keeps_the_callers_correlation_id_and_returns_it() {
+        let (seen, returned) = served(Some("order-77")).await;
+        assert_eq!(seen.as_deref(), Some("order-77"), "current while handled");
+        assert_eq!(returned.as_deref(), Some("order-77"));
+    }
+
+    #[tokio::test]
+    async fn without_a_usable_one_a_request_gets_a_new_correlation_id() {
+        for header in [None, Some("not allowed!")] {
+            let (seen, returned) = served(header).await;
+            assert!(seen.is_some());
+            assert_eq!(seen, returned, "{header:?}");
+        }
+    }
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
         p.iter()

@@ -4,4 +4,5 @@
 pub mod batch;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod telemetry;

@@ -17,6 +17,7 @@ mod health_writeback;
 mod hubspot;
 mod hubspot_setup;
 mod iam;
+mod metrics;
 mod openapi;
 mod pipeline;
 mod portals;
