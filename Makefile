@@ -15,7 +15,12 @@ run:
 ## check that every action the template grants was used by those tests.
 IAM_LOG ?= $(or $(TMPDIR),/tmp)/usage-intel-iam-$(shell echo $$PPID).jsonl
 test: browser-deps
-	infra/local/test-moto.sh
+	@# The launcher's pytest (and the moto venv it installs) runs while the workspace
+	@# compiles; one build graph makes every test binary and the CLI the coverage step runs.
+	@log=$$(mktemp); infra/local/test-moto.sh > "$$log" 2>&1 & launcher=$$!; \
+	  cargo build --workspace --lib --tests --bin usage-local --locked; built=$$?; \
+	  wait $$launcher; launched=$$?; cat "$$log"; rm -f "$$log"; \
+	  [ $$built -eq 0 ] && [ $$launched -eq 0 ]
 	MOTO_LAUNCHER_IAM_LOG=$(IAM_LOG) infra/local/with-moto.sh cargo test --workspace --lib --bins --tests --locked
 	cargo run --quiet --locked -p local --bin usage-local -- iam-coverage $(IAM_LOG)
 	rm -f $(IAM_LOG)
