@@ -22,7 +22,9 @@ test: browser-deps
 	  wait $$launcher; launched=$$?; cat "$$log"; rm -f "$$log"; \
 	  [ $$built -eq 0 ] && [ $$launched -eq 0 ]
 	MOTO_LAUNCHER_IAM_LOG=$(IAM_LOG) infra/local/with-moto.sh cargo test --workspace --lib --bins --tests --locked
-	cargo run --quiet --locked -p local --bin usage-local -- iam-coverage $(IAM_LOG)
+	@# The binary built above: `cargo run -p local` would resolve features for that package
+	@# alone and rebuild part of the tree (~60 s from a fresh target).
+	"$(CARGO_TARGET_DIR)/debug/usage-local" iam-coverage $(IAM_LOG)
 	rm -f $(IAM_LOG)
 
 ## What the browser tests need: chromium + chromedriver (Debian packages, installed by
