@@ -424,6 +424,17 @@ impl HealthConfig {
 
     pub fn validate(&self) -> Result<(), InputError> {
         let bad = |msg: String| Err(input_error("invalid_health_config", msg));
+        // Every number must be storable: DynamoDB keeps 0 and magnitudes from 1e-130 to
+        // 1e126, so anything finer or larger is refused here, not failed on write.
+        if let Some(x) = serde_json::to_value(self)
+            .ok()
+            .as_ref()
+            .and_then(unstorable_number)
+        {
+            return bad(format!(
+                "{x} cannot be stored: numbers must be 0 or between 1e-100 and 1e100 in magnitude"
+            ));
+        }
         if self.key_meters.len() > 10 {
             return bad(
                 "key_meters must list at most 10 meters (none: the registry's key features)".into(),
@@ -511,9 +522,38 @@ impl HealthConfig {
     }
 }
 
+/// The first number in `v` that is neither 0 nor between 1e-100 and 1e100 in magnitude.
+fn unstorable_number(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::Number(n) => n
+            .as_f64()
+            .filter(|x| *x != 0.0 && !(1e-100..=1e100).contains(&x.abs())),
+        serde_json::Value::Array(items) => items.iter().find_map(unstorable_number),
+        serde_json::Value::Object(map) => map.values().find_map(unstorable_number),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_number_too_small_or_too_large_to_store_is_refused_not_a_server_error() {
+        // Found by the API fuzzer: 5e-324 passed validation and DynamoDB refused to
+        // store it (its numbers span 1e-130 to 1e126), so the PUT answered 500.
+        for body in [
+            &br#"{"band_percentiles": {"red": 5e-324, "yellow": 0.3}}"#[..],
+            br#"{"segments": {"smb": {"weights": {"usage_trend": 1e-200, "milestones": 1, "friction": 1, "engagement": 1}}}}"#,
+        ] {
+            let err = HealthConfig::from_body(body).expect_err("refused");
+            assert_eq!(err.code, "invalid_health_config", "{err:?}");
+        }
+        assert!(
+            HealthConfig::from_body(br#"{"band_percentiles": {"red": 0.001, "yellow": 0.3}}"#)
+                .is_ok()
+        );
+    }
 
     #[test]
     fn default_configuration_is_valid_and_weighs_20_5_20_55_as_the_backtest_chose() {
