@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench` (issue #13): init time and size of each Lambda artifact.
+"""`make bench-lambda` (issue #13): init time and size of each Lambda artifact.
 
 1. Init time: from spawning the artifact to its first request to the Lambda Runtime API
    (`GET /2018-06-01/runtime/invocation/next`), against a local stand-in of that API,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the Lambda artifacts (ingest, rollup, api, notify, score, audit, web) into
 #   <repo>/target/lambda/<function>/bootstrap
-# for size checks, the init-time bench (`make bench`, infra/bench-lambda.py) and manual
+# for size checks, the init-time bench (`make bench-lambda`, infra/bench-lambda.py) and manual
 # uploads. Deployment builds through `sam build` instead (infra/deploy.sh; the template's
 # CodeUri is each function's crate, BuildMethod rust-cargolambda).
 #
