@@ -136,21 +136,13 @@ mod tests {
     use rust_decimal::Decimal;
 
     fn ev(i: usize) -> UsageEvent {
-        UsageEvent {
-            id: EventId::parse(&format!("event-{i}")).unwrap(),
-            account: AccountId::parse(&format!("acct-{}", i % 7)).unwrap(),
-            meter: MeterName::parse("api_calls").unwrap(),
-            quantity: Decimal::from(i as i64),
-            unit: None,
-            timestamp: Utc::now(),
-            timestamp_defaulted: false,
-            stage: Stage::Delivered,
-            service_line: ServiceLine::default_line(),
-            contact: None,
-            entitlement: None,
-            correction_reason: None,
-            properties: None,
-        }
+        UsageEvent::new(
+            EventId::parse(&format!("event-{i}")).unwrap(),
+            AccountId::parse(&format!("acct-{}", i % 7)).unwrap(),
+            MeterName::parse("api_calls").unwrap(),
+            Decimal::from(i as i64),
+            Utc::now(),
+        )
     }
 
     #[test]

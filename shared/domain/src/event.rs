@@ -184,6 +184,35 @@ pub struct UsageEvent {
     pub properties: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+impl UsageEvent {
+    /// A delivered event of `quantity` on the default service line, with no unit, contact,
+    /// entitlement, correction or properties: what most producers send. Other fields are
+    /// set with struct update syntax (`UsageEvent { stage, ..UsageEvent::new(..) }`).
+    pub fn new(
+        id: EventId,
+        account: AccountId,
+        meter: MeterName,
+        quantity: Decimal,
+        timestamp: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            account,
+            meter,
+            quantity,
+            unit: None,
+            timestamp,
+            timestamp_defaulted: false,
+            stage: Stage::Delivered,
+            service_line: ServiceLine::default_line(),
+            contact: None,
+            entitlement: None,
+            correction_reason: None,
+            properties: None,
+        }
+    }
+}
+
 /// Why a whole request body was refused before looking at events.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BodyError {

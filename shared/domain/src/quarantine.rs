@@ -257,7 +257,7 @@ pub async fn replay(
 mod tests {
     use super::*;
     use crate::event::MeterRule;
-    use crate::ids::{AccountId, EventId, ServiceLine, Stage};
+    use crate::ids::{AccountId, EventId, ServiceLine};
     use rust_decimal::Decimal;
 
     fn policy(statuses: &[(&str, DefinitionStatus)], g: GovernancePolicy) -> TenantPolicy {
@@ -279,19 +279,14 @@ mod tests {
 
     fn ev(id: &str, meter: &str) -> UsageEvent {
         UsageEvent {
-            id: EventId::parse(id).unwrap(),
-            account: AccountId::parse("acme").unwrap(),
-            meter: MeterName::parse(meter).unwrap(),
-            quantity: Decimal::ONE,
-            unit: None,
-            timestamp: Utc::now(),
-            timestamp_defaulted: false,
-            stage: Stage::Delivered,
             service_line: ServiceLine::parse("default").unwrap(),
-            contact: None,
-            entitlement: None,
-            correction_reason: None,
-            properties: None,
+            ..UsageEvent::new(
+                EventId::parse(id).unwrap(),
+                AccountId::parse("acme").unwrap(),
+                MeterName::parse(meter).unwrap(),
+                Decimal::ONE,
+                Utc::now(),
+            )
         }
     }
 

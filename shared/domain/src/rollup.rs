@@ -189,23 +189,15 @@ mod tests {
     use chrono::{DateTime, Utc};
 
     fn ev(id: &str, account: &str, ts: &str, q: i64) -> UsageEvent {
-        UsageEvent {
-            id: EventId::parse(id).unwrap(),
-            account: AccountId::parse(account).unwrap(),
-            meter: MeterName::parse("api_calls").unwrap(),
-            quantity: Decimal::from(q),
-            unit: None,
-            timestamp: DateTime::parse_from_rfc3339(ts)
+        UsageEvent::new(
+            EventId::parse(id).unwrap(),
+            AccountId::parse(account).unwrap(),
+            MeterName::parse("api_calls").unwrap(),
+            Decimal::from(q),
+            DateTime::parse_from_rfc3339(ts)
                 .unwrap()
                 .with_timezone(&Utc),
-            timestamp_defaulted: false,
-            stage: Stage::Delivered,
-            service_line: ServiceLine::default_line(),
-            contact: None,
-            entitlement: None,
-            correction_reason: None,
-            properties: None,
-        }
+        )
     }
 
     #[test]

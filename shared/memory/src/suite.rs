@@ -11,7 +11,7 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use domain::audit::kpi::SampledEvent;
 use domain::chunk::Chunk;
 use domain::event::UsageEvent;
-use domain::ids::{AccountId, EventId, MeterName, ServiceLine, Source, Stage, TenantId};
+use domain::ids::{AccountId, EventId, MeterName, Source, Stage, TenantId};
 use domain::pipeline::{
     process_chunk, Claim, LedgerEntry, LedgerStore, PipelineConfig, UnitRef, UnitsOutcome,
 };
@@ -38,19 +38,14 @@ pub fn day() -> NaiveDate {
 
 fn event(id: &str, account: &str, tenths: i64) -> Result<UsageEvent, String> {
     Ok(UsageEvent {
-        id: EventId::parse(id).map_err(|e| e.to_string())?,
-        account: AccountId::parse(account).map_err(|e| e.to_string())?,
-        meter: MeterName::parse("api_calls").map_err(|e| e.to_string())?,
-        quantity: Decimal::new(tenths, 1),
-        unit: None,
-        timestamp: Utc.from_utc_datetime(&day().and_hms_opt(7, 30, 0).unwrap_or_default()),
-        timestamp_defaulted: false,
         stage: Stage::ALL[0],
-        service_line: ServiceLine::default_line(),
-        contact: None,
-        entitlement: None,
-        correction_reason: None,
-        properties: None,
+        ..UsageEvent::new(
+            EventId::parse(id).map_err(|e| e.to_string())?,
+            AccountId::parse(account).map_err(|e| e.to_string())?,
+            MeterName::parse("api_calls").map_err(|e| e.to_string())?,
+            Decimal::new(tenths, 1),
+            Utc.from_utc_datetime(&day().and_hms_opt(7, 30, 0).unwrap_or_default()),
+        )
     })
 }
 

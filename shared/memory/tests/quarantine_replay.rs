@@ -4,7 +4,7 @@
 use chrono::Utc;
 use domain::chunk::Chunk;
 use domain::event::UsageEvent;
-use domain::ids::{AccountId, EventId, MeterName, ServiceLine, Source, Stage, TenantId};
+use domain::ids::{AccountId, EventId, MeterName, Source, TenantId};
 use domain::quarantine::{
     replay, QuarantineReason, QuarantineStore, Quarantined, Replay, ReplayError,
 };
@@ -25,21 +25,13 @@ fn held_events(store: &MemoryQuarantine, n: usize, source: Source) {
             source,
             reason: QuarantineReason::MeterDeleted,
             received_at: Utc::now(),
-            event: UsageEvent {
-                id: EventId::parse(&format!("{}-{i:04}", source.as_str())).expect("event id"),
-                account: AccountId::parse("acme").expect("account id"),
-                meter: meter(),
-                quantity: Decimal::ONE,
-                unit: None,
-                timestamp: Utc::now(),
-                timestamp_defaulted: false,
-                stage: Stage::Delivered,
-                service_line: ServiceLine::default_line(),
-                contact: None,
-                entitlement: None,
-                correction_reason: None,
-                properties: None,
-            },
+            event: UsageEvent::new(
+                EventId::parse(&format!("{}-{i:04}", source.as_str())).expect("event id"),
+                AccountId::parse("acme").expect("account id"),
+                meter(),
+                Decimal::ONE,
+                Utc::now(),
+            ),
         })
         .collect();
     block_on(store.hold(&tenant(), &events)).expect("held");

@@ -331,21 +331,7 @@ mod tests {
             let a = AccountId::parse("a").unwrap();
             let day = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
             let meters = ["api_calls", "storage_gb", "seats"];
-            let evs: Vec<UsageEvent> = events.iter().enumerate().map(|(i, (h, m, q))| UsageEvent {
-                id: EventId::parse(&format!("e{i}")).unwrap(),
-                account: a.clone(),
-                meter: MeterName::parse(meters[*m]).unwrap(),
-                quantity: Decimal::from(*q),
-                unit: None,
-                timestamp: day.and_hms_opt(u32::from(*h), 30, 0).unwrap().and_utc(),
-                timestamp_defaulted: false,
-                stage: Stage::Delivered,
-                service_line: ServiceLine::default_line(),
-                contact: None,
-                entitlement: None,
-                correction_reason: None,
-                properties: None,
-            }).collect();
+            let evs: Vec<UsageEvent> = events.iter().enumerate().map(|(i, (h, m, q))| UsageEvent::new(EventId::parse(&format!("e{i}")).unwrap(), a.clone(), MeterName::parse(meters[*m]).unwrap(), Decimal::from(*q), day.and_hms_opt(u32::from(*h), 30, 0).unwrap().and_utc())).collect();
             let sample: Vec<SampledEvent> = evs.iter().map(|e| SampledEvent {
                 account: a.clone(), day, hour: chrono::Timelike::hour(&e.timestamp) as u8, meter: e.meter.clone(),
                 stage: e.stage, service_line: e.service_line.clone(), quantity: e.quantity,

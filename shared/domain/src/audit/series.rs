@@ -113,29 +113,24 @@ pub fn negative_balances(account: &AccountId, rows: &[CriticalRow]) -> Vec<Negat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{EventId, ServiceLine};
+    use crate::ids::EventId;
     use chrono::{DateTime, Duration, Utc};
     use proptest::prelude::*;
 
     fn ev(i: usize, account: &str, meter: &str, at: DateTime<Utc>, q: i64) -> UsageEvent {
         UsageEvent {
-            id: EventId::parse(&format!("e{i}")).unwrap(),
-            account: AccountId::parse(account).unwrap(),
-            meter: MeterName::parse(meter).unwrap(),
-            quantity: Decimal::from(q),
-            unit: None,
-            timestamp: at,
-            timestamp_defaulted: false,
             stage: if q < 0 {
                 Stage::Billed
             } else {
                 Stage::Delivered
             },
-            service_line: ServiceLine::default_line(),
-            contact: None,
-            entitlement: None,
-            correction_reason: None,
-            properties: None,
+            ..UsageEvent::new(
+                EventId::parse(&format!("e{i}")).unwrap(),
+                AccountId::parse(account).unwrap(),
+                MeterName::parse(meter).unwrap(),
+                Decimal::from(q),
+                at,
+            )
         }
     }
 

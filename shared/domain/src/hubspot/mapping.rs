@@ -493,21 +493,13 @@ mod bounded {
     }
 
     fn usage(i: usize, quantity: Decimal) -> UsageEvent {
-        UsageEvent {
-            id: EventId::parse(&format!("hs-{i}")).unwrap(),
-            account: AccountId::parse("500").unwrap(),
-            meter: MeterName::parse("seats_active").unwrap(),
+        UsageEvent::new(
+            EventId::parse(&format!("hs-{i}")).unwrap(),
+            AccountId::parse("500").unwrap(),
+            MeterName::parse("seats_active").unwrap(),
             quantity,
-            unit: None,
-            timestamp: chrono::DateTime::from_timestamp_millis(1_764_000_000_000).unwrap(),
-            timestamp_defaulted: false,
-            stage: Stage::Delivered,
-            service_line: ServiceLine::default_line(),
-            contact: None,
-            entitlement: None,
-            correction_reason: None,
-            properties: None,
-        }
+            chrono::DateTime::from_timestamp_millis(1_764_000_000_000).unwrap(),
+        )
     }
 
     proptest! {

@@ -166,19 +166,16 @@ fn usage(
         json!({"portal_id": ev.portal_id, "subscription_type": ev.subscription_type, "object": object.as_ref().map(|o| format!("{}:{}", o.kind, o.id))}),
     );
     Some(UsageEvent {
-        id: EventId::parse(&ev.idempotency_key()).ok()?,
-        account,
-        meter: rule.meter.clone(),
-        quantity,
-        unit: None,
-        timestamp: DateTime::from_timestamp_millis(ev.occurred_at)?,
-        timestamp_defaulted: false,
         stage: rule.stage,
         service_line: rule.service_line.clone(),
-        contact: None,
-        entitlement: None,
-        correction_reason: None,
         properties: Some(props),
+        ..UsageEvent::new(
+            EventId::parse(&ev.idempotency_key()).ok()?,
+            account,
+            rule.meter.clone(),
+            quantity,
+            DateTime::from_timestamp_millis(ev.occurred_at)?,
+        )
     })
 }
 
