@@ -15,11 +15,18 @@
 #   BUILD_VENV  virtualenv used for cargo-lambda (arm64) when `cargo lambda` is not on PATH
 #               (default .venv-build, relative to the repo root; pins in infra/requirements-build.txt)
 #   Extra arguments are passed through to cargo (x86_64) or `cargo lambda build` (arm64).
+#   PIE     1 keeps position-independent executables. Default 0 on x86_64: the binaries
+#           are linked with -no-pie, which drops the ~2 MB of load-time relocations a PIE
+#           Rust binary carries (its vtables and other pointer tables in .data.rel.ro) at
+#           the cost of address randomisation of the executable's own image (heap, stack
+#           and libc stay randomised). docs/benchmarks.md has the figures. Not applied to
+#           arm64 (untried through zig).
 #
 # Architectures:
-#   x86_64  plain `cargo build --profile lambda` with the host linker, no zig, no
-#           cargo-lambda: what these 2-core dev/CI machines build reliably, and the only
-#           artifacts this machine can run (the init-time bench). Because the host linker
+#   x86_64  plain `cargo build --profile lambda --target x86_64-unknown-linux-gnu` with the
+#           host linker, no zig, no cargo-lambda (the explicit --target keeps RUSTFLAGS
+#           off build scripts and proc macros): what these 2-core dev/CI machines build
+#           reliably, and the only artifacts this machine can run (the init-time bench). Because the host linker
 #           links against the host glibc (Debian 12: 2.36) while Lambda's provided.al2023
 #           has glibc 2.34, the script checks the GLIBC_x symbol versions the binaries need
 #           and fails if any is newer than 2.34.
@@ -91,13 +98,16 @@ else
     echo "build: ARCH=x86_64 builds with the host toolchain, and this host is $(uname -m)" >&2
     exit 1
   fi
-  echo "build: cargo for $ARCH (host toolchain), profile $PROFILE" >&2
+  if [[ "${PIE:-0}" != 1 ]]; then
+    export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C link-arg=-no-pie"
+  fi
+  echo "build: cargo for $ARCH (host toolchain), profile $PROFILE, RUSTFLAGS='${RUSTFLAGS:-}'" >&2
   set -x
-  cargo build --profile "$PROFILE" --locked "${PKG_FLAGS[@]}" "$@"
+  cargo build --profile "$PROFILE" --target "$RUST_TARGET" --locked "${PKG_FLAGS[@]}" "$@"
   { set +x; } 2>/dev/null
   for fn in "${FUNCTIONS[@]}"; do
     mkdir -p "$LAMBDA_DIR/$fn"
-    cp "$CARGO_TARGET_DIR/$PROFILE/$fn" "$LAMBDA_DIR/$fn/bootstrap"
+    cp "$CARGO_TARGET_DIR/$RUST_TARGET/$PROFILE/$fn" "$LAMBDA_DIR/$fn/bootstrap"
   done
 fi
 
@@ -118,6 +128,8 @@ for fn in "${FUNCTIONS[@]}"; do
     echo "       (build with zig instead: cargo lambda build --profile lambda --x86-64, or on a CI runner)" >&2
     status=1; continue
   fi
-  printf 'build: %-7s %s (%s bytes, needs glibc 2.%s)\n' "$fn" "${bin#"$ROOT"/}" "$(stat -c %s "$bin")" "${newest:-?}"
+  # ELF e_type: 02 = EXEC (linked -no-pie), 03 = DYN (PIE).
+  case "$(od -An -t x1 -j 16 -N 1 "$bin" | tr -d ' \n')" in 02) kind=no-pie ;; *) kind=pie ;; esac
+  printf 'build: %-7s %s (%s bytes, %s, needs glibc 2.%s)\n' "$fn" "${bin#"$ROOT"/}" "$(stat -c %s "$bin")" "$kind" "${newest:-?}"
 done
 exit "$status"

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use domain::hubspot::client::{HttpReply, HttpRequest, HubSpotHttp, RateHeaders};
 use std::time::Duration;
 
-/// The real transport: hyper with rustls (native roots); plain http allowed for
-/// local stand-ins.
+/// The real transport: hyper with rustls over `ring` (native roots); plain http allowed
+/// for local stand-ins.
 pub struct HyperPost {
     client: hyper_util::client::legacy::Client<
         hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
@@ -18,7 +18,7 @@ pub struct HyperPost {
 impl HyperPost {
     pub fn new() -> Result<Self, String> {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
+            .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
             .map_err(|e| e.to_string())?
             .https_or_http()
             .enable_http1()

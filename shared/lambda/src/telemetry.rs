@@ -17,16 +17,19 @@ use std::io::Write;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::filter::{filter_fn, FilterExt};
+use tracing_subscriber::filter::{filter_fn, FilterExt, Targets};
+use tracing_subscriber::fmt;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::{fmt, EnvFilter};
 
 /// How logs are written, decided from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSettings {
-    /// An `EnvFilter` directive.
+    /// A `target=level` list (`Targets` syntax: `info`, `ingest=debug,aws_config=warn`).
+    /// Span and field directives (`EnvFilter`'s `[span{field=value}]`) are not
+    /// understood: `EnvFilter` and the regex engine it carries weighed ~0.2 MB in every
+    /// artifact (docs/benchmarks.md). A filter that does not parse means `info`.
     pub filter: String,
     pub json: bool,
 }
@@ -68,7 +71,10 @@ pub fn subscriber<W>(settings: &LogSettings, writer: W) -> Box<dyn Subscriber + 
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let events = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let events = settings
+        .filter
+        .parse::<Targets>()
+        .unwrap_or_else(|_| Targets::new().with_default(Level::INFO));
     // The level selects lines, not context: INFO-and-above spans stay enabled at any
     // level, so an ERROR line still carries the invocation span's request and trace ids.
     let filter = events.or(filter_fn(|m| m.is_span() && *m.level() <= Level::INFO));
@@ -306,6 +312,27 @@ mod tests {
         assert!(
             lines[0].contains("kept") && !lines[0].starts_with('{'),
             "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn a_target_list_sets_each_targets_level_and_a_filter_that_does_not_parse_means_info() {
+        let work = || {
+            tracing::debug!("detail");
+            info!("progress");
+        };
+        let count = |filter: &str| logged(&json_at(filter), work).len();
+        assert_eq!(count("lambda=debug"), 2, "this crate at debug");
+        assert_eq!(
+            count("info,lambda::telemetry=warn"),
+            0,
+            "the longer target wins"
+        );
+        assert_eq!(count("ingest=debug"), 0, "other targets only");
+        assert_eq!(
+            count("[request{tenant=t1}]=debug"),
+            1,
+            "not understood: info"
         );
     }
 
