@@ -144,6 +144,7 @@ async fn fan_out(n: usize, as_of: NaiveDate) {
         usage: sim.clone(),
         definitions: sim.clone(),
         markers: sim.clone(),
+        band_summaries: Arc::new(memory::MemoryBandSummaries::default()),
         shards: shards.clone(),
         alerts: alerts.clone(),
         crm: None,

@@ -8,7 +8,7 @@ use domain::account::profile_from_body;
 use domain::auth::KeyScope;
 use domain::entitlement::{balance, entitlement_from_body, Entitlement};
 use domain::event::DefinitionStatus;
-use domain::health::store::HealthStore;
+use domain::health::store::{HealthStore, RiskEntry};
 use domain::ids::EntitlementId;
 use domain::ids::{AccountId, MeterName, Segment, TenantId};
 use domain::keys::Scope;
@@ -25,6 +25,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub mod adoption;
+pub mod bands;
 pub mod governance;
 pub mod hubspot_setup;
 pub mod portals;
@@ -107,6 +108,42 @@ impl RiskFilter {
     }
 }
 
+/// A filtered risk listing: what the index keys on, what it does not, and the page size.
+pub struct RiskQuery<'a> {
+    pub segment: Option<Segment>,
+    pub bands: &'a [domain::health::model::Band],
+    pub filter: &'a RiskFilter,
+    pub limit: usize,
+}
+
+/// One page of a filtered risk listing (`GET /v1/accounts` with `owner` or
+/// `band_changed_within`): index pages read in order, each as long as the rows still
+/// wanted (so every page ends on a cursor), until the page is full or
+/// [`RISK_SCAN_BUDGET`] rows were read; the cursor then says where to go on. Answers
+/// the rows, the next cursor and the rows read.
+pub async fn filtered_risk(
+    health: &dyn HealthStore,
+    tenant: &TenantId,
+    q: &RiskQuery<'_>,
+    cursor: Option<String>,
+    today: chrono::NaiveDate,
+) -> Result<(Vec<RiskEntry>, Option<String>, usize), domain::ports::StoreError> {
+    let (mut rows, mut scanned) = (Vec::new(), 0usize);
+    let mut next = cursor;
+    loop {
+        let want = q.limit - rows.len();
+        let page = health
+            .list_risk(tenant, q.segment, q.bands, want, next.as_deref())
+            .await?;
+        scanned += page.items.len();
+        rows.extend(page.items.into_iter().filter(|e| q.filter.keeps(e, today)));
+        next = page.next;
+        if rows.len() >= q.limit || next.is_none() || scanned >= RISK_SCAN_BUDGET {
+            return Ok((rows, next, scanned));
+        }
+    }
+}
+
 /// The body of `GET /v1/accounts/{account}/alerts`: each alert with what crossed what
 /// (`subject`, as e-mailed), the suggested next step and the alert as delivered.
 pub fn alerts_body(account: &AccountId, alerts: &[domain::alert::Alert]) -> serde_json::Value {
@@ -158,6 +195,7 @@ pub enum Route {
     GetHealth,
     HealthHistory,
     GetHealthConfig,
+    HealthBands,
     PutHealthConfig,
     DeleteDefinition,
     RestoreDefinition,
@@ -219,6 +257,7 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
         Route::HealthHistory,
     ),
     ("GET", "/v1/health/config", Route::GetHealthConfig),
+    ("GET", "/v1/health/bands", Route::HealthBands),
     ("PUT", "/v1/health/config", Route::PutHealthConfig),
     // Governance and audits (functions/api/src/governance.rs).
     ("DELETE", "/v1/definitions/{meter}", Route::DeleteDefinition),
@@ -284,6 +323,8 @@ pub struct Api {
     /// Each account's recent alerts (recorded by notify).
     pub alert_history: Arc<dyn domain::ports::AlertHistory>,
     pub health: Arc<dyn HealthStore>,
+    /// Band counts per segment and day (written by the score run).
+    pub band_summaries: Arc<dyn domain::health::bands::BandSummaryStore>,
     pub keys: Arc<dyn KeyAdmin>,
     /// Per-tenant request quotas of this instance (`429 rate_limited`).
     pub quotas: Arc<domain::quota::Quotas>,
@@ -313,6 +354,7 @@ impl Api {
             + DigestStore
             + domain::ports::AlertHistory
             + HealthStore
+            + domain::health::bands::BandSummaryStore
             + KeyAdmin
             + 'static,
     {
@@ -331,6 +373,7 @@ impl Api {
             alert_policies: store.clone(),
             alert_history: store.clone(),
             health: store.clone(),
+            band_summaries: store.clone(),
             keys: store.clone(),
             quotas: Arc::new(domain::quota::Quotas::new(
                 domain::quota::Allowance {
@@ -511,6 +554,7 @@ impl Api {
             Route::GetHealth => self.get_health(&tenant, &param("account")).await,
             Route::HealthHistory => self.health_history(&tenant, &param("account"), &req).await,
             Route::GetHealthConfig => self.get_health_config(&tenant).await,
+            Route::HealthBands => self.health_bands(&tenant, &req).await,
             Route::PutHealthConfig => self.put_health_config(&tenant, &req).await,
             Route::DeleteDefinition => self.delete_definition(&tenant, &param("meter"), &req).await,
             Route::RestoreDefinition => {
@@ -862,25 +906,15 @@ impl Api {
             ));
         }
         if by_risk {
-            // Filtered: index pages read in order, each as long as the rows still
-            // wanted (so every page ends on a cursor), until the page is full or
-            // RISK_SCAN_BUDGET rows were read; a cursor then says where to go on.
             let today = Utc::now().date_naive();
-            let (mut rows, mut scanned) = (Vec::new(), 0usize);
-            let mut next = cursor;
-            loop {
-                let want = limit - rows.len();
-                let page = self
-                    .health
-                    .list_risk(tenant, segment, &bands, want, next.as_deref())
-                    .await?;
-                scanned += page.items.len();
-                rows.extend(page.items.into_iter().filter(|e| filter.keeps(e, today)));
-                next = page.next;
-                if rows.len() >= limit || next.is_none() || scanned >= RISK_SCAN_BUDGET {
-                    break;
-                }
-            }
+            let q = RiskQuery {
+                segment,
+                bands: &bands,
+                filter: &filter,
+                limit,
+            };
+            let (rows, next, scanned) =
+                filtered_risk(self.health.as_ref(), tenant, &q, cursor, today).await?;
             return Ok(json(
                 200,
                 &json!({"accounts": rows, "next_cursor": next, "sorted_by": "risk", "scanned": scanned}),

@@ -42,6 +42,7 @@ pub fn runner(
         usage: store.clone(),
         definitions: store.clone(),
         markers: store.clone(),
+        band_summaries: store.clone(),
         shards: Arc::new(aws::sqs::SqsQueue::new(sqs.clone(), score_queue_url)),
         alerts: Arc::new(aws::sqs::SqsQueue::new(sqs.clone(), alerts_queue_url)),
         crm,

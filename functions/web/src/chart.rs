@@ -142,6 +142,80 @@ pub fn score_line(id: &str, title: &str, points: &[Point], thresholds: &[f64]) -
     }
 }
 
+/// One line of [`lines`]: a CSS class (its colour), its name (written at the line's
+/// end, so it is never told by colour alone) and one value per day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    pub class: &'static str,
+    pub name: String,
+    pub values: Vec<f64>,
+}
+
+/// Counts over days: one line per series on a shared axis from 0 to the highest
+/// count, each named at its last point, dashed or dotted by series so lines that cross
+/// stay apart in greyscale. `labels` are the days.
+pub fn lines(id: &str, title: &str, labels: &[String], series: &[Line]) -> Markup {
+    const RIGHT: f64 = 86.0;
+    let plot_w = W - LEFT - RIGHT;
+    let plot_h = H - BOTTOM - TOP;
+    let max = series
+        .iter()
+        .flat_map(|l| l.values.iter().copied())
+        .fold(0.0_f64, f64::max);
+    let scale = if max > 0.0 { max } else { 1.0 };
+    let x = |i: usize| {
+        if labels.len() <= 1 {
+            LEFT + plot_w / 2.0
+        } else {
+            LEFT + i as f64 * plot_w / (labels.len() - 1) as f64
+        }
+    };
+    let y = |v: f64| TOP + plot_h - v.max(0.0) / scale * plot_h;
+    let title_id = format!("{id}-title");
+    let desc_id = format!("{id}-desc");
+    let desc = match (labels.first(), labels.last()) {
+        (Some(f), Some(l)) => {
+            let ends: Vec<String> = series
+                .iter()
+                .map(|s| {
+                    let first = s.values.first().copied().unwrap_or(0.0);
+                    let last = s.values.last().copied().unwrap_or(0.0);
+                    format!("{} {} to {}", s.name, compact(first), compact(last))
+                })
+                .collect();
+            format!("{} days from {f} to {l}: {}", labels.len(), ends.join("; "))
+        }
+        _ => "no days".to_owned(),
+    };
+    html! {
+        svg class="chart" id=(id) role="img" viewBox=(format!("0 0 {W} {H}"))
+            aria-labelledby=(format!("{title_id} {desc_id}")) data-points=(labels.len()) {
+            title id=(title_id) { (title) }
+            desc id=(desc_id) { (desc) }
+            line x1=(LEFT) y1=(y(0.0)) x2=(LEFT + plot_w) y2=(y(0.0)) class="axis" {}
+            text x=(LEFT - 6.0) y=(TOP + 10.0) text-anchor="end" class="tick" { (compact(max)) }
+            text x=(LEFT - 6.0) y=(TOP + plot_h) text-anchor="end" class="tick" { "0" }
+            @for (n, s) in series.iter().enumerate() {
+                @let points: Vec<String> = s.values.iter().enumerate()
+                    .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v))).collect();
+                g class=(format!("series {}", s.class)) data-series=(s.name) data-last=[s.values.last()] {
+                    polyline class=(format!("count-line style-{}", n % 3)) points=(points.join(" ")) {}
+                    @if let Some(v) = s.values.last() {
+                        text x=(format!("{:.1}", x(s.values.len().saturating_sub(1)) + 6.0))
+                            y=(format!("{:.1}", y(*v) + 4.0)) class="tick series-name" {
+                            (s.name) " " (compact(*v))
+                        }
+                    }
+                }
+            }
+            @if let (Some(f), Some(l)) = (labels.first(), labels.last()) {
+                text x=(LEFT) y=(H - 6.0) text-anchor="start" class="tick" { (f) }
+                text x=(LEFT + plot_w) y=(H - 6.0) text-anchor="end" class="tick" { (l) }
+            }
+        }
+    }
+}
+
 /// How much of a bar `percent` fills: 0-100 (an overage fills it).
 pub fn fill(percent: f64) -> f64 {
     if percent.is_finite() {
@@ -232,6 +306,44 @@ mod tests {
         assert_eq!(svg.matches("<circle").count(), 3);
         assert!(svg.contains("3 days: 80 on d0, 20 on d2"), "{svg}");
         assert_eq!(svg.matches("class=\"threshold\"").count(), 2);
+    }
+
+    #[test]
+    fn count_lines_are_named_at_their_end_and_share_one_axis() {
+        let days: Vec<String> = ["d0", "d1", "d2"].map(String::from).to_vec();
+        let svg = lines(
+            "b",
+            "Bands",
+            &days,
+            &[
+                Line {
+                    class: "band-red",
+                    name: "At risk".into(),
+                    values: vec![1.0, 2.0, 4.0],
+                },
+                Line {
+                    class: "band-green",
+                    name: "Healthy".into(),
+                    values: vec![8.0, 6.0, 5.0],
+                },
+            ],
+        )
+        .into_string();
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(
+            svg.contains("At risk 4<") && svg.contains("Healthy 5<"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("3 days from d0 to d2: At risk 1 to 4; Healthy 8 to 5"),
+            "{svg}"
+        );
+        // The highest count (8) is the top of the plot, 0 its floor.
+        let top = format!("{LEFT:.1},{TOP:.1}");
+        assert!(svg.contains(&top), "{svg}");
+        assert!(lines("e", "Empty", &[], &[])
+            .into_string()
+            .contains("no days"));
     }
 
     #[test]

@@ -362,10 +362,13 @@ impl Web {
             api_q.push(("cursor".into(), c.clone()));
         }
         let path = format!("/v1/accounts?{}", encode(&api_q));
-        let answer = self.call(who, "GET", &path).await;
+        let (answer, bands) = tokio::join!(
+            self.call(who, "GET", &path),
+            self.call(who, "GET", "/v1/health/bands")
+        );
         html(
             if answer.ok() { 200 } else { answer.status },
-            pages::portfolio(who, &filters, &answer),
+            pages::portfolio(who, &filters, &answer, &bands),
         )
     }
 

@@ -167,6 +167,112 @@ impl PortfolioFilters {
     }
 }
 
+/// Band counts per segment of the latest daily summary, each count a link to the
+/// accounts it counts, and a chart of the counts over the summarised days (of the
+/// filtered segment, else of all): `GET /v1/health/bands`.
+pub fn band_summary(f: &PortfolioFilters, bands: &Answer) -> Markup {
+    const KINDS: [(&str, &str); 4] = [
+        ("red", "At risk"),
+        ("yellow", "Watch"),
+        ("green", "Healthy"),
+        ("insufficient", "Not enough data"),
+    ];
+    if !bands.ok() {
+        return html! { p class="error" role="alert" { "Band counts: " (bands.message()) } };
+    }
+    let latest = &bands.body["latest"];
+    let Some(as_of) = latest["as_of"].as_str() else {
+        return html! { p class="empty" { "Band counts per segment appear after the first daily score run." } };
+    };
+    let segments = &latest["segments"];
+    let count = |seg: &Value, kind: &str| seg[kind].as_u64().unwrap_or(0);
+    let present: Vec<(&str, &str)> = SEGMENTS
+        .iter()
+        .copied()
+        .filter(|(k, _)| segments.get(*k).is_some())
+        .collect();
+    let total = |kind: &str| -> u64 {
+        present
+            .iter()
+            .map(|(k, _)| count(&segments[*k], kind))
+            .fold(0u64, u64::saturating_add)
+    };
+    let link = |segment: Option<&str>, band: &str| {
+        PortfolioFilters {
+            band: Some(band.to_owned()),
+            segment: segment.map(str::to_owned),
+            ..PortfolioFilters::default()
+        }
+        .link(None)
+    };
+    let days = bands.body["days"].as_array().cloned().unwrap_or_default();
+    let shown = f.segment.as_deref();
+    let labels: Vec<String> = days
+        .iter()
+        .map(|d| d["as_of"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let series: Vec<chart::Line> = BANDS
+        .iter()
+        .map(|(b, word)| chart::Line {
+            class: match *b {
+                "red" => "band-red",
+                "yellow" => "band-yellow",
+                _ => "band-green",
+            },
+            name: (*word).to_owned(),
+            values: days
+                .iter()
+                .map(|d| {
+                    let segs = d["segments"].as_object();
+                    segs.into_iter()
+                        .flatten()
+                        .filter(|(k, _)| shown.is_none_or(|s| s == k.as_str()))
+                        .map(|(_, c)| count(c, b))
+                        .fold(0u64, u64::saturating_add) as f64
+                })
+                .collect(),
+        })
+        .collect();
+    let whose = shown.map_or_else(|| "all segments".to_owned(), segment_word);
+    html! {
+        section class="band-summary" aria-labelledby="bands-heading" {
+            h2 id="bands-heading" class="sr" { "Band counts per segment" }
+            table class="bands" data-as-of=(as_of) {
+                caption { "Accounts by band per segment, daily score run of " (as_of) }
+                thead { tr {
+                    th scope="col" { "Segment" }
+                    @for (_, w) in KINDS { th scope="col" class="num" { (w) } }
+                    th scope="col" class="num" { "Total" }
+                } }
+                tbody {
+                    @for (k, w) in &present {
+                        @let seg = &segments[*k];
+                        tr data-segment=(k) {
+                            th scope="row" { (w) }
+                            @for (kind, _) in KINDS {
+                                td class="num" data-band=(kind) data-count=(count(seg, kind)) {
+                                    @if kind == "insufficient" { (count(seg, kind)) }
+                                    @else { a href=(link(Some(k), kind)) { (count(seg, kind)) } }
+                                }
+                            }
+                            td class="num" { (KINDS.iter().map(|(kind, _)| count(seg, kind)).fold(0u64, u64::saturating_add)) }
+                        }
+                    }
+                    tr data-segment="all" {
+                        th scope="row" { "All segments" }
+                        @for (kind, _) in KINDS { td class="num" data-band=(kind) data-count=(total(kind)) { (total(kind)) } }
+                        td class="num" { (KINDS.iter().map(|(kind, _)| total(kind)).fold(0u64, u64::saturating_add)) }
+                    }
+                }
+            }
+            figure {
+                (chart::lines("band-chart", &format!("Accounts per band, {whose}, last {} days", domain::health::bands::BAND_CHART_DAYS), &labels, &series))
+                figcaption { "Accounts per band (" (whose) ") on each of the " (labels.len()) " scored days since " (bands.body["from"].as_str().unwrap_or_default()) "." }
+            }
+        }
+    }
+}
+
 /// The 7-day score change as an arrow with its number (a word for screen readers).
 fn trend(change: Option<f64>) -> Markup {
     match change {
@@ -188,7 +294,7 @@ fn trend(change: Option<f64>) -> Markup {
     }
 }
 
-pub fn portfolio(who: &Signed, f: &PortfolioFilters, a: &Answer) -> Markup {
+pub fn portfolio(who: &Signed, f: &PortfolioFilters, a: &Answer, bands: &Answer) -> Markup {
     let today = chrono::Utc::now().date_naive();
     let rows = a.body["accounts"].as_array().cloned().unwrap_or_default();
     let next = a.body["next_cursor"].as_str();
@@ -214,6 +320,7 @@ pub fn portfolio(who: &Signed, f: &PortfolioFilters, a: &Answer) -> Markup {
                 label for="changed" { "Changed band this week" }
                 button type="submit" { "Apply" }
             }
+            (band_summary(f, bands))
             @if !a.ok() {
                 p class="error" role="alert" { (a.message()) }
             } @else if rows.is_empty() {

@@ -33,6 +33,7 @@ use std::sync::Arc;
 mod accounts;
 mod alerts;
 mod api_keys;
+mod bands;
 mod definitions;
 mod digests;
 mod directory;

@@ -225,6 +225,13 @@ pub fn health_risk_pk(t: &TenantId, segment: Segment, band: &str) -> String {
 pub fn health_risk_sk(score: f64, a: &AccountId) -> String {
     format!("{:04}#{a}", (score.clamp(0.0, 100.0) * 10.0).round() as u32)
 }
+/// Each day's band counts per segment ([`crate::health::bands`]), sorted by day.
+pub fn health_bands_pk(t: &TenantId) -> String {
+    format!("TENANT#{t}#HEALTH#BANDS")
+}
+pub fn health_bands_sk(day: NaiveDate) -> String {
+    format!("DAY#{}", day.format("%Y-%m-%d"))
+}
 /// One score run: its header, shard measurements and baselines.
 pub fn health_run_pk(t: &TenantId, run: &str) -> String {
     format!("TENANT#{t}#HEALTHRUN#{run}")

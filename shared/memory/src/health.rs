@@ -254,32 +254,40 @@ impl HealthStore for MemoryHealthStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<RiskEntry>, StoreError> {
+        use std::ops::Bound;
         let st = self.st()?;
-        let mut all: Vec<(String, RiskEntry)> = Vec::new();
-        for ((tt, seg, band), p) in &st.risk {
-            if tt != t
-                || segment.is_some_and(|s| s != *seg)
-                || (!bands.is_empty() && !bands.contains(band))
-            {
+        // As the DynamoDB adapter reads: each (segment, band) partition from the cursor
+        // on, at most limit + 1 rows (one Query each), merged by sort key.
+        let from = cursor.map_or(Bound::Unbounded, |c| Bound::Excluded(c.to_owned()));
+        let mut all: Vec<(&String, &RiskEntry)> = Vec::new();
+        let mut more = false;
+        for seg in Segment::ALL {
+            if seg == Segment::Unassigned || segment.is_some_and(|s| s != seg) {
                 continue;
             }
-            self.read(1);
-            all.extend(
-                p.iter()
-                    .filter(|(k, _)| cursor.is_none_or(|c| k.as_str() > c))
-                    .map(|(k, e)| (k.clone(), e.clone())),
-            );
+            for band in Band::ALL {
+                if !bands.is_empty() && !bands.contains(&band) {
+                    continue;
+                }
+                self.read(1);
+                let Some(p) = st.risk.get(&(t.clone(), seg, band)) else {
+                    continue;
+                };
+                let mut rows = p.range((from.clone(), Bound::Unbounded));
+                all.extend(rows.by_ref().take(limit));
+                more |= rows.next().is_some();
+            }
         }
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        let more = all.len() > limit;
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        more |= all.len() > limit;
         all.truncate(limit);
         let next = if more {
-            all.last().map(|(k, _)| k.clone())
+            all.last().map(|(k, _)| (*k).clone())
         } else {
             None
         };
         Ok(Page {
-            items: all.into_iter().map(|(_, e)| e).collect(),
+            items: all.into_iter().map(|(_, e)| e.clone()).collect(),
             next,
         })
     }
@@ -601,25 +609,51 @@ mod tests {
         );
     }
 
+    /// A runner over the simulated tenant with in-memory stores and queues.
+    struct Wired {
+        runner: HealthRunner,
+        health: Arc<MemoryHealthStore>,
+        shards: Arc<MemoryQueue>,
+        alerts: Arc<MemoryQueue>,
+        summaries: Arc<crate::MemoryBandSummaries>,
+    }
+
+    impl Wired {
+        fn new(t: &TenantId, sim: &Arc<Simulated>) -> Self {
+            let health = Arc::new(MemoryHealthStore::with_tenants(std::slice::from_ref(t)));
+            let shards = Arc::new(MemoryQueue::default());
+            let alerts = Arc::new(MemoryQueue::default());
+            let summaries = Arc::new(crate::MemoryBandSummaries::default());
+            let runner = HealthRunner {
+                health: health.clone(),
+                accounts: sim.clone(),
+                usage: sim.clone(),
+                definitions: sim.clone(),
+                markers: sim.clone(),
+                band_summaries: summaries.clone(),
+                shards: shards.clone(),
+                alerts: alerts.clone(),
+                crm: None,
+                shard_size: 100,
+                concurrency: 4,
+            };
+            Self {
+                runner,
+                health,
+                shards,
+                alerts,
+                summaries,
+            }
+        }
+    }
+
     #[tokio::test]
     async fn the_fan_out_scores_every_account_exactly_once_even_when_shards_are_redelivered() {
         let (t, sim, as_of) = sim(1050);
-        let health = Arc::new(MemoryHealthStore::with_tenants(std::slice::from_ref(&t)));
-        let shards = Arc::new(MemoryQueue::default());
-        let alerts = Arc::new(MemoryQueue::default());
-        let runner = HealthRunner {
-            health: health.clone(),
-            accounts: sim.clone(),
-            usage: sim.clone(),
-            definitions: sim.clone(),
-            markers: sim.clone(),
-            shards: shards.clone(),
-            alerts: alerts.clone(),
-            crm: None,
-            shard_size: 100,
-            concurrency: 4,
-        };
-        let (started, out) = run_in_memory(&runner, &shards, &t, as_of, true)
+        let w = Wired::new(&t, &sim);
+        let (runner, health, shards, alerts, summaries) =
+            (&w.runner, &w.health, &w.shards, &w.alerts, &w.summaries);
+        let (started, out) = run_in_memory(runner, shards, &t, as_of, true)
             .await
             .unwrap();
         assert_eq!((started.accounts, started.shards), (1050, 11));
@@ -638,6 +672,17 @@ mod tests {
             scored,
             "one risk-index entry per scored account"
         );
+        // The day's band summary counts the bands the score phase stored.
+        use domain::health::bands::BandSummaryStore;
+        let days = summaries.band_summaries(&t, as_of, as_of).await.unwrap();
+        assert_eq!(days.len(), 1, "one summary for the day");
+        let stored = domain::health::bands::DailyBands::count(
+            as_of,
+            &started.run,
+            latest.iter().map(|r| (r.segment, r.band)),
+        );
+        assert_eq!(days[0], stored);
+        assert!(stored.total().red > 0 && stored.total().green > 0);
         // Alerts: each key raised by both deliveries, the same keys (notify dedupes).
         let mut keys: Vec<String> = std::iter::from_fn(|| alerts.pop())
             .map(|b| {
@@ -651,6 +696,44 @@ mod tests {
         keys.dedup();
         assert_eq!(raised, 2 * keys.len());
         assert!(!keys.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_risk_index_pages_every_entry_once_riskiest_first() {
+        let (t, sim, as_of) = sim(300);
+        let w = Wired::new(&t, &sim);
+        let health = &w.health;
+        run_in_memory(&w.runner, &w.shards, &t, as_of, false)
+            .await
+            .unwrap();
+        let scored = health.risk_entries();
+        assert!(scored > 100, "{scored}");
+        for bands in [vec![], vec![Band::Red]] {
+            let (mut seen, mut cursor) = (Vec::new(), None::<String>);
+            loop {
+                let page = health
+                    .list_risk(&t, None, &bands, 7, cursor.as_deref())
+                    .await
+                    .unwrap();
+                assert!(page.items.len() <= 7);
+                seen.extend(page.items);
+                match page.next {
+                    Some(n) => cursor = Some(n),
+                    None => break,
+                }
+            }
+            let keys: Vec<String> = seen
+                .iter()
+                .map(|e| keys::health_risk_sk(e.score, &e.account))
+                .collect();
+            assert!(keys.windows(2).all(|w| w[0] < w[1]), "in order, each once");
+            assert!(seen
+                .iter()
+                .all(|e| bands.is_empty() || bands.contains(&e.band)));
+            if bands.is_empty() {
+                assert_eq!(seen.len(), scored, "every entry");
+            }
+        }
     }
 
     proptest! {

@@ -12,7 +12,8 @@ pub use ledger::{Fault, MemoryLedger};
 pub use quarantine::MemoryQuarantine;
 pub use queue::MemoryQueue;
 pub use stores::{
-    MemoryAlertHistory, MemoryDigests, MemoryDirectory, MemoryEntitlements, MemoryMarkers,
+    MemoryAlertHistory, MemoryBandSummaries, MemoryDigests, MemoryDirectory, MemoryEntitlements,
+    MemoryMarkers,
 };
 
 #[cfg(test)]
@@ -42,6 +43,15 @@ mod small_ports_pass_the_suite {
     async fn memory_alert_history_keeps_each_accounts_newest_alerts_for_its_retention() {
         suite::an_accounts_recent_alerts_are_its_newest_within_the_retention(
             &MemoryAlertHistory::default(),
+            &tenant(),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn memory_band_summaries_are_read_by_day_and_a_rerun_replaces_its_day() {
+        suite::band_summaries_are_read_by_day_and_a_rerun_replaces_its_day(
+            &MemoryBandSummaries::default(),
             &tenant(),
         )
         .await;

@@ -9,6 +9,7 @@ use domain::auth::KeyGrant;
 use domain::digest::{AlertPolicy, DigestBucket};
 use domain::entitlement::Entitlement;
 use domain::event::TenantPolicy;
+use domain::health::bands::{BandSummaryStore, DailyBands};
 use domain::ids::{AccountId, EntitlementId, TenantId};
 use domain::ports::{
     AlertHistory, DigestStore, Directory, EntitlementStore, MarkerClaim, MarkerKind, MarkerStore,
@@ -334,5 +335,37 @@ impl AlertHistory for MemoryAlertHistory {
             .take(limit)
             .cloned()
             .collect())
+    }
+}
+
+/// Each tenant's daily band summaries by day (a day's summary replaces the last).
+#[derive(Default)]
+pub struct MemoryBandSummaries {
+    days: Mutex<HashMap<TenantId, BTreeMap<chrono::NaiveDate, DailyBands>>>,
+}
+
+#[async_trait]
+impl BandSummaryStore for MemoryBandSummaries {
+    async fn put_band_summary(&self, t: &TenantId, day: &DailyBands) -> Result<(), StoreError> {
+        lock(&self.days)?
+            .entry(t.clone())
+            .or_default()
+            .insert(day.as_of, day.clone());
+        Ok(())
+    }
+
+    async fn band_summaries(
+        &self,
+        t: &TenantId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<DailyBands>, StoreError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        Ok(lock(&self.days)?
+            .get(t)
+            .map(|d| d.range(from..=to).map(|(_, b)| b.clone()).collect())
+            .unwrap_or_default())
     }
 }

@@ -367,6 +367,87 @@ pub async fn entitlements_are_found_by_id_and_listed_by_account(
     );
 }
 
+/// A tenant's daily band summaries: the days asked for, oldest first, only those that
+/// have one; a later run of a day replaces that day's; each tenant its own.
+pub async fn band_summaries_are_read_by_day_and_a_rerun_replaces_its_day(
+    store: &dyn domain::health::bands::BandSummaryStore,
+    tenant: &TenantId,
+) {
+    use domain::health::bands::DailyBands;
+    use domain::health::model::Band;
+    use domain::ids::Segment;
+    let first = day();
+    let on = |offset: i64, run: &str, reds: usize| {
+        DailyBands::count(
+            first + chrono::Duration::days(offset),
+            run,
+            std::iter::repeat_n((Segment::Smb, Some(Band::Red)), reds).chain([
+                (Segment::Enterprise, Some(Band::Green)),
+                (Segment::Enterprise, None),
+            ]),
+        )
+    };
+    // Days 0, 1, 3 and 5 (none on 2 and 4), written out of order.
+    for (offset, reds) in [(3, 3), (0, 1), (5, 5), (1, 2)] {
+        assert!(store
+            .put_band_summary(tenant, &on(offset, "run-a", reds))
+            .await
+            .is_ok());
+    }
+    // Day 3 scored again by a later run: it replaces the first.
+    assert!(store
+        .put_band_summary(tenant, &on(3, "run-b", 7))
+        .await
+        .is_ok());
+    let read = store
+        .band_summaries(
+            tenant,
+            first + chrono::Duration::days(1),
+            first + chrono::Duration::days(4),
+        )
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        read,
+        vec![on(1, "run-a", 2), on(3, "run-b", 7)],
+        "the days in range that have a summary, oldest first, the later run's"
+    );
+    let all = store
+        .band_summaries(tenant, first, first + chrono::Duration::days(400))
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        all.iter()
+            .map(|d| d.segments.get(&Segment::Smb).map_or(0, |c| c.red))
+            .collect::<Vec<_>>(),
+        vec![1, 2, 7, 5]
+    );
+    assert_eq!(
+        all.first()
+            .and_then(|d| d.segments.get(&Segment::Enterprise))
+            .map(|c| (c.green, c.insufficient)),
+        Some((1, 1)),
+        "the counts come back as written"
+    );
+    let other = TenantId::parse("suite-other").expect("valid");
+    assert!(
+        store
+            .band_summaries(&other, first, first + chrono::Duration::days(10))
+            .await
+            .unwrap_or_default()
+            .is_empty(),
+        "each tenant its own"
+    );
+    assert!(
+        store
+            .band_summaries(tenant, first + chrono::Duration::days(5), first)
+            .await
+            .unwrap_or_default()
+            .is_empty(),
+        "an empty range"
+    );
+}
+
 fn alert(tenant: &TenantId, meter: &str) -> domain::alert::Alert {
     let def =
         domain::definition::Definition::new(MeterName::parse(meter).expect("valid"), Utc::now());

@@ -290,6 +290,32 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
         .expect("the score run starts");
     ts.drain_score().await;
     ts.drain_alerts().await;
+    // The run summarised today's bands; eight days ago (as that day's run would have
+    // written it) the decaying accounts were counted green.
+    let today_bands = domain::health::bands::BandSummaryStore::band_summaries(
+        ts.stack.store.as_ref(),
+        &tenant,
+        chrono::Utc::now().date_naive(),
+        chrono::Utc::now().date_naive(),
+    )
+    .await
+    .expect("band summaries")
+    .pop()
+    .expect("the score run wrote today's band counts");
+    let mut earlier = today_bands.clone();
+    earlier.as_of = week_ago;
+    earlier.run = "earlier".into();
+    for c in earlier.segments.values_mut() {
+        c.green = c.green.saturating_add(c.red);
+        c.red = 0;
+    }
+    domain::health::bands::BandSummaryStore::put_band_summary(
+        ts.stack.store.as_ref(),
+        &tenant,
+        &earlier,
+    )
+    .await
+    .expect("last week's band counts");
     let stack = Arc::new(ts.stack);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -365,6 +391,59 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
     assert_eq!(
         text(&c, "tr[data-account] td[data-renewal]").await,
         format!("{days} days")
+    );
+    // Band counts per segment: the page shows GET /v1/health/bands, and its red count
+    // is the red rows of the risk listing; the chart draws both summarised days.
+    let (s, bands) = api(&stack, &demo.read_key, "GET", "/v1/health/bands").await;
+    assert_eq!(s, 200, "{bands}");
+    let segments = bands["latest"]["segments"].as_object().expect("segments");
+    assert!(!segments.is_empty(), "{bands}");
+    for (seg, counts) in segments {
+        for band in ["red", "yellow", "green", "insufficient"] {
+            assert_eq!(
+                attr(
+                    &c,
+                    &format!("table.bands tr[data-segment={seg}] td[data-band={band}]"),
+                    "data-count"
+                )
+                .await,
+                counts[band].to_string(),
+                "{seg} {band}"
+            );
+        }
+    }
+    let red_rows = listed["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["band"] == "red")
+        .count();
+    assert_eq!(
+        attr(
+            &c,
+            "table.bands tr[data-segment=all] td[data-band=red]",
+            "data-count"
+        )
+        .await,
+        red_rows.to_string()
+    );
+    assert!(red_rows >= demo.decaying.len());
+    assert_eq!(attr(&c, "svg#band-chart", "data-points").await, "2");
+    assert_eq!(
+        attr(&c, "svg#band-chart g[data-series='At risk']", "data-last").await,
+        red_rows.to_string()
+    );
+    let chart = c
+        .find(Locator::Css("svg#band-chart desc"))
+        .await
+        .expect("the chart's description")
+        .prop("textContent")
+        .await
+        .expect("textContent")
+        .unwrap_or_default();
+    assert!(
+        chart.contains(&format!("At risk 0 to {red_rows}")),
+        "the red count rose from 0: {chart}"
     );
     shoot(&c, "portfolio").await;
     assert_accessible(&c, "portfolio").await;

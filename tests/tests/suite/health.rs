@@ -184,6 +184,26 @@ async fn a_scheduled_run_scores_every_account_once_lists_decaying_accounts_first
         .collect();
     assert_eq!(order.len(), 10);
     assert!(order[..3].iter().all(|a| DECAYING.contains(a)), "{order:?}");
+    // The day's band counts, as the run summarised them, are the bands it stored.
+    let (s, bands) = ts.call_as(&key, "GET", "/v1/health/bands", None).await;
+    assert_eq!(s, 200, "{bands}");
+    assert_eq!(bands["days"].as_array().map(Vec::len), Some(1), "{bands}");
+    assert_eq!(bands["latest"]["as_of"], today.to_string());
+    assert_eq!(bands["latest"]["run"], started.run);
+    for band in ["red", "yellow", "green"] {
+        let listed = all["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["band"] == band)
+            .count() as u64;
+        assert_eq!(
+            bands["latest"]["segments"]["mid_market"][band].as_u64(),
+            Some(listed),
+            "{band}: {bands}"
+        );
+    }
+    assert_eq!(bands["latest"]["segments"]["mid_market"]["red"], 3);
 
     let (s, h) = ts
         .call_as(&key, "GET", "/v1/accounts/dec-1/health", None)
@@ -226,6 +246,16 @@ async fn a_scheduled_run_scores_every_account_once_lists_decaying_accounts_first
     assert_eq!(hist["history"].as_array().unwrap().len(), 1, "{hist}");
     let (_, red2) = ts.call_as(&key, "GET", "/v1/accounts?band=red", None).await;
     assert_eq!(red2["accounts"].as_array().unwrap().len(), 3, "{red2}");
+    let (_, bands2) = ts.call_as(&key, "GET", "/v1/health/bands", None).await;
+    assert_eq!(bands2["days"].as_array().map(Vec::len), Some(1), "{bands2}");
+    assert_eq!(
+        bands2["latest"]["run"], again.run,
+        "the day's later run replaces it"
+    );
+    assert_eq!(
+        bands2["latest"]["segments"], bands["latest"]["segments"],
+        "same day, same counts"
+    );
     // The first run sets the baseline: no one is paged; each decaying account's red
     // start waits in the mid-market digest once, with owner and reasons.
     ts.drain_alerts().await;
@@ -284,6 +314,14 @@ async fn health_routes_refuse_bad_input_and_hide_other_tenants() {
             "/v1/accounts/fresh/health/history?from=2026-01-01&to=2025-01-01",
             400,
             "invalid_parameter",
+        ),
+        ("GET", "/v1/health/bands?days=0", 400, "invalid_parameter"),
+        ("GET", "/v1/health/bands?days=401", 400, "invalid_parameter"),
+        (
+            "GET",
+            "/v1/health/bands?from=2026-01-01",
+            400,
+            "unknown_parameter",
         ),
         ("GET", "/v1/accounts/fresh/health", 404, "not_scored"),
         ("GET", "/v1/accounts/nobody/health", 404, "not_found"),
@@ -610,4 +648,153 @@ async fn the_backtest_on_stored_usage_reports_the_same_figures_as_on_the_files_i
         "an AUC needs churners and stayers scored: {all}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue #12: a renewal date synced from the HubSpot company property the tenant maps to
+/// `renewal_date` reaches the portfolio through the real path: a signed
+/// `company.propertyChange` webhook (a date property's epoch milliseconds, or a plain
+/// date), ingest, the profile, the score run (whose write-back lands on the same
+/// companies in the CRM stand-in), the risk index and `GET /v1/accounts?sort=risk`.
+/// A profile's own renewal date stands where nothing is synced.
+#[tokio::test]
+async fn a_renewal_date_synced_from_a_mapped_hubspot_property_reaches_the_portfolio() {
+    use aws::hubspot::HyperPost;
+    use domain::health::writeback::HubSpotWriteback;
+    const PORTAL: u64 = 62_999;
+    const URI: &str = "https://hooks.example.com/v1/webhooks/hubspot";
+    let ts = TestStack::fresh().await;
+    let (t, key) = tenant(&ts, "renewals").await;
+    ts.stack.store.map_portal(PORTAL, &t).await.expect("portal");
+    for (path, body) in [
+        (
+            "/v1/hubspot/mappings",
+            r#"{"rules":[],"profile_properties":{"contract_renewal":"renewal_date"}}"#,
+        ),
+        ("/v1/health/config", r#"{"crm_writeback":true}"#),
+    ] {
+        let (s, v) = ts.call_as(&key, "PUT", path, Some(body)).await;
+        assert_eq!(s, 200, "{path}: {v}");
+    }
+    load_usage(&ts, &key).await;
+    // ok-2 (company 9004) has a renewal date on its profile and none synced.
+    let onboarded = (Utc::now().date_naive() - Duration::days(DAYS)).to_string();
+    let (s, v) = ts
+        .call_as(
+            &key,
+            "PUT",
+            "/v1/accounts/ok-2",
+            Some(&format!(
+                r#"{{"name":"ok-2 Inc","segment":"mid_market","owner_email":"csm-ok-2@example.com","onboarding_date":"{onboarded}","renewal_date":"2027-09-30","crm_ids":{{"hubspot_company_id":"9004"}}}}"#
+            )),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+
+    // HubSpot sends the property changes: dec-1's company (9000) as a date property's
+    // epoch milliseconds at midnight UTC, ok-1's (9003) as a plain date.
+    let midnight = chrono::NaiveDate::from_ymd_opt(2027, 3, 31)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .expect("a date")
+        .and_utc()
+        .timestamp_millis();
+    let at = Utc::now().timestamp_millis() - 1_000;
+    let change = |id: u64, company: u64, value: String| {
+        serde_json::json!({"eventId": id, "portalId": PORTAL, "occurredAt": at,
+            "subscriptionType": "company.propertyChange", "objectId": company,
+            "propertyName": "contract_renewal", "propertyValue": value})
+    };
+    let body = serde_json::json!([
+        change(1, 9000, midnight.to_string()),
+        change(2, 9003, "2027-01-15".to_owned())
+    ])
+    .to_string();
+    let stamp = Utc::now().timestamp_millis().to_string();
+    let req = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/v1/webhooks/hubspot")
+        .header("content-type", "application/json")
+        .header(
+            "x-hubspot-signature-v3",
+            domain::hubspot::signature::v3_signature(
+                e2e::HUBSPOT_SECRET,
+                "POST",
+                URI,
+                body.as_bytes(),
+                &stamp,
+            ),
+        )
+        .header("x-hubspot-request-timestamp", stamp)
+        .body(lambda_http::Body::Binary(body.into_bytes()))
+        .expect("a request");
+    let (s, v) = e2e::decode(ts.stack.ingest.handle(req).await);
+    assert_eq!(s, 200, "{v}");
+    ts.drain_all(std::time::Duration::from_secs(3)).await;
+    let (_, dec) = ts.call_as(&key, "GET", "/v1/accounts/dec-1", None).await;
+    assert_eq!(
+        (
+            dec["crm_properties"]["renewal_date"]["value"].as_str(),
+            dec["crm_properties"]["renewal_date"]["source"].as_str()
+        ),
+        (Some("2027-03-31"), Some("contract_renewal")),
+        "{dec}"
+    );
+
+    // The score run, writing back to the CRM stand-in once its properties exist.
+    let crm = e2e::crm::CrmStandIn::start("pat-renew").await;
+    let mut client = domain::hubspot::client::HubSpotClient::new(
+        &crm.base,
+        Arc::new(HyperPost::new().expect("an HTTP client")),
+        100,
+    );
+    client.backoff = std::time::Duration::from_millis(50);
+    domain::hubspot::setup::run(&client, "pat-renew")
+        .await
+        .expect("hubspot setup");
+    let wb = HubSpotWriteback::new(
+        &crm.base,
+        std::collections::HashMap::from([(t.clone(), "pat-renew".to_owned())]),
+        Arc::new(HyperPost::new().expect("an HTTP client")),
+        100,
+    );
+    let runner = Arc::new(
+        ts.stack
+            .health_runner(Some(Arc::new(wb)))
+            .expect("score runner wiring"),
+    );
+    let score = score::Score::new(runner.clone());
+    runner
+        .start(&t, Utc::now().date_naive(), Utc::now())
+        .await
+        .expect("start");
+    let polled = ts.drain_score_with(&score).await;
+    assert_eq!(polled.failed, 0);
+
+    let (s, listed) = ts
+        .call_as(&key, "GET", "/v1/accounts?sort=risk&limit=50", None)
+        .await;
+    assert_eq!(s, 200, "{listed}");
+    let renewals: BTreeMap<String, Option<String>> = listed["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .map(|a| {
+            (
+                a["account"].as_str().unwrap_or_default().to_owned(),
+                a["renewal_date"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(renewals.len(), 10, "{listed}");
+    assert_eq!(renewals["dec-1"].as_deref(), Some("2027-03-31"));
+    assert_eq!(renewals["ok-1"].as_deref(), Some("2027-01-15"));
+    assert_eq!(renewals["ok-2"].as_deref(), Some("2027-09-30"));
+    assert_eq!(
+        renewals.values().filter(|r| r.is_some()).count(),
+        3,
+        "{renewals:?}"
+    );
+    // The scores went back to the companies whose property was synced.
+    let s = crm.lock();
+    assert_eq!(s.companies["9000"]["usage_health_band"], "red");
+    assert!(s.companies.contains_key("9003"), "{:?}", s.companies.keys());
 }

@@ -113,3 +113,13 @@ async fn the_dynamo_quarantine_pages_held_events_in_key_order() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn dynamo_band_summaries_are_read_by_day_and_a_rerun_replaces_its_day() {
+    let t = TestStack::fresh().await;
+    suite::band_summaries_are_read_by_day_and_a_rerun_replaces_its_day(
+        t.stack.store.as_ref(),
+        &t.tenant,
+    )
+    .await;
+}

@@ -3,6 +3,7 @@
 //! CRM write-back, a synthetic data generator and a backtest.
 
 pub mod backtest;
+pub mod bands;
 pub mod config;
 pub mod fit;
 pub mod metric;

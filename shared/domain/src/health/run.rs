@@ -4,6 +4,7 @@
 //! the score phase; score workers normalise, store records, raise alerts and write
 //! back to the CRM. Every step is idempotent under SQS redelivery (docs/adr/0006).
 
+use super::bands::{BandSummaryStore, DailyBands};
 use super::config::HealthConfig;
 use super::model::{self, Series, Subject};
 use super::record::{self, AccountInfo};
@@ -159,6 +160,8 @@ pub struct HealthRunner {
     /// default config (see [`HealthConfig::resolve`]).
     pub definitions: Arc<dyn DefinitionStore>,
     pub markers: Arc<dyn MarkerStore>,
+    /// Each day's band counts per segment (written when every shard is measured).
+    pub band_summaries: Arc<dyn BandSummaryStore>,
     pub shards: Arc<dyn EventQueue>,
     pub alerts: Arc<dyn EventQueue>,
     pub crm: Option<Arc<dyn CrmSink>>,
@@ -341,6 +344,19 @@ impl HealthRunner {
                         &cfg,
                     );
                     self.health.put_baselines(tenant, run, &baselines).await?;
+                    // The bands the score phase stores, counted now that the
+                    // baselines are known (a redelivery rewrites the same day).
+                    let summary = DailyBands::of_run(
+                        as_of,
+                        run,
+                        all.iter()
+                            .flat_map(|s| s.accounts.iter().map(|m| &m.measurement)),
+                        &baselines,
+                        &cfg,
+                    );
+                    self.band_summaries
+                        .put_band_summary(tenant, &summary)
+                        .await?;
                     let bodies = (0..shards)
                         .map(|i| {
                             to_json(&ShardMessage::Score {
