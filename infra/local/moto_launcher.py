@@ -53,6 +53,11 @@ What this changes, and nothing else:
 10. Items are built in one pass instead of re-summing their size for every attribute set,
    with short texts interned, and the direct ADD of point 7 keeps the item's size the
    same way (see _build_items_in_linear_time).
+11. DynamoDB attribute values and items (``DynamoType``, ``Item``) are not added to moto's
+   list of every model instance ever created (``BaseModel.__new__`` appends each one to
+   ``instances_tracked``, read only by the ``/moto-api/data.json`` dashboard): every
+   value a request parsed, every copy a query returned and every number an ADD replaced
+   stayed in memory for the server's life (see _untrack_dynamodb_values).
 
 moto's conditions, cancellation reasons and error codes are its own code, unchanged.
 The patched functions are fingerprinted: if the installed moto's sources differ from the
@@ -119,6 +124,11 @@ EXPECTED_SOURCES = {
     # Items built without the quadratic size check (point 10).
     "Item.__init__": "a307e932656a549f88378e5b18e6fc87070f4e415b143acd1c47369cba1dcbdf",
     "DynamoType.size": "f7c111fca25b4c5ecea8b4d570d210aef1dcf5b9c52fa3250a27f1bfdd85966b",
+    # Values and items not tracked (point 11): the tracking constructor, the metaclass that
+    # gives each model class its list, and the reset that empties the lists.
+    "BaseModel.__new__": "08cf0ef20e88029a2eb91949492ce3281001a34b98143db186239962ad379eec",
+    "InstanceTrackerMeta.__new__": "bee162e12b56986ce029664fd87c4dc5ce76de919f732a86bc665911539d68ee",
+    "model_instances.reset_model_data": "4a510e716295498976f53e61a8982c0f2834f352341149a3dbbb649292153ed1",
 }
 
 
@@ -148,7 +158,14 @@ def _targets() -> dict[str, Any]:
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser
     from moto.dynamodb.parsing.validators import Validator
 
+    from moto.core import model_instances
+    from moto.core.base_backend import InstanceTrackerMeta
+    from moto.core.common_models import BaseModel
+
     current = {
+        "BaseModel.__new__": BaseModel.__new__,
+        "InstanceTrackerMeta.__new__": InstanceTrackerMeta.__new__,
+        "model_instances.reset_model_data": model_instances.reset_model_data,
         "ConditionExpressionParser.parse": ConditionExpressionParser.parse,
         "ConditionExpressionParser.__init__": ConditionExpressionParser.__init__,
         "Op.__init__": Op.__init__,
@@ -351,6 +368,7 @@ def apply_patch() -> None:
     _cache_update_expression_parses()
     _cache_condition_expression_parses()
     _build_items_in_linear_time()
+    _untrack_dynamodb_values()
     Table.__deepcopy__ = _table_deepcopy  # type: ignore[attr-defined]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
@@ -568,6 +586,30 @@ def _build_items_in_linear_time() -> None:
 
     item_init._moto_launcher = True  # type: ignore[attr-defined]
     Item.__init__ = item_init  # type: ignore[method-assign]
+
+
+def _untrack_dynamodb_values() -> None:
+    """Point 11: moto's ``BaseModel.__new__`` appends every instance of every model class
+    to the class's ``instances_tracked`` list, kept until ``/moto-api/reset`` and read
+    only by the dashboard's ``/moto-api/data.json``. ``DynamoType`` (one per attribute
+    value, nested ones included) and ``Item`` are model classes, so every value ever
+    built stayed reachable: the values parsed from each request, the deep copies a Query
+    returns (moto copies each page before serialising it), the journal's copies, each
+    number an ``ADD`` replaced. A full-partition query of 200 rollup items kept ~1.4 MB;
+    the score job's reads grew the server by 400 MB. These two classes are built without
+    the append (what ``BaseModel.__new__`` does otherwise: ``object.__new__``); stored
+    items stay reachable through their tables as before. Every other model class is
+    tracked as before; the dashboard lists no ``DynamoType``/``Item`` instances.
+    """
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    def untracked_new(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        return object.__new__(cls)
+
+    untracked_new._moto_launcher = True  # type: ignore[attr-defined]
+    for cls in (DynamoType, Item):
+        cls.__new__ = staticmethod(untracked_new)  # type: ignore[assignment,method-assign]
+        cls.instances_tracked = []  # type: ignore[attr-defined]
 
 
 def _add_numbers_directly() -> None:

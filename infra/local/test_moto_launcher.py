@@ -366,6 +366,44 @@ def test_the_launcher_rolls_back_without_replacing_the_table() -> None:
         assert sorted(i.hash_key.value for i in stored.all_items()) == ["held"]
 
 
+def test_the_values_a_query_or_an_add_leaves_behind_are_freed_and_stored_items_stay() -> None:
+    """In-process (point 11): plain moto keeps every DynamoType and Item it ever built
+    (BaseModel's instances_tracked), so a query's copies and replaced ADD values leak."""
+    import gc
+    import weakref
+
+    from moto import mock_aws
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    moto_launcher.apply_patch()
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        table = _table(client)
+        for sk in ("a", "b", "c"):
+            client.put_item(TableName=table, Item={**_key(True, "p", sk), "q": {"N": "1"}, "m": {"M": {"x": {"S": "y"}}}})
+        backend = dynamodb_backends["123456789012"]["us-east-1"]
+        stored = backend.tables[table]
+        old_q = weakref.ref(stored.items[DynamoType({"S": "p"})][DynamoType({"S": "a"})].attrs["q"])
+        backend.update_item(table, {**_key(True, "p", "a")}, "ADD #q :q", {"#q": "q"}, {":q": {"N": "2"}})
+        items, _, _ = backend.query(table, DynamoType({"S": "p"}), None, [], None, None, True, None)
+        copies = [weakref.ref(i) for i in items] + [weakref.ref(v) for i in items for v in i.attrs.values()]
+        copies += [weakref.ref(i.attrs["m"].value["x"]) for i in items]
+        del items
+        gc.collect()
+        assert [r() for r in copies] == [None] * len(copies)
+        assert old_q() is None, "the number the ADD replaced is freed"
+        assert not DynamoType.instances_tracked and not Item.instances_tracked
+        answer = client.query(
+            TableName=table, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "p"}}
+        )["Items"]
+        assert [(i["sk"]["S"], i["q"]["N"], i["m"]["M"]["x"]["S"]) for i in answer] == [
+            ("a", "3", "y"),
+            ("b", "1", "y"),
+            ("c", "1", "y"),
+        ]
+
+
 def test_the_cached_lookups_give_the_answers_moto_computes_each_time() -> None:
     from moto import backends
     from moto.core import responses, utils

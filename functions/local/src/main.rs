@@ -300,10 +300,7 @@ async fn main() -> Result<()> {
             Stack::new(
                 aws,
                 &p,
-                PipelineConfig {
-                    retention: lambda::config::ledger_retention()?.duration(),
-                    ..PipelineConfig::default()
-                },
+                local::stack::runner_pipeline(lambda::config::ledger_retention()?.duration()),
                 HubspotSettings::from_env(public_default)?,
             )?,
             p,

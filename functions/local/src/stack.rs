@@ -461,3 +461,39 @@ pub fn hubspot_setup(
         )),
     })))
 }
+
+/// The pipeline settings of the runner's own stack (`usage-local serve` and the admin
+/// commands), over the emulator: the rollup claims its events in groups of
+/// [`crate::import::IMPORT_CLAIM_GROUP`], as the importer does. moto serves one request
+/// at a time, and a conditional put per event made the demo's rollup send one request
+/// per event (about 6x the importer's cost per event; ADR 0008, "The runner's rollup");
+/// a group travels as one conditional transaction and each claim decides exactly what
+/// its own put would (ADR 0001, "Import: claims in groups"). The deployed rollup keeps
+/// one put per event: 1 write unit per claim instead of 2 (`PipelineConfig::default`).
+pub fn runner_pipeline(retention: chrono::Duration) -> PipelineConfig {
+    PipelineConfig {
+        retention,
+        claim_group: crate::import::IMPORT_CLAIM_GROUP,
+        ..PipelineConfig::default()
+    }
+}
+
+#[cfg(test)]
+mod runner_pipeline_tests {
+    use super::*;
+    use domain::pipeline::MAX_CLAIM_GROUP;
+
+    #[test]
+    fn the_runners_rollup_claims_in_full_groups_and_keeps_the_retention_it_is_given() {
+        let cfg = runner_pipeline(chrono::Duration::days(30));
+        assert_eq!(cfg.claim_group, MAX_CLAIM_GROUP);
+        assert!(cfg.claim_group > 1);
+        assert_eq!(cfg.retention, chrono::Duration::days(30));
+        assert!(cfg.merge_chunks, "the units of a batch are still merged");
+    }
+
+    #[test]
+    fn the_deployed_rollup_still_claims_one_event_per_put() {
+        assert_eq!(PipelineConfig::default().claim_group, 1);
+    }
+}
