@@ -455,6 +455,12 @@ impl TestStack {
     pub async fn drain_score_with(&self, handler: &dyn local::esm::SqsHandler) -> PollStats {
         drain_with(&self.stack.score_poller, handler).await
     }
+
+    /// Drains the FIFO write-back queue into `handler` (a score function with a
+    /// write-back consumer) until nothing is visible.
+    pub async fn drain_writeback_with(&self, handler: &dyn local::esm::SqsHandler) -> PollStats {
+        drain_with(&self.stack.writeback_poller, handler).await
+    }
 }
 
 /// A counting global allocator for the benchmarks' peak-heap figures: a bench binary

@@ -197,6 +197,8 @@ pub enum Route {
     GetHealthConfig,
     HealthBands,
     PutHealthConfig,
+    GetPlays,
+    PutPlays,
     DeleteDefinition,
     RestoreDefinition,
     DefinitionChanges,
@@ -259,6 +261,8 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("GET", "/v1/health/config", Route::GetHealthConfig),
     ("GET", "/v1/health/bands", Route::HealthBands),
     ("PUT", "/v1/health/config", Route::PutHealthConfig),
+    ("GET", "/v1/hubspot/plays", Route::GetPlays),
+    ("PUT", "/v1/hubspot/plays", Route::PutPlays),
     // Governance and audits (functions/api/src/governance.rs).
     ("DELETE", "/v1/definitions/{meter}", Route::DeleteDefinition),
     (
@@ -556,6 +560,8 @@ impl Api {
             Route::GetHealthConfig => self.get_health_config(&tenant).await,
             Route::HealthBands => self.health_bands(&tenant, &req).await,
             Route::PutHealthConfig => self.put_health_config(&tenant, &req).await,
+            Route::GetPlays => self.get_plays(&tenant).await,
+            Route::PutPlays => self.put_plays(&tenant, &req).await,
             Route::DeleteDefinition => self.delete_definition(&tenant, &param("meter"), &req).await,
             Route::RestoreDefinition => {
                 self.restore_definition(&tenant, &param("meter"), &req)
@@ -1182,6 +1188,31 @@ impl Api {
         self.health.put_health_config(tenant, &cfg).await?;
         tracing::info!(tenant = %tenant, crm_writeback = cfg.crm_writeback, "health config saved");
         Ok(json(200, &json!({"config": cfg, "source": "tenant"})))
+    }
+
+    /// The tenant's plays by tier (none configured: no tier runs a play).
+    async fn get_plays(&self, tenant: &TenantId) -> Result<Response<Body>, ApiError> {
+        let stored = self.health.get_plays(tenant).await?;
+        let source = if stored.is_some() {
+            "tenant"
+        } else {
+            "defaults"
+        };
+        Ok(json(
+            200,
+            &json!({"plays": stored.unwrap_or_default(), "source": source}),
+        ))
+    }
+
+    async fn put_plays(
+        &self,
+        tenant: &TenantId,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let plays = domain::health::plays::Plays::from_body(body_bytes(req))?;
+        self.health.put_plays(tenant, &plays).await?;
+        tracing::info!(tenant = %tenant, tiers = plays.tiers.len(), "plays saved");
+        Ok(json(200, &json!({"plays": plays, "source": "tenant"})))
     }
 
     async fn get_mappings(&self, tenant: &TenantId) -> Result<Response<Body>, ApiError> {

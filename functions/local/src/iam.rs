@@ -339,6 +339,8 @@ impl Check {
     /// The logical id of the resource (`{prefix}-{Logical}` is every local name).
     pub fn logical_resource(&self) -> Option<&str> {
         let mut name = self.resource.rsplit([':', '/']).next()?;
+        // FIFO queues' names end in `.fifo`.
+        name = name.strip_suffix(".fifo").unwrap_or(name);
         if self.resource.contains(":secretsmanager:") {
             // Secrets Manager appends `-` and six random characters to a secret's name.
             name = name.rsplit_once('-')?.0;

@@ -785,7 +785,17 @@ async fn serve(
         })
         .await?;
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(poller, alerts_poller, inbox, scheduler, score_poller);
+    let writeback_poller = tokio::spawn(
+        Arc::clone(&stack.writeback_poller).run_shared(stack.score_handler(), stop_rx.clone()),
+    );
+    let _ = tokio::join!(
+        poller,
+        alerts_poller,
+        inbox,
+        scheduler,
+        score_poller,
+        writeback_poller
+    );
     eprintln!("usage-local stopped");
     Ok(())
 }

@@ -153,9 +153,21 @@ pub async fn provision(
         .collect();
     queues.sort_by_key(|(_, r)| props(r).contains_key("RedrivePolicy"));
     for (id, r) in queues {
-        let (url, arn) = create_queue(&sqs, &format!("{prefix}-{id}"), props(r), &out, overrides)
-            .await
-            .with_context(|| format!("creating queue {id}"))?;
+        // FIFO queue names end in `.fifo` (CloudFormation appends it to generated names).
+        let fifo = if props(r).get("FifoQueue").and_then(scalar).as_deref() == Some("true") {
+            ".fifo"
+        } else {
+            ""
+        };
+        let (url, arn) = create_queue(
+            &sqs,
+            &format!("{prefix}-{id}{fifo}"),
+            props(r),
+            &out,
+            overrides,
+        )
+        .await
+        .with_context(|| format!("creating queue {id}"))?;
         out.refs.insert(id.clone(), url);
         out.arns.insert(id.clone(), arn);
     }

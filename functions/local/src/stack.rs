@@ -34,6 +34,9 @@ pub struct Stack {
     /// Health scoring: the score function and its shard-queue mapping.
     pub score: Arc<score::Score>,
     pub score_poller: Arc<Poller>,
+    /// The FIFO write-back queue's mapping onto the score function (HubSpot company
+    /// updates and play tasks, one portal's messages at a time).
+    pub writeback_poller: Arc<Poller>,
     pub audit: Arc<audit::Audit>,
     /// The CS cockpit (`/app`), calling the same API in-process.
     pub web: Arc<web::Web>,
@@ -227,7 +230,28 @@ impl Stack {
                 .map_err(anyhow::Error::msg)?,
             ),
         };
-        let score = Arc::new(score::Score::new(Arc::new(score_role.runner(crm)?)));
+        // As on AWS: with tokens, the run queues its CRM work on the FIFO write-back
+        // queue and the score function drains it through the HubSpot client.
+        let writeback_url = p.reference("WritebackQueue")?.to_owned();
+        let score = Arc::new(match crm {
+            Some(sink) => score::Score::new(Arc::new(
+                score_role.runner(Some(score::queued_writeback(&score_sqs, &writeback_url)))?,
+            ))
+            .with_writeback_consumer(sink),
+            None => score::Score::new(Arc::new(score_role.runner(None)?)),
+        });
+        let writeback_poller = Arc::new(Poller {
+            sqs: score_sqs.clone(),
+            mapping: Mapping {
+                queue_url: writeback_url,
+                queue_arn: p.arns.get("WritebackQueue").cloned().unwrap_or_default(),
+                // As the template's mapping: one message (at most 100 companies, one
+                // HubSpot request) per invocation.
+                batch_size: 1,
+                batching_window: Duration::from_millis(0),
+            },
+            requests: Default::default(),
+        });
         let score_poller = Arc::new(Poller {
             sqs: score_sqs,
             mapping: Mapping {
@@ -276,6 +300,7 @@ impl Stack {
             dlq_url,
             score,
             score_poller,
+            writeback_poller,
             audit,
             web,
             score_role,

@@ -4,9 +4,14 @@
 //!   enumerates accounts and enqueues measure shards on the shard queue.
 //! * The shard queue (SQS, `ReportBatchItemFailures`): measure and score shards, see
 //!   [`domain::health::run`].
+//! * The write-back queue (SQS FIFO, message group = HubSpot portal): company updates
+//!   and play tasks the score run queued, sent through the paced HubSpot client, see
+//!   [`domain::health::crm_queue`]. Records from a `.fifo` queue are write-back
+//!   messages.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{NaiveDate, Utc};
+use domain::health::crm_queue::{QueuedWriteback, WritebackConsumer, WritebackError};
 use domain::health::run::{HealthRunner, RunStarted};
 use domain::health::writeback::{CrmSink, HubSpotWriteback, Tokens};
 use serde::Deserialize;
@@ -16,6 +21,8 @@ pub struct Score {
     pub runner: Arc<HealthRunner>,
     /// Shard messages of one SQS batch handled at the same time.
     pub concurrency: usize,
+    /// The write-back queue's consumer (`None`: write-back is not queued).
+    pub writeback: Option<Arc<WritebackConsumer>>,
 }
 
 /// Optional input of the scheduled event (EventBridge `Input`, or the local job).
@@ -63,12 +70,89 @@ pub fn writeback(tokens: Tokens) -> Result<Arc<dyn CrmSink>, String> {
     )))
 }
 
+/// The CRM sink of the score run when `WRITEBACK_QUEUE_URL` names the FIFO write-back
+/// queue: updates and tasks are queued per portal and sent by the queue's consumer.
+pub fn queued_writeback(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Arc<dyn CrmSink> {
+    Arc::new(QueuedWriteback {
+        queue: Arc::new(aws::sqs::SqsQueue::new(sqs.clone(), queue_url)),
+    })
+}
+
+/// Whether an SQS record comes from a FIFO queue (the write-back queue).
+fn from_fifo(m: &aws_lambda_events::sqs::SqsMessage) -> bool {
+    m.event_source_arn
+        .as_deref()
+        .is_some_and(|a| a.ends_with(".fifo"))
+}
+
 impl Score {
     pub fn new(runner: Arc<HealthRunner>) -> Self {
         Self {
             runner,
             concurrency: 2,
+            writeback: None,
         }
+    }
+
+    /// Consumes the write-back queue with `sink` (the HubSpot client).
+    pub fn with_writeback_consumer(mut self, sink: Arc<dyn CrmSink>) -> Self {
+        self.writeback = Some(Arc::new(WritebackConsumer { sink }));
+        self
+    }
+
+    /// Write-back messages, in order: after a failure, the later messages of its group
+    /// in the batch are failed unprocessed, so a portal's order holds (as Lambda asks of
+    /// FIFO consumers); other groups go on.
+    async fn drain(&self, records: Vec<aws_lambda_events::sqs::SqsMessage>) -> SqsBatchResponse {
+        use lambda::batch::{correlated, correlation_of, response, run_each, Failed};
+        let mut failed_groups = std::collections::HashSet::new();
+        let mut results = Vec::with_capacity(records.len());
+        for m in records {
+            let id = m.message_id.clone().unwrap_or_default();
+            let group = m
+                .attributes
+                .get("MessageGroupId")
+                .cloned()
+                .unwrap_or_default();
+            if failed_groups.contains(&group) {
+                results.push((
+                    id,
+                    Err(Failed::Error(WritebackError::Retry {
+                        failed: 0,
+                        error: format!("an earlier message of group {group} failed"),
+                    })),
+                ));
+                continue;
+            }
+            let Some(consumer) = self.writeback.clone() else {
+                results.push((
+                    id,
+                    Err(Failed::Error(WritebackError::Retry {
+                        failed: 0,
+                        error: "this function has no write-back consumer configured".into(),
+                    })),
+                ));
+                continue;
+            };
+            let out = run_each(vec![(id, m)], 1, |m| {
+                let consumer = consumer.clone();
+                correlated(correlation_of(&m), async move {
+                    let r = consumer
+                        .process(m.body.as_deref().unwrap_or_default())
+                        .await;
+                    emit_writeback(r.as_ref().ok());
+                    r.map(|_| ())
+                })
+            })
+            .await;
+            for (id, r) in out {
+                if r.is_err() {
+                    failed_groups.insert(group.clone());
+                }
+                results.push((id, r));
+            }
+        }
+        response("writeback", results)
     }
 
     /// The scheduled entry point.
@@ -85,7 +169,18 @@ impl Score {
 
     /// The shard-queue entry point: per-message failures (errors and panics alike).
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        lambda::batch::run_batch("score", event.records, self.concurrency, |m| async move {
+        let (fifo, shards): (Vec<_>, Vec<_>) = event.records.into_iter().partition(from_fifo);
+        let mut out = self.drain(fifo).await;
+        let shards = self.handle_shards(shards).await;
+        out.batch_item_failures.extend(shards.batch_item_failures);
+        out
+    }
+
+    async fn handle_shards(
+        &self,
+        records: Vec<aws_lambda_events::sqs::SqsMessage>,
+    ) -> SqsBatchResponse {
+        lambda::batch::run_batch("score", records, self.concurrency, |m| async move {
             let started = std::time::Instant::now();
             let r = self
                 .runner
@@ -123,6 +218,22 @@ impl Score {
             }
         }
     }
+}
+
+/// `CrmWritebackUpdated` / `CrmWritebackFailed` / `CrmWritebackThrottled` of a
+/// drained write-back message (all failed when it failed as a whole).
+fn emit_writeback(report: Option<&domain::health::writeback::PushReport>) {
+    use lambda::metrics::{publish, record, set};
+    let mut s = set("score");
+    match report {
+        Some(r) => {
+            record(s.count("CrmWritebackUpdated", r.updated as u64));
+            record(s.count("CrmWritebackFailed", r.failed as u64));
+            record(s.count("CrmWritebackThrottled", r.throttled as u64));
+        }
+        None => record(s.count("CrmWritebackRetried", 1)),
+    }
+    publish(&s);
 }
 
 /// A step's duration in milliseconds, and `ScoreFailures` (1) when it failed.

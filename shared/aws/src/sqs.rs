@@ -28,7 +28,8 @@ impl SqsQueue {
         }
     }
 
-    async fn send_batch(&self, bodies: &[(usize, &String)]) -> HashMap<usize, String> {
+    /// Sends one batch of `(index, body, FIFO group and deduplication id)`.
+    async fn send_batch(&self, bodies: &[Entry<'_>]) -> HashMap<usize, String> {
         // The correlation id of the work sending them travels as a message attribute.
         let correlation = domain::correlation::current().and_then(|id| {
             MessageAttributeValue::builder()
@@ -39,10 +40,15 @@ impl SqsQueue {
         });
         let entries: Vec<SendMessageBatchRequestEntry> = bodies
             .iter()
-            .filter_map(|(i, b)| {
+            .filter_map(|(i, b, fifo)| {
                 let mut entry = SendMessageBatchRequestEntry::builder()
                     .id(format!("m{i}"))
                     .message_body(*b);
+                if let Some((group, dedup)) = fifo {
+                    entry = entry
+                        .message_group_id(*group)
+                        .message_deduplication_id(*dedup);
+                }
                 if let Some(c) = &correlation {
                     entry = entry.message_attributes(domain::correlation::ATTRIBUTE, c.clone());
                 }
@@ -68,7 +74,7 @@ impl SqsQueue {
             }
             Err(e) => {
                 let msg = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
-                for (i, _) in bodies {
+                for (i, _, _) in bodies {
                     failed.insert(*i, msg.clone());
                 }
             }
@@ -77,15 +83,18 @@ impl SqsQueue {
     }
 }
 
-#[async_trait]
-impl EventQueue for SqsQueue {
-    async fn send(&self, bodies: &[String]) -> Vec<Result<(), QueueError>> {
-        let sizes: Vec<usize> = bodies.iter().map(String::len).collect();
-        let mut results: Vec<Result<(), QueueError>> = bodies.iter().map(|_| Ok(())).collect();
+/// One message of a batch: its index, body and FIFO group and deduplication id.
+type Entry<'a> = (usize, &'a str, Option<(&'a str, &'a str)>);
+
+impl SqsQueue {
+    /// Sends `entries` in as few batches as the size limits allow, retrying refused
+    /// entries once; one result per entry, in order.
+    async fn send_all(&self, entries: &[Entry<'_>]) -> Vec<Result<(), QueueError>> {
+        let sizes: Vec<usize> = entries.iter().map(|(_, b, _)| b.len()).collect();
+        let mut results: Vec<Result<(), QueueError>> = entries.iter().map(|_| Ok(())).collect();
         for call in batch_calls(&sizes) {
             debug_assert!(call.len() <= SQS_MAX_BATCH);
-            let mut pending: Vec<(usize, &String)> =
-                call.iter().map(|&i| (i, &bodies[i])).collect();
+            let mut pending: Vec<Entry<'_>> = call.iter().map(|&i| entries[i]).collect();
             // One retry of the entries SQS refused (throttling, transient errors).
             for attempt in 0..2 {
                 let failed = self.send_batch(&pending).await;
@@ -98,12 +107,47 @@ impl EventQueue for SqsQueue {
                         results[i] = Err(QueueError::Send(msg));
                     }
                 } else {
-                    pending.retain(|(i, _)| failed.contains_key(i));
+                    pending.retain(|(i, _, _)| failed.contains_key(i));
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             }
         }
         results
+    }
+}
+
+#[async_trait]
+impl EventQueue for SqsQueue {
+    async fn send(&self, bodies: &[String]) -> Vec<Result<(), QueueError>> {
+        let entries: Vec<Entry<'_>> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i, b.as_str(), None))
+            .collect();
+        self.send_all(&entries).await
+    }
+}
+
+/// A FIFO queue: messages of a group keep their order (a batch keeps its entries'
+/// order within a group) and are delivered one at a time.
+#[async_trait]
+impl domain::health::crm_queue::GroupedQueue for SqsQueue {
+    async fn send_grouped(
+        &self,
+        messages: &[domain::health::crm_queue::GroupedMessage],
+    ) -> Vec<Result<(), QueueError>> {
+        let entries: Vec<Entry<'_>> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                (
+                    i,
+                    m.body.as_str(),
+                    Some((m.group.as_str(), m.dedup.as_str())),
+                )
+            })
+            .collect();
+        self.send_all(&entries).await
     }
 }
 

@@ -243,6 +243,8 @@ pub fn health_shard_sk(shard: u32) -> String {
     format!("{HEALTH_SHARD_PREFIX}{shard:06}")
 }
 pub const HEALTH_CONFIG_SK: &str = "HEALTH#CONFIG";
+/// The tenant's plays by tier (`PUT /v1/hubspot/plays`).
+pub const HEALTH_PLAYS_SK: &str = "HEALTH#PLAYS";
 /// Registry of tenants, so scheduled jobs can enumerate them without a Scan.
 pub const TENANTS_PK: &str = "TENANTS";
 pub fn tenant_registry_sk(t: &TenantId) -> String {

@@ -17,6 +17,7 @@ use std::sync::Mutex;
 #[derive(Default)]
 struct State {
     configs: HashMap<TenantId, HealthConfig>,
+    plays: HashMap<TenantId, domain::health::plays::Plays>,
     tenants: Vec<TenantId>,
     runs: HashMap<(TenantId, String), RunHeader>,
     shards: HashMap<(TenantId, String), BTreeMap<u32, ShardItem>>,
@@ -88,6 +89,22 @@ impl HealthStore for MemoryHealthStore {
     async fn put_health_config(&self, t: &TenantId, cfg: &HealthConfig) -> Result<(), StoreError> {
         self.write(1);
         self.st()?.configs.insert(t.clone(), cfg.clone());
+        Ok(())
+    }
+    async fn get_plays(
+        &self,
+        t: &TenantId,
+    ) -> Result<Option<domain::health::plays::Plays>, StoreError> {
+        self.read(1);
+        Ok(self.st()?.plays.get(t).cloned())
+    }
+    async fn put_plays(
+        &self,
+        t: &TenantId,
+        plays: &domain::health::plays::Plays,
+    ) -> Result<(), StoreError> {
+        self.write(1);
+        self.st()?.plays.insert(t.clone(), plays.clone());
         Ok(())
     }
     async fn list_tenants(&self) -> Result<Vec<TenantId>, StoreError> {

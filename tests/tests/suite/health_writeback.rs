@@ -122,6 +122,8 @@ fn updates(n: usize) -> Vec<CrmUpdate> {
                 i % 50
             ),
             as_of: NaiveDate::from_ymd_opt(2026, 11, 25).unwrap(),
+            portal: None,
+            play: None,
         })
         .collect()
 }

@@ -223,6 +223,8 @@ async fn after_setup_the_write_back_lands_on_the_properties_and_is_paced_by_the_
             band: domain::health::model::Band::Yellow,
             reasons: "usage_down_30d: api_calls -40 %".into(),
             as_of: chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(),
+            portal: None,
+            play: None,
         })
         .collect();
     let wb = HubSpotWriteback::new(

@@ -59,6 +59,33 @@ impl HealthStore for DynamoStore {
         .await
     }
 
+    async fn get_plays(
+        &self,
+        t: &TenantId,
+    ) -> Result<Option<domain::health::plays::Plays>, StoreError> {
+        self.get_data(
+            "get_plays",
+            keys::tenant_pk(t),
+            keys::HEALTH_PLAYS_SK,
+            false,
+        )
+        .await
+    }
+
+    async fn put_plays(
+        &self,
+        t: &TenantId,
+        plays: &domain::health::plays::Plays,
+    ) -> Result<(), StoreError> {
+        self.put_data(
+            "put_plays",
+            keys::tenant_pk(t),
+            keys::HEALTH_PLAYS_SK.to_owned(),
+            plays,
+        )
+        .await
+    }
+
     async fn list_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
         let items = self
             .query_all("list_tenants", keys::TENANTS_PK.to_owned(), None, false)

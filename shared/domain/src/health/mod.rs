@@ -5,9 +5,11 @@
 pub mod backtest;
 pub mod bands;
 pub mod config;
+pub mod crm_queue;
 pub mod fit;
 pub mod metric;
 pub mod model;
+pub mod plays;
 pub mod record;
 pub mod run;
 pub mod store;

@@ -46,6 +46,12 @@ pub struct AccountInfo {
     pub onboarding_date: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hubspot_company_id: Option<String>,
+    /// The HubSpot portal the company lives in: the write-back's message group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hubspot_portal_id: Option<String>,
+    /// The company owner's HubSpot owner id: plays assign their tasks to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hubspot_owner_id: Option<String>,
     /// The account's CRM record (HubSpot company), linked from its alerts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crm_url: Option<String>,

@@ -72,6 +72,8 @@ impl ShardAccount {
                 owner: p.owner_email.clone(),
                 onboarding_date: p.onboarding_date,
                 hubspot_company_id: p.crm_ids.get("hubspot_company_id").cloned(),
+                hubspot_portal_id: p.crm_ids.get("hubspot_portal_id").cloned(),
+                hubspot_owner_id: p.crm_ids.get("hubspot_owner_id").cloned(),
                 crm_url: crate::limits::crm_url(&p.crm_ids),
                 renewal_date: p.renewal(),
             },
@@ -124,6 +126,8 @@ pub struct ShardOutcome {
     pub started_scoring: bool,
     pub crm_updated: usize,
     pub crm_failed: usize,
+    /// Updates and tasks handed to the write-back queue.
+    pub crm_queued: usize,
 }
 
 /// Every account of `tenant` the score run measures (all pages; accounts without a
@@ -453,23 +457,60 @@ impl HealthRunner {
             })
             .collect();
         self.health.save_records(tenant, &saves).await?;
-        if cfg.crm_writeback {
-            if let Some(crm) = &self.crm {
-                let updates: Vec<CrmUpdate> = records
-                    .iter()
-                    .filter_map(|(r, _)| CrmUpdate::of(r))
-                    .collect();
-                if !updates.is_empty() {
-                    let report = crm.push(tenant, &updates).await;
-                    out.crm_updated = report.updated;
-                    out.crm_failed = report.failed;
-                    if report.failed > 0 {
-                        tracing::error!(tenant = %tenant, run = %run, failed = report.failed, error = ?report.last_error, "CRM write-back incomplete");
-                    }
+        if let Some(crm) = &self.crm {
+            let plays = self.health.get_plays(tenant).await?.unwrap_or_default();
+            let (updates, tasks) = crm_work(&cfg, &plays, records.iter().map(|(r, _)| r));
+            for (what, report) in [
+                (
+                    "updates",
+                    (!updates.is_empty()).then(|| crm.push(tenant, &updates)),
+                ),
+                (
+                    "tasks",
+                    (!tasks.is_empty()).then(|| crm.create_tasks(tenant, &tasks)),
+                ),
+            ] {
+                let Some(report) = report else { continue };
+                let report = report.await;
+                out.crm_updated += report.updated;
+                out.crm_queued += report.queued;
+                out.crm_failed += report.failed;
+                if report.failed > 0 {
+                    tracing::error!(tenant = %tenant, run = %run, what, failed = report.failed, error = ?report.last_error, "CRM write-back incomplete");
                 }
             }
         }
         tracing::info!(tenant = %tenant, run = %run, shard, scored = out.scored, insufficient = out.insufficient, alerts = out.alerts, "shard scored");
         Ok(out)
     }
+}
+
+/// The CRM work of scored records: with `crm_writeback`, every record's score, band and
+/// reasons; for tiers with a play ([`super::plays`]), the play's properties on the same
+/// company update (written even without `crm_writeback`) and its task.
+pub fn crm_work<'a>(
+    cfg: &HealthConfig,
+    plays: &super::plays::Plays,
+    records: impl Iterator<Item = &'a record::HealthRecord>,
+) -> (Vec<CrmUpdate>, Vec<super::plays::CrmTask>) {
+    let mut updates = Vec::new();
+    let mut tasks = Vec::new();
+    for r in records {
+        let decision = plays
+            .tiers
+            .get(&r.segment)
+            .and_then(|play| super::plays::decide(play, r, cfg.segment(r.segment).milestones()));
+        if let Some(d) = &decision {
+            tracing::info!(account = %r.account, reason = %d.reason, task = d.task.is_some(), "play set off");
+        }
+        let play = decision.as_ref().and_then(|d| d.properties.clone());
+        if cfg.crm_writeback || play.is_some() {
+            if let Some(mut u) = CrmUpdate::of(r) {
+                u.play = play;
+                updates.push(u);
+            }
+        }
+        tasks.extend(decision.and_then(|d| d.task));
+    }
+    (updates, tasks)
 }

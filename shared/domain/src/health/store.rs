@@ -139,6 +139,9 @@ pub struct Save<'a> {
 pub trait HealthStore: Send + Sync {
     async fn get_health_config(&self, t: &TenantId) -> Result<Option<HealthConfig>, StoreError>;
     async fn put_health_config(&self, t: &TenantId, cfg: &HealthConfig) -> Result<(), StoreError>;
+    /// The tenant's plays by tier ([`super::plays`]); `None`: none configured.
+    async fn get_plays(&self, t: &TenantId) -> Result<Option<super::plays::Plays>, StoreError>;
+    async fn put_plays(&self, t: &TenantId, plays: &super::plays::Plays) -> Result<(), StoreError>;
     async fn list_tenants(&self) -> Result<Vec<TenantId>, StoreError>;
 
     async fn put_run(&self, t: &TenantId, run: &RunHeader) -> Result<(), StoreError>;

@@ -7,6 +7,7 @@
 //! the local runner, from `HUBSPOT_WRITEBACK_TOKENS`.
 
 use super::model::Band;
+pub use super::plays::{CrmTask, PlayProperties};
 use super::record::HealthRecord;
 pub use crate::hubspot::client::RateWindow;
 use crate::hubspot::client::{HubSpotClient, HubSpotHttp, Method};
@@ -21,13 +22,19 @@ use std::time::Duration;
 pub const BATCH_SIZE: usize = 100;
 pub const BATCH_UPDATE_PATH: &str = "/crm/v3/objects/companies/batch/update";
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct CrmUpdate {
     pub company_id: String,
     pub score: f64,
     pub band: Band,
     pub reasons: String,
     pub as_of: NaiveDate,
+    /// The HubSpot portal of the company (the write-back queue's message group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portal: Option<String>,
+    /// What a tier's play adds: milestone lag and next milestone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub play: Option<PlayProperties>,
 }
 
 impl CrmUpdate {
@@ -55,6 +62,8 @@ impl CrmUpdate {
             band: r.band?,
             reasons,
             as_of: r.as_of,
+            portal: r.info.hubspot_portal_id.clone(),
+            play: None,
         })
     }
 }
@@ -62,15 +71,48 @@ impl CrmUpdate {
 /// The request body of one batch update.
 pub fn batch_body(updates: &[CrmUpdate]) -> serde_json::Value {
     serde_json::json!({
-        "inputs": updates.iter().map(|u| serde_json::json!({
-            "id": u.company_id,
-            "properties": {
+        "inputs": updates.iter().map(|u| {
+            let mut properties = serde_json::json!({
                 "usage_health_score": format!("{:.1}", u.score),
                 "usage_health_band": u.band.as_str(),
                 "usage_health_reasons": u.reasons,
                 "usage_health_as_of": u.as_of.format("%Y-%m-%d").to_string(),
+            });
+            if let Some(play) = &u.play {
+                properties["usage_milestone_lag_days"] = play.lag_days.to_string().into();
+                properties["usage_next_milestone"] =
+                    play.next_milestone.clone().unwrap_or_default().into();
             }
-        })).collect::<Vec<_>>()
+            serde_json::json!({"id": u.company_id, "properties": properties})
+        }).collect::<Vec<_>>()
+    })
+}
+
+pub const TASKS_PATH: &str = "/crm/v3/objects/tasks";
+/// HubSpot's default association type of a task to a company.
+pub const TASK_TO_COMPANY: u32 = 192;
+
+/// The request body creating `t`: a task associated with the company, assigned to
+/// its owner when the owner's HubSpot id is known, due at 09:00 UTC on its day.
+pub fn task_body(t: &CrmTask) -> serde_json::Value {
+    let due = t.due.and_hms_opt(9, 0, 0).unwrap_or_default().and_utc();
+    let mut properties = serde_json::json!({
+        "hs_task_subject": t.subject,
+        "hs_task_body": t.body,
+        "hs_timestamp": due.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "hs_task_status": "NOT_STARTED",
+        "hs_task_priority": "HIGH",
+        "hs_task_type": "TODO",
+    });
+    if let Some(owner) = &t.owner_id {
+        properties["hubspot_owner_id"] = owner.clone().into();
+    }
+    serde_json::json!({
+        "properties": properties,
+        "associations": [{
+            "to": {"id": t.company_id},
+            "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": TASK_TO_COMPANY}],
+        }],
     })
 }
 
@@ -81,11 +123,18 @@ pub struct PushReport {
     pub requests: usize,
     pub throttled: usize,
     pub last_error: Option<String>,
+    /// Updates and tasks handed to the write-back queue instead of sent.
+    pub queued: usize,
+    /// Some failure may pass on a later attempt (429s, 5xx, transport, 401, a token
+    /// unavailable), so the write-back queue's consumer leaves the message queued.
+    pub retry: bool,
 }
 
 #[async_trait]
 pub trait CrmSink: Send + Sync {
     async fn push(&self, tenant: &TenantId, updates: &[CrmUpdate]) -> PushReport;
+    /// Creates the plays' tasks (one request each).
+    async fn create_tasks(&self, tenant: &TenantId, tasks: &[CrmTask]) -> PushReport;
 }
 
 /// Where the per-tenant tokens come from.
@@ -193,9 +242,11 @@ impl HubSpotWriteback {
                 Err(e) => {
                     report.failed += batch.len();
                     report.last_error = Some(e);
+                    report.retry = true;
                     return;
                 }
             };
+            report.retry |= retryable(reply.status);
             match reply.status {
                 // A rotated token: read the secret again (once) and retry with the new one.
                 401 if !reread => {
@@ -236,28 +287,76 @@ impl HubSpotWriteback {
     }
 }
 
-#[async_trait]
-impl CrmSink for HubSpotWriteback {
-    async fn push(&self, tenant: &TenantId, updates: &[CrmUpdate]) -> PushReport {
-        let mut report = PushReport::default();
-        let mut token = match self.tokens.token(tenant).await {
-            Ok(Some(t)) => t,
+/// Answers worth another attempt later: throttling, server errors and a refused token
+/// (it may be rotated in the secret meanwhile).
+fn retryable(status: u16) -> bool {
+    status == 401 || status == 429 || status >= 500
+}
+
+impl HubSpotWriteback {
+    /// The tenant's token, or the report of `n` items failed for want of one.
+    async fn token_or_report(&self, tenant: &TenantId, n: usize) -> Result<String, PushReport> {
+        let mut report = PushReport {
+            failed: n,
+            ..Default::default()
+        };
+        match self.tokens.token(tenant).await {
+            Ok(Some(t)) => return Ok(t),
             Ok(None) => {
-                report.failed = updates.len();
                 report.last_error =
                     Some(format!("no HubSpot token configured for tenant {tenant}"));
-                return report;
             }
             Err(e) => {
                 tracing::error!(tenant = %tenant, error = %e, code = e.code(), "write-back tokens unavailable");
-                report.failed = updates.len();
                 report.last_error = Some(e.to_string());
-                return report;
+                report.retry = true;
             }
+        }
+        Err(report)
+    }
+}
+
+#[async_trait]
+impl CrmSink for HubSpotWriteback {
+    async fn push(&self, tenant: &TenantId, updates: &[CrmUpdate]) -> PushReport {
+        let mut token = match self.token_or_report(tenant, updates.len()).await {
+            Ok(t) => t,
+            Err(report) => return report,
         };
+        let mut report = PushReport::default();
         for batch in updates.chunks(BATCH_SIZE) {
             self.send_batch(tenant, &mut token, batch, &mut report)
                 .await;
+        }
+        report
+    }
+
+    async fn create_tasks(&self, tenant: &TenantId, tasks: &[CrmTask]) -> PushReport {
+        let token = match self.token_or_report(tenant, tasks.len()).await {
+            Ok(t) => t,
+            Err(report) => return report,
+        };
+        let mut report = PushReport::default();
+        for t in tasks {
+            let out = self
+                .client
+                .call(Method::Post, TASKS_PATH, &token, Some(&task_body(t)))
+                .await;
+            report.requests += out.requests;
+            report.throttled += out.throttled;
+            match out.reply {
+                Ok(r) if (200..300).contains(&r.status) => report.updated += 1,
+                Ok(r) => {
+                    report.failed += 1;
+                    report.retry |= retryable(r.status);
+                    report.last_error = Some(format!("{}: {}", r.status, r.excerpt()));
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    report.retry = true;
+                    report.last_error = Some(e);
+                }
+            }
         }
         report
     }
@@ -340,6 +439,8 @@ mod tests {
             band: Band::Yellow,
             reasons: String::new(),
             as_of: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+            portal: None,
+            play: None,
         }
     }
 
