@@ -1279,6 +1279,24 @@ fn unadopted_detail(names: &[&str], sig: &Signals) -> (String, Nums) {
     (s, nums)
 }
 
+/// The `; `-separated statements of a detail, a trailing `segment median …` clause kept
+/// with the statement it qualifies: two metrics whose medians print alike (tickets and
+/// escalations per user both at 1.21) are still two statements, each with its median.
+fn statements(text: &str) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    let mut start = 0;
+    for (at, _) in text.match_indices("; ") {
+        let next = &text[at + 2..];
+        if next.starts_with("segment median") {
+            continue;
+        }
+        out.push(&text[start..at]);
+        start = at + 2;
+    }
+    out.push(&text[start..]);
+    out
+}
+
 /// Joins the statements of `details` (each may hold several, `; `-separated),
 /// dropping any already `said` here or in an earlier reason, with the numbers of the
 /// statements kept (the first value of a name wins).
@@ -1290,7 +1308,7 @@ fn unique_parts(
     let mut numbers = BTreeMap::new();
     for (text, nums) in details {
         let mut kept = false;
-        for part in text.split("; ") {
+        for part in statements(text) {
             if said.insert(part.to_owned()) {
                 out.push(part);
                 kept = true;
