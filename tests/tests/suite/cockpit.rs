@@ -75,6 +75,9 @@ async fn browser(d: &Driver) -> Client {
         json!({"binary": CHROMIUM, "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                "--disable-gpu", "--window-size=1280,1100"]}),
     );
+    // fantoccini's rustls feature links aws-lc besides the workspace's `ring`; with two
+    // providers rustls chooses none by itself, so the process picks `ring` (the SDK's).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     ClientBuilder::rustls()
         .expect("TLS for the WebDriver client")
         .capabilities(caps)
