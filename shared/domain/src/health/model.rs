@@ -880,7 +880,8 @@ type Flag = (&'static str, f64, Said);
 
 /// A percentage as [`pct`] shows it (`-0.42` -> `-42`).
 fn pct_n(x: f64) -> f64 {
-    (x * 100.0).round()
+    // `+ 0.0` turns a negative zero (a tiny decline rounded away) into zero.
+    (x * 100.0).round() + 0.0
 }
 fn r2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
@@ -897,7 +898,7 @@ pub struct Scored {
 
 /// `+12 %` / `−42 %` (true minus sign, as CSMs read it).
 pub fn pct(x: f64) -> String {
-    let p = (x * 100.0).round();
+    let p = pct_n(x);
     if p < 0.0 {
         format!("\u{2212}{} %", -p)
     } else {

@@ -812,3 +812,13 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_change_that_rounds_to_zero_prints_as_plus_zero_never_with_two_signs() {
+    // A tiny decline rounds to a negative zero; it once printed as "+-0 %".
+    assert_eq!(pct(-0.001), "+0 %");
+    assert_eq!(pct(-0.0), "+0 %");
+    assert_eq!(pct(0.0), "+0 %");
+    assert_eq!(pct(-0.006), "\u{2212}1 %");
+    assert_eq!(pct(0.25), "+25 %");
+}
