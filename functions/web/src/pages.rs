@@ -382,6 +382,8 @@ pub struct AccountPage<'a> {
 }
 
 fn signed_points(v: f64) -> String {
+    // Rounded first, so a change too small to show prints "+0.0", not "−0.0".
+    let v = (v * 10.0).round() / 10.0 + 0.0;
     if v >= 0.0 {
         format!("+{v:.1}")
     } else {
@@ -656,6 +658,13 @@ pub fn registry(who: &Signed, a: &Answer) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_score_change_too_small_to_show_prints_as_plus_zero() {
+        assert_eq!(signed_points(-0.04), "+0.0");
+        assert_eq!(signed_points(-0.06), "\u{2212}0.1");
+        assert_eq!(signed_points(3.25), "+3.3");
+    }
 
     #[test]
     fn portfolio_filters_keep_only_known_values() {
