@@ -91,9 +91,9 @@ deploy:
 
 ## Admin against the running local stack: make tenant T=acme / make key T=acme
 tenant:
-	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} cargo run --quiet -p local --bin usage-local -- tenant create $(T)
+	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:$${MOTO_PORT:-4566}} cargo run --quiet -p local --bin usage-local -- tenant create $(T)
 key:
-	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} cargo run --quiet -p local --bin usage-local -- key create $(T)
+	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:$${MOTO_PORT:-4566}} cargo run --quiet -p local --bin usage-local -- key create $(T)
 
 ## Health-score backtest on generated accounts with known churn (ARGS="--fit --accounts 5000").
 backtest:
@@ -101,7 +101,7 @@ backtest:
 
 ## Load generated demo accounts (a quarter decaying) into the running local stack.
 demo:
-	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} cargo run --quiet --locked -p local --bin usage-local -- demo $(ARGS)
+	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:$${MOTO_PORT:-4566}} cargo run --quiet --locked -p local --bin usage-local -- demo $(ARGS)
 ## Import history: make import T=dev F=history.jsonl [ARGS=--dry-run]
 import:
-	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} cargo run --quiet -p local --bin usage-local -- import $(T) $(F) $(ARGS)
+	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:$${MOTO_PORT:-4566}} cargo run --quiet -p local --bin usage-local -- import $(T) $(F) $(ARGS)
