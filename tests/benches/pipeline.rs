@@ -204,6 +204,7 @@ async fn costs(requests: usize, critical: Option<&str>, merged: bool) {
     t.put_account("warmup", "smb").await;
     let ts = e2e::now_rfc3339();
     let (w0, _) = t.stack.store.meter.snapshot();
+    let m0 = t.stack.store.meter.reading();
     let sends0 = t.stack.queue.requests.load(Ordering::Relaxed);
     let polls0 = t.stack.poller.requests.load(Ordering::Relaxed);
 
@@ -267,25 +268,15 @@ async fn costs(requests: usize, critical: Option<&str>, merged: bool) {
         stats.received,
         stats.failed
     );
-    print_bill(&domain::cost::RunUsage {
+    let alerts = t.queue_depth("AlertsQueue").await;
+    print_bill(&Run {
         events: accepted.unsigned_abs(),
-        write_units: w1 - w0,
+        meter: t.stack.store.meter.reading().since(&m0),
         sqs_requests: sends + polls,
         http_requests: requests as u64,
-        functions: vec![
-            domain::cost::FunctionRun {
-                name: "ingest",
-                invocations: requests as u64,
-                seconds: ingest_time.as_secs_f64(),
-                memory_mb: 256,
-            },
-            domain::cost::FunctionRun {
-                name: "rollup",
-                invocations: (stats.received as u64).div_ceil(10),
-                seconds: rollup_time.as_secs_f64(),
-                memory_mb: 512,
-            },
-        ],
+        alerts,
+        ingest: (requests as u64, ingest_time),
+        rollup: ((stats.received as u64).div_ceil(10), rollup_time),
     });
     println!("\npeak heap above baseline");
     println!(
@@ -298,24 +289,280 @@ async fn costs(requests: usize, critical: Option<&str>, merged: bool) {
     );
 }
 
-/// US dollars per million events at list prices (`domain::cost`), from this run.
-fn print_bill(usage: &domain::cost::RunUsage) {
-    let Some((lines, total)) = domain::cost::per_million_events(usage, &domain::cost::LIST_PRICES)
-    else {
+/// What one workload used on the emulator, for the cost model.
+struct Run {
+    events: u64,
+    meter: aws::dynamo::MeterReading,
+    sqs_requests: u64,
+    http_requests: u64,
+    /// Alerts raised (each one SNS publish and one e-mail to the default subscription).
+    alerts: u64,
+    /// Invocations and handler time of ingest and of rollup.
+    ingest: (u64, Duration),
+    rollup: (u64, Duration),
+}
+
+/// US dollars per million events at list prices (`domain::cost`), from this run: the
+/// whole bill for the default ledger retention, and the total for other retentions.
+fn print_bill(run: &Run) {
+    use domain::cost::{LedgerRetention, TableClass};
+    let usage = domain::cost::RunUsage {
+        events: run.events,
+        write_units: run.meter.write_units,
+        ledger_write_units: run.meter.ledger_write_units,
+        read_half_units: run.meter.read_half_units,
+        ledger_bytes: run.meter.ledger_bytes,
+        sqs_requests: run.sqs_requests,
+        http_requests: run.http_requests,
+        sns_publishes: run.alerts,
+        emails: run.alerts,
+        functions: vec![
+            domain::cost::FunctionRun {
+                name: "ingest",
+                invocations: run.ingest.0,
+                seconds: run.ingest.1.as_secs_f64(),
+                memory_mb: 256,
+            },
+            domain::cost::FunctionRun {
+                name: "rollup",
+                invocations: run.rollup.0,
+                seconds: run.rollup.1.as_secs_f64(),
+                memory_mb: 512,
+            },
+        ],
+    };
+    // The template's defaults: 400 days on Standard-IA (parameters LedgerRetentionDays
+    // and LedgerTableClass).
+    let default = LedgerRetention {
+        days: domain::horizon::DEFAULT_RETENTION_DAYS,
+        class: TableClass::InfrequentAccess,
+    };
+    let bill =
+        |ledger| domain::cost::per_million_events(&usage, ledger, &domain::cost::LIST_PRICES);
+    let total_at = |days, class| bill(LedgerRetention { days, class }).map_or(f64::NAN, |b| b.1);
+    let Some((lines, total)) = bill(default) else {
         return;
     };
+    let per_event = |n: u64| n as f64 / run.events as f64;
     println!(
-        "  cost per million events at AWS list prices (us-east-1, on demand, arm64, no free tier):"
+        "  measured per event: {:.3} WRU ({:.3} of them ledger), {:.4} RRU, {:.0} ledger bytes stored, {:.4} SQS requests, {} alerts in the run",
+        per_event(run.meter.write_units),
+        per_event(run.meter.ledger_write_units),
+        per_event(run.meter.read_half_units) / 2.0,
+        per_event(run.meter.ledger_bytes),
+        per_event(run.sqs_requests),
+        run.alerts
     );
+    println!(
+        "  cost per million events at AWS list prices (us-east-1, on demand, arm64, no free tier;"
+    );
+    println!("  prices and their dates in shared/domain/src/cost.rs), ledger kept {} days on Standard-IA (the template's defaults):", default.days);
     for l in &lines {
-        println!("    {:<40} ${:>8.4}", l.item, l.dollars);
+        println!("    {:<48} ${:>8.4}", l.item, l.dollars);
     }
-    println!("    {:<40} ${:>8.4}", "total", total);
+    println!("    {:<48} ${:>8.4}", "total", total);
+    for (label, days, class) in [
+        ("ledger 400 days on Standard", 400, TableClass::Standard),
+        (
+            "ledger 109 days (a 90-day import horizon)",
+            109,
+            TableClass::Standard,
+        ),
+        (
+            "ledger 54 days (the minimum retention)",
+            domain::horizon::MIN_RETENTION_DAYS,
+            TableClass::Standard,
+        ),
+    ] {
+        println!(
+            "    {:<48} ${:>8.4}",
+            format!("total, {label}"),
+            total_at(days, class)
+        );
+    }
+    // The bill is linear in the retention: the longest one that stays within $1.00.
+    for (name, class) in [
+        ("Standard", TableClass::Standard),
+        ("Standard-IA", TableClass::InfrequentAccess),
+    ] {
+        let (at0, at400) = (total_at(0, class), total_at(400, class));
+        let per_day = (at400 - at0) / 400.0;
+        let days = if at0 > 1.0 {
+            0.0
+        } else {
+            (1.0 - at0) / per_day
+        };
+        println!(
+            "    within $1.00 per million up to {days:>6.0} days of ledger retention on {name} (${:.5} per day kept)",
+            per_day
+        );
+    }
     println!("    Lambda time is this run's handler time against the emulator (memory from the template:");
     println!(
         "    ingest 256 MB, rollup 512 MB, 10 messages per rollup invocation), an upper bound: the"
     );
-    println!("    emulator answers slower than DynamoDB and SQS do.");
+    println!(
+        "    emulator answers slower than DynamoDB and SQS do. Reads of the health store (scoring)"
+    );
+    println!("    are not in these runs.");
+}
+
+/// The second workload of issue #16: HubSpot webhook batches of 100 events (ticket
+/// creations and stage changes of tickets whose company association arrived earlier),
+/// each batch one HTTP API request and one ingest invocation, counted on the emulator
+/// and priced like the first. The association webhooks come first and are priced on
+/// their own: they record a mapping and count nothing.
+async fn hubspot_costs(batches: usize) {
+    use domain::hubspot::signature::v3_signature;
+    const PORTAL: u64 = 62515;
+    let t = TestStack::for_benchmarks().await;
+    t.stack
+        .store
+        .map_portal(PORTAL, &t.tenant)
+        .await
+        .unwrap_or_else(|e| panic!("portal: {e}"));
+    let now = chrono::Utc::now().timestamp_millis();
+    let tickets = batches * 50;
+    let post = |events: Vec<Value>| {
+        let body = serde_json::to_vec(&events).unwrap_or_default();
+        let ts = chrono::Utc::now().timestamp_millis().to_string();
+        let sig = v3_signature(
+            e2e::HUBSPOT_SECRET,
+            "POST",
+            "https://hooks.example.com/v1/webhooks/hubspot",
+            &body,
+            &ts,
+        );
+        lambda_http::http::Request::builder()
+            .method("POST")
+            .uri("/v1/webhooks/hubspot")
+            .header("content-type", "application/json")
+            .header("x-hubspot-signature-v3", sig)
+            .header("x-hubspot-request-timestamp", ts)
+            .body(lambda_http::Body::Binary(body))
+            .unwrap_or_default()
+    };
+    // Phase 1: every ticket's association with one of 50 companies.
+    let m0 = t.stack.store.meter.reading();
+    let sends0 = t.stack.queue.requests.load(Ordering::Relaxed);
+    let mut assoc_time = Duration::ZERO;
+    let links: Vec<Value> = (0..tickets as u64)
+        .map(|i| json!({"eventId": 9_000_000 + i, "subscriptionId": 12, "portalId": PORTAL, "appId": 77,
+                        "occurredAt": now - 120_000, "subscriptionType": "ticket.associationChange",
+                        "attemptNumber": 0, "associationType": "TICKET_TO_COMPANY", "fromObjectId": 1000 + i,
+                        "toObjectId": 500 + i % 50, "associationRemoved": false, "isPrimaryAssociation": true}))
+        .collect();
+    for chunk in links.chunks(100) {
+        let started = Instant::now();
+        let (status, out) = e2e::decode(t.stack.ingest.handle(post(chunk.to_vec())).await);
+        assoc_time += started.elapsed();
+        assert_eq!(status, 200, "{out}");
+    }
+    // The rollup records the associations.
+    let polls0 = t.stack.poller.requests.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let assoc_stats = t.drain_all(Duration::from_secs(300)).await;
+    let assoc_rollup_time = started.elapsed();
+    let assoc_batches = links.len().div_ceil(100) as u64;
+    let assoc = t.stack.store.meter.reading().since(&m0);
+    let assoc_sqs = t.stack.queue.requests.load(Ordering::Relaxed) - sends0
+        + t.stack.poller.requests.load(Ordering::Relaxed)
+        - polls0;
+
+    // Phase 2: usage, 100 events per batch: a creation and a stage change per ticket.
+    let m1 = t.stack.store.meter.reading();
+    let sends1 = t.stack.queue.requests.load(Ordering::Relaxed);
+    let polls1 = t.stack.poller.requests.load(Ordering::Relaxed);
+    let mut ingest_time = Duration::ZERO;
+    let usage: Vec<Value> = (0..tickets as u64)
+        .flat_map(|i| {
+            [
+                json!({"eventId": i, "subscriptionId": 11, "portalId": PORTAL, "appId": 77, "occurredAt": now - 60_000,
+                       "subscriptionType": "ticket.creation", "attemptNumber": 0, "objectId": 1000 + i, "changeSource": "CRM_UI"}),
+                json!({"eventId": 5_000_000 + i, "subscriptionId": 13, "portalId": PORTAL, "appId": 77, "occurredAt": now - 30_000,
+                       "subscriptionType": "ticket.propertyChange", "attemptNumber": 0, "objectId": 1000 + i,
+                       "propertyName": "hs_pipeline_stage", "propertyValue": "4", "changeSource": "CRM_UI"}),
+            ]
+        })
+        .collect();
+    let mut received = 0u64;
+    for chunk in usage.chunks(100) {
+        let started = Instant::now();
+        let (status, out) = e2e::decode(t.stack.ingest.handle(post(chunk.to_vec())).await);
+        ingest_time += started.elapsed();
+        assert_eq!(status, 200, "{out}");
+        received += out["received"].as_u64().unwrap_or(0);
+    }
+    let started = Instant::now();
+    let stats = t.drain_all(Duration::from_secs(300)).await;
+    let rollup_time = started.elapsed();
+    let meter = t.stack.store.meter.reading().since(&m1);
+    let sends = t.stack.queue.requests.load(Ordering::Relaxed) - sends1;
+    let polls = t.stack.poller.requests.load(Ordering::Relaxed) - polls1;
+    // Cross-check: every usage event counted once, on its ticket's company.
+    let mut counted = 0;
+    for c in 0..50 {
+        counted += e2e::total(&t.usage(&format!("{}", 500 + c), "").await).1;
+    }
+    assert_eq!(
+        counted.unsigned_abs(),
+        usage.len() as u64,
+        "counted vs sent"
+    );
+    println!(
+        "\nHubSpot webhook batches of 100 events ({} batches, {} events received, {counted} counted on 50 companies)",
+        usage.len().div_ceil(100),
+        received
+    );
+    print_bill(&Run {
+        events: counted.unsigned_abs(),
+        meter,
+        sqs_requests: sends + polls,
+        http_requests: usage.len().div_ceil(100) as u64,
+        alerts: t.queue_depth("AlertsQueue").await,
+        ingest: (usage.len().div_ceil(100) as u64, ingest_time),
+        rollup: ((stats.received as u64).div_ceil(10), rollup_time),
+    });
+    let (assoc_lines, assoc_total) = domain::cost::per_million_events(
+        &domain::cost::RunUsage {
+            events: links.len() as u64,
+            write_units: assoc.write_units,
+            ledger_write_units: assoc.ledger_write_units,
+            read_half_units: assoc.read_half_units,
+            ledger_bytes: assoc.ledger_bytes,
+            sqs_requests: assoc_sqs,
+            http_requests: assoc_batches,
+            sns_publishes: 0,
+            emails: 0,
+            functions: vec![
+                domain::cost::FunctionRun {
+                    name: "ingest",
+                    invocations: assoc_batches,
+                    seconds: assoc_time.as_secs_f64(),
+                    memory_mb: 256,
+                },
+                domain::cost::FunctionRun {
+                    name: "rollup",
+                    invocations: (assoc_stats.received as u64).div_ceil(10),
+                    seconds: assoc_rollup_time.as_secs_f64(),
+                    memory_mb: 512,
+                },
+            ],
+        },
+        domain::cost::LedgerRetention {
+            days: domain::horizon::DEFAULT_RETENTION_DAYS,
+            class: domain::cost::TableClass::Standard,
+        },
+        &domain::cost::LIST_PRICES,
+    )
+    .unwrap_or_default();
+    println!(
+        "  association webhooks before them ({} events in {assoc_batches} batches; recorded, not counted): ${assoc_total:.4} per million association events",
+        links.len()
+    );
+    for l in assoc_lines.iter().filter(|l| l.dollars > 0.0) {
+        println!("    {:<44} ${:>8.4}", l.item, l.dollars);
+    }
 }
 
 /// HubSpot: a signed 100-event batch through verification, parsing and mapping.
@@ -423,6 +670,7 @@ fn main() {
     one_core.block_on(costs(if full { 10 } else { 1 }, None, false));
     one_core.block_on(costs(if full { 10 } else { 1 }, None, true));
     one_core.block_on(costs(if full { 3 } else { 1 }, Some("api_calls"), true));
+    one_core.block_on(hubspot_costs(if full { 100 } else { 10 }));
     if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
         if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM")) {
             println!(

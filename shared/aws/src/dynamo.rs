@@ -13,9 +13,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use domain::account::AccountProfile;
 use domain::definition::Definition;
 use domain::entitlement::Entitlement;
-use domain::event::{MeterRule, TenantPolicy, UsageEvent};
+use domain::event::{MeterRule, TenantPolicy};
 use domain::ids::EntitlementId;
-use domain::ids::{AccountId, MeterName, Segment, Source, TenantId};
+use domain::ids::{AccountId, MeterName, Segment, TenantId};
 use domain::keys::{self, Scope};
 use domain::pipeline::{ChunkJournal, Claim, LedgerEntry, LedgerStore, UnitRef, UnitsOutcome};
 use domain::ports::{
@@ -53,18 +53,103 @@ use portal::*;
 
 type Item = HashMap<String, AttributeValue>;
 
-/// Write request units and request counts, computed from the items we send using
-/// DynamoDB's published sizing rules (see docs/adr/0002 and `item_size`).
+/// Request units and request counts, computed from the items we send and receive
+/// using DynamoDB's published sizing rules (see docs/adr/0002 and `item_size`): what
+/// the benches' cost model bills.
 #[derive(Debug, Default)]
 pub struct WriteMeter {
     /// Write request units, as DynamoDB bills them (transactional writes count twice).
     pub write_units: AtomicU64,
+    /// The part of `write_units` spent on the ledger table.
+    pub ledger_write_units: AtomicU64,
+    /// Read request units in halves: an eventually consistent read of up to 4 KB is
+    /// one half, a strongly consistent one two. Every read of the usage and ledger
+    /// tables except the health store's (scoring, not counting).
+    pub read_half_units: AtomicU64,
+    /// Bytes of the ledger records written, with DynamoDB's 100 bytes of per-item
+    /// storage overhead (what the ledger's retention is billed on).
+    pub ledger_bytes: AtomicU64,
     pub requests: AtomicU64,
+}
+
+/// What a [`WriteMeter`] has counted so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MeterReading {
+    pub write_units: u64,
+    pub ledger_write_units: u64,
+    pub read_half_units: u64,
+    pub ledger_bytes: u64,
+    pub requests: u64,
+}
+
+impl MeterReading {
+    /// What was counted between `earlier` and this reading.
+    pub fn since(&self, earlier: &MeterReading) -> MeterReading {
+        MeterReading {
+            write_units: self.write_units.saturating_sub(earlier.write_units),
+            ledger_write_units: self
+                .ledger_write_units
+                .saturating_sub(earlier.ledger_write_units),
+            read_half_units: self.read_half_units.saturating_sub(earlier.read_half_units),
+            ledger_bytes: self.ledger_bytes.saturating_sub(earlier.ledger_bytes),
+            requests: self.requests.saturating_sub(earlier.requests),
+        }
+    }
+}
+
+/// Read units (in halves) of reading `bytes` in one request: 4 KB per unit, at least
+/// one, doubled for a strongly consistent read.
+fn read_halves(bytes: usize, consistent: bool) -> u64 {
+    let units = bytes.div_ceil(4096).max(1) as u64;
+    if consistent {
+        units * 2
+    } else {
+        units
+    }
 }
 
 impl WriteMeter {
     fn add(&self, units: u64) {
         self.write_units.fetch_add(units, Ordering::Relaxed);
+    }
+    /// Write units spent on the ledger table (also counted in `write_units`).
+    fn add_ledger(&self, units: u64) {
+        self.add(units);
+        self.ledger_write_units.fetch_add(units, Ordering::Relaxed);
+    }
+    /// A ledger record of `size` bytes now stored.
+    fn stored_in_ledger(&self, size: usize) {
+        self.stored_in_ledger_all(size, 1);
+    }
+    /// `n` ledger records of `size` bytes in all now stored.
+    fn stored_in_ledger_all(&self, size: usize, n: usize) {
+        self.ledger_bytes.fetch_add(
+            size as u64 + n as u64 * domain::cost::ITEM_OVERHEAD_BYTES,
+            Ordering::Relaxed,
+        );
+    }
+    /// A query or scan page: its items' sizes added up, rounded up to 4 KB.
+    fn read_page<'a>(&self, consistent: bool, items: impl IntoIterator<Item = &'a Item>) {
+        let bytes = items.into_iter().map(item_size).sum();
+        self.read_half_units
+            .fetch_add(read_halves(bytes, consistent), Ordering::Relaxed);
+    }
+    /// Point reads of `keys` items, `found` of them returned: each rounded up to 4 KB
+    /// on its own; a missing item still costs the minimum.
+    fn read_items<'a>(
+        &self,
+        consistent: bool,
+        keys: usize,
+        found: impl IntoIterator<Item = &'a Item>,
+    ) {
+        let mut halves = 0;
+        let mut n = 0;
+        for item in found {
+            halves += read_halves(item_size(item), consistent);
+            n += 1;
+        }
+        halves += keys.saturating_sub(n) as u64 * read_halves(0, consistent);
+        self.read_half_units.fetch_add(halves, Ordering::Relaxed);
     }
     fn request(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -74,6 +159,15 @@ impl WriteMeter {
             self.write_units.load(Ordering::Relaxed),
             self.requests.load(Ordering::Relaxed),
         )
+    }
+    pub fn reading(&self) -> MeterReading {
+        MeterReading {
+            write_units: self.write_units.load(Ordering::Relaxed),
+            ledger_write_units: self.ledger_write_units.load(Ordering::Relaxed),
+            read_half_units: self.read_half_units.load(Ordering::Relaxed),
+            ledger_bytes: self.ledger_bytes.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -200,18 +294,19 @@ struct DataItem<T> {
     data: T,
 }
 
+/// A ledger record: the claim only (who claimed the event, where, and the segment it
+/// was counted in). The tenant, source and event id are in its key; the event's body is
+/// not kept, since nothing reads it and storage for the retention is the largest line
+/// of the cost per event (docs/adr/0001, "What a ledger record holds").
 #[derive(Serialize)]
 struct LedgerItem<'a> {
     pk: String,
     sk: &'static str,
-    tenant: &'a TenantId,
-    source: Source,
     chunk: &'a str,
     pos: u32,
     segment: Segment,
     received_at: DateTime<Utc>,
     expires_at: i64,
-    event: &'a UsageEvent,
 }
 
 #[derive(Deserialize)]
@@ -347,6 +442,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| svc(op, e))?;
+        self.meter.read_items(consistent, 1, out.item.as_ref());
         Ok(out.item)
     }
 
@@ -457,7 +553,9 @@ impl DynamoStore {
                 None => req.key_condition_expression("pk = :pk"),
             };
             let page = req.send().await.map_err(|e| svc(op, e))?;
-            out.extend(page.items.unwrap_or_default());
+            let items = page.items.unwrap_or_default();
+            self.meter.read_page(consistent, &items);
+            out.extend(items);
             if limit.is_some_and(|l| out.len() >= l as usize) {
                 return Ok(out);
             }
@@ -518,7 +616,9 @@ impl DynamoStore {
                 .send()
                 .await
                 .map_err(|e| svc("scan_tenants", e))?;
-            for item in page.items.unwrap_or_default() {
+            let items = page.items.unwrap_or_default();
+            self.meter.read_page(false, &items);
+            for item in items {
                 if let Some(t) = str_attr(&item, "tenant").and_then(|t| TenantId::parse(t).ok()) {
                     self.register_tenant(&t).await?;
                     found.push(t);

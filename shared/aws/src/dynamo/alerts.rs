@@ -32,9 +32,12 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| svc("trim_alerts", e))?;
-        let old: Vec<String> = page
-            .items
-            .unwrap_or_default()
+        let items = page.items.unwrap_or_default();
+        // Keys only are returned, but a query is billed on whole items (upper bound:
+        // each alert item under 4 KB).
+        self.meter
+            .read_items(false, items.len(), std::iter::empty());
+        let old: Vec<String> = items
             .iter()
             .skip(RECENT_ALERTS_KEPT)
             .filter_map(|i| str_attr(i, "sk").map(str::to_owned))

@@ -167,8 +167,9 @@ impl DynamoStore {
             ("q".to_owned(), n(ev.quantity)),
             ("expires_at".to_owned(), n(e.expires_at)),
         ]);
+        let size = item_size(&item);
         self.meter.request();
-        self.meter.add(write_units(item_size(&item)));
+        self.meter.add_ledger(write_units(size));
         self.client
             .put_item()
             .table_name(&self.ledger_table)
@@ -176,6 +177,8 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|err| svc("sample", err))?;
+        // Kept as long as the ledger's own records (same `expires_at`).
+        self.meter.stored_in_ledger(size);
         Ok(())
     }
 

@@ -269,7 +269,9 @@ impl DynamoStore {
             };
             self.meter.request();
             let page = customize(req).send().await.map_err(|e| svc(op, e))?;
-            items.extend(page.items.unwrap_or_default());
+            let got = page.items.unwrap_or_default();
+            self.meter.read_page(consistent, &got);
+            items.extend(got);
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => {
                     if items.len() >= limit {

@@ -65,6 +65,7 @@ impl LedgerStore for DynamoStore {
             let mut rounds = 0;
             while !keys_left.is_empty() {
                 rounds += 1;
+                let sent = keys_left.len();
                 let ka = KeysAndAttributes::builder()
                     .set_keys(Some(std::mem::take(&mut keys_left)))
                     .projection_expression("sk, #d.#s")
@@ -82,12 +83,19 @@ impl LedgerStore for DynamoStore {
                     .send()
                     .await
                     .map_err(|e| svc("segments", e))?;
-                for item in res
+                let found = res
                     .responses
                     .unwrap_or_default()
                     .remove(&self.table)
-                    .unwrap_or_default()
-                {
+                    .unwrap_or_default();
+                let unprocessed = res
+                    .unprocessed_keys
+                    .as_ref()
+                    .and_then(|u| u.get(&self.table))
+                    .map_or(0, |k| k.keys.len());
+                self.meter
+                    .read_items(false, sent.saturating_sub(unprocessed), &found);
+                for item in found {
                     let account = str_attr(&item, "sk").and_then(keys::account_of_sk);
                     let segment = match item.get("data") {
                         Some(AttributeValue::M(m)) => {
@@ -113,8 +121,9 @@ impl LedgerStore for DynamoStore {
 
     async fn claim(&self, e: &LedgerEntry<'_>) -> Result<Claim, StoreError> {
         let (pk, item) = ledger_item(e)?;
+        let size = item_size(&item);
         self.meter.request();
-        self.meter.add(write_units(item_size(&item)));
+        self.meter.add_ledger(write_units(size));
         let res = self
             .client
             .put_item()
@@ -125,7 +134,10 @@ impl LedgerStore for DynamoStore {
             .send()
             .await;
         let existing = match res {
-            Ok(_) => return Ok(Claim::New),
+            Ok(_) => {
+                self.meter.stored_in_ledger(size);
+                return Ok(Claim::New);
+            }
             Err(err)
                 if err
                     .as_service_error()
@@ -160,10 +172,12 @@ impl LedgerStore for DynamoStore {
                 break;
             }
             let mut actions = Vec::with_capacity(left.len());
-            let mut units = 0u64;
+            let (mut units, mut bytes) = (0u64, 0usize);
             for &i in &left {
                 let item = items[i].1.clone();
-                units += write_units(item_size(&item));
+                let size = item_size(&item);
+                units += write_units(size);
+                bytes += size;
                 let put = Put::builder()
                     .table_name(&self.ledger_table)
                     .set_item(Some(item))
@@ -188,7 +202,8 @@ impl LedgerStore for DynamoStore {
             let reasons = match res {
                 Ok(_) => {
                     // Transactional writes cost twice a plain write.
-                    self.meter.add(units * 2);
+                    self.meter.add_ledger(units * 2);
+                    self.meter.stored_in_ledger_all(bytes, left.len());
                     for &i in &left {
                         answers[i] = Some(Claim::New);
                     }
@@ -202,7 +217,7 @@ impl LedgerStore for DynamoStore {
                 },
             };
             // A cancelled transaction still reads every condition (upper bound: as writes).
-            self.meter.add(units);
+            self.meter.add_ledger(units);
             if reasons.len() != left.len() {
                 return Err(StoreError::Service {
                     op: "claim_group",
@@ -370,14 +385,11 @@ fn ledger_item(e: &LedgerEntry<'_>) -> Result<(String, Item), StoreError> {
     let item = LedgerItem {
         pk: pk.clone(),
         sk: keys::EVENT_SK,
-        tenant: e.tenant,
-        source: e.source,
         chunk: e.chunk,
         pos: e.pos,
         segment: e.segment,
         received_at: e.received_at,
         expires_at: e.expires_at,
-        event: e.event,
     };
     let item: Item = serde_dynamo::to_item(item).map_err(|err| corrupt(&pk, err))?;
     Ok((pk, item))
@@ -409,5 +421,58 @@ impl DynamoStore {
             pos: view.pos,
             segment: view.segment,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::event::UsageEvent;
+    use domain::ids::Source;
+
+    #[test]
+    fn a_ledger_record_holds_the_claim_and_not_the_event_body() {
+        let tenant = TenantId::parse("acme").unwrap_or_else(|e| panic!("{e}"));
+        let event = UsageEvent::new(
+            domain::ids::EventId::parse("evt-00000001").unwrap_or_else(|e| panic!("{e}")),
+            AccountId::parse("account-001").unwrap_or_else(|e| panic!("{e}")),
+            MeterName::parse("api_calls").unwrap_or_else(|e| panic!("{e}")),
+            Decimal::from(3),
+            Utc::now(),
+        );
+        let entry = LedgerEntry {
+            tenant: &tenant,
+            source: Source::Api,
+            chunk: "0193a8f2-6c1e-7d4b-9a51-2f0e8c7d6b5a",
+            pos: 17,
+            segment: Segment::Smb,
+            event: &event,
+            received_at: Utc::now(),
+            expires_at: 1_800_000_000,
+        };
+        let (pk, item) = ledger_item(&entry).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(pk, "TENANT#acme#EVENT#api#evt-00000001");
+        let mut names: Vec<&str> = item.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "chunk",
+                "expires_at",
+                "pk",
+                "pos",
+                "received_at",
+                "segment",
+                "sk"
+            ]
+        );
+        // What the claim view reads back from a failed condition.
+        let view: LedgerClaimView =
+            serde_dynamo::from_item(item.clone()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (view.chunk.as_str(), view.pos, view.segment),
+            (entry.chunk, 17, Segment::Smb)
+        );
+        assert!(item_size(&item) < 200, "{} bytes", item_size(&item));
     }
 }
