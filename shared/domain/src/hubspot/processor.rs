@@ -196,6 +196,48 @@ impl Processor {
     }
 }
 
+/// Identity answers already read while processing one batch. A batch often carries
+/// several changes of one object, or of objects of one company, and each answer costs
+/// strongly consistent reads (docs/benchmarks.md, the HubSpot workload's bill). Only
+/// found companies are kept, so an object still without one is looked up again.
+#[derive(Default)]
+struct Lookups {
+    companies: BTreeMap<ObjectRef, u64>,
+    accounts: BTreeMap<u64, Option<AccountId>>,
+}
+
+impl Processor {
+    async fn company_once(
+        &self,
+        t: &TenantId,
+        object: &ObjectRef,
+        seen: &mut Lookups,
+    ) -> Result<Option<u64>, StoreError> {
+        if let Some(c) = seen.companies.get(object) {
+            return Ok(Some(*c));
+        }
+        let found = self.store.company_of(t, object).await?;
+        if let Some(c) = found {
+            seen.companies.insert(object.clone(), c);
+        }
+        Ok(found)
+    }
+
+    async fn account_once(
+        &self,
+        t: &TenantId,
+        company: u64,
+        seen: &mut Lookups,
+    ) -> Result<Option<AccountId>, StoreError> {
+        if let Some(a) = seen.accounts.get(&company) {
+            return Ok(a.clone());
+        }
+        let a = self.account_for(t, company).await?;
+        seen.accounts.insert(company, a.clone());
+        Ok(a)
+    }
+}
+
 /// Account of a held event until its company is known, replaced when it is released.
 const UNATTRIBUTED: &str = "unattributed";
 
@@ -234,7 +276,9 @@ impl Processor {
             }
         }
 
-        // 2. Map and attribute each usage change.
+        // 2. Map and attribute each usage change. Identity facts are all applied
+        // above, so answers read from here on hold for the rest of the batch.
+        let mut seen = Lookups::default();
         let mut out: Vec<UsageEvent> = Vec::new();
         let mut releases: BTreeMap<ObjectRef, Vec<EventId>> = BTreeMap::new();
         for ev in &batch.events {
@@ -294,7 +338,7 @@ impl Processor {
                 // A workflow payload may name only the company.
                 if let Some(c) = ev.associated_company_id {
                     if let Some(u) = self
-                        .account_for(t, c)
+                        .account_once(t, c, &mut seen)
                         .await?
                         .and_then(|a| usage(ev, rule, quantity, a))
                     {
@@ -310,12 +354,12 @@ impl Processor {
             let company = if object.kind == "company" {
                 Some(object.id)
             } else {
-                self.store.company_of(t, &object).await?
+                self.company_once(t, &object, &mut seen).await?
             };
             match company {
                 Some(c) => {
                     if let Some(u) = self
-                        .account_for(t, c)
+                        .account_once(t, c, &mut seen)
                         .await?
                         .and_then(|a| usage(ev, rule, quantity, a))
                     {
@@ -342,6 +386,7 @@ impl Processor {
                     // The association may have landed while we held it: check again so a
                     // concurrent association never misses this event.
                     if let Some(c) = self.store.company_of(t, &object).await? {
+                        seen.companies.insert(object.clone(), c);
                         newly_linked.push((object, c));
                     }
                 }
@@ -350,7 +395,7 @@ impl Processor {
 
         // 3. Release what newly linked objects were holding.
         for (object, company) in newly_linked {
-            let Some(account) = self.account_for(t, company).await? else {
+            let Some(account) = self.account_once(t, company, &mut seen).await? else {
                 continue;
             };
             for held in self.store.held(t, &object).await? {
@@ -413,5 +458,176 @@ impl Processor {
             self.store.release(t, &object, &ids).await?;
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    /// Companies of tickets, and how often each identity read was made.
+    #[derive(Default)]
+    struct CountingIdentities {
+        companies: Mutex<HashMap<ObjectRef, u64>>,
+        reads: Mutex<BTreeMap<&'static str, usize>>,
+    }
+
+    impl CountingIdentities {
+        fn read(&self, what: &'static str) {
+            if let Ok(mut r) = self.reads.lock() {
+                *r.entry(what).or_default() += 1;
+            }
+        }
+        fn reads(&self, what: &str) -> usize {
+            self.reads
+                .lock()
+                .map(|r| r.get(what).copied().unwrap_or(0))
+                .unwrap_or(0)
+        }
+    }
+
+    #[async_trait]
+    impl IdentityStore for CountingIdentities {
+        async fn company_of(&self, _: &TenantId, o: &ObjectRef) -> Result<Option<u64>, StoreError> {
+            self.read("company_of");
+            Ok(self.companies.lock().ok().and_then(|c| c.get(o).copied()))
+        }
+        async fn associate(&self, _: &TenantId, o: &ObjectRef, c: u64) -> Result<(), StoreError> {
+            if let Ok(mut m) = self.companies.lock() {
+                m.insert(o.clone(), c);
+            }
+            Ok(())
+        }
+        async fn dissociate(&self, _: &TenantId, _: &ObjectRef, _: u64) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn merge_company(&self, _: &TenantId, _: u64, _: u64) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn survivor(&self, _: &TenantId, company: u64) -> Result<u64, StoreError> {
+            self.read("survivor");
+            Ok(company)
+        }
+        async fn account_of_company(
+            &self,
+            _: &TenantId,
+            _: u64,
+        ) -> Result<Option<AccountId>, StoreError> {
+            self.read("account_of_company");
+            Ok(None)
+        }
+        async fn hold(&self, _: &TenantId, _: &ObjectRef, _: &Held) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn held(&self, _: &TenantId, _: &ObjectRef) -> Result<Vec<Held>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn release(
+            &self,
+            _: &TenantId,
+            _: &ObjectRef,
+            _: &[EventId],
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn record_unmapped(
+            &self,
+            _: &TenantId,
+            _: &AppEvent,
+            _: &str,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn mapping_rules(
+            &self,
+            _: &TenantId,
+        ) -> Result<Option<Vec<MappingRule>>, StoreError> {
+            Ok(None)
+        }
+        async fn profile_sync(&self, _: &TenantId) -> Result<Option<ProfileSync>, StoreError> {
+            Ok(None)
+        }
+        async fn sync_company_property(
+            &self,
+            _: &TenantId,
+            _: &ProfileChange,
+            _: Option<&AccountId>,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    /// Keeps the chunk bodies it is sent.
+    #[derive(Default)]
+    struct KeptQueue(Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl EventQueue for KeptQueue {
+        async fn send(&self, bodies: &[String]) -> Vec<Result<(), crate::queue::QueueError>> {
+            if let Ok(mut kept) = self.0.lock() {
+                kept.extend(bodies.iter().cloned());
+            }
+            bodies.iter().map(|_| Ok(())).collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_reads_each_tickets_company_and_each_companys_account_once() {
+        let now = Utc::now();
+        let ms = now.timestamp_millis();
+        let store = Arc::new(CountingIdentities::default());
+        let tenant = TenantId::parse("acme").unwrap_or_else(|e| panic!("{e}"));
+        // 50 tickets of 5 companies, associated earlier.
+        for ticket in 0..50u64 {
+            let o = ObjectRef {
+                kind: "ticket".into(),
+                id: 1000 + ticket,
+            };
+            store.associate(&tenant, &o, 500 + ticket % 5).await.ok();
+        }
+        // A creation and a stage change of each ticket: 100 changes.
+        let events: Vec<serde_json::Value> = (0..50u64)
+            .flat_map(|i| {
+                [
+                    json!({"eventId": i, "subscriptionId": 11, "portalId": 62515, "appId": 77, "occurredAt": ms - 60_000,
+                           "subscriptionType": "ticket.creation", "attemptNumber": 0, "objectId": 1000 + i}),
+                    json!({"eventId": 5000 + i, "subscriptionId": 13, "portalId": 62515, "appId": 77, "occurredAt": ms - 30_000,
+                           "subscriptionType": "ticket.propertyChange", "attemptNumber": 0, "objectId": 1000 + i,
+                           "propertyName": "hs_pipeline_stage", "propertyValue": "4"}),
+                ]
+            })
+            .collect();
+        let body = serde_json::to_vec(&events).unwrap_or_default();
+        let batch = WebhookBatch {
+            kind: BatchKind::HubspotWebhook,
+            id: "batch-1".into(),
+            tenant: tenant.clone(),
+            received_at: now,
+            events: super::super::webhook::parse_batch(&body).unwrap_or_else(|e| panic!("{e}")),
+        };
+        let queue = Arc::new(KeptQueue::default());
+        let processor = Processor {
+            store: store.clone(),
+            queue: queue.clone(),
+            retired: None,
+        };
+        let report = processor
+            .process(&batch)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(report.attributed, 100, "{report:?}");
+        assert_eq!(store.reads("company_of"), 50, "one read per ticket");
+        assert_eq!(store.reads("survivor"), 5, "one read per company");
+        assert_eq!(store.reads("account_of_company"), 5, "one read per company");
+        // Each change still counts on its own ticket's company.
+        let sent = queue.0.lock().map(|q| q.join("\n")).unwrap_or_default();
+        for company in 500..505 {
+            assert!(
+                sent.contains(&format!("\"account\":\"{company}\"")),
+                "{company}"
+            );
+        }
     }
 }
