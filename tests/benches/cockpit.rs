@@ -273,7 +273,7 @@ async fn fill(
 }
 
 /// The portfolio page as the web function makes it: the API's risk listing (through
-/// `api::filtered_risk` when filtered, as the API does) and `GET /v1/health/bands`,
+/// `list_risk_in` when filtered by owner or band change, as the API does) and `GET /v1/health/bands`,
 /// each as JSON parsed back, then the page rendered and gzipped.
 struct Portfolio<'a> {
     store: &'a MemoryHealthStore,
@@ -296,11 +296,9 @@ impl Portfolio<'_> {
             .into_iter()
             .collect();
         let segment = f.segment.as_deref().and_then(Segment::parse);
-        let filter = api::RiskFilter {
-            owner: f.owner.clone(),
-            band_changed_within: f.changed_this_week.then_some(7),
-        };
-        let body = if filter.is_empty() {
+        let owner = f.owner.clone();
+        let within = f.changed_this_week.then_some(7);
+        let body = if owner.is_none() && within.is_none() {
             let page = self
                 .store
                 .list_risk(
@@ -314,17 +312,20 @@ impl Portfolio<'_> {
                 .expect("risk page");
             json!({"accounts": page.items, "next_cursor": page.next, "sorted_by": "risk"})
         } else {
-            let q = api::RiskQuery {
-                segment,
-                bands: &bands,
-                filter: &filter,
-                limit: web::PAGE_ROWS,
-            };
-            let (rows, next, scanned) =
-                api::filtered_risk(self.store, self.tenant, &q, cursor, self.today)
-                    .await
-                    .expect("filtered risk page");
-            json!({"accounts": rows, "next_cursor": next, "sorted_by": "risk", "scanned": scanned})
+            // As the API does: the owner's or the window's partitions of the index.
+            let sel = api::risk_select(segment, &bands, owner, within, self.today);
+            let page = self
+                .store
+                .list_risk_in(
+                    self.tenant,
+                    &sel,
+                    self.today,
+                    web::PAGE_ROWS,
+                    cursor.as_deref(),
+                )
+                .await
+                .expect("filtered risk page");
+            json!({"accounts": page.items, "next_cursor": page.next, "sorted_by": "risk"})
         };
         let rows = body["accounts"].as_array().map_or(0, Vec::len);
         let from = self.today - Duration::days(domain::health::bands::BAND_CHART_DAYS - 1);
