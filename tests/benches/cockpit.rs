@@ -42,6 +42,11 @@ const METERS: [&str; 5] = [
 ];
 const SEGMENTS: [&str; 4] = ["smb", "mid_market", "enterprise", "strategic"];
 
+/// The owner of account `i`: 1 of 40, not correlated with its score.
+fn owner_of(i: usize) -> usize {
+    (i + i / 1000) % 40
+}
+
 fn record(i: usize, day: NaiveDate, score: f64) -> HealthRecord {
     let band = if score < 45.0 {
         "red"
@@ -70,7 +75,7 @@ fn record(i: usize, day: NaiveDate, score: f64) -> HealthRecord {
             {"code": "low_active_users", "impact": -6.7, "detail": "3 of 8 peak seats active (14-day average, 36 %); segment median 69 %"},
         ],
         "milestones_reached": {"first_api_calls": day - Duration::days(100)},
-        "info": {"name": format!("Customer {i}"), "owner": format!("csm-{}@example.com", (i + i / 1000) % 40)},
+        "info": {"name": format!("Customer {i}"), "owner": format!("csm-{}@example.com", owner_of(i))},
         "computed_at": Utc::now(),
     }))
     .expect("a health record")
@@ -234,7 +239,8 @@ fn account_of(i: usize) -> AccountId {
     AccountId::parse(&format!("acct-{i:06}")).expect("an account id")
 }
 
-/// Stores scored accounts `range` (one in ten changed band three days ago).
+/// Stores scored accounts `range` (one in ten in another band four days ago, so its
+/// band changed today).
 async fn fill(
     store: &MemoryHealthStore,
     tenant: &TenantId,
@@ -405,6 +411,12 @@ async fn main() {
     // 100,000: the first page, the last page, and the filtered views.
     let big = MemoryHealthStore::with_tenants(std::slice::from_ref(&tenant));
     fill(&big, &tenant, 0..BIG, today).await;
+    println!(
+        "risk index: {} items for {BIG} scored accounts ({} (segment, band) entries; the rest \
+         in owner and band-change partitions), each one put per daily score",
+        big.risk_items(),
+        big.risk_entries()
+    );
     let view = Portfolio {
         store: &big,
         ..view
@@ -450,8 +462,26 @@ async fn main() {
         None,
     )
     .await;
+    view.time(
+        "owner (1 of 40 owners) last page",
+        &f("owner=csm-7%40example.com"),
+        deep(web::PAGE_ROWS + 1, &|i| owner_of(i) == 7),
+    )
+    .await;
+    view.time(
+        "owner + band=red page 1",
+        &f("owner=csm-7%40example.com&band=red"),
+        None,
+    )
+    .await;
     view.time("changed band this week page 1", &f("changed=week"), None)
         .await;
+    view.time(
+        "changed band this week last page",
+        &f("changed=week"),
+        deep(web::PAGE_ROWS + 1, &|i| i % 10 == 3),
+    )
+    .await;
     view.time(
         "owner + changed band this week page 1",
         &f("owner=csm-7%40example.com&changed=week"),
