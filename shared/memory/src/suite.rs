@@ -934,10 +934,24 @@ pub async fn held_events_page_in_key_order_and_a_resend_replaces_its_copy(
         "one copy per (source, id), in key order, this meter only"
     );
     assert_eq!(all[2].event.quantity, Decimal::new(70, 1), "the resend won");
+    let count = |t: &TenantId, m: &MeterName| {
+        let (t, m) = (t.clone(), m.clone());
+        async move { store.count_held(&t, &m).await.ok() }
+    };
+    assert_eq!(
+        count(tenant, &meter).await,
+        Some(6),
+        "the count is the copies held"
+    );
     assert!(store
         .release(tenant, &meter, &["api#e-1".into(), "import#e-0".into()])
         .await
         .is_ok());
+    assert_eq!(
+        count(tenant, &meter).await,
+        Some(4),
+        "released ones leave the count"
+    );
     let left: Vec<String> = all_held(store, tenant, &meter, 10)
         .await
         .iter()
@@ -951,6 +965,12 @@ pub async fn held_events_page_in_key_order_and_a_resend_replaces_its_copy(
         all_held(store, &stranger, &meter, 10).await.is_empty(),
         "another tenant sees nothing"
     );
+    assert_eq!(
+        count(&stranger, &meter).await,
+        Some(0),
+        "nor counts anything"
+    );
+    assert_eq!(count(tenant, &other).await, Some(1));
 }
 
 #[cfg(test)]

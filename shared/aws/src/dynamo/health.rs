@@ -4,7 +4,7 @@ use super::{
     corrupt, data_item, delete_req, from_data, key, put_req, s, str_attr, svc, DynamoStore, Item,
 };
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, Select};
+use aws_sdk_dynamodb::types::KeysAndAttributes;
 use base64::Engine;
 use chrono::NaiveDate;
 use domain::health::config::HealthConfig;
@@ -139,28 +139,13 @@ impl HealthStore for DynamoStore {
 
     async fn count_shards(&self, t: &TenantId, run: &str) -> Result<usize, StoreError> {
         // Consistent: the fan-in must see the shard its own worker just wrote.
-        let mut total = 0usize;
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .select(Select::Count)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
-                .expression_attribute_values(":pk", s(keys::health_run_pk(t, run)))
-                .expression_attribute_values(":p", s(keys::HEALTH_SHARD_PREFIX))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| svc("count_shards", e))?;
-            total += page.count.max(0) as usize;
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(total),
-            }
-        }
+        self.count_items(
+            "count_shards",
+            keys::health_run_pk(t, run),
+            keys::HEALTH_SHARD_PREFIX,
+            true,
+        )
+        .await
     }
 
     async fn list_shards(&self, t: &TenantId, run: &str) -> Result<Vec<ShardItem>, StoreError> {
