@@ -42,6 +42,11 @@ const METERS: [&str; 5] = [
 ];
 const SEGMENTS: [&str; 4] = ["smb", "mid_market", "enterprise", "strategic"];
 
+/// The owner of account `i`: 1 of 40, not correlated with its score.
+fn owner_of(i: usize) -> usize {
+    (i + i / 1000) % 40
+}
+
 fn record(i: usize, day: NaiveDate, score: f64) -> HealthRecord {
     let band = if score < 45.0 {
         "red"
@@ -70,7 +75,7 @@ fn record(i: usize, day: NaiveDate, score: f64) -> HealthRecord {
             {"code": "low_active_users", "impact": -6.7, "detail": "3 of 8 peak seats active (14-day average, 36 %); segment median 69 %"},
         ],
         "milestones_reached": {"first_api_calls": day - Duration::days(100)},
-        "info": {"name": format!("Customer {i}"), "owner": format!("csm-{}@example.com", (i + i / 1000) % 40)},
+        "info": {"name": format!("Customer {i}"), "owner": format!("csm-{}@example.com", owner_of(i))},
         "computed_at": Utc::now(),
     }))
     .expect("a health record")
@@ -234,7 +239,8 @@ fn account_of(i: usize) -> AccountId {
     AccountId::parse(&format!("acct-{i:06}")).expect("an account id")
 }
 
-/// Stores scored accounts `range` (one in ten changed band three days ago).
+/// Stores scored accounts `range` (one in ten in another band four days ago, so its
+/// band changed today).
 async fn fill(
     store: &MemoryHealthStore,
     tenant: &TenantId,
@@ -273,7 +279,7 @@ async fn fill(
 }
 
 /// The portfolio page as the web function makes it: the API's risk listing (through
-/// `api::filtered_risk` when filtered, as the API does) and `GET /v1/health/bands`,
+/// `list_risk_in` when filtered by owner or band change, as the API does) and `GET /v1/health/bands`,
 /// each as JSON parsed back, then the page rendered and gzipped.
 struct Portfolio<'a> {
     store: &'a MemoryHealthStore,
@@ -296,11 +302,9 @@ impl Portfolio<'_> {
             .into_iter()
             .collect();
         let segment = f.segment.as_deref().and_then(Segment::parse);
-        let filter = api::RiskFilter {
-            owner: f.owner.clone(),
-            band_changed_within: f.changed_this_week.then_some(7),
-        };
-        let body = if filter.is_empty() {
+        let owner = f.owner.clone();
+        let within = f.changed_this_week.then_some(7);
+        let body = if owner.is_none() && within.is_none() {
             let page = self
                 .store
                 .list_risk(
@@ -314,17 +318,20 @@ impl Portfolio<'_> {
                 .expect("risk page");
             json!({"accounts": page.items, "next_cursor": page.next, "sorted_by": "risk"})
         } else {
-            let q = api::RiskQuery {
-                segment,
-                bands: &bands,
-                filter: &filter,
-                limit: web::PAGE_ROWS,
-            };
-            let (rows, next, scanned) =
-                api::filtered_risk(self.store, self.tenant, &q, cursor, self.today)
-                    .await
-                    .expect("filtered risk page");
-            json!({"accounts": rows, "next_cursor": next, "sorted_by": "risk", "scanned": scanned})
+            // As the API does: the owner's or the window's partitions of the index.
+            let sel = api::risk_select(segment, &bands, owner, within, self.today);
+            let page = self
+                .store
+                .list_risk_in(
+                    self.tenant,
+                    &sel,
+                    self.today,
+                    web::PAGE_ROWS,
+                    cursor.as_deref(),
+                )
+                .await
+                .expect("filtered risk page");
+            json!({"accounts": page.items, "next_cursor": page.next, "sorted_by": "risk"})
         };
         let rows = body["accounts"].as_array().map_or(0, Vec::len);
         let from = self.today - Duration::days(domain::health::bands::BAND_CHART_DAYS - 1);
@@ -404,6 +411,12 @@ async fn main() {
     // 100,000: the first page, the last page, and the filtered views.
     let big = MemoryHealthStore::with_tenants(std::slice::from_ref(&tenant));
     fill(&big, &tenant, 0..BIG, today).await;
+    println!(
+        "risk index: {} items for {BIG} scored accounts ({} (segment, band) entries; the rest \
+         in owner and band-change partitions), each one put per daily score",
+        big.risk_items(),
+        big.risk_entries()
+    );
     let view = Portfolio {
         store: &big,
         ..view
@@ -449,8 +462,26 @@ async fn main() {
         None,
     )
     .await;
+    view.time(
+        "owner (1 of 40 owners) last page",
+        &f("owner=csm-7%40example.com"),
+        deep(web::PAGE_ROWS + 1, &|i| owner_of(i) == 7),
+    )
+    .await;
+    view.time(
+        "owner + band=red page 1",
+        &f("owner=csm-7%40example.com&band=red"),
+        None,
+    )
+    .await;
     view.time("changed band this week page 1", &f("changed=week"), None)
         .await;
+    view.time(
+        "changed band this week last page",
+        &f("changed=week"),
+        deep(web::PAGE_ROWS + 1, &|i| i % 10 == 3),
+    )
+    .await;
     view.time(
         "owner + changed band this week page 1",
         &f("owner=csm-7%40example.com&changed=week"),

@@ -272,10 +272,11 @@ impl Api {
             .quarantine
             .held(tenant, &meter, page.limit, page.cursor.as_deref())
             .await?;
+        let held = g.quarantine.count_held(tenant, &meter).await?;
         Ok(json(
             200,
             &json!({
-                "meter": meter, "status": status(def.status),
+                "meter": meter, "status": status(def.status), "held": held,
                 "events": page.items, "next_cursor": page.next,
             }),
         ))

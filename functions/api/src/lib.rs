@@ -8,7 +8,7 @@ use domain::account::profile_from_body;
 use domain::auth::KeyScope;
 use domain::entitlement::{balance, entitlement_from_body, Entitlement};
 use domain::event::DefinitionStatus;
-use domain::health::store::{HealthStore, RiskEntry};
+use domain::health::store::HealthStore;
 use domain::ids::EntitlementId;
 use domain::ids::{AccountId, MeterName, Segment, TenantId};
 use domain::keys::Scope;
@@ -77,70 +77,22 @@ pub fn wired(
         })
 }
 
-/// Most risk-index rows one filtered `GET /v1/accounts` reads (owner,
-/// `band_changed_within`); a page that found fewer rows says where to go on.
-pub const RISK_SCAN_BUDGET: usize = 2_000;
-
-/// Filters of the risk listing that the index does not key on.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RiskFilter {
-    /// The owner's e-mail, lowercase.
-    pub owner: Option<String>,
-    /// Days: accounts whose band changed within them.
-    pub band_changed_within: Option<i64>,
-}
-
-impl RiskFilter {
-    pub fn is_empty(&self) -> bool {
-        self == &Self::default()
-    }
-
-    pub fn keeps(&self, e: &domain::health::store::RiskEntry, today: chrono::NaiveDate) -> bool {
-        let owner_ok = self
-            .owner
-            .as_ref()
-            .is_none_or(|o| e.owner.as_deref().is_some_and(|x| x.to_lowercase() == *o));
-        let band_ok = self.band_changed_within.is_none_or(|d| {
-            e.band_changed_on
-                .is_some_and(|c| c > today - chrono::Duration::days(d))
-        });
-        owner_ok && band_ok
-    }
-}
-
-/// A filtered risk listing: what the index keys on, what it does not, and the page size.
-pub struct RiskQuery<'a> {
-    pub segment: Option<Segment>,
-    pub bands: &'a [domain::health::model::Band],
-    pub filter: &'a RiskFilter,
-    pub limit: usize,
-}
-
-/// One page of a filtered risk listing (`GET /v1/accounts` with `owner` or
-/// `band_changed_within`): index pages read in order, each as long as the rows still
-/// wanted (so every page ends on a cursor), until the page is full or
-/// [`RISK_SCAN_BUDGET`] rows were read; the cursor then says where to go on. Answers
-/// the rows, the next cursor and the rows read.
-pub async fn filtered_risk(
-    health: &dyn HealthStore,
-    tenant: &TenantId,
-    q: &RiskQuery<'_>,
-    cursor: Option<String>,
+/// The risk listing of `GET /v1/accounts` with `owner` or `band_changed_within`
+/// (days, today included): the owner's partition of the risk index, else one
+/// partition per day of the window.
+pub fn risk_select(
+    segment: Option<Segment>,
+    bands: &[domain::health::model::Band],
+    owner: Option<String>,
+    band_changed_within: Option<i64>,
     today: chrono::NaiveDate,
-) -> Result<(Vec<RiskEntry>, Option<String>, usize), domain::ports::StoreError> {
-    let (mut rows, mut scanned) = (Vec::new(), 0usize);
-    let mut next = cursor;
-    loop {
-        let want = q.limit - rows.len();
-        let page = health
-            .list_risk(tenant, q.segment, q.bands, want, next.as_deref())
-            .await?;
-        scanned += page.items.len();
-        rows.extend(page.items.into_iter().filter(|e| q.filter.keeps(e, today)));
-        next = page.next;
-        if rows.len() >= q.limit || next.is_none() || scanned >= RISK_SCAN_BUDGET {
-            return Ok((rows, next, scanned));
-        }
+) -> domain::health::store::RiskSelect {
+    domain::health::store::RiskSelect {
+        segment,
+        bands: bands.to_vec(),
+        owner,
+        changed_since: band_changed_within
+            .map(|d| today - chrono::Duration::days(d.saturating_sub(1))),
     }
 }
 
@@ -819,7 +771,7 @@ impl Api {
         let mut cursor = None;
         let mut bands = Vec::new();
         let mut by_risk = false;
-        let mut filter = RiskFilter::default();
+        let (mut owner, mut band_changed_within) = (None, None);
         for (k, v) in query_pairs(req) {
             match k.as_str() {
                 "owner" => {
@@ -829,11 +781,11 @@ impl Api {
                             "owner must be 1 to 254 characters",
                         ));
                     }
-                    filter.owner = Some(v.to_lowercase());
+                    owner = Some(v.to_lowercase());
                     by_risk = true;
                 }
                 "band_changed_within" => {
-                    filter.band_changed_within = Some(
+                    band_changed_within = Some(
                         v.parse::<i64>()
                             .ok()
                             .filter(|d| (1..=domain::health::record::RECENT_DAYS).contains(d))
@@ -900,7 +852,7 @@ impl Api {
                 }
             }
         }
-        if by_risk && filter.is_empty() {
+        if by_risk && owner.is_none() && band_changed_within.is_none() {
             // Scored accounts from the risk index, lowest score (riskiest) first.
             let page = self
                 .health
@@ -912,18 +864,16 @@ impl Api {
             ));
         }
         if by_risk {
+            // The owner's or the band-change days' partitions of the risk index.
             let today = Utc::now().date_naive();
-            let q = RiskQuery {
-                segment,
-                bands: &bands,
-                filter: &filter,
-                limit,
-            };
-            let (rows, next, scanned) =
-                filtered_risk(self.health.as_ref(), tenant, &q, cursor, today).await?;
+            let sel = risk_select(segment, &bands, owner, band_changed_within, today);
+            let page = self
+                .health
+                .list_risk_in(tenant, &sel, today, limit, cursor.as_deref())
+                .await?;
             return Ok(json(
                 200,
-                &json!({"accounts": rows, "next_cursor": next, "sorted_by": "risk", "scanned": scanned}),
+                &json!({"accounts": page.items, "next_cursor": page.next, "sorted_by": "risk"}),
             ));
         }
         let page = self
@@ -1327,34 +1277,6 @@ fn key_json(k: &domain::auth::KeyGrant, now: chrono::DateTime<Utc>) -> serde_jso
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_risk_filter_keeps_an_owners_accounts_and_those_whose_band_changed_lately() {
-        let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
-        let entry = |owner: Option<&str>, changed: Option<u32>| {
-            serde_json::from_value::<domain::health::store::RiskEntry>(json!({
-                "account": "acme", "segment": "smb", "band": "red", "score": 30.0,
-                "as_of": "2026-11-20", "owner": owner, "reasons": [],
-                "band_changed_on": changed.map(|d| format!("2026-11-{d:02}")),
-            }))
-            .unwrap()
-        };
-        let owner = RiskFilter {
-            owner: Some("csm@example.com".into()),
-            ..RiskFilter::default()
-        };
-        assert!(owner.keeps(&entry(Some("CSM@example.com"), None), today));
-        assert!(!owner.keeps(&entry(Some("other@example.com"), None), today));
-        assert!(!owner.keeps(&entry(None, None), today));
-        let week = RiskFilter {
-            band_changed_within: Some(7),
-            ..RiskFilter::default()
-        };
-        assert!(week.keeps(&entry(None, Some(14)), today), "six days ago");
-        assert!(!week.keeps(&entry(None, Some(13)), today), "a week ago");
-        assert!(!week.keeps(&entry(None, None), today));
-        assert!(RiskFilter::default().is_empty() && !week.is_empty());
-    }
 
     #[test]
     fn every_route_path_is_accepted_by_the_router() {

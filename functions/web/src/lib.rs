@@ -446,9 +446,39 @@ impl Web {
         } else {
             latest.status
         };
+        // What each definition of the audit holds now (the quarantine route's count).
+        let meters: Vec<String> = latest.body["definitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["meter"].as_str())
+            .filter_map(|m| domain::ids::MeterName::parse(m).ok())
+            .map(|m| m.to_string())
+            .collect();
+        let counts = futures::future::join_all(meters.iter().map(|m| async move {
+            let a = self
+                .call(
+                    who,
+                    "GET",
+                    &format!("/v1/definitions/{m}/quarantine?limit=1"),
+                )
+                .await;
+            (m.clone(), a.body["held"].as_u64().filter(|_| a.ok()))
+        }))
+        .await;
+        let held_now: quality::HeldNow = counts
+            .into_iter()
+            .filter_map(|(m, n)| Some((m, n?)))
+            .collect();
         html(
             status,
-            quality::page(who, &latest, &runs, &quality::Notice::from_query(query)),
+            quality::page(
+                who,
+                &latest,
+                &runs,
+                &held_now,
+                &quality::Notice::from_query(query),
+            ),
         )
     }
 

@@ -328,8 +328,7 @@ pub fn portfolio(who: &Signed, f: &PortfolioFilters, a: &Answer, bands: &Answer)
                     code { "POST /local/jobs/score" } ")." }
             } @else {
                 table class="portfolio" {
-                    caption { "Riskiest first; " (rows.len()) " accounts on this page"
-                        @if let Some(n) = a.body["scanned"].as_u64() { " (" (n) " scored accounts looked through)" } "." }
+                    caption { "Riskiest first; " (rows.len()) " accounts on this page." }
                     thead { tr {
                         th scope="col" { "Account" } th scope="col" class="num" { "Score" } th scope="col" { "7-day trend" } th scope="col" { "Band" }
                         th scope="col" { "Top reason" } th scope="col" { "Segment" } th scope="col" { "Owner" } th scope="col" class="num" { "Renews in" } th scope="col" { "Scored on" }

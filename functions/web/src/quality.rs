@@ -119,7 +119,17 @@ pub fn points(series: &Value, rate: bool) -> Vec<Point> {
         .collect()
 }
 
-pub fn page(who: &Signed, latest_run: &Answer, runs: &Answer, notice: &Notice) -> Markup {
+/// Events held now per definition (`held` of `GET /v1/definitions/{meter}/quarantine`);
+/// a definition whose count could not be read is absent.
+pub type HeldNow = std::collections::BTreeMap<String, u64>;
+
+pub fn page(
+    who: &Signed,
+    latest_run: &Answer,
+    runs: &Answer,
+    held_now: &HeldNow,
+    notice: &Notice,
+) -> Markup {
     let r = &latest_run.body;
     layout(
         "Data quality",
@@ -186,22 +196,27 @@ pub fn page(who: &Signed, latest_run: &Answer, runs: &Answer, notice: &Notice) -
                 section aria-labelledby="quarantine-h" {
                     h2 id="quarantine-h" { "Quarantine by definition" }
                     p { "Events of deleted or deprecated definitions are held, not lost. Restoring a definition counts what it held; "
-                        "a replay finishes a large backlog (the definition must be active)." }
+                        "a replay finishes a large backlog (the definition must be active). "
+                        "\"Held now\" is counted as the page loads; the other two columns are the audit window's." }
                     table class="quarantine" id="quarantine" {
                         thead { tr { th scope="col" { "Definition" } th scope="col" { "Criticality" } th scope="col" class="num" { "Held (audit window)" }
-                            th scope="col" class="num" { "Released" } @if who.is_admin() { th scope="col" { "Action" } } } }
+                            th scope="col" class="num" { "Released" } th scope="col" class="num" { "Held now" } @if who.is_admin() { th scope="col" { "Action" } } } }
                         tbody {
                             @for d in r["definitions"].as_array().into_iter().flatten() {
                                 @let m = d["meter"].as_str().unwrap_or_default();
                                 @let held = d["kpis"]["quarantined_events"].as_u64().unwrap_or(0);
+                                @let now = held_now.get(m).copied();
                                 tr data-meter=(m) data-held=(held) {
                                     th scope="row" { a href=(format!("/app/definitions/{m}")) { (m) } }
                                     td { (d["criticality"].as_str().unwrap_or_default()) }
                                     td class="num" { (held) }
                                     td class="num" { (d["kpis"]["released_events"].as_u64().unwrap_or(0)) }
+                                    td class="num" data-held-now=[now] {
+                                        @match now { Some(n) => (n), None => span class="empty" { "unknown" } }
+                                    }
                                     @if who.is_admin() {
                                         td {
-                                            @if held > 0 {
+                                            @if held > 0 || now.is_some_and(|n| n > 0) {
                                                 form method="post" action=(format!("/app/quality/replay/{m}")) {
                                                     input type="hidden" name="csrf" value=(who.csrf);
                                                     button type="submit" aria-label=(format!("Replay held events of {m}")) { "Replay held events" }

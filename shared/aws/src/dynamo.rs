@@ -520,6 +520,41 @@ impl DynamoStore {
             .await
     }
 
+    /// Counts the items of one partition (those whose sort key starts with `prefix`;
+    /// all when it is empty) with `Select: COUNT` Queries, following pagination.
+    async fn count_items(
+        &self,
+        op: &'static str,
+        pk: String,
+        prefix: &str,
+        consistent: bool,
+    ) -> Result<usize, StoreError> {
+        let mut total = 0usize;
+        let mut start: Option<Item> = None;
+        loop {
+            let mut req = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(consistent)
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .set_exclusive_start_key(start.take());
+            req = if prefix.is_empty() {
+                req.key_condition_expression("pk = :pk")
+            } else {
+                req.key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                    .expression_attribute_values(":p", s(prefix.to_owned()))
+            };
+            let page = req.send().await.map_err(|e| svc(op, e))?;
+            total = total.saturating_add(usize::try_from(page.count.max(0)).unwrap_or(0));
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(total),
+            }
+        }
+    }
+
     /// Queries one partition of `table` (optionally a sort-key range), following
     /// pagination until the end or until at least `limit` items are read.
     #[allow(clippy::too_many_arguments)]

@@ -225,6 +225,14 @@ pub fn health_risk_pk(t: &TenantId, segment: Segment, band: &str) -> String {
 pub fn health_risk_sk(score: f64, a: &AccountId) -> String {
     format!("{:04}#{a}", (score.clamp(0.0, 100.0) * 10.0).round() as u32)
 }
+/// Risk index by owner: one partition per owner (lowercase e-mail), sorted by score.
+pub fn health_risk_owner_pk(t: &TenantId, owner: &str) -> String {
+    format!("TENANT#{t}#HEALTH#RISK-OWNER#{}", owner.to_lowercase())
+}
+/// Risk index by band change: one partition per day a band last changed, sorted by score.
+pub fn health_risk_changed_pk(t: &TenantId, day: NaiveDate) -> String {
+    format!("TENANT#{t}#HEALTH#RISK-CHANGED#{}", day.format("%Y-%m-%d"))
+}
 /// Each day's band counts per segment ([`crate::health::bands`]), sorted by day.
 pub fn health_bands_pk(t: &TenantId) -> String {
     format!("TENANT#{t}#HEALTH#BANDS")

@@ -154,6 +154,8 @@ pub trait QuarantineStore: Send + Sync {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<Quarantined>, StoreError>;
+    /// How many events of one meter are held now.
+    async fn count_held(&self, tenant: &TenantId, meter: &MeterName) -> Result<usize, StoreError>;
     /// Removes held events once they are safely on the events queue.
     async fn release(
         &self,

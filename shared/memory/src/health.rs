@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use domain::health::config::HealthConfig;
 use domain::health::model::{Band, Baseline};
 use domain::health::record::HealthRecord;
-use domain::health::store::{HealthStore, RiskEntry, RunHeader, Save, ShardItem};
+use domain::health::store::{HealthStore, RiskEntry, RiskRows, RunHeader, Save, ShardItem};
 use domain::ids::{AccountId, Segment, TenantId};
 use domain::keys;
 use domain::ports::error::{Page, StoreError};
@@ -24,8 +24,8 @@ struct State {
     baselines: HashMap<(TenantId, String), BTreeMap<Segment, Baseline>>,
     latest: HashMap<(TenantId, AccountId), HealthRecord>,
     history: HashMap<(TenantId, AccountId), BTreeMap<NaiveDate, HealthRecord>>,
-    /// (tenant, segment, band) -> sort key -> entry
-    risk: HashMap<(TenantId, Segment, Band), BTreeMap<String, RiskEntry>>,
+    /// Risk-index partition key -> sort key -> entry (as the DynamoDB items).
+    risk: HashMap<String, BTreeMap<String, RiskEntry>>,
 }
 
 #[derive(Default)]
@@ -73,7 +73,20 @@ impl MemoryHealthStore {
             .map(|s| s.latest.values().cloned().collect())
             .unwrap_or_default()
     }
+    /// Entries of the (segment, band) partitions: one per scored account.
     pub fn risk_entries(&self) -> usize {
+        self.st()
+            .map(|s| {
+                s.risk
+                    .iter()
+                    .filter(|(pk, _)| pk.contains("#HEALTH#RISK#"))
+                    .map(|(_, p)| p.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    /// Entries of every risk-index partition (owner and band-change ones included).
+    pub fn risk_items(&self) -> usize {
         self.st()
             .map(|s| s.risk.values().map(BTreeMap::len).sum())
             .unwrap_or(0)
@@ -210,8 +223,8 @@ impl HealthStore for MemoryHealthStore {
             let items: usize = saves
                 .iter()
                 .map(|s| {
-                    2 + usize::from(s.record.score.is_some())
-                        + usize::from(s.previous_slot.is_some())
+                    let m = s.risk_moves(t);
+                    2 + m.put.len() + m.delete.len()
                 })
                 .sum();
             self.write((items as u64).div_ceil(25));
@@ -226,21 +239,18 @@ impl HealthStore for MemoryHealthStore {
                 .or_default()
                 .insert(r.as_of, r.clone());
             items += 2;
-            let new_slot = domain::health::store::RiskSlot::of(r);
-            if let Some(old) = &s.previous_slot {
-                if Some(old) != new_slot.as_ref() {
-                    if let Some(p) = st.risk.get_mut(&(t.clone(), old.segment, old.band)) {
-                        p.remove(&keys::health_risk_sk(old.score, &r.account));
-                    }
+            let moves = s.risk_moves(t);
+            for (pk, sk) in &moves.delete {
+                if let Some(p) = st.risk.get_mut(pk) {
+                    p.remove(sk);
+                }
+                items += 1;
+            }
+            if let Some(e) = &moves.entry {
+                for (pk, sk) in moves.put {
+                    st.risk.entry(pk).or_default().insert(sk, e.clone());
                     items += 1;
                 }
-            }
-            if let Some(e) = RiskEntry::of(r) {
-                st.risk
-                    .entry((t.clone(), e.segment, e.band))
-                    .or_default()
-                    .insert(keys::health_risk_sk(e.score, &r.account), e);
-                items += 1;
             }
             st.latest.insert((t.clone(), r.account.clone()), r.clone());
         }
@@ -287,7 +297,7 @@ impl HealthStore for MemoryHealthStore {
                     continue;
                 }
                 self.read(1);
-                let Some(p) = st.risk.get(&(t.clone(), seg, band)) else {
+                let Some(p) = st.risk.get(&keys::health_risk_pk(t, seg, band.as_str())) else {
                     continue;
                 };
                 let mut rows = p.range((from.clone(), Bound::Unbounded));
@@ -307,6 +317,27 @@ impl HealthStore for MemoryHealthStore {
             items: all.into_iter().map(|(_, e)| e.clone()).collect(),
             next,
         })
+    }
+    async fn risk_partition(
+        &self,
+        pk: &str,
+        start: Option<&str>,
+        n: usize,
+    ) -> Result<RiskRows, StoreError> {
+        use std::ops::Bound;
+        self.read(1);
+        let st = self.st()?;
+        let Some(p) = st.risk.get(pk) else {
+            return Ok((Vec::new(), false));
+        };
+        let from = start.map_or(Bound::Unbounded, |c| Bound::Excluded(c.to_owned()));
+        let mut rows = p.range((from, Bound::Unbounded));
+        let page: Vec<(String, RiskEntry)> = rows
+            .by_ref()
+            .take(n)
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        Ok((page, rows.next().is_some()))
     }
 }
 

@@ -58,6 +58,15 @@ mod small_ports_pass_the_suite {
     }
 
     #[tokio::test]
+    async fn the_memory_risk_index_pages_by_owner_and_by_band_change() {
+        suite::the_risk_index_pages_by_owner_and_by_band_change(
+            &crate::health::MemoryHealthStore::default(),
+            &tenant(),
+        )
+        .await;
+    }
+
+    #[tokio::test]
     async fn memory_digests_hold_alerts_until_their_bucket_is_due() {
         suite::digests_hold_alerts_until_their_bucket_is_due(&MemoryDigests::default(), &tenant())
             .await;

@@ -78,6 +78,13 @@ impl QuarantineStore for MemoryQuarantine {
         })
     }
 
+    async fn count_held(&self, tenant: &TenantId, meter: &MeterName) -> Result<usize, StoreError> {
+        Ok(self
+            .lock()?
+            .get(&(tenant.clone(), meter.clone()))
+            .map_or(0, |p| p.len()))
+    }
+
     async fn release(
         &self,
         tenant: &TenantId,

@@ -11,6 +11,9 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use domain::audit::kpi::SampledEvent;
 use domain::chunk::Chunk;
 use domain::event::UsageEvent;
+use domain::health::model::Band;
+use domain::health::record::HealthRecord;
+use domain::health::store::{HealthStore, RiskEntry, RiskSelect, RiskSlot, Save};
 use domain::ids::{AccountId, EventId, MeterName, Source, Stage, TenantId};
 use domain::pipeline::{
     process_chunk, Claim, LedgerEntry, LedgerStore, PipelineConfig, UnitRef, UnitsOutcome,
@@ -664,6 +667,205 @@ pub async fn a_pack_meeting_applied_units_names_each_and_writes_nothing(
 }
 
 /// A held copy of `id` (from `source`) for `meter`, of `tenths` / 10 units.
+/// A scored record of [`day`]: red under 45; `changed` days ago the band was the other.
+fn scored(i: usize, score: f64, owner: &str, changed: Option<i64>) -> HealthRecord {
+    use domain::health::record::{HealthState, RecentScore};
+    let band = if score < 45.0 { Band::Red } else { Band::Green };
+    let other = if score < 45.0 { Band::Green } else { Band::Red };
+    let recent = changed
+        .map(|d| {
+            vec![
+                RecentScore {
+                    as_of: day() - chrono::Duration::days(d + 1),
+                    score: 50.0,
+                    band: other,
+                },
+                RecentScore {
+                    as_of: day() - chrono::Duration::days(d),
+                    score,
+                    band,
+                },
+            ]
+        })
+        .unwrap_or_default();
+    HealthRecord {
+        account: AccountId::parse(&format!("acct-{i:03}")).expect("an account id"),
+        segment: [domain::ids::Segment::Smb, domain::ids::Segment::Enterprise][i % 2],
+        as_of: day(),
+        state: HealthState::Scored,
+        score: Some(score),
+        band: Some(band),
+        components: Default::default(),
+        baseline: None,
+        reasons: Vec::new(),
+        insufficient_reason: None,
+        expansion_signal: false,
+        milestones_reached: Default::default(),
+        recent,
+        alert_state: Default::default(),
+        info: domain::health::record::AccountInfo {
+            owner: Some(owner.to_owned()),
+            ..Default::default()
+        },
+        computed_at: Utc.from_utc_datetime(&day().and_hms_opt(6, 0, 0).unwrap_or_default()),
+    }
+}
+
+/// Every page of a listing, in order.
+async fn all_pages(
+    store: &dyn HealthStore,
+    tenant: &TenantId,
+    sel: &RiskSelect,
+    limit: usize,
+) -> Vec<RiskEntry> {
+    let (mut seen, mut cursor) = (Vec::new(), None::<String>);
+    for _ in 0..100 {
+        let page = store
+            .list_risk_in(tenant, sel, day(), limit, cursor.as_deref())
+            .await
+            .expect("a risk page");
+        assert!(page.items.len() <= limit, "at most a page");
+        seen.extend(page.items);
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => return seen,
+        }
+    }
+    panic!("a listing that never ends");
+}
+
+fn accounts_in_order(rows: &[RiskEntry]) -> Vec<String> {
+    rows.iter().map(|e| e.account.to_string()).collect()
+}
+
+/// The risk index by owner and by band change: a page of either is complete, each
+/// entry once, riskiest first; re-scoring the same day moves entries rather than
+/// adding them; a new owner takes the entry from the old one; filters the partition
+/// does not key on (segment, band, the other filter) keep only what they name; each
+/// tenant its own. Pages of 4 over 40 accounts of 3 owners.
+pub async fn the_risk_index_pages_by_owner_and_by_band_change(
+    store: &dyn HealthStore,
+    tenant: &TenantId,
+) {
+    let owners = ["ann@example.com", "Bob@Example.com", "cy@example.com"];
+    // Account i: score (i * 37) % 100, owner i % 3, band changed (i % 9) days ago for
+    // i % 4 == 0 (0 to 8 days: some within the week, some not).
+    let first: Vec<HealthRecord> = (0..40)
+        .map(|i| {
+            let changed = (i % 4 == 0).then_some((i % 9) as i64);
+            scored(i, ((i * 37) % 100) as f64, owners[i % 3], changed)
+        })
+        .collect();
+    let saves: Vec<Save> = first
+        .iter()
+        .map(|r| Save {
+            record: r,
+            previous_slot: None,
+        })
+        .collect();
+    assert!(store.save_records(tenant, &saves).await.is_ok());
+    // Re-scored the same day: every account a new score; account 3 moves from ann to
+    // Bob; account 8 (band changed 8 days ago) changes band again today.
+    let second: Vec<HealthRecord> = (0..first.len())
+        .map(|i| {
+            let owner = if i == 3 { owners[1] } else { owners[i % 3] };
+            let changed = if i == 8 {
+                Some(0)
+            } else {
+                (i % 4 == 0).then_some((i % 9) as i64)
+            };
+            scored(i, ((i * 37 + 11) % 100) as f64, owner, changed)
+        })
+        .collect();
+    let saves: Vec<Save> = second
+        .iter()
+        .zip(&first)
+        .map(|(r, old)| Save {
+            record: r,
+            previous_slot: RiskSlot::of(old),
+        })
+        .collect();
+    assert!(store.save_records(tenant, &saves).await.is_ok());
+    let entries: Vec<RiskEntry> = second.iter().filter_map(RiskEntry::of).collect();
+    let expected = |keep: &dyn Fn(&RiskEntry) -> bool| {
+        let mut rows: Vec<&RiskEntry> = entries.iter().filter(|e| keep(e)).collect();
+        rows.sort_by_key(|e| domain::keys::health_risk_sk(e.score, &e.account));
+        rows.iter()
+            .map(|e| e.account.to_string())
+            .collect::<Vec<_>>()
+    };
+    let owner = |o: &str| RiskSelect {
+        owner: Some(o.to_owned()),
+        ..RiskSelect::default()
+    };
+    let week = day() - chrono::Duration::days(6);
+    let is = |e: &RiskEntry, o: &str| {
+        e.owner.as_deref().map(str::to_lowercase) == Some(o.to_lowercase())
+    };
+    for o in owners {
+        let listed = all_pages(store, tenant, &owner(&o.to_uppercase()), 4).await;
+        assert_eq!(
+            accounts_in_order(&listed),
+            expected(&|e| is(e, o)),
+            "every account of {o} once, riskiest first, at today's score"
+        );
+    }
+    let ann = all_pages(store, tenant, &owner(owners[0]), 4).await;
+    assert!(
+        !accounts_in_order(&ann).contains(&"acct-003".to_owned()),
+        "moved away"
+    );
+    let bob = all_pages(store, tenant, &owner(owners[1]), 4).await;
+    assert!(
+        accounts_in_order(&bob).contains(&"acct-003".to_owned()),
+        "moved to Bob"
+    );
+    let changed = RiskSelect {
+        changed_since: Some(week),
+        ..RiskSelect::default()
+    };
+    let listed = all_pages(store, tenant, &changed, 4).await;
+    let within = |e: &RiskEntry| e.band_changed_on.is_some_and(|c| c >= week);
+    assert_eq!(
+        accounts_in_order(&listed),
+        expected(&within),
+        "band changed this week"
+    );
+    assert!(
+        accounts_in_order(&listed).contains(&"acct-008".to_owned()),
+        "changed again today"
+    );
+    assert!(!listed.is_empty() && listed.len() < entries.len());
+    let narrowed = RiskSelect {
+        segment: Some(domain::ids::Segment::Smb),
+        bands: vec![Band::Red],
+        changed_since: Some(week),
+        owner: Some(owners[0].to_owned()),
+    };
+    let listed = all_pages(store, tenant, &narrowed, 2).await;
+    assert_eq!(
+        accounts_in_order(&listed),
+        expected(&|e| narrowed.keeps(e)),
+        "segment, band and window filtered within the owner's partition"
+    );
+    let red_week = RiskSelect {
+        bands: vec![Band::Red],
+        ..changed.clone()
+    };
+    assert_eq!(
+        accounts_in_order(&all_pages(store, tenant, &red_week, 3).await),
+        expected(&|e| within(e) && e.band == Band::Red)
+    );
+    let other = TenantId::parse("suite-other").expect("valid");
+    assert!(
+        all_pages(store, &other, &owner(owners[0]), 4)
+            .await
+            .is_empty()
+            && all_pages(store, &other, &changed, 4).await.is_empty(),
+        "each tenant its own"
+    );
+}
+
 fn held(source: Source, id: &str, meter: &str, tenths: i64) -> Quarantined {
     let mut event = event(id, "acct-held", tenths).expect("suite event");
     event.meter = MeterName::parse(meter).expect("suite meter");
@@ -732,10 +934,24 @@ pub async fn held_events_page_in_key_order_and_a_resend_replaces_its_copy(
         "one copy per (source, id), in key order, this meter only"
     );
     assert_eq!(all[2].event.quantity, Decimal::new(70, 1), "the resend won");
+    let count = |t: &TenantId, m: &MeterName| {
+        let (t, m) = (t.clone(), m.clone());
+        async move { store.count_held(&t, &m).await.ok() }
+    };
+    assert_eq!(
+        count(tenant, &meter).await,
+        Some(6),
+        "the count is the copies held"
+    );
     assert!(store
         .release(tenant, &meter, &["api#e-1".into(), "import#e-0".into()])
         .await
         .is_ok());
+    assert_eq!(
+        count(tenant, &meter).await,
+        Some(4),
+        "released ones leave the count"
+    );
     let left: Vec<String> = all_held(store, tenant, &meter, 10)
         .await
         .iter()
@@ -749,6 +965,12 @@ pub async fn held_events_page_in_key_order_and_a_resend_replaces_its_copy(
         all_held(store, &stranger, &meter, 10).await.is_empty(),
         "another tenant sees nothing"
     );
+    assert_eq!(
+        count(&stranger, &meter).await,
+        Some(0),
+        "nor counts anything"
+    );
+    assert_eq!(count(tenant, &other).await, Some(1));
 }
 
 #[cfg(test)]

@@ -175,6 +175,9 @@ async fn text(c: &Client, css: &str) -> String {
         .expect("text")
 }
 
+/// The quality page's live count of reports_exported's held events.
+const HELD_NOW: &str = "#quarantine tr[data-meter=reports_exported] td[data-held-now]";
+
 async fn attr(c: &Client, css: &str, name: &str) -> String {
     c.find(Locator::Css(css))
         .await
@@ -1092,6 +1095,19 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
         .await,
         "1"
     );
+    // Held now, counted live, is the quarantine route's number (1 before the replay).
+    let (_, listed) = api(
+        &stack,
+        &demo.key,
+        "GET",
+        "/v1/definitions/reports_exported/quarantine",
+    )
+    .await;
+    assert_eq!(listed["held"], json!(1), "{listed}");
+    assert_eq!(
+        attr(&c, HELD_NOW, "data-held-now").await,
+        listed["held"].to_string()
+    );
     assert_eq!(
         c.find_all(Locator::Css("#kpis tr[data-kpi]"))
             .await
@@ -1148,6 +1164,9 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
     )
     .await;
     assert_eq!(held["events"], json!([]), "replayed: {held}");
+    // After the replay the audit window still says 1 held; held now says 0, as the route.
+    assert_eq!(held["held"], json!(0), "{held}");
+    assert_eq!(attr(&c, HELD_NOW, "data-held-now").await, "0");
 
     c.close().await.ok();
     server.abort();

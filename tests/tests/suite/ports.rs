@@ -123,3 +123,10 @@ async fn dynamo_band_summaries_are_read_by_day_and_a_rerun_replaces_its_day() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_dynamo_risk_index_pages_by_owner_and_by_band_change() {
+    let t = TestStack::fresh().await;
+    suite::the_risk_index_pages_by_owner_and_by_band_change(t.stack.store.as_ref(), &t.tenant)
+        .await;
+}

@@ -4,13 +4,13 @@ use super::{
     corrupt, data_item, delete_req, from_data, key, put_req, s, str_attr, svc, DynamoStore, Item,
 };
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, Select};
+use aws_sdk_dynamodb::types::KeysAndAttributes;
 use base64::Engine;
 use chrono::NaiveDate;
 use domain::health::config::HealthConfig;
 use domain::health::model::{Band, Baseline};
 use domain::health::record::HealthRecord;
-use domain::health::store::{HealthStore, RiskEntry, RiskSlot, RunHeader, Save, ShardItem};
+use domain::health::store::{HealthStore, RiskEntry, RiskRows, RunHeader, Save, ShardItem};
 use domain::ids::{AccountId, Segment, TenantId};
 use domain::keys;
 use domain::ports::{Page, StoreError};
@@ -139,28 +139,13 @@ impl HealthStore for DynamoStore {
 
     async fn count_shards(&self, t: &TenantId, run: &str) -> Result<usize, StoreError> {
         // Consistent: the fan-in must see the shard its own worker just wrote.
-        let mut total = 0usize;
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .select(Select::Count)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
-                .expression_attribute_values(":pk", s(keys::health_run_pk(t, run)))
-                .expression_attribute_values(":p", s(keys::HEALTH_SHARD_PREFIX))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| svc("count_shards", e))?;
-            total += page.count.max(0) as usize;
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(total),
-            }
-        }
+        self.count_items(
+            "count_shards",
+            keys::health_run_pk(t, run),
+            keys::HEALTH_SHARD_PREFIX,
+            true,
+        )
+        .await
     }
 
     async fn list_shards(&self, t: &TenantId, run: &str) -> Result<Vec<ShardItem>, StoreError> {
@@ -271,21 +256,15 @@ impl HealthStore for DynamoStore {
                 keys::health_day_sk(r.as_of),
                 r,
             )?)?);
-            let new_slot = RiskSlot::of(r);
-            if let Some(old) = &sv.previous_slot {
-                if Some(old) != new_slot.as_ref() {
-                    first.push(delete_req(
-                        keys::health_risk_pk(t, old.segment, old.band.as_str()),
-                        keys::health_risk_sk(old.score, &r.account),
-                    )?);
-                }
+            // The (segment, band), owner and band-change entries: moved, then rewritten.
+            let moves = sv.risk_moves(t);
+            for (pk, sk) in moves.delete {
+                first.push(delete_req(pk, sk)?);
             }
-            if let Some(e) = RiskEntry::of(r) {
-                first.push(put_req(data_item(
-                    keys::health_risk_pk(t, e.segment, e.band.as_str()),
-                    keys::health_risk_sk(e.score, &e.account),
-                    &e,
-                )?)?);
+            if let Some(e) = &moves.entry {
+                for (pk, sk) in moves.put {
+                    first.push(put_req(data_item(pk, sk, e)?)?);
+                }
             }
             last.push(put_req(data_item(
                 pk,
@@ -378,6 +357,40 @@ impl HealthStore for DynamoStore {
             items: all.into_iter().map(|(_, e)| e).collect(),
             next,
         })
+    }
+
+    async fn risk_partition(
+        &self,
+        pk: &str,
+        start: Option<&str>,
+        n: usize,
+    ) -> Result<RiskRows, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(pk.to_owned()))
+            .limit(i32::try_from(n).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start.map(|sk| key(pk.to_owned(), sk.to_owned())))
+            .send()
+            .await
+            .map_err(|e| svc("risk_partition", e))?;
+        let more = page.last_evaluated_key.is_some_and(|k| !k.is_empty());
+        let mut rows = Vec::new();
+        for item in page.items.unwrap_or_default() {
+            let sk = str_attr(&item, "sk").unwrap_or_default().to_owned();
+            rows.push((sk, from_data(item, pk)?));
+        }
+        Ok((rows, more))
+    }
+
+    fn risk_cursor(&self, sk: &str) -> String {
+        b64(sk)
+    }
+
+    fn risk_cursor_key(&self, cursor: &str) -> Result<String, StoreError> {
+        unb64(cursor)
     }
 }
 

@@ -39,6 +39,16 @@ impl QuarantineStore for DynamoStore {
             .await
     }
 
+    async fn count_held(&self, tenant: &TenantId, meter: &MeterName) -> Result<usize, StoreError> {
+        self.count_items(
+            "quarantine_count",
+            keys::quarantine_pk(tenant, meter),
+            "",
+            false,
+        )
+        .await
+    }
+
     async fn release(
         &self,
         tenant: &TenantId,
