@@ -33,6 +33,8 @@ pub struct CrmState {
     /// Company id -> properties written to it (last value wins).
     pub companies: BTreeMap<String, BTreeMap<String, Value>>,
     pub tasks: Vec<Value>,
+    /// HubSpot owners: e-mail -> owner id (`GET /crm/v3/owners/?email=`).
+    pub owners: BTreeMap<String, String>,
     pub requests: Vec<Seen>,
     /// Requests allowed per interval (`None`: unlimited, and no rate headers).
     pub budget: Option<(u64, Duration)>,
@@ -114,6 +116,7 @@ impl CrmStandIn {
             )
             .route("/crm/v3/objects/companies/batch/update", post(batch_update))
             .route("/crm/v3/objects/tasks", post(create_task))
+            .route("/crm/v3/owners/", get(list_owners))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -325,5 +328,26 @@ async fn create_task(State(s): State<Crm>, h: HeaderMap, Json(b): Json<Value>) -
         task["id"] = json!(id);
         s.tasks.push(task.clone());
         (StatusCode::CREATED, task)
+    })
+}
+
+/// The owners API filtered by `email`, as HubSpot answers it: a page of owners (none
+/// when nobody has that address).
+async fn list_owners(State(s): State<Crm>, uri: axum::http::Uri, h: HeaderMap) -> Response {
+    let email = url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "email")
+        .map(|(_, v)| v.into_owned());
+    let path = format!("/crm/v3/owners/?{}", uri.query().unwrap_or_default());
+    serve(&s, Method::GET, path, &h, Value::Null, |s, _| {
+        let Some(email) = email else {
+            return error(StatusCode::BAD_REQUEST, "email is required here");
+        };
+        let results: Vec<Value> = s
+            .owners
+            .get(&email)
+            .map(|id| json!({"id": id, "email": email, "type": "PERSON", "archived": false}))
+            .into_iter()
+            .collect();
+        (StatusCode::OK, json!({"results": results}))
     })
 }

@@ -6,21 +6,33 @@ use aws::dynamo::DynamoStore;
 use std::sync::Arc;
 use web::session::SessionKeys;
 
-/// `WEB_SESSION_SECRET` (at least 32 bytes) when set, so sessions survive a restart;
-/// otherwise a random secret per run.
-pub fn web_app(api: Arc<api::Api>, store: Arc<DynamoStore>) -> Result<web::Web> {
-    let sessions = match std::env::var("WEB_SESSION_SECRET")
+/// The cockpit over `api`, signing sessions with `sessions` (the stack passes the
+/// provisioned `WebSessionSecret`, read from the emulator's Secrets Manager with the web
+/// function's role on first use, as on AWS).
+pub fn web_app(
+    api: Arc<api::Api>,
+    store: Arc<DynamoStore>,
+    sessions: web::session::SessionSecret,
+) -> web::Web {
+    let mut w = web::Web::new(api, store, sessions);
+    w.secure_cookies = false;
+    w
+}
+
+/// `WEB_SESSION_SECRET` when set (at least 32 bytes): the value `make run` stores in the
+/// emulator's `WebSessionSecret`, so sessions survive a restart; `None` leaves the
+/// secret the template generates (random per emulator).
+pub fn session_secret_from_env() -> Result<Option<String>> {
+    match std::env::var("WEB_SESSION_SECRET")
         .ok()
         .filter(|s| !s.is_empty())
     {
-        Some(s) => SessionKeys::new(s.as_bytes()).context("WEB_SESSION_SECRET")?,
-        None => {
-            SessionKeys::random().map_err(|e| anyhow::anyhow!("a random session secret: {e}"))?
+        Some(s) => {
+            SessionKeys::new(s.as_bytes()).context("WEB_SESSION_SECRET")?;
+            Ok(Some(s))
         }
-    };
-    let mut w = web::Web::new(api, store, sessions);
-    w.secure_cookies = false;
-    Ok(w)
+        None => Ok(None),
+    }
 }
 
 /// A read-scoped key for the cockpit (shown once).

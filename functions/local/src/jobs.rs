@@ -15,6 +15,15 @@ pub trait Job: Send + Sync {
     /// Runs the job for every tenant (`None`, the schedule) or for one tenant only
     /// (`POST /local/jobs/{name}` with that tenant's admin key).
     async fn run(&self, tenant: Option<&TenantId>) -> anyhow::Result<serde_json::Value>;
+    /// Runs the job for one tenant as of another day (`POST /local/jobs/{name}?as_of=`,
+    /// the `as_of` of the Lambda's scheduled input); only the score job takes one.
+    async fn run_as_of(
+        &self,
+        _tenant: &TenantId,
+        _as_of: chrono::NaiveDate,
+    ) -> anyhow::Result<serde_json::Value> {
+        anyhow::bail!("the {} job takes no as_of", self.name())
+    }
 }
 
 /// Mirrors the `EventsDlqAlarm` CloudWatch alarm: reports and warns when the DLQ holds
@@ -108,6 +117,17 @@ impl Scheduler {
         Some(job.run(tenant).await)
     }
 
+    /// [`Self::run_now`] for one tenant as of `as_of` ([`Job::run_as_of`]).
+    pub async fn run_now_as_of(
+        &self,
+        name: &str,
+        tenant: &TenantId,
+        as_of: chrono::NaiveDate,
+    ) -> Option<anyhow::Result<serde_json::Value>> {
+        let job = self.jobs.iter().find(|j| j.name() == name)?;
+        Some(job.run_as_of(tenant, as_of).await)
+    }
+
     /// Runs every job on its interval until shutdown.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let tasks: Vec<_> = self
@@ -186,6 +206,22 @@ impl Job for ScoreJob {
         .map_err(|e| anyhow::anyhow!(e.to_string()))?;
         Ok(
             serde_json::json!({"runs": runs, "note": "shards are processed by the score-queue poller"}),
+        )
+    }
+    /// A run scoring the days before `as_of` (a baseline on an earlier day, a backfill).
+    async fn run_as_of(
+        &self,
+        tenant: &TenantId,
+        as_of: chrono::NaiveDate,
+    ) -> anyhow::Result<serde_json::Value> {
+        let run = self
+            .score
+            .runner
+            .start(tenant, as_of, chrono::Utc::now())
+            .await
+            .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+        Ok(
+            serde_json::json!({"runs": [run], "note": "shards are processed by the score-queue poller"}),
         )
     }
 }

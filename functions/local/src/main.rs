@@ -282,6 +282,11 @@ async fn main() -> Result<()> {
                 .secret_values
                 .insert("HubspotClientSecretStore".into(), h.secret_string());
         }
+        if let Some(secret) = local::cockpit::session_secret_from_env()? {
+            overrides
+                .secret_values
+                .insert("WebSessionSecret".into(), secret);
+        }
         if let Some(t) = std::env::var("HUBSPOT_WRITEBACK_TOKENS")
             .ok()
             .filter(|t| !t.trim().is_empty())

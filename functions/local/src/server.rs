@@ -76,7 +76,28 @@ pub async fn run_job(
             Ok(grant) => grant.tenant,
             Err(e) => return error(&e),
         };
-    match stack.scheduler.run_now(name, Some(&tenant)).await {
+    // `?as_of=YYYY-MM-DD`: the score job scores the days before that day (the Lambda's
+    // scheduled input `{"as_of": ...}`), e.g. a baseline run on an earlier day.
+    let as_of = req.uri().query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "as_of")
+            .map(|(_, v)| v.into_owned())
+    });
+    let ran = match as_of {
+        None => stack.scheduler.run_now(name, Some(&tenant)).await,
+        Some(day) => match chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d") {
+            Ok(day) if day <= chrono::Utc::now().date_naive() => {
+                stack.scheduler.run_now_as_of(name, &tenant, day).await
+            }
+            _ => {
+                return error(&ApiError::new(
+                    ErrorCode::InvalidParameter,
+                    format!("as_of '{day}' is not a date (YYYY-MM-DD) up to today"),
+                ))
+            }
+        },
+    };
+    match ran {
         None => error(&ApiError::new(
             ErrorCode::UnknownJob,
             format!(

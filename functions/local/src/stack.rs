@@ -194,7 +194,22 @@ impl Stack {
                 .with_hubspot_setup(hubspot_setup(p, &roles.config("ApiFunction")?)?),
         );
         let (web_api, web_store) = api_as("WebFunction")?;
-        let web = Arc::new(crate::cockpit::web_app(Arc::new(web_api), web_store)?);
+        // As on AWS: the session secret is read from Secrets Manager (the emulator) with
+        // the web function's key on first use; without the template's secret, a random one.
+        let web_sessions = match p.refs.get("WebSessionSecret") {
+            Some(arn) => web::session::SessionSecret::Managed(aws::secrets::cached(
+                &roles.config("WebFunction")?,
+                domain::secrets::SecretId::parse(arn)?,
+            )),
+            None => web::session::SessionKeys::random()
+                .map_err(|e| anyhow::anyhow!("a random session secret: {e}"))?
+                .into(),
+        };
+        let web = Arc::new(crate::cockpit::web_app(
+            Arc::new(web_api),
+            web_store,
+            web_sessions,
+        ));
         let poller = Arc::new(Poller {
             sqs: rollup_sqs,
             mapping: Mapping {

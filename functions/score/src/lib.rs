@@ -163,7 +163,7 @@ impl Score {
         let as_of = input.as_of.unwrap_or_else(|| Utc::now().date_naive());
         let started = std::time::Instant::now();
         let r = self.runner.start_all(as_of).await;
-        emit_duration("ScoreRunStartDuration", started, r.is_ok());
+        emit_duration("ScoreRunStartDuration", started, r.is_ok(), None);
         r
     }
 
@@ -182,11 +182,9 @@ impl Score {
     ) -> SqsBatchResponse {
         lambda::batch::run_batch("score", records, self.concurrency, |m| async move {
             let started = std::time::Instant::now();
-            let r = self
-                .runner
-                .process(m.body.as_deref().unwrap_or_default())
-                .await;
-            emit_duration("ScoreShardDuration", started, r.is_ok());
+            let body = m.body.as_deref().unwrap_or_default();
+            let r = self.runner.process(body).await;
+            emit_duration("ScoreShardDuration", started, r.is_ok(), tenant_of(body));
             r
         })
         .await
@@ -236,8 +234,19 @@ fn emit_writeback(report: Option<&domain::health::writeback::PushReport>) {
     publish(&s);
 }
 
-/// A step's duration in milliseconds, and `ScoreFailures` (1) when it failed.
-fn emit_duration(metric: &str, started: std::time::Instant, ok: bool) {
+/// The tenant a shard message is for (its `tenant` field), for the metrics' `tenant`
+/// property; `None` for a body that is not a shard message.
+fn tenant_of(body: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Shard {
+        tenant: String,
+    }
+    serde_json::from_str::<Shard>(body).ok().map(|s| s.tenant)
+}
+
+/// A step's duration in milliseconds, and `ScoreFailures` (1) when it failed; the
+/// shard's tenant is a property (never a dimension), as in every function's documents.
+fn emit_duration(metric: &str, started: std::time::Instant, ok: bool, tenant: Option<String>) {
     use lambda::metrics::{publish, record, set};
     let mut s = set("score");
     record(s.put(
@@ -248,5 +257,19 @@ fn emit_duration(metric: &str, started: std::time::Instant, ok: bool) {
     if !ok {
         record(s.count("ScoreFailures", 1));
     }
+    if let Some(t) = tenant {
+        record(s.property("tenant", t));
+    }
     publish(&s);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_shard_messages_tenant_is_read_for_its_metrics_and_anything_else_has_none() {
+        let shard = r#"{"phase":"score","tenant":"acme","run":"r1","as_of":"2026-11-30","shard":0,"shards":1}"#;
+        assert_eq!(super::tenant_of(shard).as_deref(), Some("acme"));
+        assert_eq!(super::tenant_of("not json"), None);
+        assert_eq!(super::tenant_of(r#"{"phase":"score"}"#), None);
+    }
 }

@@ -18,7 +18,7 @@ use domain::ports::Directory;
 use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
-use session::{Session, SessionKeys};
+use session::{Session, SessionKeys, SessionSecret};
 use std::sync::Arc;
 
 /// Accounts per portfolio page.
@@ -31,7 +31,7 @@ pub const MAX_FORM_BYTES: usize = 4096;
 pub struct Web {
     pub api: Arc<api::Api>,
     pub directory: Arc<dyn Directory>,
-    pub sessions: SessionKeys,
+    pub sessions: SessionSecret,
     /// `Secure` cookies (everywhere but the plain-HTTP local runner).
     pub secure_cookies: bool,
 }
@@ -72,12 +72,28 @@ impl Answer {
 }
 
 impl Web {
-    pub fn new(api: Arc<api::Api>, directory: Arc<dyn Directory>, sessions: SessionKeys) -> Self {
+    pub fn new(
+        api: Arc<api::Api>,
+        directory: Arc<dyn Directory>,
+        sessions: impl Into<SessionSecret>,
+    ) -> Self {
         Self {
             api,
             directory,
-            sessions,
+            sessions: sessions.into(),
             secure_cookies: true,
+        }
+    }
+
+    /// The session keys for this request; `None` (logged) when the secret cannot be
+    /// read, so nobody is signed in and sign-in answers 503.
+    async fn keys(&self) -> Option<SessionKeys> {
+        match self.sessions.keys().await {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::error!(error = %e, code = e.code(), "session secret unavailable");
+                None
+            }
         }
     }
 
@@ -165,7 +181,8 @@ impl Web {
         let cookie = req.headers().get(header::COOKIE)?.to_str().ok()?;
         let value = session::cookie_value(cookie, session::COOKIE)?;
         let now = chrono::Utc::now();
-        let session = self.sessions.open(value, now.timestamp())?;
+        let keys = self.keys().await?;
+        let session = keys.open(value, now.timestamp())?;
         let grant = match self.directory.key_grant(&session.h).await {
             Ok(g) => g?,
             Err(e) => {
@@ -176,7 +193,7 @@ impl Web {
         if grant.tenant.as_str() != session.t || grant.check(KeyScope::Read, now).is_err() {
             return None;
         }
-        let csrf = self.sessions.csrf(&session);
+        let csrf = keys.csrf(&session);
         Some(Signed {
             session,
             grant,
@@ -218,10 +235,13 @@ impl Web {
                 }
             });
         }
-        let session = match self
-            .sessions
-            .start(grant.tenant.as_str(), &hash, now.timestamp())
-        {
+        let Some(keys) = self.keys().await else {
+            return html(
+                503,
+                pages::sign_in(Some("Sessions cannot be started right now; try again.")),
+            );
+        };
+        let session = match keys.start(grant.tenant.as_str(), &hash, now.timestamp()) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "no randomness for a session");
@@ -233,9 +253,7 @@ impl Web {
         };
         tracing::info!(tenant = %grant.tenant, key_id = %grant.key_id, admin = grant.allows(KeyScope::Admin), "signed in");
         let mut resp = redirect("/app/portfolio");
-        if let Ok(v) =
-            session::set_cookie(&self.sessions.seal(&session), self.secure_cookies).parse()
-        {
+        if let Ok(v) = session::set_cookie(&keys.seal(&session), self.secure_cookies).parse() {
             resp.headers_mut().insert(header::SET_COOKIE, v);
         }
         resp
@@ -250,7 +268,8 @@ impl Web {
             .find(|(k, _)| k == "csrf")
             .map(|(_, v)| v.as_str())
             .unwrap_or_default();
-        if !self.sessions.csrf_ok(&who.session, token) {
+        let keys = self.keys().await;
+        if !keys.is_some_and(|k| k.csrf_ok(&who.session, token)) {
             tracing::warn!(tenant = %who.grant.tenant, path = %path, "CSRF token missing or wrong");
             return html(
                 403,

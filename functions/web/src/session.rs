@@ -47,6 +47,66 @@ impl std::fmt::Debug for SessionKeys {
 #[error("the session secret must be at least {MIN_SECRET_BYTES} bytes")]
 pub struct ShortSecret;
 
+/// Where the session secret comes from: given at start (the local runner, tests), or
+/// Secrets Manager (`WEB_SESSION_SECRET_ARN` on Lambda), read on the first request that
+/// needs it and cached like the HubSpot secrets, so nothing is fetched at init and a
+/// rotated secret is picked up (ending every session) without a redeploy.
+pub enum SessionSecret {
+    Fixed(SessionKeys),
+    Managed(std::sync::Arc<domain::secrets::CachedSecret>),
+}
+
+impl SessionSecret {
+    /// The keys now: the fixed ones, or the cached secret's value (fetched when the
+    /// cache is empty or older than its TTL).
+    pub async fn keys(&self) -> Result<SessionKeys, domain::secrets::SecretError> {
+        match self {
+            SessionSecret::Fixed(k) => Ok(k.clone()),
+            SessionSecret::Managed(c) => {
+                let value = c.get().await?;
+                SessionKeys::new(value.as_bytes()).map_err(|e| {
+                    domain::secrets::SecretError::Malformed {
+                        id: c.id().to_string(),
+                        reason: e.to_string(),
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// Where the Lambda reads its session secret from.
+#[derive(Debug)]
+pub enum SecretFrom {
+    /// `WEB_SESSION_SECRET_ARN` (the template): Secrets Manager, on first use.
+    Manager(domain::secrets::SecretId),
+    /// `WEB_SESSION_SECRET`: the value itself (at least 32 bytes).
+    Value(SessionKeys),
+}
+
+/// `WEB_SESSION_SECRET_ARN`, else `WEB_SESSION_SECRET`; neither, a malformed ARN or a
+/// short value is an error at start.
+pub fn secret_from_env(var: impl Fn(&str) -> Option<String>) -> Result<SecretFrom, String> {
+    let set = |k: &str| var(k).filter(|v| !v.trim().is_empty());
+    if let Some(arn) = set("WEB_SESSION_SECRET_ARN") {
+        return domain::secrets::SecretId::parse(&arn)
+            .map(SecretFrom::Manager)
+            .map_err(|e| format!("WEB_SESSION_SECRET_ARN: {e}"));
+    }
+    match set("WEB_SESSION_SECRET") {
+        Some(v) => SessionKeys::new(v.as_bytes())
+            .map(SecretFrom::Value)
+            .map_err(|e| format!("WEB_SESSION_SECRET: {e}")),
+        None => Err("WEB_SESSION_SECRET_ARN (or WEB_SESSION_SECRET) is not set".to_owned()),
+    }
+}
+
+impl From<SessionKeys> for SessionSecret {
+    fn from(k: SessionKeys) -> Self {
+        SessionSecret::Fixed(k)
+    }
+}
+
 impl SessionKeys {
     pub fn new(secret: &[u8]) -> Result<Self, ShortSecret> {
         if secret.len() < MIN_SECRET_BYTES {
@@ -157,6 +217,35 @@ mod tests {
 
     fn keys(b: u8) -> SessionKeys {
         SessionKeys::new(&[b; 32]).unwrap()
+    }
+
+    #[test]
+    fn the_lambda_reads_the_secrets_arn_first_else_a_long_enough_value_else_refuses_to_start() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        const ARN: &str = "arn:aws:secretsmanager:eu-west-1:1:secret:web-AbCdEf";
+        const LONG: &str = "0123456789abcdef0123456789abcdef";
+        match secret_from_env(env(&[
+            ("WEB_SESSION_SECRET_ARN", ARN),
+            ("WEB_SESSION_SECRET", LONG),
+        ])) {
+            Ok(SecretFrom::Manager(id)) => assert_eq!(id.as_str(), ARN),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            secret_from_env(env(&[("WEB_SESSION_SECRET", LONG)])),
+            Ok(SecretFrom::Value(_))
+        ));
+        let short = secret_from_env(env(&[("WEB_SESSION_SECRET", "short")])).unwrap_err();
+        assert!(short.contains("at least 32 bytes"), "{short}");
+        assert!(secret_from_env(env(&[("WEB_SESSION_SECRET_ARN", "has space")])).is_err());
+        assert!(secret_from_env(env(&[("WEB_SESSION_SECRET_ARN", " ")])).is_err());
     }
 
     #[test]

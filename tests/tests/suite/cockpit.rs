@@ -1173,7 +1173,12 @@ async fn a_csm_signs_in_with_a_read_key_finds_the_decaying_accounts_first_sees_w
 }
 
 /// A request to the web function, with a cookie and a form body.
-fn web_request(method: &str, path: &str, cookie: Option<&str>, form: &str) -> lambda_http::Request {
+pub(crate) fn web_request(
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: &str,
+) -> lambda_http::Request {
     let mut b = lambda_http::http::Request::builder()
         .method(method)
         .uri(path)

@@ -134,7 +134,7 @@ async fn a_429_with_retry_after_is_waited_out_and_the_call_retried() {
 }
 
 /// The api function as deployed, under its own role, with HubSpot at the stand-in.
-fn api_with_setup(t: &e2e::TestStack, crm: &CrmStandIn) -> api::Api {
+pub(crate) fn api_with_setup(t: &e2e::TestStack, crm: &CrmStandIn) -> api::Api {
     let cfg = t
         .provisioned
         .function_config(&t.aws, "ApiFunction")

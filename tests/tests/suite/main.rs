@@ -23,6 +23,7 @@ mod pipeline;
 mod plays;
 mod portals;
 mod ports;
+mod runbook;
 mod secrets;
 mod stack_outputs;
 mod writeback_queue;

@@ -47,6 +47,19 @@ async fn plays_are_tenant_configuration_validated_by_the_admin_route() {
     assert_eq!(t.denials(), Vec::new());
 }
 
+/// Tenant acme's write-back to the stand-in with `token`.
+fn writeback(crm: &CrmStandIn, token: &str) -> (domain::ids::TenantId, HubSpotWriteback) {
+    let tenant = domain::ids::TenantId::parse("acme").unwrap();
+    let wb = HubSpotWriteback::new(
+        &crm.base,
+        std::collections::HashMap::from([(tenant.clone(), token.to_owned())]),
+        Arc::new(HyperPost::new().unwrap()),
+        100,
+    )
+    .with_backoff(Duration::from_millis(50));
+    (tenant, wb)
+}
+
 /// Yesterday yellow, today `band`; onboarded on 1 November, nothing reached.
 fn record(account: &str, segment: Segment, company: &str, band: Band) -> HealthRecord {
     let as_of = chrono::NaiveDate::from_ymd_opt(2026, 11, 17).unwrap();
@@ -118,14 +131,7 @@ async fn each_tier_runs_its_own_play_and_hubspot_gets_the_properties_and_the_own
     ];
     let (updates, tasks) = domain::health::run::crm_work(&cfg, &plays, records.iter());
     assert_eq!(updates.len(), 2, "{updates:?}");
-    let tenant = domain::ids::TenantId::parse("acme").unwrap();
-    let wb = HubSpotWriteback::new(
-        &crm.base,
-        std::collections::HashMap::from([(tenant.clone(), "pat-plays".to_owned())]),
-        Arc::new(HyperPost::new().unwrap()),
-        100,
-    )
-    .with_backoff(Duration::from_millis(50));
+    let (tenant, wb) = writeback(&crm, "pat-plays");
     let r = wb.push(&tenant, &updates).await;
     assert_eq!((r.updated, r.failed), (2, 0), "{r:?}");
     let r = wb.create_tasks(&tenant, &tasks).await;
@@ -151,5 +157,66 @@ async fn each_tier_runs_its_own_play_and_hubspot_gets_the_properties_and_the_own
     assert!(
         body.contains("health band yellow -> red") && body.contains("usage_down_30d"),
         "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_task_for_an_owner_known_only_by_e_mail_is_assigned_to_the_hubspot_owner_of_that_address()
+{
+    let crm = CrmStandIn::start("pat-owners").await;
+    crm.lock()
+        .owners
+        .insert("ana+cs@example.com".into(), "3301".into());
+    let plays = Plays::from_body(br#"{"tiers": {"enterprise": {"task": true}}}"#).unwrap();
+    let cfg = domain::health::config::HealthConfig::default();
+    let by_email = |account: &str, company: &str, email: &str| {
+        let mut r = record(account, Segment::Enterprise, company, Band::Red);
+        r.info.hubspot_owner_id = None;
+        r.info.owner = Some(email.to_owned());
+        r
+    };
+    let records = [
+        by_email("ent-1", "101", "ana+cs@example.com"),
+        by_email("ent-2", "102", "ana+cs@example.com"),
+        by_email("ent-3", "103", "nobody@example.com"),
+        record("ent-4", Segment::Enterprise, "104", Band::Red),
+    ];
+    let (_, tasks) = domain::health::run::crm_work(&cfg, &plays, records.iter());
+    assert_eq!(tasks.len(), 4, "{tasks:?}");
+    let (tenant, wb) = writeback(&crm, "pat-owners");
+    let r = wb.create_tasks(&tenant, &tasks).await;
+    assert_eq!((r.updated, r.failed), (4, 0), "{r:?}");
+    let s = crm.lock();
+    let owner_of = |company: &str| {
+        s.tasks
+            .iter()
+            .find(|t| t["associations"][0]["to"]["id"] == company)
+            .map(|t| t["properties"]["hubspot_owner_id"].clone())
+            .unwrap_or_else(|| panic!("a task for {company}"))
+    };
+    assert_eq!(owner_of("101"), "3301");
+    assert_eq!(owner_of("102"), "3301");
+    assert!(
+        owner_of("103").is_null(),
+        "no such owner: the task is created unassigned"
+    );
+    assert_eq!(
+        owner_of("104"),
+        "901",
+        "a profile's owner id needs no look-up"
+    );
+    let lookups: Vec<&str> = s
+        .requests
+        .iter()
+        .filter(|q| q.path.starts_with("/crm/v3/owners/"))
+        .map(|q| q.path.as_str())
+        .collect();
+    assert_eq!(
+        lookups,
+        [
+            "/crm/v3/owners/?email=ana%2Bcs%40example.com&limit=1",
+            "/crm/v3/owners/?email=nobody%40example.com&limit=1"
+        ],
+        "one look-up per address, the e-mail encoded"
     );
 }

@@ -2,6 +2,7 @@
 //! only its own secret with its own role, on first use, and a rotated value is picked
 //! up without a restart.
 
+use crate::cockpit::web_request as app_request;
 use domain::hubspot::signature::v3_signature;
 use domain::ports::SecretSource;
 use domain::secrets::{CachedSecret, SecretError, SecretId};
@@ -67,7 +68,7 @@ fn source_of(t: &TestStack, function: &str) -> Arc<aws::secrets::SecretsManager>
 }
 
 /// The operator's rotation: `aws secretsmanager put-secret-value`.
-async fn rotate(t: &TestStack, logical: &str, value: &str) {
+pub(crate) async fn rotate(t: &TestStack, logical: &str, value: &str) {
     aws_sdk_secretsmanager::Client::new(&t.aws)
         .put_secret_value()
         .secret_id(arn(t, logical).as_str())
@@ -195,4 +196,112 @@ async fn each_function_reads_only_the_secrets_its_policy_names() {
             ),
         ]
     );
+}
+
+/// The cockpit's sign-in form posted with `key`.
+async fn sign_in(web: &web::Web, key: &str) -> lambda_http::Response<lambda_http::Body> {
+    web.handle(app_request(
+        "POST",
+        "/app/sign-in",
+        None,
+        &format!("key={key}"),
+    ))
+    .await
+}
+
+/// A web function of this stack (a new container) reading the session secret with its
+/// own role, as `main.rs` wires it from `WEB_SESSION_SECRET_ARN`.
+fn web_container(t: &TestStack) -> web::Web {
+    let cfg = t
+        .provisioned
+        .function_config(&t.aws, "WebFunction")
+        .expect("role");
+    let env = t.provisioned.env["WebFunction"].clone();
+    let web::session::SecretFrom::Manager(id) =
+        web::session::secret_from_env(|k| env.get(k).cloned()).expect("the template's setting")
+    else {
+        panic!("the template passes the secret's ARN, not its value: {env:?}");
+    };
+    assert_eq!(id, arn(t, "WebSessionSecret"));
+    let mut w = web::Web::new(
+        t.stack.web.api.clone(),
+        t.stack.store.clone(),
+        web::session::SessionSecret::Managed(aws::secrets::cached(&cfg, id)),
+    );
+    w.secure_cookies = false;
+    w
+}
+
+#[tokio::test]
+async fn the_cockpit_signs_sessions_with_the_secret_only_its_role_reads_and_a_rotation_ends_them() {
+    let t = TestStack::fresh().await;
+    let web = web_container(&t);
+    let resp = sign_in(&web, &t.key).await;
+    assert_eq!(
+        resp.status(),
+        303,
+        "signed in with the secret read on first use"
+    );
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = || app_request("GET", "/app/portfolio", Some(&cookie), "");
+    assert_eq!(web.handle(page()).await.status(), 200);
+    assert_eq!(
+        t.stack.web.handle(page()).await.status(),
+        200,
+        "the local stack's cockpit reads the same secret"
+    );
+
+    rotate(&t, "WebSessionSecret", &"r".repeat(64)).await;
+    assert_eq!(
+        web.handle(page()).await.status(),
+        200,
+        "cached: no read per request"
+    );
+    assert_eq!(
+        web_container(&t).handle(page()).await.status(),
+        303,
+        "a container reading the rotated secret ends the session (back to sign-in)"
+    );
+
+    // No other function may read it.
+    let secret = arn(&t, "WebSessionSecret");
+    for f in ["ApiFunction", "IngestFunction", "ScoreFunction"] {
+        assert!(
+            matches!(
+                source_of(&t, f).fetch(&secret).await,
+                Err(SecretError::Denied(_))
+            ),
+            "{f}"
+        );
+    }
+    let denied: Vec<_> = t.denials().into_iter().map(|(f, _, _, r)| (f, r)).collect();
+    assert_eq!(
+        denied,
+        ["ApiFunction", "IngestFunction", "ScoreFunction"]
+            .map(|f| (f.to_owned(), "WebSessionSecret".to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn without_its_grant_the_cockpit_answers_sign_in_with_503_and_signs_no_one_in() {
+    let t = TestStack::with_revoked(vec![Revoke::action(
+        "WebFunction",
+        "secretsmanager:GetSecretValue",
+    )])
+    .await;
+    let resp = sign_in(&web_container(&t), &t.key).await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().get("set-cookie").is_none());
+    assert!(t.denials().contains(&(
+        "WebFunction".into(),
+        "GetSecretValue".into(),
+        "secretsmanager:GetSecretValue".into(),
+        "WebSessionSecret".into()
+    )));
 }

@@ -29,6 +29,7 @@ fn task(company: usize, portal: &str) -> CrmTask {
         company_id: company.to_string(),
         portal: Some(portal.to_owned()),
         owner_id: Some("77".into()),
+        owner_email: None,
         subject: "Usage play: Acme is behind its enterprise milestones".into(),
         body: "Acme: behind the enterprise milestone schedule by 4 days".into(),
         due: chrono::NaiveDate::from_ymd_opt(2026, 12, 3).unwrap(),

@@ -33,6 +33,10 @@ pub struct CrmTask {
     /// The company owner's HubSpot owner id, when the profile carries it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_id: Option<String>,
+    /// The owner's e-mail when the profile names no owner id: the write-back looks the
+    /// HubSpot owner up by it (CRM owners API) before creating the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_email: Option<String>,
     pub subject: String,
     pub body: String,
     pub due: NaiveDate,
@@ -294,6 +298,11 @@ fn task(
         company_id: company_id.to_owned(),
         portal: rec.info.hubspot_portal_id.clone(),
         owner_id: rec.info.hubspot_owner_id.clone(),
+        owner_email: rec
+            .info
+            .owner
+            .clone()
+            .filter(|_| rec.info.hubspot_owner_id.is_none()),
         subject: format!("Usage play: {name} {subject}"),
         body: body.join("\n"),
         due: rec
@@ -397,6 +406,7 @@ mod tests {
         let task = d.task.expect("a task");
         assert_eq!(task.company_id, "5123");
         assert_eq!(task.owner_id.as_deref(), Some("901"));
+        assert_eq!(task.owner_email, None, "the id is known: no look-up");
         assert_eq!(task.portal.as_deref(), Some("77"));
         assert_eq!(task.due, day("2026-11-20"));
         assert!(

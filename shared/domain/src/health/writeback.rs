@@ -89,6 +89,8 @@ pub fn batch_body(updates: &[CrmUpdate]) -> serde_json::Value {
 }
 
 pub const TASKS_PATH: &str = "/crm/v3/objects/tasks";
+/// CRM owners API: `GET /crm/v3/owners/?email=...` (scope `crm.objects.owners.read`).
+pub const OWNERS_PATH: &str = "/crm/v3/owners/";
 /// HubSpot's default association type of a task to a company.
 pub const TASK_TO_COMPANY: u32 = 192;
 
@@ -295,6 +297,48 @@ fn retryable(status: u16) -> bool {
 
 impl HubSpotWriteback {
     /// The tenant's token, or the report of `n` items failed for want of one.
+    /// The HubSpot owner id of `email` (owners API), `None` when HubSpot knows no such
+    /// owner or the look-up failed: the task is then created unassigned, with the
+    /// owner's e-mail in its body, rather than not at all.
+    async fn owner_by_email(
+        &self,
+        token: &str,
+        email: &str,
+        report: &mut PushReport,
+    ) -> Option<String> {
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("email", email)
+            .append_pair("limit", "1")
+            .finish();
+        let out = self
+            .client
+            .call(Method::Get, &format!("{OWNERS_PATH}?{query}"), token, None)
+            .await;
+        report.requests += out.requests;
+        report.throttled += out.throttled;
+        match out.reply {
+            Ok(r) if (200..300).contains(&r.status) => {
+                let id = r.json().and_then(|v| match &v["results"][0]["id"] {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                });
+                if id.is_none() {
+                    tracing::info!(owner_email = %email, "no HubSpot owner with this e-mail: the task is left unassigned");
+                }
+                id
+            }
+            Ok(r) => {
+                tracing::warn!(status = r.status, body = %r.excerpt(), "HubSpot owner look-up refused: the task is left unassigned");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "HubSpot owner look-up failed: the task is left unassigned");
+                None
+            }
+        }
+    }
+
     async fn token_or_report(&self, tenant: &TenantId, n: usize) -> Result<String, PushReport> {
         let mut report = PushReport {
             failed: n,
@@ -337,10 +381,20 @@ impl CrmSink for HubSpotWriteback {
             Err(report) => return report,
         };
         let mut report = PushReport::default();
+        // Owner ids looked up by e-mail, once per address per call.
+        let mut owners: HashMap<String, Option<String>> = HashMap::new();
         for t in tasks {
+            let mut t = t.clone();
+            if let (None, Some(email)) = (&t.owner_id, &t.owner_email) {
+                if !owners.contains_key(email) {
+                    let found = self.owner_by_email(&token, email, &mut report).await;
+                    owners.insert(email.clone(), found);
+                }
+                t.owner_id = owners.get(email).cloned().flatten();
+            }
             let out = self
                 .client
-                .call(Method::Post, TASKS_PATH, &token, Some(&task_body(t)))
+                .call(Method::Post, TASKS_PATH, &token, Some(&task_body(&t)))
                 .await;
             report.requests += out.requests;
             report.throttled += out.throttled;
