@@ -784,6 +784,67 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_filter_that_skips_a_long_run_of_an_owners_rows_ends_short_pages_on_a_cursor() {
+        use domain::health::store::{RiskSelect, RISK_FILTERED_READ, RISK_QUERIES_PER_PARTITION};
+        let t = TenantId::parse("owners").unwrap();
+        let health = MemoryHealthStore::default();
+        // 4,300 red accounts of one owner sort before its 120 green ones.
+        let skipped = RISK_FILTERED_READ * RISK_QUERIES_PER_PARTITION + 300;
+        let records: Vec<HealthRecord> = (0..skipped + 120)
+            .map(|i| {
+                let score = if i < skipped { 10.0 } else { 80.0 };
+                serde_json::from_value(serde_json::json!({
+                    "account": format!("acct-{i:05}"), "segment": "smb", "as_of": "2026-11-25",
+                    "state": "scored", "score": score, "band": if i < skipped { "red" } else { "green" },
+                    "info": {"owner": "csm@example.com"}, "computed_at": "2026-11-25T06:00:00Z",
+                }))
+                .unwrap()
+            })
+            .collect();
+        let saves: Vec<Save> = records
+            .iter()
+            .map(|r| Save {
+                record: r,
+                previous_slot: None,
+            })
+            .collect();
+        health.save_records(&t, &saves).await.unwrap();
+        let sel = RiskSelect {
+            owner: Some("CSM@example.com".into()),
+            bands: vec![Band::Green],
+            ..RiskSelect::default()
+        };
+        let today = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
+        let (mut pages, mut seen, mut cursor) = (Vec::new(), Vec::new(), None::<String>);
+        loop {
+            let before = health.reads.load(Ordering::Relaxed);
+            let page = health
+                .list_risk_in(&t, &sel, today, 50, cursor.as_deref())
+                .await
+                .unwrap();
+            pages.push((
+                page.items.len(),
+                health.reads.load(Ordering::Relaxed) - before,
+            ));
+            seen.extend(page.items.into_iter().map(|e| e.account.to_string()));
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(
+            pages[0],
+            (0, RISK_QUERIES_PER_PARTITION as u64),
+            "the budget spent on red rows: an empty page that goes on"
+        );
+        assert_eq!(pages[1].0, 50, "then full pages of green");
+        let expected: Vec<String> = (skipped..skipped + 120)
+            .map(|i| format!("acct-{i:05}"))
+            .collect();
+        assert_eq!(seen, expected, "every green account once, in order");
+    }
+
     proptest! {
         #[test]
         fn sharding_puts_every_account_in_exactly_one_shard(n in 0usize..2000, size in 1usize..300) {
