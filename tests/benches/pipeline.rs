@@ -413,7 +413,6 @@ fn print_bill(run: &Run) {
 /// and priced like the first. The association webhooks come first and are priced on
 /// their own: they record a mapping and count nothing.
 async fn hubspot_costs(batches: usize) {
-    use domain::hubspot::signature::v3_signature;
     const PORTAL: u64 = 62515;
     let t = TestStack::for_benchmarks().await;
     t.stack
@@ -424,23 +423,10 @@ async fn hubspot_costs(batches: usize) {
     let now = chrono::Utc::now().timestamp_millis();
     let tickets = batches * 50;
     let post = |events: Vec<Value>| {
-        let body = serde_json::to_vec(&events).unwrap_or_default();
-        let ts = chrono::Utc::now().timestamp_millis().to_string();
-        let sig = v3_signature(
+        e2e::signed_hubspot_request(
             e2e::HUBSPOT_SECRET,
-            "POST",
-            "https://hooks.example.com/v1/webhooks/hubspot",
-            &body,
-            &ts,
-        );
-        lambda_http::http::Request::builder()
-            .method("POST")
-            .uri("/v1/webhooks/hubspot")
-            .header("content-type", "application/json")
-            .header("x-hubspot-signature-v3", sig)
-            .header("x-hubspot-request-timestamp", ts)
-            .body(lambda_http::Body::Binary(body))
-            .unwrap_or_default()
+            serde_json::to_vec(&events).unwrap_or_default(),
+        )
     };
     // Phase 1: every ticket's association with one of 50 companies.
     let m0 = t.stack.store.meter.reading();

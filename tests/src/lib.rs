@@ -26,6 +26,23 @@ pub const TEST_MAX_RECEIVES: u32 = 2;
 /// HubSpot client secrets of test stacks (current, and one being rotated out).
 pub const HUBSPOT_SECRET: &str = "test-client-secret";
 pub const HUBSPOT_OLD_SECRET: &str = "old-client-secret";
+/// The public address test stacks tell the webhook verifier they are served at.
+pub const PUBLIC_BASE_URL: &str = "https://hooks.example.com";
+
+/// A HubSpot webhook request of `body`, signed (v3) with `secret` now.
+pub fn signed_hubspot_request(secret: &str, body: Vec<u8>) -> lambda_http::Request {
+    let ts = chrono::Utc::now().timestamp_millis().to_string();
+    let uri = format!("{PUBLIC_BASE_URL}/v1/webhooks/hubspot");
+    let sig = domain::hubspot::signature::v3_signature(secret, "POST", &uri, &body, &ts);
+    lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/v1/webhooks/hubspot")
+        .header("content-type", "application/json")
+        .header("x-hubspot-signature-v3", sig)
+        .header("x-hubspot-request-timestamp", ts)
+        .body(lambda_http::Body::Binary(body))
+        .unwrap_or_default()
+}
 
 pub struct TestStack {
     pub aws: SdkConfig,
@@ -160,7 +177,7 @@ impl TestStack {
         let prefix = unique("t");
         let hubspot = local::stack::HubspotSettings {
             secrets: vec![HUBSPOT_SECRET.to_owned(), HUBSPOT_OLD_SECRET.to_owned()],
-            public_base_url: "https://hooks.example.com".to_owned(),
+            public_base_url: PUBLIC_BASE_URL.to_owned(),
             legacy: None,
         };
         // Ingest reads the client secrets from the emulator's Secrets Manager, as on AWS.

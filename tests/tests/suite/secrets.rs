@@ -3,7 +3,6 @@
 //! up without a restart.
 
 use crate::cockpit::web_request as app_request;
-use domain::hubspot::signature::v3_signature;
 use domain::ports::SecretSource;
 use domain::secrets::{CachedSecret, SecretError, SecretId};
 use e2e::{decode, TestStack, HUBSPOT_SECRET};
@@ -29,22 +28,7 @@ pub(crate) fn webhook_for(portal: u64, secret: &str) -> lambda_http::Request {
     let body = json!([{"eventId": 1, "portalId": portal, "occurredAt": now_ms() - 1000,
         "subscriptionType": "ticket.creation", "objectId": 7}])
     .to_string();
-    let ts = now_ms().to_string();
-    let sig = v3_signature(
-        secret,
-        "POST",
-        &format!("{BASE}/v1/webhooks/hubspot"),
-        body.as_bytes(),
-        &ts,
-    );
-    lambda_http::http::Request::builder()
-        .method("POST")
-        .uri("/v1/webhooks/hubspot")
-        .header("content-type", "application/json")
-        .header("x-hubspot-signature-v3", sig)
-        .header("x-hubspot-request-timestamp", ts)
-        .body(lambda_http::Body::Binary(body.into_bytes()))
-        .unwrap()
+    e2e::signed_hubspot_request(secret, body.into_bytes())
 }
 
 fn arn(t: &TestStack, logical: &str) -> SecretId {
