@@ -13,6 +13,7 @@
 #   ALERT_EMAIL            AlertEmail parameter: CS alerts by e-mail (default empty: none)
 #   AWS_REGION             region (else the profile's / AWS_DEFAULT_REGION)
 #   DEPLOY_VENV            virtualenv for aws-sam-cli (default .venv-deploy; pin in infra/requirements-deploy.txt)
+#   BUILD_PROFILE          cargo profile whose settings `sam build` uses (default lambda; release = plain release)
 #   Extra arguments are passed through to `sam deploy` (e.g. --no-execute-changeset).
 #
 # `sam build` compiles each function with cargo-lambda for ARCH into infra/.aws-sam/build;
@@ -92,6 +93,22 @@ if ! command -v cargo-lambda >/dev/null 2>&1; then
 fi
 if [[ "$ARCH" == arm64 ]] && ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
   rustup target add aarch64-unknown-linux-gnu || die "cannot add the aarch64 Rust target; deploy with ARCH=x86_64"
+fi
+
+# `sam build` runs `cargo lambda build --release` per function and offers no way to name
+# another cargo profile (its rust-cargolambda options are `Binary` only). So the `release`
+# profile gets the `lambda` profile's settings (Cargo.toml [profile.lambda]: opt-level "s",
+# fat LTO, one codegen unit) through cargo's CARGO_PROFILE_RELEASE_* variables, which SAM
+# and cargo-lambda pass on to cargo. BUILD_PROFILE=release keeps the plain release profile
+# (faster to build, larger artifacts). Panics unwind either way: [profile.release] says so,
+# which stops cargo-lambda from adding panic=abort (docs/deploy.md).
+if [[ "${BUILD_PROFILE:-lambda}" != release ]]; then
+  profile_env="$("${PYTHON:-python3}" infra/profile-env.py "${BUILD_PROFILE:-lambda}")" ||
+    die "cannot read [profile.${BUILD_PROFILE:-lambda}] from Cargo.toml"
+  while IFS= read -r assignment; do
+    [[ -n "$assignment" ]] && export "${assignment?}"
+  done <<<"$profile_env"
+  echo "deploy: sam build with the ${BUILD_PROFILE:-lambda} profile's settings: $(echo "$profile_env" | xargs)" >&2
 fi
 
 # From infra/, where samconfig.toml (environments dev and prod) and template.json live.

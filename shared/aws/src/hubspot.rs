@@ -5,31 +5,58 @@ use async_trait::async_trait;
 use domain::hubspot::client::{HttpReply, HttpRequest, HubSpotHttp, RateHeaders};
 use std::time::Duration;
 
+type HyperClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
 /// The real transport: hyper with rustls over `ring` (native roots); plain http allowed
 /// for local stand-ins.
+///
+/// The client, and with it the platform's root certificates (a directory scan and ~150
+/// PEM certificates parsed), is built on the first request rather than at start-up: the
+/// api function builds a transport at init for `POST /v1/hubspot/setup`, which most
+/// containers never serve, and loading the roots there cost every cold start a second
+/// load after the AWS SDK's own (docs/benchmarks.md).
 pub struct HyperPost {
-    client: hyper_util::client::legacy::Client<
-        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-        http_body_util::Full<bytes::Bytes>,
-    >,
+    client: std::sync::OnceLock<HyperClient>,
     pub timeout: Duration,
 }
 
 impl HyperPost {
+    /// A transport with its client built now: an error (no readable root certificates)
+    /// shows at once.
     pub fn new() -> Result<Self, String> {
+        let transport = Self::deferred();
+        transport.client()?;
+        Ok(transport)
+    }
+
+    /// A transport that builds its client on the first request (what the functions use).
+    pub fn deferred() -> Self {
+        Self {
+            client: std::sync::OnceLock::new(),
+            timeout: Duration::from_secs(20),
+        }
+    }
+
+    /// The client, built on first use; an error (no readable root certificates) is
+    /// reported to that request and retried by the next.
+    fn client(&self) -> Result<&HyperClient, String> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("HubSpot client: no TLS roots: {e}"))?
             .https_or_http()
             .enable_http1()
             .build();
-        Ok(Self {
-            client: hyper_util::client::legacy::Client::builder(
-                hyper_util::rt::TokioExecutor::new(),
-            )
-            .build(connector),
-            timeout: Duration::from_secs(20),
-        })
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        // Two first requests at once may both build one; the first stored is kept.
+        Ok(self.client.get_or_init(|| client))
     }
 }
 
@@ -46,7 +73,8 @@ impl HubSpotHttp for HyperPost {
         }
         let body = http_body_util::Full::new(bytes::Bytes::from(req.body.unwrap_or_default()));
         let request = builder.body(body).map_err(|e| e.to_string())?;
-        let resp = tokio::time::timeout(self.timeout, self.client.request(request))
+        let client = self.client()?;
+        let resp = tokio::time::timeout(self.timeout, client.request(request))
             .await
             .map_err(|_| "HubSpot request timed out".to_owned())?
             .map_err(|e| e.to_string())?;
@@ -115,7 +143,68 @@ pub fn client_from_env() -> Result<domain::hubspot::client::HubSpotClient, Strin
     };
     Ok(domain::hubspot::client::HubSpotClient::new(
         api_base(),
-        std::sync::Arc::new(HyperPost::new()?),
+        std::sync::Arc::new(HyperPost::deferred()),
         per_10s,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::hubspot::client::Method;
+    use std::io::{Read, Write};
+
+    /// A one-shot HTTP server (its own thread) answering 204 with a rate header; returns
+    /// its base URL.
+    fn answer_once() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 512];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = conn.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            let reply = "HTTP/1.1 204 No Content\r\nx-hubspot-ratelimit-remaining: 7\r\n\
+                         connection: close\r\n\r\n";
+            conn.write_all(reply.as_bytes()).unwrap();
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_deferred_transport_builds_its_client_on_the_first_request() {
+        let transport = HyperPost::deferred();
+        assert!(
+            transport.client.get().is_none(),
+            "no client (no roots read) before a request"
+        );
+        let base = answer_once();
+        let reply = transport
+            .send(HttpRequest {
+                method: Method::Get,
+                url: format!("{base}/crm/v3/properties/companies"),
+                token: "t".into(),
+                body: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 204);
+        assert_eq!(reply.rate.remaining, Some(7));
+        assert!(
+            transport.client.get().is_some(),
+            "built by the request, then kept"
+        );
+    }
+
+    #[test]
+    fn an_eager_transport_has_its_client_from_the_start() {
+        let transport = HyperPost::new().unwrap();
+        assert!(transport.client.get().is_some());
+    }
 }

@@ -195,6 +195,44 @@ mod tests {
         assert_eq!(done, ["a", "e"]);
     }
 
+    /// `key = value` lines of one `[section]` of a TOML file (enough for Cargo.toml's
+    /// profile sections: flat keys, no inline tables).
+    fn toml_section<'a>(toml: &'a str, section: &str) -> Vec<(&'a str, &'a str)> {
+        let header = format!("[{section}]");
+        toml.lines()
+            .map(str::trim)
+            .skip_while(|line| *line != header)
+            .skip(1)
+            .take_while(|line| !line.starts_with('['))
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.split_once('='))
+            .map(|(key, value)| (key.trim(), value.trim()))
+            .collect()
+    }
+
+    /// The containment above needs unwinding. `sam build` runs `cargo lambda build
+    /// --release`, and cargo-lambda adds `--config profile.release.panic="abort"` unless the
+    /// workspace's `[profile.release]` names a panic strategy itself (seen with a cargo shim:
+    /// docs/deploy.md), so the strategy has to be written down, not left to the default.
+    #[test]
+    fn the_profiles_lambda_artifacts_are_built_with_name_unwinding_panics() {
+        let manifest = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"));
+        let release = toml_section(manifest, "profile.release");
+        assert!(!release.is_empty(), "Cargo.toml has no [profile.release]");
+        assert!(
+            release.contains(&("panic", "\"unwind\"")),
+            "[profile.release] must set panic = \"unwind\" explicitly: {release:?}"
+        );
+        let lambda = toml_section(manifest, "profile.lambda");
+        assert!(lambda.contains(&("inherits", "\"release\"")), "{lambda:?}");
+        assert!(
+            lambda
+                .iter()
+                .all(|(key, value)| *key != "panic" || *value == "\"unwind\""),
+            "[profile.lambda] must keep unwinding: {lambda:?}"
+        );
+    }
+
     #[test]
     fn panic_payloads_are_read_as_text() {
         assert_eq!(panic_text(&"x"), "x");
