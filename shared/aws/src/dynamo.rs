@@ -63,8 +63,9 @@ pub struct WriteMeter {
     /// The part of `write_units` spent on the ledger table.
     pub ledger_write_units: AtomicU64,
     /// Read request units in halves: an eventually consistent read of up to 4 KB is
-    /// one half, a strongly consistent one two. Every read of the usage and ledger
-    /// tables except the health store's (scoring, not counting).
+    /// one half, a strongly consistent one two. Every read the counting path makes
+    /// (ingest, rollup, notify, HubSpot processing); not the health store's reads nor
+    /// the `Select: COUNT` queries (scoring and the cockpit).
     pub read_half_units: AtomicU64,
     /// Bytes of the ledger records written, with DynamoDB's 100 bytes of per-item
     /// storage overhead (what the ledger's retention is billed on).
