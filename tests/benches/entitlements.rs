@@ -63,7 +63,7 @@ async fn run(entitlements: bool, requests: usize) -> Run {
         }
     }
     let ts = e2e::now_rfc3339();
-    let (w0, _) = t.stack.store.meter.snapshot();
+    let w0 = t.stack.store.meter.reading().write_units;
     let mut accepted = 0;
     for r in 0..requests {
         let (status, out) = t.post_events(&request_body(1000, r * 1000, &ts)).await;
@@ -73,7 +73,7 @@ async fn run(entitlements: bool, requests: usize) -> Run {
     let started = Instant::now();
     t.drain().await;
     let seconds = started.elapsed().as_secs_f64();
-    let (w1, _) = t.stack.store.meter.snapshot();
+    let w1 = t.stack.store.meter.reading().write_units;
     let alerts = t.raised_alerts().await.len();
     // moto copies a table on every transaction; free this one before the next run.
     let table = t

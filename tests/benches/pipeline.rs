@@ -203,7 +203,6 @@ async fn costs(requests: usize, critical: Option<&str>, merged: bool) {
     }
     t.put_account("warmup", "smb").await;
     let ts = e2e::now_rfc3339();
-    let (w0, _) = t.stack.store.meter.snapshot();
     let m0 = t.stack.store.meter.reading();
     let sends0 = t.stack.queue.requests.load(Ordering::Relaxed);
     let polls0 = t.stack.poller.requests.load(Ordering::Relaxed);
@@ -223,10 +222,11 @@ async fn costs(requests: usize, critical: Option<&str>, merged: bool) {
     let started = Instant::now();
     let (stats, rollup_peak) = peak_during(t.drain_all(Duration::from_secs(300))).await;
     let rollup_time = started.elapsed();
-    let (w1, dynamo_requests) = t.stack.store.meter.snapshot();
+    let end = t.stack.store.meter.reading();
+    let (w1, dynamo_requests) = (end.write_units, end.requests);
     let sends = t.stack.queue.requests.load(Ordering::Relaxed) - sends0;
     let polls = t.stack.poller.requests.load(Ordering::Relaxed) - polls0;
-    let wru = (w1 - w0) as f64;
+    let wru = (w1 - m0.write_units) as f64;
 
     // Cross-check: every event counted exactly once.
     let mut counted = 0;
@@ -271,7 +271,7 @@ async fn costs(requests: usize, critical: Option<&str>, merged: bool) {
     let alerts = t.queue_depth("AlertsQueue").await;
     print_bill(&Run {
         events: accepted.unsigned_abs(),
-        meter: t.stack.store.meter.reading().since(&m0),
+        meter: end.since(&m0),
         sqs_requests: sends + polls,
         http_requests: requests as u64,
         alerts,
@@ -302,41 +302,48 @@ struct Run {
     rollup: (u64, Duration),
 }
 
+/// The template's defaults: the ledger kept 400 days on Standard-IA (parameters
+/// LedgerRetentionDays and LedgerTableClass).
+const DEFAULT_LEDGER: domain::cost::LedgerRetention = domain::cost::LedgerRetention {
+    days: domain::horizon::DEFAULT_RETENTION_DAYS,
+    class: domain::cost::TableClass::InfrequentAccess,
+};
+
+impl Run {
+    /// What the cost model prices: the meter's counts, the requests, and each
+    /// function's invocations and time at the memory the template sets.
+    fn usage(&self) -> domain::cost::RunUsage {
+        let function =
+            |name, (invocations, time): (u64, Duration), memory_mb| domain::cost::FunctionRun {
+                name,
+                invocations,
+                seconds: time.as_secs_f64(),
+                memory_mb,
+            };
+        domain::cost::RunUsage {
+            events: self.events,
+            write_units: self.meter.write_units,
+            ledger_write_units: self.meter.ledger_write_units,
+            read_half_units: self.meter.read_half_units,
+            ledger_bytes: self.meter.ledger_bytes,
+            sqs_requests: self.sqs_requests,
+            http_requests: self.http_requests,
+            sns_publishes: self.alerts,
+            emails: self.alerts,
+            functions: vec![
+                function("ingest", self.ingest, 256),
+                function("rollup", self.rollup, 512),
+            ],
+        }
+    }
+}
+
 /// US dollars per million events at list prices (`domain::cost`), from this run: the
 /// whole bill for the default ledger retention, and the total for other retentions.
 fn print_bill(run: &Run) {
     use domain::cost::{LedgerRetention, TableClass};
-    let usage = domain::cost::RunUsage {
-        events: run.events,
-        write_units: run.meter.write_units,
-        ledger_write_units: run.meter.ledger_write_units,
-        read_half_units: run.meter.read_half_units,
-        ledger_bytes: run.meter.ledger_bytes,
-        sqs_requests: run.sqs_requests,
-        http_requests: run.http_requests,
-        sns_publishes: run.alerts,
-        emails: run.alerts,
-        functions: vec![
-            domain::cost::FunctionRun {
-                name: "ingest",
-                invocations: run.ingest.0,
-                seconds: run.ingest.1.as_secs_f64(),
-                memory_mb: 256,
-            },
-            domain::cost::FunctionRun {
-                name: "rollup",
-                invocations: run.rollup.0,
-                seconds: run.rollup.1.as_secs_f64(),
-                memory_mb: 512,
-            },
-        ],
-    };
-    // The template's defaults: 400 days on Standard-IA (parameters LedgerRetentionDays
-    // and LedgerTableClass).
-    let default = LedgerRetention {
-        days: domain::horizon::DEFAULT_RETENTION_DAYS,
-        class: TableClass::InfrequentAccess,
-    };
+    let usage = run.usage();
+    let default = DEFAULT_LEDGER;
     let bill =
         |ledger| domain::cost::per_million_events(&usage, ledger, &domain::cost::LIST_PRICES);
     let total_at = |days, class| bill(LedgerRetention { days, class }).map_or(f64::NAN, |b| b.1);
@@ -495,50 +502,34 @@ async fn hubspot_costs(batches: usize) {
         usage.len() as u64,
         "counted vs sent"
     );
+    let usage_batches = usage.len().div_ceil(100) as u64;
     println!(
-        "\nHubSpot webhook batches of 100 events ({} batches, {} events received, {counted} counted on 50 companies)",
-        usage.len().div_ceil(100),
-        received
+        "\nHubSpot webhook batches of 100 events ({usage_batches} batches, {received} events received, {counted} counted on 50 companies)"
     );
     print_bill(&Run {
         events: counted.unsigned_abs(),
         meter,
         sqs_requests: sends + polls,
-        http_requests: usage.len().div_ceil(100) as u64,
+        http_requests: usage_batches,
         alerts: t.queue_depth("AlertsQueue").await,
-        ingest: (usage.len().div_ceil(100) as u64, ingest_time),
+        ingest: (usage_batches, ingest_time),
         rollup: ((stats.received as u64).div_ceil(10), rollup_time),
     });
+    let assoc_run = Run {
+        events: links.len() as u64,
+        meter: assoc,
+        sqs_requests: assoc_sqs,
+        http_requests: assoc_batches,
+        alerts: 0,
+        ingest: (assoc_batches, assoc_time),
+        rollup: (
+            (assoc_stats.received as u64).div_ceil(10),
+            assoc_rollup_time,
+        ),
+    };
     let (assoc_lines, assoc_total) = domain::cost::per_million_events(
-        &domain::cost::RunUsage {
-            events: links.len() as u64,
-            write_units: assoc.write_units,
-            ledger_write_units: assoc.ledger_write_units,
-            read_half_units: assoc.read_half_units,
-            ledger_bytes: assoc.ledger_bytes,
-            sqs_requests: assoc_sqs,
-            http_requests: assoc_batches,
-            sns_publishes: 0,
-            emails: 0,
-            functions: vec![
-                domain::cost::FunctionRun {
-                    name: "ingest",
-                    invocations: assoc_batches,
-                    seconds: assoc_time.as_secs_f64(),
-                    memory_mb: 256,
-                },
-                domain::cost::FunctionRun {
-                    name: "rollup",
-                    invocations: (assoc_stats.received as u64).div_ceil(10),
-                    seconds: assoc_rollup_time.as_secs_f64(),
-                    memory_mb: 512,
-                },
-            ],
-        },
-        domain::cost::LedgerRetention {
-            days: domain::horizon::DEFAULT_RETENTION_DAYS,
-            class: domain::cost::TableClass::Standard,
-        },
+        &assoc_run.usage(),
+        DEFAULT_LEDGER,
         &domain::cost::LIST_PRICES,
     )
     .unwrap_or_default();

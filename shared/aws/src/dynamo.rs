@@ -155,12 +155,6 @@ impl WriteMeter {
     fn request(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
-    pub fn snapshot(&self) -> (u64, u64) {
-        (
-            self.write_units.load(Ordering::Relaxed),
-            self.requests.load(Ordering::Relaxed),
-        )
-    }
     pub fn reading(&self) -> MeterReading {
         MeterReading {
             write_units: self.write_units.load(Ordering::Relaxed),

@@ -604,13 +604,13 @@ async fn cloudevents_are_counted_once_by_source_and_id_in_structured_and_batch_m
 async fn the_stacks_write_meter_counts_writes_made_under_every_functions_role() {
     let t = TestStack::fresh().await;
     let ts = now_rfc3339();
-    let (w0, _) = t.stack.store.meter.snapshot();
+    let w0 = t.stack.store.meter.reading().write_units;
     let (s, r) = t
         .post_events(&json!([event("m1", "acme-co", "api_calls", 1, &ts)]).to_string())
         .await;
     assert_eq!((s, r["accepted"].as_i64()), (202, Some(1)), "{r}");
     t.drain().await;
-    let (w1, _) = t.stack.store.meter.snapshot();
+    let w1 = t.stack.store.meter.reading().write_units;
     // The rollup writes under its own role: its ledger claim and rollup transaction
     // must still show on the stack's meter, which the benches' cost figures read.
     assert!(
