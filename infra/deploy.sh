@@ -8,7 +8,7 @@
 #   STACK_NAME             CloudFormation stack (default usage-intel-<stage>; usage-intel for prod)
 #   GUIDED=1               always run `sam deploy --guided`
 #   LOG_LEVEL              LogLevel parameter / RUST_LOG (default info)
-#   LEDGER_RETENTION_DAYS  LedgerRetentionDays parameter (default 400)
+#   LEDGER_RETENTION_DAYS  LedgerRetentionDays parameter (default 120)
 #   ALARM_EMAIL            AlarmEmail parameter (default empty: no e-mail subscription)
 #   ALERT_EMAIL            AlertEmail parameter: CS alerts by e-mail (default empty: none)
 #   AWS_REGION             region (else the profile's / AWS_DEFAULT_REGION)
@@ -31,7 +31,7 @@ case "$STAGE" in
   *)    CONFIG_ENV=dev;  STACK_NAME="${STACK_NAME:-usage-intel-$STAGE}" ;;
 esac
 LOG_LEVEL="${LOG_LEVEL:-info}"
-LEDGER_RETENTION_DAYS="${LEDGER_RETENTION_DAYS:-400}"
+LEDGER_RETENTION_DAYS="${LEDGER_RETENTION_DAYS:-120}"
 ALARM_EMAIL="${ALARM_EMAIL:-}"
 ALERT_EMAIL="${ALERT_EMAIL:-}"
 VENV="${DEPLOY_VENV:-.venv-deploy}"

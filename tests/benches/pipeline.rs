@@ -302,7 +302,7 @@ struct Run {
     rollup: (u64, Duration),
 }
 
-/// The template's defaults: the ledger kept 400 days on Standard-IA (parameters
+/// The template's defaults: the ledger kept 120 days on Standard-IA (parameters
 /// LedgerRetentionDays and LedgerTableClass).
 const DEFAULT_LEDGER: domain::cost::LedgerRetention = domain::cost::LedgerRetention {
     days: domain::horizon::DEFAULT_RETENTION_DAYS,
@@ -369,6 +369,16 @@ fn print_bill(run: &Run) {
     }
     println!("    {:<48} ${:>8.4}", "total", total);
     for (label, days, class) in [
+        (
+            "ledger 120 days on Standard",
+            domain::horizon::DEFAULT_RETENTION_DAYS,
+            TableClass::Standard,
+        ),
+        (
+            "ledger 400 d on Standard-IA (old default)",
+            400,
+            TableClass::InfrequentAccess,
+        ),
         ("ledger 400 days on Standard", 400, TableClass::Standard),
         (
             "ledger 109 days (a 90-day import horizon)",

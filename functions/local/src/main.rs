@@ -154,7 +154,7 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
         /// How far back events may be timestamped (days). Default: the widest the
-        /// ledger retention guards, LEDGER_RETENTION_DAYS - 19 (381 by default); a
+        /// ledger retention guards, LEDGER_RETENTION_DAYS - 19 (101 by default); a
         /// wider horizon is refused, as a resend could outlive the ledger.
         #[arg(long)]
         horizon_days: Option<i64>,

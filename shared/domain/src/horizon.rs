@@ -31,8 +31,13 @@ pub const MIN_HORIZON_DAYS: u32 = 1;
 pub const MAX_HORIZON_DAYS: u32 = 36_500;
 /// A new tenant's backfill horizon.
 pub const DEFAULT_BACKFILL_DAYS: u32 = 35;
-/// `LEDGER_RETENTION_DAYS` when unset.
-pub const DEFAULT_RETENTION_DAYS: u32 = 400;
+/// `LEDGER_RETENTION_DAYS` when unset: 120 days, so the widest horizon (an import's
+/// default reach) is 101 days, room for a 90-day trial history and the 100-day demo.
+/// It was 400 until issue #16: the ledger's storage for its retention is part of the
+/// cost per event, and 400 days on Standard-IA priced a 1,000-event request burst at
+/// $1.23 per million events against a $1.00 target; 120 days prices it at about $0.99
+/// (docs/adr/0001, "The default retention and the cost per event").
+pub const DEFAULT_RETENTION_DAYS: u32 = 120;
 /// The least retention that guards the default backfill horizon.
 pub const MIN_RETENTION_DAYS: u32 = DEFAULT_BACKFILL_DAYS + MARGIN_DAYS;
 /// The most retention that a horizon can use.
@@ -172,7 +177,7 @@ mod tests {
             Retention::days(i64::from(DEFAULT_RETENTION_DAYS)),
             Ok(Retention::DEFAULT)
         );
-        assert_eq!(Horizon::widest(Retention::DEFAULT).as_days(), 381);
+        assert_eq!(Horizon::widest(Retention::DEFAULT).as_days(), 101);
     }
 
     #[test]
@@ -180,16 +185,16 @@ mod tests {
         let e = Horizon::parse(3650, Retention::DEFAULT).unwrap_err();
         assert_eq!(e.code(), "horizon_exceeds_retention");
         let text = e.to_string();
-        assert!(text.contains("forgets an event 400 days"), "{text}");
-        assert!(text.contains("at most 381 days"), "{text}");
+        assert!(text.contains("forgets an event 120 days"), "{text}");
+        assert!(text.contains("at most 101 days"), "{text}");
         assert!(text.contains("at least 3669"), "{text}");
         assert_eq!(
-            Horizon::parse(382, Retention::DEFAULT).unwrap_err().code(),
+            Horizon::parse(102, Retention::DEFAULT).unwrap_err().code(),
             "horizon_exceeds_retention"
         );
         assert_eq!(
-            Horizon::parse(381, Retention::DEFAULT).map(Horizon::as_days),
-            Ok(381)
+            Horizon::parse(101, Retention::DEFAULT).map(Horizon::as_days),
+            Ok(101)
         );
     }
 

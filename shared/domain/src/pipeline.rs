@@ -158,7 +158,7 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            retention: Duration::days(400),
+            retention: crate::horizon::Retention::DEFAULT.duration(),
             claim_concurrency: 16,
             claim_group: 1,
             part_size: 99,

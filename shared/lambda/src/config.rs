@@ -47,7 +47,7 @@ impl Resources {
 }
 
 /// How long ledger records (the dedupe memory) are kept, `LEDGER_RETENTION_DAYS`
-/// (default 400). Refused outside 54..=36,519 days: the least must guard the default
+/// (default 120). Refused outside 54..=36,519 days: the least must guard the default
 /// backfill horizon (docs/adr/0001, "Horizons and retention").
 pub fn ledger_retention() -> Result<domain::horizon::Retention, ConfigError> {
     let days: i64 = number(

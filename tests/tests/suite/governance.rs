@@ -713,6 +713,8 @@ async fn an_import_refuses_events_older_than_the_ledger_retention_guards_whateve
         .unwrap()
         .unwrap();
     policy.backfill_days = 3650;
+    // The default ledger (120 days) guards 101 days; one day more is refused.
+    let widest = domain::horizon::Horizon::widest(domain::horizon::Retention::DEFAULT).as_days();
     let at = |days: i64| {
         (chrono::Utc::now() - chrono::Duration::days(days))
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -720,7 +722,7 @@ async fn an_import_refuses_events_older_than_the_ledger_retention_guards_whateve
     let file = format!(
         "{{\"id\":\"o1\",\"account\":\"acme\",\"meter\":\"api_calls\",\"timestamp\":\"{}\"}}\n\
          {{\"id\":\"o2\",\"account\":\"acme\",\"meter\":\"api_calls\",\"timestamp\":\"{}\"}}\n",
-        at(390),
+        at(i64::from(widest) + 1),
         at(3)
     );
     let importer = Importer {
@@ -745,7 +747,7 @@ async fn an_import_refuses_events_older_than_the_ledger_retention_guards_whateve
     assert_eq!(
         report.refused_by_code.get("timestamp_too_old"),
         Some(&1),
-        "a 400-day ledger forgets a resend of a 390-day-old event: {report:?}"
+        "the default ledger forgets a resend of an event older than {widest} days: {report:?}"
     );
     assert_eq!(report.counted, 1);
 }
