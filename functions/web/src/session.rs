@@ -8,7 +8,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -126,7 +126,7 @@ impl SessionKeys {
 
     fn mac(&self, domain: &str, data: &[u8]) -> Hmac<Sha256> {
         // HMAC accepts keys of any length.
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
+        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.secret)
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         m.update(domain.as_bytes());
         m.update(b"\0");

@@ -5,8 +5,8 @@
 use crate::ids::{AccountId, EntitlementId, MeterName, Stage};
 use crate::input::{input_error, object, opt_string, InputError};
 use crate::rollup::RollupRow;
-use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
-use chrono_tz::Tz;
+use crate::zone::Zone;
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -120,24 +120,21 @@ fn first_of(y: i32, m0: u32) -> Option<NaiveDate> {
 }
 
 /// Midnight of a local date as an instant (the first valid instant on DST gaps).
-pub fn local_midnight(tz: Tz, d: NaiveDate) -> DateTime<Utc> {
+pub fn local_midnight(tz: &Zone, d: NaiveDate) -> DateTime<Utc> {
     let mut naive = d.and_time(chrono::NaiveTime::MIN);
     for _ in 0..4 {
-        if let Some(t) = tz.from_local_datetime(&naive).earliest() {
-            return t.with_timezone(&Utc);
+        if let Some(t) = tz.earliest(naive) {
+            return t;
         }
         naive += Duration::minutes(30);
     }
     naive.and_utc()
 }
 
-pub fn parse_tz(name: &str) -> Option<Tz> {
-    name.parse::<Tz>().ok()
-}
-
 impl Entitlement {
-    pub fn tz(&self) -> Tz {
-        parse_tz(&self.time_zone).unwrap_or(Tz::UTC)
+    /// The entitlement's zone (UTC if its name is unknown, which validation prevents).
+    pub fn tz(&self) -> Zone {
+        Zone::parse(&self.time_zone).unwrap_or_else(Zone::utc)
     }
 
     /// Local-date bounds `[start, end)` of the period containing local date `d`.
@@ -178,11 +175,10 @@ impl Entitlement {
     /// The period containing instant `at`, if the entitlement is in force then.
     pub fn period_at(&self, at: DateTime<Utc>) -> Option<Period> {
         let tz = self.tz();
-        let local = at.with_timezone(&tz).date_naive();
-        let (sd, ed) = self.period_dates(local)?;
+        let (sd, ed) = self.period_dates(tz.local_date(at))?;
         Some(Period {
-            start: local_midnight(tz, sd),
-            end: local_midnight(tz, ed),
+            start: local_midnight(&tz, sd),
+            end: local_midnight(&tz, ed),
             start_date: sd,
             end_date: ed,
         })
@@ -512,12 +508,12 @@ pub fn entitlement_from_body(
     };
     let time_zone =
         opt_string(&map, "time_zone", 64, "invalid_time_zone")?.unwrap_or_else(|| "UTC".into());
-    if parse_tz(&time_zone).is_none() {
+    let Some(zone) = Zone::parse(&time_zone) else {
         return Err(input_error(
             "invalid_time_zone",
             format!("time_zone '{time_zone}' is not an IANA time zone (e.g. Europe/Berlin)"),
         ));
-    }
+    };
     let starts_on = date_field(&map, "starts_on")?; // default: see below
     let ends_on = date_field(&map, "ends_on")?;
     let starts_on = match (period, starts_on) {
@@ -532,8 +528,7 @@ pub fn entitlement_from_body(
             Some(e) => e.starts_on,
             // The current calendar period's first day, in the entitlement's zone.
             None => {
-                let today = parse_tz(&time_zone)
-                    .map_or(now.date_naive(), |tz| now.with_timezone(&tz).date_naive());
+                let today = zone.local_date(now);
                 let m0 = match period {
                     PeriodKind::Quarter => today.month0() / 3 * 3,
                     PeriodKind::Year => 0,

@@ -33,3 +33,4 @@ pub mod registry;
 pub mod rollup;
 pub mod secrets;
 pub mod usage;
+pub mod zone;
