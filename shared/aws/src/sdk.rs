@@ -2,8 +2,8 @@
 //!
 //! - [`lambda`], for the seven Lambda functions: built by hand from the process
 //!   environment only (credentials, region, endpoint URL, retry settings), so the
-//!   artifacts do not link aws-config's credential chain (profile files, SSO, web
-//!   identity and assume-role through STS, ECS, IMDS) that Lambda never uses.
+//!   artifacts do not link aws-config's credential chain (profile files, web identity
+//!   and assume-role through STS, ECS, IMDS) that Lambda never uses.
 //!   What it reads and what it does not: [`lambda_from`] and docs/deploy.md.
 //! - [`load`], for the `usage-local` CLI with `--aws`: aws-config's full default chain,
 //!   because operators run it with profiles and assumed roles.
@@ -48,8 +48,8 @@ fn https_client() -> SharedHttpClient {
     })
 }
 
-/// Loads aws-config's default chain (environment, profile files, SSO, web identity,
-/// container and instance roles). For the `usage-local` CLI; the Lambda functions use
+/// Loads aws-config's default chain (environment, profile files, web identity,
+/// container and instance roles; its `sso` feature is off). For the `usage-local` CLI; the Lambda functions use
 /// [`lambda`].
 pub async fn load() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
