@@ -6,7 +6,7 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     lambda::telemetry::init();
     let table = lambda::config::required("USAGE_TABLE")?;
-    let aws = aws::sdk::load().await;
+    let aws = aws::sdk::lambda()?;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
     // `POST /v1/hubspot/setup` with the write-back tokens (read on first use).
     let setup = match aws::hubspot::tokens_from_env(&aws)? {

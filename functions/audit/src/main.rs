@@ -7,7 +7,7 @@ async fn main() -> Result<(), Error> {
     lambda::telemetry::init();
     let table = lambda::config::required("USAGE_TABLE")?;
     let ledger_table = lambda::config::required("LEDGER_TABLE")?;
-    let aws = aws::sdk::load().await;
+    let aws = aws::sdk::lambda()?;
     let store = Arc::new(
         DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table)
             .with_ledger_table(ledger_table),

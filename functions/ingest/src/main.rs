@@ -8,7 +8,7 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     lambda::telemetry::init();
     let res = Resources::from_env()?;
-    let aws = aws::sdk::load().await;
+    let aws = aws::sdk::lambda()?;
     let store = Arc::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&aws),
         res.table,

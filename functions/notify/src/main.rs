@@ -7,7 +7,7 @@ async fn main() -> Result<(), Error> {
     lambda::telemetry::init();
     let table = lambda::config::required("USAGE_TABLE")?;
     let topic = lambda::config::required("ALERTS_TOPIC_ARN")?;
-    let aws = aws::sdk::load().await;
+    let aws = aws::sdk::lambda()?;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
     let notify = Arc::new(notify::wired(store, aws_sdk_sns::Client::new(&aws), topic));
     // One function, two triggers: the alerts queue (SQS records) and the daily

@@ -10,7 +10,7 @@ async fn main() -> Result<(), Error> {
     let table = lambda::config::required("USAGE_TABLE")?;
     let ledger_table = lambda::config::required("LEDGER_TABLE")?;
     let retention = lambda::config::ledger_retention()?;
-    let aws = aws::sdk::load().await;
+    let aws = aws::sdk::lambda()?;
     let mut store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table)
         .with_ledger_table(ledger_table);
     store.audit_sample = lambda::config::audit_sample_modulus()?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     lambda::telemetry::init();
     let table = lambda::config::required("USAGE_TABLE")?;
-    let aws = aws::sdk::load().await;
+    let aws = aws::sdk::lambda()?;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
     // Tokens from Secrets Manager (read by the first write-back, not here: init time),
     // or a plain list (the local runner).

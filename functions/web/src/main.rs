@@ -8,7 +8,7 @@ use web::Web;
 async fn main() -> Result<(), Error> {
     lambda::telemetry::init();
     let table = lambda::config::required("USAGE_TABLE")?;
-    let aws = aws::sdk::load().await;
+    let aws = aws::sdk::lambda()?;
     // The template's WebSessionSecret, read from Secrets Manager by the first request
     // that needs it (nothing fetched at init) and cached; rotating it ends every session.
     let sessions = match session::secret_from_env(|k| std::env::var(k).ok())? {
