@@ -146,6 +146,32 @@ capabilities = "CAPABILITY_IAM"
         assert_eq!(stack_name_in(text, "staging"), None);
     }
 
+    /// SAM's build cache hashes each function's `CodeUri` folder only, so a change in a
+    /// shared crate or in the workspace's Cargo.toml was answered "Valid cache found" and
+    /// the old binaries were deployed. cargo's own target dir decides staleness correctly.
+    #[test]
+    fn no_samconfig_environment_serves_sam_build_from_sams_cache() {
+        let text = std::fs::read_to_string(samconfig_path()).unwrap();
+        let mut section = String::new();
+        let mut builds = 0;
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line.to_owned();
+                builds += usize::from(section.ends_with(".build.parameters]"));
+            } else if section.ends_with(".build.parameters]") {
+                let setting: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+                assert_ne!(
+                    setting, "cached=true",
+                    "{section} builds from SAM's cache, which ignores shared/ and Cargo.toml"
+                );
+            }
+        }
+        assert!(
+            builds >= 3,
+            "default, dev and prod build sections, found {builds}"
+        );
+    }
+
     #[test]
     fn the_committed_samconfig_names_the_dev_and_prod_stacks() {
         let text = std::fs::read_to_string(samconfig_path()).unwrap();
